@@ -1,0 +1,61 @@
+"""Names shared by the code, local mode and the CDK app, so that they cannot drift.
+
+Physical names are only used in local mode; on AWS CloudFormation names resources and
+passes them to the functions through the environment variables named here.
+"""
+
+from __future__ import annotations
+
+SERVICE = "nudge"
+METRICS_NAMESPACE = "Nudge"
+
+# Environment variables read by the functions (validated by nudge.settings).
+ENV_PROFILES_TABLE = "NUDGE_PROFILES_TABLE"
+ENV_KEYS_TABLE = "NUDGE_KEYS_TABLE"
+ENV_EVENTS_QUEUE_URL = "NUDGE_EVENTS_QUEUE_URL"
+ENV_EVENTS_DLQ_URL = "NUDGE_EVENTS_DLQ_URL"
+ENV_ACTIONS_QUEUE_URL = "NUDGE_ACTIONS_QUEUE_URL"
+ENV_ACTIONS_DLQ_URL = "NUDGE_ACTIONS_DLQ_URL"
+ENV_SCHEDULE_GROUP = "NUDGE_SCHEDULE_GROUP"
+ENV_SCHEDULER_ROLE_ARN = "NUDGE_SCHEDULER_ROLE_ARN"
+ENV_CHECK_FUNCTION_ARN = "NUDGE_CHECK_FUNCTION_ARN"
+ENV_SCHEDULER_DLQ_ARN = "NUDGE_SCHEDULER_DLQ_ARN"
+ENV_RATE_LIMIT = "NUDGE_RATE_LIMIT_PER_SECOND"
+ENV_TRIGGERS_PATH = "NUDGE_TRIGGERS_PATH"
+ENV_CLOCK_URL = "NUDGE_CLOCK_FILE"
+
+# Logical names: local physical names and CDK construct ids derive from these.
+PROFILES = "profiles"
+KEYS = "keys"
+EVENTS_QUEUE = "events"
+ACTIONS_QUEUE = "actions"
+SCHEDULE_GROUP = "nudge-triggers"
+
+# Functions (the folder under functions/ and the CDK id).
+FN_INGEST = "ingest"
+FN_PROCESS = "process"
+FN_API = "api"
+FN_CHECK = "check"
+
+# Queue behaviour shared by the stack and local mode.
+EVENTS_MAX_RECEIVE_COUNT = 5
+ACTIONS_MAX_RECEIVE_COUNT = 5
+EVENTS_VISIBILITY_TIMEOUT_S = 60
+PROCESS_BATCH_SIZE = 10
+
+# Ingest limits (Segment's HTTP Tracking API).
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+DEFAULT_RATE_LIMIT_PER_SECOND = 1000
+DEDUP_WINDOW_SECONDS = 25 * 3600  # SPEC: "at least 24 h"
+
+# Sessions (Segment / Amplitude convention).
+SESSION_TIMEOUT_SECONDS = 30 * 60
+
+
+def local_table_name(logical: str) -> str:
+    return f"nudge-{logical}"
+
+
+def local_queue_name(logical: str, *, dlq: bool = False) -> str:
+    return f"nudge-{logical}{'-dlq' if dlq else ''}.fifo"

@@ -1,0 +1,1 @@
+"""The domain core: pure Python, no AWS imports. Tested in milliseconds."""

@@ -1,0 +1,62 @@
+"""Typed errors of the core. Handlers map them to HTTP statuses or batch failures in
+one place (nudge.http.errors), never by matching message text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class NudgeError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class BadRequestError(NudgeError):
+    code = "bad_request"
+
+
+class InvalidJsonError(BadRequestError):
+    code = "invalid_json"
+
+
+class ValidationFailedError(BadRequestError):
+    code = "validation_failed"
+
+
+class UnauthorizedError(NudgeError):
+    code = "unauthorized"
+
+
+class ForbiddenError(NudgeError):
+    code = "forbidden"
+
+
+class NotFoundError(NudgeError):
+    code = "not_found"
+
+
+class ConflictError(NudgeError):
+    code = "conflict"
+
+
+class PayloadTooLargeError(NudgeError):
+    code = "payload_too_large"
+
+
+class RateLimitedError(NudgeError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class PoisonMessageError(NudgeError):
+    """A queued message that can never be processed (it failed validation). It is
+    moved to the dead-letter queue at once instead of blocking its message group."""
+
+    code = "poison_message"

@@ -1,0 +1,215 @@
+"""The ingest use case: from an HTTP request body to validated, normalized events.
+
+Pure: the handler supplies the bytes, headers and receive time, and queues what this
+returns. Auth and rate limiting live here too, against ports for the key store.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import json
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from nudge.constants import MAX_BATCH_BYTES, MAX_EVENT_BYTES
+from nudge.domain.errors import (
+    InvalidJsonError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
+from nudge.domain.events import EVENT_TYPES, Event, Rejection, normalize_event
+
+KeyKind = Literal["write", "admin"]
+INGEST_KINDS = (*EVENT_TYPES, "batch", "import")
+MAX_DECOMPRESSED_BYTES = 4 * MAX_BATCH_BYTES
+
+
+def hash_key(key: str) -> str:
+    """Keys are stored only as this digest (never in code or logs)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyStore(Protocol):
+    def kind_of(self, key_hash: str) -> KeyKind | None: ...
+
+
+def basic_auth_user(authorization: str | None) -> str | None:
+    """The user name of an HTTP Basic Authorization header (Segment puts the write key there)."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, _, _password = decoded.partition(":")
+    return user or None
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def decode_body(body: bytes, *, content_encoding: str | None, limit: int) -> Any:
+    """Bytes of a request body → JSON value, after gzip when the client compressed it."""
+    if len(body) > limit:
+        raise PayloadTooLargeError(f"request body is over the {limit // 1024} KB limit")
+    encoding = (content_encoding or "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            if encoding == "deflate":
+                body = zlib.decompress(body)
+            else:
+                with gzip.GzipFile(fileobj=_BytesReader(body)) as f:
+                    body = f.read(MAX_DECOMPRESSED_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as err:
+            raise InvalidJsonError(f"body is not valid {encoding}: {err}") from None
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body is over the {limit // 1024} KB limit")
+    elif encoding not in ("", "identity"):
+        raise InvalidJsonError(f"unsupported Content-Encoding {content_encoding!r}")
+    if not body.strip():
+        raise InvalidJsonError("request body is empty")
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InvalidJsonError(f"request body is not valid JSON: {err}") from None
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._data, self._pos = data, 0
+
+    def read(self, n: int = -1) -> bytes:
+        end = len(self._data) if n is None or n < 0 else self._pos + n
+        chunk = self._data[self._pos : end]
+        self._pos += len(chunk)
+        return chunk
+
+
+@dataclass
+class IngestResult:
+    accepted: list[Event] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    write_key: str | None = None
+
+    def response(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"success": True}
+        if self.rejected:
+            body["details"] = [r.model_dump() for r in self.rejected]
+        return body
+
+
+def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestResult:
+    """Validate a decoded request of one of the Segment ingest endpoints.
+
+    Single-event endpoints raise on an invalid event (400); a batch accepts the valid
+    items and reports the invalid ones by index, and raises only when none is valid.
+    """
+    if kind not in INGEST_KINDS:
+        raise ValidationFailedError(f"unknown endpoint /v1/{kind}")
+    if not isinstance(payload, dict):
+        raise ValidationFailedError("request body must be a JSON object")
+    write_key = payload.get("writeKey") if isinstance(payload.get("writeKey"), str) else None
+    result = IngestResult(write_key=write_key)
+
+    if kind in ("batch", "import"):
+        items = payload.get("batch")
+        if not isinstance(items, list):
+            raise ValidationFailedError('a batch needs a "batch" array of events')
+        if not items:
+            raise ValidationFailedError("the batch is empty")
+        ctx = payload.get("context") if isinstance(payload.get("context"), dict) else None
+        integ = payload.get("integrations") if isinstance(payload.get("integrations"), dict) else None
+        sent_at = _parse_time(payload.get("sentAt"))
+        for i, item in enumerate(items):
+            try:
+                result.accepted.append(
+                    normalize_event(
+                        item,
+                        kind=None,
+                        received_at=received_at,
+                        batch_context=ctx,
+                        batch_integrations=integ,
+                        batch_sent_at=sent_at,
+                        historical=kind == "import",
+                    )
+                )
+            except ValueError as err:
+                result.rejected.append(Rejection(index=i, message=str(err)))
+        if not result.accepted:
+            raise ValidationFailedError(
+                "no valid event in the batch", details=[r.model_dump() for r in result.rejected]
+            )
+        return result
+
+    size = len(json.dumps(payload, separators=(",", ":"), default=str).encode())
+    if size > MAX_EVENT_BYTES:
+        raise PayloadTooLargeError(f"event is over the {MAX_EVENT_BYTES // 1024} KB limit")
+    try:
+        result.accepted.append(normalize_event(payload, kind=kind, received_at=received_at))
+    except ValueError as err:
+        raise ValidationFailedError(str(err), details=[{"index": 0, "message": str(err)}]) from None
+    return result
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def authenticate_write(
+    keys: KeyStore, *, authorization: str | None, body_write_key: str | None
+) -> str:
+    """Returns the hash of the write key that authenticated the request."""
+    key = basic_auth_user(authorization) or body_write_key
+    if not key:
+        raise UnauthorizedError("missing write key: use HTTP Basic auth with the write key as user name")
+    digest = hash_key(key)
+    if keys.kind_of(digest) != "write":
+        raise UnauthorizedError("invalid write key")
+    return digest
+
+
+class RateLimiter:
+    """A token bucket per key (Segment's guidance: 1,000 requests/s per write key).
+
+    On AWS each function instance holds its own bucket, so this is a per-instance
+    guard; the API's stage throttling is the global ceiling (docs/decisions.md)."""
+
+    def __init__(self, rate_per_second: float, burst: float | None = None) -> None:
+        self.rate = float(rate_per_second)
+        self.burst = float(burst if burst is not None else rate_per_second)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, now)
+                wait = max(1, int((1.0 - tokens) / self.rate + 0.999))
+                raise RateLimitedError(
+                    f"over {self.rate:g} requests per second for this write key", retry_after_seconds=wait
+                )
+            self._buckets[key] = (tokens - 1.0, now)

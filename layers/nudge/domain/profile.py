@@ -1,0 +1,421 @@
+"""A user's behavioral state and the fold of events into it.
+
+The fold is order-independent: every field is a commutative merge (sums, min/max,
+last-writer-wins by event time with the message fingerprint as tie-break, interval
+union for sessions), so events that arrive out of order give the same state, and a
+message seen before (by fingerprint, kept for the dedup window) changes nothing.
+The state stays bounded: every list and map is capped or compacted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from nudge.constants import DEDUP_WINDOW_SECONDS, SESSION_TIMEOUT_SECONDS
+from nudge.domain.clock import from_ms, iso, to_ms
+from nudge.domain.events import PAGE_VIEWED, SCREEN_VIEWED, Event
+
+# Segment e-commerce spec event names.
+PRODUCT_VIEWED = "Product Viewed"
+PRODUCT_ADDED = "Product Added"
+PRODUCT_REMOVED = "Product Removed"
+ORDER_COMPLETED = "Order Completed"
+ACTIVITY_TYPES = frozenset({"track", "page", "screen", "identify", "group"})
+COUNTED_TYPES = frozenset({"track", "page", "screen"})
+PAGE_EVENTS = frozenset({PRODUCT_VIEWED, PAGE_VIEWED, SCREEN_VIEWED})
+
+# Bounds that keep the hot item small (DynamoDB bills a write by the item's size).
+MAX_EVENT_NAMES = 200
+MAX_TRAITS = 100
+MAX_TRAIT_BYTES = 1024
+MAX_SEEN = 2000
+MAX_OPEN_SESSIONS = 8
+MAX_CART_ENTRIES = 50
+MAX_RECENT_ITEMS = 20
+MAX_BOUGHT = 100
+MAX_ANON_IDS = 10
+OTHER_EVENTS = "(other)"
+
+ITEM_CODES = {PRODUCT_VIEWED: "v", PRODUCT_ADDED: "a", ORDER_COMPLETED: "p"}
+
+
+def _product_id(props: dict[str, Any]) -> str | None:
+    pid = props.get("product_id", props.get("sku"))
+    if pid is None or isinstance(pid, (dict, list)):
+        return None
+    return str(pid)[:200] or None
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    if isinstance(value, bool):
+        return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return default
+    return default
+
+
+def order_revenue(props: dict[str, Any]) -> float:
+    """Segment's `revenue`, else `total`, else the sum of the products' price x quantity."""
+    for key in ("revenue", "total", "value"):
+        if key in props:
+            return _num(props[key])
+    total = 0.0
+    for p in props.get("products") or []:
+        if isinstance(p, dict):
+            total += _num(p.get("price")) * (_num(p.get("quantity"), 1.0) or 1.0)
+    return total
+
+
+def _stamp(ev: Event) -> tuple[int, str]:
+    return (to_ms(ev.timestamp), ev.fingerprint)
+
+
+@dataclass
+class Profile:
+    user_id: str
+    traits: dict[str, Any] = field(default_factory=dict)
+    trait_at: dict[str, list[Any]] = field(default_factory=dict)  # key -> [ms, fingerprint]
+    first_seen: int | None = None
+    last_seen: int | None = None
+    last_received: int | None = None
+    event_counts: dict[str, int] = field(default_factory=dict)
+    # sessions: compacted totals plus the recent intervals [start_ms, end_ms]
+    sessions_closed: int = 0
+    session_closed_s: float = 0.0
+    session_horizon: int = 0
+    open_sessions: list[list[int]] = field(default_factory=list)
+    page_views: int = 0
+    cart: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cart_cleared_at: int = 0
+    cart_adds: int = 0
+    orders: int = 0
+    revenue: float = 0.0
+    first_order_at: int | None = None
+    last_order_at: int | None = None
+    bought: list[str] = field(default_factory=list)
+    recent_items: list[list[Any]] = field(default_factory=list)  # [item_id, code, ms]
+    last_page: dict[str, Any] | None = None  # {"at", "fp", "event", "product_id"}
+    anonymous_ids: list[str] = field(default_factory=list)
+    merged_into: str | None = None
+    seen: dict[str, int] = field(default_factory=dict)  # fingerprint -> received minute
+    segment: str | None = None
+    rfm_score: str | None = None
+    triggers: dict[str, dict[str, Any]] = field(default_factory=dict)  # engine state
+    extra: dict[str, Any] = field(default_factory=dict)  # room for later capabilities
+
+    # ---- serialization -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {k: v for k, v in data.items() if v not in (None, {}, [], 0, 0.0) or k == "user_id"}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Profile:
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    # ---- dedup ---------------------------------------------------------------------
+    def has_seen(self, ev: Event) -> bool:
+        return ev.fingerprint in self.seen
+
+    def _remember(self, ev: Event) -> None:
+        self.seen[ev.fingerprint] = to_ms(ev.received_at) // 60000
+
+    def _prune_seen(self) -> None:
+        if not self.seen:
+            return
+        newest = max(self.seen.values())
+        horizon = newest - DEDUP_WINDOW_SECONDS // 60
+        kept = {fp: m for fp, m in self.seen.items() if m >= horizon}
+        if len(kept) > MAX_SEEN:
+            kept = dict(sorted(kept.items(), key=lambda kv: (kv[1], kv[0]))[-MAX_SEEN:])
+        self.seen = kept
+
+    # ---- derived views ---------------------------------------------------------------
+    @property
+    def sessions(self) -> int:
+        return self.sessions_closed + len(self.open_sessions)
+
+    @property
+    def session_seconds(self) -> float:
+        return self.session_closed_s + sum((e - s) / 1000 for s, e in self.open_sessions)
+
+    def cart_items(self) -> list[dict[str, Any]]:
+        items = []
+        for pid, entry in self.cart.items():
+            if entry.get("add", 0) > max(entry.get("rm", 0), self.cart_cleared_at):
+                items.append({"product_id": pid, **{k: v for k, v in entry.items() if k not in ("add", "rm")}})
+        items.sort(key=lambda i: str(i["product_id"]))
+        return items
+
+    def cart_changed_at(self) -> int | None:
+        """Event time of the last change to the current cart (None when it is empty)."""
+        if not self.cart_items():
+            return None
+        changes = [
+            t
+            for e in self.cart.values()
+            for t in (e.get("add", 0), e.get("rm", 0))
+            if t > self.cart_cleared_at
+        ]
+        return max(changes) if changes else None
+
+    def rfm(self, now: datetime) -> dict[str, Any]:
+        recency = None
+        if self.last_order_at is not None:
+            recency = max(0, (to_ms(now) - self.last_order_at) // 86_400_000)
+        return {
+            "recency_days": recency,
+            "frequency": self.orders,
+            "monetary": round(self.revenue, 2),
+            "score": self.rfm_score,
+        }
+
+    # ---- the fold --------------------------------------------------------------------
+    def apply(self, events: Iterable[Event]) -> list[Event]:
+        """Folds events in; returns those that were new (not duplicates)."""
+        fresh: list[Event] = []
+        for ev in sorted(events, key=_stamp):
+            if self.has_seen(ev) or any(f.fingerprint == ev.fingerprint for f in fresh):
+                continue
+            self._apply_one(ev)
+            self._remember(ev)
+            fresh.append(ev)
+        if fresh:
+            self._prune_seen()
+        return fresh
+
+    def _apply_one(self, ev: Event) -> None:
+        t = to_ms(ev.timestamp)
+        fp = ev.fingerprint
+        received = to_ms(ev.received_at)
+        self.last_received = max(self.last_received or received, received)
+        if ev.user_id and ev.anonymous_id and ev.anonymous_id != self.user_id:
+            self._add_anonymous_id(ev.anonymous_id)
+
+        if ev.traits:
+            self._merge_traits(ev.traits, t, fp)
+        if ev.type not in ACTIVITY_TYPES:
+            return
+        self.first_seen = t if self.first_seen is None else min(self.first_seen, t)
+        self.last_seen = t if self.last_seen is None else max(self.last_seen, t)
+        if ev.type not in COUNTED_TYPES or not ev.event:
+            return
+        self._add_to_session(t)
+        name = ev.event
+        if name not in self.event_counts and len(self.event_counts) >= MAX_EVENT_NAMES:
+            name = OTHER_EVENTS
+        self.event_counts[name] = self.event_counts.get(name, 0) + 1
+
+        props = ev.properties
+        if ev.event in PAGE_EVENTS:
+            if ev.event != PRODUCT_VIEWED:
+                self.page_views += 1
+            if self.last_page is None or (t, fp) > (self.last_page["at"], self.last_page["fp"]):
+                self.last_page = {"at": t, "fp": fp, "event": ev.event, "product_id": _product_id(props) if ev.event == PRODUCT_VIEWED else None}
+        if ev.event == PRODUCT_ADDED:
+            self._cart_add(props, t)
+        elif ev.event == PRODUCT_REMOVED:
+            self._cart_remove(props, t)
+        elif ev.event == ORDER_COMPLETED:
+            self._order(props, t)
+        code = ITEM_CODES.get(ev.event)
+        if code:
+            pids = [_product_id(props)]
+            if ev.event == ORDER_COMPLETED:
+                pids = [_product_id(p) for p in props.get("products") or [] if isinstance(p, dict)]
+            for pid in pids:
+                if pid:
+                    self._recent(pid, code, t)
+
+    def _add_anonymous_id(self, anon: str) -> None:
+        if anon not in self.anonymous_ids:
+            self.anonymous_ids = (self.anonymous_ids + [anon])[-MAX_ANON_IDS:]
+
+    def _merge_traits(self, traits: dict[str, Any], t: int, fp: str) -> None:
+        for key, value in traits.items():
+            key = str(key)[:100]
+            prior = self.trait_at.get(key)
+            if prior is not None and [t, fp] <= list(prior):
+                continue
+            if key not in self.traits and len(self.traits) >= MAX_TRAITS:
+                continue
+            if isinstance(value, (dict, list)) and len(str(value)) > MAX_TRAIT_BYTES:
+                continue
+            if isinstance(value, str) and len(value) > MAX_TRAIT_BYTES:
+                value = value[:MAX_TRAIT_BYTES]
+            self.traits[key] = value
+            self.trait_at[key] = [t, fp]
+
+    def _add_to_session(self, t: int) -> None:
+        if t < self.session_horizon:
+            return  # inside compacted history: already counted there
+        gap = SESSION_TIMEOUT_SECONDS * 1000
+        start, end = t, t
+        keep = []
+        for s, e in self.open_sessions:
+            if s - gap <= t <= e + gap:
+                start, end = min(start, s), max(end, e)
+            else:
+                keep.append([s, e])
+        # a widened interval may now touch a neighbour: merge until stable
+        merged = True
+        while merged:
+            merged = False
+            rest = []
+            for s, e in keep:
+                if s - gap <= end and start <= e + gap:
+                    start, end, merged = min(start, s), max(end, e), True
+                else:
+                    rest.append([s, e])
+            keep = rest
+        keep.append([start, end])
+        keep.sort()
+        while len(keep) > MAX_OPEN_SESSIONS:
+            s, e = keep.pop(0)
+            self.sessions_closed += 1
+            self.session_closed_s += (e - s) / 1000
+            self.session_horizon = max(self.session_horizon, e + gap)
+        self.open_sessions = keep
+
+    def _cart_add(self, props: dict[str, Any], t: int) -> None:
+        pid = _product_id(props)
+        if pid is None:
+            return
+        self.cart_adds += 1
+        entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
+        if t > entry.get("rm", 0) and t > self.cart_cleared_at:
+            entry["qty"] = int(entry.get("qty", 0) + max(1, int(_num(props.get("quantity"), 1))))
+        entry["add"] = max(entry.get("add", 0), t)
+        for key in ("name", "price", "category", "image_url", "url"):
+            if key in props and not isinstance(props[key], (dict, list)):
+                entry[key] = props[key]
+        self._prune_cart()
+
+    def _cart_remove(self, props: dict[str, Any], t: int) -> None:
+        pid = _product_id(props)
+        if pid is None:
+            return
+        entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
+        entry["rm"] = max(entry.get("rm", 0), t)
+        if entry["rm"] >= entry.get("add", 0):
+            entry["qty"] = 0
+        self._prune_cart()
+
+    def _order(self, props: dict[str, Any], t: int) -> None:
+        self.orders += 1
+        self.revenue = round(self.revenue + order_revenue(props), 6)
+        self.first_order_at = t if self.first_order_at is None else min(self.first_order_at, t)
+        self.last_order_at = t if self.last_order_at is None else max(self.last_order_at, t)
+        if t > self.cart_cleared_at:
+            self.cart_cleared_at = t
+            for entry in self.cart.values():
+                if entry.get("add", 0) <= t:
+                    entry["qty"] = 0
+        for p in props.get("products") or []:
+            pid = _product_id(p) if isinstance(p, dict) else None
+            if pid and pid not in self.bought:
+                self.bought = (self.bought + [pid])[-MAX_BOUGHT:]
+        self._prune_cart()
+
+    def _prune_cart(self) -> None:
+        if len(self.cart) <= MAX_CART_ENTRIES:
+            return
+        ranked = sorted(self.cart.items(), key=lambda kv: max(kv[1].get("add", 0), kv[1].get("rm", 0)))
+        self.cart = dict(ranked[-MAX_CART_ENTRIES:])
+
+    def _recent(self, pid: str, code: str, t: int) -> None:
+        items = [i for i in self.recent_items if not (i[0] == pid and i[1] == code and i[2] >= t)]
+        if len(items) != len(self.recent_items):
+            return  # a later one of the same kind is already there
+        items = [i for i in items if not (i[0] == pid and i[1] == code)]
+        items.append([pid, code, t])
+        items.sort(key=lambda i: (i[2], i[0], i[1]), reverse=True)
+        self.recent_items = items[:MAX_RECENT_ITEMS]
+
+    # ---- identity --------------------------------------------------------------------
+    def absorb(self, other: Profile) -> None:
+        """Merges another profile of the same person (alias, identify of an anonymous id)."""
+        for key, value in other.traits.items():
+            at = other.trait_at.get(key, [0, ""])
+            prior = self.trait_at.get(key)
+            if prior is None or list(at) > list(prior):
+                self.traits[key] = value
+                self.trait_at[key] = at
+        for attr in ("first_seen", "first_order_at"):
+            a, b = getattr(self, attr), getattr(other, attr)
+            setattr(self, attr, b if a is None else a if b is None else min(a, b))
+        for attr in ("last_seen", "last_order_at", "last_received"):
+            a, b = getattr(self, attr), getattr(other, attr)
+            setattr(self, attr, b if a is None else a if b is None else max(a, b))
+        for name, n in other.event_counts.items():
+            self.event_counts[name] = self.event_counts.get(name, 0) + n
+        self.sessions_closed += other.sessions_closed
+        self.session_closed_s += other.session_closed_s
+        for s, e in other.open_sessions:
+            self._add_to_session(s)
+            self._add_to_session(e)
+        self.page_views += other.page_views
+        self.cart_adds += other.cart_adds
+        self.orders += other.orders
+        self.revenue = round(self.revenue + other.revenue, 6)
+        self.cart_cleared_at = max(self.cart_cleared_at, other.cart_cleared_at)
+        for pid, entry in other.cart.items():
+            mine = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
+            qty = mine.get("qty", 0) + entry.get("qty", 0)
+            mine.update({k: v for k, v in entry.items() if k not in ("add", "rm", "qty")})
+            mine["add"] = max(mine.get("add", 0), entry.get("add", 0))
+            mine["rm"] = max(mine.get("rm", 0), entry.get("rm", 0))
+            mine["qty"] = qty
+        self._prune_cart()
+        for pid in other.bought:
+            if pid not in self.bought:
+                self.bought = (self.bought + [pid])[-MAX_BOUGHT:]
+        for pid, code, t in other.recent_items:
+            self._recent(pid, code, t)
+        if other.last_page and (
+            self.last_page is None
+            or (other.last_page["at"], other.last_page["fp"]) > (self.last_page["at"], self.last_page["fp"])
+        ):
+            self.last_page = dict(other.last_page)
+        for anon in [other.user_id, *other.anonymous_ids]:
+            if anon != self.user_id:
+                self._add_anonymous_id(anon)
+        self.seen.update(other.seen)
+        self._prune_seen()
+
+    # ---- the public view (GET /v1/users/{id}) ------------------------------------------
+    def view(self, now: datetime) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "traits": self.traits,
+            "first_seen": iso(from_ms(self.first_seen)) if self.first_seen is not None else None,
+            "last_seen": iso(from_ms(self.last_seen)) if self.last_seen is not None else None,
+            "event_counts": self.event_counts,
+            "segment": self.segment,
+            "rfm": self.rfm(now),
+            "triggers": {
+                tid: {
+                    "fired": st.get("fired", 0),
+                    "last_fired_at": iso(from_ms(st["last_fired_at"])) if st.get("last_fired_at") else None,
+                    "armed_until": iso(from_ms(st["armed_until"])) if st.get("armed_until") else None,
+                }
+                for tid, st in sorted(self.triggers.items())
+            },
+            "anonymous_ids": self.anonymous_ids,
+            "sessions": {"count": self.sessions, "duration_seconds": round(self.session_seconds, 3)},
+            "page_views": self.page_views,
+            "cart": self.cart_items(),
+            "orders": {"count": self.orders, "revenue": round(self.revenue, 2)},
+            "recent_items": [
+                {"item_id": i, "event": {v: k for k, v in ITEM_CODES.items()}[c], "at": iso(from_ms(t))}
+                for i, c, t in self.recent_items
+            ],
+        }
