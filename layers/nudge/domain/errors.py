@@ -60,3 +60,15 @@ class PoisonMessageError(NudgeError):
     moved to the dead-letter queue at once instead of blocking its message group."""
 
     code = "poison_message"
+
+
+class ConcurrentUpdateError(NudgeError):
+    """Another writer changed the item since it was read (optimistic locking)."""
+
+    code = "concurrent_update"
+
+
+class DependencyUnavailableError(NudgeError):
+    """A backing service did not accept the work; the client should retry (503)."""
+
+    code = "unavailable"

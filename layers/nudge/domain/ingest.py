@@ -213,3 +213,40 @@ class RateLimiter:
                     f"over {self.rate:g} requests per second for this write key", retry_after_seconds=wait
                 )
             self._buckets[key] = (tokens - 1.0, now)
+
+
+def ingest(
+    kind: str,
+    body: bytes,
+    *,
+    content_encoding: str | None,
+    authorization: str | None,
+    received_at: datetime,
+    keys: KeyStore,
+    queue: EventQueueLike,
+    limiter: RateLimiter | None = None,
+) -> dict[str, Any]:
+    """One request of the Segment HTTP Tracking API: authenticate, validate, queue.
+
+    Answers only once every accepted event is queued (the queue raises otherwise)."""
+    if kind not in INGEST_KINDS:
+        raise ValidationFailedError(f"unknown endpoint /v1/{kind}")
+    limit = MAX_BATCH_BYTES if kind in ("batch", "import") else MAX_EVENT_BYTES
+    key_hash: str | None = None
+    if basic_auth_user(authorization):
+        key_hash = authenticate_write(keys, authorization=authorization, body_write_key=None)
+    payload = decode_body(body, content_encoding=content_encoding, limit=limit)
+    if key_hash is None:
+        body_key = payload.get("writeKey") if isinstance(payload, dict) else None
+        key_hash = authenticate_write(
+            keys, authorization=None, body_write_key=body_key if isinstance(body_key, str) else None
+        )
+    if limiter is not None:
+        limiter.take(key_hash)
+    result = parse_request(kind, payload, received_at=received_at)
+    queue.send(result.accepted)
+    return result.response()
+
+
+class EventQueueLike(Protocol):
+    def send(self, events: list[Event]) -> None: ...

@@ -1,0 +1,62 @@
+"""ingest: API Gateway (HTTP API) → validate Segment events → SQS FIFO "events".
+
+Thin: parse the request, call nudge.domain.ingest.ingest, map the result."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge.adapters.keys import DynamoKeyStore
+from nudge.adapters.queues import SqsEventQueue
+from nudge.domain.ingest import RateLimiter, ingest
+from nudge.http import header, install_error_handlers, json_response, raw_body
+from nudge.observability import logger, metrics, tracer
+from nudge.runtime import clock
+from nudge.settings import IngestSettings
+
+app = APIGatewayHttpResolver()
+install_error_handlers(app)
+
+
+class Deps:
+    def __init__(self) -> None:
+        self.settings = IngestSettings()  # type: ignore[call-arg]
+        self.keys = DynamoKeyStore()
+        self.queue = SqsEventQueue(self.settings.events_queue_url)
+        self.limiter = RateLimiter(self.settings.rate_limit_per_second)
+
+
+@cache
+def deps() -> Deps:
+    return Deps()
+
+
+@app.post("/v1/<kind>")
+def post_event(kind: str) -> Any:
+    d = deps()
+    event = app.current_event.raw_event
+    result = ingest(
+        kind,
+        raw_body(event),
+        content_encoding=header(event, "content-encoding"),
+        authorization=header(event, "authorization"),
+        received_at=clock().now(),
+        keys=d.keys,
+        queue=d.queue,
+        limiter=d.limiter,
+    )
+    rejected = len(result.get("details", []))
+    metrics.add_metric("EventsRejected", MetricUnit.Count, rejected)
+    return json_response(result)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

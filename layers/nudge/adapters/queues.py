@@ -1,0 +1,105 @@
+"""SQS FIFO adapters: the events queue (message group = user), the dead-letter queue
+for poison messages, and the actions queue."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from nudge.adapters.aws import client
+from nudge.domain.errors import DependencyUnavailableError
+from nudge.domain.events import Event
+
+MAX_ENTRIES = 10
+MAX_REQUEST_BYTES = 256 * 1024 - 4096  # leave room for attributes and ids
+SEND_ATTEMPTS = 4
+
+
+def dedup_id(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = []
+    size = 0
+    for entry in entries:
+        n = len(entry["MessageBody"].encode())
+        if not out or len(out[-1]) == MAX_ENTRIES or size + n > MAX_REQUEST_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(entry)
+        size += n
+    return out
+
+
+def send_fifo_batch(queue_url: str, entries: list[dict[str, Any]]) -> None:
+    """SendMessageBatch in chunks of 10 (and under the request size), retrying the entries
+    SQS reports failed; raises DependencyUnavailableError if some never get in."""
+    sqs = client("sqs")
+    for chunk in _chunks(entries):
+        pending = chunk
+        for attempt in range(SEND_ATTEMPTS):
+            resp = sqs.send_message_batch(QueueUrl=queue_url, Entries=pending)
+            failed = {f["Id"] for f in resp.get("Failed", []) if not f.get("SenderFault")}
+            sender_faults = [f for f in resp.get("Failed", []) if f.get("SenderFault")]
+            if sender_faults:
+                raise DependencyUnavailableError(f"queue rejected {len(sender_faults)} message(s): {sender_faults[0].get('Message')}")
+            pending = [e for e in pending if e["Id"] in failed]
+            if not pending:
+                break
+            time.sleep(0.05 * 2**attempt)
+        if pending:
+            raise DependencyUnavailableError(f"{len(pending)} message(s) could not be queued")
+
+
+class SqsEventQueue:
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, events: Sequence[Event]) -> None:
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": ev.to_json(),
+                "MessageGroupId": dedup_id(ev.profile_id)[:64] if len(ev.profile_id) > 128 else ev.profile_id,
+                # SQS drops a retried send of the same messageId within 5 minutes; the
+                # profile's fingerprints cover the rest of the 24 h dedup window.
+                "MessageDeduplicationId": dedup_id(f"{ev.profile_id}\x00{ev.message_id}"),
+            }
+            for i, ev in enumerate(events)
+        ]
+        send_fifo_batch(self.queue_url, entries)
+
+
+class SqsDeadLetters:
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, body: str, *, group_id: str, reason: str) -> None:
+        client("sqs").send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=body,
+            MessageGroupId=group_id or "poison",
+            MessageDeduplicationId=dedup_id(body),
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"}},
+        )
+
+
+class SqsActionQueue:
+    def __init__(self, queue_url: str) -> None:
+        self.queue_url = queue_url
+
+    def send(self, actions: Sequence[dict[str, Any]]) -> None:
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": json.dumps(a, separators=(",", ":"), default=str),
+                "MessageGroupId": str(a["user_id"]),
+                "MessageDeduplicationId": dedup_id(str(a["action_id"])),
+            }
+            for i, a in enumerate(actions)
+        ]
+        send_fifo_batch(self.queue_url, entries)

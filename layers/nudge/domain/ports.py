@@ -1,0 +1,44 @@
+"""Ports owned by the core: one Protocol per outside thing. Adapters in nudge.adapters
+implement them against AWS; tests and the backtest pass in-memory ones."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nudge.domain.events import Event
+from nudge.domain.profile import Profile
+
+
+class EventQueue(Protocol):
+    def send(self, events: Sequence[Event]) -> None:
+        """Durably queues every event (grouped by user) or raises QueueUnavailableError."""
+
+
+@dataclass
+class StoredProfile:
+    profile: Profile
+    version: int | None  # None: not stored yet
+
+
+class ProfileStore(Protocol):
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, StoredProfile]: ...
+
+    def get(self, user_id: str) -> StoredProfile | None: ...
+
+    def save(self, stored: StoredProfile) -> None:
+        """Conditional on the version read; raises ConcurrentUpdateError when it moved."""
+
+    def save_all(self, stored: Sequence[StoredProfile]) -> None:
+        """Saves several profiles in one transaction, each conditional on its version."""
+
+    def delete(self, user_id: str) -> None: ...
+
+
+class DeadLetters(Protocol):
+    def send(self, body: str, *, group_id: str, reason: str) -> None: ...
+
+
+class ActionQueue(Protocol):
+    def send(self, actions: Sequence[dict[str, Any]]) -> None: ...

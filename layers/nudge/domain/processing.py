@@ -1,0 +1,164 @@
+"""The process use case: fold a user's events into their profile, let the trigger engine
+decide, apply its effects, and commit the profile with one conditional write.
+
+Effects (timers, actions) are applied before the profile commit and are idempotent
+(deterministic schedule names and action ids), so a crash or a lost race between them
+and the commit only repeats them harmlessly when the batch is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from nudge.domain.errors import ConcurrentUpdateError
+from nudge.domain.events import Event
+from nudge.domain.ports import ProfileStore, StoredProfile
+from nudge.domain.profile import Profile
+
+MAX_ATTEMPTS = 4
+MAX_REDIRECTS = 3
+
+
+class Decider(Protocol):
+    """The trigger engine as the processor sees it."""
+
+    def on_events(self, profile: Profile, events: list[Event], now: datetime) -> Any: ...
+
+
+class Effects(Protocol):
+    def apply(self, user_id: str, decisions: Any) -> None: ...
+
+
+@dataclass
+class FoldOutcome:
+    user_id: str
+    fresh: int = 0
+    duplicates: int = 0
+    writes: int = 0
+    merged: list[str] = field(default_factory=list)
+
+
+def _new(user_id: str) -> StoredProfile:
+    return StoredProfile(Profile(user_id=user_id), None)
+
+
+def fold_user(
+    store: ProfileStore,
+    user_id: str,
+    events: Sequence[Event],
+    *,
+    now: datetime,
+    preloaded: StoredProfile | None = None,
+    engine: Decider | None = None,
+    effects: Effects | None = None,
+) -> FoldOutcome:
+    """Folds one user's events with optimistic concurrency: on a concurrent update the
+    profile is read again and the (deduplicated) fold repeated."""
+    outcome = FoldOutcome(user_id)
+    target = user_id
+    stored = preloaded
+    for attempt in range(MAX_ATTEMPTS):
+        if stored is None or attempt > 0:
+            stored = store.get(target) or _new(target)
+        redirects = 0
+        while stored.profile.merged_into and redirects < MAX_REDIRECTS:
+            target = stored.profile.merged_into
+            stored = store.get(target) or _new(target)
+            redirects += 1
+        outcome.user_id = target
+        profile = stored.profile
+        try:
+            pointers = _merge_identities(store, profile, events, outcome)
+            merged = bool(pointers) or bool(outcome.merged)
+            fresh = profile.apply(events)
+            outcome.fresh, outcome.duplicates = len(fresh), len(events) - len(fresh)
+            if not fresh and not merged:
+                return outcome
+            if engine is not None and fresh:
+                decisions = engine.on_events(profile, fresh, now)
+                if effects is not None:
+                    effects.apply(profile.user_id, decisions)
+            if pointers:
+                # the merged profiles become pointers in the same transaction, so a
+                # retry never absorbs twice nor loses what was absorbed
+                store.save_all([stored, *pointers])
+                outcome.writes += 1 + len(pointers)
+            else:
+                store.save(stored)
+                outcome.writes += 1
+            return outcome
+        except ConcurrentUpdateError:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+            stored = None
+    return outcome
+
+
+def _merge_identities(
+    store: ProfileStore, profile: Profile, events: Sequence[Event], outcome: FoldOutcome
+) -> list[StoredProfile]:
+    """Segment identity: `alias` (previousId → userId) and an `identify` that carries both
+    ids merge the other profile into this one, once; the other becomes a pointer."""
+    others: list[str] = []
+    for ev in events:
+        if ev.type == "alias" and ev.previous_id and ev.previous_id != profile.user_id:
+            others.append(ev.previous_id)
+        elif (
+            ev.type == "identify"
+            and ev.user_id
+            and ev.anonymous_id
+            and ev.anonymous_id != profile.user_id
+            and ev.anonymous_id not in profile.anonymous_ids
+        ):
+            others.append(ev.anonymous_id)
+    pointers: list[StoredProfile] = []
+    for other_id in dict.fromkeys(others):
+        other = store.get(other_id)
+        if other is not None and other.profile.merged_into:
+            continue  # already merged (into this profile or another)
+        if other is not None:
+            profile.absorb(other.profile)
+            outcome.merged.append(other_id)
+        elif other_id not in profile.anonymous_ids:
+            profile.anonymous_ids = (profile.anonymous_ids + [other_id])[-10:]
+        # a pointer, so that later events carrying only the old id fold in here
+        pointer = Profile(user_id=other_id, merged_into=profile.user_id)
+        pointers.append(StoredProfile(pointer, other.version if other else None))
+    return pointers
+
+
+@dataclass
+class BatchOutcome:
+    fresh: int = 0
+    duplicates: int = 0
+    writes: int = 0
+    failed_users: dict[str, Exception] = field(default_factory=dict)
+
+
+def process_users(
+    store: ProfileStore,
+    events_by_user: dict[str, list[Event]],
+    *,
+    now: datetime,
+    engine: Decider | None = None,
+    effects: Effects | None = None,
+) -> BatchOutcome:
+    """Folds each user's events (one read for all users, one write per user); a user
+    whose fold fails is reported, the others still commit."""
+    result = BatchOutcome()
+    preloaded = store.get_many(events_by_user)
+    for user_id, events in events_by_user.items():
+        try:
+            outcome = fold_user(
+                store, user_id, events, now=now, preloaded=preloaded.get(user_id), engine=engine, effects=effects
+            )
+        except Exception as err:  # reported per user: the batch goes on
+            result.failed_users[user_id] = err
+            continue
+        result.fresh += outcome.fresh
+        result.duplicates += outcome.duplicates
+        result.writes += outcome.writes
+    return result

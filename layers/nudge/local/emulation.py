@@ -1,0 +1,136 @@
+"""The embedded AWS emulation: a moto server in this process, and the tables, queues and
+schedule group the CDK stack defines, created from the same definitions."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+
+from nudge import constants as C
+from nudge.adapters.tables import table_specs
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+class PortInUseError(RuntimeError):
+    pass
+
+
+def ensure_free(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise PortInUseError(
+                f"port {port} ({what}) is already in use on {host}: stop what holds it or pick another port"
+            ) from None
+
+
+@dataclass
+class Resources:
+    endpoint_url: str
+    region: str = REGION
+    tables: dict[str, str] = field(default_factory=dict)  # logical -> name
+    queues: dict[str, str] = field(default_factory=dict)  # name -> url
+    queue_urls: dict[str, str] = field(default_factory=dict)  # logical (events, events-dlq...) -> url
+    schedule_groups: list[str] = field(default_factory=list)
+    scheduler_dlq_arn: str = ""
+    scheduler_role_arn: str = f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler"
+    check_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-check"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            C.ENV_PROFILES_TABLE: self.tables[C.PROFILES],
+            C.ENV_KEYS_TABLE: self.tables[C.KEYS],
+            C.ENV_EVENTS_QUEUE_URL: self.queue_urls[C.EVENTS_QUEUE],
+            C.ENV_EVENTS_DLQ_URL: self.queue_urls[C.EVENTS_QUEUE + "-dlq"],
+            C.ENV_ACTIONS_QUEUE_URL: self.queue_urls[C.ACTIONS_QUEUE],
+            C.ENV_ACTIONS_DLQ_URL: self.queue_urls[C.ACTIONS_QUEUE + "-dlq"],
+            C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
+            C.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
+            C.ENV_CHECK_FUNCTION_ARN: self.check_function_arn,
+            C.ENV_SCHEDULER_DLQ_ARN: self.scheduler_dlq_arn,
+        }
+
+
+def start_moto(host: str, port: int) -> Any:
+    from moto.server import ThreadedMotoServer
+
+    ensure_free(host, port, "AWS emulation")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+    server.start()
+    return server
+
+
+def set_fake_credentials() -> None:
+    # moto accepts any credentials; these never leave the machine.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ["AWS_DEFAULT_REGION"] = REGION
+    os.environ["AWS_REGION"] = REGION
+
+
+def provision(endpoint_url: str | None) -> Resources:
+    """Creates what the stack defines. With endpoint_url None it uses boto3's default
+    resolution (moto's mock_aws in tests)."""
+    kw: dict[str, Any] = {"region_name": REGION}
+    if endpoint_url:
+        kw["endpoint_url"] = endpoint_url
+    res = Resources(endpoint_url=endpoint_url or "")
+    ddb = boto3.client("dynamodb", **kw)
+    for spec in table_specs():
+        name = C.local_table_name(spec.logical)
+        keys = [spec.partition_key] + ([spec.sort_key] if spec.sort_key else [])
+        ddb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": k.name, "AttributeType": k.type} for k in keys],
+            KeySchema=[{"AttributeName": spec.partition_key.name, "KeyType": "HASH"}]
+            + ([{"AttributeName": spec.sort_key.name, "KeyType": "RANGE"}] if spec.sort_key else []),
+        )
+        if spec.ttl_attribute:
+            ddb.update_time_to_live(
+                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+            )
+        res.tables[spec.logical] = name
+
+    sqs = boto3.client("sqs", **kw)
+    for logical, max_receive in ((C.EVENTS_QUEUE, C.EVENTS_MAX_RECEIVE_COUNT), (C.ACTIONS_QUEUE, C.ACTIONS_MAX_RECEIVE_COUNT)):
+        dlq_name = C.local_queue_name(logical, dlq=True)
+        dlq_url = sqs.create_queue(
+            QueueName=dlq_name, Attributes={"FifoQueue": "true", "MessageRetentionPeriod": "1209600"}
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        import json
+
+        url = sqs.create_queue(
+            QueueName=C.local_queue_name(logical),
+            Attributes={
+                "FifoQueue": "true",
+                "VisibilityTimeout": str(C.EVENTS_VISIBILITY_TIMEOUT_S),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}),
+            },
+        )["QueueUrl"]
+        res.queue_urls[logical] = url
+        res.queue_urls[logical + "-dlq"] = dlq_url
+        res.queues[C.local_queue_name(logical)] = url
+        res.queues[dlq_name] = dlq_url
+    sched_dlq = sqs.create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
+    res.queues["nudge-scheduler-dlq"] = sched_dlq
+    res.scheduler_dlq_arn = sqs.get_queue_attributes(QueueUrl=sched_dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+    scheduler = boto3.client("scheduler", **kw)
+    scheduler.create_schedule_group(Name=C.SCHEDULE_GROUP)
+    res.schedule_groups.append(C.SCHEDULE_GROUP)
+    return res

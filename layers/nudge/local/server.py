@@ -1,0 +1,296 @@
+"""`nudge dev`: local mode on one laptop, no AWS account.
+
+An HTTP server turns requests into the API Gateway events the handlers receive on AWS,
+pollers hand SQS batches to the same handlers, a settable clock replaces wall time, and
+an in-process moto server is the AWS the handlers talk to."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+from nudge import constants as C
+from nudge import runtime
+from nudge.domain.clock import ClockMovedBackwardsError, SettableClock, iso, to_ms
+from nudge.local.emulation import Resources, ensure_free, provision, set_fake_credentials, start_moto
+from nudge.local.lambdas import Function, http_event, repo_root
+from nudge.local.pollers import QueuePoller, settle
+
+log = logging.getLogger("nudge.local")
+INGEST_PATHS = {f"/v1/{k}" for k in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")}
+
+
+@dataclass
+class LocalConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    aws_port: int | None = None
+    write_key: str | None = None
+    admin_key: str | None = None
+    triggers_path: str | None = None
+    verbose: bool = False
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+class LocalError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class LocalMode:
+    def __init__(self, config: LocalConfig) -> None:
+        self.config = config
+        self.aws_port = config.aws_port or config.port + 1
+        self.clock = SettableClock()
+        self.resources: Resources | None = None
+        self.functions: dict[str, Function] = {}
+        self.pollers: list[QueuePoller] = []
+        self._moto: Any = None
+        self._http: ThreadingHTTPServer | None = None
+        self._clock_lock = threading.Lock()
+        self.write_key = ""
+        self.admin_key = ""
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> LocalMode:
+        cfg = self.config
+        ensure_free(cfg.host, cfg.port, "HTTP API")
+        ensure_free(cfg.host, self.aws_port, "AWS emulation")
+        set_fake_credentials()
+        self._moto = start_moto(cfg.host, self.aws_port)
+        endpoint = f"http://{cfg.host}:{self.aws_port}"
+        self.resources = provision(endpoint)
+        root = repo_root()
+        env = {
+            **self.resources.env(),
+            C.ENV_TRIGGERS_PATH: cfg.triggers_path or str(root / "triggers"),
+            "NUDGE_TEMPLATES_PATH": str(root / "templates"),
+            "NUDGE_CONFIG_PATH": str(root / "config"),
+            "POWERTOOLS_SERVICE_NAME": C.SERVICE,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "INFO" if cfg.verbose else "WARNING",
+            **cfg.extra_env,
+        }
+        os.environ.update(env)
+        runtime.set_clock(self.clock)
+
+        from nudge.adapters.aws import reset_clients
+        from nudge.adapters.keys import create_key
+
+        reset_clients()
+        self.write_key = create_key("write", label="local", key=cfg.write_key)
+        self.admin_key = create_key("admin", label="local", key=cfg.admin_key)
+
+        for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_API):
+            self.functions[name] = Function(name)
+        self.pollers = [
+            QueuePoller(
+                queue_url=self.resources.queue_urls[C.EVENTS_QUEUE],
+                function=self.functions[C.FN_PROCESS],
+                endpoint_url=endpoint,
+                batch_size=C.PROCESS_BATCH_SIZE,
+                workers=2,
+            )
+        ]
+        for p in self.pollers:
+            p.start()
+        self._http = ThreadingHTTPServer((cfg.host, cfg.port), _make_handler(self))
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        for p in self.pollers:
+            p.stop()
+        if self._http:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._moto:
+            self._moto.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.host}:{self.config.port}"
+
+    # ---- local-only endpoints ----------------------------------------------------------
+    def settle(self, timeout_s: float = 60.0) -> None:
+        if not settle(self.pollers, timeout_s):
+            raise LocalError(503, "not_settled", f"queues still busy after {timeout_s:g} s")
+
+    def move_clock(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._clock_lock:
+            now = self.clock.now()
+            if "set" in body:
+                try:
+                    target = datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00"))
+                except ValueError:
+                    raise LocalError(400, "bad_request", "set must be an ISO-8601 time") from None
+            elif "advance_seconds" in body:
+                try:
+                    seconds = float(body["advance_seconds"])
+                except (TypeError, ValueError):
+                    raise LocalError(400, "bad_request", "advance_seconds must be a number") from None
+                if seconds < 0:
+                    raise LocalError(409, "clock_backwards", "the clock only moves forward")
+                from datetime import timedelta
+
+                target = now + timedelta(seconds=seconds)
+            else:
+                raise LocalError(400, "bad_request", 'send {"set": ISO-8601} or {"advance_seconds": N}')
+            if target.tzinfo is None:
+                from datetime import UTC
+
+                target = target.replace(tzinfo=UTC)
+            if target < now:
+                raise LocalError(409, "clock_backwards", f"the clock is at {iso(now)}; it only moves forward")
+            self.settle()
+            fired = self.fire_due(target)
+            try:
+                self.clock.set(target)
+            except ClockMovedBackwardsError as err:
+                raise LocalError(409, "clock_backwards", str(err)) from None
+            self.settle()
+            return {"now": iso(self.clock.now()), "fired": fired}
+
+    def fire_due(self, target: datetime) -> int:
+        """Fires the schedules due up to target, in deadline order (issue: triggers)."""
+        from nudge.local.schedules import fire_due
+
+        return fire_due(self, target)
+
+    def aws_info(self) -> dict[str, Any]:
+        assert self.resources is not None
+        return {
+            "endpoint_url": self.resources.endpoint_url,
+            "region": self.resources.region,
+            "tables": sorted(self.resources.tables.values()),
+            "queues": sorted(self.resources.queues),
+            "queue_urls": self.resources.queues,
+            "schedule_groups": self.resources.schedule_groups,
+        }
+
+    def outbox(self) -> dict[str, Any]:
+        from nudge.local.outbox import read_outbox
+
+        assert self.resources is not None
+        return {"messages": read_outbox(self.resources.endpoint_url)}
+
+    # ---- request dispatch --------------------------------------------------------------
+    def dispatch(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
+                 client_ip: str) -> tuple[int, dict[str, str], bytes]:
+        if path.startswith("/_local/"):
+            return self._local(method, path, body)
+        fn = self.functions[C.FN_INGEST] if (method == "POST" and path in INGEST_PATHS) else self.functions[C.FN_API]
+        event = http_event(method=method, path=path, query=query, headers=headers, body=body,
+                           source_ip=client_ip, now_ms=to_ms(self.clock.now()))
+        result = fn.invoke(event)
+        status = int(result.get("statusCode", 200))
+        out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
+        for k, values in (result.get("multiValueHeaders") or {}).items():
+            out_headers[k] = ", ".join(str(v) for v in values)
+        raw = result.get("body") or ""
+        if result.get("isBase64Encoded"):
+            import base64
+
+            data = base64.b64decode(raw)
+        else:
+            data = raw.encode()
+        return status, out_headers, data
+
+    def _local(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        def ok(obj: Any) -> tuple[int, dict[str, str], bytes]:
+            return 200, {"Content-Type": "application/json"}, json.dumps(obj, default=str).encode()
+
+        try:
+            if path == "/_local/aws" and method == "GET":
+                return ok(self.aws_info())
+            if path == "/_local/settle" and method == "POST":
+                self.settle()
+                return ok({"settled": True})
+            if path == "/_local/clock" and method == "POST":
+                try:
+                    payload = json.loads(body or b"{}")
+                except json.JSONDecodeError:
+                    raise LocalError(400, "invalid_json", "body must be JSON") from None
+                if not isinstance(payload, dict):
+                    raise LocalError(400, "bad_request", "body must be a JSON object")
+                return ok(self.move_clock(payload))
+            if path == "/_local/clock" and method == "GET":
+                return ok({"now": iso(self.clock.now())})
+            if path == "/_local/outbox" and method == "GET":
+                return ok(self.outbox())
+            raise LocalError(404, "not_found", f"no local route {method} {path}")
+        except LocalError as err:
+            return err.status, {"Content-Type": "application/json"}, json.dumps(
+                {"error": err.code, "message": err.message, "details": []}
+            ).encode()
+
+
+def _make_handler(local: LocalMode) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "nudge-local"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            if local.config.verbose:
+                sys.stderr.write("%s - %s\n" % (self.address_string(), format % args))
+
+        def _body(self) -> bytes:
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().strip().split(b";")[0] or b"0", 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        break
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                return b"".join(chunks)
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length > 0 else b""
+
+        def _handle(self) -> None:
+            started = time.perf_counter()
+            try:
+                body = self._body()
+            except (ValueError, OSError):
+                self._send(400, {"Content-Type": "application/json"},
+                           b'{"error":"bad_request","message":"unreadable body","details":[]}')
+                return
+            parts = urlsplit(self.path)
+            try:
+                status, headers, data = local.dispatch(
+                    self.command, parts.path, parts.query, dict(self.headers.items()), body, self.client_address[0]
+                )
+            except Exception as err:  # a 5xx is a bug: say so loudly
+                log.exception("unhandled error")
+                status, headers = 500, {"Content-Type": "application/json"}
+                data = json.dumps({"error": "internal", "message": repr(err), "details": []}).encode()
+            self._send(status, headers, data)
+            if local.config.verbose:
+                log.info("%s %s -> %s (%.1f ms)", self.command, self.path, status, (time.perf_counter() - started) * 1000)
+
+        def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
+            self.send_response(status)
+            for k, v in headers.items():
+                if k.lower() not in ("content-length", "connection"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
+
+    return Handler

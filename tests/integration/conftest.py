@@ -1,0 +1,130 @@
+"""Handlers under moto's mock_aws: the mock starts before any client is created, the
+resources come from the same provisioning local mode uses, and each test gets fresh ones."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from nudge import constants as C
+from nudge import runtime
+from nudge.adapters.aws import reset_clients
+from nudge.adapters.keys import create_key
+from nudge.domain.clock import SettableClock
+from nudge.local.emulation import Resources, provision
+from nudge.local.lambdas import Function, http_event, sqs_event
+
+ROOT = Path(__file__).resolve().parents[2]
+WRITE_KEY = "wk_integration"
+ADMIN_KEY = "ak_integration"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
+    with mock_aws():
+        reset_clients()
+        res = provision(None)
+        env = res.env()
+        env.pop("AWS_ENDPOINT_URL")
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv(C.ENV_TRIGGERS_PATH, str(ROOT / "triggers"))
+        monkeypatch.setenv("NUDGE_TEMPLATES_PATH", str(ROOT / "templates"))
+        monkeypatch.setenv("NUDGE_CONFIG_PATH", str(ROOT / "config"))
+        create_key("write", key=WRITE_KEY)
+        create_key("admin", key=ADMIN_KEY)
+        yield res
+        reset_clients()
+
+
+@pytest.fixture
+def clock() -> Iterator[SettableClock]:
+    from datetime import UTC, datetime
+
+    c = SettableClock(datetime(2026, 3, 2, 12, 0, tzinfo=UTC), frozen=True)
+    previous = runtime.clock()
+    runtime.set_clock(c)
+    yield c
+    runtime.set_clock(previous)
+
+
+class Fn:
+    """A function of the stack, invoked the way AWS would invoke it."""
+
+    def __init__(self, name: str) -> None:
+        self.fn = Function(name)
+        self.fn.module.deps.cache_clear()  # fresh clients against this test's mock
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        return self.fn.invoke(event)
+
+
+@pytest.fixture
+def ingest_fn(aws: Resources) -> Fn:
+    return Fn(C.FN_INGEST)
+
+
+@pytest.fixture
+def process_fn(aws: Resources) -> Fn:
+    return Fn(C.FN_PROCESS)
+
+
+@pytest.fixture
+def api_fn(aws: Resources) -> Fn:
+    return Fn(C.FN_API)
+
+
+def basic(key: str = WRITE_KEY) -> str:
+    return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+
+
+def http(method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
+         raw: bytes | None = None, query: str = "") -> dict[str, Any]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
+    return http_event(method=method, path=path, query=query, headers=headers or {}, body=data,
+                      source_ip="127.0.0.1", now_ms=0)
+
+
+def drain(res: Resources, process: Fn, *, queue: str = C.EVENTS_QUEUE, max_rounds: int = 50) -> list[dict[str, Any]]:
+    """Runs the queue's messages through the function as Lambda's event source would;
+    returns every batch response."""
+    sqs = boto3.client("sqs")
+    url = res.queue_urls[queue]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    responses = []
+    for _ in range(max_rounds):
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"],
+                                   MessageAttributeNames=["All"]).get("Messages", [])
+        if not msgs:
+            break
+        resp = process(sqs_event(msgs, arn))
+        responses.append(resp)
+        failed = {f["itemIdentifier"] for f in resp.get("batchItemFailures", [])}
+        ok = [m for m in msgs if m["MessageId"] not in failed]
+        if ok:
+            sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)])
+        retry = [m for m in msgs if m["MessageId"] in failed]
+        if retry:
+            sqs.change_message_visibility_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(retry)])
+    return responses
+
+
+def queue_messages(res: Resources, logical: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    out = []
+    for _ in range(20):
+        msgs = sqs.receive_message(QueueUrl=res.queue_urls[logical], MaxNumberOfMessages=10,
+                                   MessageAttributeNames=["All"], VisibilityTimeout=300).get("Messages", [])
+        if not msgs:
+            break
+        out.extend(msgs)
+    return out
