@@ -67,7 +67,9 @@ def layer_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
 
 def _files(base: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_NAMES and not d.endswith(".egg-info"))
+        dirnames[:] = sorted(
+            d for d in dirnames if d not in _SKIP_NAMES and not d.endswith(".egg-info")
+        )
         for name in sorted(filenames):
             if name in _SKIP_NAMES or name.endswith(_SKIP_SUFFIXES):
                 continue
@@ -83,7 +85,9 @@ def _core_sources(root: Path) -> list[tuple[Path, Path]]:
     for name in CONFIG_DIRS:
         folder = root / name
         if folder.is_dir():
-            pairs += [(f, Path("nudge-config") / name / f.relative_to(folder)) for f in _files(folder)]
+            pairs += [
+                (f, Path("nudge-config") / name / f.relative_to(folder)) for f in _files(folder)
+            ]
     return pairs
 
 

@@ -43,7 +43,7 @@ class NudgeFunction(Construct):
         layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str],
         memory_size: int = 512,
-        timeout: cdk.Duration = cdk.Duration.seconds(10),
+        timeout: cdk.Duration,
         function_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
@@ -82,8 +82,14 @@ class NudgeFunction(Construct):
             role=self.role,
             log_group=self.log_group,
         )
-        # The function must not start before it may write its logs.
-        self.function.node.add_dependency(self.role)
+
+        # lambda.Function makes its resource depend on the whole role construct (so that
+        # the role's policies exist before the function runs); the part of that
+        # DependsOn naming the role itself repeats the Role GetAtt, which cfn-lint W3005
+        # reports. Harmless and not ours to change: silenced on this resource only.
+        cfn_function = self.function.node.default_child
+        assert isinstance(cfn_function, lambda_.CfnFunction)
+        cfn_function.add_metadata("cfn-lint", {"config": {"ignore_checks": ["W3005"]}})
 
         cdk.Validations.of(self.function).acknowledge(
             cdk.Acknowledgment(
@@ -102,7 +108,23 @@ class NudgeFunction(Construct):
                     "Active tracing adds xray:PutTraceSegments and xray:PutTelemetryRecords, "
                     "which support no resource-level permissions (Service Authorization "
                     "Reference), so their resource must be '*'. Every other statement of "
-                    "this role is scoped to named resources."
+                    "this role's default policy names its resources."
                 ),
             )
         )
+
+    def grant_unscoped(self, id: str, *, actions: Sequence[str], reason: str) -> iam.Policy:
+        """Grants actions that support no resource-level permissions (resource '*') in a
+        policy of their own, so that the cdk-nag acknowledgment and its reason cover
+        exactly these actions."""
+        policy = iam.Policy(
+            self,
+            id,
+            statements=[iam.PolicyStatement(actions=list(actions), resources=["*"])],
+            roles=[self.role],
+        )
+        self.function.node.add_dependency(policy)
+        cdk.Validations.of(policy).acknowledge(
+            cdk.Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=reason)
+        )
+        return policy

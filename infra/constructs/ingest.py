@@ -13,13 +13,12 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from nudge import constants as C
 
 from infra.constructs.function import LOG_RETENTION, NudgeFunction
 from infra.constructs.queues import fifo_queue_with_dlq
 from infra.constructs.state import State
-from nudge import constants as C
 
 INGEST_PATHS = ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
 
@@ -140,9 +139,7 @@ class Ingest(Construct):
                 rate_limit=C.DEFAULT_RATE_LIMIT_PER_SECOND,
                 burst_limit=2 * C.DEFAULT_RATE_LIMIT_PER_SECOND,
             ),
-            access_log_settings=_AccessLogSettings(
-                apigw.LogGroupLogDestination(self.access_logs)
-            ),
+            access_log_settings=_AccessLogSettings(apigw.LogGroupLogDestination(self.access_logs)),
         )
 
         integration = integrations.HttpLambdaIntegration("IngestIntegration", self.function)

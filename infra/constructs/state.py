@@ -7,10 +7,28 @@ from collections.abc import Sequence
 
 import aws_cdk as cdk
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from constructs import Construct
-
 from nudge import constants as C
 from nudge.adapters.tables import KeySpec, TableSpec, table_specs
+
+# What the process and check functions do to a profile: read it (one or a batch of users),
+# write it back once per batch with a version condition, delete it when a user is erased.
+PROFILE_READ_WRITE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+)
+# The api function also queries and scans (reports over all users).
+PROFILE_MANAGE_ACTIONS = (
+    *PROFILE_READ_WRITE_ACTIONS,
+    "dynamodb:Query",
+    "dynamodb:Scan",
+    "dynamodb:ConditionCheckItem",
+)
+KEY_LOOKUP_ACTIONS = ("dynamodb:GetItem",)  # keys are looked up by digest, never listed
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -64,3 +82,15 @@ class State(Construct):
     @property
     def keys(self) -> dynamodb.Table:
         return self.tables[C.KEYS]
+
+    # Grants (table.grant scopes each to the table's ARN, with exactly these actions).
+
+    def grant_key_lookup(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.keys.grant(grantee, *KEY_LOOKUP_ACTIONS)
+
+    def grant_profile_read_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.profiles.grant(grantee, *PROFILE_READ_WRITE_ACTIONS)
+
+    def grant_profile_manage(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read (one user, or all for reports), write, and erase profiles: the api."""
+        return self.profiles.grant(grantee, *PROFILE_MANAGE_ACTIONS)

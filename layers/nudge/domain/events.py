@@ -25,6 +25,7 @@ PAGE_VIEWED = "Page Viewed"
 SCREEN_VIEWED = "Screen Viewed"
 MAX_ID_LENGTH = 256
 MAX_EVENT_NAME_LENGTH = 200
+MAX_NESTING = 64  # well under the JSON depth pydantic parses back in the process function
 
 
 class Event(BaseModel):
@@ -57,7 +58,8 @@ class Event(BaseModel):
         return message_fingerprint(self.message_id)
 
     def to_json(self) -> str:
-        return self.model_dump_json(exclude_defaults=True)
+        # ASCII only: SQS rejects bodies with some code points (U+FFFE, U+FFFF) raw
+        return self.model_dump_json(exclude_defaults=True, ensure_ascii=True)
 
 
 def message_fingerprint(message_id: str) -> str:
@@ -111,6 +113,19 @@ def _pydantic_message(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
+
+
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
@@ -132,7 +147,12 @@ def normalize_event(
     """
     if not isinstance(raw, dict):
         raise ValueError("an event must be a JSON object")
-    size = len(json.dumps(raw, separators=(",", ":"), default=str).encode())
+    if _nested_deeper_than(raw, MAX_NESTING):
+        raise ValueError(f"event is nested deeper than {MAX_NESTING} levels")
+    try:
+        size = len(json.dumps(raw, separators=(",", ":"), default=str, ensure_ascii=False).encode())
+    except UnicodeEncodeError:
+        raise ValueError("event contains invalid Unicode (an unpaired surrogate)") from None
     if size > MAX_EVENT_BYTES:
         raise ValueError(f"event is {size} bytes, over the {MAX_EVENT_BYTES // 1024} KB limit")
     try:
@@ -190,9 +210,12 @@ def normalize_event(
     if stamp is None:
         timestamp = received_at
     else:
-        timestamp = _utc(stamp)
-        if sent_at is not None:
-            timestamp = timestamp + (received_at - _utc(sent_at))
+        try:
+            timestamp = _utc(stamp)
+            if sent_at is not None:
+                timestamp = timestamp + (received_at - _utc(sent_at))
+        except OverflowError:
+            raise ValueError("timestamp or sentAt out of range") from None
         if timestamp > received_at:
             timestamp = received_at
 

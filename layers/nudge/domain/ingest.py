@@ -72,7 +72,11 @@ def decode_body(body: bytes, *, content_encoding: str | None, limit: int) -> Any
     if encoding in ("gzip", "x-gzip", "deflate"):
         try:
             if encoding == "deflate":
-                body = zlib.decompress(body)
+                # bounded, like gzip below: a small body must not inflate without limit
+                inflater = zlib.decompressobj()
+                body = inflater.decompress(body, MAX_DECOMPRESSED_BYTES + 1)
+                if not inflater.eof and len(body) <= MAX_DECOMPRESSED_BYTES:
+                    raise zlib.error("truncated stream")
             else:
                 with gzip.GzipFile(fileobj=_BytesReader(body)) as f:
                     body = f.read(MAX_DECOMPRESSED_BYTES + 1)
@@ -86,8 +90,11 @@ def decode_body(body: bytes, *, content_encoding: str | None, limit: int) -> Any
         raise InvalidJsonError("request body is empty")
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InvalidJsonError(f"request body is not valid JSON: {err}") from None
+    except (ValueError, RecursionError) as err:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and integers over
+        # Python's digit limit; RecursionError, arrays or objects nested too deep
+        message = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise InvalidJsonError(f"request body is not valid JSON: {message}") from None
 
 
 class _BytesReader:
@@ -157,7 +164,7 @@ def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestRe
             )
         return result
 
-    size = len(json.dumps(payload, separators=(",", ":"), default=str).encode())
+    size = len(json.dumps(payload, separators=(",", ":"), default=str, ensure_ascii=False).encode("utf-8", "surrogatepass"))
     if size > MAX_EVENT_BYTES:
         raise PayloadTooLargeError(f"event is over the {MAX_EVENT_BYTES // 1024} KB limit")
     try:

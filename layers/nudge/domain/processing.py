@@ -153,7 +153,13 @@ def process_users(
     for user_id, events in events_by_user.items():
         try:
             outcome = fold_user(
-                store, user_id, events, now=now, preloaded=preloaded.get(user_id), engine=engine, effects=effects
+                store,
+                user_id,
+                events,
+                now=now,
+                preloaded=preloaded.get(user_id) or _new(user_id),  # absent from the batch read: new
+                engine=engine,
+                effects=effects,
             )
         except Exception as err:  # reported per user: the batch goes on
             result.failed_users[user_id] = err

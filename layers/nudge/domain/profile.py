@@ -9,6 +9,7 @@ The state stays bounded: every list and map is capped or compacted.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -40,6 +41,16 @@ MAX_ANON_IDS = 10
 OTHER_EVENTS = "(other)"
 
 ITEM_CODES = {PRODUCT_VIEWED: "v", PRODUCT_ADDED: "a", ORDER_COMPLETED: "p"}
+CART_ATTRS = ("name", "price", "category", "image_url", "url")
+
+
+def _cart_attrs(source: dict[str, Any]) -> dict[str, Any]:
+    return {k: source[k] for k in CART_ATTRS if k in source and not isinstance(source[k], (dict, list))}
+
+
+def _attrs_rank(attrs: dict[str, Any]) -> str:
+    """A deterministic tie-break between two adds of one product at the same instant."""
+    return json.dumps(_cart_attrs(attrs), sort_keys=True, default=str)
 
 
 def _product_id(props: dict[str, Any]) -> str | None:
@@ -293,11 +304,17 @@ class Profile:
         entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
         if t > entry.get("rm", 0) and t > self.cart_cleared_at:
             entry["qty"] = int(entry.get("qty", 0) + max(1, int(_num(props.get("quantity"), 1))))
+        self._describe_cart_item(entry, _cart_attrs(props), t)
         entry["add"] = max(entry.get("add", 0), t)
-        for key in ("name", "price", "category", "image_url", "url"):
-            if key in props and not isinstance(props[key], (dict, list)):
-                entry[key] = props[key]
         self._prune_cart()
+
+    @staticmethod
+    def _describe_cart_item(entry: dict[str, Any], attrs: dict[str, Any], t: int) -> None:
+        """The latest add (by event time) describes the item, whatever the arrival order."""
+        if (t, _attrs_rank(attrs)) > (entry.get("add", 0), _attrs_rank(entry)):
+            for key in CART_ATTRS:
+                entry.pop(key, None)
+            entry.update(attrs)
 
     def _cart_remove(self, props: dict[str, Any], t: int) -> None:
         pid = _product_id(props)
@@ -370,7 +387,7 @@ class Profile:
         for pid, entry in other.cart.items():
             mine = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
             qty = mine.get("qty", 0) + entry.get("qty", 0)
-            mine.update({k: v for k, v in entry.items() if k not in ("add", "rm", "qty")})
+            self._describe_cart_item(mine, _cart_attrs(entry), entry.get("add", 0))
             mine["add"] = max(mine.get("add", 0), entry.get("add", 0))
             mine["rm"] = max(mine.get("rm", 0), entry.get("rm", 0))
             mine["qty"] = qty

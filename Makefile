@@ -1,0 +1,47 @@
+# nudge — every target creates .venv when it is missing and installs the project into it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PORT   ?= 8080
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+
+.PHONY: install run test test-fast lint typecheck synth bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## run: local mode on http://127.0.0.1:$(PORT) (prints the write and admin keys)
+run: $(STAMP)
+	$(BIN)/nudge dev --port $(PORT)
+
+## test: the whole suite (unit, integration, infra, e2e)
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+## test-fast: unit and integration tiers only
+test-fast: $(STAMP)
+	$(BIN)/pytest -q tests/unit tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check layers functions infra tests
+	$(BIN)/ruff format --check layers functions infra tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## synth: the CloudFormation template, offline, no Docker, no credentials
+synth: $(STAMP)
+	npx --yes aws-cdk@2 synth --quiet
+
+bench: $(STAMP)
+	$(BIN)/nudge bench
+
+clean:
+	rm -rf cdk.out build .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,71 @@
+"""Processing: the process function, fed by the events queue in batches, folding events
+into user state, arming schedules and enqueueing actions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from nudge import constants as C
+
+from infra.constructs.delivery import Delivery
+from infra.constructs.function import NudgeFunction
+from infra.constructs.scheduling import Scheduling
+from infra.constructs.state import State
+
+# The events queue's visibility timeout is derived from this (infra/constructs/ingest.py).
+PROCESS_TIMEOUT = cdk.Duration.seconds(C.EVENTS_VISIBILITY_TIMEOUT_S // 6)
+
+
+class Processing(Construct):
+    """``handler`` (the NudgeFunction), ``function``, ``event_source``."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        events_queue: sqs.IQueue,
+        events_dlq: sqs.IQueue,
+        state: State,
+        delivery: Delivery,
+        scheduling: Scheduling,
+        layers: Sequence[lambda_.ILayerVersion],
+        environment: Mapping[str, str],
+        timeout: cdk.Duration = PROCESS_TIMEOUT,
+    ) -> None:
+        super().__init__(scope, id)
+        self.handler = NudgeFunction(
+            self,
+            "Process",
+            name=C.FN_PROCESS,
+            description="Folds events into user state, evaluates triggers, arms schedules",
+            layers=layers,
+            environment={
+                **environment,
+                C.ENV_EVENTS_DLQ_URL: events_dlq.queue_url,
+                **delivery.environment,
+                **scheduling.environment,
+            },
+            memory_size=512,
+            timeout=timeout,
+        )
+        self.function = self.handler.function
+
+        # One failing user's records fail alone (partial batch response); FIFO event
+        # sources take no batching window.
+        self.event_source = sources.SqsEventSource(
+            events_queue,
+            batch_size=C.PROCESS_BATCH_SIZE,
+            report_batch_item_failures=True,
+        )
+        self.function.add_event_source(self.event_source)  # grants consume on the queue
+
+        events_dlq.grant_send_messages(self.function)  # it parks poison messages itself
+        delivery.actions_queue.grant_send_messages(self.function)
+        state.grant_profile_read_write(self.function)
+        scheduling.grant_arm_schedules(self.handler)

@@ -1,0 +1,164 @@
+"""Time conditions: the EventBridge Scheduler group where the process and check functions
+arm one-time schedules, the check function those schedules invoke, the role Scheduler
+assumes to invoke it, and the dead-letter queue for invocations that fail."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_scheduler as scheduler
+from constructs import Construct
+from nudge import constants as C
+
+from infra.constructs.delivery import Delivery
+from infra.constructs.function import NudgeFunction
+from infra.constructs.queues import dead_letter_queue
+from infra.constructs.state import State
+
+_SCHEDULES_IN_GROUP_FINDING = (
+    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:"
+    f"<AWS::AccountId>:schedule/{C.SCHEDULE_GROUP}/*]"
+)
+_SCHEDULES_IN_GROUP_REASON = (
+    "Schedules are created at run time, one per user, trigger and key, with names not "
+    "known at deploy time; the wildcard is confined to the schedules of the nudge "
+    f"schedule group ({C.SCHEDULE_GROUP}), never other groups of the account."
+)
+
+
+class Scheduling(Construct):
+    """``group``, ``role`` (assumed by Scheduler), ``dlq`` (standard queue: Scheduler
+    target DLQs cannot be FIFO), ``check`` (the NudgeFunction), ``check_function_arn``,
+    ``environment`` (what a function that arms schedules must know)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        state: State,
+        delivery: Delivery,
+        layers: Sequence[lambda_.ILayerVersion],
+        environment: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, id)
+        stack = cdk.Stack.of(self)
+
+        self.group = scheduler.ScheduleGroup(
+            self,
+            "Group",
+            schedule_group_name=C.SCHEDULE_GROUP,
+            # Its schedules are derived state (re-armed from profiles): nothing to keep,
+            # and a retained group would block the next deploy of the same name.
+            removal_policy=cdk.RemovalPolicy.DESTROY,
+        )
+        self.dlq = dead_letter_queue(self, "Dlq", fifo=False)
+        cdk.Validations.of(self.dlq).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason=(
+                    "This queue is itself a dead-letter queue: EventBridge Scheduler sends "
+                    "the check invocations it could not deliver here (DeadLetterConfig of "
+                    "each schedule's target), which cdk-nag cannot see because schedules "
+                    "are created at run time."
+                ),
+            )
+        )
+
+        # The check function has a physical name so that its ARN can be given to it (and
+        # to process) without a reference from the function to itself.
+        check_name = f"{stack.stack_name}-{C.FN_CHECK}"[:64]
+        self.check_function_arn = stack.format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=check_name,
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+        self.role = iam.Role(
+            self,
+            "SchedulerRole",
+            description="Assumed by EventBridge Scheduler to invoke the nudge check function",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                # Confused-deputy guard: only schedules of this account may use it.
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}},
+            ),
+        )
+        self.dlq.grant_send_messages(self.role)
+
+        self.environment: dict[str, str] = {
+            C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
+            C.ENV_SCHEDULER_ROLE_ARN: self.role.role_arn,
+            C.ENV_CHECK_FUNCTION_ARN: self.check_function_arn,
+            C.ENV_SCHEDULER_DLQ_ARN: self.dlq.queue_arn,
+        }
+
+        self.check = NudgeFunction(
+            self,
+            "Check",
+            name=C.FN_CHECK,
+            function_name=check_name,
+            description="Invoked by Scheduler at a deadline: re-reads state, fires or not",
+            layers=layers,
+            environment={**environment, **delivery.environment, **self.environment},
+            memory_size=512,
+            timeout=cdk.Duration.seconds(30),
+        )
+        self.function = self.check.function
+        # Only this function, unqualified (an explicit statement: grant_invoke would also
+        # allow every version and alias through "<arn>:*").
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[self.function.function_arn]
+            )
+        )
+        state.grant_profile_read_write(self.function)
+        delivery.actions_queue.grant_send_messages(self.function)
+        self.grant_arm_schedules(self.check)
+
+    def schedule_arns(self) -> str:
+        """Every schedule of the nudge group (names are made at run time)."""
+        return cdk.Stack.of(self).format_arn(
+            service="scheduler",
+            resource="schedule",
+            resource_name=f"{C.SCHEDULE_GROUP}/*",
+            arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
+        )
+
+    def grant_arm_schedules(self, fn: NudgeFunction) -> None:
+        """Create, update, read and delete schedules of the group, and hand Scheduler its
+        role (iam:PassRole on that role only)."""
+        self.group.grant_write_schedules(fn.function)  # Create/UpdateSchedule
+        self.group.grant_delete_schedules(fn.function)
+        iam.Grant.add_to_principal(
+            grantee=fn.function,
+            actions=["scheduler:GetSchedule"],
+            resource_arns=[self.schedule_arns()],
+        )
+        self.role.grant_pass_role(fn.function)
+        self._acknowledge_group_wildcard(fn)
+
+    def grant_erase_schedules(self, fn: NudgeFunction) -> None:
+        """Find and delete a user's schedules when the user is erased."""
+        self.group.grant_delete_schedules(fn.function)
+        fn.grant_unscoped(
+            "ListSchedules",
+            actions=["scheduler:ListSchedules"],
+            reason=(
+                "scheduler:ListSchedules supports no resource-level permissions (Service "
+                "Authorization Reference), so its resource must be '*'. It only lists "
+                "schedule names, to find those of a user being erased; deleting them is "
+                "granted on the nudge group's schedules only."
+            ),
+        )
+        self._acknowledge_group_wildcard(fn)
+
+    @staticmethod
+    def _acknowledge_group_wildcard(fn: NudgeFunction) -> None:
+        cdk.Validations.of(fn.role).acknowledge(
+            cdk.Acknowledgment(id=_SCHEDULES_IN_GROUP_FINDING, reason=_SCHEDULES_IN_GROUP_REASON)
+        )

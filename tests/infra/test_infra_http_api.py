@@ -1,0 +1,80 @@
+"""One HTTP API: the Segment tracking routes go to ingest, the read-and-manage routes to
+api; the stage is throttled and access-logged."""
+
+from __future__ import annotations
+
+import pytest
+from nudge import constants as C
+
+pytestmark = pytest.mark.infra
+
+INGEST_ROUTES = [
+    f"POST /v1/{p}"
+    for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
+]
+API_ROUTES = [
+    "GET /health",
+    "ANY /v1/users/{proxy+}",
+    "GET /v1/experiments/{id}",
+    "GET /v1/reports/{proxy+}",
+    "GET /v1/unsubscribe",
+    "POST /v1/unsubscribe",
+    "GET /dashboard",
+]
+
+
+def _routes_to(synth):  # type: ignore[no-untyped-def]
+    """route key -> logical id of the function its integration invokes."""
+    resources = synth.template_json["Resources"]
+    out = {}
+    for route in synth.resources("AWS::ApiGatewayV2::Route").values():
+        target = route["Properties"]["Target"]["Fn::Join"][1][1]["Ref"]
+        uri = resources[target]["Properties"]["IntegrationUri"]
+        out[route["Properties"]["RouteKey"]] = uri["Fn::GetAtt"][0]
+    return out
+
+
+def test_there_is_one_http_api(synth):
+    synth.template.resource_count_is("AWS::ApiGatewayV2::Api", 1)
+    synth.template.has_resource_properties("AWS::ApiGatewayV2::Api", {"ProtocolType": "HTTP"})
+
+
+@pytest.mark.parametrize("route_key", INGEST_ROUTES)
+def test_ingest_route_invokes_the_ingest_function(synth, route_key):
+    assert _routes_to(synth)[route_key] == synth.logical_id(synth.stack.functions[C.FN_INGEST])
+
+
+@pytest.mark.parametrize("route_key", API_ROUTES)
+def test_api_route_invokes_the_api_function(synth, route_key):
+    assert _routes_to(synth)[route_key] == synth.logical_id(synth.stack.functions[C.FN_API])
+
+
+def test_no_other_routes(synth):
+    assert set(_routes_to(synth)) == set(INGEST_ROUTES) | set(API_ROUTES)
+
+
+def test_stage_is_throttled_at_the_default_rate_with_twice_the_burst(synth):
+    synth.template.has_resource_properties(
+        "AWS::ApiGatewayV2::Stage",
+        {
+            "StageName": "$default",
+            "AutoDeploy": True,
+            "DefaultRouteSettings": {
+                "ThrottlingRateLimit": C.DEFAULT_RATE_LIMIT_PER_SECOND,
+                "ThrottlingBurstLimit": 2 * C.DEFAULT_RATE_LIMIT_PER_SECOND,
+            },
+        },
+    )
+
+
+def test_stage_access_logs_go_to_a_log_group_with_retention(synth):
+    (stage,) = synth.resources("AWS::ApiGatewayV2::Stage").values()
+    settings = stage["Properties"]["AccessLogSettings"]
+    group = synth.template_json["Resources"][settings["DestinationArn"]["Fn::GetAtt"][0]]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == 30
+    assert "$context.requestId" in settings["Format"]
+
+
+def test_api_url_is_an_output(synth):
+    assert "ApiUrl" in synth.template_json["Outputs"]
