@@ -139,7 +139,7 @@ class Scheduling(Construct):
             actions=["scheduler:GetSchedule"],
             resource_arns=[self.schedule_arns()],
         )
-        self.role.grant_pass_role(fn.function)
+        self.role.grant_pass_role(fn.role)
         self._acknowledge_group_wildcard(fn)
 
     def grant_erase_schedules(self, fn: NudgeFunction) -> None:

@@ -28,17 +28,42 @@ def register(subparsers: Any) -> None:
     triggers = subparsers.add_parser("triggers", help="validate and backtest trigger definitions")
     sub = triggers.add_subparsers(dest="triggers_command", required=True)
 
-    validate = sub.add_parser("validate", help="check trigger definitions; exit 1 with file:line: message per error")
-    validate.add_argument("path", nargs="?", default=None, help="a file or folder (default: $NUDGE_TRIGGERS_PATH or ./triggers)")
-    validate.add_argument("--templates", default=None, help="templates folder (default: templates/ beside the triggers folder)")
+    validate = sub.add_parser(
+        "validate", help="check trigger definitions; exit 1 with file:line: message per error"
+    )
+    validate.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        help="a file or folder (default: $NUDGE_TRIGGERS_PATH or ./triggers)",
+    )
+    validate.add_argument(
+        "--templates",
+        default=None,
+        help="templates folder (default: templates/ beside the triggers folder)",
+    )
     validate.set_defaults(func=_validate)
 
-    bt = sub.add_parser("backtest", help="replay historical events through the trigger engine (nothing is sent)")
-    bt.add_argument("--events", required=True, help="JSONL file of Segment-format events (one per line, `type` required)")
+    bt = sub.add_parser(
+        "backtest", help="replay historical events through the trigger engine (nothing is sent)"
+    )
+    bt.add_argument(
+        "--events",
+        required=True,
+        help="JSONL file of Segment-format events (one per line, `type` required)",
+    )
     bt.add_argument("--trigger", default=None, help="only this trigger id")
     bt.add_argument("--json", action="store_true", help="print the report as JSON")
-    bt.add_argument("--triggers", default=None, help="definitions file or folder (default: $NUDGE_TRIGGERS_PATH or ./triggers)")
-    bt.add_argument("--templates", default=None, help="templates folder (default: templates/ beside the triggers folder)")
+    bt.add_argument(
+        "--triggers",
+        default=None,
+        help="definitions file or folder (default: $NUDGE_TRIGGERS_PATH or ./triggers)",
+    )
+    bt.add_argument(
+        "--templates",
+        default=None,
+        help="templates folder (default: templates/ beside the triggers folder)",
+    )
     bt.set_defaults(func=_backtest)
 
 
@@ -60,7 +85,9 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_events(stream: TextIO, *, label: str = "events", warn: TextIO | None = None) -> Iterator[Event]:
+def read_events(
+    stream: TextIO, *, label: str = "events", warn: TextIO | None = None
+) -> Iterator[Event]:
     """Segment-format events from JSONL, each received at its own timestamp (so no skew
     correction applies). Bad lines are skipped with a warning."""
     bad = 0
@@ -100,7 +127,9 @@ def _backtest(args: argparse.Namespace) -> int:
             print(issue, file=sys.stderr)
         return 1
     if args.trigger is not None and args.trigger not in triggers:
-        print(f"unknown trigger {args.trigger!r}; known: {', '.join(triggers.ids)}", file=sys.stderr)
+        print(
+            f"unknown trigger {args.trigger!r}; known: {', '.join(triggers.ids)}", file=sys.stderr
+        )
         return 2
     try:
         with open(args.events, encoding="utf-8") as stream:

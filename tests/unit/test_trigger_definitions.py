@@ -8,14 +8,24 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-from nudge.domain.triggers import DefinitionError, DefinitionIssue, load_triggers, parse_text, validate_path
+from nudge.domain.triggers import (
+    DefinitionError,
+    DefinitionIssue,
+    load_triggers,
+    parse_text,
+    validate_path,
+)
 from nudge.domain.triggers.durations import DurationError, format_duration, parse_duration
 from nudge.domain.triggers.loader import default_templates_dir, default_triggers_path
 from nudge.domain.triggers.model import schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_IDS = ["cart_abandonment", "inactivity_winback", "repeat_product_view", "product_dwell_upsell"]
+DEFAULT_IDS = [
+    "cart_abandonment",
+    "inactivity_winback",
+    "repeat_product_view",
+    "product_dwell_upsell",
+]
 
 
 # ---- what ships --------------------------------------------------------------------------------
@@ -36,7 +46,9 @@ def test_every_default_trigger_has_its_template() -> None:
 
 def test_committed_schema_is_current() -> None:
     committed = (ROOT / "triggers" / "schema.json").read_text()
-    assert committed == schema_text(), "regenerate: python -m nudge.domain.triggers.model > triggers/schema.json"
+    assert committed == schema_text(), (
+        "regenerate: python -m nudge.domain.triggers.model > triggers/schema.json"
+    )
 
 
 def test_default_yaml_satisfies_the_editor_schema() -> None:
@@ -53,11 +65,16 @@ def test_default_locations(tmp_path: Path) -> None:
     (tmp_path / "triggers").mkdir()
     (tmp_path / "triggers" / "a.yaml").write_text("triggers: []\n")
     assert default_templates_dir(tmp_path / "triggers") == (tmp_path / "templates").resolve()
-    assert default_templates_dir(tmp_path / "triggers" / "a.yaml") == (tmp_path / "templates").resolve()
+    assert (
+        default_templates_dir(tmp_path / "triggers" / "a.yaml")
+        == (tmp_path / "templates").resolve()
+    )
 
 
 # ---- durations ----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("15m", 900), ("48h", 172800), ("7d", 604800), ("0s", 0)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("15m", 900), ("48h", 172800), ("7d", 604800), ("0s", 0)]
+)
 def test_durations(text: str, seconds: int) -> None:
     assert parse_duration(text) == seconds
     if seconds:
@@ -79,7 +96,9 @@ triggers:
 """
 
 
-def _issues(tmp_path: Path, text: str, *, name: str = "bad.yaml", extra: dict[str, str] | None = None) -> list[DefinitionIssue]:
+def _issues(
+    tmp_path: Path, text: str, *, name: str = "bad.yaml", extra: dict[str, str] | None = None
+) -> list[DefinitionIssue]:
     folder = tmp_path / "triggers"
     folder.mkdir(exist_ok=True)
     (tmp_path / "templates").mkdir(exist_ok=True)
@@ -203,7 +222,11 @@ def test_duplicate_id_across_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("condition", "line", "words"),
     [
-        ("count: {event: Product Viewed, at_least: 0, within: 7d}", 4, "at_least must be 1 or more"),
+        (
+            "count: {event: Product Viewed, at_least: 0, within: 7d}",
+            4,
+            "at_least must be 1 or more",
+        ),
         ("count: {event: Product Viewed, at_least: 3, within: 0s}", 4, "never passes"),
         ("event: Product Viewed\n      where: {category: {in: []}}", 5, "`in: []` matches nothing"),
         ("not: {trait: {email: {exists: true}}}", 4, "nothing to arm on"),
@@ -265,7 +288,10 @@ def test_sequence_limits_and_structure(tmp_path: Path) -> None:
         (7, "missing `within`"),
         (8, "fallback is the same channel as `channel`"),
         (13, "unreachable condition"),
-        (17, "an `all` can hold one behavior (event, count, absence, inactivity, dwell or sequence) per branch, the rest being filters; chain behaviors with `sequence`"),
+        (
+            17,
+            "an `all` can hold one behavior (event, count, absence, inactivity, dwell or sequence) per branch, the rest being filters; chain behaviors with `sequence`",
+        ),
     ]
 
 
@@ -298,7 +324,9 @@ def test_unknown_condition_kind_and_two_kinds_in_one_mapping(tmp_path: Path) -> 
         """,
     )
     assert [i.line for i in issues] == [5, 6]
-    assert "a condition is a mapping with one of" in issues[0].message and "evnt" in issues[0].message
+    assert (
+        "a condition is a mapping with one of" in issues[0].message and "evnt" in issues[0].message
+    )
     assert "one condition per mapping" in issues[1].message
 
 
@@ -334,7 +362,9 @@ def test_yaml_syntax_errors_and_duplicate_keys(tmp_path: Path) -> None:
 
 
 def test_not_a_trigger_file(tmp_path: Path) -> None:
-    assert [i.message for i in _issues(tmp_path, "- id: x\n")] == ["expected a mapping with a `triggers:` list"]
+    assert [i.message for i in _issues(tmp_path, "- id: x\n")] == [
+        "expected a mapping with a `triggers:` list"
+    ]
     assert [i.line for i in _issues(tmp_path, "trigers: []\n")] == [1]
 
 
@@ -344,10 +374,13 @@ def test_missing_path(tmp_path: Path) -> None:
 
 
 def test_load_raises_with_all_errors(tmp_path: Path) -> None:
-    _issues(tmp_path, "triggers:\n  - id: X\n    when: {event: A}\n    action: {channel: email, template: t2}\n")
+    _issues(
+        tmp_path,
+        "triggers:\n  - id: X\n    when: {event: A}\n    action: {channel: email, template: t2}\n",
+    )
     with pytest.raises(DefinitionError) as err:
         load_triggers(tmp_path / "triggers")
-    assert [e.line for e in err.value.errors] == [2]
+    assert [e.line for e in err.value.errors] == [2, 4]  # a bad id and an unknown template
     assert str(err.value).startswith(str(tmp_path / "triggers" / "bad.yaml") + ":2: ")
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from nudge.domain.clock import to_ms
 from nudge.domain.events import Event, normalize_event
 from nudge.domain.profile import Profile
@@ -28,9 +27,23 @@ D = timedelta(days=1)
 _ids = itertools.count()
 
 
-def ev(user: str, event_name: str | None, at: datetime, /, *, type: str = "track", mid: str | None = None,
-       historical: bool = False, **props: Any) -> Event:
-    raw: dict[str, Any] = {"type": type, "userId": user, "messageId": mid or f"m{next(_ids)}", "timestamp": at.isoformat()}
+def ev(
+    user: str,
+    event_name: str | None,
+    at: datetime,
+    /,
+    *,
+    type: str = "track",
+    mid: str | None = None,
+    historical: bool = False,
+    **props: Any,
+) -> Event:
+    raw: dict[str, Any] = {
+        "type": type,
+        "userId": user,
+        "messageId": mid or f"m{next(_ids)}",
+        "timestamp": at.isoformat(),
+    }
     if type == "track":
         raw["event"], raw["properties"] = event_name, props
     elif type == "identify":
@@ -64,7 +77,11 @@ def only(trigger_id: str, decisions) -> list:
 
 
 def fired(sim: Simulation, trigger_id: str, user: str | None = None) -> list:
-    return [r.fire for r in sim.fires if r.fire.trigger_id == trigger_id and (user is None or r.user_id == user)]
+    return [
+        r.fire
+        for r in sim.fires
+        if r.fire.trigger_id == trigger_id and (user is None or r.user_id == user)
+    ]
 
 
 # ---- cart abandonment -----------------------------------------------------------------------------
@@ -73,7 +90,12 @@ class TestCartAbandonment:
         # given
         p = Profile("u1")
         # when
-        d = feed(engine, p, ev("u1", "Product Added", T, product_id="p1", name="Trail Shoe", price=89), now=T)
+        d = feed(
+            engine,
+            p,
+            ev("u1", "Product Added", T, product_id="p1", name="Trail Shoe", price=89),
+            now=T,
+        )
         # then
         [timer] = [t for t in d.arm if t.trigger_id == "cart_abandonment"]
         assert timer.due == T + 15 * M and timer.key is None
@@ -82,7 +104,11 @@ class TestCartAbandonment:
         assert len(fire) == 1
         assert fire[0].at == T + 15 * M and fire[0].episode == 1
         assert fire[0].context["cart"][0]["name"] == "Trail Shoe"
-        assert fire[0].action == {"channel": "email", "template": "cart_abandonment", "fallback": None}
+        assert fire[0].action == {
+            "channel": "email",
+            "template": "cart_abandonment",
+            "fallback": None,
+        }
         assert p.triggers["cart_abandonment"]["fired"] == 1
         assert p.triggers["cart_abandonment"]["last_fired_at"] == to_ms(T + 15 * M)
         assert p.triggers["cart_abandonment"]["armed_until"] is None
@@ -100,13 +126,20 @@ class TestCartAbandonment:
     def test_an_order_within_15_minutes_cancels(self, engine: Engine) -> None:
         p = Profile("u1")
         feed(engine, p, ev("u1", "Product Added", T, product_id="p1"), now=T)
-        feed(engine, p, ev("u1", "Order Completed", T + 5 * M, products=[{"product_id": "p1"}]), now=T + 5 * M)
+        feed(
+            engine,
+            p,
+            ev("u1", "Order Completed", T + 5 * M, products=[{"product_id": "p1"}]),
+            now=T + 5 * M,
+        )
         d = engine.on_timer(p, "cart_abandonment", None, T + 15 * M)
         assert not d.fires and not d.arm
         assert p.triggers["cart_abandonment"]["fired"] == 0
         assert p.triggers["cart_abandonment"]["armed_until"] is None
 
-    def test_a_late_order_with_an_event_time_before_the_deadline_still_cancels(self, engine: Engine) -> None:
+    def test_a_late_order_with_an_event_time_before_the_deadline_still_cancels(
+        self, engine: Engine
+    ) -> None:
         p = Profile("u1")
         feed(engine, p, ev("u1", "Product Added", T, product_id="p1"), now=T)
         # arrives after the deadline, before the (late) timer runs
@@ -117,17 +150,23 @@ class TestCartAbandonment:
         p = Profile("u1")
         feed(engine, p, ev("u1", "Product Added", T, product_id="p1"), now=T)
         d = feed(engine, p, ev("u1", "Product Added", T + M, product_id="p2"), now=T + M)
-        assert not [t for t in d.arm if t.trigger_id == "cart_abandonment"]  # lazy: the armed one is earlier
+        assert not [
+            t for t in d.arm if t.trigger_id == "cart_abandonment"
+        ]  # lazy: the armed one is earlier
         assert p.triggers["cart_abandonment"]["armed_until"] == to_ms(T + 16 * M)
         at_15 = engine.on_timer(p, "cart_abandonment", None, T + 15 * M)
         assert not at_15.fires
         assert [t.due for t in at_15.arm] == [T + 16 * M]
-        assert not engine.on_timer(p, "cart_abandonment", None, T + 15 * M + 30 * S).fires  # a stray early call
+        assert not engine.on_timer(
+            p, "cart_abandonment", None, T + 15 * M + 30 * S
+        ).fires  # a stray early call
         at_16 = engine.on_timer(p, "cart_abandonment", None, T + 16 * M)
         assert [f.episode for f in at_16.fires] == [1]
         assert [i["product_id"] for i in at_16.fires[0].context["cart"]] == ["p1", "p2"]
 
-    def test_one_episode_per_cart_state_and_a_new_add_starts_the_next(self, sim: Simulation) -> None:
+    def test_one_episode_per_cart_state_and_a_new_add_starts_the_next(
+        self, sim: Simulation
+    ) -> None:
         sim.deliver([ev("u1", "Product Added", T, product_id="p1")], T)
         sim.advance(T + H)
         sim.deliver([ev("u1", "Page Viewed", T + 2 * H, type="page")], T + 2 * H)
@@ -194,7 +233,10 @@ class TestInactivity:
         sim.advance(T + 50 * H)
         sim.deliver([ev("u1", "Page Viewed", T + 60 * H, type="page")], T + 60 * H)
         sim.advance(T + 200 * H)
-        assert [(f.episode, f.at) for f in fired(sim, "inactivity_winback")] == [(1, T + 48 * H), (2, T + 108 * H)]
+        assert [(f.episode, f.at) for f in fired(sim, "inactivity_winback")] == [
+            (1, T + 48 * H),
+            (2, T + 108 * H),
+        ]
 
     def test_no_email_no_timer(self, sim: Simulation) -> None:
         sim.deliver([ev("anon", "Page Viewed", T, type="page")], T)
@@ -208,11 +250,25 @@ class TestRepeatProductView:
     def test_fires_at_the_third_view_of_the_same_product(self, engine: Engine) -> None:
         p = Profile("u1")
         for i in range(2):
-            assert not only("repeat_product_view", feed(engine, p, ev("u1", "Product Viewed", T + i * D, product_id="p1"), now=T + i * D))
-        d = feed(engine, p, ev("u1", "Product Viewed", T + 6 * D, product_id="p1", name="Hat"), now=T + 6 * D)
+            assert not only(
+                "repeat_product_view",
+                feed(
+                    engine, p, ev("u1", "Product Viewed", T + i * D, product_id="p1"), now=T + i * D
+                ),
+            )
+        d = feed(
+            engine,
+            p,
+            ev("u1", "Product Viewed", T + 6 * D, product_id="p1", name="Hat"),
+            now=T + 6 * D,
+        )
         [fire] = only("repeat_product_view", d)
         assert fire.key == "p1" and fire.at == T + 6 * D
-        assert fire.action == {"channel": "push", "template": "repeat_product_view", "fallback": "inapp"}
+        assert fire.action == {
+            "channel": "push",
+            "template": "repeat_product_view",
+            "fallback": "inapp",
+        }
         assert fire.context["product"]["name"] == "Hat"
         assert not [t for t in d.arm if t.trigger_id == "repeat_product_view"]
 
@@ -269,9 +325,9 @@ class TestDwell:
         sim.deliver([ev("u1", "Product Viewed", T, product_id="p1")], T)
         sim.deliver([ev("u1", "Product Viewed", T + 3 * M, product_id="p2")], T + 3 * M)
         sim.advance(T + H)
-        assert [(f.at, f.context["product"]["product_id"]) for f in fired(sim, "product_dwell_upsell")] == [
-            (T + 8 * M, "p2")
-        ]
+        assert [
+            (f.at, f.context["product"]["product_id"]) for f in fired(sim, "product_dwell_upsell")
+        ] == [(T + 8 * M, "p2")]
 
     def test_a_track_event_on_the_page_keeps_the_dwell(self, sim: Simulation) -> None:
         sim.deliver([ev("u1", "Product Viewed", T, product_id="p1")], T)
@@ -286,9 +342,14 @@ class TestHistoricalEvents:
         events = [
             ev("u1", None, T, type="identify", email="a@b.c", historical=True),
             ev("u1", "Product Added", T, product_id="p1", historical=True),
-            *[ev("u1", "Product Viewed", T + i * M, product_id="p2", historical=True) for i in range(4)],
+            *[
+                ev("u1", "Product Viewed", T + i * M, product_id="p2", historical=True)
+                for i in range(4)
+            ],
         ]
-        decisions = sim.engine.on_events(sim.profile("u1"), sim.profile("u1").apply(events), T + 5 * M)
+        decisions = sim.engine.on_events(
+            sim.profile("u1"), sim.profile("u1").apply(events), T + 5 * M
+        )
         assert not decisions
         sim.advance(T + 30 * D)
         assert not sim.fires
@@ -297,7 +358,10 @@ class TestHistoricalEvents:
 
     def test_a_live_event_after_an_import_sees_the_imported_state(self, sim: Simulation) -> None:
         p = sim.profile("u1")
-        imported = [ev("u1", "Product Viewed", T + i * M, product_id="p2", historical=True) for i in range(2)]
+        imported = [
+            ev("u1", "Product Viewed", T + i * M, product_id="p2", historical=True)
+            for i in range(2)
+        ]
         sim.engine.on_events(p, p.apply(imported), T + 2 * M)
         sim.deliver([ev("u1", "Product Viewed", T + 3 * M, product_id="p2")], T + 3 * M)
         assert [f.key for f in fired(sim, "repeat_product_view")] == ["p2"]
@@ -315,14 +379,27 @@ class TestIdentities:
 
     def test_action_ids_are_per_episode(self) -> None:
         assert action_id("u", "t", None, 1) == action_id("u", "t", None, 1)
-        assert len({action_id("u", "t", None, 1), action_id("u", "t", None, 2), action_id("u", "t", "k", 1)}) == 3
+        assert (
+            len(
+                {
+                    action_id("u", "t", None, 1),
+                    action_id("u", "t", None, 2),
+                    action_id("u", "t", "k", 1),
+                }
+            )
+            == 3
+        )
 
     def test_a_retry_from_the_same_state_decides_the_same(self, engine: Engine) -> None:
         base = Profile("u1")
         feed(engine, base, ev("u1", "Product Added", T, product_id="p1"), now=T)
         snapshot = base.to_dict()
-        one = engine.on_timer(Profile.from_dict(copy.deepcopy(snapshot)), "cart_abandonment", None, T + 16 * M)
-        two = engine.on_timer(Profile.from_dict(copy.deepcopy(snapshot)), "cart_abandonment", None, T + 16 * M)
+        one = engine.on_timer(
+            Profile.from_dict(copy.deepcopy(snapshot)), "cart_abandonment", None, T + 16 * M
+        )
+        two = engine.on_timer(
+            Profile.from_dict(copy.deepcopy(snapshot)), "cart_abandonment", None, T + 16 * M
+        )
         assert one.fires == two.fires and one.fires
 
     def test_an_unknown_trigger_timer_does_nothing(self, engine: Engine) -> None:
@@ -347,7 +424,9 @@ class TestBounds:
         [slot] = sim.profiles["u1"].triggers["repeat_product_view"]["p"].values()
         assert list(slot) == ["p2"]
 
-    def test_the_state_survives_a_round_trip_through_the_profile_dict(self, triggers: TriggerSet) -> None:
+    def test_the_state_survives_a_round_trip_through_the_profile_dict(
+        self, triggers: TriggerSet
+    ) -> None:
         engine = Engine(triggers)
         p = Profile("u1")
         feed(engine, p, ev("u1", "Product Viewed", T, product_id="p1"), now=T)
@@ -379,7 +458,15 @@ triggers:
         misses = [
             ev("u1", "Product Viewed", T + M, category="hats", price=120, tags=["sale"]),
             ev("u1", "Product Viewed", T + 2 * M, category="shoes", price=99, tags=["sale"]),
-            ev("u1", "Product Viewed", T + 3 * M, category="shoes", price=120, tags=["sale"], coupon="X"),
+            ev(
+                "u1",
+                "Product Viewed",
+                T + 3 * M,
+                category="shoes",
+                price=120,
+                tags=["sale"],
+                coupon="X",
+            ),
         ]
         assert len(feed(engine, p, hit, now=T).fires) == 1
         for i, miss in enumerate(misses):
@@ -423,7 +510,9 @@ triggers:
         )
         sim = Simulation(engine)
         sim.deliver([ev("u1", "Product Viewed", T, product_id="p1")], T)
-        sim.deliver([ev("u1", "Product Added", T + 20 * M, product_id="p1")], T + 20 * M)  # too late
+        sim.deliver(
+            [ev("u1", "Product Added", T + 20 * M, product_id="p1")], T + 20 * M
+        )  # too late
         sim.deliver([ev("u1", "Cart Viewed", T + 21 * M, product_id="p1")], T + 21 * M)
         assert not sim.fires
         sim.deliver([ev("u1", "Product Viewed", T + 30 * M, product_id="p1")], T + 30 * M)
@@ -452,7 +541,9 @@ triggers:
         assert len(feed(engine, p, ev("u1", "Wishlist Added", T + M), now=T + M).fires) == 1
         feed(engine, p, ev("u1", "Search", T + 2 * M), now=T + 2 * M)
         assert len(feed(engine, p, ev("u1", "Search", T + 3 * M), now=T + 3 * M).fires) == 1
-        feed(engine, p, ev("u1", None, T + 4 * M, type="identify", plan="enterprise"), now=T + 4 * M)
+        feed(
+            engine, p, ev("u1", None, T + 4 * M, type="identify", plan="enterprise"), now=T + 4 * M
+        )
         assert not feed(engine, p, ev("u1", "Wishlist Added", T + 5 * M), now=T + 5 * M).fires
 
     def test_once_ever(self) -> None:

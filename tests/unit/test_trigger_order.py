@@ -15,7 +15,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from nudge.domain.events import Event, normalize_event
 from nudge.domain.triggers import TriggerSet, load_triggers
 from nudge.domain.triggers.backtest import Simulation
@@ -33,13 +32,33 @@ def _raw(i: int, kind: str, product: int, second: int) -> dict[str, Any]:
     pid = f"p{product}"
     base: dict[str, Any] = {"userId": "u1", "messageId": f"m{i}", "timestamp": at}
     if kind == "view":
-        return {**base, "type": "track", "event": "Product Viewed", "properties": {"product_id": pid}}
+        return {
+            **base,
+            "type": "track",
+            "event": "Product Viewed",
+            "properties": {"product_id": pid},
+        }
     if kind == "add":
-        return {**base, "type": "track", "event": "Product Added", "properties": {"product_id": pid}}
+        return {
+            **base,
+            "type": "track",
+            "event": "Product Added",
+            "properties": {"product_id": pid},
+        }
     if kind == "remove":
-        return {**base, "type": "track", "event": "Product Removed", "properties": {"product_id": pid}}
+        return {
+            **base,
+            "type": "track",
+            "event": "Product Removed",
+            "properties": {"product_id": pid},
+        }
     if kind == "order":  # products never viewed: `bought` stays out of the repeat-view check
-        return {**base, "type": "track", "event": "Order Completed", "properties": {"products": [{"product_id": "q1"}]}}
+        return {
+            **base,
+            "type": "track",
+            "event": "Order Completed",
+            "properties": {"products": [{"product_id": "q1"}]},
+        }
     if kind == "page":
         return {**base, "type": "page", "name": "Home"}
     if kind == "identify":
@@ -52,7 +71,9 @@ def _event(raw: dict[str, Any], received: datetime) -> Event:
 
 
 bursts = st.lists(
-    st.tuples(st.sampled_from(WEIGHTED), st.integers(0, 2), st.integers(0, 240)), min_size=1, max_size=14
+    st.tuples(st.sampled_from(WEIGHTED), st.integers(0, 2), st.integers(0, 240)),
+    min_size=1,
+    max_size=14,
 ).map(lambda items: [_raw(i, k, p, s) for i, (k, p, s) in enumerate(items)])
 
 
@@ -61,12 +82,18 @@ def _episodes(sim: Simulation) -> set[tuple[str, str | None, int, str]]:
 
 
 def _durable_times(sim: Simulation) -> set[tuple[str, datetime]]:
-    return {(r.fire.trigger_id, r.fire.at) for r in sim.fires if r.fire.trigger_id != "repeat_product_view"}
+    return {
+        (r.fire.trigger_id, r.fire.at)
+        for r in sim.fires
+        if r.fire.trigger_id != "repeat_product_view"
+    }
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(burst=bursts, data=st.data())
-def test_shuffled_duplicated_batched_delivery_fires_the_same_episodes(burst: list[dict[str, Any]], data: st.DataObject) -> None:
+def test_shuffled_duplicated_batched_delivery_fires_the_same_episodes(
+    burst: list[dict[str, Any]], data: st.DataObject
+) -> None:
     end = T + timedelta(seconds=240)
     # in order, one at a time, each received at its own time
     in_order = Simulation(TRIGGERS)
@@ -90,6 +117,14 @@ def test_shuffled_duplicated_batched_delivery_fires_the_same_episodes(burst: lis
 
     assert _episodes(out_of_order) == _episodes(in_order)
     assert _durable_times(out_of_order) == _durable_times(in_order)
-    public = {k: {f: v.get(f) for f in ("fired", "armed_until")} for k, v in in_order.profiles["u1"].triggers.items()}
-    public2 = {k: {f: v.get(f) for f in ("fired", "armed_until")} for k, v in out_of_order.profiles["u1"].triggers.items()}
-    assert {k: v for k, v in public.items() if v["fired"]} == {k: v for k, v in public2.items() if v["fired"]}
+    public = {
+        k: {f: v.get(f) for f in ("fired", "armed_until")}
+        for k, v in in_order.profiles["u1"].triggers.items()
+    }
+    public2 = {
+        k: {f: v.get(f) for f in ("fired", "armed_until")}
+        for k, v in out_of_order.profiles["u1"].triggers.items()
+    }
+    assert {k: v for k, v in public.items() if v["fired"]} == {
+        k: v for k, v in public2.items() if v["fired"]
+    }

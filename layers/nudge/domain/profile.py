@@ -266,17 +266,17 @@ class Profile:
             self.trait_at[key] = [t, fp]
 
     def _add_to_session(self, t: int) -> None:
-        if t < self.session_horizon:
+        self._add_session_interval(t, t)
+
+    def _add_session_interval(self, start: int, end: int) -> None:
+        """Adds activity spanning [start, end] (one event: start == end); sessions are
+        the union of activity with gaps of at most the timeout."""
+        if end < self.session_horizon:
             return  # inside compacted history: already counted there
         gap = SESSION_TIMEOUT_SECONDS * 1000
-        start, end = t, t
-        keep = []
-        for s, e in self.open_sessions:
-            if s - gap <= t <= e + gap:
-                start, end = min(start, s), max(end, e)
-            else:
-                keep.append([s, e])
-        # a widened interval may now touch a neighbour: merge until stable
+        keep = [list(iv) for iv in self.open_sessions]
+        # merge every interval within the timeout, until stable (a widened one may
+        # now touch a neighbour)
         merged = True
         while merged:
             merged = False
@@ -377,8 +377,7 @@ class Profile:
         self.sessions_closed += other.sessions_closed
         self.session_closed_s += other.session_closed_s
         for s, e in other.open_sessions:
-            self._add_to_session(s)
-            self._add_to_session(e)
+            self._add_session_interval(s, e)
         self.page_views += other.page_views
         self.cart_adds += other.cart_adds
         self.orders += other.orders

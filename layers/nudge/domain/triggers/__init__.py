@@ -39,7 +39,22 @@ _EXPORTS = {
     "validate_path": "loader",
     "Trigger": "model",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Decisions",
+    "DefinitionError",
+    "DefinitionIssue",
+    "Engine",
+    "Fire",
+    "Timer",
+    "Trigger",
+    "TriggerSet",
+    "action_id",
+    "default_triggers_path",
+    "load_triggers",
+    "parse_text",
+    "timer_name",
+    "validate_path",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -99,7 +99,9 @@ class Simulation:
             if timer is None or timer.due != due:
                 continue  # replaced or deleted since
             del self.timers[(user_id, name)]  # ActionAfterCompletion=DELETE
-            decisions = self.engine.on_timer(self.profile(user_id), timer.trigger_id, timer.key, due)
+            decisions = self.engine.on_timer(
+                self.profile(user_id), timer.trigger_id, timer.key, due
+            )
             out.extend(self._apply(user_id, decisions))
         return out
 
@@ -143,7 +145,9 @@ class TriggerReport:
             "last_fire": iso(self.last_fire),
             "fires_per_user": {str(k): v for k, v in sorted(self.fires_per_user.items())},
             "max_fires_per_user": self.max_fires_per_user,
-            "mean_fires_per_user": round(self.fires / self.users_fired, 3) if self.users_fired else 0.0,
+            "mean_fires_per_user": round(self.fires / self.users_fired, 3)
+            if self.users_fired
+            else 0.0,
             "cooldown_suppressed": self.cooldown_suppressed,
             "cap_suppressed": self.cap_suppressed,
             "would_send": self.would_send,
@@ -180,7 +184,17 @@ class BacktestReport:
         return out
 
     def table(self) -> str:
-        head = ("trigger", "users", "fires", "max/user", "first fire", "last fire", "cooldown", "caps", "send")
+        head = (
+            "trigger",
+            "users",
+            "fires",
+            "max/user",
+            "first fire",
+            "last fire",
+            "cooldown",
+            "caps",
+            "send",
+        )
         rows = [
             (
                 t.trigger_id,
@@ -198,10 +212,18 @@ class BacktestReport:
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
         def line(cells: tuple[str, ...]) -> str:
-            return "  ".join(c.ljust(w) if i in (0, 4, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+            return "  ".join(
+                c.ljust(w) if i in (0, 4, 5) else c.rjust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
 
         span = f"{iso(self.start)} .. {iso(self.end)}" if self.start else "no events"
-        lines = [f"{self.events} events, {self.users} users, {span}", "", line(head), line(tuple("-" * w for w in widths))]
+        lines = [
+            f"{self.events} events, {self.users} users, {span}",
+            "",
+            line(head),
+            line(tuple("-" * w for w in widths)),
+        ]
         lines += [line(r) for r in rows]
         lines += [
             "",
@@ -212,7 +234,9 @@ class BacktestReport:
         return "\n".join(lines)
 
 
-def _suppression(records: list[FireRecord], cooldowns: dict[str, int]) -> tuple[Counter[str], Counter[str]]:
+def _suppression(
+    records: list[FireRecord], cooldowns: dict[str, int]
+) -> tuple[Counter[str], Counter[str]]:
     """Per trigger: fires a cooldown would have stopped, fires the caps would have stopped.
     A user's fires go in time order (then priority): a suppressed fire does not restart
     the cooldown, as no message went out."""
@@ -233,7 +257,9 @@ def _suppression(records: list[FireRecord], cooldowns: dict[str, int]) -> tuple[
             window = f.at - timedelta(seconds=CAP_WINDOW_S)
             recent = [c for t, c in sent if t > window]
             channel = str(f.action.get("channel"))
-            if len(recent) >= CAP_ALL_CHANNELS or (channel == "email" and recent.count("email") >= CAP_EMAIL):
+            if len(recent) >= CAP_ALL_CHANNELS or (
+                channel == "email" and recent.count("email") >= CAP_EMAIL
+            ):
                 capped[f.trigger_id] += 1
                 continue
             last_sent[f.trigger_id] = f.at
@@ -242,7 +268,13 @@ def _suppression(records: list[FireRecord], cooldowns: dict[str, int]) -> tuple[
 
 
 def report(
-    records: list[FireRecord], triggers: TriggerSet, *, events: int, users: int, start: datetime | None, end: datetime | None
+    records: list[FireRecord],
+    triggers: TriggerSet,
+    *,
+    events: int,
+    users: int,
+    start: datetime | None,
+    end: datetime | None,
 ) -> BacktestReport:
     cooldowns = {t.id: t.cooldown_seconds for t in triggers}
     cooled, capped = _suppression(records, cooldowns)
@@ -263,7 +295,9 @@ def report(
     return BacktestReport(events, users, start, end, out, ordered)
 
 
-def backtest(events: Iterable[Event], triggers: TriggerSet, trigger_id: str | None = None) -> BacktestReport:
+def backtest(
+    events: Iterable[Event], triggers: TriggerSet, trigger_id: str | None = None
+) -> BacktestReport:
     """Replays events (in any order: they are sorted by event time) through the engine.
     Before each event the timers due before it fire, at their due time; after the last
     event, those due within the longest threshold of it."""
@@ -276,6 +310,8 @@ def backtest(events: Iterable[Event], triggers: TriggerSet, trigger_id: str | No
     end = ordered[-1].timestamp if ordered else None
     if end is not None:
         sim.advance(end + timedelta(seconds=sim.engine.horizon))
-    rep = report(sim.fires, chosen, events=sim.events, users=len(sim.profiles), start=start, end=end)
+    rep = report(
+        sim.fires, chosen, events=sim.events, users=len(sim.profiles), start=start, end=end
+    )
     rep.scheduler_calls = sim.scheduler_calls
     return rep

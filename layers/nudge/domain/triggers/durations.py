@@ -19,10 +19,14 @@ class DurationError(ValueError):
 def parse_duration(value: Any) -> int:
     """Seconds in a duration string. Bare numbers are refused: `15` could be anything."""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise DurationError(f"bad duration {value!r}: write a number and a unit, e.g. 30s, 15m, 48h or 7d")
+        raise DurationError(
+            f"bad duration {value!r}: write a number and a unit, e.g. 30s, 15m, 48h or 7d"
+        )
     match = _RE.match(value)
     if match is None:
-        raise DurationError(f"bad duration {value!r}: write a number and a unit, e.g. 30s, 15m, 48h or 7d")
+        raise DurationError(
+            f"bad duration {value!r}: write a number and a unit, e.g. 30s, 15m, 48h or 7d"
+        )
     seconds = int(match.group(1)) * UNITS[match.group(2)]
     if seconds > MAX_SECONDS:
         raise DurationError(f"bad duration {value!r}: longer than 366d")

@@ -222,25 +222,32 @@ def _contains(value: Any, needle: Any) -> bool:
 ValuePred = Callable[[Any], bool]
 
 
+def _operator(op: str, x: Any) -> ValuePred:
+    if op == "eq":
+        return lambda v: v is not MISSING and _eq(v, x)
+    if op == "ne":
+        return lambda v: v is MISSING or not _eq(v, x)
+    if op in ("in", "not_in"):
+        options = tuple(x)
+
+        def member(v: Any) -> bool:
+            return v is not MISSING and any(_eq(v, o) for o in options)
+
+        return member if op == "in" else (lambda v: not member(v))
+    if op in ("gt", "gte", "lt", "lte"):
+        accept = {"gt": (1,), "gte": (0, 1), "lt": (-1,), "lte": (-1, 0)}[op]
+        return lambda v: v is not MISSING and _cmp(v, x) in accept
+    if op == "exists":
+        want = bool(x)
+        return lambda v: (v is not MISSING and v is not None) == want
+    if op == "contains":
+        return lambda v: v is not MISSING and _contains(v, x)
+    raise ValueError(f"unknown operator {op!r}")
+
+
 def compile_filter(pf: PropertyFilter) -> ValuePred:
     """A predicate on a value (MISSING when absent) that holds when every operator does."""
-    checks: list[ValuePred] = []
-    for op, x in pf.operators().items():
-        if op == "eq":
-            checks.append(lambda v, x=x: v is not MISSING and _eq(v, x))
-        elif op == "ne":
-            checks.append(lambda v, x=x: v is MISSING or not _eq(v, x))
-        elif op == "in":
-            checks.append(lambda v, xs=tuple(x): v is not MISSING and any(_eq(v, o) for o in xs))
-        elif op == "not_in":
-            checks.append(lambda v, xs=tuple(x): v is MISSING or not any(_eq(v, o) for o in xs))
-        elif op in ("gt", "gte", "lt", "lte"):
-            ok = {"gt": (1,), "gte": (0, 1), "lt": (-1,), "lte": (-1, 0)}[op]
-            checks.append(lambda v, x=x, ok=ok: v is not MISSING and _cmp(v, x) in ok)
-        elif op == "exists":
-            checks.append(lambda v, want=bool(x): (v is not MISSING and v is not None) == want)
-        elif op == "contains":
-            checks.append(lambda v, x=x: v is not MISSING and _contains(v, x))
+    checks = [_operator(op, x) for op, x in pf.operators().items()]
     if len(checks) == 1:
         return checks[0]
     return lambda v: all(c(v) for c in checks)
@@ -320,7 +327,9 @@ class Moment:
 
     __slots__ = ("event", "key", "now", "product", "profile")
 
-    def __init__(self, profile: Profile, now: int, event: Event | None, key: str, product: str | None = None) -> None:
+    def __init__(
+        self, profile: Profile, now: int, event: Event | None, key: str, product: str | None = None
+    ) -> None:
         self.profile = profile
         self.now = now
         self.event = event
@@ -655,7 +664,9 @@ class CartAbsencePattern(Pattern):
         deadline = changed + self.window
         if m.now < deadline:
             return Check(False, due=deadline, anchor=changed)
-        return Check(True, at=deadline, anchor=changed, context={"event": self.after_name, "cart": items})
+        return Check(
+            True, at=deadline, anchor=changed, context={"event": self.after_name, "cart": items}
+        )
 
 
 class InactivityPattern(Pattern):
@@ -678,7 +689,12 @@ class InactivityPattern(Pattern):
         deadline = last + self.window
         if m.now < deadline:
             return Check(False, due=deadline, anchor=last)
-        return Check(True, at=deadline, anchor=last, context={"event": None, "inactive_since": iso(from_ms(last))})
+        return Check(
+            True,
+            at=deadline,
+            anchor=last,
+            context={"event": None, "inactive_since": iso(from_ms(last))},
+        )
 
 
 class DwellPattern(Pattern):
@@ -707,7 +723,12 @@ class DwellPattern(Pattern):
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         page = m.profile.last_page
-        if m.key != NONE_KEY or not page or page.get("event") != PRODUCT_VIEWED or not page.get("product_id"):
+        if (
+            m.key != NONE_KEY
+            or not page
+            or page.get("event") != PRODUCT_VIEWED
+            or not page.get("product_id")
+        ):
             return NO
         pid, entered = str(page["product_id"]), int(page["at"])
         if self.unless_added:
@@ -721,7 +742,11 @@ class DwellPattern(Pattern):
         if last < deadline - self.timeout:
             return NO  # the session times out before the deadline (unless new activity comes)
         seen = ps.get(NONE_KEY)
-        snap = dict(seen["s"]) if seen and seen.get("at") == entered and seen.get("fp") == page.get("fp") else {}
+        snap = (
+            dict(seen["s"])
+            if seen and seen.get("at") == entered and seen.get("fp") == page.get("fp")
+            else {}
+        )
         if m.now < deadline:
             return Check(False, due=deadline, anchor=entered, product=pid)
         context = {"event": PRODUCT_VIEWED, "product": {**snap, "product_id": pid}}
@@ -745,7 +770,11 @@ class _Compiler:
         elif isinstance(node, SequenceCondition):
             made = SequencePattern(node)
         elif isinstance(node, AbsenceCondition):
-            made = CartAbsencePattern(node) if node.absence.measured_from == "cart_change" else AbsencePattern(node)
+            made = (
+                CartAbsencePattern(node)
+                if node.absence.measured_from == "cart_change"
+                else AbsencePattern(node)
+            )
         elif isinstance(node, InactivityCondition):
             made = InactivityPattern(node)
         elif isinstance(node, DwellCondition):
@@ -780,7 +809,12 @@ class _Compiler:
             keys = [m.key]
             if pattern.key_prop is not None and m.event is not None:
                 keys = pattern.keys(m.event) or keys
-            return any(pattern.check(states(pattern), Moment(m.profile, m.now, m.event, k, m.product), None).holds for k in keys)
+            return any(
+                pattern.check(
+                    states(pattern), Moment(m.profile, m.now, m.event, k, m.product), None
+                ).holds
+                for k in keys
+            )
 
         return holds
 
@@ -811,7 +845,9 @@ class CompiledTrigger:
             if b.pattern is None:
                 continue  # refused by the loader; ignored if built by hand
             pattern = compiler.pattern(b.pattern)
-            self.branches.append((pattern, [compiler.predicate(f, self._pattern_state) for f in b.filters]))
+            self.branches.append(
+                (pattern, [compiler.predicate(f, self._pattern_state) for f in b.filters])
+            )
         self.patterns = compiler.patterns
         self.instant = [(p, fs) for p, fs in self.branches if p.instant]
         self.durable = [(p, fs) for p, fs in self.branches if not p.instant]
@@ -879,7 +915,9 @@ class Engine:
         decisions.fires.sort(key=lambda f: (f.at, -f.priority, f.trigger_id))
         return decisions
 
-    def on_timer(self, profile: Profile, trigger_id: str, key: str | None, now: datetime) -> Decisions:
+    def on_timer(
+        self, profile: Profile, trigger_id: str, key: str | None, now: datetime
+    ) -> Decisions:
         """A schedule came due: re-check against current state. Fires only when the
         condition holds now and its deadline has passed, for an episode not fired yet;
         arms again when the deadline moved later."""
@@ -903,7 +941,9 @@ class Engine:
         return decisions
 
     # ---- internals ---------------------------------------------------------------------------
-    def _observe(self, ct: CompiledTrigger, st: _State, events: list[tuple[Event, int]], ref: int) -> None:
+    def _observe(
+        self, ct: CompiledTrigger, st: _State, events: list[tuple[Event, int]], ref: int
+    ) -> None:
         live_slots = set(ct.patterns)
         for slot in [s for s in st.p if s not in live_slots]:
             del st.p[slot]  # the definition changed: its old state goes
@@ -921,7 +961,13 @@ class Engine:
                 st.p.pop(slot, None)
 
     def _decide(
-        self, ct: CompiledTrigger, st: _State, profile: Profile, live: list[Event], now: int, out: Decisions
+        self,
+        ct: CompiledTrigger,
+        st: _State,
+        profile: Profile,
+        live: list[Event],
+        now: int,
+        out: Decisions,
     ) -> None:
         for ev in live:
             for pattern, filters in ct.instant:
@@ -949,7 +995,9 @@ class Engine:
         for key in sorted(keys):
             self._settle(ct, st, profile, key, now, out)
 
-    def _settle(self, ct: CompiledTrigger, st: _State, profile: Profile, key: str, now: int, out: Decisions) -> None:
+    def _settle(
+        self, ct: CompiledTrigger, st: _State, profile: Profile, key: str, now: int, out: Decisions
+    ) -> None:
         """Evaluates the durable behaviors for a key now: fire, or arm for the deadline."""
         dues: list[int] = []
         for pattern, filters in ct.durable:
@@ -972,9 +1020,19 @@ class Engine:
             return False  # the same episode (or one older than the last fire)
         if ct.once and ks.get("n", 0) >= 1:
             return False
-        return not (ct.once_per_ms is not None and last is not None and chk.at - last < ct.once_per_ms)
+        return not (
+            ct.once_per_ms is not None and last is not None and chk.at - last < ct.once_per_ms
+        )
 
-    def _fire(self, ct: CompiledTrigger, st: _State, profile: Profile, key: str, chk: Check, out: Decisions) -> None:
+    def _fire(
+        self,
+        ct: CompiledTrigger,
+        st: _State,
+        profile: Profile,
+        key: str,
+        chk: Check,
+        out: Decisions,
+    ) -> None:
         ks = st.k.get(key)
         if ks is None:
             ks = st.k[key] = {}
@@ -1000,7 +1058,14 @@ class Engine:
         )
 
     def _arm(
-        self, ct: CompiledTrigger, st: _State, profile: Profile, key: str, deadline: int | None, now: int, out: Decisions
+        self,
+        ct: CompiledTrigger,
+        st: _State,
+        profile: Profile,
+        key: str,
+        deadline: int | None,
+        now: int,
+        out: Decisions,
     ) -> None:
         ks = st.k.get(key)
         if ks is None:
@@ -1016,7 +1081,9 @@ class Engine:
         if deadline is not None:
             if due is None or due > deadline or due + LOST_TIMER_MS < now:
                 ks["due"] = deadline
-                out.arm.append(Timer(ct.id, k, from_ms(deadline), timer_name(profile.user_id, ct.id, k)))
+                out.arm.append(
+                    Timer(ct.id, k, from_ms(deadline), timer_name(profile.user_id, ct.id, k))
+                )
         elif due is not None and due - now > DISARM_AHEAD_MS:
             del ks["due"]
             out.disarm.append(timer_name(profile.user_id, ct.id, k))
@@ -1042,7 +1109,12 @@ class Engine:
             raw.pop("p", None)
         deadlines = [v["d"] for v in st.k.values() if v.get("d") is not None]
         raw["armed_until"] = min(deadlines) if deadlines else None
-        if not raw.get("k") and not raw.get("p") and not raw.get("fired") and ct.id not in profile.triggers:
+        if (
+            not raw.get("k")
+            and not raw.get("p")
+            and not raw.get("fired")
+            and ct.id not in profile.triggers
+        ):
             return  # nothing worth a place in the profile yet
         raw.setdefault("fired", 0)
         profile.triggers[ct.id] = raw

@@ -25,6 +25,7 @@ from nudge.domain.triggers.model import (
     CONDITION_KINDS,
     OPERATORS,
     TAG,
+    TEMPLATE_RE,
     Loc,
     Trigger,
     check_structure,
@@ -60,7 +61,9 @@ class DefinitionError(NudgeError):
 class TriggerSet:
     """The loaded triggers, in file order; iterable, with lookup by id."""
 
-    def __init__(self, triggers: Iterable[Trigger], sources: Mapping[str, tuple[str, int]] | None = None) -> None:
+    def __init__(
+        self, triggers: Iterable[Trigger], sources: Mapping[str, tuple[str, int]] | None = None
+    ) -> None:
         self._triggers = list(triggers)
         self._by_id = {t.id: t for t in self._triggers}
         if len(self._by_id) != len(self._triggers):
@@ -90,7 +93,9 @@ class TriggerSet:
     def only(self, *trigger_ids: str) -> TriggerSet:
         missing = [i for i in trigger_ids if i not in self._by_id]
         if missing:
-            raise KeyError(f"unknown trigger {', '.join(missing)}; known: {', '.join(self.ids) or '(none)'}")
+            raise KeyError(
+                f"unknown trigger {', '.join(missing)}; known: {', '.join(self.ids) or '(none)'}"
+            )
         keep = [t for t in self._triggers if t.id in trigger_ids]
         return TriggerSet(keep, {t.id: self._sources[t.id] for t in keep if t.id in self._sources})
 
@@ -139,10 +144,20 @@ def _compose(text: str, file: str, issues: list[DefinitionIssue]) -> tuple[Any, 
 
 
 def _build(
-    loader: yaml.SafeLoader, node: yaml.Node, loc: Loc, lines: _Lines, file: str, issues: list[DefinitionIssue], depth: int
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    loc: Loc,
+    lines: _Lines,
+    file: str,
+    issues: list[DefinitionIssue],
+    depth: int,
 ) -> Any:
     if depth > MAX_DEPTH:
-        issues.append(DefinitionIssue(file, node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels"))
+        issues.append(
+            DefinitionIssue(
+                file, node.start_mark.line + 1, f"nested deeper than {MAX_DEPTH} levels"
+            )
+        )
         return None
     if isinstance(node, yaml.MappingNode):
         loader.flatten_mapping(node)  # YAML merge keys (<<)
@@ -151,7 +166,11 @@ def _build(
             if isinstance(key_node, yaml.ScalarNode):
                 key: Any = key_node.value  # a plain string: `on:` or `no:` stay names
             else:
-                issues.append(DefinitionIssue(file, key_node.start_mark.line + 1, "a key must be a plain name"))
+                issues.append(
+                    DefinitionIssue(
+                        file, key_node.start_mark.line + 1, "a key must be a plain name"
+                    )
+                )
                 continue
             key_line = key_node.start_mark.line + 1
             if key in out:
@@ -190,7 +209,11 @@ def _known_fields() -> set[str]:
 def _submodels(model: type[BaseModel]) -> list[type[BaseModel]]:
     from nudge.domain.triggers import model as m
 
-    return [obj for obj in vars(m).values() if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not model]
+    return [
+        obj
+        for obj in vars(m).values()
+        if isinstance(obj, type) and issubclass(obj, BaseModel) and obj is not model
+    ]
 
 
 _FIELDS: set[str] | None = None
@@ -213,7 +236,9 @@ def _message(err: Any) -> tuple[str, bool]:
     if kind == "value_error":  # ours: they say what is wrong
         return msg.removeprefix("Value error, "), False
     if kind == "extra_forbidden":
-        if len(loc) >= 3 and loc[-3] in ("where", "trait") or len(loc) >= 2 and loc[-2] == "segment":
+        if (len(loc) >= 3 and loc[-3] in ("where", "trait")) or (
+            len(loc) >= 2 and loc[-2] == "segment"
+        ):
             return f"unknown property operator '{name}' (use {', '.join(OPERATORS)})", True
         if name in CONDITION_KINDS and len(raw) >= 2 and str(raw[-2]).startswith(TAG):
             other = str(raw[-2])[len(TAG) :]
@@ -226,7 +251,9 @@ def _message(err: Any) -> tuple[str, bool]:
         return f"missing field '{name}'", False
     if kind == "condition":
         found = err.get("input")
-        keys = f" (found: {', '.join(map(str, found))})" if isinstance(found, dict) and found else ""
+        keys = (
+            f" (found: {', '.join(map(str, found))})" if isinstance(found, dict) and found else ""
+        )
         return msg + keys, False
     if name == "reeligibility" and kind == "literal_error":
         return "reeligibility: use every_time, once or {once_per: <duration>}", False
@@ -242,7 +269,10 @@ class _Parsed:
 
 
 def parse_sources(
-    sources: Iterable[tuple[str, str]], *, templates: Iterable[str] | None = None, templates_label: str = "templates"
+    sources: Iterable[tuple[str, str]],
+    *,
+    templates: Iterable[str] | None = None,
+    templates_label: str = "templates",
 ) -> _Parsed:
     """Validates (file label, YAML text) pairs. `templates`: the template names that exist
     (None: not checked)."""
@@ -256,16 +286,26 @@ def parse_sources(
         if data is None:
             continue
         if not isinstance(data, dict):
-            out.issues.append(DefinitionIssue(file, lines.line(()), "expected a mapping with a `triggers:` list"))
+            out.issues.append(
+                DefinitionIssue(file, lines.line(()), "expected a mapping with a `triggers:` list")
+            )
             continue
         for key in data:
             if key != "triggers":
-                out.issues.append(DefinitionIssue(file, lines.line((key,), key=True), f"unknown field '{key}'{_suggest(key)}"))
+                out.issues.append(
+                    DefinitionIssue(
+                        file, lines.line((key,), key=True), f"unknown field '{key}'{_suggest(key)}"
+                    )
+                )
         items = data.get("triggers")
         if items is None:
             continue
         if not isinstance(items, list):
-            out.issues.append(DefinitionIssue(file, lines.line(("triggers",)), "`triggers` must be a list of triggers"))
+            out.issues.append(
+                DefinitionIssue(
+                    file, lines.line(("triggers",)), "`triggers` must be a list of triggers"
+                )
+            )
             continue
         for i, item in enumerate(items):
             base: Loc = ("triggers", i)
@@ -275,37 +315,52 @@ def parse_sources(
                 if raw_id in first_seen:
                     where = first_seen[raw_id]
                     out.issues.append(
-                        DefinitionIssue(file, id_line, f"duplicate id '{raw_id}' (first defined at {where[0]}:{where[1]})")
+                        DefinitionIssue(
+                            file,
+                            id_line,
+                            f"duplicate id '{raw_id}' (first defined at {where[0]}:{where[1]})",
+                        )
                     )
                     continue
                 first_seen[raw_id] = (file, id_line)
+            problems: list[tuple[Loc, str]] = []
+            action = item.get("action") if isinstance(item, dict) else None
+            template = action.get("template") if isinstance(action, dict) else None
+            if (
+                known_templates is not None
+                and isinstance(template, str)
+                and TEMPLATE_RE.match(template)
+                and template not in known_templates
+            ):
+                problems.append(
+                    (
+                        (*base, "action", "template"),
+                        f"unknown template '{template}': no {templates_label}/{template}.yaml",
+                    )
+                )
             try:
                 trigger = Trigger.model_validate(item)
             except ValidationError as err:
                 for e in err.errors():
                     message, at_key = _message(e)
-                    out.issues.append(DefinitionIssue(file, lines.line((*base, *e["loc"]), key=at_key), message))
-                continue
-            problems = check_structure(trigger, base)
+                    out.issues.append(
+                        DefinitionIssue(file, lines.line((*base, *e["loc"]), key=at_key), message)
+                    )
+                trigger = None
+            if trigger is not None:
+                problems.extend(check_structure(trigger, base))
             for loc, message in problems:
                 out.issues.append(DefinitionIssue(file, lines.line(loc), message))
-            if known_templates is not None and trigger.action.template not in known_templates:
-                out.issues.append(
-                    DefinitionIssue(
-                        file,
-                        lines.line((*base, "action", "template")),
-                        f"unknown template '{trigger.action.template}': no {templates_label}/{trigger.action.template}.yaml",
-                    )
-                )
-                continue
-            if not problems:
+            if trigger is not None and not problems:
                 out.triggers.append(trigger)
                 out.sources[trigger.id] = (file, lines.line(base))
     out.issues.sort()
     return out
 
 
-def parse_text(text: str, file: str = "<text>", *, templates: Iterable[str] | None = None) -> TriggerSet:
+def parse_text(
+    text: str, file: str = "<text>", *, templates: Iterable[str] | None = None
+) -> TriggerSet:
     """Triggers from one YAML text (tests, tools); raises DefinitionError."""
     parsed = parse_sources([(file, text)], templates=templates)
     if parsed.issues:
@@ -345,7 +400,9 @@ def _load(path: str | Path, templates_dir: Path | None) -> _Parsed:
             issues.append(DefinitionIssue(str(file), 1, f"cannot read: {err}"))
     tdir = templates_dir if templates_dir is not None else default_templates_dir(path)
     names = template_names(tdir)
-    parsed = parse_sources(sources, templates=names if names is not None else set(), templates_label=str(tdir))
+    parsed = parse_sources(
+        sources, templates=names if names is not None else set(), templates_label=str(tdir)
+    )
     parsed.issues = sorted(issues + parsed.issues)
     return parsed
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -62,7 +62,7 @@ MAX_COUNT = 1000
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 Channel = Literal["email", "sms", "push", "inapp"]
 
 
@@ -78,31 +78,47 @@ def _duration(value: Any) -> int:
 def _positive_duration(value: Any) -> int:
     seconds = parse_duration(value)
     if seconds <= 0:
-        raise ValueError(f"unreachable condition: a time of {value!r} never passes; use more than 0")
+        raise ValueError(
+            f"unreachable condition: a time of {value!r} never passes; use more than 0"
+        )
     return seconds
 
 
-_DURATION_SCHEMA = {"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "15m", "48h", "7d"]}
+_DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": DURATION_PATTERN,
+    "examples": ["30s", "15m", "48h", "7d"],
+}
 Duration = Annotated[int, BeforeValidator(_duration), WithJsonSchema(_DURATION_SCHEMA)]
-PositiveDuration = Annotated[int, BeforeValidator(_positive_duration), WithJsonSchema(_DURATION_SCHEMA)]
+PositiveDuration = Annotated[
+    int, BeforeValidator(_positive_duration), WithJsonSchema(_DURATION_SCHEMA)
+]
 
 
 # ---- names -----------------------------------------------------------------------------------
 def _trigger_id(value: str) -> str:
     if not ID_RE.match(value):
-        raise ValueError(f"id {value!r} must be lowercase snake_case (a-z, 0-9, _), starting with a letter")
+        raise ValueError(
+            f"id {value!r} must be lowercase snake_case (a-z, 0-9, _), starting with a letter"
+        )
     return value
 
 
 def _template_name(value: str) -> str:
     if not TEMPLATE_RE.match(value):
-        raise ValueError(f"template {value!r} must be a lowercase file name (a-z, 0-9, _, -) without extension")
+        raise ValueError(
+            f"template {value!r} must be a lowercase file name (a-z, 0-9, _, -) without extension"
+        )
     return value
 
 
-TriggerId = Annotated[str, AfterValidator(_trigger_id), WithJsonSchema({"type": "string", "pattern": ID_RE.pattern})]
+TriggerId = Annotated[
+    str, AfterValidator(_trigger_id), WithJsonSchema({"type": "string", "pattern": ID_RE.pattern})
+]
 TemplateName = Annotated[
-    str, AfterValidator(_template_name), WithJsonSchema({"type": "string", "pattern": TEMPLATE_RE.pattern})
+    str,
+    AfterValidator(_template_name),
+    WithJsonSchema({"type": "string", "pattern": TEMPLATE_RE.pattern}),
 ]
 EventName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 PropName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
@@ -156,7 +172,9 @@ def _filter_shorthand(value: Any) -> Any:
 
 Filter = Annotated[
     PropertyFilter,
-    BeforeValidator(_filter_shorthand, json_schema_input_type=Union[Scalar, list[Scalar], PropertyFilter]),
+    BeforeValidator(
+        _filter_shorthand, json_schema_input_type=Scalar | list[Scalar] | PropertyFilter
+    ),
 ]
 
 
@@ -166,8 +184,10 @@ def _names(value: Any) -> Any:
 
 EventNames = Annotated[
     list[EventName],
-    BeforeValidator(_names, json_schema_input_type=Union[EventName, list[EventName]]),
-    Field(description="event name(s): a track event, `Page Viewed`, `Screen Viewed`, or `*` for any"),
+    BeforeValidator(_names, json_schema_input_type=EventName | list[EventName]),
+    Field(
+        description="event name(s): a track event, `Page Viewed`, `Screen Viewed`, or `*` for any"
+    ),
 ]
 
 
@@ -195,7 +215,9 @@ class EventCondition(EventMatch):
 class CountSpec(EventMatch):
     at_least: int = Field(description="how many matching events")
     within: PositiveDuration = Field(description="the window they must fall in")
-    per: PropName | None = Field(default=None, description="count separately per value of this property")
+    per: PropName | None = Field(
+        default=None, description="count separately per value of this property"
+    )
 
     @field_validator("at_least")
     @classmethod
@@ -247,14 +269,17 @@ class InactivityCondition(_Strict):
 
     kind: ClassVar[str] = "inactivity"
     inactivity: Annotated[
-        InactivitySpec, BeforeValidator(_for_shorthand, json_schema_input_type=Union[PositiveDuration, InactivitySpec])
+        InactivitySpec,
+        BeforeValidator(_for_shorthand, json_schema_input_type=PositiveDuration | InactivitySpec),
     ]
 
 
 class DwellSpec(_Strict):
     for_: PositiveDuration = Field(alias="for")
-    unless_added: bool = Field(default=True, description="not when the product was added to the cart")
-    session_timeout: PositiveDuration = Field(default="30m", validate_default=True)  # type: ignore[assignment]
+    unless_added: bool = Field(
+        default=True, description="not when the product was added to the cart"
+    )
+    session_timeout: PositiveDuration = Field(default="30m", validate_default=True)
 
 
 class DwellCondition(_Strict):
@@ -262,16 +287,23 @@ class DwellCondition(_Strict):
     `Product Viewed`, left by the next `Product Viewed`, page or screen) in a live session."""
 
     kind: ClassVar[str] = "dwell"
-    dwell: Annotated[DwellSpec, BeforeValidator(_for_shorthand, json_schema_input_type=Union[PositiveDuration, DwellSpec])]
+    dwell: Annotated[
+        DwellSpec,
+        BeforeValidator(_for_shorthand, json_schema_input_type=PositiveDuration | DwellSpec),
+    ]
 
 
 class Step(EventMatch):
-    within: PositiveDuration | None = Field(default=None, description="time limit from the previous step")
+    within: PositiveDuration | None = Field(
+        default=None, description="time limit from the previous step"
+    )
 
 
 class SequenceSpec(_Strict):
     steps: list[Step] = Field(min_length=2)
-    correlate: PropName | None = Field(default=None, description="every step carries the same value of this property")
+    correlate: PropName | None = Field(
+        default=None, description="every step carries the same value of this property"
+    )
 
 
 class SequenceCondition(_Strict):
@@ -341,15 +373,28 @@ def _condition_kind(value: Any) -> str | None:
             if kind in value:
                 return TAG + kind
         return None
-    kind = getattr(value, "kind", None)
-    return TAG + kind if isinstance(kind, str) and kind in _KIND_TYPES else None
+    named = getattr(value, "kind", None)
+    return TAG + named if isinstance(named, str) and named in _KIND_TYPES else None
 
 
 CONDITION_ERROR = "a condition is a mapping with one of: " + ", ".join(CONDITION_KINDS)
 
 Condition = Annotated[
-    Union[tuple(Annotated[model, Tag(TAG + kind)] for kind, model in _KIND_TYPES.items())],  # type: ignore[valid-type]
-    Discriminator(_condition_kind, custom_error_type="condition", custom_error_message=CONDITION_ERROR),
+    Annotated[EventCondition, Tag(TAG + "event")]
+    | Annotated[CountCondition, Tag(TAG + "count")]
+    | Annotated[AbsenceCondition, Tag(TAG + "absence")]
+    | Annotated[InactivityCondition, Tag(TAG + "inactivity")]
+    | Annotated[DwellCondition, Tag(TAG + "dwell")]
+    | Annotated[SequenceCondition, Tag(TAG + "sequence")]
+    | Annotated[AllCondition, Tag(TAG + "all")]
+    | Annotated[AnyCondition, Tag(TAG + "any")]
+    | Annotated[NotCondition, Tag(TAG + "not")]
+    | Annotated[TraitCondition, Tag(TAG + "trait")]
+    | Annotated[SegmentCondition, Tag(TAG + "segment")]
+    | Annotated[BoughtCondition, Tag(TAG + "bought")],
+    Discriminator(
+        _condition_kind, custom_error_type="condition", custom_error_message=CONDITION_ERROR
+    ),
 ]
 PATTERNS: tuple[type[BaseModel], ...] = (
     EventCondition,
@@ -365,7 +410,9 @@ PATTERNS: tuple[type[BaseModel], ...] = (
 class Action(_Strict):
     channel: Channel
     template: TemplateName = Field(description="templates/<template>.yaml")
-    fallback: Channel | None = Field(default=None, description="channel used when the first cannot reach the user")
+    fallback: Channel | None = Field(
+        default=None, description="channel used when the first cannot reach the user"
+    )
 
     def as_dict(self) -> dict[str, Any]:
         return {"channel": self.channel, "template": self.template, "fallback": self.fallback}
@@ -380,9 +427,12 @@ def _rule_kind(value: Any) -> str:
 
 
 Reeligibility = Annotated[
-    Union[Annotated[Literal["every_time", "once"], Tag(TAG + "rule")], Annotated[OncePer, Tag(TAG + "once_per")]],
+    Annotated[Literal["every_time", "once"], Tag(TAG + "rule")]
+    | Annotated[OncePer, Tag(TAG + "once_per")],
     Discriminator(_rule_kind),
-    Field(description="`every_time` (each episode), `once` (one episode per key, ever) or `{once_per: 7d}`"),
+    Field(
+        description="`every_time` (each episode), `once` (one episode per key, ever) or `{once_per: 7d}`"
+    ),
 ]
 
 
@@ -395,8 +445,10 @@ class Trigger(_Strict):
     when: Condition
     action: Action
     priority: int = Field(default=0, ge=0, le=1000, description="higher wins when triggers compete")
-    cooldown: Duration = Field(  # type: ignore[assignment]
-        default="24h", validate_default=True, description="no second message from this trigger within this time"
+    cooldown: Duration = Field(
+        default="24h",
+        validate_default=True,
+        description="no second message from this trigger within this time",
     )
     reeligibility: Reeligibility = "every_time"
 
@@ -484,11 +536,17 @@ def split(node: BaseModel, loc: Loc) -> list[Branch]:
                         "an `all` can hold one behavior (event, count, absence, inactivity, dwell or "
                         "sequence) per branch, the rest being filters; chain behaviors with `sequence`",
                     )
-                pattern, where = (left.pattern, left.loc) if left.pattern is not None else (right.pattern, right.loc)
+                pattern, where = (
+                    (left.pattern, left.loc)
+                    if left.pattern is not None
+                    else (right.pattern, right.loc)
+                )
                 step.append(Branch(pattern, where, [*left.filters, *right.filters]))
         combined = step
         if len(combined) > MAX_BRANCHES:
-            raise StructureError(loc, f"the condition is too complex (over {MAX_BRANCHES} alternatives)")
+            raise StructureError(
+                loc, f"the condition is too complex (over {MAX_BRANCHES} alternatives)"
+            )
     return combined
 
 
@@ -519,38 +577,60 @@ def check_structure(trigger: Trigger, base: Loc = ()) -> list[tuple[Loc, str]]:
     else:
         for b in branches:
             if b.pattern is None:
-                problems.append((b.loc, "unreachable condition: this branch holds only filters or `not`: nothing to arm on"))
+                problems.append(
+                    (
+                        b.loc,
+                        "unreachable condition: this branch holds only filters or `not`: nothing to arm on",
+                    )
+                )
 
     def visit(node: BaseModel, loc: Loc) -> None:
         if isinstance(node, SequenceCondition):
             for i, step in enumerate(node.sequence.steps):
                 step_loc = (*loc, "sequence", "steps", i)
                 if i == 0 and step.within is not None:
-                    problems.append(((*step_loc, "within"), "the first step has no previous step: remove `within`"))
+                    problems.append(
+                        (
+                            (*step_loc, "within"),
+                            "the first step has no previous step: remove `within`",
+                        )
+                    )
                 elif i > 0 and step.within is None:
-                    problems.append((step_loc, "missing `within`: the time limit from the previous step"))
+                    problems.append(
+                        (step_loc, "missing `within`: the time limit from the previous step")
+                    )
         elif isinstance(node, AbsenceCondition) and node.absence.measured_from == "cart_change":
             if node.absence.correlate is not None:
                 problems.append(
-                    ((*loc, "absence", "correlate"), "`correlate` does not apply when measured_from is cart_change")
+                    (
+                        (*loc, "absence", "correlate"),
+                        "`correlate` does not apply when measured_from is cart_change",
+                    )
                 )
             if node.absence.after.where:
                 problems.append(
-                    ((*loc, "absence", "after", "where"), "`where` does not apply when measured_from is cart_change")
+                    (
+                        (*loc, "absence", "after", "where"),
+                        "`where` does not apply when measured_from is cart_change",
+                    )
                 )
-        for step, child in children(node):
+        for where, child in children(node):
             kind = getattr(node, "kind", "")
-            visit(child, (*loc, kind) if step == "" else (*loc, kind, step))
+            visit(child, (*loc, kind) if where == "" else (*loc, kind, where))
 
     visit(trigger.when, when)
     if trigger.action.fallback is not None and trigger.action.fallback == trigger.action.channel:
-        problems.append(((*base, "action", "fallback"), "fallback is the same channel as `channel`"))
+        problems.append(
+            ((*base, "action", "fallback"), "fallback is the same channel as `channel`")
+        )
     return problems
 
 
 def json_schema() -> dict[str, Any]:
     schema = TriggerFile.model_json_schema(by_alias=True)
-    schema.update({"title": "nudge trigger definitions", "description": (TriggerFile.__doc__ or "").strip()})
+    schema.update(
+        {"title": "nudge trigger definitions", "description": (TriggerFile.__doc__ or "").strip()}
+    )
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
 
 
