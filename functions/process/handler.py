@@ -16,10 +16,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoProfileStore
-from nudge.adapters.queues import SqsDeadLetters
+from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
+from nudge.adapters.scheduler import SchedulerTimers
 from nudge.domain.events import Event
 from nudge.domain.processing import process_users
+from nudge.domain.triggers.engine import Engine
+from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ProcessSettings
@@ -30,6 +34,14 @@ class Deps:
         self.settings = ProcessSettings()  # type: ignore[call-arg]
         self.store = DynamoProfileStore()
         self.dead_letters = SqsDeadLetters(self.settings.events_dlq_url)
+        self.engine = Engine(load_triggers(self.settings.triggers_path))
+        self.actions = SqsActionQueue(self.settings.actions_queue_url)
+        self.timers = SchedulerTimers(
+            group=self.settings.schedule_group,
+            target_arn=self.settings.check_function_arn,
+            role_arn=self.settings.scheduler_role_arn,
+            dlq_arn=self.settings.scheduler_dlq_arn,
+        )
 
 
 @cache
@@ -60,8 +72,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         processor.process()
     failures: list[dict[str, str]] = list(processor.response()["batchItemFailures"])
 
+    now = clock().now()
+    effects = TriggerEffects(actions=d.actions, timers=d.timers, now=now)
     outcome = process_users(
-        d.store, {user: [ev for _, ev in items] for user, items in by_user.items()}, now=clock().now()
+        d.store, {user: [ev for _, ev in items] for user, items in by_user.items()},
+        now=now, engine=d.engine, effects=effects,
     )
     for user_id, err in outcome.failed_users.items():
         logger.error("fold failed; the user's records will be retried",
@@ -69,4 +84,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         failures.extend({"itemIdentifier": mid} for mid, _ in by_user[user_id])
     metrics.add_metric("EventsProcessed", MetricUnit.Count, outcome.fresh)
     metrics.add_metric("DuplicateEvents", MetricUnit.Count, outcome.duplicates)
+    metrics.add_metric("TriggersFired", MetricUnit.Count, effects.sent_actions)
+    metrics.add_metric("TimersArmed", MetricUnit.Count, effects.armed)
     return {"batchItemFailures": failures}

@@ -8,6 +8,7 @@ and the commit only repeats them harmlessly when the batch is retried.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,8 @@ class Decider(Protocol):
     """The trigger engine as the processor sees it."""
 
     def on_events(self, profile: Profile, events: list[Event], now: datetime) -> Any: ...
+
+    def on_timer(self, profile: Profile, trigger_id: str, key: str | None, now: datetime) -> Any: ...
 
 
 class Effects(Protocol):
@@ -168,3 +171,40 @@ def process_users(
         result.duplicates += outcome.duplicates
         result.writes += outcome.writes
     return result
+
+
+def check_timer(
+    store: ProfileStore,
+    user_id: str,
+    trigger_id: str,
+    key: str | None,
+    *,
+    now: datetime,
+    engine: Decider,
+    effects: Effects | None = None,
+) -> Any:
+    """A schedule came due: re-check the trigger against the user's current state (the
+    engine fires only if the condition still holds, or re-arms at a later deadline) and
+    commit the trigger state with one conditional write."""
+    for attempt in range(MAX_ATTEMPTS):
+        stored = store.get(user_id)
+        hops = 0
+        while stored is not None and stored.profile.merged_into and hops < MAX_REDIRECTS:
+            stored = store.get(stored.profile.merged_into)
+            hops += 1
+        if stored is None:
+            return None  # erased, or never stored: nothing to check
+        profile = stored.profile
+        before = copy.deepcopy(profile.triggers)
+        decisions = engine.on_timer(profile, trigger_id, key, now)
+        if effects is not None and decisions:
+            effects.apply(profile.user_id, decisions)
+        if not decisions and profile.triggers == before:
+            return decisions
+        try:
+            store.save(stored)
+            return decisions
+        except ConcurrentUpdateError:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+    return None

@@ -1,11 +1,96 @@
-"""Firing EventBridge Scheduler one-time schedules in local mode (moto stores them but
-never fires them)."""
+"""Firing EventBridge Scheduler one-time schedules in local mode.
+
+moto stores schedules but never fires them. When the local clock moves, every schedule
+of the trigger group that falls due on the way is fired in deadline order: the clock is
+set to its time, the check function is invoked with the schedule's Input (what
+Scheduler delivers to a Lambda target), and the schedule is deleted as
+ActionAfterCompletion=DELETE does. A target that keeps failing is retried, then its
+payload goes to the scheduler dead-letter queue (the target's DeadLetterConfig)."""
 
 from __future__ import annotations
 
+import json
+import logging
 from datetime import datetime
 from typing import Any
 
+import boto3
+
+from nudge import constants as C
+from nudge.adapters.scheduler import parse_at
+from nudge.local.emulation import REGION
+
+log = logging.getLogger("nudge.local")
+LOCAL_RETRIES = 2
+
+
+class ScheduleReader:
+    """Lists the group's schedules, reading each one's definition once per modification."""
+
+    def __init__(self, endpoint_url: str, group: str) -> None:
+        self.client = boto3.client("scheduler", endpoint_url=endpoint_url, region_name=REGION)
+        self.group = group
+        self._cache: dict[str, tuple[Any, datetime, dict[str, Any]]] = {}
+
+    def due_list(self) -> list[tuple[datetime, str, dict[str, Any]]]:
+        out = []
+        seen = set()
+        for page in self.client.get_paginator("list_schedules").paginate(GroupName=self.group):
+            for summary in page.get("Schedules", []):
+                name = summary["Name"]
+                seen.add(name)
+                stamp = summary.get("LastModificationDate")
+                hit = self._cache.get(name)
+                if hit is None or hit[0] != stamp or stamp is None:
+                    full = self.client.get_schedule(Name=name, GroupName=self.group)
+                    hit = (stamp, parse_at(full["ScheduleExpression"]), full)
+                    self._cache[name] = hit
+                out.append((hit[1], name, hit[2]))
+        for gone in set(self._cache) - seen:
+            del self._cache[gone]
+        out.sort(key=lambda x: (x[0], x[1]))
+        return out
+
+    def delete(self, name: str) -> None:
+        try:
+            self.client.delete_schedule(Name=name, GroupName=self.group)
+        except self.client.exceptions.ResourceNotFoundException:
+            pass
+        self._cache.pop(name, None)
+
 
 def fire_due(local: Any, target: datetime) -> int:
-    return 0
+    reader: ScheduleReader = getattr(local, "_schedule_reader", None) or ScheduleReader(
+        local.resources.endpoint_url, C.SCHEDULE_GROUP
+    )
+    local._schedule_reader = reader
+    check = local.functions[C.FN_CHECK]
+    fired = 0
+    while True:
+        due = [d for d in reader.due_list() if d[0] <= target]
+        if not due:
+            return fired
+        when, name, schedule = due[0]
+        if when > local.clock.now():
+            local.clock.set(when)
+        payload = json.loads(schedule["Target"].get("Input") or "{}")
+        for attempt in range(LOCAL_RETRIES + 1):
+            try:
+                check.invoke(payload)
+                break
+            except Exception as err:
+                log.exception("schedule %s: target failed (attempt %d)", name, attempt + 1)
+                if attempt == LOCAL_RETRIES:
+                    _dead_letter(local, schedule, repr(err))
+        reader.delete(name)
+        fired += 1
+        local.settle()
+
+
+def _dead_letter(local: Any, schedule: dict[str, Any], reason: str) -> None:
+    sqs = boto3.client("sqs", endpoint_url=local.resources.endpoint_url, region_name=REGION)
+    sqs.send_message(
+        QueueUrl=local.resources.queues["nudge-scheduler-dlq"],
+        MessageBody=schedule["Target"].get("Input") or "{}",
+        MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+    )

@@ -92,7 +92,7 @@ class LocalMode:
         self.write_key = create_key("write", label="local", key=cfg.write_key)
         self.admin_key = create_key("admin", label="local", key=cfg.admin_key)
 
-        for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_API):
+        for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_API, C.FN_CHECK):
             self.functions[name] = Function(name)
         self.pollers = [
             QueuePoller(
@@ -162,7 +162,7 @@ class LocalMode:
             return {"now": iso(self.clock.now()), "fired": fired}
 
     def fire_due(self, target: datetime) -> int:
-        """Fires the schedules due up to target, in deadline order (issue: triggers)."""
+        """Fires the schedules due up to target, in deadline order."""
         from nudge.local.schedules import fire_due
 
         return fire_due(self, target)
