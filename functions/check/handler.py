@@ -21,7 +21,7 @@ from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
-from nudge.settings import ProcessSettings
+from nudge.settings import CheckSettings
 
 
 class TimerPayload(BaseModel):
@@ -36,7 +36,7 @@ class TimerPayload(BaseModel):
 
 class Deps:
     def __init__(self) -> None:
-        self.settings = ProcessSettings()  # type: ignore[call-arg]
+        self.settings = CheckSettings()  # type: ignore[call-arg]
         self.store = DynamoProfileStore()
         self.engine = Engine(load_triggers(self.settings.triggers_path))
         self.actions = SqsActionQueue(self.settings.actions_queue_url)

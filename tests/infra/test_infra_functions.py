@@ -37,6 +37,21 @@ EXPECTED_ENV = {
 }
 
 
+def _settings_models():  # type: ignore[no-untyped-def]
+    from nudge import settings
+
+    # check re-arms schedules like process does and validates the same model
+    return {
+        C.FN_INGEST: settings.IngestSettings,
+        C.FN_PROCESS: settings.ProcessSettings,
+        C.FN_CHECK: settings.CheckSettings,
+        C.FN_API: settings.ApiSettings,
+    }
+
+
+SETTINGS = _settings_models()
+
+
 def _function(synth, name):  # type: ignore[no-untyped-def]
     fn = synth.stack.functions[name]
     return synth.template_json["Resources"][synth.logical_id(fn)]
@@ -95,6 +110,15 @@ def test_every_function_has_a_role_of_its_own(synth):
 
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_function_gets_the_environment_its_settings_need(synth, name):
+    # given the settings model the handler validates at cold start
+    model = SETTINGS[name]
+    env = _function(synth, name)["Properties"]["Environment"]["Variables"]
+    required = {f.alias for f in model.model_fields.values() if f.is_required()}
+    assert required <= set(env), required - set(env)
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_gets_exactly_the_environment_we_decided(synth, name):
     env = _function(synth, name)["Properties"]["Environment"]["Variables"]
     assert set(env) == EXPECTED_ENV[name]
     assert env["POWERTOOLS_SERVICE_NAME"] == C.SERVICE

@@ -415,7 +415,7 @@ class TestBounds:
         state = sim.profiles["u1"].triggers["repeat_product_view"]
         [slot] = state["p"].values()
         assert len(slot) <= MAX_KEYS
-        assert all(len(e["t"]) <= 6 for e in slot.values())
+        assert all(len(times) <= 6 for times in slot.values())
         assert len(state.get("k", {})) <= MAX_KEYS
 
     def test_old_counts_are_dropped_after_the_window(self, sim: Simulation) -> None:
@@ -577,3 +577,19 @@ triggers:
         sim.deliver([ev("u1", "Home", T, type="page")], T)
         sim.advance(T + H)
         assert [(r.fire.trigger_id, r.fire.at) for r in sim.fires] == [("idle_10m", T + 10 * M)]
+
+    def test_not_of_an_event_match_excludes_some_events(self) -> None:
+        engine = _one(
+            """
+triggers:
+  - id: non_gift_view
+    when:
+      all:
+        - event: Product Viewed
+        - not: {event: Product Viewed, where: {category: {in: [gift cards, vouchers]}}}
+    action: {channel: inapp, template: t}
+"""
+        )
+        p = Profile("u1")
+        assert not feed(engine, p, ev("u1", "Product Viewed", T, category="vouchers"), now=T).fires
+        assert feed(engine, p, ev("u1", "Product Viewed", T + M, category="shoes"), now=T + M).fires

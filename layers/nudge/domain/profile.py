@@ -10,6 +10,7 @@ The state stays bounded: every list and map is capped or compacted.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -61,16 +62,14 @@ def _product_id(props: dict[str, Any]) -> str | None:
 
 
 def _num(value: Any, default: float = 0.0) -> float:
-    if isinstance(value, bool):
+    """A finite number from an event property, else the default (never inf or NaN)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return default
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return default
-    return default
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        return default
+    return number if math.isfinite(number) else default
 
 
 def order_revenue(props: dict[str, Any]) -> float:
@@ -193,12 +192,15 @@ class Profile:
     def apply(self, events: Iterable[Event]) -> list[Event]:
         """Folds events in; returns those that were new (not duplicates)."""
         fresh: list[Event] = []
+        taken: set[str] = set()
         for ev in sorted(events, key=_stamp):
-            if self.has_seen(ev) or any(f.fingerprint == ev.fingerprint for f in fresh):
+            fp = ev.fingerprint
+            if fp in self.seen or fp in taken:
                 continue
             self._apply_one(ev)
             self._remember(ev)
             fresh.append(ev)
+            taken.add(fp)
         if fresh:
             self._prune_seen()
         return fresh

@@ -74,8 +74,8 @@ class LocalMode:
         env = {
             **self.resources.env(),
             C.ENV_TRIGGERS_PATH: cfg.triggers_path or str(root / "triggers"),
-            "NUDGE_TEMPLATES_PATH": str(root / "templates"),
-            "NUDGE_CONFIG_PATH": str(root / "config"),
+            C.ENV_TEMPLATES_PATH: str(root / "templates"),
+            C.ENV_CONFIG_PATH: str(root / "config"),
             "POWERTOOLS_SERVICE_NAME": C.SERVICE,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",

@@ -325,15 +325,22 @@ class Moment:
     """What a condition is evaluated against: the profile now, and the event being
     processed (None at a timer)."""
 
-    __slots__ = ("event", "key", "now", "product", "profile")
+    __slots__ = ("event", "key", "now", "product", "profile", "states")
 
     def __init__(
-        self, profile: Profile, now: int, event: Event | None, key: str, product: str | None = None
+        self,
+        profile: Profile,
+        now: int,
+        event: Event | None,
+        key: str,
+        states: dict[str, Any],
+        product: str | None = None,
     ) -> None:
         self.profile = profile
         self.now = now
         self.event = event
         self.key = key
+        self.states = states  # pattern slot -> rolling state, for behaviors under `not`
         self.product = product
 
 
@@ -363,10 +370,6 @@ class Check:
 NO = Check(False)
 
 
-def _stamp(ev: Event) -> tuple[int, str]:
-    return (to_ms(ev.timestamp), ev.fingerprint)
-
-
 # ---- behaviors ---------------------------------------------------------------------------------------
 class Pattern:
     """A behavior: folds events into its rolling state and checks whether it holds."""
@@ -378,8 +381,10 @@ class Pattern:
     def __init__(self, node: BaseModel) -> None:
         self.slot = _digest(node.model_dump_json(by_alias=True), size=4)
 
-    def observe(self, ps: dict[str, Any], ev: Event, t: int) -> None:
-        """Folds one (fresh) event into the state; every event, historical ones too."""
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
+        """Folds one (fresh) event into the state, historical ones too; True when it
+        was relevant."""
+        return False
 
     def prune(self, ps: dict[str, Any], ref: int) -> None:
         """Drops what can no longer matter, `ref` being the newest event time known."""
@@ -431,7 +436,8 @@ class EventPattern(Pattern):
 
 
 class CountPattern(Pattern):
-    """State: {key: {"t": [event ms, sorted], "s": snapshot of the newest}}."""
+    """State: {key: [event ms, sorted]}, the newest `at_least - 1 + COUNT_SLACK` within
+    the window. The message's context comes from the completing event."""
 
     def __init__(self, node: CountCondition) -> None:
         super().__init__(node)
@@ -442,44 +448,39 @@ class CountPattern(Pattern):
         self.key_prop = spec.per
         self.horizon_ms = self.window
         self.keep = self.n - 1 + COUNT_SLACK
-        self.names = spec.event
 
     def matches(self, ev: Event) -> bool:
         return self.match(ev)
 
-    def observe(self, ps: dict[str, Any], ev: Event, t: int) -> None:
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
         if not self.match(ev):
-            return
+            return False
         for key in self.keys(ev):
-            entry = ps.get(key)
-            if entry is None:
-                entry = ps[key] = {"t": []}
-            times: list[int] = entry["t"]
-            if not times or t >= times[-1]:
-                entry["s"] = snapshot(ev.properties)
+            times = ps.get(key)
+            if not isinstance(times, list):
+                times = ps[key] = []
             insort(times, t)
             if len(times) > self.keep:
                 del times[: len(times) - self.keep]
-        _evict(ps, lambda e: e["t"][-1] if e.get("t") else 0)
+        _evict(ps, lambda times: times[-1] if times else 0)
+        return True
 
     def prune(self, ps: dict[str, Any], ref: int) -> None:
         floor = ref - self.window
-        for key in [k for k, e in ps.items() if not e.get("t") or e["t"][-1] < floor]:
+        for key in [k for k, times in ps.items() if not times or times[-1] < floor]:
             del ps[key]
-        for e in ps.values():
-            times = e["t"]
+        for key, times in ps.items():
             if times[0] < floor:
-                e["t"] = times[bisect_left(times, floor) :]
+                ps[key] = times[bisect_left(times, floor) :]
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         ev = m.event
         if ev is None or not self.match(ev):
             return NO
-        entry = ps.get(m.key)
-        if not entry:
+        times = ps.get(m.key)
+        if not times:
             return NO
         te = to_ms(ev.timestamp)
-        times: list[int] = entry["t"]
         if since is not None:
             times = times[bisect_right(times, since) :]
         # the earliest window [t - within, t] that holds this event and n events
@@ -488,17 +489,18 @@ class CountPattern(Pattern):
             if tj - self.window > te:
                 break
             if j - bisect_left(times, tj - self.window) + 1 >= self.n:
-                snap = dict(entry.get("s") or {})
-                context: dict[str, Any] = {"event": ev.event, "properties": snap, "count": self.n}
-                product = m.key if self.key_prop == "product_id" else snap.get("product_id")
+                props = dict(ev.properties)
+                context: dict[str, Any] = {"event": ev.event, "properties": props, "count": self.n}
+                product = m.key if self.key_prop == "product_id" else product_of(props)
                 if product is not None:
-                    context["product"] = {"product_id": product, **snap}
+                    context["product"] = {**snapshot(props), "product_id": product}
                 return Check(True, at=tj, anchor=tj, context=context, product=product)
         return NO
 
 
 class SequencePattern(Pattern):
-    """State: {key: {"s": [[[ms, fp8], ...] per step], "p": snapshot of the last step}}."""
+    """State: {key: [[[ms, fp8], ...] per step]}, the newest MAX_STEP_EVENTS of each step
+    within the sequence's total time. The message's context comes from the current event."""
 
     def __init__(self, node: SequenceCondition) -> None:
         super().__init__(node)
@@ -511,31 +513,28 @@ class SequencePattern(Pattern):
     def matches(self, ev: Event) -> bool:
         return any(step(ev) for step in self.steps)
 
-    def observe(self, ps: dict[str, Any], ev: Event, t: int) -> None:
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
         hits = [i for i, step in enumerate(self.steps) if step(ev)]
         if not hits:
-            return
-        mark = [t, ev.fingerprint[:8]]
+            return False
+        mark = [t, fp[:8]]
         for key in self.keys(ev):
-            entry = ps.get(key)
-            if entry is None:
-                entry = ps[key] = {"s": [[] for _ in self.steps]}
+            steps = ps.get(key)
+            if not isinstance(steps, list) or len(steps) != len(self.steps):
+                steps = ps[key] = [[] for _ in self.steps]
             for i in hits:
-                marks = entry["s"][i]
+                marks = steps[i]
                 if mark not in marks:
                     insort(marks, mark)
                     if len(marks) > MAX_STEP_EVENTS:
                         del marks[0]
-            if hits[-1] == len(self.steps) - 1:
-                last = entry["s"][-1]
-                if last and last[-1] == mark:
-                    entry["p"] = snapshot(ev.properties)
-        _evict(ps, lambda e: max((s[-1][0] for s in e["s"] if s), default=0))
+        _evict(ps, lambda steps: max((s[-1][0] for s in steps if s), default=0))
+        return True
 
     def prune(self, ps: dict[str, Any], ref: int) -> None:
         floor = ref - self.horizon_ms
         for key in list(ps):
-            steps = ps[key]["s"]
+            steps = ps[key]
             for i, marks in enumerate(steps):
                 steps[i] = [mk for mk in marks if mk[0] >= floor]
             if not any(steps):
@@ -545,11 +544,10 @@ class SequencePattern(Pattern):
         ev = m.event
         if ev is None:
             return NO
-        entry = ps.get(m.key)
-        if not entry:
+        steps = ps.get(m.key)
+        if not steps:
             return NO
         te = to_ms(ev.timestamp)
-        steps = entry["s"]
         reach = [tuple(mk) for mk in steps[0] if since is None or mk[0] > since]
         for i in range(1, len(steps)):
             if not reach:
@@ -568,11 +566,11 @@ class SequencePattern(Pattern):
         if not done:
             return NO
         at = min(done)
-        snap = dict(entry.get("p") or {})
-        product = m.key if self.key_prop == "product_id" else snap.get("product_id")
-        context: dict[str, Any] = {"event": ev.event, "properties": snap}
+        props = dict(ev.properties)
+        product = m.key if self.key_prop == "product_id" else product_of(props)
+        context: dict[str, Any] = {"event": ev.event, "properties": props}
         if product is not None:
-            context["product"] = {"product_id": product, **snap}
+            context["product"] = {**snapshot(props), "product_id": product}
         return Check(True, at=at, anchor=at, context=context, product=product)
 
 
@@ -594,10 +592,10 @@ class AbsencePattern(Pattern):
     def relevant(self, ev: Event) -> bool:
         return self.after(ev) or self.without(ev)
 
-    def observe(self, ps: dict[str, Any], ev: Event, t: int) -> None:
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
         is_a, is_b = self.after(ev), self.without(ev)
         if not (is_a or is_b):
-            return
+            return False
         for key in self.keys(ev):
             entry = ps.setdefault(key, {})
             if is_a and t >= entry.get("a", -1):
@@ -606,6 +604,7 @@ class AbsencePattern(Pattern):
             if is_b and t > entry.get("b", -1):
                 entry["b"] = t
         _evict(ps, lambda e: max(e.get("a", 0), e.get("b", 0)))
+        return True
 
     def prune(self, ps: dict[str, Any], ref: int) -> None:
         floor = ref - self.window - RETAIN_MS
@@ -646,27 +645,25 @@ class CartAbsencePattern(Pattern):
     def relevant(self, ev: Event) -> bool:
         return ev.event in CART_EVENTS or self.without(ev)
 
-    def observe(self, ps: dict[str, Any], ev: Event, t: int) -> None:
-        if self.without(ev):
-            entry = ps.setdefault(NONE_KEY, {})
-            entry["b"] = max(entry.get("b", -1), t)
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
+        if not self.without(ev):
+            return False
+        entry = ps.setdefault(NONE_KEY, {})
+        entry["b"] = max(entry.get("b", -1), t)
+        return True
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         if m.key != NONE_KEY:
             return NO
         profile = m.profile
-        items = profile.cart_items()
-        if not items:
-            return NO
-        changed = profile.cart_changed_at()
+        changed = profile.cart_changed_at()  # None when the cart is empty
         if changed is None or ps.get(NONE_KEY, {}).get("b", -1) >= changed:
             return NO
         deadline = changed + self.window
         if m.now < deadline:
             return Check(False, due=deadline, anchor=changed)
-        return Check(
-            True, at=deadline, anchor=changed, context={"event": self.after_name, "cart": items}
-        )
+        context = {"event": self.after_name, "cart": profile.cart_items()}
+        return Check(True, at=deadline, anchor=changed, context=context)
 
 
 class InactivityPattern(Pattern):
@@ -712,14 +709,17 @@ class DwellPattern(Pattern):
         self.horizon_ms = self.window
 
     def relevant(self, ev: Event) -> bool:
+        if self.window >= self.timeout:  # any activity keeps the session alive to the deadline
+            return ev.type in ACTIVITY_TYPES
         return ev.event in PAGE_EVENTS or ev.event == PRODUCT_ADDED
 
-    def observe(self, ps: dict[str, Any], ev: Event, t: int) -> None:
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
         if ev.event != PRODUCT_VIEWED:
-            return
+            return False
         entry = ps.get(NONE_KEY)
-        if entry is None or (t, ev.fingerprint) > (entry["at"], entry["fp"]):
-            ps[NONE_KEY] = {"at": t, "fp": ev.fingerprint, "s": snapshot(ev.properties)}
+        if entry is None or (t, fp) > (entry["at"], entry["fp"]):
+            ps[NONE_KEY] = {"at": t, "fp": fp, "s": snapshot(ev.properties)}
+        return True
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         page = m.profile.last_page
@@ -735,7 +735,7 @@ class DwellPattern(Pattern):
             entry = m.profile.cart.get(pid)
             if entry and entry.get("add", 0) >= entered:
                 return NO  # added since entering the page
-            if any(item["product_id"] == pid for item in m.profile.cart_items()):
+            if entry and entry.get("add", 0) > max(entry.get("rm", 0), m.profile.cart_cleared_at):
                 return NO  # already in the cart: nothing to upsell
         deadline = entered + self.window
         last = max(m.profile.last_seen or entered, entered)
@@ -783,15 +783,15 @@ class _Compiler:
             raise TypeError(f"not a behavior: {type(node).__name__}")
         return self.patterns.setdefault(made.slot, made)
 
-    def predicate(self, node: BaseModel, states: Callable[[Pattern], dict[str, Any]]) -> Pred:
+    def predicate(self, node: BaseModel) -> Pred:
         if isinstance(node, AllCondition):
-            parts = [self.predicate(c, states) for c in node.all_]
+            parts = [self.predicate(c) for c in node.all_]
             return lambda m: all(p(m) for p in parts)
         if isinstance(node, AnyCondition):
-            parts = [self.predicate(c, states) for c in node.any_]
+            parts = [self.predicate(c) for c in node.any_]
             return lambda m: any(p(m) for p in parts)
         if isinstance(node, NotCondition):
-            inner = self.predicate(node.not_, states)
+            inner = self.predicate(node.not_)
             return lambda m: not inner(m)
         if isinstance(node, TraitCondition):
             traits = [(name, compile_filter(pf)) for name, pf in node.trait.items()]
@@ -811,7 +811,9 @@ class _Compiler:
                 keys = pattern.keys(m.event) or keys
             return any(
                 pattern.check(
-                    states(pattern), Moment(m.profile, m.now, m.event, k, m.product), None
+                    m.states.get(pattern.slot) or {},
+                    Moment(m.profile, m.now, m.event, k, m.states, m.product),
+                    None,
                 ).holds
                 for k in keys
             )
@@ -838,20 +840,18 @@ class CompiledTrigger:
         self.trigger = trigger
         self.id = trigger.id
         compiler = _Compiler()
-        self._current: _State | None = None
         branches = split(trigger.when, ("when",))
         self.branches: list[tuple[Pattern, list[Pred]]] = []
         for b in branches:
             if b.pattern is None:
                 continue  # refused by the loader; ignored if built by hand
             pattern = compiler.pattern(b.pattern)
-            self.branches.append(
-                (pattern, [compiler.predicate(f, self._pattern_state) for f in b.filters])
-            )
+            self.branches.append((pattern, [compiler.predicate(f) for f in b.filters]))
         self.patterns = compiler.patterns
         self.instant = [(p, fs) for p, fs in self.branches if p.instant]
         self.durable = [(p, fs) for p, fs in self.branches if not p.instant]
         self.durable_keyed = any(p.key_prop is not None for p, _ in self.durable)
+        self._unkeyed = [p for p, _ in self.durable if p.key_prop is None]
         self.action = trigger.action.as_dict()
         self.priority = trigger.priority
         self.cooldown_seconds = trigger.cooldown_seconds
@@ -860,9 +860,14 @@ class CompiledTrigger:
         self.once_per_ms = rule.once_per * 1000 if isinstance(rule, OncePer) else None
         self.horizon_ms = max((p.horizon_ms for p in self.patterns.values()), default=0)
 
-    def _pattern_state(self, pattern: Pattern) -> dict[str, Any]:
-        assert self._current is not None
-        return self._current.p.get(pattern.slot) or {}
+    def unsettled(self, ev: Event) -> bool:
+        """Whether the event may move a keyless durable deadline or change a filter
+        (traits, bought), so that the deadline must be evaluated again."""
+        return (
+            ev.type in ("identify", "group")
+            or ev.event == ORDER_COMPLETED
+            or any(p.relevant(ev) for p in self._unkeyed)
+        )
 
 
 def _filters_hold(filters: list[Pred], m: Moment) -> bool:
@@ -897,20 +902,15 @@ class Engine:
         if not events:
             return decisions
         now_ms = to_ms(now)
-        ordered = sorted(events, key=_stamp)
-        live = [ev for ev in ordered if not ev.historical]
-        timed = [(ev, to_ms(ev.timestamp)) for ev in ordered]
-        ref = max(profile.last_seen or 0, timed[-1][1])
+        timed = sorted((to_ms(ev.timestamp), ev.fingerprint, i, ev) for i, ev in enumerate(events))
+        live = [ev for _, _, _, ev in timed if not ev.historical]
+        ref = max(profile.last_seen or 0, timed[-1][0])
         for ct in self._triggers:
             self._evaluations += 1
             st = _State(profile.triggers.get(ct.id) or {})
-            ct._current = st
-            try:
-                self._observe(ct, st, timed, ref)
-                if live:
-                    self._decide(ct, st, profile, live, now_ms, decisions)
-            finally:
-                ct._current = None
+            self._observe(ct, st, timed, ref)
+            if live:
+                self._decide(ct, st, profile, live, now_ms, decisions)
             self._store(profile, ct, st)
         decisions.fires.sort(key=lambda f: (f.at, -f.priority, f.trigger_id))
         return decisions
@@ -932,17 +932,13 @@ class Engine:
         ks = st.k.get(k)
         if ks is not None and "due" in ks and ks["due"] <= now_ms + DUE_TOLERANCE_MS:
             del ks["due"]  # this is the armed timer: it has done its work
-        ct._current = st
-        try:
-            self._settle(ct, st, profile, k, now_ms, decisions)
-        finally:
-            ct._current = None
+        self._settle(ct, st, profile, k, now_ms, decisions)
         self._store(profile, ct, st)
         return decisions
 
     # ---- internals ---------------------------------------------------------------------------
     def _observe(
-        self, ct: CompiledTrigger, st: _State, events: list[tuple[Event, int]], ref: int
+        self, ct: CompiledTrigger, st: _State, events: list[tuple[int, str, int, Event]], ref: int
     ) -> None:
         live_slots = set(ct.patterns)
         for slot in [s for s in st.p if s not in live_slots]:
@@ -951,9 +947,10 @@ class Engine:
             ps = st.p.get(slot)
             if ps is None:
                 ps = {}
-            for ev, t in events:
-                pattern.observe(ps, ev, t)
-            if ps:
+            touched = False
+            for t, fp, _, ev in events:
+                touched = pattern.observe(ps, ev, t, fp) or touched
+            if touched:
                 pattern.prune(ps, ref)
             if ps:
                 st.p[slot] = ps
@@ -976,7 +973,7 @@ class Engine:
                 ps = st.p.get(pattern.slot) or {}
                 for key in pattern.keys(ev):
                     ks = st.k.get(key) or {}
-                    m = Moment(profile, now, ev, key)
+                    m = Moment(profile, now, ev, key, st.p)
                     chk = pattern.check(ps, m, ks.get("at"))
                     if not chk.holds:
                         continue
@@ -985,7 +982,7 @@ class Engine:
                         self._fire(ct, st, profile, key, chk, out)
         if not ct.durable:
             return
-        keys = {NONE_KEY}
+        keys = {NONE_KEY} if any(ct.unsettled(ev) for ev in live) else set()
         if ct.durable_keyed:
             for pattern, _ in ct.durable:
                 if pattern.key_prop is not None:
@@ -1003,7 +1000,7 @@ class Engine:
         for pattern, filters in ct.durable:
             ps = st.p.get(pattern.slot) or {}
             ks = st.k.get(key) or {}
-            m = Moment(profile, now, None, key)
+            m = Moment(profile, now, None, key, st.p)
             chk = pattern.check(ps, m, ks.get("at"))
             m.product = chk.product
             if chk.holds:

@@ -1,0 +1,332 @@
+"""The backtest runs the same engine as the live path, and `nudge triggers ...` wiring."""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from nudge.cli_triggers import read_events, register
+from nudge.domain.clock import to_ms
+from nudge.domain.events import Event, normalize_event
+from nudge.domain.profile import Profile
+from nudge.domain.triggers import Engine, TriggerSet, load_triggers, parse_text
+from nudge.domain.triggers.backtest import backtest
+
+ROOT = Path(__file__).resolve().parents[2]
+T = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def triggers() -> TriggerSet:
+    return load_triggers(ROOT / "triggers")
+
+
+def synthetic(users: int = 40, seed: int = 7) -> list[dict[str, Any]]:
+    """Segment-format events of users of mixed behaviour over two weeks."""
+    rnd = random.Random(seed)
+    out: list[dict[str, Any]] = []
+    n = 0
+
+    def add(user: str, at: datetime, **fields: Any) -> None:
+        nonlocal n
+        n += 1
+        out.append(
+            {
+                "userId": user,
+                "messageId": f"m{n}",
+                "timestamp": at.isoformat().replace("+00:00", "Z"),
+                **fields,
+            }
+        )
+
+    for u in range(users):
+        user = f"user{u}"
+        at = T + timedelta(minutes=rnd.randint(0, 600))
+        if rnd.random() < 0.7:
+            add(user, at, type="identify", traits={"email": f"{user}@example.com"})
+        for _session in range(rnd.randint(1, 5)):
+            for _step in range(rnd.randint(1, 8)):
+                at += timedelta(seconds=rnd.randint(10, 500))
+                pid = f"p{rnd.randint(1, 6)}"
+                roll = rnd.random()
+                if roll < 0.45:
+                    add(
+                        user,
+                        at,
+                        type="track",
+                        event="Product Viewed",
+                        properties={"product_id": pid, "name": f"Item {pid}"},
+                    )
+                elif roll < 0.6:
+                    add(
+                        user,
+                        at,
+                        type="track",
+                        event="Product Added",
+                        properties={"product_id": pid, "price": 10},
+                    )
+                elif roll < 0.68:
+                    add(
+                        user,
+                        at,
+                        type="track",
+                        event="Order Completed",
+                        properties={"products": [{"product_id": pid}], "revenue": 10},
+                    )
+                elif roll < 0.72:
+                    add(
+                        user,
+                        at,
+                        type="track",
+                        event="Product Removed",
+                        properties={"product_id": pid},
+                    )
+                else:
+                    add(user, at, type="page", name="Home")
+            at += timedelta(hours=rnd.choice([1, 5, 30, 60, 90]))
+    return out
+
+
+def normalized(raws: list[dict[str, Any]]) -> list[Event]:
+    return [
+        normalize_event(
+            r, kind=None, received_at=datetime.fromisoformat(r["timestamp"].replace("Z", "+00:00"))
+        )
+        for r in raws
+    ]
+
+
+def engine_driven(
+    events: list[Event], triggers: TriggerSet, horizon: timedelta
+) -> list[tuple[Any, ...]]:
+    """The live path written out by hand: each event processed when it is received (its
+    timestamp), schedules firing in deadline order before later events, each schedule
+    replaced by a later arm of the same name and deleted once it has fired."""
+    engine = Engine(triggers)
+    profiles: dict[str, Profile] = {}
+    schedules: dict[tuple[str, str], Any] = {}
+    queue: list[tuple[datetime, int, str, str]] = []
+    fires: list[tuple[Any, ...]] = []
+    seq = 0
+
+    def apply(user: str, decisions: Any) -> None:
+        nonlocal seq
+        for name in decisions.disarm:
+            schedules.pop((user, name), None)
+        for timer in decisions.arm:
+            seq += 1
+            schedules[(user, timer.name)] = timer
+            heapq.heappush(queue, (timer.due, seq, user, timer.name))
+        fires.extend(
+            (user, f.trigger_id, f.key, f.episode, f.at, f.action_id) for f in decisions.fires
+        )
+
+    def run_until(limit: datetime, inclusive: bool) -> None:
+        while queue and (queue[0][0] < limit or (inclusive and queue[0][0] == limit)):
+            due, _, user, name = heapq.heappop(queue)
+            timer = schedules.get((user, name))
+            if timer is None or timer.due != due:
+                continue
+            del schedules[(user, name)]
+            apply(user, engine.on_timer(profiles[user], timer.trigger_id, timer.key, due))
+
+    for ev in sorted(events, key=lambda e: (to_ms(e.timestamp), e.fingerprint)):
+        run_until(ev.timestamp, inclusive=False)
+        profile = profiles.setdefault(ev.profile_id, Profile(ev.profile_id))
+        fresh = profile.apply([ev])
+        if fresh:
+            apply(ev.profile_id, engine.on_events(profile, fresh, ev.timestamp))
+    last = max(e.timestamp for e in events)
+    run_until(last + horizon, inclusive=True)
+    return sorted(fires, key=lambda f: (f[4], f[0], f[1]))
+
+
+def records(report: Any) -> list[tuple[Any, ...]]:
+    return [
+        (r.user_id, r.fire.trigger_id, r.fire.key, r.fire.episode, r.fire.at, r.fire.action_id)
+        for r in report.fires
+    ]
+
+
+def test_backtest_equals_the_engine_driven_live_path(triggers: TriggerSet) -> None:
+    events = normalized(synthetic())
+    report = backtest(events, triggers)
+    expected = engine_driven(events, triggers, timedelta(days=7))
+    assert records(report) == expected
+    assert {f[1] for f in expected} == {t.id for t in triggers}  # every trigger is exercised
+
+
+def test_backtest_does_not_depend_on_the_input_order(triggers: TriggerSet) -> None:
+    events = normalized(synthetic(seed=11))
+    shuffled = list(events)
+    random.Random(3).shuffle(shuffled)
+    assert records(backtest(shuffled, triggers)) == records(backtest(events, triggers))
+
+
+def test_the_report_summarizes_the_fires(triggers: TriggerSet) -> None:
+    report = backtest(normalized(synthetic()), triggers)
+    for t in report.triggers:
+        mine = [r for r in report.fires if r.fire.trigger_id == t.trigger_id]
+        assert t.fires == len(mine) == sum(n * users for n, users in t.fires_per_user.items())
+        assert t.users_fired == len({r.user_id for r in mine}) == sum(t.fires_per_user.values())
+        assert t.first_fire == min(r.fire.at for r in mine) and t.last_fire == max(
+            r.fire.at for r in mine
+        )
+        assert t.max_fires_per_user == max(t.fires_per_user)
+        assert 0 <= t.would_send <= t.fires
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["events"] == len(synthetic()) and data["users"] == 40
+    assert {t["trigger_id"] for t in data["triggers"]} == set(triggers.ids)
+    assert "cart_abandonment" in report.table()
+
+
+def test_cooldown_suppression_counts_fires_within_the_cooldown(triggers: TriggerSet) -> None:
+    raws = []
+    for i, hours in enumerate([0, 2, 4, 30]):  # three carts abandoned within 24 h, one a day later
+        at = (T + timedelta(hours=hours)).isoformat()
+        raws.append(
+            {
+                "type": "track",
+                "userId": "u1",
+                "messageId": f"a{i}",
+                "timestamp": at,
+                "event": "Product Added",
+                "properties": {"product_id": f"p{i}"},
+            }
+        )
+    report = backtest(normalized(raws), triggers, "cart_abandonment")
+    cart = report.trigger("cart_abandonment")
+    assert [t.trigger_id for t in report.triggers] == ["cart_abandonment"]
+    assert cart.fires == 4 and cart.users_fired == 1 and cart.fires_per_user == {4: 1}
+    assert cart.cooldown_suppressed == 2 and cart.would_send == 2
+
+
+def test_caps_count_across_triggers() -> None:
+    triggers = parse_text(
+        """
+triggers:
+  - id: a
+    when: {event: A}
+    action: {channel: email, template: t}
+    cooldown: 0s
+  - id: b
+    when: {event: B}
+    action: {channel: push, template: t}
+    cooldown: 0s
+"""
+    )
+    raws = [
+        {
+            "type": "track",
+            "userId": "u1",
+            "messageId": f"x{i}",
+            "event": name,
+            "timestamp": (T + timedelta(minutes=i)).isoformat(),
+        }
+        for i, name in enumerate(["A", "A", "B", "B", "B"])
+    ]
+    report = backtest(normalized(raws), triggers)
+    assert (report.trigger("a").cap_suppressed, report.trigger("b").cap_suppressed) == (1, 1)
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="nudge")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["triggers", "validate", str(ROOT / "triggers")]) == 0
+    assert capsys.readouterr().out.startswith("ok: 4 triggers in 1 file")
+
+
+def test_validate_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "triggers").mkdir()
+    bad = tmp_path / "triggers" / "x.yaml"
+    bad.write_text(
+        "triggers:\n  - id: x\n    when: {event: A}\n    action: {channel: email, template: nope}\n    cooldown: 1y\n"
+    )
+    assert run(["triggers", "validate", str(tmp_path / "triggers")]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{bad}:4: unknown template 'nope': no {(tmp_path / 'templates').resolve()}/nope.yaml",
+        f"{bad}:5: bad duration '1y': write a number and a unit, e.g. 30s, 15m, 48h or 7d",
+    ]
+
+
+def test_backtest_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    events = tmp_path / "events.jsonl"
+    lines = [json.dumps({**r, "sentAt": r["timestamp"]}) for r in synthetic(users=10)]
+    events.write_text("\n".join([*lines, "not json", json.dumps({"userId": "x"})]) + "\n")
+    assert (
+        run(
+            [
+                "triggers",
+                "backtest",
+                "--events",
+                str(events),
+                "--json",
+                "--triggers",
+                str(ROOT / "triggers"),
+            ]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["events"] == len(lines) and data["triggers"] and "fires" in data
+    assert "skipped" in captured.err
+    assert (
+        run(
+            [
+                "triggers",
+                "backtest",
+                "--events",
+                str(events),
+                "--trigger",
+                "repeat_product_view",
+                "--triggers",
+                str(ROOT / "triggers"),
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "repeat_product_view" in table and "cart_abandonment" not in table
+    assert (
+        run(
+            [
+                "triggers",
+                "backtest",
+                "--events",
+                str(events),
+                "--trigger",
+                "nope",
+                "--triggers",
+                str(ROOT / "triggers"),
+            ]
+        )
+        == 2
+    )
+
+
+def test_read_events_keeps_the_event_time() -> None:
+    line = json.dumps(
+        {
+            "type": "track",
+            "userId": "u",
+            "event": "A",
+            "timestamp": "2026-01-02T03:04:05Z",
+            "sentAt": "2026-01-09T00:00:00Z",
+        }
+    )
+    [event] = list(read_events([line]))  # type: ignore[arg-type]
+    assert event.timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and not event.historical
