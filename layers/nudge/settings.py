@@ -41,3 +41,36 @@ class ApiSettings(_Base):
     profiles_table: str = Field(alias=C.ENV_PROFILES_TABLE)
     keys_table: str = Field(alias=C.ENV_KEYS_TABLE)
     schedule_group: str = Field(alias=C.ENV_SCHEDULE_GROUP)
+    deliveries_table: str = Field(alias=C.ENV_DELIVERIES_TABLE)
+    inbox_table: str = Field(alias=C.ENV_INBOX_TABLE)
+    unsubscribe_secret_arn: str = Field(alias=C.ENV_UNSUBSCRIBE_SECRET_ARN)
+    apns_application_arn: str = Field("", alias=C.ENV_APNS_APPLICATION_ARN)
+    fcm_application_arn: str = Field("", alias=C.ENV_FCM_APPLICATION_ARN)
+
+
+class DeliverSettings(_Base):
+    """The deliver function (actions queue)."""
+
+    profiles_table: str = Field(alias=C.ENV_PROFILES_TABLE)
+    deliveries_table: str = Field(alias=C.ENV_DELIVERIES_TABLE)
+    inbox_table: str = Field(alias=C.ENV_INBOX_TABLE)
+    suppressions_table: str = Field(alias=C.ENV_SUPPRESSIONS_TABLE)
+    actions_queue_arn: str = Field(alias=C.ENV_ACTIONS_QUEUE_ARN)
+    actions_dlq_url: str = Field(alias=C.ENV_ACTIONS_DLQ_URL)
+    schedule_group: str = Field(alias=C.ENV_SCHEDULE_GROUP)
+    scheduler_role_arn: str = Field(alias=C.ENV_SCHEDULER_ROLE_ARN)
+    scheduler_dlq_arn: str = Field(alias=C.ENV_SCHEDULER_DLQ_ARN)
+    sender_email: str = Field(alias=C.ENV_SENDER_EMAIL)
+    ses_configuration_set: str = Field(alias=C.ENV_SES_CONFIGURATION_SET)
+    unsubscribe_secret_arn: str = Field(alias=C.ENV_UNSUBSCRIBE_SECRET_ARN)
+    public_url: str = Field(alias=C.ENV_PUBLIC_URL)
+    app_url: str = Field("", alias=C.ENV_APP_URL)
+    templates_path: str = Field(alias=C.ENV_TEMPLATES_PATH)
+    config_path: str = Field(alias=C.ENV_CONFIG_PATH)
+    sms_type: str = Field("Transactional", alias=C.ENV_SMS_TYPE, pattern="^(Transactional|Promotional)$")
+
+
+class FeedbackSettings(_Base):
+    """The feedback function (SES bounce and complaint notifications through SNS)."""
+
+    suppressions_table: str = Field(alias=C.ENV_SUPPRESSIONS_TABLE)

@@ -593,3 +593,51 @@ triggers:
         p = Profile("u1")
         assert not feed(engine, p, ev("u1", "Product Viewed", T, category="vouchers"), now=T).fires
         assert feed(engine, p, ev("u1", "Product Viewed", T + M, category="shoes"), now=T + M).fires
+
+
+class TestLazyTimers:
+    def test_one_timer_wakes_the_user_for_every_later_deadline(self, engine: Engine) -> None:
+        # given a user who can be emailed, browsing and adding to the cart
+        p = Profile("u1")
+        arms = []
+        arms += feed(engine, p, ev("u1", None, T, type="identify", email="a@b.c"), now=T).arm
+        arms += feed(engine, p, ev("u1", "Product Viewed", T + M, product_id="p1"), now=T + M).arm
+        arms += feed(
+            engine, p, ev("u1", "Product Added", T + 2 * M, product_id="p1"), now=T + 2 * M
+        ).arm
+        arms += feed(engine, p, ev("u1", "Home", T + 3 * M, type="page"), now=T + 3 * M).arm
+        # then only the earliest deadline got a schedule on the way (48 h, then the dwell at 6 min)
+        assert [(t.trigger_id, t.due) for t in arms] == [
+            ("inactivity_winback", T + 48 * H),
+            ("product_dwell_upsell", T + 6 * M),
+        ]
+        # the dwell was left at 3 min: its timer finds nothing, and arms for the cart
+        d = engine.on_timer(p, "product_dwell_upsell", None, T + 6 * M)
+        assert not d.fires and [(t.trigger_id, t.due) for t in d.arm] == [
+            ("cart_abandonment", T + 17 * M)
+        ]
+        d = engine.on_timer(p, "cart_abandonment", None, T + 17 * M)
+        assert [f.trigger_id for f in d.fires] == ["cart_abandonment"]
+        assert not d.arm  # the inactivity timer, armed first, is still due at 48 h
+        d = engine.on_timer(p, "inactivity_winback", None, T + 48 * H)
+        assert not d.fires and [(t.trigger_id, t.due) for t in d.arm] == [
+            ("inactivity_winback", T + 48 * H + 3 * M)
+        ]
+        d = engine.on_timer(p, "inactivity_winback", None, T + 48 * H + 3 * M)
+        assert [f.trigger_id for f in d.fires] == ["inactivity_winback"] and not d.arm
+        public = p.view(T + 50 * H)["triggers"]
+        assert {k: v["fired"] for k, v in public.items()} == {
+            "cart_abandonment": 1,
+            "inactivity_winback": 1,
+            "product_dwell_upsell": 0,
+            "repeat_product_view": 0,
+        }
+        assert all(v["armed_until"] is None for v in public.values())
+
+    def test_a_lost_timer_is_caught_up_by_the_next_event(self, engine: Engine) -> None:
+        p = Profile("u1")
+        feed(engine, p, ev("u1", "Product Added", T, product_id="p1"), now=T)
+        # the schedule never fired; a page view two hours later
+        d = feed(engine, p, ev("u1", "Home", T + 2 * H, type="page"), now=T + 2 * H)
+        assert [f.trigger_id for f in d.fires] == ["cart_abandonment"]
+        assert d.fires[0].at == T + 15 * M

@@ -89,7 +89,7 @@ def _durable_times(sim: Simulation) -> set[tuple[str, datetime]]:
     }
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(burst=bursts, data=st.data())
 def test_shuffled_duplicated_batched_delivery_fires_the_same_episodes(
     burst: list[dict[str, Any]], data: st.DataObject

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from pynamodb.attributes import (
+    BooleanAttribute,
     NumberAttribute,
     TTLAttribute,
     UnicodeAttribute,
@@ -50,8 +51,78 @@ class KeyRow(_Base):
     created_at = NumberAttribute(default=0)
 
 
-MODELS: dict[str, type[Model]] = {C.PROFILES: ProfileRow, C.KEYS: KeyRow}
-TABLE_ENV = {C.PROFILES: C.ENV_PROFILES_TABLE, C.KEYS: C.ENV_KEYS_TABLE}
+class DeliveryRow(_Base):
+    """The per-user delivery log: one item per action (episode), its status moving from
+    deferred to a final one. The conditional write on it is the at-most-once claim."""
+
+    class Meta:
+        table_name = C.local_table_name(C.DELIVERIES)
+        region = "us-east-1"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    action_id = UnicodeAttribute(range_key=True)
+    trigger_id = UnicodeAttribute()
+    channel = UnicodeAttribute()
+    status = UnicodeAttribute()
+    reason = UnicodeAttribute(default="")
+    at = NumberAttribute()
+    fired_at = NumberAttribute(null=True)
+    priority = NumberAttribute(default=0)
+    variant = UnicodeAttribute(null=True)
+    defer_until = NumberAttribute(null=True)
+    provider_id = UnicodeAttribute(null=True)
+    to = UnicodeAttribute(null=True)
+    subject = UnicodeAttribute(null=True)
+    body = UnicodeAttribute(null=True)
+    expires_at = TTLAttribute(null=True)
+
+
+class InboxRow(_Base):
+    """The in-app inbox: message ids sort by creation time."""
+
+    class Meta:
+        table_name = C.local_table_name(C.INBOX)
+        region = "us-east-1"
+
+    user_id = UnicodeAttribute(hash_key=True)
+    message_id = UnicodeAttribute(range_key=True)
+    trigger_id = UnicodeAttribute()
+    action_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    body = UnicodeAttribute()
+    cta = UnicodeAttribute(null=True)
+    cta_url = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    read = BooleanAttribute(default=False)
+    expires_at = TTLAttribute(null=True)
+
+
+class SuppressionRow(_Base):
+    """Addresses that bounced or complained (SES feedback), never mailed again."""
+
+    class Meta:
+        table_name = C.local_table_name(C.SUPPRESSIONS)
+        region = "us-east-1"
+
+    address = UnicodeAttribute(hash_key=True)
+    reason = UnicodeAttribute()
+    at = NumberAttribute()
+
+
+MODELS: dict[str, type[Model]] = {
+    C.PROFILES: ProfileRow,
+    C.KEYS: KeyRow,
+    C.DELIVERIES: DeliveryRow,
+    C.INBOX: InboxRow,
+    C.SUPPRESSIONS: SuppressionRow,
+}
+TABLE_ENV = {
+    C.PROFILES: C.ENV_PROFILES_TABLE,
+    C.KEYS: C.ENV_KEYS_TABLE,
+    C.DELIVERIES: C.ENV_DELIVERIES_TABLE,
+    C.INBOX: C.ENV_INBOX_TABLE,
+    C.SUPPRESSIONS: C.ENV_SUPPRESSIONS_TABLE,
+}
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from nudge.domain.errors import NotFoundError
+from nudge.domain.errors import ConcurrentUpdateError, NotFoundError
 from nudge.domain.ports import ProfileStore
+from nudge.domain.profile import Profile
 
 
 def profile_view(store: ProfileStore, user_id: str, *, now: datetime) -> dict[str, Any]:
@@ -18,3 +20,58 @@ def profile_view(store: ProfileStore, user_id: str, *, now: datetime) -> dict[st
     if stored is None:
         raise NotFoundError(f"no user {user_id!r}")
     return stored.profile.view(now)
+
+
+MAX_DEVICES = 5
+
+
+def update_profile(store: ProfileStore, user_id: str, change: Callable[[Profile], bool]) -> Profile:
+    """Read-modify-write with optimistic concurrency (the process function writes the same
+    item): `change` returns False when there is nothing to write."""
+    for attempt in range(4):
+        stored = store.get(user_id)
+        hops = 0
+        while stored is not None and stored.profile.merged_into and hops < 3:
+            stored = store.get(stored.profile.merged_into)
+            hops += 1
+        if stored is None:
+            raise NotFoundError(f"no user {user_id!r}")
+        if not change(stored.profile):
+            return stored.profile
+        try:
+            store.save(stored)
+            return stored.profile
+        except ConcurrentUpdateError:
+            if attempt == 3:
+                raise
+    raise AssertionError("unreachable")
+
+
+def opt_out(store: ProfileStore, user_id: str, channel: str) -> Profile:
+    def change(p: Profile) -> bool:
+        current = list(p.extra.get("opt_out") or [])
+        if channel in current:
+            return False
+        p.extra["opt_out"] = sorted({*current, channel})
+        return True
+
+    return update_profile(store, user_id, change)
+
+
+def add_device(store: ProfileStore, user_id: str, device: dict[str, Any]) -> Profile:
+    def change(p: Profile) -> bool:
+        devices = [d for d in p.extra.get("devices") or [] if d.get("token") != device["token"]]
+        p.extra["devices"] = (devices + [device])[-MAX_DEVICES:]
+        return True
+
+    return update_profile(store, user_id, change)
+
+
+def remove_device(store: ProfileStore, user_id: str, endpoint_arn: str) -> Profile:
+    def change(p: Profile) -> bool:
+        devices = list(p.extra.get("devices") or [])
+        kept = [d for d in devices if d.get("endpoint_arn") != endpoint_arn]
+        p.extra["devices"] = kept
+        return len(kept) != len(devices)
+
+    return update_profile(store, user_id, change)

@@ -46,14 +46,18 @@ class Resources:
     scheduler_dlq_arn: str = ""
     scheduler_role_arn: str = f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler"
     check_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-check"
+    queue_arns: dict[str, str] = field(default_factory=dict)  # logical -> arn
+    table_env: dict[str, str] = field(default_factory=dict)  # env var -> table name
+    sender_email: str = "nudge@example.com"
+    unsubscribe_secret_arn: str = ""
+    platform_applications: dict[str, str] = field(default_factory=dict)  # apns|fcm -> arn
 
     def env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
-            C.ENV_PROFILES_TABLE: self.tables[C.PROFILES],
-            C.ENV_KEYS_TABLE: self.tables[C.KEYS],
+            **self.table_env,
             C.ENV_EVENTS_QUEUE_URL: self.queue_urls[C.EVENTS_QUEUE],
             C.ENV_EVENTS_DLQ_URL: self.queue_urls[C.EVENTS_QUEUE + "-dlq"],
             C.ENV_ACTIONS_QUEUE_URL: self.queue_urls[C.ACTIONS_QUEUE],
@@ -62,6 +66,12 @@ class Resources:
             C.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
             C.ENV_CHECK_FUNCTION_ARN: self.check_function_arn,
             C.ENV_SCHEDULER_DLQ_ARN: self.scheduler_dlq_arn,
+            C.ENV_ACTIONS_QUEUE_ARN: self.queue_arns[C.ACTIONS_QUEUE],
+            C.ENV_SENDER_EMAIL: self.sender_email,
+            C.ENV_SES_CONFIGURATION_SET: C.SES_CONFIGURATION_SET,
+            C.ENV_UNSUBSCRIBE_SECRET_ARN: self.unsubscribe_secret_arn,
+            C.ENV_APNS_APPLICATION_ARN: self.platform_applications.get("apns", ""),
+            C.ENV_FCM_APPLICATION_ARN: self.platform_applications.get("fcm", ""),
         }
 
 
@@ -149,6 +159,7 @@ def provision(endpoint_url: str | None) -> Resources:
                 TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
             )
         res.tables[spec.logical] = name
+        res.table_env[spec.env_var] = name
 
     sqs = boto3.client("sqs", **kw)
     for logical, max_receive in ((C.EVENTS_QUEUE, C.EVENTS_MAX_RECEIVE_COUNT), (C.ACTIONS_QUEUE, C.ACTIONS_MAX_RECEIVE_COUNT)):
@@ -168,6 +179,7 @@ def provision(endpoint_url: str | None) -> Resources:
             },
         )["QueueUrl"]
         res.queue_urls[logical] = url
+        res.queue_arns[logical] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         res.queue_urls[logical + "-dlq"] = dlq_url
         res.queues[C.local_queue_name(logical)] = url
         res.queues[dlq_name] = dlq_url
@@ -178,4 +190,26 @@ def provision(endpoint_url: str | None) -> Resources:
     scheduler = boto3.client("scheduler", **kw)
     scheduler.create_schedule_group(Name=C.SCHEDULE_GROUP)
     res.schedule_groups.append(C.SCHEDULE_GROUP)
+
+    ses = boto3.client("sesv2", **kw)
+    ses.create_email_identity(EmailIdentity=res.sender_email.split("@", 1)[1])
+    ses.create_configuration_set(ConfigurationSetName=C.SES_CONFIGURATION_SET)
+    secrets = boto3.client("secretsmanager", **kw)
+    res.unsubscribe_secret_arn = secrets.create_secret(
+        Name=C.UNSUBSCRIBE_SECRET_NAME, SecretString=secrets_token()
+    )["ARN"]
+    sns = boto3.client("sns", **kw)
+    for platform, (aws_platform, attrs) in {
+        "apns": ("APNS_SANDBOX", {"PlatformCredential": "local", "PlatformPrincipal": "local"}),
+        "fcm": ("GCM", {"PlatformCredential": "local"}),
+    }.items():
+        res.platform_applications[platform] = sns.create_platform_application(
+            Name=f"nudge-{platform}", Platform=aws_platform, Attributes=attrs
+        )["PlatformApplicationArn"]
     return res
+
+
+def secrets_token() -> str:
+    import secrets
+
+    return secrets.token_urlsafe(32)

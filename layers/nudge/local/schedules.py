@@ -73,10 +73,13 @@ def fire_due(local: Any, target: datetime) -> int:
         when, name, schedule = due[0]
         if when > local.clock.now():
             local.clock.set(when)
-        payload = json.loads(schedule["Target"].get("Input") or "{}")
+        target_spec = schedule["Target"]
         for attempt in range(LOCAL_RETRIES + 1):
             try:
-                check.invoke(payload)
+                if target_spec["Arn"].startswith("arn:aws:sqs:"):
+                    _send_to_queue(local, target_spec, name)
+                else:
+                    check.invoke(json.loads(target_spec.get("Input") or "{}"))
                 break
             except Exception as err:
                 log.exception("schedule %s: target failed (attempt %d)", name, attempt + 1)
@@ -85,6 +88,18 @@ def fire_due(local: Any, target: datetime) -> int:
         reader.delete(name)
         fired += 1
         local.settle()
+
+
+def _send_to_queue(local: Any, target: dict[str, Any], schedule_name: str) -> None:
+    """An SQS target: Scheduler sends the Input as the message body (FIFO: with the
+    target's MessageGroupId, deduplicated per schedule)."""
+    queue_name = target["Arn"].rsplit(":", 1)[1]
+    sqs = boto3.client("sqs", endpoint_url=local.resources.endpoint_url, region_name=REGION)
+    params: dict[str, Any] = {"QueueUrl": local.resources.queues[queue_name], "MessageBody": target.get("Input") or "{}"}
+    if queue_name.endswith(".fifo"):
+        params["MessageGroupId"] = (target.get("SqsParameters") or {}).get("MessageGroupId") or schedule_name
+        params["MessageDeduplicationId"] = schedule_name
+    sqs.send_message(**params)
 
 
 def _dead_letter(local: Any, schedule: dict[str, Any], reason: str) -> None:

@@ -76,6 +76,7 @@ class LocalMode:
             C.ENV_TRIGGERS_PATH: cfg.triggers_path or str(root / "triggers"),
             C.ENV_TEMPLATES_PATH: str(root / "templates"),
             C.ENV_CONFIG_PATH: str(root / "config"),
+            C.ENV_PUBLIC_URL: f"http://{cfg.host}:{cfg.port}",
             "POWERTOOLS_SERVICE_NAME": C.SERVICE,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
@@ -92,7 +93,7 @@ class LocalMode:
         self.write_key = create_key("write", label="local", key=cfg.write_key)
         self.admin_key = create_key("admin", label="local", key=cfg.admin_key)
 
-        for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_API, C.FN_CHECK):
+        for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_API, C.FN_CHECK, C.FN_DELIVER, C.FN_FEEDBACK):
             self.functions[name] = Function(name)
         self.pollers = [
             QueuePoller(
@@ -101,7 +102,14 @@ class LocalMode:
                 endpoint_url=endpoint,
                 batch_size=C.PROCESS_BATCH_SIZE,
                 workers=2,
-            )
+            ),
+            QueuePoller(
+                queue_url=self.resources.queue_urls[C.ACTIONS_QUEUE],
+                function=self.functions[C.FN_DELIVER],
+                endpoint_url=endpoint,
+                batch_size=C.PROCESS_BATCH_SIZE,
+                workers=1,
+            ),
         ]
         for p in self.pollers:
             p.start()

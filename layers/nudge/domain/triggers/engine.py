@@ -18,11 +18,15 @@ Semantics
 - Filters (trait, segment, bought, and whatever sits under `not`) describe the user now:
   they are evaluated when an event arrives and again at the deadline, and a timer is
   only armed while they hold.
-- Timers are armed lazily: one per (trigger, key), and never moved when the armed one
-  is due at or before the deadline now needed; when it fires, `on_timer` re-checks the
-  condition against current state and either fires, or arms again at the later
-  deadline, or does nothing. A duplicate, stale or late timer cannot fire an episode
-  twice: the episode's anchor is recorded when it fires.
+- Timers are armed lazily. Each (trigger, key) with a deadline ahead records it (`d`);
+  the user needs an armed timer only at or before the earliest of them: a timer is
+  never moved later, and no other is armed while one is due at or before the deadline
+  now needed. When it fires, `on_timer` re-checks its own condition and every other
+  deadline of the user due by then against current state, fires what holds, and arms
+  for the next deadline (the same name for the same (trigger, key): an update). So a
+  user has about one schedule at a time and most events cost no scheduler call. A
+  duplicate, stale or late timer cannot fire an episode twice: the episode's anchor is
+  recorded when it fires.
 - `/v1/import` (historical) events are folded into the engine's state (counts,
   sequences, anchors) but are never evaluated: they neither fire nor arm.
 
@@ -149,6 +153,15 @@ def _digest(*parts: str, size: int) -> str:
 def timer_name(user_id: str, trigger_id: str, key: str | None) -> str:
     """EventBridge Scheduler name rules: 1-64 of [0-9a-zA-Z-_.]."""
     return f"{trigger_id[:30]}-{_digest(user_id, trigger_id, key or NONE_KEY, size=12)}"
+
+
+def timer_due(deadline_ms: int) -> int:
+    """A timer for a deadline: the first whole second after it. Scheduler's `at()` counts
+    whole seconds, and an event stamped exactly at the deadline (an order at 15:00 of a
+    15-minute wait, a page left at 5:00 of a 5-minute dwell) is processed before the
+    check, live and in the backtest alike; the condition itself still holds from the
+    deadline on."""
+    return (deadline_ms // 1000 + 1) * 1000
 
 
 def action_id(user_id: str, trigger_id: str, key: str | None, episode: int) -> str:
@@ -905,13 +918,17 @@ class Engine:
         timed = sorted((to_ms(ev.timestamp), ev.fingerprint, i, ev) for i, ev in enumerate(events))
         live = [ev for _, _, _, ev in timed if not ev.historical]
         ref = max(profile.last_seen or 0, timed[-1][0])
+        states = self._states(profile)
         for ct in self._triggers:
             self._evaluations += 1
-            st = _State(profile.triggers.get(ct.id) or {})
+            st = states[ct.id]
             self._observe(ct, st, timed, ref)
             if live:
                 self._decide(ct, st, profile, live, now_ms, decisions)
-            self._store(profile, ct, st)
+        if live:
+            self._settle_due(states, profile, now_ms, decisions)
+            self._schedule(states, profile, now_ms, decisions)
+        self._store_all(profile, states)
         decisions.fires.sort(key=lambda f: (f.at, -f.priority, f.trigger_id))
         return decisions
 
@@ -920,23 +937,34 @@ class Engine:
     ) -> Decisions:
         """A schedule came due: re-check against current state. Fires only when the
         condition holds now and its deadline has passed, for an episode not fired yet;
-        arms again when the deadline moved later."""
+        arms again when the deadline moved later. The user's other deadlines that are
+        due by now are checked too: an armed timer is the wake-up for every later one."""
         decisions = Decisions()
-        ct = self._by_id.get(trigger_id)
-        if ct is None:
-            return decisions  # the trigger was removed or disabled since
-        self._evaluations += 1
         now_ms = to_ms(now)
         k = NONE_KEY if key is None else key
-        st = _State(profile.triggers.get(trigger_id) or {})
-        ks = st.k.get(k)
-        if ks is not None and "due" in ks and ks["due"] <= now_ms + DUE_TOLERANCE_MS:
-            del ks["due"]  # this is the armed timer: it has done its work
-        self._settle(ct, st, profile, k, now_ms, decisions)
-        self._store(profile, ct, st)
+        states = self._states(profile)
+        ct = self._by_id.get(trigger_id)
+        if ct is not None:  # else: the trigger was removed or disabled since
+            self._evaluations += 1
+            st = states[ct.id]
+            ks = st.k.get(k)
+            if ks is not None and "due" in ks and ks["due"] <= now_ms + DUE_TOLERANCE_MS:
+                del ks["due"]  # this is the armed timer: it has done its work
+            self._settle(ct, st, profile, k, now_ms, decisions)
+        self._settle_due(states, profile, now_ms, decisions)
+        self._schedule(states, profile, now_ms, decisions)
+        self._store_all(profile, states)
+        decisions.fires.sort(key=lambda f: (f.at, -f.priority, f.trigger_id))
         return decisions
 
     # ---- internals ---------------------------------------------------------------------------
+    def _states(self, profile: Profile) -> dict[str, _State]:
+        return {ct.id: _State(profile.triggers.get(ct.id) or {}) for ct in self._triggers}
+
+    def _store_all(self, profile: Profile, states: dict[str, _State]) -> None:
+        for ct in self._triggers:
+            self._store(profile, ct, states[ct.id])
+
     def _observe(
         self, ct: CompiledTrigger, st: _State, events: list[tuple[int, str, int, Event]], ref: int
     ) -> None:
@@ -995,20 +1023,76 @@ class Engine:
     def _settle(
         self, ct: CompiledTrigger, st: _State, profile: Profile, key: str, now: int, out: Decisions
     ) -> None:
-        """Evaluates the durable behaviors for a key now: fire, or arm for the deadline."""
+        """Evaluates the durable behaviors for a key now: fires, or records the deadline
+        still ahead (`d`), or clears it when nothing is pending."""
         dues: list[int] = []
         for pattern, filters in ct.durable:
             ps = st.p.get(pattern.slot) or {}
-            ks = st.k.get(key) or {}
+            seen = st.k.get(key) or {}
             m = Moment(profile, now, None, key, st.p)
-            chk = pattern.check(ps, m, ks.get("at"))
+            chk = pattern.check(ps, m, seen.get("at"))
             m.product = chk.product
             if chk.holds:
-                if _filters_hold(filters, m) and self._eligible(ct, ks, chk):
+                if _filters_hold(filters, m) and self._eligible(ct, seen, chk):
                     self._fire(ct, st, profile, key, chk, out)
             elif chk.due is not None and _filters_hold(filters, m):
                 dues.append(chk.due)
-        self._arm(ct, st, profile, key, min(dues) if dues else None, now, out)
+        ks = st.k.get(key)
+        if dues:
+            if ks is None:
+                ks = st.k[key] = {}
+            ks["d"] = min(dues)
+        elif ks is not None:
+            ks.pop("d", None)
+
+    def _settle_due(
+        self, states: dict[str, _State], profile: Profile, now: int, out: Decisions
+    ) -> None:
+        """Checks every deadline of the user that is due by now (a wake-up serves them all;
+        a lost timer is caught up by the next event)."""
+        for ct in self._triggers:
+            st = states[ct.id]
+            due = [k for k, ks in st.k.items() if ks.get("d") is not None and ks["d"] <= now]
+            for key in due:
+                self._settle(ct, st, profile, key, now, out)
+
+    def _schedule(
+        self, states: dict[str, _State], profile: Profile, now: int, out: Decisions
+    ) -> None:
+        """Keeps the user's earliest pending deadline covered by an armed timer at or
+        before it. Later deadlines need none of their own: that timer's check wakes the
+        user, settles what is due and arms for the next. So a user has about one
+        schedule at a time, and an event that only moves a deadline later costs no call."""
+        earliest: tuple[int, int, str] | None = None
+        armed: int | None = None
+        for i, ct in enumerate(self._triggers):
+            for key, ks in states[ct.id].k.items():
+                d = ks.get("d")
+                if d is not None and (earliest is None or (d, i, key) < earliest):
+                    earliest = (d, i, key)
+                due = ks.get("due")
+                if due is not None:
+                    if due + LOST_TIMER_MS < now:
+                        del ks["due"]  # never came: presumed lost
+                    elif armed is None or due < armed:
+                        armed = due
+        if earliest is not None:
+            d, i, key = earliest
+            due = timer_due(d)
+            if armed is None or armed > due:
+                ct = self._triggers[i]
+                states[ct.id].k[key]["due"] = due
+                k = None if key == NONE_KEY else key
+                out.arm.append(Timer(ct.id, k, from_ms(due), timer_name(profile.user_id, ct.id, k)))
+            return
+        for ct in self._triggers:  # nothing pending: far-off timers are worth deleting
+            for key, ks in states[ct.id].k.items():
+                due = ks.get("due")
+                if due is not None and due - now > DISARM_AHEAD_MS:
+                    del ks["due"]
+                    out.disarm.append(
+                        timer_name(profile.user_id, ct.id, None if key == NONE_KEY else key)
+                    )
 
     @staticmethod
     def _eligible(ct: CompiledTrigger, ks: dict[str, Any], chk: Check) -> bool:
@@ -1054,42 +1138,11 @@ class Engine:
             )
         )
 
-    def _arm(
-        self,
-        ct: CompiledTrigger,
-        st: _State,
-        profile: Profile,
-        key: str,
-        deadline: int | None,
-        now: int,
-        out: Decisions,
-    ) -> None:
-        ks = st.k.get(key)
-        if ks is None:
-            if deadline is None:
-                return
-            ks = st.k[key] = {}
-        if deadline is None:
-            ks.pop("d", None)
-        else:
-            ks["d"] = deadline
-        due = ks.get("due")
-        k = None if key == NONE_KEY else key
-        if deadline is not None:
-            if due is None or due > deadline or due + LOST_TIMER_MS < now:
-                ks["due"] = deadline
-                out.arm.append(
-                    Timer(ct.id, k, from_ms(deadline), timer_name(profile.user_id, ct.id, k))
-                )
-        elif due is not None and due - now > DISARM_AHEAD_MS:
-            del ks["due"]
-            out.disarm.append(timer_name(profile.user_id, ct.id, k))
-        if not ks:
-            del st.k[key]
-
     @staticmethod
     def _store(profile: Profile, ct: CompiledTrigger, st: _State) -> None:
         raw = st.raw
+        for key in [k for k, v in st.k.items() if not v]:
+            del st.k[key]
         if len(st.k) > MAX_KEYS:
             idle = [k for k, v in st.k.items() if "due" not in v and k != NONE_KEY]
             idle.sort(key=lambda k: st.k[k].get("at", 0))

@@ -1,0 +1,114 @@
+"""deliver: SQS FIFO "actions" → fatigue guard → render → send (SES / SNS / in-app) → log.
+
+Records are parsed with Powertools' FIFO batch processor; each user's actions are then
+delivered in priority order by nudge.domain.delivery. A template error or a permanent
+send failure moves that action to the actions DLQ with its reason; a transient failure
+reports the user's remaining records so SQS redelivers them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from nudge.adapters.delivery import (
+    DynamoDeliveryLog,
+    DynamoInbox,
+    DynamoSuppressions,
+    SchedulerDeferrer,
+    SecretsManagerKey,
+    SesEmailSender,
+    SnsPushSender,
+    SnsSmsSender,
+)
+from nudge.adapters.devices import SnsDevices
+from nudge.adapters.profiles import DynamoProfileStore
+from nudge.adapters.queues import SqsDeadLetters
+from nudge.domain import users
+from nudge.domain.delivery import DeliveryPorts, deliver_batch
+from nudge.domain.fatigue import load_fatigue_config
+from nudge.domain.templates import TemplateStore
+from nudge.domain.unsubscribe import unsubscribe_url
+from nudge.observability import logger, metrics, tracer
+from nudge.runtime import clock
+from nudge.settings import DeliverSettings
+
+REQUIRED = ("user_id", "action_id", "trigger_id", "action")
+
+
+class Deps:
+    def __init__(self) -> None:
+        s = self.settings = DeliverSettings()  # type: ignore[call-arg]
+        key = SecretsManagerKey(s.unsubscribe_secret_arn)
+        self.ports = DeliveryPorts(
+            profiles=DynamoProfileStore(),
+            log=DynamoDeliveryLog(),
+            senders={
+                "email": SesEmailSender(sender=s.sender_email, configuration_set=s.ses_configuration_set),
+                "sms": SnsSmsSender(sms_type=s.sms_type),
+                "push": SnsPushSender(),
+                "inapp": DynamoInbox(),
+            },
+            renderer=TemplateStore(Path(s.templates_path)),
+            deferrer=SchedulerDeferrer(group=s.schedule_group, queue_arn=s.actions_queue_arn,
+                                       role_arn=s.scheduler_role_arn, dlq_arn=s.scheduler_dlq_arn),
+            suppressions=DynamoSuppressions(),
+            unsubscribe_url=lambda user, channel: unsubscribe_url(s.public_url, key.get(), user, channel),
+            fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
+            app_url=s.app_url,
+            forget_device=self.forget_device,
+        )
+        self.dead_letters = SqsDeadLetters(s.actions_dlq_url)
+
+    def forget_device(self, user_id: str, endpoint_arn: str) -> None:
+        SnsDevices(apns_arn="", fcm_arn="").delete(endpoint_arn)
+        users.remove_device(self.ports.profiles, user_id, endpoint_arn)
+
+
+@cache
+def deps() -> Deps:
+    return Deps()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    d = deps()
+    by_user: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+
+    def parse(record: SQSRecord) -> None:
+        try:
+            action = json.loads(record.body)
+            if not isinstance(action, dict) or any(k not in action for k in REQUIRED):
+                raise ValueError(f"an action needs {', '.join(REQUIRED)}")
+        except ValueError as err:
+            d.dead_letters.send(record.body, group_id=record.attributes.message_group_id or "poison",
+                                reason=f"invalid action: {err}")
+            metrics.add_metric("PoisonActions", MetricUnit.Count, 1)
+            return
+        by_user.setdefault(str(action["user_id"]), []).append((record.message_id, action))
+
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
+    with processor(records=event.get("Records", []), handler=parse, lambda_context=context):
+        processor.process()
+    failures: list[dict[str, str]] = list(processor.response()["batchItemFailures"])
+
+    result = deliver_batch({u: [a for _, a in items] for u, items in by_user.items()},
+                           now=clock().now(), ports=d.ports)
+    for action, reason in result.dead_lettered:
+        logger.error("action dead-lettered", extra={"action_id": action.get("action_id"), "reason": reason})
+        d.dead_letters.send(json.dumps(action, default=str), group_id=str(action["user_id"]), reason=reason)
+    done = {e.action_id for e in result.entries} | {str(a["action_id"]) for a, _ in result.dead_lettered}
+    for user_id, err in result.failed_users.items():
+        logger.warning("delivery will be retried", extra={"user_id": user_id, "error": repr(err)})
+        failures.extend({"itemIdentifier": mid} for mid, a in by_user[user_id] if str(a["action_id"]) not in done)
+    for entry in result.entries:
+        metrics.add_metric(f"Deliveries_{entry.status}", MetricUnit.Count, 1)
+    return {"batchItemFailures": failures}

@@ -1,0 +1,274 @@
+"""Delivery adapters: the delivery log, inbox and suppression list in DynamoDB
+(PynamoDB), email through SES v2, SMS and push through SNS, deferral through an
+EventBridge Scheduler one-time schedule that puts the action back on its queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from botocore.exceptions import ClientError
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
+
+from nudge import constants as C
+from nudge.adapters.aws import client
+from nudge.adapters.scheduler import RETRY_POLICY, at_expression
+from nudge.adapters.tables import DeliveryRow, InboxRow, SuppressionRow, bind_tables
+from nudge.domain.clock import from_ms, to_ms
+from nudge.domain.delivery import (
+    DeliveryEntry,
+    EndpointDisabledError,
+    Outbound,
+    PermanentSendError,
+    TransientSendError,
+)
+from nudge.domain.inbox import InboxMessage
+
+THROTTLING = {"Throttling", "ThrottlingException", "TooManyRequestsException", "ServiceUnavailable",
+              "InternalFailure", "LimitExceededException", "ThrottledException"}
+
+
+def _ttl(days: int, since: datetime | None = None) -> datetime:
+    return (since or datetime.now(UTC)) + timedelta(days=days)
+
+
+def _ms(dt: datetime | None) -> int | None:
+    return None if dt is None else to_ms(dt)
+
+
+class DynamoDeliveryLog:
+    def __init__(self) -> None:
+        bind_tables()
+
+    def entries(self, user_id: str) -> list[DeliveryEntry]:
+        return [self._entry(r) for r in DeliveryRow.query(user_id, consistent_read=True)]
+
+    @staticmethod
+    def _entry(r: DeliveryRow) -> DeliveryEntry:
+        return DeliveryEntry(
+            user_id=r.user_id, action_id=r.action_id, trigger_id=r.trigger_id, channel=r.channel,
+            status=r.status, reason=r.reason or "", at=from_ms(r.at),
+            fired_at=from_ms(r.fired_at) if r.fired_at is not None else None, priority=int(r.priority or 0),
+            variant=r.variant, defer_until=from_ms(r.defer_until) if r.defer_until is not None else None,
+            provider_id=r.provider_id, to=r.to, subject=r.subject, body=r.body,
+        )
+
+    def record(self, entry: DeliveryEntry, *, expect: frozenset[str | None]) -> bool:
+        row = DeliveryRow(
+            entry.user_id, entry.action_id, trigger_id=entry.trigger_id, channel=entry.channel,
+            status=entry.status, reason=entry.reason[:1000], at=to_ms(entry.at), fired_at=_ms(entry.fired_at),
+            priority=entry.priority, variant=entry.variant, defer_until=_ms(entry.defer_until),
+            provider_id=entry.provider_id, to=entry.to, subject=entry.subject, body=entry.body,
+            expires_at=_ttl(C.DELIVERY_LOG_TTL_DAYS, entry.at),
+        )
+        statuses = sorted(s for s in expect if s is not None)
+        condition = None
+        if None in expect:
+            condition = DeliveryRow.action_id.does_not_exist()
+        if statuses:
+            has = DeliveryRow.status.is_in(*statuses)
+            condition = has if condition is None else (condition | has)
+        try:
+            row.save(condition=condition)
+            return True
+        except PutError as err:
+            if err.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+
+    def release(self, user_id: str, action_id: str) -> None:
+        try:
+            DeliveryRow(user_id, action_id).delete(condition=DeliveryRow.status == "sending")
+        except DeleteError as err:
+            if err.cause_response_code != "ConditionalCheckFailedException":
+                raise
+
+    def erase(self, user_id: str) -> int:
+        n = 0
+        with DeliveryRow.batch_write() as batch:
+            for row in DeliveryRow.query(user_id, attributes_to_get=["user_id", "action_id"]):
+                batch.delete(row)
+                n += 1
+        return n
+
+
+class DynamoInbox:
+    """The in-app channel: 'sending' is writing the message into the user's inbox."""
+
+    def __init__(self) -> None:
+        bind_tables()
+
+    def send(self, message: Outbound) -> str:
+        now = to_ms(message.at) if message.at else int(time.time() * 1000)
+        message_id = f"{now:013d}-{message.action_id[:12]}"
+        InboxRow(
+            message.user_id, message_id, trigger_id=message.trigger_id, action_id=message.action_id,
+            title=message.title or message.subject or "", body=message.body or message.text or "",
+            cta=message.cta, cta_url=message.cta_url, created_at=now, read=False,
+            expires_at=_ttl(C.INBOX_TTL_DAYS, from_ms(now)),
+        ).save()
+        return message_id
+
+    def messages(self, user_id: str, limit: int = 100) -> list[InboxMessage]:
+        rows = InboxRow.query(user_id, scan_index_forward=False, limit=limit, consistent_read=True)
+        return [
+            InboxMessage(id=r.message_id, trigger=r.trigger_id, title=r.title, body=r.body, cta=r.cta,
+                         cta_url=r.cta_url, created_at=from_ms(r.created_at), read=bool(r.read))
+            for r in rows
+        ]
+
+    def mark_read(self, user_id: str, message_id: str) -> bool:
+        try:
+            row = InboxRow.get(user_id, message_id)
+        except DoesNotExist:
+            return False
+        row.update(actions=[InboxRow.read.set(True)])
+        return True
+
+    def erase(self, user_id: str) -> int:
+        n = 0
+        with InboxRow.batch_write() as batch:
+            for row in InboxRow.query(user_id, attributes_to_get=["user_id", "message_id"]):
+                batch.delete(row)
+                n += 1
+        return n
+
+
+class DynamoSuppressions:
+    def __init__(self) -> None:
+        bind_tables()
+
+    def is_suppressed(self, address: str) -> bool:
+        try:
+            SuppressionRow.get(address.strip().lower())
+            return True
+        except DoesNotExist:
+            return False
+
+    def suppress(self, address: str, reason: str) -> None:
+        SuppressionRow(address.strip().lower(), reason=reason[:500], at=int(time.time())).save()
+
+
+def _raise_for(err: ClientError) -> None:
+    code = err.response.get("Error", {}).get("Code", "")
+    message = err.response.get("Error", {}).get("Message", str(err))
+    if code in THROTTLING:
+        raise TransientSendError(f"{code}: {message}") from err
+    raise PermanentSendError(f"{code}: {message}") from err
+
+
+class SesEmailSender:
+    def __init__(self, *, sender: str, configuration_set: str) -> None:
+        self.sender = sender
+        self.configuration_set = configuration_set
+
+    def send(self, message: Outbound) -> str:
+        body: dict[str, Any] = {}
+        if message.html:
+            body["Html"] = {"Data": message.html, "Charset": "UTF-8"}
+        if message.text:
+            body["Text"] = {"Data": message.text, "Charset": "UTF-8"}
+        tags = [{"Name": "trigger", "Value": message.trigger_id[:256]},
+                {"Name": "action_id", "Value": message.action_id[:256]}]
+        if message.variant:
+            tags.append({"Name": "variant", "Value": message.variant[:256]})
+        try:
+            resp = client("sesv2").send_email(
+                FromEmailAddress=self.sender,
+                Destination={"ToAddresses": [message.to]},
+                Content={"Simple": {
+                    "Subject": {"Data": message.subject or "", "Charset": "UTF-8"},
+                    "Body": body,
+                    "Headers": [{"Name": k, "Value": v} for k, v in message.headers.items()],
+                }},
+                ConfigurationSetName=self.configuration_set,
+                EmailTags=tags,
+            )
+        except ClientError as err:
+            _raise_for(err)
+            raise
+        return str(resp["MessageId"])
+
+
+class SnsSmsSender:
+    def __init__(self, *, sms_type: str = "Transactional") -> None:
+        self.sms_type = sms_type
+
+    def send(self, message: Outbound) -> str:
+        try:
+            resp = client("sns").publish(
+                PhoneNumber=message.to,
+                Message=message.text or message.body or "",
+                MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": self.sms_type}},
+            )
+        except ClientError as err:
+            _raise_for(err)
+            raise
+        return str(resp["MessageId"])
+
+
+class SnsPushSender:
+    def send(self, message: Outbound) -> str:
+        title, body = message.title or message.subject or "", message.body or message.text or ""
+        apns = json.dumps({"aps": {"alert": {"title": title, "body": body}},
+                           "nudge": {"trigger": message.trigger_id, "action_id": message.action_id}})
+        fcm = json.dumps({"notification": {"title": title, "body": body},
+                          "data": {"trigger": message.trigger_id, "action_id": message.action_id}})
+        payload = {"default": body, "APNS": apns, "APNS_SANDBOX": apns, "GCM": fcm}
+        try:
+            resp = client("sns").publish(TargetArn=message.to, Message=json.dumps(payload), MessageStructure="json")
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "")
+            if code == "EndpointDisabled":
+                raise EndpointDisabledError(f"EndpointDisabled: {message.to}", message.to) from err
+            _raise_for(err)
+            raise
+        return str(resp["MessageId"])
+
+
+class SchedulerDeferrer:
+    """A deferred action comes back on the actions queue at its time (an SQS target)."""
+
+    def __init__(self, *, group: str, queue_arn: str, role_arn: str, dlq_arn: str) -> None:
+        self.group, self.queue_arn, self.role_arn, self.dlq_arn = group, queue_arn, role_arn, dlq_arn
+
+    def defer(self, action: dict[str, Any], until: datetime) -> None:
+        from hashlib import blake2b
+
+        name = "defer-" + blake2b(f"{action['action_id']}\x1f{until.isoformat()}".encode(), digest_size=16).hexdigest()
+        params: dict[str, Any] = {
+            "Name": name,
+            "GroupName": self.group,
+            "ScheduleExpression": at_expression(until),
+            "ScheduleExpressionTimezone": "UTC",
+            "FlexibleTimeWindow": {"Mode": "OFF"},
+            "ActionAfterCompletion": "DELETE",
+            "Target": {
+                "Arn": self.queue_arn,
+                "RoleArn": self.role_arn,
+                "Input": json.dumps(action, separators=(",", ":"), default=str),
+                "SqsParameters": {"MessageGroupId": str(action["user_id"])[:128]},
+                "RetryPolicy": RETRY_POLICY,
+                "DeadLetterConfig": {"Arn": self.dlq_arn},
+            },
+        }
+        try:
+            client("scheduler").create_schedule(**params)
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConflictException":
+                raise
+
+
+class SecretsManagerKey:
+    """The unsubscribe signing key, read once per cold start."""
+
+    def __init__(self, secret_id: str) -> None:
+        self.secret_id = secret_id
+        self._value: bytes | None = None
+
+    def get(self) -> bytes:
+        if self._value is None:
+            self._value = client("secretsmanager").get_secret_value(SecretId=self.secret_id)["SecretString"].encode()
+        return self._value
