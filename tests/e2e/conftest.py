@@ -3,9 +3,11 @@ ports (the same LocalMode object the CLI runs). Tests isolate themselves by user
 
 from __future__ import annotations
 
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -54,16 +56,42 @@ class Client:
         r = self.s.post(f"{self.url}/_local/settle")
         assert r.status_code == 200, r.text
 
+    def outbox(self, user_id: str | None = None) -> list[dict[str, Any]]:
+        r = self.s.get(f"{self.url}/_local/outbox")
+        assert r.status_code == 200, r.text
+        msgs = r.json()["messages"]
+        return [m for m in msgs if user_id is None or m["user_id"] == user_id]
+
+    def deliveries(self, user_id: str) -> list[dict[str, Any]]:
+        r = self.admin_get(f"/v1/users/{user_id}/deliveries")
+        assert r.status_code == 200, r.text
+        return r.json()["deliveries"]
+
     def clock(self, **body: Any) -> dict[str, Any]:
         r = self.s.post(f"{self.url}/_local/clock", json=body)
         assert r.status_code == 200, r.text
         return r.json()
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="session")
-def local() -> Iterator[LocalMode]:
+def triggers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default triggers plus two more (tests/e2e/fixtures/extra_triggers.yaml), with
+    the project's templates beside them as the loader expects."""
+    root = tmp_path_factory.mktemp("defs")
+    (root / "triggers").mkdir()
+    shutil.copy(ROOT / "triggers" / "default.yaml", root / "triggers" / "default.yaml")
+    shutil.copy(Path(__file__).parent / "fixtures" / "extra_triggers.yaml", root / "triggers" / "extra.yaml")
+    (root / "templates").symlink_to(ROOT / "templates")
+    return root / "triggers"
+
+
+@pytest.fixture(scope="session")
+def local(triggers_dir: Path) -> Iterator[LocalMode]:
     port = free_port_pair()
-    lm = LocalMode(LocalConfig(port=port, aws_port=port + 1)).start()
+    lm = LocalMode(LocalConfig(port=port, aws_port=port + 1, triggers_path=str(triggers_dir))).start()
     yield lm
     lm.stop()
 

@@ -103,7 +103,7 @@ def normalized(raws: list[dict[str, Any]]) -> list[Event]:
 
 
 def engine_driven(
-    events: list[Event], triggers: TriggerSet, horizon: timedelta
+    events: list[Event], triggers: TriggerSet, horizon: timedelta, *, schedules_first: bool = False
 ) -> list[tuple[Any, ...]]:
     """The live path written out by hand: each event processed when it is received (its
     timestamp), schedules firing in deadline order before later events, each schedule
@@ -137,13 +137,13 @@ def engine_driven(
             apply(user, engine.on_timer(profiles[user], timer.trigger_id, timer.key, due))
 
     for ev in sorted(events, key=lambda e: (to_ms(e.timestamp), e.fingerprint)):
-        run_until(ev.timestamp, inclusive=False)
+        run_until(ev.timestamp, inclusive=schedules_first)
         profile = profiles.setdefault(ev.profile_id, Profile(ev.profile_id))
         fresh = profile.apply([ev])
         if fresh:
             apply(ev.profile_id, engine.on_events(profile, fresh, ev.timestamp))
     last = max(e.timestamp for e in events)
-    run_until(last + horizon, inclusive=True)
+    run_until(last + horizon + timedelta(seconds=1), inclusive=True)
     return sorted(fires, key=lambda f: (f[4], f[0], f[1]))
 
 
@@ -330,3 +330,83 @@ def test_read_events_keeps_the_event_time() -> None:
     )
     [event] = list(read_events([line]))  # type: ignore[arg-type]
     assert event.timestamp == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and not event.historical
+
+
+def test_schedules_due_at_an_event_instant_fire_after_it_whichever_runs_first(
+    triggers: TriggerSet,
+) -> None:
+    # given whole-minute times, so that deadlines (15 min, 5 min) fall on event instants,
+    # an order exactly 15 min after an add and a page left exactly 5 min after entering
+    raws = [
+        {
+            "type": "track",
+            "userId": "a",
+            "event": "Product Added",
+            "properties": {"product_id": "p1"},
+        },
+        {
+            "type": "track",
+            "userId": "a",
+            "event": "Order Completed",
+            "properties": {"products": [{"product_id": "p1"}]},
+        },
+        {
+            "type": "track",
+            "userId": "b",
+            "event": "Product Viewed",
+            "properties": {"product_id": "p1"},
+        },
+        {"type": "page", "userId": "b", "name": "Home"},
+    ]
+    offsets = [0, 15, 0, 5]
+    for i, (raw, minutes) in enumerate(zip(raws, offsets, strict=True)):
+        raw.update(messageId=f"e{i}", timestamp=(T + timedelta(minutes=minutes)).isoformat())
+    events = normalized(raws)
+    # when local mode fires a schedule due at an event's instant before the event (its clock
+    # moves to the event's time first), and the backtest processes the event first
+    live = engine_driven(events, triggers, timedelta(days=7), schedules_first=True)
+    offline = records(backtest(events, triggers))
+    # then both agree: within 15 minutes means up to and including 15:00, over 5 minutes is over
+    assert live == offline
+    assert not [f for f in offline if f[1] in ("cart_abandonment", "product_dwell_upsell")]
+
+
+def test_whole_minute_histories_agree_with_a_live_path_that_fires_schedules_first(
+    triggers: TriggerSet,
+) -> None:
+    rnd = random.Random(3)
+    raws = []
+    t = T
+    for i in range(300):
+        t += timedelta(minutes=rnd.choice([1, 2, 3, 5, 7, 15, 20, 60, 600]))
+        user = f"u{rnd.randrange(6)}"
+        name = rnd.choice(
+            ["Product Viewed", "Product Viewed", "Product Added", "Order Completed", "Page Viewed"]
+        )
+        props: dict[str, Any] = {"product_id": f"p{rnd.randrange(3)}"}
+        if name == "Order Completed":
+            props = {"products": [{"product_id": f"p{rnd.randrange(3)}"}]}
+        if i % 17 == 0:
+            raws.append(
+                {
+                    "type": "identify",
+                    "userId": user,
+                    "traits": {"email": f"{user}@x.io"},
+                    "messageId": f"id{i}",
+                    "timestamp": t.isoformat(),
+                }
+            )
+        raws.append(
+            {
+                "type": "track",
+                "userId": user,
+                "event": name,
+                "properties": props,
+                "messageId": f"e{i}",
+                "timestamp": t.isoformat(),
+            }
+        )
+    events = normalized(raws)
+    live = engine_driven(events, triggers, timedelta(days=7), schedules_first=True)
+    assert live == records(backtest(events, triggers))
+    assert len({f[1] for f in live}) >= 3

@@ -98,7 +98,7 @@ class TestCartAbandonment:
         )
         # then
         [timer] = [t for t in d.arm if t.trigger_id == "cart_abandonment"]
-        assert timer.due == T + 15 * M and timer.key is None
+        assert timer.due == T + 15 * M + S and timer.key is None  # the second after the deadline
         assert p.triggers["cart_abandonment"]["armed_until"] == to_ms(T + 15 * M)
         fire = only("cart_abandonment", engine.on_timer(p, "cart_abandonment", None, T + 16 * M))
         assert len(fire) == 1
@@ -156,11 +156,11 @@ class TestCartAbandonment:
         assert p.triggers["cart_abandonment"]["armed_until"] == to_ms(T + 16 * M)
         at_15 = engine.on_timer(p, "cart_abandonment", None, T + 15 * M)
         assert not at_15.fires
-        assert [t.due for t in at_15.arm] == [T + 16 * M]
+        assert [t.due for t in at_15.arm] == [T + 16 * M + S]
         assert not engine.on_timer(
             p, "cart_abandonment", None, T + 15 * M + 30 * S
         ).fires  # a stray early call
-        at_16 = engine.on_timer(p, "cart_abandonment", None, T + 16 * M)
+        at_16 = engine.on_timer(p, "cart_abandonment", None, T + 16 * M + S)
         assert [f.episode for f in at_16.fires] == [1]
         assert [i["product_id"] for i in at_16.fires[0].context["cart"]] == ["p1", "p2"]
 
@@ -219,13 +219,13 @@ class TestInactivity:
     def test_activity_moves_the_deadline_and_the_timer_rearms_lazily(self, engine: Engine) -> None:
         p = Profile("u1")
         d0 = feed(engine, p, ev("u1", None, T, type="identify", email="ada@example.com"), now=T)
-        assert [t.due for t in d0.arm if t.trigger_id == "inactivity_winback"] == [T + 48 * H]
+        assert [t.due for t in d0.arm if t.trigger_id == "inactivity_winback"] == [T + 48 * H + S]
         d1 = feed(engine, p, ev("u1", "Page Viewed", T + 24 * H, type="page"), now=T + 24 * H)
         assert not [t for t in d1.arm if t.trigger_id == "inactivity_winback"]
         assert p.triggers["inactivity_winback"]["armed_until"] == to_ms(T + 72 * H)
-        at_48 = engine.on_timer(p, "inactivity_winback", None, T + 48 * H)
-        assert not at_48.fires and [t.due for t in at_48.arm] == [T + 72 * H]
-        at_72 = engine.on_timer(p, "inactivity_winback", None, T + 72 * H)
+        at_48 = engine.on_timer(p, "inactivity_winback", None, T + 48 * H + S)
+        assert not at_48.fires and [t.due for t in at_48.arm] == [T + 72 * H + S]
+        at_72 = engine.on_timer(p, "inactivity_winback", None, T + 72 * H + S)
         assert [f.at for f in at_72.fires] == [T + 72 * H]
 
     def test_a_new_inactive_stretch_is_the_next_episode(self, sim: Simulation) -> None:
@@ -304,7 +304,7 @@ class TestDwell:
         p = Profile("u1")
         d = feed(engine, p, ev("u1", "Product Viewed", T, product_id="p1", name="Hat"), now=T)
         [timer] = [t for t in d.arm if t.trigger_id == "product_dwell_upsell"]
-        assert timer.due == T + 5 * M
+        assert timer.due == T + 5 * M + S
         [fire] = engine.on_timer(p, "product_dwell_upsell", None, T + 6 * M).fires
         assert fire.context["product"] == {"product_id": "p1", "name": "Hat"}
         assert fire.action["channel"] == "inapp"
@@ -608,22 +608,22 @@ class TestLazyTimers:
         arms += feed(engine, p, ev("u1", "Home", T + 3 * M, type="page"), now=T + 3 * M).arm
         # then only the earliest deadline got a schedule on the way (48 h, then the dwell at 6 min)
         assert [(t.trigger_id, t.due) for t in arms] == [
-            ("inactivity_winback", T + 48 * H),
-            ("product_dwell_upsell", T + 6 * M),
+            ("inactivity_winback", T + 48 * H + S),
+            ("product_dwell_upsell", T + 6 * M + S),
         ]
         # the dwell was left at 3 min: its timer finds nothing, and arms for the cart
-        d = engine.on_timer(p, "product_dwell_upsell", None, T + 6 * M)
+        d = engine.on_timer(p, "product_dwell_upsell", None, T + 6 * M + S)
         assert not d.fires and [(t.trigger_id, t.due) for t in d.arm] == [
-            ("cart_abandonment", T + 17 * M)
+            ("cart_abandonment", T + 17 * M + S)
         ]
-        d = engine.on_timer(p, "cart_abandonment", None, T + 17 * M)
+        d = engine.on_timer(p, "cart_abandonment", None, T + 17 * M + S)
         assert [f.trigger_id for f in d.fires] == ["cart_abandonment"]
         assert not d.arm  # the inactivity timer, armed first, is still due at 48 h
-        d = engine.on_timer(p, "inactivity_winback", None, T + 48 * H)
+        d = engine.on_timer(p, "inactivity_winback", None, T + 48 * H + S)
         assert not d.fires and [(t.trigger_id, t.due) for t in d.arm] == [
-            ("inactivity_winback", T + 48 * H + 3 * M)
+            ("inactivity_winback", T + 48 * H + 3 * M + S)
         ]
-        d = engine.on_timer(p, "inactivity_winback", None, T + 48 * H + 3 * M)
+        d = engine.on_timer(p, "inactivity_winback", None, T + 48 * H + 3 * M + S)
         assert [f.trigger_id for f in d.fires] == ["inactivity_winback"] and not d.arm
         public = p.view(T + 50 * H)["triggers"]
         assert {k: v["fired"] for k, v in public.items()} == {

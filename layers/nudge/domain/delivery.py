@@ -201,9 +201,9 @@ def resolve_channel(profile: Profile, action: Mapping[str, Any]) -> tuple[str, s
     return None
 
 
-def recommendations(profile: Profile, limit: int = 4) -> list[dict[str, Any]]:
+def recommendations(profile: Profile, limit: int = 4, exclude: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Items the user looked at and has neither in the cart nor bought, most recent first."""
-    in_cart = {i["product_id"] for i in profile.cart_items()}
+    in_cart = {i["product_id"] for i in profile.cart_items()} | exclude
     seen: list[dict[str, Any]] = []
     for item_id, code, _t in profile.recent_items:
         if item_id in in_cart or item_id in profile.bought or any(s["item_id"] == item_id for s in seen):
@@ -229,7 +229,9 @@ def variables(profile: Profile, action: Mapping[str, Any], channel: str, *, unsu
         event={"name": ctx.get("event") or "", "properties": ctx.get("properties") or {}},
         cart=profile.cart_items(),
         product=ctx.get("product"),
-        recommendations=recommendations(profile),
+        recommendations=recommendations(
+            profile, exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"}
+        ),
         unsubscribe_url=unsubscribe_url if channel == "email" else "",
         variant=action.get("variant"),
         app_url=app_url,

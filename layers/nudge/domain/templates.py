@@ -186,20 +186,20 @@ class _Undefined(StrictUndefined):
     def _testable(self) -> bool:
         return self._undefined_obj is not missing and self._undefined_exception is UndefinedError
 
-    def __bool__(self) -> bool:
+    def __bool__(self) -> bool:  # type: ignore[override]
         if self._testable():
             return False
         self._fail_with_undefined_error()
 
-    def __eq__(self, other: object) -> bool:
+    def __eq__(self, other: object) -> bool:  # type: ignore[override]
         if self._testable():
             return isinstance(other, Undefined)
         self._fail_with_undefined_error()
 
-    def __ne__(self, other: object) -> bool:
+    def __ne__(self, other: object) -> bool:  # type: ignore[override]
         return not self.__eq__(other)
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]
         if self._testable():
             return hash(type(self))
         self._fail_with_undefined_error()
@@ -381,7 +381,9 @@ def _duplicate_keys(root: yaml.Node, label: str) -> list[str]:
             seen: set[str] = set()
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode) and key.value in seen:
-                    problems.append(f"{label}:{key.start_mark.line + 1}: duplicate key {key.value!r}")
+                    problems.append(
+                        f"{label}:{key.start_mark.line + 1}: duplicate key {key.value!r}"
+                    )
                 if isinstance(key, yaml.ScalarNode):
                     seen.add(key.value)
                 stack.append(value)
@@ -431,63 +433,77 @@ def _load(folder: Path, name: str) -> _Loaded:
             loaded.problems.append(
                 f"{label}:{lines.get((str(key), ''), 1)}: unknown section {key!r} (channels: {', '.join(CHANNELS)})"
             )
-    for channel, (required, optional) in CHANNEL_PARTS.items():
-        if channel not in data:
-            continue
-        section = data[channel]
-        ch = _Channel()
-        loaded.channels[channel] = ch
-        line0 = lines.get((channel, ""), 1)
-
-        def fail(reason: str, part: str | None = None, line: int = line0, ch: _Channel = ch) -> None:
-            if ch.error is None:
-                ch.error, ch.error_part = reason, part
-            where = f"{channel}.{part}" if part else channel
-            loaded.problems.append(f"{label}:{line}: {where}: {reason}")
-
-        if not isinstance(section, dict):
-            fail(f"must be a mapping with {', '.join(required + optional)}")
-            continue
-        allowed = set(required) | set(optional) | ({"html_file"} if channel == "email" else set())
-        for key in section:
-            if key not in allowed:
-                fail(
-                    f"unknown part {key!r} (parts: {', '.join(sorted(allowed))})",
-                    line=lines.get((channel, str(key)), line0),
-                )
-        if channel == "email" and "html" in section and "html_file" in section:
-            fail("give html or html_file, not both", "html")
-        for part_name in required + optional:
-            source_key = part_name
-            if channel == "email" and part_name == "html" and "html_file" in section:
-                source_key = "html_file"
-            if source_key not in section:
-                if part_name in required:
-                    fail(f"missing part {part_name!r}", part_name)
-                continue
-            value = section[source_key]
-            pline = lines.get((channel, source_key), line0)
-            if not isinstance(value, str) or not value.strip():
-                fail(f"{source_key} must be a non-empty string", part_name, pline)
-                continue
-            part = _Part(label=f"{name}/{channel}.{part_name}", file=label, line=pline, source=value)
-            if source_key == "html_file":
-                html_path = (folder / value).resolve()
-                if Path(value).is_absolute() or not html_path.is_relative_to(folder.resolve()):
-                    fail(f"html_file {value!r} must be a file inside {folder}", part_name, pline)
-                    continue
-                watched.append(html_path)
-                if not html_path.is_file():
-                    fail(f"html_file {value!r}: no such file", part_name, pline)
-                    continue
-                part.file, part.line = str(folder / value), 1
-                part.source = html_path.read_text(encoding="utf-8")
-            _compile(part, (channel, part_name) in HTML_PARTS)
-            if part.error is not None:
-                loaded.problems.append(f"{part.file}:{part.line}: {channel}.{part_name}: {part.error}")
-            ch.parts[part_name] = part
+    for channel in CHANNEL_PARTS:
+        if channel in data:
+            loaded.channels[channel] = _load_channel(
+                loaded, folder, channel, data[channel], lines, watched
+            )
     loaded.stamp = _stamp(watched)
     return loaded
+
+
+def _load_channel(
+    loaded: _Loaded,
+    folder: Path,
+    channel: str,
+    section: Any,
+    lines: Mapping[tuple[str, str], int],
+    watched: list[Path],
+) -> _Channel:
+    """Checks one channel section and compiles its parts; problems go to `loaded`."""
+    required, optional = CHANNEL_PARTS[channel]
+    label, name = str(loaded.file), loaded.name
+    ch = _Channel()
+    line0 = lines.get((channel, ""), 1)
+
+    def fail(reason: str, part: str | None = None, line: int = line0) -> None:
+        if ch.error is None:
+            ch.error, ch.error_part = reason, part
+        where = f"{channel}.{part}" if part else channel
+        loaded.problems.append(f"{label}:{line}: {where}: {reason}")
+
+    if not isinstance(section, dict):
+        fail(f"must be a mapping with {', '.join(required + optional)}")
+        return ch
+    allowed = set(required) | set(optional) | ({"html_file"} if channel == "email" else set())
+    for key in section:
+        if key not in allowed:
+            fail(
+                f"unknown part {key!r} (parts: {', '.join(sorted(allowed))})",
+                line=lines.get((channel, str(key)), line0),
+            )
+    if channel == "email" and "html" in section and "html_file" in section:
+        fail("give html or html_file, not both", "html")
+    for part_name in required + optional:
+        source_key = part_name
+        if channel == "email" and part_name == "html" and "html_file" in section:
+            source_key = "html_file"
+        if source_key not in section:
+            if part_name in required:
+                fail(f"missing part {part_name!r}", part_name)
+            continue
+        value = section[source_key]
+        pline = lines.get((channel, source_key), line0)
+        if not isinstance(value, str) or not value.strip():
+            fail(f"{source_key} must be a non-empty string", part_name, pline)
+            continue
+        part = _Part(label=f"{name}/{channel}.{part_name}", file=label, line=pline, source=value)
+        if source_key == "html_file":
+            html_path = (folder / value).resolve()
+            if Path(value).is_absolute() or not html_path.is_relative_to(folder.resolve()):
+                fail(f"html_file {value!r} must be a file inside {folder}", part_name, pline)
+                continue
+            watched.append(html_path)
+            if not html_path.is_file():
+                fail(f"html_file {value!r}: no such file", part_name, pline)
+                continue
+            part.file, part.line = str(folder / value), 1
+            part.source = html_path.read_text(encoding="utf-8")
+        _compile(part, (channel, part_name) in HTML_PARTS)
+        if part.error is not None:
+            loaded.problems.append(f"{part.file}:{part.line}: {channel}.{part_name}: {part.error}")
+        ch.parts[part_name] = part
+    return ch
 
 
 # ---- rendering ------------------------------------------------------------------------------
@@ -621,10 +637,14 @@ def _undeclared(part: _Part, channel: str, part_name: str) -> list[str]:
     ]
 
 
-def validate_templates(path: str | Path) -> list[str]:
+def validate_templates(
+    path: str | Path, *, required_channels: Mapping[str, Iterable[str]] | None = None
+) -> list[str]:
     """Problems of a templates folder (or one template file), as `file:line: message`:
     YAML and Jinja syntax errors, unknown or missing sections and parts, missing
-    html_file, and variables outside the contract. An empty list means all is well."""
+    html_file, and variables outside the contract. `required_channels`: template name ->
+    channels something sends it on (the triggers' action channel and fallback); a
+    template or section missing for one of them is a problem. An empty list: all is well."""
     path = Path(path)
     if path.is_file():
         folder, names = path.parent, [path.stem]
@@ -633,6 +653,7 @@ def validate_templates(path: str | Path) -> list[str]:
     else:
         return [f"{path}: no such file or folder"]
     problems: list[str] = []
+    defined: dict[str, set[str]] = {}
     for name in names:
         if not NAME_RE.match(name):
             problems.append(f"{folder / name}: template names are lowercase a-z, 0-9, _ and -")
@@ -646,8 +667,20 @@ def validate_templates(path: str | Path) -> list[str]:
             problems.append(f"{folder / name}: cannot read: {exc}")
             continue
         problems.extend(loaded.problems)
+        defined[name] = set(loaded.channels) if loaded.error is None else set(CHANNELS)
         for channel, ch in loaded.channels.items():
             for part_name, part in ch.parts.items():
                 if part.template is not None:
                     problems.extend(_undeclared(part, channel, part_name))
+    for name, channels in sorted((required_channels or {}).items()):
+        if path.is_file() and name != path.stem:
+            continue
+        if name not in defined:
+            problems.append(f"{folder / name}.yaml: missing (a trigger sends it)")
+            continue
+        for channel in sorted(set(channels) - defined[name]):
+            file = _template_file(folder, name) or folder / f"{name}.yaml"
+            problems.append(
+                f"{file}:1: no {channel} section, but a trigger sends this template by {channel}"
+            )
     return problems

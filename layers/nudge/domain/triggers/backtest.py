@@ -309,7 +309,8 @@ def backtest(
     start = ordered[0].timestamp if ordered else None
     end = ordered[-1].timestamp if ordered else None
     if end is not None:
-        sim.advance(end + timedelta(seconds=sim.engine.horizon))
+        # a timer is due in the whole second after its deadline
+        sim.advance(end + timedelta(seconds=sim.engine.horizon + 1))
     rep = report(
         sim.fires, chosen, events=sim.events, users=len(sim.profiles), start=start, end=end
     )
