@@ -10,38 +10,37 @@ from constructs import Construct
 from nudge import constants as C
 
 from infra.constructs.api import Api
-from infra.constructs.delivery import Delivery
+from infra.constructs.delivery import Delivery, Sending
+from infra.constructs.email_channel import EmailChannel
 from infra.constructs.ingest import Ingest
 from infra.constructs.layers import CONFIG_PATH, TEMPLATES_PATH, TRIGGERS_PATH, Layers
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.processing import PROCESS_TIMEOUT, Processing
 from infra.constructs.scheduling import Scheduling
 from infra.constructs.state import State
+from infra.context import DeliveryContext
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Not (yet) in nudge.constants; the same names the code reads.
-ENV_TEMPLATES_PATH: str = getattr(C, "ENV_TEMPLATES_PATH", "NUDGE_TEMPLATES_PATH")
-ENV_CONFIG_PATH: str = getattr(C, "ENV_CONFIG_PATH", "NUDGE_CONFIG_PATH")
 
 
 class NudgeStack(cdk.Stack):
     def __init__(self, scope: Construct, id: str, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
 
+        self.context = DeliveryContext.from_node(self.node)
         self.state = State(self, "State")
         self.layers = Layers(self, "Layers", root=ROOT)
         self.delivery = Delivery(self, "Delivery")
 
-        # Every function: observability settings, where the definitions are, table names.
+        # Every function: observability settings and where the definitions are. Each
+        # construct adds the names of the tables (and queues...) its function may use.
         common_env = {
             "POWERTOOLS_SERVICE_NAME": C.SERVICE,
             "POWERTOOLS_METRICS_NAMESPACE": C.METRICS_NAMESPACE,
             "LOG_LEVEL": "INFO",
             C.ENV_TRIGGERS_PATH: TRIGGERS_PATH,
-            ENV_TEMPLATES_PATH: TEMPLATES_PATH,
-            ENV_CONFIG_PATH: CONFIG_PATH,
-            **self.state.environment,
+            C.ENV_TEMPLATES_PATH: TEMPLATES_PATH,
+            C.ENV_CONFIG_PATH: CONFIG_PATH,
         }
         layers = self.layers.all
 
@@ -73,12 +72,34 @@ class NudgeStack(cdk.Stack):
             environment=common_env,
             timeout=PROCESS_TIMEOUT,
         )
+        self.email = EmailChannel(
+            self,
+            "Email",
+            context=self.context,
+            state=self.state,
+            layers=layers,
+            environment=common_env,
+        )
+        self.sending = Sending(
+            self,
+            "Sending",
+            delivery=self.delivery,
+            email=self.email,
+            state=self.state,
+            scheduling=self.scheduling,
+            context=self.context,
+            public_url=self.ingest.url,  # unsubscribe links point at the HTTP API
+            layers=layers,
+            environment=common_env,
+        )
         self.api = Api(
             self,
             "Api",
             http_api=self.ingest.http_api,
             state=self.state,
             scheduling=self.scheduling,
+            delivery=self.delivery,
+            context=self.context,
             layers=layers,
             environment=common_env,
         )
@@ -87,6 +108,8 @@ class NudgeStack(cdk.Stack):
             C.FN_PROCESS: self.processing.function,
             C.FN_CHECK: self.scheduling.function,
             C.FN_API: self.api.function,
+            C.FN_DELIVER: self.sending.function,
+            C.FN_FEEDBACK: self.email.function,
         }
         self.monitoring = Monitoring(
             self,
@@ -108,13 +131,24 @@ class NudgeStack(cdk.Stack):
             "ApiUrl": self.ingest.url,
             "ProfilesTableName": self.state.profiles.table_name,
             "KeysTableName": self.state.keys.table_name,
+            "DeliveriesTableName": self.state.deliveries.table_name,
+            "InboxTableName": self.state.inbox.table_name,
+            "SuppressionsTableName": self.state.suppressions.table_name,
             "EventsQueueName": self.ingest.events_queue.queue_name,
             "EventsDlqName": self.ingest.events_dlq.queue_name,
             "ActionsQueueName": self.delivery.actions_queue.queue_name,
             "ActionsDlqName": self.delivery.actions_dlq.queue_name,
             "SchedulerDlqName": self.scheduling.dlq.queue_name,
             "ScheduleGroupName": C.SCHEDULE_GROUP,
+            "UnsubscribeSecretName": C.UNSUBSCRIBE_SECRET_NAME,
+            "SenderEmail": self.context.sender_email,
+            "SesIdentity": self.email.identity.email_identity_name,
+            "SesConfigurationSetName": self.email.configuration_set.configuration_set_name,
+            "SesFeedbackTopicArn": self.email.feedback_topic.topic_arn,
             "DashboardName": self.monitoring.dashboard.dashboard_name,
         }
+        # Easy DKIM: publish these three CNAME records in the sender domain's DNS.
+        for i, record in enumerate(self.email.identity.dkim_records, start=1):
+            outputs[f"SesDkimRecord{i}"] = cdk.Fn.join(" CNAME ", [record.name, record.value])
         for name, value in outputs.items():
             cdk.CfnOutput(self, name, value=value)

@@ -8,13 +8,16 @@ from collections.abc import Mapping, Sequence
 import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 from nudge import constants as C
 
+from infra.constructs.delivery import Delivery
 from infra.constructs.function import NudgeFunction
 from infra.constructs.scheduling import Scheduling
 from infra.constructs.state import State
+from infra.context import DeliveryContext
 
 API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/health"),
@@ -39,6 +42,8 @@ class Api(Construct):
         http_api: apigw.HttpApi,
         state: State,
         scheduling: Scheduling,
+        delivery: Delivery,
+        context: DeliveryContext,
         layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str],
     ) -> None:
@@ -49,14 +54,31 @@ class Api(Construct):
             name=C.FN_API,
             description="Profiles, inbox, reports, unsubscribe, erase, dashboard",
             layers=layers,
-            environment={**environment, C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP},
+            environment={
+                **environment,
+                **state.environment_for(C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX),
+                C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
+                C.ENV_UNSUBSCRIBE_SECRET_ARN: delivery.unsubscribe_secret.secret_arn,
+                # "" when absent: registering a device of that platform answers 400.
+                C.ENV_APNS_APPLICATION_ARN: context.apns_application_arn,
+                C.ENV_FCM_APPLICATION_ARN: context.fcm_application_arn,
+            },
             memory_size=512,  # reports fold many profiles
             timeout=cdk.Duration.seconds(29),  # an HTTP API waits at most 30 s
         )
         self.function = self.handler.function
         state.grant_profile_manage(self.function)
         state.grant_key_lookup(self.function)
+        state.grant_inbox_read(self.function)
+        state.grant_delivery_log_read(self.function)
         scheduling.grant_erase_schedules(self.handler)
+        delivery.grant_unsubscribe_key(self.function)  # verifies unsubscribe tokens
+        if context.platform_application_arns:  # POST /v1/users/{id}/devices
+            iam.Grant.add_to_principal(
+                grantee=self.function,
+                actions=["sns:CreatePlatformEndpoint"],
+                resource_arns=context.platform_application_arns,
+            )
 
         integration = integrations.HttpLambdaIntegration("ApiIntegration", self.function)
         self.routes: list[apigw.HttpRoute] = []

@@ -17,14 +17,10 @@ from constructs import Construct
 from nudge import constants as C
 
 from infra.constructs.function import LOG_RETENTION, NudgeFunction
-from infra.constructs.queues import fifo_queue_with_dlq
+from infra.constructs.queues import VISIBILITY_TO_TIMEOUT, fifo_queue_with_dlq
 from infra.constructs.state import State
 
 INGEST_PATHS = ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
-
-# SQS keeps a message invisible for this multiple of the consumer's timeout, so that a
-# batch still being worked on (with retries inside the function) is not handed out twice.
-VISIBILITY_TO_TIMEOUT = 6
 
 
 # JSON access log with HTTP API context variables only; no header is logged, so no key
@@ -94,6 +90,7 @@ class Ingest(Construct):
             layers=layers,
             environment={
                 **environment,
+                **state.environment_for(C.KEYS),
                 C.ENV_EVENTS_QUEUE_URL: self.events_queue.queue_url,
                 C.ENV_RATE_LIMIT: str(C.DEFAULT_RATE_LIMIT_PER_SECOND),
             },

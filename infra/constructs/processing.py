@@ -47,6 +47,7 @@ class Processing(Construct):
             layers=layers,
             environment={
                 **environment,
+                **state.environment_for(C.PROFILES),
                 C.ENV_EVENTS_DLQ_URL: events_dlq.queue_url,
                 **delivery.environment,
                 **scheduling.environment,

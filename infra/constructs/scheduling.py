@@ -1,6 +1,7 @@
 """Time conditions: the EventBridge Scheduler group where the process and check functions
 arm one-time schedules, the check function those schedules invoke, the role Scheduler
-assumes to invoke it, and the dead-letter queue for invocations that fail."""
+assumes to invoke it (and, for deferred deliveries, to put an action back on the actions
+queue), and the dead-letter queue for schedules whose target fails."""
 
 from __future__ import annotations
 
@@ -81,7 +82,10 @@ class Scheduling(Construct):
         self.role = iam.Role(
             self,
             "SchedulerRole",
-            description="Assumed by EventBridge Scheduler to invoke the nudge check function",
+            description=(
+                "Assumed by EventBridge Scheduler to invoke the nudge check function and "
+                "to put deferred actions back on the actions queue"
+            ),
             assumed_by=iam.ServicePrincipal(
                 "scheduler.amazonaws.com",
                 # Confused-deputy guard: only schedules of this account may use it.
@@ -104,7 +108,12 @@ class Scheduling(Construct):
             function_name=check_name,
             description="Invoked by Scheduler at a deadline: re-reads state, fires or not",
             layers=layers,
-            environment={**environment, **delivery.environment, **self.environment},
+            environment={
+                **environment,
+                **state.environment_for(C.PROFILES),
+                **delivery.environment,
+                **self.environment,
+            },
             memory_size=512,
             timeout=cdk.Duration.seconds(30),
         )
@@ -137,6 +146,17 @@ class Scheduling(Construct):
         iam.Grant.add_to_principal(
             grantee=fn.function,
             actions=["scheduler:GetSchedule"],
+            resource_arns=[self.schedule_arns()],
+        )
+        self.role.grant_pass_role(fn.role)
+        self._acknowledge_group_wildcard(fn)
+
+    def grant_create_schedules(self, fn: NudgeFunction) -> None:
+        """Create one-time schedules in the group (deferred deliveries, which delete
+        themselves after they ran), and hand Scheduler its role."""
+        iam.Grant.add_to_principal(
+            grantee=fn.function,
+            actions=["scheduler:CreateSchedule"],
             resource_arns=[self.schedule_arns()],
         )
         self.role.grant_pass_role(fn.role)

@@ -30,6 +30,23 @@ PROFILE_MANAGE_ACTIONS = (
 )
 KEY_LOOKUP_ACTIONS = ("dynamodb:GetItem",)  # keys are looked up by digest, never listed
 
+# deliver reads a user's profile and writes it back when it forgets a disabled device.
+PROFILE_DELIVER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
+# deliver reads the user's log (caps, cooldowns), claims an action with a conditional put
+# and releases a claim whose send failed before it left.
+DELIVERY_LOG_ACTIONS = (
+    "dynamodb:Query",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+)
+DELIVERY_LOG_READ_ACTIONS = ("dynamodb:Query",)  # GET /v1/users/{id}/deliveries
+INBOX_WRITE_ACTIONS = ("dynamodb:PutItem",)  # the in-app channel
+# GET /v1/users/{id}/messages and POST .../messages/{mid}/read
+INBOX_READ_ACTIONS = ("dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
+SUPPRESSION_CHECK_ACTIONS = ("dynamodb:GetItem",)  # one address at a time
+SUPPRESSION_WRITE_ACTIONS = ("dynamodb:PutItem",)  # SES bounce and complaint feedback
+
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
     "N": dynamodb.AttributeType.NUMBER,
@@ -45,8 +62,9 @@ class State(Construct):
     """One on-demand table per ``TableSpec``: point-in-time recovery, encryption at rest
     with the AWS managed key, TTL where the spec has one, kept when the stack is deleted.
 
-    ``tables`` maps the logical name (``C.PROFILES``, ``C.KEYS``) to the table;
-    ``environment`` maps each table's env var to its name.
+    ``tables`` maps the logical name (``C.PROFILES``, ``C.KEYS``, ...) to the table;
+    ``environment`` maps each table's env var to its name; ``environment_for`` gives a
+    function the names of the tables it is granted, and no others.
     """
 
     def __init__(
@@ -68,8 +86,10 @@ class State(Construct):
                     point_in_time_recovery_enabled=True
                 ),
                 encryption=dynamodb.TableEncryption.AWS_MANAGED,
-                # Profiles are the product's data and keys are what clients hold: a
-                # `cdk destroy` must never take them along.
+                # Profiles are the product's data, keys are what clients hold, the
+                # delivery log and the suppression list are what keeps the product from
+                # mailing twice or mailing a bounced address: a `cdk destroy` must never
+                # take them along.
                 removal_policy=cdk.RemovalPolicy.RETAIN,
             )
             self.tables[spec.logical] = table
@@ -83,6 +103,23 @@ class State(Construct):
     def keys(self) -> dynamodb.Table:
         return self.tables[C.KEYS]
 
+    @property
+    def deliveries(self) -> dynamodb.Table:
+        return self.tables[C.DELIVERIES]
+
+    @property
+    def inbox(self) -> dynamodb.Table:
+        return self.tables[C.INBOX]
+
+    @property
+    def suppressions(self) -> dynamodb.Table:
+        return self.tables[C.SUPPRESSIONS]
+
+    def environment_for(self, *logicals: str) -> dict[str, str]:
+        """The env vars naming these tables (a function is told of what it may use)."""
+        names = {spec.logical: spec.env_var for spec in self.specs}
+        return {names[logical]: self.tables[logical].table_name for logical in logicals}
+
     # Grants (table.grant scopes each to the table's ARN, with exactly these actions).
 
     def grant_key_lookup(self, grantee: iam.IGrantable) -> iam.Grant:
@@ -94,3 +131,24 @@ class State(Construct):
     def grant_profile_manage(self, grantee: iam.IGrantable) -> iam.Grant:
         """Read (one user, or all for reports), write, and erase profiles: the api."""
         return self.profiles.grant(grantee, *PROFILE_MANAGE_ACTIONS)
+
+    def grant_profile_deliver(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.profiles.grant(grantee, *PROFILE_DELIVER_ACTIONS)
+
+    def grant_delivery_log(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.deliveries.grant(grantee, *DELIVERY_LOG_ACTIONS)
+
+    def grant_delivery_log_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.deliveries.grant(grantee, *DELIVERY_LOG_READ_ACTIONS)
+
+    def grant_inbox_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.inbox.grant(grantee, *INBOX_WRITE_ACTIONS)
+
+    def grant_inbox_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.inbox.grant(grantee, *INBOX_READ_ACTIONS)
+
+    def grant_suppression_check(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.suppressions.grant(grantee, *SUPPRESSION_CHECK_ACTIONS)
+
+    def grant_suppression_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.suppressions.grant(grantee, *SUPPRESSION_WRITE_ACTIONS)

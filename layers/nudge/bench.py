@@ -45,23 +45,36 @@ NAMES = ["Product Viewed", "Product Viewed", "Product Viewed", "Page Viewed", "P
 
 
 def synthetic_events(n: int, users: int, *, seed: int = 7, start: datetime | None = None) -> list[dict[str, Any]]:
-    """A mixed e-commerce workload in Segment format."""
+    """A mixed e-commerce workload in Segment format: each user browses in sessions (a
+    few to fifteen events, seconds apart), sessions hours to days apart; some sessions add
+    to the cart, some order. Sorted by time."""
     rng = random.Random(seed)
-    t = start or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    out = []
-    for i in range(n):
-        user = f"user-{rng.randrange(users)}"
-        name = rng.choice(NAMES)
-        t += timedelta(seconds=rng.randint(1, 90))
-        props: dict[str, Any] = {"product_id": rng.choice(PRODUCTS[:40]), "price": rng.randint(5, 200)}
-        if name == "Order Completed":
-            props = {"revenue": rng.randint(20, 400), "products": [{"product_id": rng.choice(PRODUCTS[:40])}]}
-        ev: dict[str, Any] = {"messageId": f"bench-{seed}-{i}", "userId": user, "timestamp": t.isoformat()}
-        if name == "Page Viewed":
-            ev.update(type="page", name="Home")
-        else:
-            ev.update(type="track", event=name, properties=props)
-        out.append(ev)
+    t0 = start or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    per_user = [n // users + (1 if u < n % users else 0) for u in range(users)]
+    out: list[dict[str, Any]] = []
+    i = 0
+    for u, count in enumerate(per_user):
+        t = t0 + timedelta(minutes=rng.randint(0, 180))
+        left = count
+        while left > 0:
+            session = min(left, rng.randint(3, 15))
+            for _k in range(session):
+                name = rng.choice(NAMES)
+                props: dict[str, Any] = {"product_id": rng.choice(PRODUCTS[:40]), "price": rng.randint(5, 200)}
+                if name == "Order Completed":
+                    props = {"revenue": rng.randint(20, 400), "products": [{"product_id": rng.choice(PRODUCTS[:40])}]}
+                ev: dict[str, Any] = {"messageId": f"bench-{seed}-{i}", "userId": f"user-{u}",
+                                      "timestamp": t.isoformat()}
+                if name == "Page Viewed":
+                    ev.update(type="page", name="Home")
+                else:
+                    ev.update(type="track", event=name, properties=props)
+                out.append(ev)
+                i += 1
+                t += timedelta(seconds=rng.randint(5, 90))
+            left -= session
+            t += timedelta(hours=rng.choice([2, 6, 20, 30, 60]))
+    out.sort(key=lambda e: (e["timestamp"], e["messageId"]))
     return out
 
 
@@ -124,82 +137,216 @@ def count_aws_calls() -> Iterator[Counter[str]]:
         botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
 
 
-def bench_aws(scenarios: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+class MotoStack:
+    """The stack's handlers under moto's mock_aws, driven the way AWS drives them, with
+    every AWS call they make counted."""
+
+    def __init__(self) -> None:
+        from moto import mock_aws
+
+        self._mock = mock_aws()
+
+    def __enter__(self) -> MotoStack:
+        import boto3
+
+        from nudge import constants as C
+        from nudge import runtime
+        from nudge.adapters.aws import reset_clients
+        from nudge.adapters.keys import create_key
+        from nudge.domain.clock import SettableClock
+        from nudge.local.emulation import provision, set_fake_credentials
+        from nudge.local.lambdas import Function, repo_root
+
+        set_fake_credentials()
+        for k, v in {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true",
+                     "POWERTOOLS_LOG_LEVEL": "ERROR"}.items():
+            os.environ.setdefault(k, v)
+        self._mock.start()
+        reset_clients()
+        self.res = provision(None)
+        env = self.res.env()
+        env.pop("AWS_ENDPOINT_URL")
+        os.environ.pop("AWS_ENDPOINT_URL", None)
+        root = repo_root()
+        env.update({C.ENV_TRIGGERS_PATH: str(root / "triggers"), C.ENV_TEMPLATES_PATH: str(root / "templates"),
+                    C.ENV_CONFIG_PATH: str(root / "config"), C.ENV_PUBLIC_URL: "https://nudge.example.com"})
+        os.environ.update(env)
+        self.clock = SettableClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC), frozen=True)
+        self._previous_clock = runtime.clock()
+        runtime.set_clock(self.clock)
+        self.key = create_key("write", key="wk_bench")
+        self.fns = {n: Function(n) for n in (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, C.FN_DELIVER)}
+        for fn in self.fns.values():
+            fn.module.deps.cache_clear()
+        self.sqs = boto3.client("sqs")
+        self.counts: Counter[str] = Counter()
+        self.invocations: Counter[str] = Counter()
+        self.statuses: Counter[str] = Counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from nudge import runtime
+        from nudge.adapters.aws import reset_clients
+
+        runtime.set_clock(self._previous_clock)
+        self._mock.stop()
+        reset_clients()
+
+    def invoke(self, name: str, event: dict[str, Any]) -> Any:
+        with count_aws_calls() as c:
+            out = self.fns[name].invoke(event)
+        self.counts += c
+        self.invocations[name] += 1
+        return out
+
+    def ingest(self, batch: list[dict[str, Any]]) -> None:
+        import base64
+
+        from nudge.local.lambdas import http_event
+
+        auth = "Basic " + base64.b64encode(f"{self.key}:".encode()).decode()
+        event = http_event(method="POST", path="/v1/batch", query="", headers={"authorization": auth},
+                           body=json.dumps({"batch": batch}).encode(), source_ip="127.0.0.1", now_ms=0)
+        assert self.invoke("ingest", event)["statusCode"] == 200
+
+    def drain(self, logical: str, function: str) -> None:
+        from nudge.local.lambdas import sqs_event
+
+        url = self.res.queue_urls[logical]
+        arn = self.res.queue_arns[logical]
+        while True:
+            msgs = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                            MessageSystemAttributeNames=["All"]).get("Messages", [])
+            if not msgs:
+                return
+            out = self.invoke(function, sqs_event(msgs, arn))
+            assert not out["batchItemFailures"], out
+            self.sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+
+    def fire_timers_until(self, until: datetime) -> None:
+        """The Scheduler's part: due schedules in deadline order, deleted once fired."""
+        import boto3
+
+        from nudge import constants as C
+        from nudge.adapters.scheduler import parse_at
+
+        sched = boto3.client("scheduler")
+        while True:
+            due = []
+            for page in sched.get_paginator("list_schedules").paginate(GroupName=C.SCHEDULE_GROUP):
+                for summary in page["Schedules"]:
+                    full = sched.get_schedule(Name=summary["Name"], GroupName=C.SCHEDULE_GROUP)
+                    when = parse_at(full["ScheduleExpression"])
+                    if when <= until:
+                        due.append((when, summary["Name"], full))
+            if not due:
+                return
+            when, name, full = min(due, key=lambda d: (d[0], d[1]))
+            if when > self.clock.now():
+                self.clock.set(when)
+            target = full["Target"]
+            if target["Arn"].startswith("arn:aws:sqs:"):
+                self.sqs.send_message(QueueUrl=self.res.queue_urls[C.ACTIONS_QUEUE], MessageBody=target["Input"],
+                                      MessageGroupId=target["SqsParameters"]["MessageGroupId"],
+                                      MessageDeduplicationId=name)
+            else:
+                self.invoke("check", json.loads(target["Input"]))
+            sched.delete_schedule(Name=name, GroupName=C.SCHEDULE_GROUP)
+            self.drain(C.EVENTS_QUEUE, "process")
+
+
+def _per(counts: Counter[str], n: int) -> dict[str, Any]:
+    by_service: Counter[str] = Counter()
+    for k, v in counts.items():
+        by_service[k.split(":")[0]] += v
+    return {
+        "requests_per_event": round(sum(counts.values()) / max(n, 1), 4),
+        "by_service_per_event": {k: round(v / max(n, 1), 4) for k, v in sorted(by_service.items())},
+        "by_operation_per_event": {k: round(v / max(n, 1), 4) for k, v in sorted(counts.items())},
+    }
+
+
+def bench_aws() -> dict[str, Any]:
     """AWS requests per event through the real ingest and process handlers under moto."""
-    import boto3
-    from moto import mock_aws
-
-    from nudge import constants as C
-    from nudge.adapters.aws import reset_clients
-    from nudge.adapters.keys import create_key
-    from nudge.local.emulation import provision, set_fake_credentials
-    from nudge.local.lambdas import Function, http_event, repo_root, sqs_event
-
-    scenarios = scenarios or {"one_user_10_events_per_batch": (1, 10), "ten_users_1_event_each": (10, 1)}
-    set_fake_credentials()
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "ERROR")
     results: dict[str, Any] = {}
-    for label, (users, per_user) in scenarios.items():
-        with mock_aws():
-            reset_clients()
-            res = provision(None)
-            env = res.env()
-            env.pop("AWS_ENDPOINT_URL")
-            os.environ.pop("AWS_ENDPOINT_URL", None)
-            os.environ.update(env)
-            os.environ[C.ENV_TRIGGERS_PATH] = str(repo_root() / "triggers")
-            key = create_key("write", key="wk_bench")
-            ingest, process = Function(C.FN_INGEST), Function(C.FN_PROCESS)
-            for fn in (ingest, process):
-                fn.module.deps.cache_clear()
-            sqs = boto3.client("sqs")
-            url = res.queue_urls[C.EVENTS_QUEUE]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for label, (users, per_user) in {"one_user_10_events_per_batch": (1, 10),
+                                     "ten_users_1_event_each": (10, 1)}.items():
+        with MotoStack() as stack:
             rounds = 20
-            total = rounds * users * per_user
-            counts: Counter[str] = Counter()
-            process_invocations = 0
-            import base64
-
-            auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
             for r in range(rounds):
-                batch = [
-                    {"type": "track", "userId": f"b{u}", "event": "Product Viewed",
-                     "properties": {"product_id": f"p{(r * per_user + k) % 9}"}, "messageId": f"{label}-{r}-{u}-{k}"}
+                stack.ingest([
+                    {"type": "track", "userId": f"b{u}", "event": "Song Played",
+                     "properties": {"n": r}, "messageId": f"{label}-{r}-{u}-{k}"}
                     for u in range(users) for k in range(per_user)
-                ]
-                event = http_event(method="POST", path="/v1/batch", query="", headers={"authorization": auth},
-                                   body=json.dumps({"batch": batch}).encode(), source_ip="127.0.0.1", now_ms=0)
-                with count_aws_calls() as c:
-                    assert ingest.invoke(event)["statusCode"] == 200
-                counts += c
-                msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                           MessageSystemAttributeNames=["All"]).get("Messages", [])
-                while msgs:
-                    with count_aws_calls() as c:
-                        out = process.invoke(sqs_event(msgs, arn))
-                    counts += c
-                    process_invocations += 1
-                    assert not out["batchItemFailures"], out
-                    sqs.delete_message_batch(QueueUrl=url, Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
-                    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                               MessageSystemAttributeNames=["All"]).get("Messages", [])
-            per_event = {k: round(v / total, 4) for k, v in sorted(counts.items())}
-            by_service: Counter[str] = Counter()
-            for k, v in counts.items():
-                by_service[k.split(":")[0]] += v
-            results[label] = {
-                "events": total,
-                "requests_per_event": round(sum(counts.values()) / total, 4),
-                "by_service_per_event": {k: round(v / total, 4) for k, v in sorted(by_service.items())},
-                "by_operation_per_event": per_event,
-                "process_invocations_per_event": round(process_invocations / total, 4),
-            }
-            reset_clients()
+                ])
+                stack.drain("events", "process")
+            total = rounds * users * per_user
+            results[label] = {"events": total, **_per(stack.counts, total),
+                              "process_invocations_per_event": round(stack.invocations["process"] / total, 4)}
     return results
+
+
+def bench_mixed(events: int = 1000, users: int = 100) -> dict[str, Any]:
+    """The default triggers on a mixed e-commerce workload: events through ingest and
+    process, timers fired by a simulated Scheduler, actions through deliver."""
+    from nudge import constants as C
+
+    raw = synthetic_events(events, users, seed=5)
+    with MotoStack() as stack:
+        for i in range(0, len(raw), 20):
+            chunk = raw[i : i + 20]
+            when = datetime.fromisoformat(chunk[-1]["timestamp"])
+            stack.fire_timers_until(when)
+            if when > stack.clock.now():
+                stack.clock.set(when)
+            stack.ingest(chunk)
+            stack.drain(C.EVENTS_QUEUE, "process")
+        stack.fire_timers_until(stack.clock.now() + timedelta(days=3))
+        event_counts = Counter(stack.counts)
+        sched_calls = sum(v for k, v in event_counts.items() if k.startswith("scheduler:"))
+        with count_aws_calls() as deliver_calls:
+            stack.drain(C.ACTIONS_QUEUE, "deliver")
+        statuses: Counter[str] = Counter()
+        from nudge.adapters.tables import DeliveryRow
+
+        for row in DeliveryRow.scan():
+            statuses[row.status] += 1
+        delivered = statuses.get("sent", 0)
+        deliver_total = sum(deliver_calls.values())
+        return {
+            "events": events,
+            "users": users,
+            "scheduler_calls_per_event": round(sched_calls / events, 4),
+            "scheduler_calls": dict(sorted((k, v) for k, v in event_counts.items() if k.startswith("scheduler:"))),
+            **_per(event_counts, events),
+            "actions": sum(statuses.values()),
+            "delivery_statuses": dict(statuses),
+            "aws_requests_per_delivered_message": round(deliver_total / max(delivered, 1), 2),
+            "aws_requests_per_action": round(deliver_total / max(sum(statuses.values()), 1), 2),
+            "deliver_by_operation": dict(sorted(deliver_calls.items())),
+        }
+
+
+def bench_engine(n: int = 20_000, users: int = 200) -> dict[str, Any]:
+    """Trigger evaluations per second per core (the four default triggers), no I/O."""
+    engine = _engine()
+    if engine is None:
+        return {}
+    events = _normalized(synthetic_events(n, users, seed=9))
+    profiles: dict[str, Profile] = {}
+    folded = []
+    for ev in events:
+        p = profiles.setdefault(ev.profile_id, Profile(ev.profile_id))
+        folded.append((p, p.apply([ev])))
+    started = time.process_time()
+    before = engine.evaluations()
+    for p, fresh in folded:
+        engine.on_events(p, fresh, fresh[0].timestamp if fresh else datetime.now(UTC))
+    cpu = time.process_time() - started
+    evaluations = engine.evaluations() - before
+    return {"events": n, "evaluations": evaluations, "evaluations_per_second_per_core": round(evaluations / cpu),
+            "events_per_second_per_core": round(n / cpu)}
 
 
 def cost_model(aws: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +385,13 @@ def cost_model(aws: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
 def main(*, json_output: bool = False, quick: bool = False) -> int:
     core = bench_core(5_000 if quick else 20_000)
     aws = bench_aws()
-    result = {"core": core, "aws": aws, "cost": cost_model(aws, core)}
+    result = {
+        "core": core,
+        "engine": bench_engine(5_000 if quick else 20_000),
+        "aws": aws,
+        "mixed_workload": bench_mixed(300 if quick else 1000, 30 if quick else 100),
+        "cost": cost_model(aws, core),
+    }
     result["local"] = run_local(200 if quick else 1000)
     print(json.dumps(result, indent=2 if not json_output else None))
     return 0

@@ -99,12 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--import", dest="use_import", action="store_true", help="use /v1/import (no triggers)")
     replay.set_defaults(func=_replay)
 
-    try:
-        from nudge.cli_triggers import register
-    except ImportError:  # the trigger engine ships separately from the spine
-        pass
-    else:
-        register(sub)
+    from nudge import cli_templates, cli_triggers
+
+    cli_triggers.register(sub)
+    cli_templates.register(sub)
     return parser
 
 

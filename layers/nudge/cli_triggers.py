@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -138,8 +139,10 @@ def _backtest(args: argparse.Namespace) -> int:
         print(f"cannot read {args.events}: {err.strerror or err}", file=sys.stderr)
         return 2
     result = backtest(events, triggers, args.trigger)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(result.table())
+    text = json.dumps(result.to_dict(), indent=2) if args.json else result.table()
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

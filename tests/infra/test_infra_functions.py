@@ -9,17 +9,17 @@ from nudge import constants as C
 
 pytestmark = pytest.mark.infra
 
-FUNCTIONS = (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, C.FN_API)
+FUNCTIONS = (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, C.FN_API, C.FN_DELIVER, C.FN_FEEDBACK)
 
+# Every function: observability settings and where the definitions are. Table names,
+# queues and the rest go only to the functions that use them.
 COMMON_ENV = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "LOG_LEVEL",
     C.ENV_TRIGGERS_PATH,
-    "NUDGE_TEMPLATES_PATH",
-    "NUDGE_CONFIG_PATH",
-    C.ENV_PROFILES_TABLE,
-    C.ENV_KEYS_TABLE,
+    C.ENV_TEMPLATES_PATH,
+    C.ENV_CONFIG_PATH,
 }
 SCHEDULER_ENV = {
     C.ENV_SCHEDULE_GROUP,
@@ -28,28 +28,65 @@ SCHEDULER_ENV = {
     C.ENV_SCHEDULER_DLQ_ARN,
 }
 EXPECTED_ENV = {
-    C.FN_INGEST: COMMON_ENV | {C.ENV_EVENTS_QUEUE_URL, C.ENV_RATE_LIMIT},
+    C.FN_INGEST: COMMON_ENV | {C.ENV_KEYS_TABLE, C.ENV_EVENTS_QUEUE_URL, C.ENV_RATE_LIMIT},
     C.FN_PROCESS: COMMON_ENV
     | SCHEDULER_ENV
-    | {C.ENV_EVENTS_DLQ_URL, C.ENV_ACTIONS_QUEUE_URL, C.ENV_ACTIONS_DLQ_URL},
-    C.FN_CHECK: COMMON_ENV | SCHEDULER_ENV | {C.ENV_ACTIONS_QUEUE_URL, C.ENV_ACTIONS_DLQ_URL},
-    C.FN_API: COMMON_ENV | {C.ENV_SCHEDULE_GROUP},
+    | {C.ENV_PROFILES_TABLE, C.ENV_EVENTS_DLQ_URL, C.ENV_ACTIONS_QUEUE_URL},
+    C.FN_CHECK: COMMON_ENV | SCHEDULER_ENV | {C.ENV_PROFILES_TABLE, C.ENV_ACTIONS_QUEUE_URL},
+    C.FN_API: COMMON_ENV
+    | {
+        C.ENV_PROFILES_TABLE,
+        C.ENV_KEYS_TABLE,
+        C.ENV_DELIVERIES_TABLE,
+        C.ENV_INBOX_TABLE,
+        C.ENV_SCHEDULE_GROUP,
+        C.ENV_UNSUBSCRIBE_SECRET_ARN,
+        C.ENV_APNS_APPLICATION_ARN,
+        C.ENV_FCM_APPLICATION_ARN,
+    },
+    C.FN_DELIVER: COMMON_ENV
+    | {
+        C.ENV_PROFILES_TABLE,
+        C.ENV_DELIVERIES_TABLE,
+        C.ENV_INBOX_TABLE,
+        C.ENV_SUPPRESSIONS_TABLE,
+        C.ENV_ACTIONS_QUEUE_ARN,
+        C.ENV_ACTIONS_DLQ_URL,
+        C.ENV_SCHEDULE_GROUP,
+        C.ENV_SCHEDULER_ROLE_ARN,
+        C.ENV_SCHEDULER_DLQ_ARN,
+        C.ENV_SENDER_EMAIL,
+        C.ENV_SES_CONFIGURATION_SET,
+        C.ENV_UNSUBSCRIBE_SECRET_ARN,
+        C.ENV_PUBLIC_URL,
+        C.ENV_APP_URL,
+        C.ENV_SMS_TYPE,
+    },
+    C.FN_FEEDBACK: COMMON_ENV | {C.ENV_SUPPRESSIONS_TABLE},
 }
 
 
 def _settings_models():  # type: ignore[no-untyped-def]
     from nudge import settings
 
-    # check re-arms schedules like process does and validates the same model
     return {
         C.FN_INGEST: settings.IngestSettings,
         C.FN_PROCESS: settings.ProcessSettings,
         C.FN_CHECK: settings.CheckSettings,
         C.FN_API: settings.ApiSettings,
+        C.FN_DELIVER: settings.DeliverSettings,
+        C.FN_FEEDBACK: settings.FeedbackSettings,
     }
 
 
 SETTINGS = _settings_models()
+# Variables a handler reads with a default: set by the stack all the same, so that the
+# value deployed is the one decided here, not one buried in the code.
+OPTIONAL_SET = {
+    C.FN_INGEST: {C.ENV_RATE_LIMIT},
+    C.FN_API: {C.ENV_APNS_APPLICATION_ARN, C.ENV_FCM_APPLICATION_ARN},
+    C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE},
+}
 
 
 def _function(synth, name):  # type: ignore[no-untyped-def]
@@ -57,7 +94,7 @@ def _function(synth, name):  # type: ignore[no-untyped-def]
     return synth.template_json["Resources"][synth.logical_id(fn)]
 
 
-def test_the_stack_has_exactly_the_four_functions(synth):
+def test_the_stack_has_exactly_these_functions(synth):
     synth.template.resource_count_is("AWS::Lambda::Function", len(FUNCTIONS))
     assert set(synth.stack.functions) == set(FUNCTIONS)
 
@@ -115,6 +152,16 @@ def test_function_gets_the_environment_its_settings_need(synth, name):
     env = _function(synth, name)["Properties"]["Environment"]["Variables"]
     required = {f.alias for f in model.model_fields.values() if f.is_required()}
     assert required <= set(env), required - set(env)
+    optional = {f.alias for f in model.model_fields.values() if not f.is_required()}
+    assert optional & set(env) == OPTIONAL_SET.get(name, set())
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_gets_no_variable_beyond_its_settings_and_the_common_ones(synth, name):
+    model = SETTINGS[name]
+    env = set(_function(synth, name)["Properties"]["Environment"]["Variables"])
+    fields = {f.alias for f in model.model_fields.values()}
+    assert env - COMMON_ENV - fields == set()
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -124,8 +171,8 @@ def test_function_gets_exactly_the_environment_we_decided(synth, name):
     assert env["POWERTOOLS_SERVICE_NAME"] == C.SERVICE
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == C.METRICS_NAMESPACE
     assert env[C.ENV_TRIGGERS_PATH] == "/opt/nudge-config/triggers"
-    assert env["NUDGE_TEMPLATES_PATH"] == "/opt/nudge-config/templates"
-    assert env["NUDGE_CONFIG_PATH"] == "/opt/nudge-config/config"
+    assert env[C.ENV_TEMPLATES_PATH] == "/opt/nudge-config/templates"
+    assert env[C.ENV_CONFIG_PATH] == "/opt/nudge-config/config"
 
 
 def test_check_function_arn_given_to_functions_names_the_check_function(synth):
@@ -138,6 +185,34 @@ def test_check_function_arn_given_to_functions_names_the_check_function(synth):
         parts = arn["Fn::Join"][1]
         assert parts[-1] == f":function:{name}"
         assert {"Ref": "AWS::Region"} in parts and {"Ref": "AWS::AccountId"} in parts
+
+
+def test_deliver_is_told_where_links_point_and_who_sends(synth):
+    s = synth.stack
+    env = _function(synth, C.FN_DELIVER)["Properties"]["Environment"]["Variables"]
+    # unsubscribe links go to the HTTP API's own URL, the same as the ApiUrl output
+    assert env[C.ENV_PUBLIC_URL] == synth.template_json["Outputs"]["ApiUrl"]["Value"]
+    assert env[C.ENV_APP_URL] == ""  # context appUrl, absent from cdk.json
+    assert env[C.ENV_SENDER_EMAIL] == "nudge@example.com"  # context senderEmail default
+    assert env[C.ENV_SES_CONFIGURATION_SET] == {"Ref": synth.logical_id(s.email.configuration_set)}
+    assert env[C.ENV_SMS_TYPE] == "Transactional"
+    assert env[C.ENV_ACTIONS_QUEUE_ARN] == {
+        "Fn::GetAtt": [synth.logical_id(s.delivery.actions_queue), "Arn"]
+    }
+    assert env[C.ENV_ACTIONS_DLQ_URL] == {"Ref": synth.logical_id(s.delivery.actions_dlq)}
+
+
+@pytest.mark.parametrize("name", [C.FN_DELIVER, C.FN_API])
+def test_unsubscribe_secret_arn_is_given_to_signer_and_verifier(synth, name):
+    env = _function(synth, name)["Properties"]["Environment"]["Variables"]
+    secret = synth.stack.delivery.unsubscribe_secret
+    assert env[C.ENV_UNSUBSCRIBE_SECRET_ARN] == {"Ref": synth.logical_id(secret)}
+
+
+def test_api_push_applications_are_empty_without_context(synth):
+    env = _function(synth, C.FN_API)["Properties"]["Environment"]["Variables"]
+    assert env[C.ENV_APNS_APPLICATION_ARN] == ""
+    assert env[C.ENV_FCM_APPLICATION_ARN] == ""
 
 
 def test_ingest_rate_limit_defaults_to_the_constant(synth):

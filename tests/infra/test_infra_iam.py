@@ -63,23 +63,131 @@ def test_process_consumes_events_and_writes_profiles_dlq_and_actions(synth):
     assert "dynamodb:Scan" not in perms
 
 
-def test_api_manages_profiles_reads_keys_and_erases_schedules(synth):
+def _table_actions(synth, perms):  # type: ignore[no-untyped-def]
+    """logical table name -> the dynamodb actions allowed on it."""
+    out: dict[str, set[str]] = {}
+    for logical, table in synth.stack.state.tables.items():
+        arn = _getatt(synth, table)
+        for action, resources in perms.items():
+            if action.startswith("dynamodb:") and arn in resources:
+                out.setdefault(logical, set()).add(action)
+    return out
+
+
+def test_api_manages_profiles_reads_keys_inbox_and_log_and_erases_schedules(synth):
     s = synth.stack
     perms = synth.allowed(_role(synth, C.FN_API))
     for action in ("GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"):
         assert _getatt(synth, s.state.profiles) in perms[f"dynamodb:{action}"]
-    assert perms["dynamodb:GetItem"].count(_getatt(synth, s.state.keys)) == 1
+    tables = _table_actions(synth, perms)
+    assert tables[C.KEYS] == {"dynamodb:GetItem"}
+    assert tables[C.INBOX] == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert tables[C.DELIVERIES] == {"dynamodb:Query"}
+    assert C.SUPPRESSIONS not in tables
     assert "scheduler:DeleteSchedule" in perms
     assert perms["scheduler:ListSchedules"] == ["*"]  # no resource-level permissions
     assert "scheduler:CreateSchedule" not in perms
     assert not any(a.startswith("sqs:") for a in perms)
+    assert not any(a.startswith(("ses:", "sns:")) for a in perms)  # no push app in context
 
 
-def test_only_process_and_check_may_pass_the_scheduler_role(synth):
+def test_deliver_reads_and_writes_exactly_what_a_delivery_needs(synth):
+    s = synth.stack
+    perms = synth.allowed(_role(synth, C.FN_DELIVER))
+    assert _table_actions(synth, perms) == {
+        C.PROFILES: {"dynamodb:GetItem", "dynamodb:PutItem"},
+        C.DELIVERIES: {
+            "dynamodb:Query",
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+        },
+        C.INBOX: {"dynamodb:PutItem"},
+        C.SUPPRESSIONS: {"dynamodb:GetItem"},
+    }
+    # consumes the actions queue, parks poison actions in its DLQ, sends nowhere else
+    assert perms["sqs:ReceiveMessage"] == [_getatt(synth, s.delivery.actions_queue)]
+    assert perms["sqs:DeleteMessage"] == [_getatt(synth, s.delivery.actions_queue)]
+    assert perms["sqs:SendMessage"] == [_getatt(synth, s.delivery.actions_dlq)]
+
+
+def test_deliver_sends_email_from_the_identity_with_the_configuration_set_only(synth):
+    s = synth.stack
+    perms = synth.allowed(_role(synth, C.FN_DELIVER))
+    # ARNs built with Fn::Join: (what the ARN ends with) for each
+    ends = sorted(
+        (
+            tuple(r["Fn::Join"][1][-2:])
+            if r["Fn::Join"][1][-2] == ":identity/"
+            else (r["Fn::Join"][1][-1],)
+        )
+        for r in perms["ses:SendEmail"]
+    )
+    assert ends == sorted(
+        [
+            (f":configuration-set/{C.SES_CONFIGURATION_SET}",),
+            (":identity/", {"Ref": synth.logical_id(s.email.identity)}),
+        ],
+    )
+    assert [a for a in perms if a.startswith("ses:")] == ["ses:SendEmail"]
+
+
+def test_deliver_publishes_sms_and_push_through_an_unscoped_policy_of_its_own(synth):
+    role_ref = {"Ref": synth.logical_id(_role(synth, C.FN_DELIVER))}
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if "sns:Publish" in _as_list(st["Action"]):
+                # only deliver publishes, and the '*' holds sns:Publish alone
+                assert policy["Properties"]["Roles"] == [role_ref]
+                assert _as_list(st["Action"]) == ["sns:Publish"]
+                assert st["Resource"] == "*"
+    perms = synth.allowed(_role(synth, C.FN_DELIVER))
+    assert perms["sns:Publish"] == ["*"]
+    # no platform application in the context: no push endpoint to delete
+    assert "sns:DeleteEndpoint" not in perms
+
+
+def test_deliver_may_only_create_schedules_and_pass_the_scheduler_role(synth):
+    s = synth.stack
+    perms = synth.allowed(_role(synth, C.FN_DELIVER))
+    scheduler = {a for a in perms if a.startswith("scheduler:")}
+    assert scheduler == {"scheduler:CreateSchedule"}  # deferral schedules delete themselves
+    (arn,) = perms["scheduler:CreateSchedule"]
+    assert arn["Fn::Join"][1][-1] == f":schedule/{C.SCHEDULE_GROUP}/*"
+    assert perms["iam:PassRole"] == [_getatt(synth, s.scheduling.role)]
+
+
+def test_feedback_may_only_add_suppressions(synth):
+    perms = synth.allowed(_role(synth, C.FN_FEEDBACK))
+    assert _table_actions(synth, perms) == {C.SUPPRESSIONS: {"dynamodb:PutItem"}}
+    data = {a for a in perms if not a.startswith(("logs:", "xray:"))}
+    assert data == {"dynamodb:PutItem"}
+
+
+def test_only_the_arming_functions_may_pass_the_scheduler_role(synth):
     s = synth.stack
     role_arn = _getatt(synth, s.scheduling.role)
-    for name in (C.FN_PROCESS, C.FN_CHECK):
+    for name in (C.FN_PROCESS, C.FN_CHECK, C.FN_DELIVER):
         perms = synth.allowed(_role(synth, name))
         assert perms["iam:PassRole"] == [role_arn]
-    for name in (C.FN_INGEST, C.FN_API):
+    for name in (C.FN_INGEST, C.FN_API, C.FN_FEEDBACK):
         assert "iam:PassRole" not in synth.allowed(_role(synth, name))
+
+
+def test_only_deliver_and_api_may_read_the_unsubscribe_secret(synth):
+    s = synth.stack
+    secret = {"Ref": synth.logical_id(s.delivery.unsubscribe_secret)}
+    readers = set()
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if any(a.startswith("secretsmanager:") for a in _as_list(st["Action"])):
+                assert _as_list(st["Resource"]) == [secret]
+                assert set(_as_list(st["Action"])) == {
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:DescribeSecret",
+                }
+                readers.update(r["Ref"] for r in policy["Properties"]["Roles"])
+    assert readers == {
+        synth.logical_id(_role(synth, C.FN_DELIVER)),
+        synth.logical_id(_role(synth, C.FN_API)),
+    }

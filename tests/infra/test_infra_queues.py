@@ -68,6 +68,25 @@ def test_events_visibility_timeout_is_at_least_six_process_timeouts(synth):
     assert queue["Properties"]["VisibilityTimeout"] >= 6 * process["Properties"]["Timeout"]
 
 
+def test_actions_visibility_timeout_is_at_least_six_deliver_timeouts(synth):
+    s = synth.stack
+    queue = synth.template_json["Resources"][synth.logical_id(s.delivery.actions_queue)]
+    deliver = synth.template_json["Resources"][synth.logical_id(s.sending.function)]
+    assert queue["Properties"]["VisibilityTimeout"] >= 6 * deliver["Properties"]["Timeout"]
+
+
+def test_actions_queue_accepts_scheduler_messages_without_a_deduplication_id(synth):
+    # EventBridge Scheduler requires content-based deduplication of a FIFO target; the
+    # events queue, fed only by ingest (which sets ids), keeps it off.
+    s = synth.stack
+    resources = synth.template_json["Resources"]
+    actions = resources[synth.logical_id(s.delivery.actions_queue)]["Properties"]
+    events = resources[synth.logical_id(s.ingest.events_queue)]["Properties"]
+    assert actions["ContentBasedDeduplication"] is True
+    assert actions["DeduplicationScope"] == "messageGroup"
+    assert events["ContentBasedDeduplication"] is False
+
+
 def test_scheduler_dlq_is_a_standard_queue(synth):
     dlq = synth.template_json["Resources"][synth.logical_id(synth.stack.scheduling.dlq)]
     assert "FifoQueue" not in dlq["Properties"]  # Scheduler target DLQs cannot be FIFO

@@ -36,19 +36,24 @@ def test_scheduler_role_is_assumed_by_scheduler_of_this_account_only(synth):
     ]
 
 
-def test_scheduler_role_may_invoke_check_and_dead_letter_only(synth):
+def test_scheduler_role_may_invoke_check_requeue_actions_and_dead_letter_only(synth):
     s = synth.stack
     perms = synth.allowed(s.scheduling.role)
     assert perms["lambda:InvokeFunction"] == [
         {"Fn::GetAtt": [synth.logical_id(s.scheduling.function), "Arn"]}
     ]
-    assert perms["sqs:SendMessage"] == [{"Fn::GetAtt": [synth.logical_id(s.scheduling.dlq), "Arn"]}]
+    # deferred deliveries come back on the actions queue; failures go to its DLQ
+    assert sorted(map(str, perms["sqs:SendMessage"])) == sorted(
+        str({"Fn::GetAtt": [synth.logical_id(q), "Arn"]})
+        for q in (s.delivery.actions_queue, s.scheduling.dlq)
+    )
     assert set(perms) == {
         "lambda:InvokeFunction",
         "sqs:SendMessage",
         "sqs:GetQueueAttributes",
         "sqs:GetQueueUrl",
     }
+    assert not any(a.startswith("kms:") for a in perms)  # the queues use SSE-SQS
 
 
 @pytest.mark.parametrize("name", [C.FN_PROCESS, C.FN_CHECK])

@@ -21,6 +21,8 @@ def _expected_keys(spec):  # type: ignore[no-untyped-def]
 
 def test_one_table_per_spec(synth):
     synth.template.resource_count_is("AWS::DynamoDB::Table", len(table_specs()))
+    assert set(synth.stack.state.tables) == {s.logical for s in table_specs()}
+    assert len(table_specs()) == 5
 
 
 @pytest.mark.parametrize("spec", table_specs(), ids=lambda s: s.logical)
@@ -59,10 +61,35 @@ def test_profiles_survive_stack_deletion(synth):
     assert profiles["UpdateReplacePolicy"] == "Retain"
 
 
+def test_the_delivery_tables_exist_with_the_keys_the_code_uses(synth):
+    specs = {s.logical: s for s in table_specs()}
+    keys = {
+        C.DELIVERIES: ("user_id", "action_id"),
+        C.INBOX: ("user_id", "message_id"),
+        C.SUPPRESSIONS: ("address", None),
+    }
+    for logical, (pk, sk) in keys.items():
+        spec = specs[logical]
+        assert spec.partition_key.name == pk
+        assert (spec.sort_key.name if spec.sort_key else None) == sk
+        assert logical in synth.stack.state.tables
+    # the delivery log and the inbox expire (bounded per user); suppressions never do
+    assert specs[C.DELIVERIES].ttl_attribute == "expires_at"
+    assert specs[C.INBOX].ttl_attribute == "expires_at"
+    assert specs[C.SUPPRESSIONS].ttl_attribute is None
+
+
+@pytest.mark.parametrize("logical", [C.DELIVERIES, C.SUPPRESSIONS])
+def test_delivery_state_survives_stack_deletion(synth, logical):
+    # the log is the at-most-once claim, the suppressions keep bounced addresses unmailed
+    table = synth.stack.state.tables[logical]
+    props = synth.template_json["Resources"][synth.logical_id(table)]
+    assert props["DeletionPolicy"] == "Retain"
+
+
 def test_functions_get_table_names_from_the_spec_env_vars(synth):
     for spec in table_specs():
         table = synth.stack.state.tables[spec.logical]
-        assert spec.env_var in (C.ENV_PROFILES_TABLE, C.ENV_KEYS_TABLE)
         synth.template.has_resource_properties(
             "AWS::Lambda::Function",
             {

@@ -10,7 +10,6 @@ capabilities edit)."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +27,7 @@ from nudge.domain.clock import SettableClock, iso, to_ms
 from nudge.domain.delivery import DeliveryEntry
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
+from nudge.domain.triggers.engine import action_id
 from nudge.local.emulation import ACCOUNT, REGION, Resources
 from nudge.local.lambdas import sqs_event
 from tests.integration.conftest import ADMIN_KEY, Fn, http
@@ -58,6 +58,7 @@ class Delivery:
     deliver: Fn
     api: Fn
     ses_requests: list[dict[str, Any]] = field(default_factory=list)  # SES v2 SendEmail params
+    _episodes: int = 0
 
     # ---- users -----------------------------------------------------------------------
     def seed(self, user_id: str, *, email: str | None = "ana@example.com", timezone: str | None = None,
@@ -98,14 +99,16 @@ class Delivery:
         if fallback is not None:
             action["fallback"] = fallback
         fired = at or self.clock.now()
-        episode = uuid.uuid4().hex[:8]
+        self._episodes += 1
+        episode = self._episodes
+        key = product["product_id"] if product else None
         return {
             "user_id": user_id,
             "trigger_id": trigger_id,
-            "key": product["product_id"] if product else None,
+            "key": key,
             "at": iso(fired),
             "episode": episode,
-            "action_id": f"{trigger_id[:12]}-{uuid.uuid4().hex[:20]}",
+            "action_id": action_id(user_id, trigger_id, key, episode),
             "action": action,
             "priority": spec["priority"] if priority is None else priority,
             "cooldown_seconds": spec["cooldown_seconds"] if cooldown_seconds is None else cooldown_seconds,
@@ -147,7 +150,14 @@ class Delivery:
         self.enqueue(actions)
         msgs = self.receive()
         assert len(msgs) == len(actions)
+        self.forget(msgs)
         return sqs_event(msgs, self.queue_arn)
+
+    def forget(self, msgs: Sequence[dict[str, Any]]) -> None:
+        """Deletes received messages: the test replays their event itself (redeliveries)."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        for m in msgs:
+            sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
 
     def run(self, actions: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """One deliver invocation over these actions; the batch response."""

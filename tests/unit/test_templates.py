@@ -146,6 +146,14 @@ def test_cart_email_leaves_out_recommendations_when_there_are_none(store: Templa
     assert "You may also like" not in (email.html or "") + (email.text or "")
 
 
+def test_recommendations_without_a_name_are_left_out(store: TemplateStore) -> None:
+    recs = [{"item_id": "p9", "score": 0.9}, {"item_id": "p8", "name": "Rain Jacket", "score": 0.5}]
+    email = store.render("cart_abandonment", "email", sample(recommendations=recs))
+    assert "Rain Jacket" in (email.text or "") and "p9" not in (email.text or "")
+    email = store.render("cart_abandonment", "email", sample(recommendations=recs[:1]))
+    assert "You may also like" not in (email.html or "") + (email.text or "")
+
+
 def test_html_is_escaped_and_the_text_parts_are_not(store: TemplateStore) -> None:
     evil = "<script>alert(1)</script>"
     cart = [{"product_id": "p1", "name": evil, "price": 5, "qty": 1}]
@@ -204,7 +212,9 @@ def test_an_optional_field_may_be_tested_but_not_printed(tmp_path: Path) -> None
         """,
     )
     assert store.render("t", "sms", sample(product={"product_id": "p1"})).text == "p1"
-    with pytest.raises(TemplateRenderError, match=r"^t/push\.body: .*'name'.*line 7 of "):
+    with pytest.raises(
+        TemplateRenderError, match=r"^t/push\.body: .*'name'.*\(line 8 of .*t\.yaml\)$"
+    ):
         store.render("t", "push", sample(product={"product_id": "p1"}))
 
 
@@ -245,6 +255,12 @@ def test_missing_template_channel_and_bad_names_are_errors(store: TemplateStore)
         store.render("cart_abandonment", "sms", sample())
     with pytest.raises(TemplateRenderError, match="no path"):
         store.render("../triggers/default", "email", sample())
+
+
+def test_a_required_part_that_renders_empty_is_an_error(tmp_path: Path) -> None:
+    store = write(tmp_path, "t", "push: {title: '{% if cart %}{% endif %}', body: b}\n")
+    with pytest.raises(TemplateRenderError, match=r"^t/push\.title: rendered empty$"):
+        store.render("t", "push", sample())
 
 
 def test_an_email_without_its_unsubscribe_link_is_refused(store: TemplateStore) -> None:
@@ -334,8 +350,8 @@ def test_a_changed_file_is_reloaded(tmp_path: Path) -> None:
     ],
 )
 def test_filters(tmp_path: Path, expression: str, expected: str) -> None:
-    store = write(tmp_path, "t", "sms:\n  text: " + json.dumps("{{ " + expression + " }}") + "\n")
-    assert store.render("t", "sms", sample()).text == expected
+    store = write(tmp_path, "t", "sms:\n  text: " + json.dumps("[{{ " + expression + " }}]") + "\n")
+    assert store.render("t", "sms", sample()).text == f"[{expected}]"
 
 
 def test_money_refuses_what_is_not_an_amount(tmp_path: Path) -> None:
@@ -452,11 +468,31 @@ def test_cli_render_exits_2_on_an_unreadable_file(
 
 
 def test_cli_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        run_cli(["templates", "validate", str(TEMPLATES), "--triggers", str(ROOT / "triggers")])
-        == 0
-    )
-    assert "ok: 4 templates" in capsys.readouterr().out
+    write(tmp_path, "good", "sms: {text: '{{ cart|length }} in your cart'}\n")
+    assert run_cli(["templates", "validate", str(tmp_path), "--triggers", "none"]) == 0
+    assert capsys.readouterr().out == "ok: 1 template: good (sms)\n"
     write(tmp_path, "bad", "sms: {text: '{{ x'}\n")
     assert run_cli(["templates", "validate", str(tmp_path), "--triggers", "none"]) == 1
     assert "bad.yaml:1: sms.text: syntax error" in capsys.readouterr().out
+
+
+def test_cli_validate_checks_the_channels_the_triggers_send(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a trigger that sends `t` by push with an in-app fallback, and `t` with push only
+    (tmp_path / "triggers").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "triggers" / "t.yaml").write_text(
+        textwrap.dedent(
+            """
+            triggers:
+              - id: t
+                when: {event: Product Viewed}
+                action: {channel: push, template: t, fallback: inapp}
+            """
+        )
+    )
+    write(tmp_path / "templates", "t", "push: {title: a, body: b}\n")
+    argv = ["templates", "validate", str(tmp_path / "templates")]
+    assert run_cli([*argv, "--triggers", str(tmp_path / "triggers")]) == 1
+    assert "no inapp section, but a trigger sends this template by inapp" in capsys.readouterr().out

@@ -103,15 +103,17 @@ def fold_user(
 def _merge_identities(
     store: ProfileStore, profile: Profile, events: Sequence[Event], outcome: FoldOutcome
 ) -> list[StoredProfile]:
-    """Segment identity: `alias` (previousId → userId) and an `identify` that carries both
-    ids merge the other profile into this one, once; the other becomes a pointer."""
+    """Segment identity: `alias` (previousId → userId) and any event that carries both
+    ids (the `identify` at login and every call after it) merge the other profile into
+    this one, once; the other becomes a pointer. Any such event, not only the identify:
+    when a later call is folded before the identify (out of order), the merge must
+    still happen, and it happens only once (the id is then in anonymous_ids)."""
     others: list[str] = []
     for ev in events:
         if ev.type == "alias" and ev.previous_id and ev.previous_id != profile.user_id:
             others.append(ev.previous_id)
         elif (
-            ev.type == "identify"
-            and ev.user_id
+            ev.user_id
             and ev.anonymous_id
             and ev.anonymous_id != profile.user_id
             and ev.anonymous_id not in profile.anonymous_ids

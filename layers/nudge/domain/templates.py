@@ -106,7 +106,8 @@ class TemplateRenderError(NudgeError):
     code = "template_error"
 
     def __init__(self, template: str, channel: str, reason: str, part: str | None = None) -> None:
-        where = f"{template}/{channel}.{part}" if part else f"{template}/{channel}"
+        where = f"{template}/{channel}" if channel else template
+        where = f"{where}.{part}" if part else where
         super().__init__(
             f"{where}: {reason}",
             [{"template": template, "channel": channel, "part": part, "reason": reason}],
@@ -319,6 +320,8 @@ class _Part:
     source: str = ""
     template: Template | None = None
     error: str | None = None  # why it cannot be rendered
+    error_line: int | None = None
+    ast: nodes.Template | None = None  # kept for validate_templates
 
 
 @dataclass
@@ -336,6 +339,9 @@ class _Loaded:
     channels: dict[str, _Channel] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # "file:line: where: message"
     error: str | None = None  # the file cannot be used at all (YAML error, not a mapping)
+
+
+_YamlLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _stamp(files: Iterable[Path]) -> tuple[Any, ...]:
@@ -393,11 +399,12 @@ def _duplicate_keys(root: yaml.Node, label: str) -> list[str]:
 def _compile(part: _Part, html: bool) -> None:
     env = _HTML_ENV if html else _TEXT_ENV
     try:
-        code = env.compile(part.source, name=part.label, filename=part.label)
+        part.ast = env.parse(part.source, name=part.label, filename=part.label)
+        code = env.compile(part.ast, name=part.label, filename=part.label)
         part.template = env.template_class.from_code(env, code, env.make_globals(None), None)
     except TemplateSyntaxError as exc:
-        line = part.line + (exc.lineno or 1) - 1
-        part.error = f"syntax error (line {line} of {part.file}): {exc.message}"
+        part.error_line = part.line + (exc.lineno or 1) - 1
+        part.error = f"syntax error (line {part.error_line} of {part.file}): {exc.message}"
     except SecurityError as exc:
         part.error = f"sandbox: {exc}"
 
@@ -410,8 +417,12 @@ def _load(folder: Path, name: str) -> _Loaded:
     text = file.read_text(encoding="utf-8")
     loaded = _Loaded(name=name, file=file, stamp=())
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _YamlLoader(text)
+        try:
+            root = loader.get_single_node()
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -501,7 +512,8 @@ def _load_channel(
             part.source = html_path.read_text(encoding="utf-8")
         _compile(part, (channel, part_name) in HTML_PARTS)
         if part.error is not None:
-            loaded.problems.append(f"{part.file}:{part.line}: {channel}.{part_name}: {part.error}")
+            line = part.error_line or part.line
+            loaded.problems.append(f"{part.file}:{line}: {channel}.{part_name}: {part.error}")
         ch.parts[part_name] = part
     return ch
 
@@ -542,7 +554,7 @@ class TemplateStore:
 
     def channels(self, name: str) -> tuple[str, ...]:
         """The channels template `name` defines, in CHANNELS order."""
-        loaded = self._get(name, "*")
+        loaded = self._get(name, "")
         return tuple(c for c in CHANNELS if c in loaded.channels)
 
     def render(self, name: str, channel: str, variables: Mapping[str, Any]) -> Rendered:
@@ -584,8 +596,9 @@ class TemplateStore:
                 raise TemplateRenderError(
                     name, channel, self._reason(reason, exc, part), part_name
                 ) from exc
-            required = part_name in CHANNEL_PARTS[channel][0]
-            out[part_name] = value if value or required else None
+            if not value and part_name in CHANNEL_PARTS[channel][0]:
+                raise TemplateRenderError(name, channel, "rendered empty", part_name)
+            out[part_name] = value or None
         return Rendered(**out)
 
     @staticmethod
@@ -624,7 +637,7 @@ class TemplateStore:
 
 def _undeclared(part: _Part, channel: str, part_name: str) -> list[str]:
     env = _HTML_ENV if (channel, part_name) in HTML_PARTS else _TEXT_ENV
-    ast = env.parse(part.source)
+    ast = part.ast if part.ast is not None else env.parse(part.source)
     # a name set only in some branches ({% if %}{% set x = 1 %}{% endif %}) counts as
     # undeclared for Jinja; any name the template assigns is the template's own
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
