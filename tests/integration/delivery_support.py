@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto.backends import get_backend
 
@@ -213,8 +215,28 @@ class Delivery:
         return resp["statusCode"], (json.loads(text) if "json" in ctype and text else text)
 
 
+_LOADERS: dict[str | None, botocore.loaders.Loader] = {}
+
+
+def _shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+    if search_path_string not in _LOADERS:
+        _LOADERS[search_path_string] = botocore.loaders.create_loader(search_path_string)
+    return _LOADERS[search_path_string]
+
+
+@pytest.fixture(scope="session")
+def shared_botocore_models() -> Iterator[None]:
+    """Every test starts a fresh moto and fresh clients, and each new botocore session
+    parses the services' JSON models again (about 40% of these tests' time). The models
+    are read-only data: share one loader, as the clients of one session do anyway."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(botocore.session, "create_loader", _shared_loader)
+        yield
+
+
 @pytest.fixture
-def dx(aws: Resources, clock: SettableClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Delivery]:
+def dx(shared_botocore_models: None, aws: Resources, clock: SettableClock,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[Delivery]:
     monkeypatch.setenv(C.ENV_PUBLIC_URL, PUBLIC_URL)
     d = Delivery(res=aws, clock=clock, deliver=Fn(C.FN_DELIVER), api=Fn(C.FN_API))
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from nudge.domain.unsubscribe import make_token
 from tests.integration.conftest import WRITE_KEY
-from tests.integration.delivery_support import Delivery, dx, headers_of  # noqa: F401
+from tests.integration.delivery_support import Delivery, dx, shared_botocore_models, headers_of  # noqa: F401
 
 # ---- unsubscribe ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from nudge.adapters.scheduler import parse_at
 from nudge.domain.clock import iso
 from nudge.local.emulation import REGION
 from nudge.local.lambdas import sqs_event
-from tests.integration.delivery_support import PUBLIC_URL, Delivery, dx, headers_of  # noqa: F401
+from tests.integration.delivery_support import PUBLIC_URL, Delivery, dx, shared_botocore_models, headers_of  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 

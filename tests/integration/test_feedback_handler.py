@@ -11,7 +11,7 @@ import pytest
 
 from nudge import constants as C
 from tests.integration.conftest import Fn
-from tests.integration.delivery_support import Delivery, dx  # noqa: F401
+from tests.integration.delivery_support import Delivery, dx, shared_botocore_models  # noqa: F401
 
 
 @pytest.fixture
