@@ -3,13 +3,13 @@ public unsubscribe endpoint (the signed token is the credential) and /health."""
 
 from __future__ import annotations
 
+import contextlib
 from functools import cache
 from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
 from nudge.adapters.devices import SnsDevices
 from nudge.adapters.keys import DynamoKeyStore
@@ -108,14 +108,14 @@ def _unsubscribe() -> Response[str]:
     d = deps()
     token = (app.current_event.query_string_parameters or {}).get("token")
     user_id, channel = verify_token(d.unsubscribe_key.get(), token)
-    try:
+    with contextlib.suppress(NotFoundError):  # an erased user: nothing left to send to
         users.opt_out(d.profiles, user_id, channel)
-    except NotFoundError:
-        pass  # an erased user: nothing left to send to
     logger.info("unsubscribed", extra={"channel": channel})
     if app.current_event.http_method == "POST":  # RFC 8058 one-click: the mail client posts
         return json_response({"unsubscribed": True, "channel": channel})
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=confirmation_page(channel))
+    return Response(
+        status_code=200, content_type="text/html; charset=utf-8", body=confirmation_page(channel)
+    )
 
 
 app.get("/v1/unsubscribe")(_unsubscribe)

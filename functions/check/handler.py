@@ -10,8 +10,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
-
 from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue
@@ -22,6 +20,7 @@ from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import CheckSettings
+from pydantic import BaseModel
 
 
 class TimerPayload(BaseModel):
@@ -60,12 +59,27 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     d = deps()
     payload = parse(event=event, model=TimerPayload)
     now = clock().now()
-    effects = TriggerEffects(actions=d.actions, timers=d.timers, now=now, fired_schedule=payload.schedule)
-    decisions = check_timer(d.store, payload.user_id, payload.trigger_id, payload.key,
-                            now=now, engine=d.engine, effects=effects)
+    effects = TriggerEffects(
+        actions=d.actions, timers=d.timers, now=now, fired_schedule=payload.schedule
+    )
+    decisions = check_timer(
+        d.store,
+        payload.user_id,
+        payload.trigger_id,
+        payload.key,
+        now=now,
+        engine=d.engine,
+        effects=effects,
+    )
     fired = len(decisions.fires) if decisions else 0
     metrics.add_metric("TimersChecked", MetricUnit.Count, 1)
     metrics.add_metric("TriggersFired", MetricUnit.Count, fired)
-    logger.info("timer checked", extra={"trigger_id": payload.trigger_id, "fired": fired,
-                                        "rearmed": len(decisions.arm) if decisions else 0})
+    logger.info(
+        "timer checked",
+        extra={
+            "trigger_id": payload.trigger_id,
+            "fired": fired,
+            "rearmed": len(decisions.arm) if decisions else 0,
+        },
+    )
     return {"fired": fired, "rearmed": len(decisions.arm) if decisions else 0}

@@ -16,7 +16,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from nudge.adapters.delivery import (
     DynamoDeliveryLog,
     DynamoInbox,
@@ -50,16 +49,24 @@ class Deps:
             profiles=DynamoProfileStore(),
             log=DynamoDeliveryLog(),
             senders={
-                "email": SesEmailSender(sender=s.sender_email, configuration_set=s.ses_configuration_set),
+                "email": SesEmailSender(
+                    sender=s.sender_email, configuration_set=s.ses_configuration_set
+                ),
                 "sms": SnsSmsSender(sms_type=s.sms_type),
                 "push": SnsPushSender(),
                 "inapp": DynamoInbox(),
             },
             renderer=TemplateStore(Path(s.templates_path)),
-            deferrer=SchedulerDeferrer(group=s.schedule_group, queue_arn=s.actions_queue_arn,
-                                       role_arn=s.scheduler_role_arn, dlq_arn=s.scheduler_dlq_arn),
+            deferrer=SchedulerDeferrer(
+                group=s.schedule_group,
+                queue_arn=s.actions_queue_arn,
+                role_arn=s.scheduler_role_arn,
+                dlq_arn=s.scheduler_dlq_arn,
+            ),
             suppressions=DynamoSuppressions(),
-            unsubscribe_url=lambda user, channel: unsubscribe_url(s.public_url, key.get(), user, channel),
+            unsubscribe_url=lambda user, channel: unsubscribe_url(
+                s.public_url, key.get(), user, channel
+            ),
             fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
             app_url=s.app_url,
             forget_device=self.forget_device,
@@ -89,8 +96,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             if not isinstance(action, dict) or any(k not in action for k in REQUIRED):
                 raise ValueError(f"an action needs {', '.join(REQUIRED)}")
         except ValueError as err:
-            d.dead_letters.send(record.body, group_id=record.attributes.message_group_id or "poison",
-                                reason=f"invalid action: {err}")
+            d.dead_letters.send(
+                record.body,
+                group_id=record.attributes.message_group_id or "poison",
+                reason=f"invalid action: {err}",
+            )
             metrics.add_metric("PoisonActions", MetricUnit.Count, 1)
             return
         by_user.setdefault(str(action["user_id"]), []).append((record.message_id, action))
@@ -100,15 +110,26 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         processor.process()
     failures: list[dict[str, str]] = list(processor.response()["batchItemFailures"])
 
-    result = deliver_batch({u: [a for _, a in items] for u, items in by_user.items()},
-                           now=clock().now(), ports=d.ports)
+    result = deliver_batch(
+        {u: [a for _, a in items] for u, items in by_user.items()}, now=clock().now(), ports=d.ports
+    )
     for action, reason in result.dead_lettered:
-        logger.error("action dead-lettered", extra={"action_id": action.get("action_id"), "reason": reason})
-        d.dead_letters.send(json.dumps(action, default=str), group_id=str(action["user_id"]), reason=reason)
-    done = {e.action_id for e in result.entries} | {str(a["action_id"]) for a, _ in result.dead_lettered}
+        logger.error(
+            "action dead-lettered", extra={"action_id": action.get("action_id"), "reason": reason}
+        )
+        d.dead_letters.send(
+            json.dumps(action, default=str), group_id=str(action["user_id"]), reason=reason
+        )
+    done = {e.action_id for e in result.entries} | {
+        str(a["action_id"]) for a, _ in result.dead_lettered
+    }
     for user_id, err in result.failed_users.items():
         logger.warning("delivery will be retried", extra={"user_id": user_id, "error": repr(err)})
-        failures.extend({"itemIdentifier": mid} for mid, a in by_user[user_id] if str(a["action_id"]) not in done)
+        failures.extend(
+            {"itemIdentifier": mid}
+            for mid, a in by_user[user_id]
+            if str(a["action_id"]) not in done
+        )
     for entry in result.entries:
         metrics.add_metric(f"Deliveries_{entry.status}", MetricUnit.Count, 1)
     return {"batchItemFailures": failures}

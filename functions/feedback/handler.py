@@ -9,7 +9,6 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from nudge.adapters.delivery import DynamoSuppressions
 from nudge.domain.feedback import addresses_to_suppress
 from nudge.observability import logger, metrics, tracer

@@ -10,7 +10,6 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from nudge.adapters.keys import DynamoKeyStore
 from nudge.adapters.queues import SqsEventQueue
 from nudge.domain.ingest import RateLimiter, ingest

@@ -14,8 +14,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
-
 from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
@@ -27,6 +25,7 @@ from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ProcessSettings
+from pydantic import ValidationError
 
 
 class Deps:
@@ -60,9 +59,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         try:
             ev = Event.model_validate_json(record.body)
         except ValidationError as err:
-            logger.error("poison message moved to the dead-letter queue", extra={"message_id": record.message_id})
-            d.dead_letters.send(record.body, group_id=record.attributes.message_group_id or "poison",
-                                reason=f"invalid event: {err.errors()[0]['msg'] if err.errors() else err}")
+            logger.error(
+                "poison message moved to the dead-letter queue",
+                extra={"message_id": record.message_id},
+            )
+            d.dead_letters.send(
+                record.body,
+                group_id=record.attributes.message_group_id or "poison",
+                reason=f"invalid event: {err.errors()[0]['msg'] if err.errors() else err}",
+            )
             metrics.add_metric("PoisonMessages", MetricUnit.Count, 1)
             return
         by_user.setdefault(ev.profile_id, []).append((record.message_id, ev))
@@ -75,12 +80,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     now = clock().now()
     effects = TriggerEffects(actions=d.actions, timers=d.timers, now=now)
     outcome = process_users(
-        d.store, {user: [ev for _, ev in items] for user, items in by_user.items()},
-        now=now, engine=d.engine, effects=effects,
+        d.store,
+        {user: [ev for _, ev in items] for user, items in by_user.items()},
+        now=now,
+        engine=d.engine,
+        effects=effects,
     )
     for user_id, err in outcome.failed_users.items():
-        logger.error("fold failed; the user's records will be retried",
-                     extra={"user_id": user_id, "error": repr(err)}, exc_info=err)
+        logger.error(
+            "fold failed; the user's records will be retried",
+            extra={"user_id": user_id, "error": repr(err)},
+            exc_info=err,
+        )
         failures.extend({"itemIdentifier": mid} for mid, _ in by_user[user_id])
     metrics.add_metric("EventsProcessed", MetricUnit.Count, outcome.fresh)
     metrics.add_metric("DuplicateEvents", MetricUnit.Count, outcome.duplicates)

@@ -40,11 +40,23 @@ LAMBDA_MEMORY_GB = 0.5
 CLIENT_BATCH = 100  # events per HTTP request, as Segment's SDKs send them
 
 PRODUCTS = [f"p{i}" for i in range(200)]
-NAMES = ["Product Viewed", "Product Viewed", "Product Viewed", "Page Viewed", "Product Added", "Cart Viewed",
-         "Checkout Started", "Order Completed", "Product Removed", "Song Played"]
+NAMES = [
+    "Product Viewed",
+    "Product Viewed",
+    "Product Viewed",
+    "Page Viewed",
+    "Product Added",
+    "Cart Viewed",
+    "Checkout Started",
+    "Order Completed",
+    "Product Removed",
+    "Song Played",
+]
 
 
-def synthetic_events(n: int, users: int, *, seed: int = 7, start: datetime | None = None) -> list[dict[str, Any]]:
+def synthetic_events(
+    n: int, users: int, *, seed: int = 7, start: datetime | None = None
+) -> list[dict[str, Any]]:
     """A mixed e-commerce workload in Segment format: each user browses in sessions (a
     few to fifteen events, seconds apart), sessions hours to days apart; some sessions add
     to the cart, some order. Sorted by time."""
@@ -60,11 +72,20 @@ def synthetic_events(n: int, users: int, *, seed: int = 7, start: datetime | Non
             session = min(left, rng.randint(3, 15))
             for _k in range(session):
                 name = rng.choice(NAMES)
-                props: dict[str, Any] = {"product_id": rng.choice(PRODUCTS[:40]), "price": rng.randint(5, 200)}
+                props: dict[str, Any] = {
+                    "product_id": rng.choice(PRODUCTS[:40]),
+                    "price": rng.randint(5, 200),
+                }
                 if name == "Order Completed":
-                    props = {"revenue": rng.randint(20, 400), "products": [{"product_id": rng.choice(PRODUCTS[:40])}]}
-                ev: dict[str, Any] = {"messageId": f"bench-{seed}-{i}", "userId": f"user-{u}",
-                                      "timestamp": t.isoformat()}
+                    props = {
+                        "revenue": rng.randint(20, 400),
+                        "products": [{"product_id": rng.choice(PRODUCTS[:40])}],
+                    }
+                ev: dict[str, Any] = {
+                    "messageId": f"bench-{seed}-{i}",
+                    "userId": f"user-{u}",
+                    "timestamp": t.isoformat(),
+                }
                 if name == "Page Viewed":
                     ev.update(type="page", name="Home")
                 else:
@@ -79,7 +100,10 @@ def synthetic_events(n: int, users: int, *, seed: int = 7, start: datetime | Non
 
 
 def _normalized(raw: list[dict[str, Any]]) -> list[Event]:
-    return [normalize_event(r, kind=None, received_at=datetime.fromisoformat(r["timestamp"])) for r in raw]
+    return [
+        normalize_event(r, kind=None, received_at=datetime.fromisoformat(r["timestamp"]))
+        for r in raw
+    ]
 
 
 def bench_core(n: int = 20_000, users: int = 200) -> dict[str, Any]:
@@ -158,8 +182,11 @@ class MotoStack:
         from nudge.local.lambdas import Function, repo_root
 
         set_fake_credentials()
-        for k, v in {"POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_TRACE_DISABLED": "true",
-                     "POWERTOOLS_LOG_LEVEL": "ERROR"}.items():
+        for k, v in {
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "ERROR",
+        }.items():
             os.environ.setdefault(k, v)
         self._mock.start()
         reset_clients()
@@ -168,8 +195,14 @@ class MotoStack:
         env.pop("AWS_ENDPOINT_URL")
         os.environ.pop("AWS_ENDPOINT_URL", None)
         root = repo_root()
-        env.update({C.ENV_TRIGGERS_PATH: str(root / "triggers"), C.ENV_TEMPLATES_PATH: str(root / "templates"),
-                    C.ENV_CONFIG_PATH: str(root / "config"), C.ENV_PUBLIC_URL: "https://nudge.example.com"})
+        env.update(
+            {
+                C.ENV_TRIGGERS_PATH: str(root / "triggers"),
+                C.ENV_TEMPLATES_PATH: str(root / "templates"),
+                C.ENV_CONFIG_PATH: str(root / "config"),
+                C.ENV_PUBLIC_URL: "https://nudge.example.com",
+            }
+        )
         os.environ.update(env)
         self.clock = SettableClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC), frozen=True)
         self._previous_clock = runtime.clock()
@@ -205,8 +238,15 @@ class MotoStack:
         from nudge.local.lambdas import http_event
 
         auth = "Basic " + base64.b64encode(f"{self.key}:".encode()).decode()
-        event = http_event(method="POST", path="/v1/batch", query="", headers={"authorization": auth},
-                           body=json.dumps({"batch": batch}).encode(), source_ip="127.0.0.1", now_ms=0)
+        event = http_event(
+            method="POST",
+            path="/v1/batch",
+            query="",
+            headers={"authorization": auth},
+            body=json.dumps({"batch": batch}).encode(),
+            source_ip="127.0.0.1",
+            now_ms=0,
+        )
         assert self.invoke("ingest", event)["statusCode"] == 200
 
     def drain(self, logical: str, function: str) -> None:
@@ -215,14 +255,19 @@ class MotoStack:
         url = self.res.queue_urls[logical]
         arn = self.res.queue_arns[logical]
         while True:
-            msgs = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                            MessageSystemAttributeNames=["All"]).get("Messages", [])
+            msgs = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+            ).get("Messages", [])
             if not msgs:
                 return
             out = self.invoke(function, sqs_event(msgs, arn))
             assert not out["batchItemFailures"], out
-            self.sqs.delete_message_batch(QueueUrl=url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+            self.sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)
+                ],
+            )
 
     def fire_timers_until(self, until: datetime) -> None:
         """The Scheduler's part: due schedules in deadline order, deleted once fired."""
@@ -247,9 +292,12 @@ class MotoStack:
                 self.clock.set(when)
             target = full["Target"]
             if target["Arn"].startswith("arn:aws:sqs:"):
-                self.sqs.send_message(QueueUrl=self.res.queue_urls[C.ACTIONS_QUEUE], MessageBody=target["Input"],
-                                      MessageGroupId=target["SqsParameters"]["MessageGroupId"],
-                                      MessageDeduplicationId=name)
+                self.sqs.send_message(
+                    QueueUrl=self.res.queue_urls[C.ACTIONS_QUEUE],
+                    MessageBody=target["Input"],
+                    MessageGroupId=target["SqsParameters"]["MessageGroupId"],
+                    MessageDeduplicationId=name,
+                )
             else:
                 self.invoke("check", json.loads(target["Input"]))
             sched.delete_schedule(Name=name, GroupName=C.SCHEDULE_GROUP)
@@ -270,20 +318,33 @@ def _per(counts: Counter[str], n: int) -> dict[str, Any]:
 def bench_aws() -> dict[str, Any]:
     """AWS requests per event through the real ingest and process handlers under moto."""
     results: dict[str, Any] = {}
-    for label, (users, per_user) in {"one_user_10_events_per_batch": (1, 10),
-                                     "ten_users_1_event_each": (10, 1)}.items():
+    for label, (users, per_user) in {
+        "one_user_10_events_per_batch": (1, 10),
+        "ten_users_1_event_each": (10, 1),
+    }.items():
         with MotoStack() as stack:
             rounds = 20
             for r in range(rounds):
-                stack.ingest([
-                    {"type": "track", "userId": f"b{u}", "event": "Song Played",
-                     "properties": {"n": r}, "messageId": f"{label}-{r}-{u}-{k}"}
-                    for u in range(users) for k in range(per_user)
-                ])
+                stack.ingest(
+                    [
+                        {
+                            "type": "track",
+                            "userId": f"b{u}",
+                            "event": "Song Played",
+                            "properties": {"n": r},
+                            "messageId": f"{label}-{r}-{u}-{k}",
+                        }
+                        for u in range(users)
+                        for k in range(per_user)
+                    ]
+                )
                 stack.drain("events", "process")
             total = rounds * users * per_user
-            results[label] = {"events": total, **_per(stack.counts, total),
-                              "process_invocations_per_event": round(stack.invocations["process"] / total, 4)}
+            results[label] = {
+                "events": total,
+                **_per(stack.counts, total),
+                "process_invocations_per_event": round(stack.invocations["process"] / total, 4),
+            }
     return results
 
 
@@ -318,7 +379,9 @@ def bench_mixed(events: int = 1000, users: int = 100) -> dict[str, Any]:
             "events": events,
             "users": users,
             "scheduler_calls_per_event": round(sched_calls / events, 4),
-            "scheduler_calls": dict(sorted((k, v) for k, v in event_counts.items() if k.startswith("scheduler:"))),
+            "scheduler_calls": dict(
+                sorted((k, v) for k, v in event_counts.items() if k.startswith("scheduler:"))
+            ),
             **_per(event_counts, events),
             "actions": sum(statuses.values()),
             "delivery_statuses": dict(statuses),
@@ -345,16 +408,26 @@ def bench_engine(n: int = 20_000, users: int = 200) -> dict[str, Any]:
         engine.on_events(p, fresh, fresh[0].timestamp if fresh else datetime.now(UTC))
     cpu = time.process_time() - started
     evaluations = engine.evaluations() - before
-    return {"events": n, "evaluations": evaluations, "evaluations_per_second_per_core": round(evaluations / cpu),
-            "events_per_second_per_core": round(n / cpu)}
+    return {
+        "events": n,
+        "evaluations": evaluations,
+        "evaluations_per_second_per_core": round(evaluations / cpu),
+        "events_per_second_per_core": round(n / cpu),
+    }
 
 
 def cost_model(aws: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
     """Dollars per million events, from the measured request counts (worst of the scenarios)."""
     worst = max(aws.values(), key=lambda s: s["requests_per_event"])
     ops = worst["by_operation_per_event"]
-    ddb_writes = sum(v for k, v in ops.items() if k.startswith("dynamodb:") and ("Put" in k or "Update" in k or "Transact" in k))
-    ddb_reads = sum(v for k, v in ops.items() if k.startswith("dynamodb:") and ("Get" in k or "Query" in k))
+    ddb_writes = sum(
+        v
+        for k, v in ops.items()
+        if k.startswith("dynamodb:") and ("Put" in k or "Update" in k or "Transact" in k)
+    )
+    ddb_reads = sum(
+        v for k, v in ops.items() if k.startswith("dynamodb:") and ("Get" in k or "Query" in k)
+    )
     sqs_sends = sum(v for k, v in ops.items() if k.startswith("sqs:Send"))
     sched = sum(v for k, v in ops.items() if k.startswith("scheduler:"))
     ingest_requests = 1 / CLIENT_BATCH
@@ -375,8 +448,12 @@ def cost_model(aws: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         "scenario": "worst of the aws scenarios, clients sending batches of 100",
-        "assumptions": {"aws_call_latency_s": AWS_CALL_LATENCY_S, "lambda_memory_gb": LAMBDA_MEMORY_GB,
-                        "item_size_wru": 1, "client_batch": CLIENT_BATCH},
+        "assumptions": {
+            "aws_call_latency_s": AWS_CALL_LATENCY_S,
+            "lambda_memory_gb": LAMBDA_MEMORY_GB,
+            "item_size_wru": 1,
+            "client_batch": CLIENT_BATCH,
+        },
         "usd_per_million_events": round(sum(per_event.values()) * 1e6, 2),
         "breakdown_usd_per_million": {k: round(v * 1e6, 3) for k, v in per_event.items()},
     }
@@ -412,9 +489,23 @@ def run_local(events: int, users: int = 50) -> dict[str, Any]:
     port = free()
     aws_port = free()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "nudge.cli", "dev", "--port", str(port), "--aws-port", str(aws_port),
-         "--write-key", "wk_bench", "--admin-key", "ak_bench"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "nudge.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--aws-port",
+            str(aws_port),
+            "--write-key",
+            "wk_bench",
+            "--admin-key",
+            "ak_bench",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -434,7 +525,9 @@ def run_local(events: int, users: int = 50) -> dict[str, Any]:
         latencies = []
         for i in range(0, len(raw), CLIENT_BATCH):
             t = time.perf_counter()
-            r = s.post(f"{url}/v1/batch", json={"batch": raw[i : i + CLIENT_BATCH]}, auth=("wk_bench", ""))
+            r = s.post(
+                f"{url}/v1/batch", json={"batch": raw[i : i + CLIENT_BATCH]}, auth=("wk_bench", "")
+            )
             r.raise_for_status()
             latencies.append(time.perf_counter() - t)
         accepted_s = time.perf_counter() - t0

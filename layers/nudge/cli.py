@@ -74,16 +74,22 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nudge", description="Self-hosted behavioral engagement engine.")
+    parser = argparse.ArgumentParser(
+        prog="nudge", description="Self-hosted behavioral engagement engine."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     dev = sub.add_parser("dev", help="run local mode (what `make run` starts)")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    dev.add_argument("--aws-port", type=int, default=None, help="moto server port (default: HTTP port + 1)")
+    dev.add_argument(
+        "--aws-port", type=int, default=None, help="moto server port (default: HTTP port + 1)"
+    )
     dev.add_argument("--write-key", default=None)
     dev.add_argument("--admin-key", default=None)
-    dev.add_argument("--triggers", default=None, help="trigger definitions folder (default: ./triggers)")
+    dev.add_argument(
+        "--triggers", default=None, help="trigger definitions folder (default: ./triggers)"
+    )
     dev.add_argument("--verbose", "-v", action="store_true")
     dev.set_defaults(func=_dev)
 
@@ -96,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("file")
     replay.add_argument("--url", default=os.environ.get("NUDGE_URL", "http://127.0.0.1:8080"))
     replay.add_argument("--write-key", default=os.environ.get("NUDGE_WRITE_KEY"))
-    replay.add_argument("--import", dest="use_import", action="store_true", help="use /v1/import (no triggers)")
+    replay.add_argument(
+        "--import", dest="use_import", action="store_true", help="use /v1/import (no triggers)"
+    )
     replay.set_defaults(func=_replay)
 
     from nudge import cli_templates, cli_triggers

@@ -33,8 +33,13 @@ def status_of(err: E.NudgeError) -> int:
     return 500
 
 
-def error_response(status: int, code: str, message: str, details: list[Any] | None = None,
-                   headers: dict[str, str] | None = None) -> Response[str]:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
     return Response(
         status_code=status,
         content_type="application/json",
@@ -44,8 +49,11 @@ def error_response(status: int, code: str, message: str, details: list[Any] | No
 
 
 def json_response(body: Any, status: int = 200) -> Response[str]:
-    return Response(status_code=status, content_type="application/json",
-                    body=json.dumps(body, separators=(",", ":"), default=str))
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(body, separators=(",", ":"), default=str),
+    )
 
 
 def install_error_handlers(app: APIGatewayHttpResolver) -> None:

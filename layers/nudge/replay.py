@@ -28,7 +28,9 @@ def _progress(done: int, total: int, started: float) -> None:
     width = 30
     filled = int(width * done / total) if total else width
     rate = done / max(time.perf_counter() - started, 1e-9)
-    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} events  {rate:,.0f}/s")
+    sys.stderr.write(
+        f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} events  {rate:,.0f}/s"
+    )
     sys.stderr.flush()
 
 
@@ -36,7 +38,9 @@ def replay(path: str, *, url: str, write_key: str | None, use_import: bool = Fal
     import requests
 
     if not write_key:
-        print("nudge replay: a write key is needed (--write-key or NUDGE_WRITE_KEY)", file=sys.stderr)
+        print(
+            "nudge replay: a write key is needed (--write-key or NUDGE_WRITE_KEY)", file=sys.stderr
+        )
         return 2
     events: list[dict[str, object]] = []
     for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -70,5 +74,9 @@ def replay(path: str, *, url: str, write_key: str | None, use_import: bool = Fal
         done += len(batch)
         _progress(done, len(events), started)
     sys.stderr.write("\n")
-    print(json.dumps({"sent": done, "rejected": rejected, "seconds": round(time.perf_counter() - started, 2)}))
+    print(
+        json.dumps(
+            {"sent": done, "rejected": rejected, "seconds": round(time.perf_counter() - started, 2)}
+        )
+    )
     return 0 if not rejected else 1

@@ -16,7 +16,9 @@ class _Base(BaseSettings):
 class IngestSettings(_Base):
     events_queue_url: str = Field(alias=C.ENV_EVENTS_QUEUE_URL)
     keys_table: str = Field(alias=C.ENV_KEYS_TABLE)
-    rate_limit_per_second: float = Field(C.DEFAULT_RATE_LIMIT_PER_SECOND, alias=C.ENV_RATE_LIMIT, gt=0)
+    rate_limit_per_second: float = Field(
+        C.DEFAULT_RATE_LIMIT_PER_SECOND, alias=C.ENV_RATE_LIMIT, gt=0
+    )
 
 
 class CheckSettings(_Base):
@@ -67,7 +69,9 @@ class DeliverSettings(_Base):
     app_url: str = Field("", alias=C.ENV_APP_URL)
     templates_path: str = Field(alias=C.ENV_TEMPLATES_PATH)
     config_path: str = Field(alias=C.ENV_CONFIG_PATH)
-    sms_type: str = Field("Transactional", alias=C.ENV_SMS_TYPE, pattern="^(Transactional|Promotional)$")
+    sms_type: str = Field(
+        "Transactional", alias=C.ENV_SMS_TYPE, pattern="^(Transactional|Promotional)$"
+    )
 
 
 class FeedbackSettings(_Base):

@@ -123,8 +123,67 @@ def queue_messages(res: Resources, logical: str) -> list[dict[str, Any]]:
     out = []
     for _ in range(20):
         msgs = sqs.receive_message(QueueUrl=res.queue_urls[logical], MaxNumberOfMessages=10,
-                                   MessageAttributeNames=["All"], VisibilityTimeout=300).get("Messages", [])
+                                   MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
+                                   VisibilityTimeout=300).get("Messages", [])
         if not msgs:
             break
         out.extend(msgs)
     return out
+
+
+def queue_arn(res: Resources, logical: str) -> str:
+    sqs = boto3.client("sqs")
+    return sqs.get_queue_attributes(QueueUrl=res.queue_urls[logical], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def bearer(key: str = ADMIN_KEY) -> str:
+    return f"Bearer {key}"
+
+
+def body_of(resp: dict[str, Any]) -> Any:
+    """The JSON body of a handler's API Gateway response."""
+    raw = resp.get("body") or ""
+    if resp.get("isBase64Encoded"):
+        raw = base64.b64decode(raw).decode()
+    return json.loads(raw)
+
+
+def stored_state(res: Resources, user_id: str) -> dict[str, Any] | None:
+    """The profile document as the process function stored it (None: no item)."""
+    item = boto3.client("dynamodb").get_item(
+        TableName=res.tables[C.PROFILES], Key={"user_id": {"S": user_id}}, ConsistentRead=True
+    ).get("Item")
+    return json.loads(item["state"]["S"]) if item else None
+
+
+class AwsCalls:
+    """AWS requests counted at the botocore level (what the handlers really send)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    def count(self, operation: str, service: str | None = None, **match: Any) -> int:
+        return sum(
+            1
+            for svc, op, params in self.calls
+            if op == operation and (service is None or svc == service)
+            and all(params.get(k) == v for k, v in match.items())
+        )
+
+    def clear(self) -> None:
+        self.calls.clear()
+
+
+@pytest.fixture
+def aws_calls(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> AwsCalls:
+    import botocore.client
+
+    calls = AwsCalls()
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+        calls.calls.append((self.meta.service_model.service_name, operation_name, dict(api_params)))
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return calls

@@ -410,3 +410,12 @@ def test_ingest_over_the_rate_is_rate_limited_and_queues_nothing() -> None:
 def test_truncated_deflate_is_invalid_json_error() -> None:
     with pytest.raises(InvalidJsonError, match="deflate"):
         decode_body(zlib.compress(b'{"a": 1}' * 50)[:-6], content_encoding="deflate", limit=1000)
+
+
+def test_rate_under_one_per_second_still_lets_a_request_through() -> None:
+    limiter = RateLimiter(0.5)
+    limiter.take("k", now=0.0)
+    with pytest.raises(RateLimitedError) as err:
+        limiter.take("k", now=0.5)
+    assert err.value.retry_after_seconds == 2  # 0.75 of a token missing at 0.5/s
+    limiter.take("k", now=2.0)

@@ -26,8 +26,15 @@ from nudge.domain.delivery import (
 )
 from nudge.domain.inbox import InboxMessage
 
-THROTTLING = {"Throttling", "ThrottlingException", "TooManyRequestsException", "ServiceUnavailable",
-              "InternalFailure", "LimitExceededException", "ThrottledException"}
+THROTTLING = {
+    "Throttling",
+    "ThrottlingException",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "LimitExceededException",
+    "ThrottledException",
+}
 
 
 def _ttl(days: int, since: datetime | None = None) -> datetime:
@@ -48,19 +55,40 @@ class DynamoDeliveryLog:
     @staticmethod
     def _entry(r: DeliveryRow) -> DeliveryEntry:
         return DeliveryEntry(
-            user_id=r.user_id, action_id=r.action_id, trigger_id=r.trigger_id, channel=r.channel,
-            status=r.status, reason=r.reason or "", at=from_ms(r.at),
-            fired_at=from_ms(r.fired_at) if r.fired_at is not None else None, priority=int(r.priority or 0),
-            variant=r.variant, defer_until=from_ms(r.defer_until) if r.defer_until is not None else None,
-            provider_id=r.provider_id, to=r.to, subject=r.subject, body=r.body,
+            user_id=r.user_id,
+            action_id=r.action_id,
+            trigger_id=r.trigger_id,
+            channel=r.channel,
+            status=r.status,
+            reason=r.reason or "",
+            at=from_ms(r.at),
+            fired_at=from_ms(r.fired_at) if r.fired_at is not None else None,
+            priority=int(r.priority or 0),
+            variant=r.variant,
+            defer_until=from_ms(r.defer_until) if r.defer_until is not None else None,
+            provider_id=r.provider_id,
+            to=r.to,
+            subject=r.subject,
+            body=r.body,
         )
 
     def record(self, entry: DeliveryEntry, *, expect: frozenset[str | None]) -> bool:
         row = DeliveryRow(
-            entry.user_id, entry.action_id, trigger_id=entry.trigger_id, channel=entry.channel,
-            status=entry.status, reason=entry.reason[:1000], at=to_ms(entry.at), fired_at=_ms(entry.fired_at),
-            priority=entry.priority, variant=entry.variant, defer_until=_ms(entry.defer_until),
-            provider_id=entry.provider_id, to=entry.to, subject=entry.subject, body=entry.body,
+            entry.user_id,
+            entry.action_id,
+            trigger_id=entry.trigger_id,
+            channel=entry.channel,
+            status=entry.status,
+            reason=entry.reason[:1000],
+            at=to_ms(entry.at),
+            fired_at=_ms(entry.fired_at),
+            priority=entry.priority,
+            variant=entry.variant,
+            defer_until=_ms(entry.defer_until),
+            provider_id=entry.provider_id,
+            to=entry.to,
+            subject=entry.subject,
+            body=entry.body,
             expires_at=_ttl(C.DELIVERY_LOG_TTL_DAYS, entry.at),
         )
         statuses = sorted(s for s in expect if s is not None)
@@ -104,9 +132,16 @@ class DynamoInbox:
         now = to_ms(message.at) if message.at else int(time.time() * 1000)
         message_id = f"{now:013d}-{message.action_id[:12]}"
         InboxRow(
-            message.user_id, message_id, trigger_id=message.trigger_id, action_id=message.action_id,
-            title=message.title or message.subject or "", body=message.body or message.text or "",
-            cta=message.cta, cta_url=message.cta_url, created_at=now, read=False,
+            message.user_id,
+            message_id,
+            trigger_id=message.trigger_id,
+            action_id=message.action_id,
+            title=message.title or message.subject or "",
+            body=message.body or message.text or "",
+            cta=message.cta,
+            cta_url=message.cta_url,
+            created_at=now,
+            read=False,
             expires_at=_ttl(C.INBOX_TTL_DAYS, from_ms(now)),
         ).save()
         return message_id
@@ -114,8 +149,16 @@ class DynamoInbox:
     def messages(self, user_id: str, limit: int = 100) -> list[InboxMessage]:
         rows = InboxRow.query(user_id, scan_index_forward=False, limit=limit, consistent_read=True)
         return [
-            InboxMessage(id=r.message_id, trigger=r.trigger_id, title=r.title, body=r.body, cta=r.cta,
-                         cta_url=r.cta_url, created_at=from_ms(r.created_at), read=bool(r.read))
+            InboxMessage(
+                id=r.message_id,
+                trigger=r.trigger_id,
+                title=r.title,
+                body=r.body,
+                cta=r.cta,
+                cta_url=r.cta_url,
+                created_at=from_ms(r.created_at),
+                read=bool(r.read),
+            )
             for r in rows
         ]
 
@@ -170,19 +213,23 @@ class SesEmailSender:
             body["Html"] = {"Data": message.html, "Charset": "UTF-8"}
         if message.text:
             body["Text"] = {"Data": message.text, "Charset": "UTF-8"}
-        tags = [{"Name": "trigger", "Value": message.trigger_id[:256]},
-                {"Name": "action_id", "Value": message.action_id[:256]}]
+        tags = [
+            {"Name": "trigger", "Value": message.trigger_id[:256]},
+            {"Name": "action_id", "Value": message.action_id[:256]},
+        ]
         if message.variant:
             tags.append({"Name": "variant", "Value": message.variant[:256]})
         try:
             resp = client("sesv2").send_email(
                 FromEmailAddress=self.sender,
                 Destination={"ToAddresses": [message.to]},
-                Content={"Simple": {
-                    "Subject": {"Data": message.subject or "", "Charset": "UTF-8"},
-                    "Body": body,
-                    "Headers": [{"Name": k, "Value": v} for k, v in message.headers.items()],
-                }},
+                Content={
+                    "Simple": {
+                        "Subject": {"Data": message.subject or "", "Charset": "UTF-8"},
+                        "Body": body,
+                        "Headers": [{"Name": k, "Value": v} for k, v in message.headers.items()],
+                    }
+                },
                 ConfigurationSetName=self.configuration_set,
                 EmailTags=tags,
             )
@@ -201,7 +248,9 @@ class SnsSmsSender:
             resp = client("sns").publish(
                 PhoneNumber=message.to,
                 Message=message.text or message.body or "",
-                MessageAttributes={"AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": self.sms_type}},
+                MessageAttributes={
+                    "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": self.sms_type}
+                },
             )
         except ClientError as err:
             _raise_for(err)
@@ -212,13 +261,23 @@ class SnsSmsSender:
 class SnsPushSender:
     def send(self, message: Outbound) -> str:
         title, body = message.title or message.subject or "", message.body or message.text or ""
-        apns = json.dumps({"aps": {"alert": {"title": title, "body": body}},
-                           "nudge": {"trigger": message.trigger_id, "action_id": message.action_id}})
-        fcm = json.dumps({"notification": {"title": title, "body": body},
-                          "data": {"trigger": message.trigger_id, "action_id": message.action_id}})
+        apns = json.dumps(
+            {
+                "aps": {"alert": {"title": title, "body": body}},
+                "nudge": {"trigger": message.trigger_id, "action_id": message.action_id},
+            }
+        )
+        fcm = json.dumps(
+            {
+                "notification": {"title": title, "body": body},
+                "data": {"trigger": message.trigger_id, "action_id": message.action_id},
+            }
+        )
         payload = {"default": body, "APNS": apns, "APNS_SANDBOX": apns, "GCM": fcm}
         try:
-            resp = client("sns").publish(TargetArn=message.to, Message=json.dumps(payload), MessageStructure="json")
+            resp = client("sns").publish(
+                TargetArn=message.to, Message=json.dumps(payload), MessageStructure="json"
+            )
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
             if code == "EndpointDisabled":
@@ -232,12 +291,22 @@ class SchedulerDeferrer:
     """A deferred action comes back on the actions queue at its time (an SQS target)."""
 
     def __init__(self, *, group: str, queue_arn: str, role_arn: str, dlq_arn: str) -> None:
-        self.group, self.queue_arn, self.role_arn, self.dlq_arn = group, queue_arn, role_arn, dlq_arn
+        self.group, self.queue_arn, self.role_arn, self.dlq_arn = (
+            group,
+            queue_arn,
+            role_arn,
+            dlq_arn,
+        )
 
     def defer(self, action: dict[str, Any], until: datetime) -> None:
         from hashlib import blake2b
 
-        name = "defer-" + blake2b(f"{action['action_id']}\x1f{until.isoformat()}".encode(), digest_size=16).hexdigest()
+        name = (
+            "defer-"
+            + blake2b(
+                f"{action['action_id']}\x1f{until.isoformat()}".encode(), digest_size=16
+            ).hexdigest()
+        )
         params: dict[str, Any] = {
             "Name": name,
             "GroupName": self.group,
@@ -270,5 +339,9 @@ class SecretsManagerKey:
 
     def get(self) -> bytes:
         if self._value is None:
-            self._value = client("secretsmanager").get_secret_value(SecretId=self.secret_id)["SecretString"].encode()
+            self._value = (
+                client("secretsmanager")
+                .get_secret_value(SecretId=self.secret_id)["SecretString"]
+                .encode()
+            )
         return self._value

@@ -22,7 +22,9 @@ class SnsDevices:
             )
         except ClientError as err:
             if err.response["Error"]["Code"] == "InvalidParameter":
-                raise ValidationFailedError(err.response["Error"].get("Message", "invalid token")) from err
+                raise ValidationFailedError(
+                    err.response["Error"].get("Message", "invalid token")
+                ) from err
             raise
         return str(resp["EndpointArn"])
 

@@ -17,8 +17,14 @@ def action_message(user_id: str, fire: Any, now: datetime) -> dict[str, Any]:
 
 
 class TriggerEffects:
-    def __init__(self, *, actions: SqsActionQueue, timers: SchedulerTimers, now: datetime,
-                 fired_schedule: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        actions: SqsActionQueue,
+        timers: SchedulerTimers,
+        now: datetime,
+        fired_schedule: str | None = None,
+    ) -> None:
         self.actions = actions
         self.timers = timers
         self.now = now

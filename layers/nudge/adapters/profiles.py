@@ -37,7 +37,9 @@ class DynamoProfileStore:
         if len(keys) == 1:
             one = self.get(keys[0])
             return {keys[0]: one} if one else {}
-        return {row.user_id: _to_domain(row) for row in ProfileRow.batch_get(keys, consistent_read=True)}
+        return {
+            row.user_id: _to_domain(row) for row in ProfileRow.batch_get(keys, consistent_read=True)
+        }
 
     def save(self, stored: StoredProfile) -> None:
         row = self._row(stored)
@@ -45,7 +47,9 @@ class DynamoProfileStore:
             row.save()
         except PutError as err:
             if err.cause_response_code == "ConditionalCheckFailedException":
-                raise ConcurrentUpdateError(f"profile {stored.profile.user_id} changed concurrently") from err
+                raise ConcurrentUpdateError(
+                    f"profile {stored.profile.user_id} changed concurrently"
+                ) from err
             raise
         stored.version = row.version
 
@@ -59,7 +63,10 @@ class DynamoProfileStore:
                 for row in rows:
                     tx.save(row)
         except TransactWriteError as err:
-            if "ConditionalCheckFailed" in str(err.cause_response_message) or err.cause_response_code == "TransactionCanceledException":
+            if (
+                "ConditionalCheckFailed" in str(err.cause_response_message)
+                or err.cause_response_code == "TransactionCanceledException"
+            ):
                 raise ConcurrentUpdateError("a merged profile changed concurrently") from err
             raise
         for s, row in zip(stored, rows, strict=True):

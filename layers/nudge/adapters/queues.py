@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,16 @@ SEND_ATTEMPTS = 4
 
 def dedup_id(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# SQS: a MessageGroupId is 1-128 characters, ASCII letters, digits and punctuation only
+_GROUP_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def message_group_id(user_id: str) -> str:
+    """The FIFO message group of a user: the id itself when SQS accepts it, else a stable
+    digest (a user id with a space, a non-ASCII letter or over 128 characters)."""
+    return user_id if _GROUP_ID.fullmatch(user_id) else "h-" + dedup_id(user_id)[:64]
 
 
 def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -46,7 +57,9 @@ def send_fifo_batch(queue_url: str, entries: list[dict[str, Any]]) -> None:
             failed = {f["Id"] for f in resp.get("Failed", []) if not f.get("SenderFault")}
             sender_faults = [f for f in resp.get("Failed", []) if f.get("SenderFault")]
             if sender_faults:
-                raise DependencyUnavailableError(f"queue rejected {len(sender_faults)} message(s): {sender_faults[0].get('Message')}")
+                raise DependencyUnavailableError(
+                    f"queue rejected {len(sender_faults)} message(s): {sender_faults[0].get('Message')}"
+                )
             pending = [e for e in pending if e["Id"] in failed]
             if not pending:
                 break
@@ -64,7 +77,7 @@ class SqsEventQueue:
             {
                 "Id": str(i),
                 "MessageBody": ev.to_json(),
-                "MessageGroupId": dedup_id(ev.profile_id)[:64] if len(ev.profile_id) > 128 else ev.profile_id,
+                "MessageGroupId": message_group_id(ev.profile_id),
                 # SQS drops a retried send of the same messageId within 5 minutes; the
                 # profile's fingerprints cover the rest of the 24 h dedup window.
                 "MessageDeduplicationId": dedup_id(f"{ev.profile_id}\x00{ev.message_id}"),
@@ -84,7 +97,9 @@ class SqsDeadLetters:
             MessageBody=body,
             MessageGroupId=group_id or "poison",
             MessageDeduplicationId=dedup_id(body),
-            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"}},
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason[:1000] or "unknown"}
+            },
         )
 
 
@@ -97,7 +112,7 @@ class SqsActionQueue:
             {
                 "Id": str(i),
                 "MessageBody": json.dumps(a, separators=(",", ":"), default=str),
-                "MessageGroupId": str(a["user_id"]),
+                "MessageGroupId": message_group_id(str(a["user_id"])),
                 "MessageDeduplicationId": dedup_id(str(a["action_id"])),
             }
             for i, a in enumerate(actions)

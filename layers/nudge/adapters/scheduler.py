@@ -27,7 +27,11 @@ RETRY_POLICY = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
 
 
 def sibling(name: str) -> str:
-    return name[: -len(ALT_SUFFIX)] if name.endswith(ALT_SUFFIX) else name[: 64 - len(ALT_SUFFIX)] + ALT_SUFFIX
+    return (
+        name[: -len(ALT_SUFFIX)]
+        if name.endswith(ALT_SUFFIX)
+        else name[: 64 - len(ALT_SUFFIX)] + ALT_SUFFIX
+    )
 
 
 def at_expression(due: datetime) -> str:

@@ -41,7 +41,9 @@ class SettableClock:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         with self._lock:
-            current = self._frozen_at if self._frozen_at is not None else self._wall.now() + self._offset
+            current = (
+                self._frozen_at if self._frozen_at is not None else self._wall.now() + self._offset
+            )
             if when < current - timedelta(milliseconds=1):
                 raise ClockMovedBackwardsError(
                     f"the clock is at {current.isoformat()}; it cannot move back to {when.isoformat()}"

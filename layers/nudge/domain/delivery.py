@@ -201,14 +201,22 @@ def resolve_channel(profile: Profile, action: Mapping[str, Any]) -> tuple[str, s
     return None
 
 
-def recommendations(profile: Profile, limit: int = 4, exclude: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+def recommendations(
+    profile: Profile, limit: int = 4, exclude: frozenset[str] = frozenset()
+) -> list[dict[str, Any]]:
     """Items the user looked at and has neither in the cart nor bought, most recent first."""
     in_cart = {i["product_id"] for i in profile.cart_items()} | exclude
     seen: list[dict[str, Any]] = []
     for item_id, code, _t in profile.recent_items:
-        if item_id in in_cart or item_id in profile.bought or any(s["item_id"] == item_id for s in seen):
+        if (
+            item_id in in_cart
+            or item_id in profile.bought
+            or any(s["item_id"] == item_id for s in seen)
+        ):
             continue
-        seen.append({"item_id": item_id, "event": {v: k for k, v in ITEM_CODES.items()}[code], "score": 1.0})
+        seen.append(
+            {"item_id": item_id, "event": {v: k for k, v in ITEM_CODES.items()}[code], "score": 1.0}
+        )
         if len(seen) >= limit:
             break
     n = len(seen)
@@ -217,8 +225,9 @@ def recommendations(profile: Profile, limit: int = 4, exclude: frozenset[str] = 
     return seen
 
 
-def variables(profile: Profile, action: Mapping[str, Any], channel: str, *, unsubscribe_url: str,
-              app_url: str) -> dict[str, Any]:
+def variables(
+    profile: Profile, action: Mapping[str, Any], channel: str, *, unsubscribe_url: str, app_url: str
+) -> dict[str, Any]:
     """The template variables (nudge.domain.templates' contract) for one action."""
     ctx = action.get("context") or {}
     return build_variables(
@@ -230,7 +239,8 @@ def variables(profile: Profile, action: Mapping[str, Any], channel: str, *, unsu
         cart=profile.cart_items(),
         product=ctx.get("product"),
         recommendations=recommendations(
-            profile, exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"}
+            profile,
+            exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
         ),
         unsubscribe_url=unsubscribe_url if channel == "email" else "",
         variant=action.get("variant"),
@@ -256,19 +266,34 @@ def deliver_action(
     entries = ports.log.entries(user_id)
     existing = next((e for e in entries if e.action_id == action_id), None)
     base = DeliveryEntry(
-        user_id=user_id, action_id=action_id, trigger_id=trigger_id,
-        channel=str((action.get("action") or {}).get("channel") or "inapp"), status="", reason="", at=now,
-        fired_at=fired_at, priority=int(action.get("priority") or 0), variant=action.get("variant"),
+        user_id=user_id,
+        action_id=action_id,
+        trigger_id=trigger_id,
+        channel=str((action.get("action") or {}).get("channel") or "inapp"),
+        status="",
+        reason="",
+        at=now,
+        fired_at=fired_at,
+        priority=int(action.get("priority") or 0),
+        variant=action.get("variant"),
     )
     if existing is not None:
         if existing.status in FINAL:
             return existing  # a redelivery: already decided
         if existing.status == "sending":
-            failed = replace(existing, status="failed", at=now,
-                             reason="interrupted: an earlier attempt may have sent it; not sent again")
+            failed = replace(
+                existing,
+                status="failed",
+                at=now,
+                reason="interrupted: an earlier attempt may have sent it; not sent again",
+            )
             ports.log.record(failed, expect=frozenset({"sending"}))
             return failed
-        if existing.status == "deferred" and existing.defer_until and now + DEFER_TOLERANCE < existing.defer_until:
+        if (
+            existing.status == "deferred"
+            and existing.defer_until
+            and now + DEFER_TOLERANCE < existing.defer_until
+        ):
             return existing  # an early duplicate of a deferred action
         base = replace(base, channel=existing.channel)
     open_states: frozenset[str | None] = frozenset({None, "deferred"})
@@ -298,16 +323,33 @@ def deliver_action(
         for e in entries
         if e.status == "sent" and e.action_id != action_id
     ] + list(history_extra)
-    suppressed = frozenset({"email"}) if channel == "email" and ports.suppressions.is_suppressed(to) else frozenset()
+    suppressed = (
+        frozenset({"email"})
+        if channel == "email" and ports.suppressions.is_suppressed(to)
+        else frozenset()
+    )
     if channel == "sms" and ports.suppressions.is_suppressed(to):
         suppressed = frozenset({"sms"})
-    prefs = UserPrefs(timezone=profile.traits.get("timezone") if isinstance(profile.traits.get("timezone"), str) else None,
-                      opted_out=opted_out(profile), suppressed_channels=suppressed)
-    verdict = decide(candidate_of(action, channel), history=history, prefs=prefs, now=now,
-                     config=ports.fatigue, competing=competing)
+    prefs = UserPrefs(
+        timezone=profile.traits.get("timezone")
+        if isinstance(profile.traits.get("timezone"), str)
+        else None,
+        opted_out=opted_out(profile),
+        suppressed_channels=suppressed,
+    )
+    verdict = decide(
+        candidate_of(action, channel),
+        history=history,
+        prefs=prefs,
+        now=now,
+        config=ports.fatigue,
+        competing=competing,
+    )
     if verdict.status == "deferred":
         assert verdict.defer_until is not None
-        ports.deferrer.defer({**action, "deferred_until": iso(verdict.defer_until)}, verdict.defer_until)
+        ports.deferrer.defer(
+            {**action, "deferred_until": iso(verdict.defer_until)}, verdict.defer_until
+        )
         return final("deferred", verdict.reason, defer_until=verdict.defer_until)
     if verdict.status != "send":
         return final(verdict.status, verdict.reason)
@@ -315,20 +357,35 @@ def deliver_action(
     unsubscribe = ports.unsubscribe_url(profile.user_id, channel)
     template = str((action.get("action") or {}).get("template") or trigger_id)
     try:
-        rendered = ports.renderer.render(template, channel, variables(
-            profile, action, channel, unsubscribe_url=unsubscribe, app_url=ports.app_url))
+        rendered = ports.renderer.render(
+            template,
+            channel,
+            variables(profile, action, channel, unsubscribe_url=unsubscribe, app_url=ports.app_url),
+        )
     except NudgeError as err:
         final("failed", f"template: {err.message}")
         raise
     message = Outbound(
-        user_id=profile.user_id, action_id=action_id, trigger_id=trigger_id, channel=channel, to=to,
-        subject=getattr(rendered, "subject", None), html=getattr(rendered, "html", None),
-        text=getattr(rendered, "text", None), title=getattr(rendered, "title", None),
-        body=getattr(rendered, "body", None), cta=getattr(rendered, "cta", None),
+        user_id=profile.user_id,
+        action_id=action_id,
+        trigger_id=trigger_id,
+        channel=channel,
+        to=to,
+        subject=getattr(rendered, "subject", None),
+        html=getattr(rendered, "html", None),
+        text=getattr(rendered, "text", None),
+        title=getattr(rendered, "title", None),
+        body=getattr(rendered, "body", None),
+        cta=getattr(rendered, "cta", None),
         cta_url=getattr(rendered, "cta_url", None),
-        unsubscribe_url=unsubscribe if channel == "email" else None, variant=action.get("variant"),
-        headers={"List-Unsubscribe": f"<{unsubscribe}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
-        if channel == "email" else {},
+        unsubscribe_url=unsubscribe if channel == "email" else None,
+        variant=action.get("variant"),
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        if channel == "email"
+        else {},
         at=now,
     )
     claim = replace(base, status="sending", reason="claimed", at=now, to=to)
@@ -344,27 +401,42 @@ def deliver_action(
         # the device is gone: forget it and deliver on the fallback channel instead
         ports.log.release(user_id, action_id)
         ports.forget_device(profile.user_id, err.endpoint)
-        return deliver_action(action, now=now, ports=ports, competing=competing, history_extra=history_extra)
+        return deliver_action(
+            action, now=now, ports=ports, competing=competing, history_extra=history_extra
+        )
     except PermanentSendError as err:
         failed = replace(claim, status="failed", reason=f"send: {err.message}", at=now)
         ports.log.record(failed, expect=frozenset({"sending"}))
         raise
-    sent = replace(claim, status="sent", reason="ok", at=now, provider_id=provider_id,
-                   subject=message.subject or message.title,
-                   body=(message.text or message.body or "")[:500])
+    sent = replace(
+        claim,
+        status="sent",
+        reason="ok",
+        at=now,
+        provider_id=provider_id,
+        subject=message.subject or message.title,
+        body=(message.text or message.body or "")[:500],
+    )
     ports.log.record(sent, expect=frozenset({"sending"}))
     return sent
 
 
 def order_actions(actions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """A user's actions of one batch, highest priority first (then fired first)."""
-    return sorted(actions, key=lambda a: (-int(a.get("priority") or 0), str(a.get("at") or ""), str(a["action_id"])))
+    return sorted(
+        actions,
+        key=lambda a: (-int(a.get("priority") or 0), str(a.get("at") or ""), str(a["action_id"])),
+    )
 
 
 def sent_as_history(entry: DeliveryEntry) -> list[Sent]:
     if entry.status != "sent":
         return []
-    return [Sent(at=entry.at, channel=entry.channel, trigger_id=entry.trigger_id, priority=entry.priority)]
+    return [
+        Sent(
+            at=entry.at, channel=entry.channel, trigger_id=entry.trigger_id, priority=entry.priority
+        )
+    ]
 
 
 def deliveries_view(entries: Sequence[DeliveryEntry]) -> dict[str, Any]:
@@ -398,7 +470,7 @@ def deliver_batch(
                 break
             except NudgeError as err:  # template error, permanent send failure
                 result.dead_lettered.append((action, f"{err.code}: {err.message}"))
-            except Exception as err:  # noqa: BLE001 - anything else is retried by the queue
+            except Exception as err:
                 result.failed_users[user_id] = err
                 break
     return result

@@ -18,7 +18,12 @@ def addresses_to_suppress(notification: dict[str, Any]) -> list[tuple[str, str]]
             return []
         for r in bounce.get("bouncedRecipients") or []:
             if isinstance(r, dict) and r.get("emailAddress"):
-                out.append((str(r["emailAddress"]).lower(), f"bounce:{bounce.get('bounceSubType', 'General')}"))
+                out.append(
+                    (
+                        str(r["emailAddress"]).lower(),
+                        f"bounce:{bounce.get('bounceSubType', 'General')}",
+                    )
+                )
     elif kind == "Complaint":
         complaint = notification.get("complaint") or {}
         for r in complaint.get("complainedRecipients") or []:

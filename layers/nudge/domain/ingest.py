@@ -10,6 +10,7 @@ import base64
 import binascii
 import gzip
 import hashlib
+import io
 import json
 import threading
 import time
@@ -78,7 +79,7 @@ def decode_body(body: bytes, *, content_encoding: str | None, limit: int) -> Any
                 if not inflater.eof and len(body) <= MAX_DECOMPRESSED_BYTES:
                     raise zlib.error("truncated stream")
             else:
-                with gzip.GzipFile(fileobj=_BytesReader(body)) as f:
+                with gzip.GzipFile(fileobj=io.BytesIO(body)) as f:
                     body = f.read(MAX_DECOMPRESSED_BYTES + 1)
         except (OSError, EOFError, zlib.error) as err:
             raise InvalidJsonError(f"body is not valid {encoding}: {err}") from None
@@ -95,17 +96,6 @@ def decode_body(body: bytes, *, content_encoding: str | None, limit: int) -> Any
         # Python's digit limit; RecursionError, arrays or objects nested too deep
         message = "nested too deeply" if isinstance(err, RecursionError) else str(err)
         raise InvalidJsonError(f"request body is not valid JSON: {message}") from None
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self._data, self._pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self._data) if n is None or n < 0 else self._pos + n
-        chunk = self._data[self._pos : end]
-        self._pos += len(chunk)
-        return chunk
 
 
 @dataclass
@@ -141,7 +131,9 @@ def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestRe
         if not items:
             raise ValidationFailedError("the batch is empty")
         ctx = payload.get("context") if isinstance(payload.get("context"), dict) else None
-        integ = payload.get("integrations") if isinstance(payload.get("integrations"), dict) else None
+        integ = (
+            payload.get("integrations") if isinstance(payload.get("integrations"), dict) else None
+        )
         sent_at = _parse_time(payload.get("sentAt"))
         for i, item in enumerate(items):
             try:
@@ -164,7 +156,11 @@ def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestRe
             )
         return result
 
-    size = len(json.dumps(payload, separators=(",", ":"), default=str, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    size = len(
+        json.dumps(payload, separators=(",", ":"), default=str, ensure_ascii=False).encode(
+            "utf-8", "surrogatepass"
+        )
+    )
     if size > MAX_EVENT_BYTES:
         raise PayloadTooLargeError(f"event is over the {MAX_EVENT_BYTES // 1024} KB limit")
     try:
@@ -189,7 +185,9 @@ def authenticate_write(
     """Returns the hash of the write key that authenticated the request."""
     key = basic_auth_user(authorization) or body_write_key
     if not key:
-        raise UnauthorizedError("missing write key: use HTTP Basic auth with the write key as user name")
+        raise UnauthorizedError(
+            "missing write key: use HTTP Basic auth with the write key as user name"
+        )
     digest = hash_key(key)
     if keys.kind_of(digest) != "write":
         raise UnauthorizedError("invalid write key")
@@ -204,7 +202,8 @@ class RateLimiter:
 
     def __init__(self, rate_per_second: float, burst: float | None = None) -> None:
         self.rate = float(rate_per_second)
-        self.burst = float(burst if burst is not None else rate_per_second)
+        # at least one request: a rate under 1/s must still let a request through
+        self.burst = float(burst if burst is not None else max(1.0, rate_per_second))
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
@@ -217,7 +216,8 @@ class RateLimiter:
                 self._buckets[key] = (tokens, now)
                 wait = max(1, int((1.0 - tokens) / self.rate + 0.999))
                 raise RateLimitedError(
-                    f"over {self.rate:g} requests per second for this write key", retry_after_seconds=wait
+                    f"over {self.rate:g} requests per second for this write key",
+                    retry_after_seconds=wait,
                 )
             self._buckets[key] = (tokens - 1.0, now)
 

@@ -28,7 +28,9 @@ class Decider(Protocol):
 
     def on_events(self, profile: Profile, events: list[Event], now: datetime) -> Any: ...
 
-    def on_timer(self, profile: Profile, trigger_id: str, key: str | None, now: datetime) -> Any: ...
+    def on_timer(
+        self, profile: Profile, trigger_id: str, key: str | None, now: datetime
+    ) -> Any: ...
 
 
 class Effects(Protocol):
@@ -128,7 +130,7 @@ def _merge_identities(
             profile.absorb(other.profile)
             outcome.merged.append(other_id)
         elif other_id not in profile.anonymous_ids:
-            profile.anonymous_ids = (profile.anonymous_ids + [other_id])[-10:]
+            profile.anonymous_ids = ([*profile.anonymous_ids, other_id])[-10:]
         # a pointer, so that later events carrying only the old id fold in here
         pointer = Profile(user_id=other_id, merged_into=profile.user_id)
         pointers.append(StoredProfile(pointer, other.version if other else None))
@@ -162,7 +164,8 @@ def process_users(
                 user_id,
                 events,
                 now=now,
-                preloaded=preloaded.get(user_id) or _new(user_id),  # absent from the batch read: new
+                preloaded=preloaded.get(user_id)
+                or _new(user_id),  # absent from the batch read: new
                 engine=engine,
                 effects=effects,
             )

@@ -46,7 +46,9 @@ CART_ATTRS = ("name", "price", "category", "image_url", "url")
 
 
 def _cart_attrs(source: dict[str, Any]) -> dict[str, Any]:
-    return {k: source[k] for k in CART_ATTRS if k in source and not isinstance(source[k], (dict, list))}
+    return {
+        k: source[k] for k in CART_ATTRS if k in source and not isinstance(source[k], (dict, list))
+    }
 
 
 def _attrs_rank(attrs: dict[str, Any]) -> str:
@@ -161,7 +163,12 @@ class Profile:
         items = []
         for pid, entry in self.cart.items():
             if entry.get("add", 0) > max(entry.get("rm", 0), self.cart_cleared_at):
-                items.append({"product_id": pid, **{k: v for k, v in entry.items() if k not in ("add", "rm")}})
+                items.append(
+                    {
+                        "product_id": pid,
+                        **{k: v for k, v in entry.items() if k not in ("add", "rm")},
+                    }
+                )
         items.sort(key=lambda i: str(i["product_id"]))
         return items
 
@@ -232,7 +239,12 @@ class Profile:
             if ev.event != PRODUCT_VIEWED:
                 self.page_views += 1
             if self.last_page is None or (t, fp) > (self.last_page["at"], self.last_page["fp"]):
-                self.last_page = {"at": t, "fp": fp, "event": ev.event, "product_id": _product_id(props) if ev.event == PRODUCT_VIEWED else None}
+                self.last_page = {
+                    "at": t,
+                    "fp": fp,
+                    "event": ev.event,
+                    "product_id": _product_id(props) if ev.event == PRODUCT_VIEWED else None,
+                }
         if ev.event == PRODUCT_ADDED:
             self._cart_add(props, t)
         elif ev.event == PRODUCT_REMOVED:
@@ -250,7 +262,7 @@ class Profile:
 
     def _add_anonymous_id(self, anon: str) -> None:
         if anon not in self.anonymous_ids:
-            self.anonymous_ids = (self.anonymous_ids + [anon])[-MAX_ANON_IDS:]
+            self.anonymous_ids = ([*self.anonymous_ids, anon])[-MAX_ANON_IDS:]
 
     def _merge_traits(self, traits: dict[str, Any], t: int, fp: str) -> None:
         for key, value in traits.items():
@@ -341,13 +353,15 @@ class Profile:
         for p in props.get("products") or []:
             pid = _product_id(p) if isinstance(p, dict) else None
             if pid and pid not in self.bought:
-                self.bought = (self.bought + [pid])[-MAX_BOUGHT:]
+                self.bought = ([*self.bought, pid])[-MAX_BOUGHT:]
         self._prune_cart()
 
     def _prune_cart(self) -> None:
         if len(self.cart) <= MAX_CART_ENTRIES:
             return
-        ranked = sorted(self.cart.items(), key=lambda kv: max(kv[1].get("add", 0), kv[1].get("rm", 0)))
+        ranked = sorted(
+            self.cart.items(), key=lambda kv: max(kv[1].get("add", 0), kv[1].get("rm", 0))
+        )
         self.cart = dict(ranked[-MAX_CART_ENTRIES:])
 
     def _recent(self, pid: str, code: str, t: int) -> None:
@@ -395,12 +409,13 @@ class Profile:
         self._prune_cart()
         for pid in other.bought:
             if pid not in self.bought:
-                self.bought = (self.bought + [pid])[-MAX_BOUGHT:]
+                self.bought = ([*self.bought, pid])[-MAX_BOUGHT:]
         for pid, code, t in other.recent_items:
             self._recent(pid, code, t)
         if other.last_page and (
             self.last_page is None
-            or (other.last_page["at"], other.last_page["fp"]) > (self.last_page["at"], self.last_page["fp"])
+            or (other.last_page["at"], other.last_page["fp"])
+            > (self.last_page["at"], self.last_page["fp"])
         ):
             self.last_page = dict(other.last_page)
         for anon in [other.user_id, *other.anonymous_ids]:
@@ -422,18 +437,29 @@ class Profile:
             "triggers": {
                 tid: {
                     "fired": st.get("fired", 0),
-                    "last_fired_at": iso(from_ms(st["last_fired_at"])) if st.get("last_fired_at") else None,
-                    "armed_until": iso(from_ms(st["armed_until"])) if st.get("armed_until") else None,
+                    "last_fired_at": iso(from_ms(st["last_fired_at"]))
+                    if st.get("last_fired_at")
+                    else None,
+                    "armed_until": iso(from_ms(st["armed_until"]))
+                    if st.get("armed_until")
+                    else None,
                 }
                 for tid, st in sorted(self.triggers.items())
             },
             "anonymous_ids": self.anonymous_ids,
-            "sessions": {"count": self.sessions, "duration_seconds": round(self.session_seconds, 3)},
+            "sessions": {
+                "count": self.sessions,
+                "duration_seconds": round(self.session_seconds, 3),
+            },
             "page_views": self.page_views,
             "cart": self.cart_items(),
             "orders": {"count": self.orders, "revenue": round(self.revenue, 2)},
             "recent_items": [
-                {"item_id": i, "event": {v: k for k, v in ITEM_CODES.items()}[c], "at": iso(from_ms(t))}
+                {
+                    "item_id": i,
+                    "event": {v: k for k, v in ITEM_CODES.items()}[c],
+                    "at": iso(from_ms(t)),
+                }
                 for i, c, t in self.recent_items
             ],
         }

@@ -51,12 +51,22 @@ def verify_token(secret: bytes, token: str | None) -> tuple[str, str]:
 
 
 def unsubscribe_url(base_url: str, secret: bytes, user_id: str, channel: str) -> str:
-    return f"{base_url.rstrip('/')}/v1/unsubscribe?token={quote(make_token(secret, user_id, channel))}"
+    return (
+        f"{base_url.rstrip('/')}/v1/unsubscribe?token={quote(make_token(secret, user_id, channel))}"
+    )
 
 
 def confirmation_page(channel: str) -> str:
-    what = "messages" if channel == "all" else {"email": "emails", "sms": "text messages",
-                                                 "push": "push notifications", "inapp": "in-app messages"}[channel]
+    what = (
+        "messages"
+        if channel == "all"
+        else {
+            "email": "emails",
+            "sms": "text messages",
+            "push": "push notifications",
+            "inapp": "in-app messages",
+        }[channel]
+    )
     return (
         "<!doctype html><html lang=en><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width,initial-scale=1'><title>Unsubscribed</title>"

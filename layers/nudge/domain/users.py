@@ -61,7 +61,7 @@ def opt_out(store: ProfileStore, user_id: str, channel: str) -> Profile:
 def add_device(store: ProfileStore, user_id: str, device: dict[str, Any]) -> Profile:
     def change(p: Profile) -> bool:
         devices = [d for d in p.extra.get("devices") or [] if d.get("token") != device["token"]]
-        p.extra["devices"] = (devices + [device])[-MAX_DEVICES:]
+        p.extra["devices"] = ([*devices, device])[-MAX_DEVICES:]
         return True
 
     return update_profile(store, user_id, change)

@@ -41,7 +41,9 @@ class Resources:
     region: str = REGION
     tables: dict[str, str] = field(default_factory=dict)  # logical -> name
     queues: dict[str, str] = field(default_factory=dict)  # name -> url
-    queue_urls: dict[str, str] = field(default_factory=dict)  # logical (events, events-dlq...) -> url
+    queue_urls: dict[str, str] = field(
+        default_factory=dict
+    )  # logical (events, events-dlq...) -> url
     schedule_groups: list[str] = field(default_factory=list)
     scheduler_dlq_arn: str = ""
     scheduler_role_arn: str = f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler"
@@ -97,7 +99,11 @@ def _speed_up_moto_sqs() -> None:
         "approximate_number_of_messages_not_visible",
     ):
         fget = getattr(m.Queue, name).fget
-        setattr(m.Queue, name, property(lambda self, f=fget: f(self) if getattr(_tls, "counts", False) else 0))
+        setattr(
+            m.Queue,
+            name,
+            property(lambda self, f=fget: f(self) if getattr(_tls, "counts", False) else 0),
+        )
     original = m.SQSBackend.get_queue_attributes
 
     def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> Any:
@@ -152,22 +158,31 @@ def provision(endpoint_url: str | None) -> Resources:
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": k.name, "AttributeType": k.type} for k in keys],
             KeySchema=[{"AttributeName": spec.partition_key.name, "KeyType": "HASH"}]
-            + ([{"AttributeName": spec.sort_key.name, "KeyType": "RANGE"}] if spec.sort_key else []),
+            + (
+                [{"AttributeName": spec.sort_key.name, "KeyType": "RANGE"}] if spec.sort_key else []
+            ),
         )
         if spec.ttl_attribute:
             ddb.update_time_to_live(
-                TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute}
+                TableName=name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
             )
         res.tables[spec.logical] = name
         res.table_env[spec.env_var] = name
 
     sqs = boto3.client("sqs", **kw)
-    for logical, max_receive in ((C.EVENTS_QUEUE, C.EVENTS_MAX_RECEIVE_COUNT), (C.ACTIONS_QUEUE, C.ACTIONS_MAX_RECEIVE_COUNT)):
+    for logical, max_receive in (
+        (C.EVENTS_QUEUE, C.EVENTS_MAX_RECEIVE_COUNT),
+        (C.ACTIONS_QUEUE, C.ACTIONS_MAX_RECEIVE_COUNT),
+    ):
         dlq_name = C.local_queue_name(logical, dlq=True)
         dlq_url = sqs.create_queue(
-            QueueName=dlq_name, Attributes={"FifoQueue": "true", "MessageRetentionPeriod": "1209600"}
+            QueueName=dlq_name,
+            Attributes={"FifoQueue": "true", "MessageRetentionPeriod": "1209600"},
         )["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
         import json
 
         url = sqs.create_queue(
@@ -175,17 +190,23 @@ def provision(endpoint_url: str | None) -> Resources:
             Attributes={
                 "FifoQueue": "true",
                 "VisibilityTimeout": str(C.EVENTS_VISIBILITY_TIMEOUT_S),
-                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive}
+                ),
             },
         )["QueueUrl"]
         res.queue_urls[logical] = url
-        res.queue_arns[logical] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        res.queue_arns[logical] = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
         res.queue_urls[logical + "-dlq"] = dlq_url
         res.queues[C.local_queue_name(logical)] = url
         res.queues[dlq_name] = dlq_url
     sched_dlq = sqs.create_queue(QueueName="nudge-scheduler-dlq")["QueueUrl"]
     res.queues["nudge-scheduler-dlq"] = sched_dlq
-    res.scheduler_dlq_arn = sqs.get_queue_attributes(QueueUrl=sched_dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    res.scheduler_dlq_arn = sqs.get_queue_attributes(
+        QueueUrl=sched_dlq, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
 
     scheduler = boto3.client("scheduler", **kw)
     scheduler.create_schedule_group(Name=C.SCHEDULE_GROUP)

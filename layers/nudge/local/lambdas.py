@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
 from nudge.local.emulation import ACCOUNT, REGION
 
@@ -83,7 +84,14 @@ class Function:
 
 
 def http_event(
-    *, method: str, path: str, query: str, headers: dict[str, str], body: bytes, source_ip: str, now_ms: int
+    *,
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
+    body: bytes,
+    source_ip: str,
+    now_ms: int,
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload format 2.0) request event."""
     lower = {k.lower(): v for k, v in headers.items()}

@@ -24,7 +24,9 @@ def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
     log = _log_by_provider_id()
     out: list[dict[str, Any]] = []
 
-    def entry(channel: str, provider_id: str, to: str, subject: str | None, body: str) -> dict[str, Any]:
+    def entry(
+        channel: str, provider_id: str, to: str, subject: str | None, body: str
+    ) -> dict[str, Any]:
         row = log.get(provider_id)
         return {
             "channel": channel,
@@ -44,7 +46,15 @@ def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
         out.append(entry("email", m.get("id", ""), to, m.get("subject"), m.get("body") or ""))
     sns = data.get("sns") or {}
     for m in sns.get("SMS", []):
-        out.append(entry("sms", m.get("message_id", ""), m.get("phone_number", ""), None, m.get("message", "")))
+        out.append(
+            entry(
+                "sms",
+                m.get("message_id", ""),
+                m.get("phone_number", ""),
+                None,
+                m.get("message", ""),
+            )
+        )
     for ep in sns.get("PlatformEndpoint", []):
         for message_id, raw in (ep.get("messages") or {}).items():
             title, body = None, raw

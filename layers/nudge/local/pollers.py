@@ -20,20 +20,27 @@ log = logging.getLogger("nudge.local")
 
 class QueuePoller:
     def __init__(
-        self, *, queue_url: str, function: Function, endpoint_url: str, batch_size: int = 10, workers: int = 1
+        self,
+        *,
+        queue_url: str,
+        function: Function,
+        endpoint_url: str,
+        batch_size: int = 10,
+        workers: int = 1,
     ) -> None:
         self.queue_url = queue_url
         self.function = function
         self.batch_size = batch_size
         self._sqs = boto3.client("sqs", endpoint_url=endpoint_url, region_name=REGION)
-        self.queue_arn = self._sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
+        self.queue_arn = self._sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
         self._stop = threading.Event()
         self._busy = 0
         self._busy_lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._run, name=f"poller-{function.name}-{i}", daemon=True) for i in range(workers)
+            threading.Thread(target=self._run, name=f"poller-{function.name}-{i}", daemon=True)
+            for i in range(workers)
         ]
         self.batches = 0
         self.failures = 0
@@ -97,7 +104,9 @@ class QueuePoller:
         if done:
             self._sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)
+                ],
             )
         retry = [m for m in messages if m["MessageId"] in failed]
         if retry:
@@ -110,7 +119,10 @@ class QueuePoller:
                     {
                         "Id": str(i),
                         "ReceiptHandle": m["ReceiptHandle"],
-                        "VisibilityTimeout": min(2, int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))) - 1,
+                        "VisibilityTimeout": min(
+                            2, int(m.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+                        )
+                        - 1,
                     }
                     for i, m in enumerate(retry)
                 ],
@@ -121,7 +133,9 @@ class QueuePoller:
             QueueUrl=self.queue_url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
-        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+        return int(attrs["ApproximateNumberOfMessages"]) + int(
+            attrs["ApproximateNumberOfMessagesNotVisible"]
+        )
 
 
 def settle(pollers: list[QueuePoller], timeout_s: float = 60.0) -> bool:

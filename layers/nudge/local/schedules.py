@@ -9,6 +9,7 @@ payload goes to the scheduler dead-letter queue (the target's DeadLetterConfig).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from datetime import datetime
@@ -52,10 +53,8 @@ class ScheduleReader:
         return out
 
     def delete(self, name: str) -> None:
-        try:
+        with contextlib.suppress(self.client.exceptions.ResourceNotFoundException):
             self.client.delete_schedule(Name=name, GroupName=self.group)
-        except self.client.exceptions.ResourceNotFoundException:
-            pass
         self._cache.pop(name, None)
 
 
@@ -95,9 +94,14 @@ def _send_to_queue(local: Any, target: dict[str, Any], schedule_name: str) -> No
     target's MessageGroupId, deduplicated per schedule)."""
     queue_name = target["Arn"].rsplit(":", 1)[1]
     sqs = boto3.client("sqs", endpoint_url=local.resources.endpoint_url, region_name=REGION)
-    params: dict[str, Any] = {"QueueUrl": local.resources.queues[queue_name], "MessageBody": target.get("Input") or "{}"}
+    params: dict[str, Any] = {
+        "QueueUrl": local.resources.queues[queue_name],
+        "MessageBody": target.get("Input") or "{}",
+    }
     if queue_name.endswith(".fifo"):
-        params["MessageGroupId"] = (target.get("SqsParameters") or {}).get("MessageGroupId") or schedule_name
+        params["MessageGroupId"] = (target.get("SqsParameters") or {}).get(
+            "MessageGroupId"
+        ) or schedule_name
         params["MessageDeduplicationId"] = schedule_name
     sqs.send_message(**params)
 

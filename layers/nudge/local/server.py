@@ -21,12 +21,20 @@ from urllib.parse import urlsplit
 from nudge import constants as C
 from nudge import runtime
 from nudge.domain.clock import SettableClock, iso, to_ms
-from nudge.local.emulation import Resources, ensure_free, provision, set_fake_credentials, start_moto
+from nudge.local.emulation import (
+    Resources,
+    ensure_free,
+    provision,
+    set_fake_credentials,
+    start_moto,
+)
 from nudge.local.lambdas import Function, http_event, repo_root
 from nudge.local.pollers import QueuePoller, settle
 
 log = logging.getLogger("nudge.local")
-INGEST_PATHS = {f"/v1/{k}" for k in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")}
+INGEST_PATHS = {
+    f"/v1/{k}" for k in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
+}
 
 
 @dataclass
@@ -148,20 +156,26 @@ class LocalMode:
                 try:
                     seconds = float(body["advance_seconds"])
                 except (TypeError, ValueError):
-                    raise LocalError(400, "bad_request", "advance_seconds must be a number") from None
+                    raise LocalError(
+                        400, "bad_request", "advance_seconds must be a number"
+                    ) from None
                 if seconds < 0:
                     raise LocalError(409, "clock_backwards", "the clock only moves forward")
                 from datetime import timedelta
 
                 target = now + timedelta(seconds=seconds)
             else:
-                raise LocalError(400, "bad_request", 'send {"set": ISO-8601} or {"advance_seconds": N}')
+                raise LocalError(
+                    400, "bad_request", 'send {"set": ISO-8601} or {"advance_seconds": N}'
+                )
             if target.tzinfo is None:
                 from datetime import UTC
 
                 target = target.replace(tzinfo=UTC)
             if target < now:
-                raise LocalError(409, "clock_backwards", f"the clock is at {iso(now)}; it only moves forward")
+                raise LocalError(
+                    409, "clock_backwards", f"the clock is at {iso(now)}; it only moves forward"
+                )
             self.settle()
             fired = self.fire_due(target)
             # time ran on while the schedules fired: never step back over it
@@ -193,13 +207,31 @@ class LocalMode:
         return {"messages": read_outbox(self.resources.endpoint_url)}
 
     # ---- request dispatch --------------------------------------------------------------
-    def dispatch(self, method: str, path: str, query: str, headers: dict[str, str], body: bytes,
-                 client_ip: str) -> tuple[int, dict[str, str], bytes]:
+    def dispatch(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        client_ip: str,
+    ) -> tuple[int, dict[str, str], bytes]:
         if path.startswith("/_local/"):
             return self._local(method, path, body)
-        fn = self.functions[C.FN_INGEST] if (method == "POST" and path in INGEST_PATHS) else self.functions[C.FN_API]
-        event = http_event(method=method, path=path, query=query, headers=headers, body=body,
-                           source_ip=client_ip, now_ms=to_ms(self.clock.now()))
+        fn = (
+            self.functions[C.FN_INGEST]
+            if (method == "POST" and path in INGEST_PATHS)
+            else self.functions[C.FN_API]
+        )
+        event = http_event(
+            method=method,
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            source_ip=client_ip,
+            now_ms=to_ms(self.clock.now()),
+        )
         result = fn.invoke(event)
         status = int(result.get("statusCode", 200))
         out_headers = {k: str(v) for k, v in (result.get("headers") or {}).items()}
@@ -238,9 +270,11 @@ class LocalMode:
                 return ok(self.outbox())
             raise LocalError(404, "not_found", f"no local route {method} {path}")
         except LocalError as err:
-            return err.status, {"Content-Type": "application/json"}, json.dumps(
-                {"error": err.code, "message": err.message, "details": []}
-            ).encode()
+            return (
+                err.status,
+                {"Content-Type": "application/json"},
+                json.dumps({"error": err.code, "message": err.message, "details": []}).encode(),
+            )
 
 
 def _make_handler(local: LocalMode) -> type[BaseHTTPRequestHandler]:
@@ -250,7 +284,7 @@ def _make_handler(local: LocalMode) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             if local.config.verbose:
-                sys.stderr.write("%s - %s\n" % (self.address_string(), format % args))
+                sys.stderr.write(f"{self.address_string()} - {format % args}\n")
 
         def _body(self) -> bytes:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
@@ -271,21 +305,37 @@ def _make_handler(local: LocalMode) -> type[BaseHTTPRequestHandler]:
             try:
                 body = self._body()
             except (ValueError, OSError):
-                self._send(400, {"Content-Type": "application/json"},
-                           b'{"error":"bad_request","message":"unreadable body","details":[]}')
+                self._send(
+                    400,
+                    {"Content-Type": "application/json"},
+                    b'{"error":"bad_request","message":"unreadable body","details":[]}',
+                )
                 return
             parts = urlsplit(self.path)
             try:
                 status, headers, data = local.dispatch(
-                    self.command, parts.path, parts.query, dict(self.headers.items()), body, self.client_address[0]
+                    self.command,
+                    parts.path,
+                    parts.query,
+                    dict(self.headers.items()),
+                    body,
+                    self.client_address[0],
                 )
             except Exception as err:  # a 5xx is a bug: say so loudly
                 log.exception("unhandled error")
                 status, headers = 500, {"Content-Type": "application/json"}
-                data = json.dumps({"error": "internal", "message": repr(err), "details": []}).encode()
+                data = json.dumps(
+                    {"error": "internal", "message": repr(err), "details": []}
+                ).encode()
             self._send(status, headers, data)
             if local.config.verbose:
-                log.info("%s %s -> %s (%.1f ms)", self.command, self.path, status, (time.perf_counter() - started) * 1000)
+                log.info(
+                    "%s %s -> %s (%.1f ms)",
+                    self.command,
+                    self.path,
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
 
         def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
             self.send_response(status)
