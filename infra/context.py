@@ -24,7 +24,9 @@ DEFAULT_SENDER_EMAIL = "nudge@example.com"
 SMS_TYPES = ("Transactional", "Promotional")
 
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.I)
-_PLATFORM_APP = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:app/(APNS|APNS_SANDBOX|GCM)/[^/]+$")
+_PLATFORM_APP = re.compile(
+    r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:app/(APNS|APNS_SANDBOX|GCM)/[^/]+$"
+)
 
 
 class ContextError(ValueError):

@@ -161,7 +161,7 @@ class Sending(Construct):
             for arn in endpoints:
                 cdk.Validations.of(self.handler.role).acknowledge(
                     cdk.Acknowledgment(
-                        id=f"AwsSolutions-IAM5[Resource::{arn}x]",
+                        id=f"AwsSolutions-IAM5[Resource::{arn}]",
                         reason=(
                             "Push endpoints are created per device at run time (POST "
                             "/v1/users/{id}/devices), so their ids are unknown at deploy "

@@ -70,7 +70,9 @@ def test_configuration_set_sends_bounces_and_complaints_to_the_feedback_topic(sy
     event = props["EventDestination"]
     assert event["Enabled"] is True
     assert sorted(event["MatchingEventTypes"]) == ["bounce", "complaint"]
-    assert event["SnsDestination"] == {"TopicARN": {"Ref": synth.logical_id(s.email.feedback_topic)}}
+    assert event["SnsDestination"] == {
+        "TopicARN": {"Ref": synth.logical_id(s.email.feedback_topic)}
+    }
 
 
 def test_feedback_topic_is_kms_encrypted_with_a_rotated_key_and_tls_only(synth):
@@ -85,7 +87,9 @@ def test_feedback_topic_is_kms_encrypted_with_a_rotated_key_and_tls_only(synth):
         st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
         for st in statements
     )
-    (ses_publish,) = [st for st in statements if st.get("Principal") == {"Service": "ses.amazonaws.com"}]
+    (ses_publish,) = [
+        st for st in statements if st.get("Principal") == {"Service": "ses.amazonaws.com"}
+    ]
     assert ses_publish["Action"] == "sns:Publish"
     assert "AWS:SourceArn" in ses_publish["Condition"]["StringEquals"]
 
@@ -108,7 +112,11 @@ def test_feedback_function_is_subscribed_to_the_feedback_topic(synth):
     topic = {"Ref": synth.logical_id(s.email.feedback_topic)}
     fn_arn = {"Fn::GetAtt": [synth.logical_id(s.email.function), "Arn"]}
     (subscription,) = synth.resources("AWS::SNS::Subscription").values()
-    assert subscription["Properties"] == {"Protocol": "lambda", "TopicArn": topic, "Endpoint": fn_arn}
+    assert subscription["Properties"] == {
+        "Protocol": "lambda",
+        "TopicArn": topic,
+        "Endpoint": fn_arn,
+    }
     synth.template.has_resource_properties(
         "AWS::Lambda::Permission",
         {
@@ -173,7 +181,9 @@ def test_context_defaults():
 
 def test_context_sender_domain_comes_from_the_address_unless_given():
     assert _context(senderEmail="Shop <hi@Shop.IO>").sender_domain == "shop.io"
-    assert _context(senderEmail="hi@mail.shop.io", senderDomain="shop.io").sender_domain == "shop.io"
+    assert (
+        _context(senderEmail="hi@mail.shop.io", senderDomain="shop.io").sender_domain == "shop.io"
+    )
 
 
 @pytest.mark.parametrize(
@@ -210,7 +220,11 @@ def push_stack(tmp_path_factory):  # type: ignore[no-untyped-def]
     from infra.app import build_app
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    context |= {"apnsApplicationArn": APNS_APP, "fcmApplicationArn": FCM_APP, "appUrl": "https://shop.io"}
+    context |= {
+        "apnsApplicationArn": APNS_APP,
+        "fcmApplicationArn": FCM_APP,
+        "appUrl": "https://shop.io",
+    }
     _, stack = build_app(outdir=str(tmp_path_factory.mktemp("push")), context=context)
     return stack, Template.from_stack(stack).to_json()
 
@@ -242,7 +256,9 @@ def test_with_push_apps_deliver_deletes_their_endpoints_only(push_stack):
     stack, template = push_stack
     deliver = stack.functions[C.FN_DELIVER]
     (st,) = [
-        st for st in _statements(stack, template, deliver.role) if st["Action"] == "sns:DeleteEndpoint"
+        st
+        for st in _statements(stack, template, deliver.role)
+        if st["Action"] == "sns:DeleteEndpoint"
     ]
     assert st["Resource"] == [
         "arn:aws:sns:us-east-1:123456789012:endpoint/APNS/nudge-ios/*",
