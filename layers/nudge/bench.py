@@ -474,6 +474,43 @@ def main(*, json_output: bool = False, quick: bool = False) -> int:
     return 0
 
 
+def _local_sends(s: Any, url: str, users: int) -> dict[str, Any]:
+    """Messages through local mode: each user views one product three times, which fires
+    repeat_product_view at once (push, falling back to the in-app inbox)."""
+    admin = {"Authorization": "Bearer ak_bench"}
+    batch = [{"type": "track", "userId": f"send-{u}", "event": "Product Viewed",
+              "properties": {"product_id": "p-send", "name": "Bench Lamp"}} for u in range(users) for _ in range(3)]
+    t0 = time.perf_counter()
+    for i in range(0, len(batch), CLIENT_BATCH):
+        s.post(f"{url}/v1/batch", json={"batch": batch[i : i + CLIENT_BATCH]}, auth=("wk_bench", "")).raise_for_status()
+    s.post(f"{url}/_local/settle").raise_for_status()
+    took = time.perf_counter() - t0
+    delivered = sum(
+        1 for u in range(users) if s.get(f"{url}/v1/users/send-{u}/messages", headers=admin).json().get("messages")
+    )
+    # latency: the event that completes the trigger accepted → the message in the inbox
+    latencies = []
+    for k in range(5):
+        user = f"latency-{k}"
+        for _ in range(2):
+            s.post(f"{url}/v1/track", json={"userId": user, "event": "Product Viewed",
+                                            "properties": {"product_id": "p-lat"}}, auth=("wk_bench", ""))
+        s.post(f"{url}/_local/settle")
+        t = time.perf_counter()
+        s.post(f"{url}/v1/track", json={"userId": user, "event": "Product Viewed", "properties": {"product_id": "p-lat"}},
+               auth=("wk_bench", ""))
+        while not s.get(f"{url}/v1/users/{user}/messages", headers=admin).json().get("messages"):
+            if time.perf_counter() - t > 30:
+                break
+            time.sleep(0.005)
+        latencies.append(time.perf_counter() - t)
+    return {
+        "inapp_messages": delivered,
+        "sends_per_second": round(delivered / took, 1),
+        "event_to_inapp_latency_ms_p50": round(statistics.median(latencies) * 1000, 1),
+    }
+
+
 def run_local(events: int, users: int = 50) -> dict[str, Any]:
     import socket
     import subprocess
@@ -533,7 +570,9 @@ def run_local(events: int, users: int = 50) -> dict[str, Any]:
         accepted_s = time.perf_counter() - t0
         s.post(f"{url}/_local/settle").raise_for_status()
         settled_s = time.perf_counter() - t0
+        sends = _local_sends(s, url, users=100)
         return {
+            **sends,
             "events": events,
             "startup_s": round(startup_s, 2),
             "accepted_events_per_second": round(events / accepted_s),

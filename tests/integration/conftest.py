@@ -23,6 +23,36 @@ from nudge.local.emulation import Resources, provision
 from nudge.local.lambdas import Function, http_event, sqs_event
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _share_parsed_botocore_models() -> None:
+    """Each test starts a fresh mock_aws, and with it fresh boto3 sessions that would each
+    parse the same service model files again (most of the ~60 ms a client costs to
+    create). The parsed files are shared across sessions here, as each session's own
+    cache already shares them across its clients (botocore treats them as read-only)."""
+    import functools
+
+    import botocore.loaders
+
+    loader = botocore.loaders.Loader
+    if getattr(loader, "_nudge_shared", False):
+        return
+    for name in ("load_service_model", "load_data_with_path", "determine_latest_version"):
+        original = getattr(loader, name)
+        shared: dict[Any, Any] = {}
+
+        def cached(self: Any, *args: Any, _original: Any = original, _shared: dict[Any, Any] = shared,
+                   **kwargs: Any) -> Any:
+            key = (tuple(self.search_paths), args, tuple(sorted(kwargs.items())))
+            if key not in _shared:
+                _shared[key] = _original(self, *args, **kwargs)
+            return _shared[key]
+
+        setattr(loader, name, functools.wraps(original)(cached))
+    loader._nudge_shared = True  # type: ignore[attr-defined]
+
+
+_share_parsed_botocore_models()
 WRITE_KEY = "wk_integration"
 ADMIN_KEY = "ak_integration"
 
@@ -119,15 +149,20 @@ def drain(res: Resources, process: Fn, *, queue: str = C.EVENTS_QUEUE, max_round
 
 
 def queue_messages(res: Resources, logical: str) -> list[dict[str, Any]]:
+    """Every message on the queue, with its attributes; consumes them (a FIFO queue hands
+    out a message group's next messages only once the earlier ones are deleted)."""
     sqs = boto3.client("sqs")
+    url = res.queue_urls[logical]
     out = []
-    for _ in range(20):
-        msgs = sqs.receive_message(QueueUrl=res.queue_urls[logical], MaxNumberOfMessages=10,
+    for _ in range(100):
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
                                    MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
                                    VisibilityTimeout=300).get("Messages", [])
         if not msgs:
             break
         out.extend(msgs)
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
     return out
 
 

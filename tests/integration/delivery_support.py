@@ -4,8 +4,8 @@ profiles, builds action messages as the process function enqueues them, runs the
 through the actions FIFO queue into the deliver function, and reads what left through
 SES and SNS from moto's backends.
 
-Test modules import the fixtures they use from here (kept out of conftest, which other
-capabilities edit)."""
+Test modules import `dx_fixture` (the fixture named `dx`) from here; it is kept out of
+conftest, which other capabilities edit."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ from datetime import datetime
 from typing import Any
 
 import boto3
-import botocore.loaders
-import botocore.session
 import pytest
 from moto.backends import get_backend
-
 from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox
@@ -32,23 +29,41 @@ from nudge.domain.profile import Profile
 from nudge.domain.triggers.engine import action_id
 from nudge.local.emulation import ACCOUNT, REGION, Resources
 from nudge.local.lambdas import sqs_event
+
 from tests.integration.conftest import ADMIN_KEY, Fn, http
 
 PUBLIC_URL = "https://nudge.example.test"
 
 # the default triggers' actions as triggers/default.yaml defines them
 TRIGGERS: dict[str, dict[str, Any]] = {
-    "cart_abandonment": {"action": {"channel": "email", "template": "cart_abandonment"}, "priority": 100,
-                         "cooldown_seconds": 86_400},
-    "inactivity_winback": {"action": {"channel": "email", "template": "inactivity_winback"}, "priority": 20,
-                           "cooldown_seconds": 86_400},
-    "repeat_product_view": {"action": {"channel": "push", "template": "repeat_product_view", "fallback": "inapp"},
-                            "priority": 50, "cooldown_seconds": 86_400},
-    "product_dwell_upsell": {"action": {"channel": "inapp", "template": "product_dwell_upsell"}, "priority": 30,
-                             "cooldown_seconds": 21_600},
+    "cart_abandonment": {
+        "action": {"channel": "email", "template": "cart_abandonment"},
+        "priority": 100,
+        "cooldown_seconds": 86_400,
+    },
+    "inactivity_winback": {
+        "action": {"channel": "email", "template": "inactivity_winback"},
+        "priority": 20,
+        "cooldown_seconds": 86_400,
+    },
+    "repeat_product_view": {
+        "action": {"channel": "push", "template": "repeat_product_view", "fallback": "inapp"},
+        "priority": 50,
+        "cooldown_seconds": 86_400,
+    },
+    "product_dwell_upsell": {
+        "action": {"channel": "inapp", "template": "product_dwell_upsell"},
+        "priority": 30,
+        "cooldown_seconds": 21_600,
+    },
 }
 
-SHOE = {"product_id": "p-trail", "name": "Trail Runner 2", "price": 89.0, "url": "https://shop.example/p-trail"}
+SHOE = {
+    "product_id": "p-trail",
+    "name": "Trail Runner 2",
+    "price": 89.0,
+    "url": "https://shop.example/p-trail",
+}
 
 
 @dataclass
@@ -63,8 +78,15 @@ class Delivery:
     _episodes: int = 0
 
     # ---- users -----------------------------------------------------------------------
-    def seed(self, user_id: str, *, email: str | None = "ana@example.com", timezone: str | None = None,
-             cart: Sequence[dict[str, Any]] = (SHOE,), **traits: Any) -> Profile:
+    def seed(
+        self,
+        user_id: str,
+        *,
+        email: str | None = "ana@example.com",
+        timezone: str | None = None,
+        cart: Sequence[dict[str, Any]] = (SHOE,),
+        **traits: Any,
+    ) -> Profile:
         """A profile as the process function would have stored it (traits, a cart)."""
         all_traits: dict[str, Any] = {"first_name": "Ana", **traits}
         if email is not None:
@@ -75,7 +97,12 @@ class Delivery:
         profile = Profile(user_id, traits=all_traits, first_seen=t, last_seen=t)
         for item in cart:
             pid = item["product_id"]
-            profile.cart[pid] = {"add": t, "rm": 0, "qty": 1, **{k: v for k, v in item.items() if k != "product_id"}}
+            profile.cart[pid] = {
+                "add": t,
+                "rm": 0,
+                "qty": 1,
+                **{k: v for k, v in item.items() if k != "product_id"},
+            }
         DynamoProfileStore().save(StoredProfile(profile, None))
         return profile
 
@@ -85,13 +112,28 @@ class Delivery:
         return stored.profile
 
     # ---- actions ---------------------------------------------------------------------
-    def action(self, user_id: str, trigger_id: str = "cart_abandonment", *, channel: str | None = None,
-               template: str | None = None, fallback: str | None = None, priority: int | None = None,
-               cooldown_seconds: int | None = None, at: datetime | None = None,
-               product: dict[str, Any] | None = SHOE) -> dict[str, Any]:
+    def action(
+        self,
+        user_id: str,
+        trigger_id: str = "cart_abandonment",
+        *,
+        channel: str | None = None,
+        template: str | None = None,
+        fallback: str | None = None,
+        priority: int | None = None,
+        cooldown_seconds: int | None = None,
+        at: datetime | None = None,
+        product: dict[str, Any] | None = SHOE,
+    ) -> dict[str, Any]:
         """An action message as nudge.adapters.effects.action_message builds it."""
-        spec = TRIGGERS.get(trigger_id, {"action": {"channel": "inapp", "template": trigger_id},
-                                         "priority": 10, "cooldown_seconds": 86_400})
+        spec = TRIGGERS.get(
+            trigger_id,
+            {
+                "action": {"channel": "inapp", "template": trigger_id},
+                "priority": 10,
+                "cooldown_seconds": 86_400,
+            },
+        )
         action = dict(spec["action"])
         if channel is not None:
             action["channel"] = channel
@@ -113,9 +155,14 @@ class Delivery:
             "action_id": action_id(user_id, trigger_id, key, episode),
             "action": action,
             "priority": spec["priority"] if priority is None else priority,
-            "cooldown_seconds": spec["cooldown_seconds"] if cooldown_seconds is None else cooldown_seconds,
-            "context": {"event": "Product Added", "properties": dict(product or {}),
-                        **({"product": dict(product)} if product else {})},
+            "cooldown_seconds": spec["cooldown_seconds"]
+            if cooldown_seconds is None
+            else cooldown_seconds,
+            "context": {
+                "event": "Product Added",
+                "properties": dict(product or {}),
+                **({"product": dict(product)} if product else {}),
+            },
             "enqueued_at": iso(fired),
         }
 
@@ -132,16 +179,24 @@ class Delivery:
         """As the process function's SqsActionQueue sends them (group = user)."""
         sqs = boto3.client("sqs", region_name=REGION)
         for a in actions:
-            sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(a, separators=(",", ":")),
-                             MessageGroupId=str(a["user_id"]), MessageDeduplicationId=str(a["action_id"]))
+            sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=json.dumps(a, separators=(",", ":")),
+                MessageGroupId=str(a["user_id"]),
+                MessageDeduplicationId=str(a["action_id"]),
+            )
 
     def receive(self) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name=REGION)
         out: list[dict[str, Any]] = []
         for _ in range(5):
-            msgs = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10,
-                                       MessageSystemAttributeNames=["All"], MessageAttributeNames=["All"],
-                                       VisibilityTimeout=30).get("Messages", [])
+            msgs = sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=10,
+                MessageSystemAttributeNames=["All"],
+                MessageAttributeNames=["All"],
+                VisibilityTimeout=30,
+            ).get("Messages", [])
             if not msgs:
                 break
             out.extend(msgs)
@@ -169,8 +224,12 @@ class Delivery:
 
     def dlq(self) -> list[dict[str, Any]]:
         sqs = boto3.client("sqs", region_name=REGION)
-        return sqs.receive_message(QueueUrl=self.res.queue_urls[C.ACTIONS_QUEUE + "-dlq"], MaxNumberOfMessages=10,
-                                   MessageAttributeNames=["All"], VisibilityTimeout=300).get("Messages", [])
+        return sqs.receive_message(
+            QueueUrl=self.res.queue_urls[C.ACTIONS_QUEUE + "-dlq"],
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            VisibilityTimeout=300,
+        ).get("Messages", [])
 
     # ---- what was sent and logged ----------------------------------------------------
     def emails(self) -> list[Any]:
@@ -202,41 +261,29 @@ class Delivery:
     def get(self, path: str, *, key: str = ADMIN_KEY, query: str = "") -> tuple[int, Any]:
         return self._call("GET", path, key=key, query=query)
 
-    def post(self, path: str, body: Any = None, *, key: str | None = ADMIN_KEY, query: str = "") -> tuple[int, Any]:
+    def post(
+        self, path: str, body: Any = None, *, key: str | None = ADMIN_KEY, query: str = ""
+    ) -> tuple[int, Any]:
         return self._call("POST", path, body, key=key, query=query)
 
-    def _call(self, method: str, path: str, body: Any = None, *, key: str | None, query: str = "") -> tuple[int, Any]:
+    def _call(
+        self, method: str, path: str, body: Any = None, *, key: str | None, query: str = ""
+    ) -> tuple[int, Any]:
         headers = {"authorization": f"Bearer {key}"} if key else {}
         if body is not None:
             headers["content-type"] = "application/json"
         resp = self.api(http(method, path, body, headers=headers, query=query))
         text = resp.get("body") or ""
-        ctype = {k.lower(): v for k, v in (resp.get("headers") or {}).items()}.get("content-type", "")
+        ctype = {k.lower(): v for k, v in (resp.get("headers") or {}).items()}.get(
+            "content-type", ""
+        )
         return resp["statusCode"], (json.loads(text) if "json" in ctype and text else text)
 
 
-_LOADERS: dict[str | None, botocore.loaders.Loader] = {}
-
-
-def _shared_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
-    if search_path_string not in _LOADERS:
-        _LOADERS[search_path_string] = botocore.loaders.create_loader(search_path_string)
-    return _LOADERS[search_path_string]
-
-
-@pytest.fixture(scope="session")
-def shared_botocore_models() -> Iterator[None]:
-    """Every test starts a fresh moto and fresh clients, and each new botocore session
-    parses the services' JSON models again (about 40% of these tests' time). The models
-    are read-only data: share one loader, as the clients of one session do anyway."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(botocore.session, "create_loader", _shared_loader)
-        yield
-
-
-@pytest.fixture
-def dx(shared_botocore_models: None, aws: Resources, clock: SettableClock,
-       monkeypatch: pytest.MonkeyPatch) -> Iterator[Delivery]:
+@pytest.fixture(name="dx")
+def dx_fixture(
+    aws: Resources, clock: SettableClock, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Delivery]:
     monkeypatch.setenv(C.ENV_PUBLIC_URL, PUBLIC_URL)
     d = Delivery(res=aws, clock=clock, deliver=Fn(C.FN_DELIVER), api=Fn(C.FN_API))
 

@@ -13,19 +13,22 @@ from typing import Any
 
 import boto3
 import pytest
-
 from nudge import constants as C
+from nudge.adapters.aws import client
 from nudge.adapters.delivery import DynamoDeliveryLog
 from nudge.adapters.scheduler import parse_at
 from nudge.domain.clock import iso
 from nudge.local.emulation import REGION
 from nudge.local.lambdas import sqs_event
-from tests.integration.delivery_support import PUBLIC_URL, Delivery, dx, shared_botocore_models, headers_of  # noqa: F401
+
+from tests.integration.delivery_support import PUBLIC_URL, Delivery, dx_fixture, headers_of  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_an_email_action_sends_one_email_naming_the_cart_product_with_one_click_unsubscribe(dx: Delivery) -> None:
+def test_an_email_action_sends_one_email_naming_the_cart_product_with_one_click_unsubscribe(
+    dx: Delivery,
+) -> None:
     dx.seed("u1", email="ana@example.com")
     action = dx.action("u1", "cart_abandonment")
 
@@ -50,11 +53,17 @@ def test_an_email_action_sends_one_email_naming_the_cart_product_with_one_click_
     assert unsubscribe in simple["Body"]["Text"]["Data"]  # the footer link too
     [entry] = dx.log("u1")
     assert (entry.action_id, entry.status, entry.channel, entry.trigger_id) == (
-        action["action_id"], "sent", "email", "cart_abandonment")
+        action["action_id"],
+        "sent",
+        "email",
+        "cart_abandonment",
+    )
     assert entry.provider_id == mail.id
 
 
-def test_the_same_sqs_message_delivered_twice_sends_one_message_and_logs_one_entry(dx: Delivery) -> None:
+def test_the_same_sqs_message_delivered_twice_sends_one_message_and_logs_one_entry(
+    dx: Delivery,
+) -> None:
     dx.seed("u1")
     event = dx.event([dx.action("u1")])
 
@@ -86,9 +95,13 @@ def test_a_crash_after_the_send_then_redelivery_does_not_send_again_and_logs_int
 
     first = dx.deliver(event)
     assert crashes == [action["action_id"]]
-    assert first["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]  # SQS retries it
+    assert first["batchItemFailures"] == [
+        {"itemIdentifier": event["Records"][0]["messageId"]}
+    ]  # SQS retries it
     assert len(dx.emails()) == 1
 
+    # SQS redelivers after the visibility timeout, when the dead attempt's claim is stale
+    dx.clock.set(dx.clock.now() + timedelta(seconds=180))
     second = dx.deliver(event)
 
     assert second["batchItemFailures"] == []
@@ -98,7 +111,21 @@ def test_a_crash_after_the_send_then_redelivery_does_not_send_again_and_logs_int
     assert entry.reason.startswith("interrupted")
 
 
-def test_two_concurrent_deliveries_of_the_same_action_send_one_message(dx: Delivery) -> None:
+def test_two_concurrent_deliveries_of_the_same_action_send_one_message(
+    dx: Delivery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DynamoDB evaluates a condition and writes atomically; moto's in-memory backend does
+    # not lock between the two, so give it that one guarantee of the real service
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    real_put = DynamoDBBackend.put_item
+
+    def atomic_put(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return real_put(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "put_item", atomic_put)
     dx.seed("u1")
     event = dx.event([dx.action("u1")])
     dx.deliver(dx.event([dx.action("u1", "product_dwell_upsell")]))  # warm the function's clients
@@ -110,7 +137,7 @@ def test_two_concurrent_deliveries_of_the_same_action_send_one_message(dx: Deliv
         try:
             barrier.wait()
             results.append(dx.deliver(event))
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=run) for _ in range(2)]
@@ -121,7 +148,30 @@ def test_two_concurrent_deliveries_of_the_same_action_send_one_message(dx: Deliv
 
     assert errors == []
     assert len(dx.emails()) == 1
-    assert [e.status for e in dx.log("u1") if e.channel == "email"] in (["sent"], ["failed"])
+    assert [e.status for e in dx.log("u1") if e.channel == "email"] == ["sent"]
+
+
+def test_a_redelivery_while_the_first_attempt_is_still_sending_does_not_send_and_the_log_ends_sent(
+    dx: Delivery,
+) -> None:
+    dx.seed("u1")
+    event = dx.event([dx.action("u1")])
+    nested: list[Any] = []
+
+    def redeliver_during_the_send(**_: Any) -> None:
+        if not nested:  # SQS hands the message to a second invocation mid-send
+            nested.append(None)
+            nested.append(dx.deliver(event))
+
+    client("sesv2").meta.events.register("before-call.sesv2.SendEmail", redeliver_during_the_send)
+
+    first = dx.deliver(event)
+
+    assert first["batchItemFailures"] == [] and nested[1]["batchItemFailures"] == []
+    assert len(dx.emails()) == 1
+    [entry] = dx.log("u1")
+    assert entry.status == "sent"  # the attempt that sent it records it
+    assert entry.provider_id == dx.emails()[0].id
 
 
 def _templates_with_a_missing_variable(tmp_path: Path) -> Path:
@@ -165,7 +215,9 @@ def test_a_template_with_a_missing_variable_sends_nothing_dead_letters_the_actio
 # ---- the fatigue guard through the handler -----------------------------------------------
 
 
-def test_five_triggers_in_one_batch_send_at_most_three_messages_and_one_email_the_rest_capped(dx: Delivery) -> None:
+def test_five_triggers_in_one_batch_send_at_most_three_messages_and_one_email_the_rest_capped(
+    dx: Delivery,
+) -> None:
     dx.seed("u1")
     actions = [
         dx.action("u1", "cart_abandonment"),  # email, priority 100
@@ -187,9 +239,13 @@ def test_five_triggers_in_one_batch_send_at_most_three_messages_and_one_email_th
     assert len(dx.emails()) + len(dx.inbox("u1")) + len(dx.pushes()) == len(sent)
     capped = [e for e in log.values() if e.status != "sent"]
     assert capped and all(e.status == "capped" and e.reason.startswith("cap:") for e in capped)
-    # the highest priorities go first
-    assert log["cart_abandonment"].status == "sent"
-    assert log["inactivity_winback"].status == "capped"
+    # the highest priorities take the slots
+    assert {t for t, e in log.items() if e.status == "sent"} == {
+        "cart_abandonment",
+        "repeat_product_view",
+        "product_dwell_upsell",
+    }
+    assert log["inactivity_winback"].reason == "cap:global:3/24h"
 
 
 def test_the_same_trigger_again_within_its_cooldown_is_capped_cooldown(dx: Delivery) -> None:
@@ -210,8 +266,11 @@ def test_a_global_control_group_of_100_percent_holds_everyone_out(
 ) -> None:
     config = tmp_path / "config"
     config.mkdir()
-    (config / "fatigue.yaml").write_text((ROOT / "config" / "fatigue.yaml").read_text().replace(
-        "control_group_percent: 0", "control_group_percent: 100"))
+    (config / "fatigue.yaml").write_text(
+        (ROOT / "config" / "fatigue.yaml")
+        .read_text()
+        .replace("control_group_percent: 0", "control_group_percent: 100")
+    )
     monkeypatch.setenv(C.ENV_CONFIG_PATH, str(config))
     dx.deliver.fn.module.deps.cache_clear()
     dx.seed("u1")
@@ -274,8 +333,12 @@ def test_quiet_hours_defer_an_email_at_3am_new_york_to_8am_through_a_schedule_on
 def _scheduled_event(dx: Delivery, body: dict[str, Any], dedup: str) -> dict[str, Any]:
     """What EventBridge Scheduler's SQS target puts on the FIFO queue, as Lambda receives it."""
     sqs = boto3.client("sqs", region_name=REGION)
-    sqs.send_message(QueueUrl=dx.queue_url, MessageBody=json.dumps(body), MessageGroupId=str(body["user_id"]),
-                     MessageDeduplicationId=dedup)
+    sqs.send_message(
+        QueueUrl=dx.queue_url,
+        MessageBody=json.dumps(body),
+        MessageGroupId=str(body["user_id"]),
+        MessageDeduplicationId=dedup,
+    )
     msgs = dx.receive()
     assert len(msgs) == 1
     dx.forget(msgs)
@@ -311,8 +374,12 @@ def test_a_malformed_action_goes_to_the_dlq_and_does_not_block_its_batch(dx: Del
     dx.seed("u1")
     good = dx.action("u1", "product_dwell_upsell")
     sqs = boto3.client("sqs", region_name=REGION)
-    sqs.send_message(QueueUrl=dx.queue_url, MessageBody='{"user_id": "u1"}', MessageGroupId="u0",
-                     MessageDeduplicationId="poison")
+    sqs.send_message(
+        QueueUrl=dx.queue_url,
+        MessageBody='{"user_id": "u1"}',
+        MessageGroupId="u0",
+        MessageDeduplicationId="poison",
+    )
     dx.enqueue([good])
     msgs = dx.receive()
     assert len(msgs) == 2

@@ -29,6 +29,9 @@ from nudge.domain.templates import build_variables
 FINAL = frozenset({"sent", "capped", "opted_out", "suppressed", "holdout", "failed"})
 CHANNELS = ("email", "sms", "push", "inapp")
 DEFER_TOLERANCE = timedelta(seconds=90)
+# A claim older than this belongs to an attempt that died (the deliver function times out
+# after 30 s; SQS redelivers after the 180 s visibility timeout).
+CLAIM_TIMEOUT = timedelta(seconds=120)
 
 
 class PermanentSendError(NudgeError):
@@ -281,6 +284,8 @@ def deliver_action(
         if existing.status in FINAL:
             return existing  # a redelivery: already decided
         if existing.status == "sending":
+            if now - existing.at < CLAIM_TIMEOUT:
+                return existing  # another delivery holds the claim right now
             failed = replace(
                 existing,
                 status="failed",
@@ -417,7 +422,9 @@ def deliver_action(
         subject=message.subject or message.title,
         body=(message.text or message.body or "")[:500],
     )
-    ports.log.record(sent, expect=frozenset({"sending"}))
+    # `failed` too: a delivery that found our claim mid-send marked it "interrupted";
+    # the message did go out, and this attempt is the one that knows it
+    ports.log.record(sent, expect=frozenset({"sending", "failed"}))
     return sent
 
 

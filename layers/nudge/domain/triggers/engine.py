@@ -724,7 +724,9 @@ class DwellPattern(Pattern):
     def relevant(self, ev: Event) -> bool:
         if self.window >= self.timeout:  # any activity keeps the session alive to the deadline
             return ev.type in ACTIVITY_TYPES
-        return ev.event in PAGE_EVENTS or ev.event == PRODUCT_ADDED
+        # cart changes matter too: "already in the cart" is part of the condition, so a
+        # removal (or an order clearing the cart) can make a page visit count again
+        return ev.event in PAGE_EVENTS or ev.event in CART_EVENTS
 
     def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
         if ev.event != PRODUCT_VIEWED:
