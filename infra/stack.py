@@ -56,7 +56,7 @@ class NudgeStack(cdk.Stack):
             self,
             "Scheduling",
             state=self.state,
-            delivery=self.delivery,
+            events_queue=self.ingest.events_queue,  # check fans timers out onto it
             layers=layers,
             environment=common_env,
         )
@@ -134,6 +134,7 @@ class NudgeStack(cdk.Stack):
             "DeliveriesTableName": self.state.deliveries.table_name,
             "InboxTableName": self.state.inbox.table_name,
             "SuppressionsTableName": self.state.suppressions.table_name,
+            "TimersTableName": self.state.timers.table_name,
             "EventsQueueName": self.ingest.events_queue.queue_name,
             "EventsDlqName": self.ingest.events_dlq.queue_name,
             "ActionsQueueName": self.delivery.actions_queue.queue_name,

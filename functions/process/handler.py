@@ -1,14 +1,17 @@
 """process: SQS FIFO "events" → fold into user state (DynamoDB) → trigger engine.
 
-Records are parsed with Powertools' FIFO batch processor; a record that can never be
-parsed goes to the dead-letter queue at once (it would otherwise block its user's
-message group); each user's events are then folded with one conditional write per
-user, and a user whose fold fails reports all of its records as batch item failures."""
+The queue carries the user's events and, from the check function, the user's trigger
+timers that came due; both are folded in the user's message group. Records are parsed
+with Powertools' FIFO batch processor; a record that can never be parsed goes to the
+dead-letter queue at once (it would otherwise block its user's message group); each
+user's events and timers are then folded with at most one conditional write per user,
+and a user whose fold fails reports all of its records as batch item failures."""
 
 from __future__ import annotations
 
+import json
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
@@ -17,29 +20,38 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
-from nudge.adapters.scheduler import SchedulerTimers
+from nudge.adapters.scheduler import WakeUps
 from nudge.domain.events import Event
-from nudge.domain.processing import process_users
+from nudge.domain.processing import TimerDue, process_users
 from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ProcessSettings
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+
+
+class TimerMessage(BaseModel):
+    """A trigger timer that came due, as the check function queues it."""
+
+    kind: Literal["timer"]
+    user_id: str
+    trigger_id: str
+    key: str | None = None
 
 
 class Deps:
     def __init__(self) -> None:
-        self.settings = ProcessSettings()  # type: ignore[call-arg]
+        s = self.settings = ProcessSettings()  # type: ignore[call-arg]
         self.store = DynamoProfileStore()
-        self.dead_letters = SqsDeadLetters(self.settings.events_dlq_url)
-        self.engine = Engine(load_triggers(self.settings.triggers_path))
-        self.actions = SqsActionQueue(self.settings.actions_queue_url)
-        self.timers = SchedulerTimers(
-            group=self.settings.schedule_group,
-            target_arn=self.settings.check_function_arn,
-            role_arn=self.settings.scheduler_role_arn,
-            dlq_arn=self.settings.scheduler_dlq_arn,
+        self.dead_letters = SqsDeadLetters(s.events_dlq_url)
+        self.engine = Engine(load_triggers(s.triggers_path))
+        self.actions = SqsActionQueue(s.actions_queue_url)
+        self.wakeups = WakeUps(
+            group=s.schedule_group,
+            target_arn=s.check_function_arn,
+            role_arn=s.scheduler_role_arn,
+            dlq_arn=s.scheduler_dlq_arn,
         )
 
 
@@ -53,12 +65,20 @@ def deps() -> Deps:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     d = deps()
-    by_user: dict[str, list[tuple[str, Event]]] = {}
+    events: dict[str, list[tuple[str, Event]]] = {}
+    timers: dict[str, list[tuple[str, TimerDue]]] = {}
 
     def parse(record: SQSRecord) -> None:
         try:
-            ev = Event.model_validate_json(record.body)
-        except ValidationError as err:
+            data = json.loads(record.body)
+            if isinstance(data, dict) and data.get("kind") == "timer":
+                t = TimerMessage.model_validate(data)
+                timers.setdefault(t.user_id, []).append(
+                    (record.message_id, TimerDue(t.user_id, t.trigger_id, t.key))
+                )
+                return
+            ev = Event.model_validate(data)
+        except (ValueError, ValidationError) as err:
             logger.error(
                 "poison message moved to the dead-letter queue",
                 extra={"message_id": record.message_id},
@@ -66,11 +86,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             d.dead_letters.send(
                 record.body,
                 group_id=record.attributes.message_group_id or "poison",
-                reason=f"invalid event: {err.errors()[0]['msg'] if err.errors() else err}",
+                reason=f"invalid message: {err.errors()[0]['msg'] if isinstance(err, ValidationError) else err}",
             )
             metrics.add_metric("PoisonMessages", MetricUnit.Count, 1)
             return
-        by_user.setdefault(ev.profile_id, []).append((record.message_id, ev))
+        events.setdefault(ev.profile_id, []).append((record.message_id, ev))
 
     processor = SqsFifoPartialProcessor(skip_group_on_error=True)
     with processor(records=event.get("Records", []), handler=parse, lambda_context=context):
@@ -78,13 +98,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failures: list[dict[str, str]] = list(processor.response()["batchItemFailures"])
 
     now = clock().now()
-    effects = TriggerEffects(actions=d.actions, timers=d.timers, now=now)
+    effects = TriggerEffects(actions=d.actions, wakeups=d.wakeups, now=now)
     outcome = process_users(
         d.store,
-        {user: [ev for _, ev in items] for user, items in by_user.items()},
+        {user: [ev for _, ev in items] for user, items in events.items()},
         now=now,
         engine=d.engine,
         effects=effects,
+        timers_by_user={user: [t for _, t in items] for user, items in timers.items()},
     )
     for user_id, err in outcome.failed_users.items():
         logger.error(
@@ -92,9 +113,13 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             extra={"user_id": user_id, "error": repr(err)},
             exc_info=err,
         )
-        failures.extend({"itemIdentifier": mid} for mid, _ in by_user[user_id])
+        failures.extend(
+            {"itemIdentifier": mid}
+            for mid, _ in [*events.get(user_id, []), *timers.get(user_id, [])]
+        )
     metrics.add_metric("EventsProcessed", MetricUnit.Count, outcome.fresh)
     metrics.add_metric("DuplicateEvents", MetricUnit.Count, outcome.duplicates)
+    metrics.add_metric("TimersChecked", MetricUnit.Count, sum(len(v) for v in timers.values()))
     metrics.add_metric("TriggersFired", MetricUnit.Count, effects.sent_actions)
     metrics.add_metric("TimersArmed", MetricUnit.Count, effects.armed)
     return {"batchItemFailures": failures}

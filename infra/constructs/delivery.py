@@ -12,7 +12,6 @@ function can be built (it needs the schedule group, which needs the queue):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
@@ -26,11 +25,9 @@ from infra.constructs.email_channel import EmailChannel
 from infra.constructs.function import NudgeFunction
 from infra.constructs.layers import CONFIG_PATH, TEMPLATES_PATH
 from infra.constructs.queues import VISIBILITY_TO_TIMEOUT, fifo_queue_with_dlq
+from infra.constructs.scheduling import Scheduling
 from infra.constructs.state import State
 from infra.context import DeliveryContext
-
-if TYPE_CHECKING:  # scheduling.py imports this module (the check function enqueues actions)
-    from infra.constructs.scheduling import Scheduling
 
 # SES / SNS calls with throttling retries, for up to 10 actions.
 DELIVER_TIMEOUT = cdk.Duration.seconds(30)

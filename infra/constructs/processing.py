@@ -1,5 +1,6 @@
-"""Processing: the process function, fed by the events queue in batches, folding events
-into user state, arming schedules and enqueueing actions."""
+"""Processing: the process function, fed by the events queue in batches (events, and the
+timers the check function fans out), folding them into user state, filing new timers in
+the wake-up index with one schedule per minute bucket, and enqueueing actions."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ class Processing(Construct):
             layers=layers,
             environment={
                 **environment,
-                **state.environment_for(C.PROFILES),
+                **state.environment_for(C.PROFILES, C.TIMERS),
                 C.ENV_EVENTS_DLQ_URL: events_dlq.queue_url,
                 **delivery.environment,
                 **scheduling.environment,
@@ -69,4 +70,5 @@ class Processing(Construct):
         events_dlq.grant_send_messages(self.function)  # it parks poison messages itself
         delivery.actions_queue.grant_send_messages(self.function)
         state.grant_profile_read_write(self.function)
-        scheduling.grant_arm_schedules(self.handler)
+        state.grant_timer_write(self.function)  # the wake-up index
+        scheduling.grant_create_schedules(self.handler)  # one per minute bucket

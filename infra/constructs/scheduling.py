@@ -1,7 +1,10 @@
-"""Time conditions: the EventBridge Scheduler group where the process and check functions
-arm one-time schedules, the check function those schedules invoke, the role Scheduler
-assumes to invoke it (and, for deferred deliveries, to put an action back on the actions
-queue), and the dead-letter queue for schedules whose target fails."""
+"""Time conditions: the EventBridge Scheduler group where the process function creates one
+one-time schedule per minute bucket of trigger timers (and deliver one per deferred
+delivery), the check function the bucket schedules invoke (it Queries the bucket's timers
+in the timers table and sends one message per timer onto the events FIFO queue, grouped
+by user, for process), the role Scheduler assumes to invoke it (and, for deferred
+deliveries, to put an action back on the actions queue), and the dead-letter queue for
+schedules whose target fails."""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from nudge import constants as C
 
-from infra.constructs.delivery import Delivery
 from infra.constructs.function import NudgeFunction
 from infra.constructs.queues import dead_letter_queue
 from infra.constructs.state import State
@@ -24,16 +27,17 @@ _SCHEDULES_IN_GROUP_FINDING = (
     f"<AWS::AccountId>:schedule/{C.SCHEDULE_GROUP}/*]"
 )
 _SCHEDULES_IN_GROUP_REASON = (
-    "Schedules are created at run time, one per user, trigger and key, with names not "
-    "known at deploy time; the wildcard is confined to the schedules of the nudge "
-    f"schedule group ({C.SCHEDULE_GROUP}), never other groups of the account."
+    "Schedules are created at run time, one per minute bucket of trigger timers and one "
+    "per deferred delivery, with names not known at deploy time; the wildcard is confined "
+    f"to the schedules of the nudge schedule group ({C.SCHEDULE_GROUP}), never other "
+    "groups of the account."
 )
 
 
 class Scheduling(Construct):
     """``group``, ``role`` (assumed by Scheduler), ``dlq`` (standard queue: Scheduler
     target DLQs cannot be FIFO), ``check`` (the NudgeFunction), ``check_function_arn``,
-    ``environment`` (what a function that arms schedules must know)."""
+    ``environment`` (what a function that creates schedules must know)."""
 
     def __init__(
         self,
@@ -41,7 +45,7 @@ class Scheduling(Construct):
         id: str,
         *,
         state: State,
-        delivery: Delivery,
+        events_queue: sqs.IQueue,
         layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str],
     ) -> None:
@@ -69,8 +73,9 @@ class Scheduling(Construct):
             )
         )
 
-        # The check function has a physical name so that its ARN can be given to it (and
-        # to process) without a reference from the function to itself.
+        # The check function has a physical name, hence a stable ARN: the bucket
+        # schedules, created at run time, hold it as their target for up to
+        # WAKE_UP_INDEX_TTL_DAYS and must keep reaching it if the function is replaced.
         check_name = f"{stack.stack_name}-{C.FN_CHECK}"[:64]
         self.check_function_arn = stack.format_arn(
             service="lambda",
@@ -106,13 +111,12 @@ class Scheduling(Construct):
             "Check",
             name=C.FN_CHECK,
             function_name=check_name,
-            description="Invoked by Scheduler at a deadline: re-reads state, fires or not",
+            description="Invoked by Scheduler each minute with timers: queues them per user",
             layers=layers,
             environment={
                 **environment,
-                **state.environment_for(C.PROFILES),
-                **delivery.environment,
-                **self.environment,
+                **state.environment_for(C.TIMERS),
+                C.ENV_EVENTS_QUEUE_URL: events_queue.queue_url,
             },
             memory_size=512,
             timeout=cdk.Duration.seconds(30),
@@ -125,9 +129,10 @@ class Scheduling(Construct):
                 actions=["lambda:InvokeFunction"], resources=[self.function.function_arn]
             )
         )
-        state.grant_profile_read_write(self.function)
-        delivery.actions_queue.grant_send_messages(self.function)
-        self.grant_arm_schedules(self.check)
+        # It reads the bucket's timers and hands them to process through the events queue
+        # (SendMessageBatch): no profile, no action, no schedule of its own.
+        state.grant_timer_query(self.function)
+        events_queue.grant_send_messages(self.function)
 
     def schedule_arns(self) -> str:
         """Every schedule of the nudge group (names are made at run time)."""
@@ -138,22 +143,11 @@ class Scheduling(Construct):
             arn_format=cdk.ArnFormat.SLASH_RESOURCE_NAME,
         )
 
-    def grant_arm_schedules(self, fn: NudgeFunction) -> None:
-        """Create, update, read and delete schedules of the group, and hand Scheduler its
-        role (iam:PassRole on that role only)."""
-        self.group.grant_write_schedules(fn.function)  # Create/UpdateSchedule
-        self.group.grant_delete_schedules(fn.function)
-        iam.Grant.add_to_principal(
-            grantee=fn.function,
-            actions=["scheduler:GetSchedule"],
-            resource_arns=[self.schedule_arns()],
-        )
-        self.role.grant_pass_role(fn.role)
-        self._acknowledge_group_wildcard(fn)
-
     def grant_create_schedules(self, fn: NudgeFunction) -> None:
-        """Create one-time schedules in the group (deferred deliveries, which delete
-        themselves after they ran), and hand Scheduler its role."""
+        """Create one-time schedules in the group (minute-bucket wake-ups and deferred
+        deliveries, which delete themselves after they ran: nothing is ever updated,
+        read or deleted; a ConflictException means the bucket's schedule exists), and hand
+        Scheduler its role (iam:PassRole on that role only)."""
         iam.Grant.add_to_principal(
             grantee=fn.function,
             actions=["scheduler:CreateSchedule"],

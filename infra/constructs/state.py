@@ -12,8 +12,8 @@ from constructs import Construct
 from nudge import constants as C
 from nudge.adapters.tables import KeySpec, TableSpec, table_specs
 
-# What the process and check functions do to a profile: read it (one or a batch of users),
-# write it back once per batch with a version condition, delete it when a user is erased.
+# What the process function does to a profile: read it (one or a batch of users), write
+# it back once per batch with a version condition, delete it when a user is erased.
 PROFILE_READ_WRITE_ACTIONS = (
     "dynamodb:GetItem",
     "dynamodb:BatchGetItem",
@@ -46,6 +46,20 @@ INBOX_WRITE_ACTIONS = ("dynamodb:PutItem",)  # the in-app channel
 INBOX_READ_ACTIONS = ("dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
 SUPPRESSION_CHECK_ACTIONS = ("dynamodb:GetItem",)  # one address at a time
 SUPPRESSION_WRITE_ACTIONS = ("dynamodb:PutItem",)  # SES bounce and complaint feedback
+# The wake-up index: process files each timer under its minute bucket (one BatchWriteItem
+# per SQS batch); check Queries the bucket that came due. Neither deletes: TTL does.
+TIMER_WRITE_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:PutItem")
+TIMER_QUERY_ACTIONS = ("dynamodb:Query",)
+
+# Tables kept when the stack is deleted (or a table replaced): all but the wake-up index.
+# Profiles are the product's data, keys are what clients hold, the delivery log and the
+# suppression list are what keeps the product from mailing twice or mailing a bounced
+# address: a `cdk destroy` must never take them along. The timers table only holds the
+# wake-ups of the next WAKE_UP_INDEX_TTL_DAYS, each meaningful only with its bucket's
+# schedule, which lives in the schedule group (itself RemovalPolicy.DESTROY): kept
+# without them it would be an orphan nobody reads, so it goes with the stack.
+_REMOVAL_POLICIES = {C.TIMERS: cdk.RemovalPolicy.DESTROY}
+_DEFAULT_REMOVAL_POLICY = cdk.RemovalPolicy.RETAIN
 
 _ATTRIBUTE_TYPES = {
     "S": dynamodb.AttributeType.STRING,
@@ -60,7 +74,8 @@ def _attribute(key: KeySpec) -> dynamodb.Attribute:
 
 class State(Construct):
     """One on-demand table per ``TableSpec``: point-in-time recovery, encryption at rest
-    with the AWS managed key, TTL where the spec has one, kept when the stack is deleted.
+    with the AWS managed key, TTL where the spec has one, kept when the stack is deleted
+    (but for the timers table, see ``_REMOVAL_POLICIES``).
 
     ``tables`` maps the logical name (``C.PROFILES``, ``C.KEYS``, ...) to the table;
     ``environment`` maps each table's env var to its name; ``environment_for`` gives a
@@ -86,11 +101,7 @@ class State(Construct):
                     point_in_time_recovery_enabled=True
                 ),
                 encryption=dynamodb.TableEncryption.AWS_MANAGED,
-                # Profiles are the product's data, keys are what clients hold, the
-                # delivery log and the suppression list are what keeps the product from
-                # mailing twice or mailing a bounced address: a `cdk destroy` must never
-                # take them along.
-                removal_policy=cdk.RemovalPolicy.RETAIN,
+                removal_policy=_REMOVAL_POLICIES.get(spec.logical, _DEFAULT_REMOVAL_POLICY),
             )
             self.tables[spec.logical] = table
             self.environment[spec.env_var] = table.table_name
@@ -114,6 +125,10 @@ class State(Construct):
     @property
     def suppressions(self) -> dynamodb.Table:
         return self.tables[C.SUPPRESSIONS]
+
+    @property
+    def timers(self) -> dynamodb.Table:
+        return self.tables[C.TIMERS]
 
     def environment_for(self, *logicals: str) -> dict[str, str]:
         """The env vars naming these tables (a function is told of what it may use)."""
@@ -152,3 +167,11 @@ class State(Construct):
 
     def grant_suppression_write(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.suppressions.grant(grantee, *SUPPRESSION_WRITE_ACTIONS)
+
+    def grant_timer_write(self, grantee: iam.IGrantable) -> iam.Grant:
+        """File timers in the wake-up index (process)."""
+        return self.timers.grant(grantee, *TIMER_WRITE_ACTIONS)
+
+    def grant_timer_query(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Read the timers of a bucket that came due (check)."""
+        return self.timers.grant(grantee, *TIMER_QUERY_ACTIONS)

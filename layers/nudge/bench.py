@@ -55,21 +55,26 @@ NAMES = [
 
 
 def synthetic_events(
-    n: int, users: int, *, seed: int = 7, start: datetime | None = None
+    n: int, users: int, *, seed: int = 7, start: datetime | None = None, peak: bool = False
 ) -> list[dict[str, Any]]:
     """A mixed e-commerce workload in Segment format: each user browses in sessions (a
     few to fifteen events, seconds apart), sessions hours to days apart; some sessions add
-    to the cart, some order. Sorted by time."""
+    to the cart, some order. With `peak`, every user has one session and they all start
+    within the same ten minutes (a campaign or traffic peak). Sorted by time."""
     rng = random.Random(seed)
     t0 = start or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     per_user = [n // users + (1 if u < n % users else 0) for u in range(users)]
     out: list[dict[str, Any]] = []
     i = 0
     for u, count in enumerate(per_user):
-        t = t0 + timedelta(minutes=rng.randint(0, 180))
+        t = t0 + (
+            timedelta(seconds=rng.randint(0, 600))
+            if peak
+            else timedelta(minutes=rng.randint(0, 180))
+        )
         left = count
         while left > 0:
-            session = min(left, rng.randint(3, 15))
+            session = left if peak else min(left, rng.randint(3, 15))
             for _k in range(session):
                 name = rng.choice(NAMES)
                 props: dict[str, Any] = {
@@ -348,12 +353,12 @@ def bench_aws() -> dict[str, Any]:
     return results
 
 
-def bench_mixed(events: int = 1000, users: int = 100) -> dict[str, Any]:
+def bench_mixed(events: int = 1000, users: int = 100, *, peak: bool = False) -> dict[str, Any]:
     """The default triggers on a mixed e-commerce workload: events through ingest and
     process, timers fired by a simulated Scheduler, actions through deliver."""
     from nudge import constants as C
 
-    raw = synthetic_events(events, users, seed=5)
+    raw = synthetic_events(events, users, seed=5, peak=peak)
     with MotoStack() as stack:
         for i in range(0, len(raw), 20):
             chunk = raw[i : i + 20]
@@ -378,6 +383,14 @@ def bench_mixed(events: int = 1000, users: int = 100) -> dict[str, Any]:
         return {
             "events": events,
             "users": users,
+            "span_hours": round(
+                (
+                    datetime.fromisoformat(raw[-1]["timestamp"])
+                    - datetime.fromisoformat(raw[0]["timestamp"])
+                ).total_seconds()
+                / 3600,
+                1,
+            ),
             "scheduler_calls_per_event": round(sched_calls / events, 4),
             "scheduler_calls": dict(
                 sorted((k, v) for k, v in event_counts.items() if k.startswith("scheduler:"))
@@ -466,7 +479,12 @@ def main(*, json_output: bool = False, quick: bool = False) -> int:
         "core": core,
         "engine": bench_engine(5_000 if quick else 20_000),
         "aws": aws,
-        "mixed_workload": bench_mixed(300 if quick else 1000, 30 if quick else 100),
+        "mixed_workload_spread_over_days": bench_mixed(
+            300 if quick else 1000, 30 if quick else 100
+        ),
+        "mixed_workload_peak_10_minutes": bench_mixed(
+            300 if quick else 1000, 30 if quick else 100, peak=True
+        ),
         "cost": cost_model(aws, core),
     }
     result["local"] = run_local(200 if quick else 1000)
@@ -478,27 +496,49 @@ def _local_sends(s: Any, url: str, users: int) -> dict[str, Any]:
     """Messages through local mode: each user views one product three times, which fires
     repeat_product_view at once (push, falling back to the in-app inbox)."""
     admin = {"Authorization": "Bearer ak_bench"}
-    batch = [{"type": "track", "userId": f"send-{u}", "event": "Product Viewed",
-              "properties": {"product_id": "p-send", "name": "Bench Lamp"}} for u in range(users) for _ in range(3)]
+    batch = [
+        {
+            "type": "track",
+            "userId": f"send-{u}",
+            "event": "Product Viewed",
+            "properties": {"product_id": "p-send", "name": "Bench Lamp"},
+        }
+        for u in range(users)
+        for _ in range(3)
+    ]
     t0 = time.perf_counter()
     for i in range(0, len(batch), CLIENT_BATCH):
-        s.post(f"{url}/v1/batch", json={"batch": batch[i : i + CLIENT_BATCH]}, auth=("wk_bench", "")).raise_for_status()
+        s.post(
+            f"{url}/v1/batch", json={"batch": batch[i : i + CLIENT_BATCH]}, auth=("wk_bench", "")
+        ).raise_for_status()
     s.post(f"{url}/_local/settle").raise_for_status()
     took = time.perf_counter() - t0
     delivered = sum(
-        1 for u in range(users) if s.get(f"{url}/v1/users/send-{u}/messages", headers=admin).json().get("messages")
+        1
+        for u in range(users)
+        if s.get(f"{url}/v1/users/send-{u}/messages", headers=admin).json().get("messages")
     )
     # latency: the event that completes the trigger accepted → the message in the inbox
     latencies = []
     for k in range(5):
         user = f"latency-{k}"
         for _ in range(2):
-            s.post(f"{url}/v1/track", json={"userId": user, "event": "Product Viewed",
-                                            "properties": {"product_id": "p-lat"}}, auth=("wk_bench", ""))
+            s.post(
+                f"{url}/v1/track",
+                json={
+                    "userId": user,
+                    "event": "Product Viewed",
+                    "properties": {"product_id": "p-lat"},
+                },
+                auth=("wk_bench", ""),
+            )
         s.post(f"{url}/_local/settle")
         t = time.perf_counter()
-        s.post(f"{url}/v1/track", json={"userId": user, "event": "Product Viewed", "properties": {"product_id": "p-lat"}},
-               auth=("wk_bench", ""))
+        s.post(
+            f"{url}/v1/track",
+            json={"userId": user, "event": "Product Viewed", "properties": {"product_id": "p-lat"}},
+            auth=("wk_bench", ""),
+        )
         while not s.get(f"{url}/v1/users/{user}/messages", headers=admin).json().get("messages"):
             if time.perf_counter() - t > 30:
                 break

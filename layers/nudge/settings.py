@@ -22,21 +22,25 @@ class IngestSettings(_Base):
 
 
 class CheckSettings(_Base):
-    """The check function (EventBridge Scheduler target)."""
+    """The check function (EventBridge Scheduler target): a minute bucket came due; its
+    timers go to their users' FIFO groups on the events queue."""
+
+    timers_table: str = Field(alias=C.ENV_TIMERS_TABLE)
+    events_queue_url: str = Field(alias=C.ENV_EVENTS_QUEUE_URL)
+
+
+class ProcessSettings(_Base):
+    """The process function: fold events and timers, run the engine, arm wake-ups."""
 
     profiles_table: str = Field(alias=C.ENV_PROFILES_TABLE)
+    timers_table: str = Field(alias=C.ENV_TIMERS_TABLE)
+    events_dlq_url: str = Field(alias=C.ENV_EVENTS_DLQ_URL)
     actions_queue_url: str = Field(alias=C.ENV_ACTIONS_QUEUE_URL)
     schedule_group: str = Field(alias=C.ENV_SCHEDULE_GROUP)
     scheduler_role_arn: str = Field(alias=C.ENV_SCHEDULER_ROLE_ARN)
     check_function_arn: str = Field(alias=C.ENV_CHECK_FUNCTION_ARN)
     scheduler_dlq_arn: str = Field(alias=C.ENV_SCHEDULER_DLQ_ARN)
     triggers_path: str = Field(alias=C.ENV_TRIGGERS_PATH)
-
-
-class ProcessSettings(CheckSettings):
-    """The process function: what check needs, plus the events DLQ for poison messages."""
-
-    events_dlq_url: str = Field(alias=C.ENV_EVENTS_DLQ_URL)
 
 
 class ApiSettings(_Base):

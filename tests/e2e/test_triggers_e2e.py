@@ -150,8 +150,8 @@ def test_import_updates_state_but_never_fires(client: Client, uid: str) -> None:
     assert all(t["fired"] == 0 for t in profile["triggers"].values())
 
 
-def test_fired_schedules_are_deleted_from_the_emulation(client: Client, uid: str) -> None:
-    daytime(client)
+def test_timers_wake_up_through_one_time_schedules_deleted_once_fired(client: Client, uid: str) -> None:
+    start = daytime(client)
     client.track(uid, "Product Added", {"product_id": "p1"})
     client.settle()
     info = requests.get(f"{client.url}/_local/aws").json()
@@ -161,13 +161,17 @@ def test_fired_schedules_are_deleted_from_the_emulation(client: Client, uid: str
     def names() -> set[str]:
         return {s["Name"] for s in sched.list_schedules(GroupName=group)["Schedules"]}
 
-    before = names()
-    cart = {n for n in before if n.startswith("cart_abandonment")}
-    assert cart, before
-    one = sched.get_schedule(Name=sorted(cart)[0], GroupName=group)
+    # the cart's deadline (T+15m, rounded up to the minute) has a wake-up schedule
+    due = (start + timedelta(minutes=16)).strftime("%Y%m%dT%H%M")
+    wake = f"wake-{due}"
+    assert wake in names(), names()
+    one = sched.get_schedule(Name=wake, GroupName=group)
     assert one["ScheduleExpression"].startswith("at(") and one["ActionAfterCompletion"] == "DELETE"
-    advance(client, 16 * 60)
-    assert not (cart & names())
+    assert json.loads(one["Target"]["Input"]) == {"bucket": (start + timedelta(minutes=16)).strftime("%Y-%m-%dT%H:%M")}
+    # once it has fired it is gone, as ActionAfterCompletion=DELETE does
+    advance(client, 16 * 60 + 30)
+    assert wake not in names()
+    assert state(client, uid, "cart_abandonment")["fired"] == 1
 
 
 def test_backtest_equals_the_live_path(client: Client, tmp_path: Path) -> None:

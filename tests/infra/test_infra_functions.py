@@ -31,8 +31,9 @@ EXPECTED_ENV = {
     C.FN_INGEST: COMMON_ENV | {C.ENV_KEYS_TABLE, C.ENV_EVENTS_QUEUE_URL, C.ENV_RATE_LIMIT},
     C.FN_PROCESS: COMMON_ENV
     | SCHEDULER_ENV
-    | {C.ENV_PROFILES_TABLE, C.ENV_EVENTS_DLQ_URL, C.ENV_ACTIONS_QUEUE_URL},
-    C.FN_CHECK: COMMON_ENV | SCHEDULER_ENV | {C.ENV_PROFILES_TABLE, C.ENV_ACTIONS_QUEUE_URL},
+    | {C.ENV_PROFILES_TABLE, C.ENV_TIMERS_TABLE, C.ENV_EVENTS_DLQ_URL, C.ENV_ACTIONS_QUEUE_URL},
+    # a minute bucket came due: its timers (timers table) go onto the events queue
+    C.FN_CHECK: COMMON_ENV | {C.ENV_TIMERS_TABLE, C.ENV_EVENTS_QUEUE_URL},
     C.FN_API: COMMON_ENV
     | {
         C.ENV_PROFILES_TABLE,
@@ -175,16 +176,33 @@ def test_function_gets_exactly_the_environment_we_decided(synth, name):
     assert env[C.ENV_CONFIG_PATH] == "/opt/nudge-config/config"
 
 
-def test_check_function_arn_given_to_functions_names_the_check_function(synth):
+@pytest.mark.parametrize("name", [C.FN_CHECK, C.FN_PROCESS])
+def test_function_environment_is_exactly_its_settings_and_the_common_ones(synth, name):
+    # check and process are told of every field of their settings model, and of nothing
+    # else: derived from the model, so a field added there must reach the stack
+    model = SETTINGS[name]
+    env = set(_function(synth, name)["Properties"]["Environment"]["Variables"])
+    assert env == COMMON_ENV | {f.alias for f in model.model_fields.values()}
+
+
+def test_check_is_told_of_the_timers_table_and_the_events_queue(synth):
+    s = synth.stack
+    env = _function(synth, C.FN_CHECK)["Properties"]["Environment"]["Variables"]
+    assert env[C.ENV_TIMERS_TABLE] == {"Ref": synth.logical_id(s.state.timers)}
+    assert env[C.ENV_EVENTS_QUEUE_URL] == {"Ref": synth.logical_id(s.ingest.events_queue)}
+
+
+def test_check_function_arn_given_to_process_names_the_check_function(synth):
+    # a physical name: bucket schedules made at run time keep a stable target
     check = _function(synth, C.FN_CHECK)
     name = check["Properties"]["FunctionName"]
-    for fn_name in (C.FN_PROCESS, C.FN_CHECK):
-        arn = _function(synth, fn_name)["Properties"]["Environment"]["Variables"][
-            C.ENV_CHECK_FUNCTION_ARN
-        ]
-        parts = arn["Fn::Join"][1]
-        assert parts[-1] == f":function:{name}"
-        assert {"Ref": "AWS::Region"} in parts and {"Ref": "AWS::AccountId"} in parts
+    arn = _function(synth, C.FN_PROCESS)["Properties"]["Environment"]["Variables"][
+        C.ENV_CHECK_FUNCTION_ARN
+    ]
+    parts = arn["Fn::Join"][1]
+    assert parts[-1] == f":function:{name}"
+    assert {"Ref": "AWS::Region"} in parts and {"Ref": "AWS::AccountId"} in parts
+    assert C.ENV_CHECK_FUNCTION_ARN not in check["Properties"]["Environment"]["Variables"]
 
 
 def test_deliver_is_told_where_links_point_and_who_sends(synth):

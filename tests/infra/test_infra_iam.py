@@ -50,19 +50,6 @@ def test_ingest_may_only_enqueue_events_and_look_up_keys(synth):
     }
 
 
-def test_process_consumes_events_and_writes_profiles_dlq_and_actions(synth):
-    s = synth.stack
-    perms = synth.allowed(_role(synth, C.FN_PROCESS))
-    assert perms["sqs:ReceiveMessage"] == [_getatt(synth, s.ingest.events_queue)]
-    assert perms["sqs:DeleteMessage"] == [_getatt(synth, s.ingest.events_queue)]
-    assert sorted(map(str, perms["sqs:SendMessage"])) == sorted(
-        map(str, [_getatt(synth, s.ingest.events_dlq), _getatt(synth, s.delivery.actions_queue)])
-    )
-    for action in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"):
-        assert perms[f"dynamodb:{action}"] == [_getatt(synth, s.state.profiles)]
-    assert "dynamodb:Scan" not in perms
-
-
 def _table_actions(synth, perms):  # type: ignore[no-untyped-def]
     """logical table name -> the dynamodb actions allowed on it."""
     out: dict[str, set[str]] = {}
@@ -72,6 +59,63 @@ def _table_actions(synth, perms):  # type: ignore[no-untyped-def]
             if action.startswith("dynamodb:") and arn in resources:
                 out.setdefault(logical, set()).add(action)
     return out
+
+
+def test_process_consumes_events_and_writes_profiles_timers_dlq_and_actions(synth):
+    s = synth.stack
+    perms = synth.allowed(_role(synth, C.FN_PROCESS))
+    assert perms["sqs:ReceiveMessage"] == [_getatt(synth, s.ingest.events_queue)]
+    assert perms["sqs:DeleteMessage"] == [_getatt(synth, s.ingest.events_queue)]
+    assert sorted(map(str, perms["sqs:SendMessage"])) == sorted(
+        map(str, [_getatt(synth, s.ingest.events_dlq), _getatt(synth, s.delivery.actions_queue)])
+    )
+    for action in ("GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"):
+        assert _getatt(synth, s.state.profiles) in perms[f"dynamodb:{action}"]
+    assert "dynamodb:Scan" not in perms
+    assert _table_actions(synth, perms) == {
+        C.PROFILES: {
+            "dynamodb:GetItem",
+            "dynamodb:BatchGetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+        },
+        # files each timer under its minute bucket; never reads the index back
+        C.TIMERS: {"dynamodb:BatchWriteItem", "dynamodb:PutItem"},
+    }
+
+
+def test_process_can_write_timers(synth):
+    s = synth.stack
+    perms = synth.allowed(_role(synth, C.FN_PROCESS))
+    timers = _getatt(synth, s.state.timers)
+    assert perms["dynamodb:BatchWriteItem"] == [timers]
+    assert timers in perms["dynamodb:PutItem"]
+
+
+def test_check_queries_timers_and_sends_to_the_events_queue_only(synth):
+    s = synth.stack
+    perms = synth.allowed(_role(synth, C.FN_CHECK))
+    assert _table_actions(synth, perms) == {C.TIMERS: {"dynamodb:Query"}}
+    assert perms["dynamodb:Query"] == [_getatt(synth, s.state.timers)]
+    assert perms["sqs:SendMessage"] == [_getatt(synth, s.ingest.events_queue)]
+    data_actions = {a for a in perms if not a.startswith(("logs:", "xray:"))}
+    assert data_actions == {
+        "dynamodb:Query",
+        "sqs:SendMessage",  # SendMessageBatch is authorized as sqs:SendMessage
+        "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl",
+    }
+
+
+def test_check_can_not_read_profiles_send_actions_or_touch_schedules(synth):
+    s = synth.stack
+    perms = synth.allowed(_role(synth, C.FN_CHECK))
+    every_resource = [r for resources in perms.values() for r in resources]
+    assert _getatt(synth, s.state.profiles) not in every_resource
+    assert _getatt(synth, s.delivery.actions_queue) not in every_resource
+    assert C.PROFILES not in _table_actions(synth, perms)
+    assert not any(a.startswith(("scheduler:", "iam:")) for a in perms)
 
 
 def test_api_manages_profiles_reads_keys_inbox_and_log_and_erases_schedules(synth):
@@ -164,13 +208,13 @@ def test_feedback_may_only_add_suppressions(synth):
     assert data == {"dynamodb:PutItem"}
 
 
-def test_only_the_arming_functions_may_pass_the_scheduler_role(synth):
+def test_only_the_functions_that_create_schedules_may_pass_the_scheduler_role(synth):
     s = synth.stack
     role_arn = _getatt(synth, s.scheduling.role)
-    for name in (C.FN_PROCESS, C.FN_CHECK, C.FN_DELIVER):
+    for name in (C.FN_PROCESS, C.FN_DELIVER):
         perms = synth.allowed(_role(synth, name))
         assert perms["iam:PassRole"] == [role_arn]
-    for name in (C.FN_INGEST, C.FN_API, C.FN_FEEDBACK):
+    for name in (C.FN_INGEST, C.FN_CHECK, C.FN_API, C.FN_FEEDBACK):
         assert "iam:PassRole" not in synth.allowed(_role(synth, name))
 
 

@@ -1,5 +1,6 @@
 """EventBridge Scheduler: the group, the role it assumes (invoke check only), and the
-schedule permissions of the functions that arm schedules (that group only)."""
+schedule permissions of the functions that create schedules (that group only): process
+one per minute bucket of timers, deliver one per deferred delivery; check creates none."""
 
 from __future__ import annotations
 
@@ -8,13 +9,6 @@ from aws_cdk.assertions import Match
 from nudge import constants as C
 
 pytestmark = pytest.mark.infra
-
-ARM_ACTIONS = (
-    "scheduler:CreateSchedule",
-    "scheduler:UpdateSchedule",
-    "scheduler:DeleteSchedule",
-    "scheduler:GetSchedule",
-)
 
 
 def test_schedule_group_exists_with_the_shared_name(synth):
@@ -56,13 +50,34 @@ def test_scheduler_role_may_invoke_check_requeue_actions_and_dead_letter_only(sy
     assert not any(a.startswith("kms:") for a in perms)  # the queues use SSE-SQS
 
 
-@pytest.mark.parametrize("name", [C.FN_PROCESS, C.FN_CHECK])
-def test_function_arms_schedules_in_the_nudge_group_only(synth, name):
+@pytest.mark.parametrize("name", [C.FN_PROCESS, C.FN_DELIVER])
+def test_function_only_creates_schedules_in_the_nudge_group(synth, name):
+    # one-time schedules that delete themselves after they ran; a bucket that exists
+    # answers ConflictException: nothing to update, read or delete
     perms = synth.allowed(synth.stack.functions[name].role)
-    for action in ARM_ACTIONS:
-        assert len(perms[action]) == 1, action
-        joined = perms[action][0]["Fn::Join"][1]
-        assert joined[-1] == f":schedule/{C.SCHEDULE_GROUP}/*", action
+    assert {a for a in perms if a.startswith("scheduler:")} == {"scheduler:CreateSchedule"}
+    (arn,) = perms["scheduler:CreateSchedule"]
+    assert arn["Fn::Join"][1][-1] == f":schedule/{C.SCHEDULE_GROUP}/*"
+
+
+def test_check_creates_no_schedule(synth):
+    perms = synth.allowed(synth.stack.functions[C.FN_CHECK].role)
+    assert not any(a.startswith("scheduler:") for a in perms)
+    assert "iam:PassRole" not in perms
+
+
+def test_process_is_told_how_to_create_bucket_schedules_that_invoke_check(synth):
+    s = synth.stack
+    fn = synth.template_json["Resources"][synth.logical_id(s.processing.function)]
+    env = fn["Properties"]["Environment"]["Variables"]
+    assert env[C.ENV_SCHEDULE_GROUP] == C.SCHEDULE_GROUP
+    assert env[C.ENV_SCHEDULER_ROLE_ARN] == {
+        "Fn::GetAtt": [synth.logical_id(s.scheduling.role), "Arn"]
+    }
+    assert env[C.ENV_SCHEDULER_DLQ_ARN] == {
+        "Fn::GetAtt": [synth.logical_id(s.scheduling.dlq), "Arn"]
+    }
+    assert env[C.ENV_CHECK_FUNCTION_ARN] == s.resolve(s.scheduling.check_function_arn)
 
 
 def test_functions_are_told_where_schedules_go(synth):

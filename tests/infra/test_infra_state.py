@@ -22,7 +22,7 @@ def _expected_keys(spec):  # type: ignore[no-untyped-def]
 def test_one_table_per_spec(synth):
     synth.template.resource_count_is("AWS::DynamoDB::Table", len(table_specs()))
     assert set(synth.stack.state.tables) == {s.logical for s in table_specs()}
-    assert len(table_specs()) == 5
+    assert len(table_specs()) == 6
 
 
 @pytest.mark.parametrize("spec", table_specs(), ids=lambda s: s.logical)
@@ -77,6 +77,53 @@ def test_the_delivery_tables_exist_with_the_keys_the_code_uses(synth):
     assert specs[C.DELIVERIES].ttl_attribute == "expires_at"
     assert specs[C.INBOX].ttl_attribute == "expires_at"
     assert specs[C.SUPPRESSIONS].ttl_attribute is None
+
+
+def test_the_timers_table_exists_with_the_keys_and_ttl_of_table_specs(synth):
+    # given the wake-up index as the code defines it
+    (spec,) = [s for s in table_specs() if s.logical == C.TIMERS]
+    assert (spec.partition_key.name, spec.partition_key.type) == ("bucket", "S")
+    assert spec.sort_key is not None
+    assert (spec.sort_key.name, spec.sort_key.type) == ("ref", "S")
+    assert spec.ttl_attribute == "expires_at"
+    assert spec.env_var == C.ENV_TIMERS_TABLE
+
+    # then the stack's timers table has exactly those keys and that TTL
+    table = synth.stack.state.timers
+    assert table is synth.stack.state.tables[C.TIMERS]
+    props = synth.template_json["Resources"][synth.logical_id(table)]["Properties"]
+    schema, attrs = _expected_keys(spec)
+    assert props["KeySchema"] == schema
+    assert sorted(props["AttributeDefinitions"], key=str) == sorted(attrs, key=str)
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+
+
+def test_the_timers_table_goes_with_the_stack(synth):
+    # pending wake-ups (2 days at most), useless without the schedule group's schedules,
+    # which are deleted with the stack too
+    table = synth.template_json["Resources"][synth.logical_id(synth.stack.state.timers)]
+    assert table["DeletionPolicy"] == "Delete"
+    assert table["UpdateReplacePolicy"] == "Delete"
+    group = synth.template_json["Resources"][synth.logical_id(synth.stack.scheduling.group)]
+    assert group["DeletionPolicy"] == "Delete"
+
+
+@pytest.mark.parametrize("logical", sorted({s.logical for s in table_specs()} - {C.TIMERS}))
+def test_every_other_table_survives_stack_deletion(synth, logical):
+    table = synth.stack.state.tables[logical]
+    props = synth.template_json["Resources"][synth.logical_id(table)]
+    assert props["DeletionPolicy"] == "Retain"
+    assert props["UpdateReplacePolicy"] == "Retain"
+
+
+def test_outputs_name_the_timers_table(synth):
+    outputs = synth.template_json["Outputs"]
+    assert outputs["TimersTableName"]["Value"] == {
+        "Ref": synth.logical_id(synth.stack.state.timers)
+    }
 
 
 @pytest.mark.parametrize("logical", [C.DELIVERIES, C.SUPPRESSIONS])

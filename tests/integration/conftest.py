@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-
 from nudge import constants as C
 from nudge import runtime
 from nudge.adapters.aws import reset_clients

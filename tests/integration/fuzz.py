@@ -9,8 +9,8 @@ from datetime import UTC, timedelta, timezone
 from typing import Any
 
 from hypothesis import strategies as st
-
 from nudge.local.lambdas import http_event
+
 from tests.integration.conftest import WRITE_KEY, body_of
 
 json_scalars = st.one_of(

@@ -7,9 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from nudge.constants import MAX_EVENT_BYTES
-from nudge.domain.events import PAGE_VIEWED, SCREEN_VIEWED, Event, message_fingerprint, normalize_event
+from nudge.domain.events import (
+    PAGE_VIEWED,
+    SCREEN_VIEWED,
+    Event,
+    message_fingerprint,
+    normalize_event,
+)
 
 RECEIVED = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -297,7 +302,7 @@ def test_event_size_counts_utf8_bytes_not_escapes() -> None:
 def test_lone_surrogate_is_a_validation_error() -> None:
     # JSON "\\ud800" decodes to a Python string that cannot be encoded as UTF-8
     raw = json.loads('{"userId": "u1", "event": "x", "properties": {"name": "\\ud800"}}')
-    with pytest.raises(ValueError, match="[Uu]nicode"):
+    with pytest.raises(ValueError, match=r"[Uu]nicode"):
         norm(raw)
 
 

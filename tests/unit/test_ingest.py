@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from nudge.constants import MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from nudge.domain.errors import (
     InvalidJsonError,

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.events import Event
 from nudge.domain.ports import ProfileStore, StoredProfile

@@ -10,7 +10,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from nudge.domain.events import Event
 from nudge.domain.profile import (
     MAX_BOUGHT,

@@ -1,5 +1,6 @@
-"""Applying the trigger engine's decisions: actions onto the actions queue, timers onto
-EventBridge Scheduler. Both are idempotent (deterministic action ids and schedule names)."""
+"""Applying the trigger engine's decisions: actions onto the actions queue, timers into
+the wake-up index. Both are idempotent (deterministic action ids; index items keyed by
+bucket, user, trigger and key)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from nudge.adapters.queues import SqsActionQueue
-from nudge.adapters.scheduler import SchedulerTimers
+from nudge.adapters.scheduler import WakeUps
 from nudge.domain.clock import iso
 
 
@@ -17,18 +18,10 @@ def action_message(user_id: str, fire: Any, now: datetime) -> dict[str, Any]:
 
 
 class TriggerEffects:
-    def __init__(
-        self,
-        *,
-        actions: SqsActionQueue,
-        timers: SchedulerTimers,
-        now: datetime,
-        fired_schedule: str | None = None,
-    ) -> None:
+    def __init__(self, *, actions: SqsActionQueue, wakeups: WakeUps, now: datetime) -> None:
         self.actions = actions
-        self.timers = timers
+        self.wakeups = wakeups
         self.now = now
-        self.fired_schedule = fired_schedule
         self.sent_actions = 0
         self.armed = 0
 
@@ -36,8 +29,7 @@ class TriggerEffects:
         if decisions.fires:
             self.actions.send([action_message(user_id, f, self.now) for f in decisions.fires])
             self.sent_actions += len(decisions.fires)
-        if decisions.disarm:
-            self.timers.disarm(decisions.disarm)
+        # decisions.disarm needs no call: a stale timer is re-checked when it comes due
         if decisions.arm:
-            self.timers.arm(user_id, decisions.arm, fired_name=self.fired_schedule)
+            self.wakeups.arm(user_id, decisions.arm, now=self.now)
             self.armed += len(decisions.arm)

@@ -1,37 +1,35 @@
-"""Trigger timers as EventBridge Scheduler one-time schedules.
+"""Trigger timers as wake-ups: one EventBridge Scheduler one-time schedule per minute.
 
-A timer becomes `at(yyyy-mm-ddThh:mm:ss)` in UTC in the trigger schedule group, with
-the check function as target (retry policy + DLQ) and ActionAfterCompletion=DELETE.
-Names are deterministic per (user, trigger, key), so re-arming updates the one schedule.
-A schedule never fires early: its time is rounded up to the next second.
+Every timer is written to the wake-up index (`timers` table, one item per user, trigger
+and key, in the bucket of the minute it falls due — rounded up, so never early) and the
+bucket's schedule is created once (`wake-YYYYMMDDTHHMM`, `at()` in UTC, the check
+function as target with a retry policy and a DLQ, ActionAfterCompletion=DELETE). The
+check function fans the bucket's timers out to their users' FIFO groups on the events
+queue, where the process function re-checks each against current state.
 
-The check function re-arms while its own schedule is still completing, and a schedule
-updated during its invocation could still be deleted by ActionAfterCompletion; so a
-timer re-armed from the schedule that just fired takes the sibling name (`…-b`), and
-disarming deletes both names.
+So scheduler calls grow with the number of distinct minutes that have timers, not with
+events or users; the index writes ride one BatchWriteItem per SQS batch. A bucket about
+to fire (within WAKE_UP_MIN_LEAD_SECONDS) takes no new timers: they go to the next one.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from nudge import constants as C
 from nudge.adapters.aws import client
+from nudge.adapters.tables import TimerRow, bind_tables
+from nudge.domain.clock import to_ms
 
-ALT_SUFFIX = "-b"
 RETRY_POLICY = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
-
-
-def sibling(name: str) -> str:
-    return (
-        name[: -len(ALT_SUFFIX)]
-        if name.endswith(ALT_SUFFIX)
-        else name[: 64 - len(ALT_SUFFIX)] + ALT_SUFFIX
-    )
+BUCKET_FORMAT = "%Y-%m-%dT%H:%M"
+NAME_PREFIX = "wake-"
 
 
 def at_expression(due: datetime) -> str:
@@ -46,55 +44,108 @@ def parse_at(expression: str) -> datetime:
     return datetime.strptime(inner, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
 
 
-class SchedulerTimers:
+def bucket_of(due: datetime, now: datetime) -> datetime:
+    """The minute whose wake-up takes a timer: due rounded up to the minute, and later
+    than `now` by at least the minimum lead (a bucket about to fire takes no more)."""
+    due = due.astimezone(UTC)
+    start = due.replace(second=0, microsecond=0)
+    bucket = start if start == due else start + timedelta(minutes=1)
+    floor = now.astimezone(UTC) + timedelta(seconds=C.WAKE_UP_MIN_LEAD_SECONDS)
+    while bucket <= floor:
+        bucket += timedelta(minutes=1)
+    return bucket
+
+
+def schedule_name(bucket: datetime) -> str:
+    return f"{NAME_PREFIX}{bucket:%Y%m%dT%H%M}"
+
+
+def ref_of(user_id: str, trigger_id: str, key: str | None) -> str:
+    return json.dumps([user_id, trigger_id, key], separators=(",", ":"))
+
+
+class WakeUps:
+    """Arms the engine's timers. Disarming is free: a stale timer is re-checked against
+    the user's state when it comes due and changes nothing."""
+
     def __init__(self, *, group: str, target_arn: str, role_arn: str, dlq_arn: str) -> None:
+        bind_tables()
+        self._known: dict[str, datetime] = {}  # buckets this container created or saw exist
+        self._lock = threading.Lock()
         self.group = group
         self.target_arn = target_arn
         self.role_arn = role_arn
         self.dlq_arn = dlq_arn
+        self.schedules_created = 0
 
-    def arm(self, user_id: str, timers: Iterable[Any], *, fired_name: str | None = None) -> None:
-        scheduler = client("scheduler")
+    def arm(self, user_id: str, timers: Iterable[Any], *, now: datetime) -> None:
+        rows = []
+        buckets: set[datetime] = set()
         for timer in timers:
-            name = timer.name
-            if fired_name is not None and name == fired_name:
-                name = sibling(name)
-            payload = {
-                "user_id": user_id,
-                "trigger_id": timer.trigger_id,
-                "key": timer.key,
-                "due": timer.due.astimezone(UTC).isoformat(),
-                "schedule": name,
-            }
-            params: dict[str, Any] = {
-                "Name": name,
-                "GroupName": self.group,
-                "ScheduleExpression": at_expression(timer.due),
-                "ScheduleExpressionTimezone": "UTC",
-                "FlexibleTimeWindow": {"Mode": "OFF"},
-                "ActionAfterCompletion": "DELETE",
-                "State": "ENABLED",
-                "Target": {
+            bucket = bucket_of(timer.due, now)
+            buckets.add(bucket)
+            rows.append(
+                TimerRow(
+                    bucket.strftime(BUCKET_FORMAT),
+                    ref_of(user_id, timer.trigger_id, timer.key),
+                    user_id=user_id,
+                    trigger_id=timer.trigger_id,
+                    key=timer.key,
+                    due=to_ms(timer.due),
+                    expires_at=bucket + timedelta(days=C.WAKE_UP_INDEX_TTL_DAYS),
+                )
+            )
+        if not rows:
+            return
+        with TimerRow.batch_write() as batch:
+            for row in rows:
+                batch.save(row)
+        for bucket in sorted(buckets):
+            self._ensure_schedule(bucket, now)
+
+    def _ensure_schedule(self, bucket: datetime, now: datetime) -> None:
+        name = schedule_name(bucket)
+        with self._lock:
+            if name in self._known:
+                return
+        try:
+            client("scheduler").create_schedule(
+                Name=name,
+                GroupName=self.group,
+                ScheduleExpression=at_expression(bucket),
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                State="ENABLED",
+                Target={
                     "Arn": self.target_arn,
                     "RoleArn": self.role_arn,
-                    "Input": json.dumps(payload, separators=(",", ":")),
+                    "Input": json.dumps({"bucket": bucket.strftime(BUCKET_FORMAT)}),
                     "RetryPolicy": RETRY_POLICY,
                     "DeadLetterConfig": {"Arn": self.dlq_arn},
                 },
-            }
-            try:
-                scheduler.create_schedule(**params)
-            except ClientError as err:
-                if err.response["Error"]["Code"] != "ConflictException":
-                    raise
-                scheduler.update_schedule(**params)
+            )
+            self.schedules_created += 1
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConflictException":
+                raise
+        with self._lock:
+            if len(self._known) > 5000:  # keep only buckets still to come
+                self._known = {n: b for n, b in self._known.items() if b > now}
+            self._known[name] = bucket
 
-    def disarm(self, names: Iterable[str]) -> None:
-        scheduler = client("scheduler")
-        for name in names:
-            for candidate in (name, sibling(name)):
-                try:
-                    scheduler.delete_schedule(Name=candidate, GroupName=self.group)
-                except ClientError as err:
-                    if err.response["Error"]["Code"] != "ResourceNotFoundException":
-                        raise
+
+def due_timers(bucket: str) -> list[dict[str, Any]]:
+    """The timer messages of one bucket, as the check function sends them to the events queue."""
+    bind_tables()
+    return [
+        {
+            "kind": "timer",
+            "user_id": r.user_id,
+            "trigger_id": r.trigger_id,
+            "key": r.key,
+            "due": int(r.due),
+            "bucket": bucket,
+        }
+        for r in TimerRow.query(bucket, consistent_read=True)
+    ]

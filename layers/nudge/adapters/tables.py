@@ -109,12 +109,30 @@ class SuppressionRow(_Base):
     at = NumberAttribute()
 
 
+class TimerRow(_Base):
+    """The wake-up index: the timers due in one minute bucket. One schedule per bucket
+    wakes the check function, which fans the bucket's timers out to their users."""
+
+    class Meta:
+        table_name = C.local_table_name(C.TIMERS)
+        region = "us-east-1"
+
+    bucket = UnicodeAttribute(hash_key=True)  # yyyy-mm-ddThh:mm (UTC)
+    ref = UnicodeAttribute(range_key=True)  # user, trigger, key
+    user_id = UnicodeAttribute()
+    trigger_id = UnicodeAttribute()
+    key = UnicodeAttribute(null=True)
+    due = NumberAttribute()
+    expires_at = TTLAttribute(null=True)
+
+
 MODELS: dict[str, type[Model]] = {
     C.PROFILES: ProfileRow,
     C.KEYS: KeyRow,
     C.DELIVERIES: DeliveryRow,
     C.INBOX: InboxRow,
     C.SUPPRESSIONS: SuppressionRow,
+    C.TIMERS: TimerRow,
 }
 TABLE_ENV = {
     C.PROFILES: C.ENV_PROFILES_TABLE,
@@ -122,6 +140,7 @@ TABLE_ENV = {
     C.DELIVERIES: C.ENV_DELIVERIES_TABLE,
     C.INBOX: C.ENV_INBOX_TABLE,
     C.SUPPRESSIONS: C.ENV_SUPPRESSIONS_TABLE,
+    C.TIMERS: C.ENV_TIMERS_TABLE,
 }
 
 

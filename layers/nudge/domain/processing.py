@@ -50,6 +50,26 @@ def _new(user_id: str) -> StoredProfile:
     return StoredProfile(Profile(user_id=user_id), None)
 
 
+@dataclass(frozen=True)
+class TimerDue:
+    """A trigger timer that came due (its wake-up bucket fired)."""
+
+    user_id: str
+    trigger_id: str
+    key: str | None
+
+
+def _combine(parts: Sequence[Any]) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]
+    for other in parts[1:]:
+        first.fires.extend(other.fires)
+        first.arm.extend(other.arm)
+        first.disarm.extend(other.disarm)
+    return first
+
+
 def fold_user(
     store: ProfileStore,
     user_id: str,
@@ -59,9 +79,11 @@ def fold_user(
     preloaded: StoredProfile | None = None,
     engine: Decider | None = None,
     effects: Effects | None = None,
+    timers: Sequence[TimerDue] = (),
 ) -> FoldOutcome:
-    """Folds one user's events with optimistic concurrency: on a concurrent update the
-    profile is read again and the (deduplicated) fold repeated."""
+    """Folds one user's events, then re-checks the user's timers that came due, with
+    optimistic concurrency: on a concurrent update the profile is read again and the
+    (deduplicated) fold repeated. One write, and only when something changed."""
     outcome = FoldOutcome(user_id)
     target = user_id
     stored = preloaded
@@ -80,12 +102,20 @@ def fold_user(
             merged = bool(pointers) or bool(outcome.merged)
             fresh = profile.apply(events)
             outcome.fresh, outcome.duplicates = len(fresh), len(events) - len(fresh)
-            if not fresh and not merged:
+            if not fresh and not merged and not timers:
                 return outcome
-            if engine is not None and fresh:
-                decisions = engine.on_events(profile, fresh, now)
-                if effects is not None:
+            before = (
+                copy.deepcopy(profile.triggers) if timers and not fresh and not merged else None
+            )
+            decisions = None
+            if engine is not None:
+                parts = [engine.on_events(profile, fresh, now)] if fresh else []
+                parts += [engine.on_timer(profile, t.trigger_id, t.key, now) for t in timers]
+                decisions = _combine(parts) if parts else None
+                if effects is not None and decisions:
                     effects.apply(profile.user_id, decisions)
+            if before is not None and not decisions and profile.triggers == before:
+                return outcome  # a stale timer: nothing changed
             if pointers:
                 # the merged profiles become pointers in the same transaction, so a
                 # retry never absorbs twice nor loses what was absorbed
@@ -152,22 +182,26 @@ def process_users(
     now: datetime,
     engine: Decider | None = None,
     effects: Effects | None = None,
+    timers_by_user: dict[str, list[TimerDue]] | None = None,
 ) -> BatchOutcome:
-    """Folds each user's events (one read for all users, one write per user); a user
-    whose fold fails is reported, the others still commit."""
+    """Folds each user's events and due timers (one read for all users, at most one
+    write per user); a user whose fold fails is reported, the others still commit."""
     result = BatchOutcome()
-    preloaded = store.get_many(events_by_user)
-    for user_id, events in events_by_user.items():
+    timers_by_user = timers_by_user or {}
+    users = list(dict.fromkeys([*events_by_user, *timers_by_user]))
+    preloaded = store.get_many(users)
+    for user_id in users:
         try:
             outcome = fold_user(
                 store,
                 user_id,
-                events,
+                events_by_user.get(user_id, []),
                 now=now,
                 preloaded=preloaded.get(user_id)
                 or _new(user_id),  # absent from the batch read: new
                 engine=engine,
                 effects=effects,
+                timers=timers_by_user.get(user_id, []),
             )
         except Exception as err:  # reported per user: the batch goes on
             result.failed_users[user_id] = err
@@ -176,40 +210,3 @@ def process_users(
         result.duplicates += outcome.duplicates
         result.writes += outcome.writes
     return result
-
-
-def check_timer(
-    store: ProfileStore,
-    user_id: str,
-    trigger_id: str,
-    key: str | None,
-    *,
-    now: datetime,
-    engine: Decider,
-    effects: Effects | None = None,
-) -> Any:
-    """A schedule came due: re-check the trigger against the user's current state (the
-    engine fires only if the condition still holds, or re-arms at a later deadline) and
-    commit the trigger state with one conditional write."""
-    for attempt in range(MAX_ATTEMPTS):
-        stored = store.get(user_id)
-        hops = 0
-        while stored is not None and stored.profile.merged_into and hops < MAX_REDIRECTS:
-            stored = store.get(stored.profile.merged_into)
-            hops += 1
-        if stored is None:
-            return None  # erased, or never stored: nothing to check
-        profile = stored.profile
-        before = copy.deepcopy(profile.triggers)
-        decisions = engine.on_timer(profile, trigger_id, key, now)
-        if effects is not None and decisions:
-            effects.apply(profile.user_id, decisions)
-        if not decisions and profile.triggers == before:
-            return decisions
-        try:
-            store.save(stored)
-            return decisions
-        except ConcurrentUpdateError:
-            if attempt == MAX_ATTEMPTS - 1:
-                raise
-    return None

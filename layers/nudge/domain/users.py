@@ -7,11 +7,15 @@ from datetime import datetime
 from typing import Any
 
 from nudge.domain.errors import ConcurrentUpdateError, NotFoundError
+from nudge.domain.events import MAX_ID_LENGTH
 from nudge.domain.ports import ProfileStore
 from nudge.domain.profile import Profile
 
 
 def profile_view(store: ProfileStore, user_id: str, *, now: datetime) -> dict[str, Any]:
+    if len(user_id) > MAX_ID_LENGTH:
+        # never stored (ingest refuses longer ids), and DynamoDB would refuse the key
+        raise NotFoundError(f"no user with an id of {len(user_id)} characters")
     stored = store.get(user_id)
     hops = 0
     while stored is not None and stored.profile.merged_into and hops < 3:
