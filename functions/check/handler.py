@@ -12,7 +12,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from nudge.adapters.queues import dedup_id, group_of, send_fifo_batch
+from nudge.adapters.queues import dedup_id, message_group_id, send_fifo_batch
 from nudge.adapters.scheduler import due_timers
 from nudge.observability import logger, metrics, tracer
 from nudge.settings import CheckSettings
@@ -43,7 +43,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             {
                 "Id": str(i),
                 "MessageBody": json.dumps(t, separators=(",", ":")),
-                "MessageGroupId": group_of(t["user_id"]),
+                "MessageGroupId": message_group_id(t["user_id"]),
                 "MessageDeduplicationId": dedup_id(
                     f"{wake.bucket}\x1f{t['user_id']}\x1f{t['trigger_id']}\x1f{t['key']}"
                 ),

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import requests
-
 from nudge.local.server import LocalConfig, LocalMode
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
-
 from nudge.domain.events import normalize_event
 from nudge.domain.triggers.backtest import backtest
 from nudge.domain.triggers.loader import load_triggers
+
 from tests.e2e.conftest import Client
 
 pytestmark = pytest.mark.e2e

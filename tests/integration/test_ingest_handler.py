@@ -38,8 +38,15 @@ from tests.integration.fuzz import (
 SQS_GROUP_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
-def post(fn: Fn, path: str, payload: Any = None, *, auth: str | None = None, headers: dict[str, str] | None = None,
-         raw: bytes | None = None) -> dict[str, Any]:
+def post(
+    fn: Fn,
+    path: str,
+    payload: Any = None,
+    *,
+    auth: str | None = None,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> dict[str, Any]:
     hdrs = {"content-type": "application/json", **(headers or {})}
     if auth is not None:
         hdrs["authorization"] = auth
@@ -77,7 +84,9 @@ SINGLE = {
 # ---- every endpoint ---------------------------------------------------------------------------
 
 
-def test_every_single_event_endpoint_queues_its_event_grouped_by_user(aws: Resources, ingest_fn: Fn) -> None:
+def test_every_single_event_endpoint_queues_its_event_grouped_by_user(
+    aws: Resources, ingest_fn: Fn
+) -> None:
     for kind, payload in SINGLE.items():
         # when
         resp = post(ingest_fn, f"/v1/{kind}", {**payload, "messageId": f"m-{kind}"}, auth=basic())
@@ -89,7 +98,9 @@ def test_every_single_event_endpoint_queues_its_event_grouped_by_user(aws: Resou
         assert group == ev.profile_id == (payload.get("userId") or payload.get("anonymousId"))
 
 
-def test_page_and_screen_are_queued_as_page_viewed_and_screen_viewed(aws: Resources, ingest_fn: Fn) -> None:
+def test_page_and_screen_are_queued_as_page_viewed_and_screen_viewed(
+    aws: Resources, ingest_fn: Fn
+) -> None:
     post(ingest_fn, "/v1/page", SINGLE["page"], auth=basic())
     post(ingest_fn, "/v1/screen", SINGLE["screen"], auth=basic())
     assert sorted(ev.event or "" for _, ev in queued(aws)) == ["Page Viewed", "Screen Viewed"]
@@ -97,7 +108,12 @@ def test_page_and_screen_are_queued_as_page_viewed_and_screen_viewed(aws: Resour
 
 def test_batch_queues_every_item_grouped_by_its_user(aws: Resources, ingest_fn: Fn) -> None:
     items = [{"type": k, **v} for k, v in SINGLE.items()]
-    resp = post(ingest_fn, "/v1/batch", {"batch": items, "context": {"library": {"name": "test"}}}, auth=basic())
+    resp = post(
+        ingest_fn,
+        "/v1/batch",
+        {"batch": items, "context": {"library": {"name": "test"}}},
+        auth=basic(),
+    )
     assert resp["statusCode"] == 200
     assert body_of(resp) == {"success": True}
     got = queued(aws)
@@ -107,15 +123,24 @@ def test_batch_queues_every_item_grouped_by_its_user(aws: Resources, ingest_fn: 
 
 
 def test_import_queues_events_marked_historical(aws: Resources, ingest_fn: Fn) -> None:
-    items = [{"type": "track", "userId": "u1", "event": "Order Completed", "timestamp": "2025-01-05T10:00:00Z",
-              "properties": {"revenue": 40}}]
+    items = [
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "Order Completed",
+            "timestamp": "2025-01-05T10:00:00Z",
+            "properties": {"revenue": 40},
+        }
+    ]
     assert post(ingest_fn, "/v1/import", {"batch": items}, auth=basic())["statusCode"] == 200
     [(_, ev)] = queued(aws)
     assert ev.historical is True
     assert ev.timestamp.year == 2025
 
 
-def test_queue_message_deduplication_id_is_per_user_and_message_id(aws: Resources, ingest_fn: Fn) -> None:
+def test_queue_message_deduplication_id_is_per_user_and_message_id(
+    aws: Resources, ingest_fn: Fn
+) -> None:
     # the same messageId for two users is two events; a retried one is dropped by SQS
     post(ingest_fn, "/v1/track", {"userId": "u1", "event": "A", "messageId": "same"}, auth=basic())
     post(ingest_fn, "/v1/track", {"userId": "u2", "event": "A", "messageId": "same"}, auth=basic())
@@ -152,8 +177,12 @@ def test_queued_bodies_use_only_characters_sqs_accepts(aws: Resources, ingest_fn
 
 
 def test_gzip_body_base64_encoded_by_api_gateway_is_accepted(aws: Resources, ingest_fn: Fn) -> None:
-    raw = gzip.compress(json.dumps({"batch": [{"type": "track", "userId": "u1", "event": "Zipped"}]}).encode())
-    event = http("POST", "/v1/batch", raw=raw, headers={"content-encoding": "gzip", "authorization": basic()})
+    raw = gzip.compress(
+        json.dumps({"batch": [{"type": "track", "userId": "u1", "event": "Zipped"}]}).encode()
+    )
+    event = http(
+        "POST", "/v1/batch", raw=raw, headers={"content-encoding": "gzip", "authorization": basic()}
+    )
     assert event["isBase64Encoded"] is True
     resp = ingest_fn(event)
     assert resp["statusCode"] == 200
@@ -161,12 +190,19 @@ def test_gzip_body_base64_encoded_by_api_gateway_is_accepted(aws: Resources, ing
 
 
 def test_invalid_gzip_body_is_400(aws: Resources, ingest_fn: Fn) -> None:
-    resp = post(ingest_fn, "/v1/track", raw=b"not gzip", headers={"content-encoding": "gzip"}, auth=basic())
+    resp = post(
+        ingest_fn, "/v1/track", raw=b"not gzip", headers={"content-encoding": "gzip"}, auth=basic()
+    )
     assert_error(resp, 400, "invalid_json")
 
 
 def test_invalid_base64_body_is_400(aws: Resources, ingest_fn: Fn) -> None:
-    event = http("POST", "/v1/track", raw=b"x", headers={"content-encoding": "gzip", "authorization": basic()})
+    event = http(
+        "POST",
+        "/v1/track",
+        raw=b"x",
+        headers={"content-encoding": "gzip", "authorization": basic()},
+    )
     event["body"] = "%%% not base64 %%%"
     assert_error(ingest_fn(event), 400)
 
@@ -189,7 +225,11 @@ def test_admin_key_cannot_ingest(aws: Resources, ingest_fn: Fn) -> None:
 
 
 def test_write_key_in_the_body_is_accepted(aws: Resources, ingest_fn: Fn) -> None:
-    resp = post(ingest_fn, "/v1/batch", {"writeKey": WRITE_KEY, "batch": [{"type": "track", **SINGLE["track"]}]})
+    resp = post(
+        ingest_fn,
+        "/v1/batch",
+        {"writeKey": WRITE_KEY, "batch": [{"type": "track", **SINGLE["track"]}]},
+    )
     assert resp["statusCode"] == 200
     assert len(queued(aws)) == 1
 
@@ -198,7 +238,9 @@ def test_wrong_write_key_in_the_body_is_401(aws: Resources, ingest_fn: Fn) -> No
     assert_error(post(ingest_fn, "/v1/track", {**SINGLE["track"], "writeKey": "nope"}), 401)
 
 
-def test_the_write_key_never_appears_in_the_response_or_the_queue(aws: Resources, ingest_fn: Fn) -> None:
+def test_the_write_key_never_appears_in_the_response_or_the_queue(
+    aws: Resources, ingest_fn: Fn
+) -> None:
     resp = post(ingest_fn, "/v1/track", {**SINGLE["track"], "writeKey": WRITE_KEY})
     assert WRITE_KEY not in json.dumps(resp)
     assert all(WRITE_KEY not in m["Body"] for m in queue_messages(aws, C.EVENTS_QUEUE))
@@ -214,7 +256,9 @@ def test_event_over_32_kb_is_413(aws: Resources, ingest_fn: Fn) -> None:
 
 
 def test_batch_over_500_kb_is_413(aws: Resources, ingest_fn: Fn) -> None:
-    items = [{"type": "track", "userId": "u1", "event": "A", "properties": {"pad": "x" * 30_000}}] * 18
+    items = [
+        {"type": "track", "userId": "u1", "event": "A", "properties": {"pad": "x" * 30_000}}
+    ] * 18
     assert len(json.dumps({"batch": items})) > C.MAX_BATCH_BYTES
     assert_error(post(ingest_fn, "/v1/batch", {"batch": items}, auth=basic()), 413)
     assert queued(aws) == []
@@ -222,27 +266,44 @@ def test_batch_over_500_kb_is_413(aws: Resources, ingest_fn: Fn) -> None:
 
 def test_a_batch_near_500_kb_is_accepted_whole(aws: Resources, ingest_fn: Fn) -> None:
     # 16 events of ~30 KB: over one SQS request (256 KB), so the queue adapter splits it
-    items = [{"type": "track", "userId": f"u{i % 3}", "event": "A", "messageId": f"big-{i}",
-              "properties": {"pad": "x" * 30_000}} for i in range(16)]
+    items = [
+        {
+            "type": "track",
+            "userId": f"u{i % 3}",
+            "event": "A",
+            "messageId": f"big-{i}",
+            "properties": {"pad": "x" * 30_000},
+        }
+        for i in range(16)
+    ]
     assert post(ingest_fn, "/v1/batch", {"batch": items}, auth=basic())["statusCode"] == 200
     assert sorted(ev.message_id for _, ev in queued(aws)) == sorted(f"big-{i}" for i in range(16))
 
 
 def test_malformed_json_is_400_with_a_json_error_body(aws: Resources, ingest_fn: Fn) -> None:
     for raw in (b"{not json", b"", b"[" * 5000, b'{"userId": "u1", "event": ', b"\xff\xfe"):
-        body = assert_error(post(ingest_fn, "/v1/track", raw=raw, auth=basic()), 400, "invalid_json")
+        body = assert_error(
+            post(ingest_fn, "/v1/track", raw=raw, auth=basic()), 400, "invalid_json"
+        )
         assert isinstance(body["details"], list)
     assert queued(aws) == []
 
 
 def test_invalid_single_event_is_400_with_details(aws: Resources, ingest_fn: Fn) -> None:
-    body = assert_error(post(ingest_fn, "/v1/track", {"userId": "u1"}, auth=basic()), 400, "validation_failed")
+    body = assert_error(
+        post(ingest_fn, "/v1/track", {"userId": "u1"}, auth=basic()), 400, "validation_failed"
+    )
     assert body["details"] == [{"index": 0, "message": body["message"]}]
 
 
-def test_batch_with_one_invalid_of_ten_queues_nine_and_reports_its_index(aws: Resources, ingest_fn: Fn) -> None:
+def test_batch_with_one_invalid_of_ten_queues_nine_and_reports_its_index(
+    aws: Resources, ingest_fn: Fn
+) -> None:
     # given
-    items = [{"type": "track", "userId": f"u{i}", "event": "Viewed", "messageId": f"m{i}"} for i in range(10)]
+    items = [
+        {"type": "track", "userId": f"u{i}", "event": "Viewed", "messageId": f"m{i}"}
+        for i in range(10)
+    ]
     items[6] = {"type": "track", "userId": "u6", "messageId": "m6"}  # track without event
     # when
     resp = post(ingest_fn, "/v1/batch", {"batch": items}, auth=basic())
@@ -251,12 +312,16 @@ def test_batch_with_one_invalid_of_ten_queues_nine_and_reports_its_index(aws: Re
     body = body_of(resp)
     assert body["success"] is True
     assert [d["index"] for d in body["details"]] == [6]
-    assert sorted(ev.message_id for _, ev in queued(aws)) == sorted(f"m{i}" for i in range(10) if i != 6)
+    assert sorted(ev.message_id for _, ev in queued(aws)) == sorted(
+        f"m{i}" for i in range(10) if i != 6
+    )
 
 
 def test_batch_with_no_valid_event_is_400_with_every_index(aws: Resources, ingest_fn: Fn) -> None:
     items = [{"type": "track", "event": "No id"}, {"type": "bogus", "userId": "u1"}]
-    body = assert_error(post(ingest_fn, "/v1/batch", {"batch": items}, auth=basic()), 400, "validation_failed")
+    body = assert_error(
+        post(ingest_fn, "/v1/batch", {"batch": items}, auth=basic()), 400, "validation_failed"
+    )
     assert [d["index"] for d in body["details"]] == [0, 1]
     assert queued(aws) == []
 
@@ -269,7 +334,9 @@ def test_unknown_ingest_path_is_a_4xx_json_error(aws: Resources, ingest_fn: Fn) 
 # ---- rate limit --------------------------------------------------------------------------------------
 
 
-def test_over_the_rate_limit_is_429_with_retry_after(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_over_the_rate_limit_is_429_with_retry_after(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # given a limit of one request per 20 s, set before the function's cold start
     monkeypatch.setenv(C.ENV_RATE_LIMIT, "0.05")
     fn = Fn(C.FN_INGEST)
@@ -284,7 +351,9 @@ def test_over_the_rate_limit_is_429_with_retry_after(aws: Resources, monkeypatch
     assert len(queued(aws)) == 1
 
 
-def test_the_rate_limit_does_not_apply_to_rejected_keys(aws: Resources, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_rate_limit_does_not_apply_to_rejected_keys(
+    aws: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(C.ENV_RATE_LIMIT, "0.05")
     fn = Fn(C.FN_INGEST)
     for _ in range(3):
@@ -296,29 +365,43 @@ def test_the_rate_limit_does_not_apply_to_rejected_keys(aws: Resources, monkeypa
 
 valid_ingest_paths = st.sampled_from([f"/v1/{k}" for k in (*SINGLE, "batch", "import")])
 ingest_paths = st.one_of(
-    valid_ingest_paths, valid_ingest_paths, valid_ingest_paths,
+    valid_ingest_paths,
+    valid_ingest_paths,
+    valid_ingest_paths,
     st.builds(lambda s: "/v1/" + s, st.text(max_size=12)),
     st.builds(lambda s: "/" + s, st.text(max_size=20)),
 )
 ingest_auths = st.one_of(
-    st.just(basic()), st.just(basic()), st.just(basic()), st.just(basic()), st.none(), st.just(basic("wk_wrong")),
-    st.text(max_size=30), st.builds(lambda b: "Basic " + base64.b64encode(b).decode(), st.binary(max_size=20)),
+    st.just(basic()),
+    st.just(basic()),
+    st.just(basic()),
+    st.just(basic()),
+    st.none(),
+    st.just(basic("wk_wrong")),
+    st.text(max_size=30),
+    st.builds(lambda b: "Basic " + base64.b64encode(b).decode(), st.binary(max_size=20)),
 )
 
 
-FUZZ: dict[str, Any] = {"deadline": None,
-                        "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]}
+FUZZ: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
 
 
 @settings(max_examples=70, **FUZZ)
 @given(event=api_gateway_requests(ingest_paths, ingest_auths))
-def test_no_request_gives_the_ingest_function_a_5xx(aws: Resources, ingest_fn: Fn, event: dict[str, Any]) -> None:
+def test_no_request_gives_the_ingest_function_a_5xx(
+    aws: Resources, ingest_fn: Fn, event: dict[str, Any]
+) -> None:
     assert_no_5xx(ingest_fn(event))
 
 
 @settings(max_examples=130, **FUZZ)
 @given(event=segment_requests(basic()))
-def test_no_event_content_gives_the_ingest_function_a_5xx(aws: Resources, ingest_fn: Fn, event: dict[str, Any]) -> None:
+def test_no_event_content_gives_the_ingest_function_a_5xx(
+    aws: Resources, ingest_fn: Fn, event: dict[str, Any]
+) -> None:
     assert_no_5xx(ingest_fn(event))
 
 

@@ -37,8 +37,17 @@ def ingest(fn: Fn, items: list[dict[str, Any]]) -> None:
     assert resp["statusCode"] == 200, resp
 
 
-def track(user: str, name: str, mid: str, at: str = "2026-03-02T10:00:00Z", **props: Any) -> dict[str, Any]:
-    return {"type": "track", "userId": user, "event": name, "messageId": mid, "timestamp": at, "properties": props}
+def track(
+    user: str, name: str, mid: str, at: str = "2026-03-02T10:00:00Z", **props: Any
+) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": user,
+        "event": name,
+        "messageId": mid,
+        "timestamp": at,
+        "properties": props,
+    }
 
 
 def counts(res: Resources, user: str) -> dict[str, int]:
@@ -53,7 +62,9 @@ def batch_event(res: Resources, messages: list[dict[str, Any]]) -> dict[str, Any
 
 def with_new_message_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The same bodies as new SQS messages (a client retry after SQS's 5-minute dedup)."""
-    return [{**m, "MessageId": str(uuid.uuid4()), "ReceiptHandle": uuid.uuid4().hex} for m in messages]
+    return [
+        {**m, "MessageId": str(uuid.uuid4()), "ReceiptHandle": uuid.uuid4().hex} for m in messages
+    ]
 
 
 def failed_ids(resp: dict[str, Any]) -> set[str]:
@@ -63,14 +74,24 @@ def failed_ids(resp: dict[str, Any]) -> set[str]:
 # ---- the basic path ---------------------------------------------------------------------------------
 
 
-def test_profile_appears_once_the_queue_is_drained(aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn) -> None:
+def test_profile_appears_once_the_queue_is_drained(
+    aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn
+) -> None:
     # given
-    ingest(ingest_fn, [
-        {"type": "identify", "userId": "u1", "messageId": "i1", "traits": {"email": "a@example.com"}},
-        track("u1", "Product Viewed", "t1", product_id="p1"),
-        track("u1", "Product Viewed", "t2", product_id="p2"),
-        {"type": "page", "userId": "u1", "messageId": "p1", "name": "Home"},
-    ])
+    ingest(
+        ingest_fn,
+        [
+            {
+                "type": "identify",
+                "userId": "u1",
+                "messageId": "i1",
+                "traits": {"email": "a@example.com"},
+            },
+            track("u1", "Product Viewed", "t1", product_id="p1"),
+            track("u1", "Product Viewed", "t2", product_id="p2"),
+            {"type": "page", "userId": "u1", "messageId": "p1", "name": "Home"},
+        ],
+    )
     assert stored_state(aws, "u1") is None
     # when
     responses = drain(aws, process_fn)
@@ -85,8 +106,12 @@ def test_profile_appears_once_the_queue_is_drained(aws: Resources, clock: Any, i
 # ---- duplicates and redelivery ----------------------------------------------------------------------
 
 
-def test_the_same_batch_sent_twice_counts_once(aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn) -> None:
-    items = [track("u1", "Product Viewed", f"m{i}") for i in range(5)] + [track("u2", "Signed Up", "s1")]
+def test_the_same_batch_sent_twice_counts_once(
+    aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn
+) -> None:
+    items = [track("u1", "Product Viewed", f"m{i}") for i in range(5)] + [
+        track("u2", "Signed Up", "s1")
+    ]
     ingest(ingest_fn, items)
     drain(aws, process_fn)
     ingest(ingest_fn, items)
@@ -111,9 +136,14 @@ def test_the_same_events_after_the_sqs_dedup_window_count_once(
     assert counts(aws, "u1") == {"Product Viewed": 3}
 
 
-def test_a_redelivered_sqs_batch_changes_nothing(aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn) -> None:
+def test_a_redelivered_sqs_batch_changes_nothing(
+    aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn
+) -> None:
     # given a batch whose processing committed but whose deletion was lost
-    ingest(ingest_fn, [track("u1", "Order Completed", "o1", revenue=30), track("u1", "Product Viewed", "v1")])
+    ingest(
+        ingest_fn,
+        [track("u1", "Order Completed", "o1", revenue=30), track("u1", "Product Viewed", "v1")],
+    )
     event = batch_event(aws, queue_messages(aws, C.EVENTS_QUEUE))
     process_fn(event)
     before = stored_state(aws, "u1")
@@ -128,27 +158,69 @@ def test_a_redelivered_sqs_batch_changes_nothing(aws: Resources, clock: Any, ing
 # ---- order -----------------------------------------------------------------------------------------
 
 FIRST = [
-    {"type": "identify", "messageId": "a1", "timestamp": "2026-03-02T10:00:00Z", "traits": {"plan": "free", "tz": "UTC"}},
-    {"type": "track", "messageId": "a2", "event": "Product Viewed", "timestamp": "2026-03-02T10:01:00Z",
-     "properties": {"product_id": "p1"}},
-    {"type": "track", "messageId": "a3", "event": "Product Added", "timestamp": "2026-03-02T10:02:00Z",
-     "properties": {"product_id": "p1", "price": 10, "name": "Old name"}},
-    {"type": "track", "messageId": "a4", "event": "Product Added", "timestamp": "2026-03-02T10:03:00Z",
-     "properties": {"product_id": "p2", "price": 4}},
+    {
+        "type": "identify",
+        "messageId": "a1",
+        "timestamp": "2026-03-02T10:00:00Z",
+        "traits": {"plan": "free", "tz": "UTC"},
+    },
+    {
+        "type": "track",
+        "messageId": "a2",
+        "event": "Product Viewed",
+        "timestamp": "2026-03-02T10:01:00Z",
+        "properties": {"product_id": "p1"},
+    },
+    {
+        "type": "track",
+        "messageId": "a3",
+        "event": "Product Added",
+        "timestamp": "2026-03-02T10:02:00Z",
+        "properties": {"product_id": "p1", "price": 10, "name": "Old name"},
+    },
+    {
+        "type": "track",
+        "messageId": "a4",
+        "event": "Product Added",
+        "timestamp": "2026-03-02T10:03:00Z",
+        "properties": {"product_id": "p2", "price": 4},
+    },
 ]
 SECOND = [
-    {"type": "identify", "messageId": "b1", "timestamp": "2026-03-02T11:00:00Z", "traits": {"plan": "pro"}},
-    {"type": "track", "messageId": "b2", "event": "Product Removed", "timestamp": "2026-03-02T11:01:00Z",
-     "properties": {"product_id": "p2"}},
-    {"type": "track", "messageId": "b3", "event": "Order Completed", "timestamp": "2026-03-02T11:02:00Z",
-     "properties": {"revenue": 10, "products": [{"product_id": "p1"}]}},
-    {"type": "track", "messageId": "b4", "event": "Product Added", "timestamp": "2026-03-02T11:05:00Z",
-     "properties": {"product_id": "p1", "price": 12, "name": "New name"}},
+    {
+        "type": "identify",
+        "messageId": "b1",
+        "timestamp": "2026-03-02T11:00:00Z",
+        "traits": {"plan": "pro"},
+    },
+    {
+        "type": "track",
+        "messageId": "b2",
+        "event": "Product Removed",
+        "timestamp": "2026-03-02T11:01:00Z",
+        "properties": {"product_id": "p2"},
+    },
+    {
+        "type": "track",
+        "messageId": "b3",
+        "event": "Order Completed",
+        "timestamp": "2026-03-02T11:02:00Z",
+        "properties": {"revenue": 10, "products": [{"product_id": "p1"}]},
+    },
+    {
+        "type": "track",
+        "messageId": "b4",
+        "event": "Product Added",
+        "timestamp": "2026-03-02T11:05:00Z",
+        "properties": {"product_id": "p1", "price": 12, "name": "New name"},
+    },
     {"type": "page", "messageId": "b5", "timestamp": "2026-03-02T11:06:00Z", "name": "Cart"},
 ]
 
 
-def _in_order_and_reversed(ingest_fn: Fn, process_fn: Fn, aws: Resources) -> tuple[dict[str, Any], dict[str, Any]]:
+def _in_order_and_reversed(
+    ingest_fn: Fn, process_fn: Fn, aws: Resources
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The same two batches, in order for one user and reversed for another."""
     for user, batches in (("in-order", (FIRST, SECOND)), ("reversed", (SECOND, FIRST))):
         for batch in batches:
@@ -173,14 +245,20 @@ def test_batches_arriving_out_of_order_give_the_same_profile(
     assert backward == forward
     profile = Profile.from_dict({"user_id": "x", **forward})
     assert profile.traits["plan"] == "pro"
-    assert [(i["product_id"], i["name"], i["price"]) for i in profile.cart_items()] == [("p1", "New name", 12)]
+    assert [(i["product_id"], i["name"], i["price"]) for i in profile.cart_items()] == [
+        ("p1", "New name", 12)
+    ]
     assert profile.orders == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "trigger state depends on arrival order: in order, the cart abandoned at 10:03 (cleared by the "
-    "order at 11:02) and the cart of 11:05 are two cart_abandonment episodes (fired=2); reversed, the "
-    "10:02-10:03 adds arrive after the order and the first episode is never seen (fired=1)"))
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "trigger state depends on arrival order: in order, the cart abandoned at 10:03 (cleared by the "
+        "order at 11:02) and the cart of 11:05 are two cart_abandonment episodes (fired=2); reversed, the "
+        "10:02-10:03 adds arrive after the order and the first episode is never seen (fired=1)"
+    ),
+)
 def test_batches_arriving_out_of_order_give_the_same_trigger_state(
     aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn
 ) -> None:
@@ -197,8 +275,12 @@ def test_a_poison_message_goes_to_the_dlq_and_the_rest_of_its_batch_is_processed
     # given 9 valid events and one message that can never be parsed, in one batch
     ingest(ingest_fn, [track(f"u{i}", "Signed Up", f"m{i}") for i in range(9)])
     sqs = boto3.client("sqs")
-    sqs.send_message(QueueUrl=aws.queue_urls[C.EVENTS_QUEUE], MessageBody="{this is not json",
-                     MessageGroupId="mallory", MessageDeduplicationId="poison-1")
+    sqs.send_message(
+        QueueUrl=aws.queue_urls[C.EVENTS_QUEUE],
+        MessageBody="{this is not json",
+        MessageGroupId="mallory",
+        MessageDeduplicationId="poison-1",
+    )
     messages = queue_messages(aws, C.EVENTS_QUEUE)
     assert len(messages) == 10
     poison = next(m for m in messages if m["Body"].startswith("{this"))
@@ -218,8 +300,12 @@ def test_a_message_that_is_json_but_not_an_event_goes_to_the_dlq(
 ) -> None:
     sqs = boto3.client("sqs")
     for i, body in enumerate(['{"type": "track"}', "[1, 2]", '"text"']):
-        sqs.send_message(QueueUrl=aws.queue_urls[C.EVENTS_QUEUE], MessageBody=body,
-                         MessageGroupId=f"g{i}", MessageDeduplicationId=f"d{i}")
+        sqs.send_message(
+            QueueUrl=aws.queue_urls[C.EVENTS_QUEUE],
+            MessageBody=body,
+            MessageGroupId=f"g{i}",
+            MessageDeduplicationId=f"d{i}",
+        )
     resp = process_fn(batch_event(aws, queue_messages(aws, C.EVENTS_QUEUE)))
     assert resp["batchItemFailures"] == []
     assert len(queue_messages(aws, C.EVENTS_QUEUE + "-dlq")) == 3
@@ -229,15 +315,29 @@ def test_a_store_failure_for_one_user_fails_only_that_users_records(
     aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a batch for three users, and DynamoDB refusing writes for one of them
-    ingest(ingest_fn, [track("ok-1", "A", "k1"), track("bad", "A", "b1"), track("ok-2", "A", "k2"),
-                       track("bad", "B", "b2")])
+    ingest(
+        ingest_fn,
+        [
+            track("ok-1", "A", "k1"),
+            track("bad", "A", "b1"),
+            track("ok-2", "A", "k2"),
+            track("bad", "B", "b2"),
+        ],
+    )
     messages = queue_messages(aws, C.EVENTS_QUEUE)
     original = DynamoProfileStore.save
 
     def throttled_for_bad(self: DynamoProfileStore, stored: StoredProfile) -> None:
         if stored.profile.user_id == "bad":
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                              "PutItem")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ProvisionedThroughputExceededException",
+                        "Message": "slow down",
+                    }
+                },
+                "PutItem",
+            )
         original(self, stored)
 
     monkeypatch.setattr(DynamoProfileStore, "save", throttled_for_bad)
@@ -260,7 +360,12 @@ def test_a_store_failure_for_one_user_fails_only_that_users_records(
 
 
 def test_a_writer_that_lost_a_race_rereads_and_refolds(
-    aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn, aws_calls: AwsCalls, monkeypatch: pytest.MonkeyPatch
+    aws: Resources,
+    clock: Any,
+    ingest_fn: Fn,
+    process_fn: Fn,
+    aws_calls: AwsCalls,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # given two batches for one user, A and B, and a user that already exists
     ingest(ingest_fn, [track("u1", "Signed Up", "s0")])
@@ -329,7 +434,9 @@ def test_one_profile_write_per_user_per_batch(
     profiles = aws.tables[C.PROFILES]
 
     def writes() -> int:
-        return sum(aws_calls.count(op, "dynamodb", TableName=profiles) for op in ("PutItem", "UpdateItem"))
+        return sum(
+            aws_calls.count(op, "dynamodb", TableName=profiles) for op in ("PutItem", "UpdateItem")
+        )
 
     # one user, 10 events in one batch: one read, one write
     ingest(ingest_fn, [track("solo", "Viewed", f"s{i}", product_id=f"p{i}") for i in range(10)])
@@ -338,7 +445,10 @@ def test_one_profile_write_per_user_per_batch(
     process_fn(solo)
     assert writes() == 1
     assert aws_calls.count("TransactWriteItems") == 0
-    assert aws_calls.count("GetItem", "dynamodb", TableName=profiles) + aws_calls.count("BatchGetItem") == 1
+    assert (
+        aws_calls.count("GetItem", "dynamodb", TableName=profiles) + aws_calls.count("BatchGetItem")
+        == 1
+    )
     # ten users, one event each: ten writes, one batched read
     ingest(ingest_fn, [track(f"user-{i}", "Viewed", f"t{i}") for i in range(10)])
     many = batch_event(aws, queue_messages(aws, C.EVENTS_QUEUE))
@@ -360,12 +470,32 @@ def test_identify_merges_the_anonymous_profile_in_one_transaction(
     aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn, aws_calls: AwsCalls
 ) -> None:
     # given an anonymous visitor's events, stored
-    ingest(ingest_fn, [{"type": "track", "anonymousId": "anon-7", "event": "Product Viewed", "messageId": "v1",
-                        "properties": {"product_id": "p1"}}])
+    ingest(
+        ingest_fn,
+        [
+            {
+                "type": "track",
+                "anonymousId": "anon-7",
+                "event": "Product Viewed",
+                "messageId": "v1",
+                "properties": {"product_id": "p1"},
+            }
+        ],
+    )
     drain(aws, process_fn)
     # when they log in
-    ingest(ingest_fn, [{"type": "identify", "userId": "u7", "anonymousId": "anon-7", "messageId": "id1",
-                        "traits": {"email": "u7@example.com"}}])
+    ingest(
+        ingest_fn,
+        [
+            {
+                "type": "identify",
+                "userId": "u7",
+                "anonymousId": "anon-7",
+                "messageId": "id1",
+                "traits": {"email": "u7@example.com"},
+            }
+        ],
+    )
     aws_calls.clear()
     drain(aws, process_fn)
     # then the user has the visitor's history, the visitor is a pointer, in one transaction
@@ -374,8 +504,18 @@ def test_identify_merges_the_anonymous_profile_in_one_transaction(
     pointer = stored_state(aws, "anon-7")
     assert pointer is not None and pointer["merged_into"] == "u7"
     # and a late anonymous event folds into the user
-    ingest(ingest_fn, [{"type": "track", "anonymousId": "anon-7", "event": "Product Viewed", "messageId": "v2",
-                        "properties": {"product_id": "p2"}}])
+    ingest(
+        ingest_fn,
+        [
+            {
+                "type": "track",
+                "anonymousId": "anon-7",
+                "event": "Product Viewed",
+                "messageId": "v2",
+                "properties": {"product_id": "p2"},
+            }
+        ],
+    )
     drain(aws, process_fn)
     assert counts(aws, "u7") == {"Product Viewed": 2}
     assert stored_state(aws, "anon-7") == pointer

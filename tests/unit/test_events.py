@@ -82,7 +82,10 @@ def test_track_event_name_is_the_counted_name() -> None:
 
 
 def test_page_counts_as_page_viewed_with_name_and_category_as_properties() -> None:
-    ev = norm({"userId": "u1", "name": "Shoes", "category": "Catalog", "properties": {"url": "/shoes"}}, kind="page")
+    ev = norm(
+        {"userId": "u1", "name": "Shoes", "category": "Catalog", "properties": {"url": "/shoes"}},
+        kind="page",
+    )
     assert ev.type == "page"
     assert ev.event == PAGE_VIEWED == "Page Viewed"
     assert ev.properties == {"url": "/shoes", "name": "Shoes", "category": "Catalog"}
@@ -181,7 +184,11 @@ def test_batch_context_and_integrations_merge_into_item_with_item_winning() -> N
         batch_context={"library": {"name": "analytics-python"}, "locale": "en-US"},
         batch_integrations={"All": True, "Mixpanel": True},
     )
-    assert ev.context == {"library": {"name": "analytics-python"}, "locale": "fr-FR", "ip": "10.0.0.1"}
+    assert ev.context == {
+        "library": {"name": "analytics-python"},
+        "locale": "fr-FR",
+        "ip": "10.0.0.1",
+    }
     assert ev.integrations == {"All": True, "Mixpanel": False}
 
 
@@ -231,7 +238,9 @@ def test_timestamp_later_than_received_at_is_clamped() -> None:
 
 def test_timestamp_later_than_received_at_after_skew_correction_is_clamped() -> None:
     # sentAt before the event's own timestamp: the correction leaves it in the future
-    ev = norm(track(timestamp=(RECEIVED + timedelta(hours=1)).isoformat(), sentAt=RECEIVED.isoformat()))
+    ev = norm(
+        track(timestamp=(RECEIVED + timedelta(hours=1)).isoformat(), sentAt=RECEIVED.isoformat())
+    )
     assert ev.timestamp == RECEIVED
 
 
@@ -321,7 +330,12 @@ def test_normalized_event_survives_the_queue_round_trip() -> None:
         track(
             messageId="m-1",
             anonymousId="a1",
-            properties={"price": 9.99, "tags": ["a", "b"], "nested": {"k": [1, {"z": None}]}, "t": "\ufffe\u3042"},
+            properties={
+                "price": 9.99,
+                "tags": ["a", "b"],
+                "nested": {"k": [1, {"z": None}]},
+                "t": "\ufffe\u3042",
+            },
             context={"ip": "1.2.3.4"},
         ),
         historical=True,
@@ -334,6 +348,12 @@ def test_queued_body_uses_only_characters_sqs_accepts() -> None:
     # SQS accepts #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF only
     ev = norm(track(properties={"s": "a\ufffeb\uffff\x01\u3042\U0001f600"}))
     body = ev.to_json()
-    bad = [c for c in body if not (c in "\t\n\r" or " " <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000")]
+    bad = [
+        c
+        for c in body
+        if not (
+            c in "\t\n\r" or " " <= c <= "\ud7ff" or "\ue000" <= c <= "\ufffd" or c >= "\U00010000"
+        )
+    ]
     assert bad == []
     assert Event.model_validate_json(body).properties["s"] == "a\ufffeb\uffff\x01\u3042\U0001f600"

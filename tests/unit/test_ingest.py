@@ -40,7 +40,10 @@ ADMIN_KEY = "ak_test"
 
 class FakeKeys:
     def __init__(self) -> None:
-        self.kinds: dict[str, KeyKind] = {hash_key(WRITE_KEY): "write", hash_key(ADMIN_KEY): "admin"}
+        self.kinds: dict[str, KeyKind] = {
+            hash_key(WRITE_KEY): "write",
+            hash_key(ADMIN_KEY): "admin",
+        }
 
     def kind_of(self, key_hash: str) -> KeyKind | None:
         return self.kinds.get(key_hash)
@@ -62,9 +65,16 @@ def body(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-def run(kind: str, payload: Any, *, authorization: str | None = None, raw: bytes | None = None,
-        encoding: str | None = None, queue: FakeQueue | None = None,
-        limiter: RateLimiter | None = None) -> dict[str, Any]:
+def run(
+    kind: str,
+    payload: Any,
+    *,
+    authorization: str | None = None,
+    raw: bytes | None = None,
+    encoding: str | None = None,
+    queue: FakeQueue | None = None,
+    limiter: RateLimiter | None = None,
+) -> dict[str, Any]:
     return ingest(
         kind,
         raw if raw is not None else body(payload),
@@ -164,7 +174,9 @@ def _deflate_bomb(megabytes: int) -> bytes:
 
 
 @pytest.mark.parametrize("encoding,compress", [("gzip", gzip.compress), ("deflate", None)])
-def test_compression_bomb_is_rejected_without_inflating_it_whole(encoding: str, compress: Any) -> None:
+def test_compression_bomb_is_rejected_without_inflating_it_whole(
+    encoding: str, compress: Any
+) -> None:
     # given 16 MB of zeros compressed into a body well under the limit
     bomb = _deflate_bomb(16) if compress is None else compress(b"\0" * (16 << 20), 6)
     assert len(bomb) < MAX_EVENT_BYTES
@@ -191,8 +203,15 @@ def test_basic_auth_user_is_the_write_key() -> None:
 
 @pytest.mark.parametrize(
     "header",
-    [None, "", "Basic", "Basic !!!not-base64!!!", "Basic " + base64.b64encode(b":pw").decode(),
-     "Bearer wk_abc", "Basic " + base64.b64encode(b"\xff\xfe:").decode()],
+    [
+        None,
+        "",
+        "Basic",
+        "Basic !!!not-base64!!!",
+        "Basic " + base64.b64encode(b":pw").decode(),
+        "Bearer wk_abc",
+        "Basic " + base64.b64encode(b"\xff\xfe:").decode(),
+    ],
 )
 def test_unusable_basic_auth_gives_no_user(header: str | None) -> None:
     assert basic_auth_user(header) is None
@@ -212,11 +231,15 @@ def test_keys_are_looked_up_by_digest_only() -> None:
 
 
 def test_write_key_in_basic_auth_authenticates() -> None:
-    assert authenticate_write(FakeKeys(), authorization=basic(WRITE_KEY), body_write_key=None) == hash_key(WRITE_KEY)
+    assert authenticate_write(
+        FakeKeys(), authorization=basic(WRITE_KEY), body_write_key=None
+    ) == hash_key(WRITE_KEY)
 
 
 def test_write_key_in_body_authenticates() -> None:
-    assert authenticate_write(FakeKeys(), authorization=None, body_write_key=WRITE_KEY) == hash_key(WRITE_KEY)
+    assert authenticate_write(FakeKeys(), authorization=None, body_write_key=WRITE_KEY) == hash_key(
+        WRITE_KEY
+    )
 
 
 def test_missing_write_key_is_unauthorized() -> None:
@@ -232,7 +255,11 @@ def test_wrong_or_admin_key_cannot_ingest(key: str) -> None:
 
 def test_ingest_with_wrong_basic_key_is_unauthorized_even_with_a_valid_body_key() -> None:
     with pytest.raises(UnauthorizedError):
-        run("track", {"userId": "u1", "event": "x", "writeKey": WRITE_KEY}, authorization=basic("wk_wrong"))
+        run(
+            "track",
+            {"userId": "u1", "event": "x", "writeKey": WRITE_KEY},
+            authorization=basic("wk_wrong"),
+        )
 
 
 def test_ingest_rejects_a_bad_key_before_reading_the_body() -> None:
@@ -242,7 +269,9 @@ def test_ingest_rejects_a_bad_key_before_reading_the_body() -> None:
 
 def test_ingest_accepts_the_body_write_key() -> None:
     queue = FakeQueue()
-    assert run("track", {"userId": "u1", "event": "x", "writeKey": WRITE_KEY}, queue=queue) == {"success": True}
+    assert run("track", {"userId": "u1", "event": "x", "writeKey": WRITE_KEY}, queue=queue) == {
+        "success": True
+    }
     assert [e.event for e in queue.sent] == ["x"]
 
 
@@ -258,7 +287,12 @@ def test_ingest_without_any_key_is_unauthorized_and_queues_nothing() -> None:
 
 def test_single_event_is_queued_and_answered_success() -> None:
     queue = FakeQueue()
-    resp = run("identify", {"userId": "u1", "traits": {"email": "a@example.com"}}, authorization=basic(WRITE_KEY), queue=queue)
+    resp = run(
+        "identify",
+        {"userId": "u1", "traits": {"email": "a@example.com"}},
+        authorization=basic(WRITE_KEY),
+        queue=queue,
+    )
     assert resp == {"success": True}
     assert len(queue.sent) == 1
     assert queue.sent[0].type == "identify"
@@ -274,7 +308,10 @@ def test_invalid_single_event_is_validation_error_with_index_zero() -> None:
 
 def test_batch_with_one_invalid_of_ten_queues_nine_and_reports_the_index() -> None:
     # given 10 events, the 4th without any id
-    items = [{"type": "track", "userId": f"u{i}", "event": "Viewed", "messageId": f"m{i}"} for i in range(10)]
+    items = [
+        {"type": "track", "userId": f"u{i}", "event": "Viewed", "messageId": f"m{i}"}
+        for i in range(10)
+    ]
     del items[3]["userId"]
     queue = FakeQueue()
     # when
@@ -309,8 +346,15 @@ def test_unknown_endpoint_is_validation_error() -> None:
 
 def test_batch_items_get_the_batch_context_and_sent_at() -> None:
     payload = {
-        "batch": [{"type": "track", "userId": "u1", "event": "A", "timestamp": "2026-03-02T11:00:00Z",
-                   "context": {"ip": "1.1.1.1"}}],
+        "batch": [
+            {
+                "type": "track",
+                "userId": "u1",
+                "event": "A",
+                "timestamp": "2026-03-02T11:00:00Z",
+                "context": {"ip": "1.1.1.1"},
+            }
+        ],
         "context": {"library": {"name": "analytics-python"}, "ip": "9.9.9.9"},
         "sentAt": "2026-03-02T11:30:00Z",  # client clock 30 minutes slow
     }
@@ -320,7 +364,9 @@ def test_batch_items_get_the_batch_context_and_sent_at() -> None:
 
 
 def test_import_marks_every_event_historical() -> None:
-    payload = {"batch": [{"type": "track", "userId": "u1", "event": "A"}, {"type": "page", "userId": "u1"}]}
+    payload = {
+        "batch": [{"type": "track", "userId": "u1", "event": "A"}, {"type": "page", "userId": "u1"}]
+    }
     accepted = parse_request("import", payload, received_at=NOW).accepted
     assert [e.historical for e in accepted] == [True, True]
     assert all(not e.historical for e in parse_request("batch", payload, received_at=NOW).accepted)
@@ -333,15 +379,24 @@ def test_single_event_over_32_kb_is_payload_too_large() -> None:
 
 
 def test_event_over_32_kb_inside_a_batch_is_rejected_by_index() -> None:
-    items = [{"type": "track", "userId": "u1", "event": "x", "properties": {"pad": "x" * MAX_EVENT_BYTES}},
-             {"type": "track", "userId": "u1", "event": "y"}]
+    items = [
+        {
+            "type": "track",
+            "userId": "u1",
+            "event": "x",
+            "properties": {"pad": "x" * MAX_EVENT_BYTES},
+        },
+        {"type": "track", "userId": "u1", "event": "y"},
+    ]
     result = parse_request("batch", {"batch": items}, received_at=NOW)
     assert [r.index for r in result.rejected] == [0]
     assert [e.event for e in result.accepted] == ["y"]
 
 
 def test_batch_over_500_kb_is_payload_too_large() -> None:
-    items = [{"type": "track", "userId": "u1", "event": "x", "properties": {"pad": "x" * 20_000}}] * 30
+    items = [
+        {"type": "track", "userId": "u1", "event": "x", "properties": {"pad": "x" * 20_000}}
+    ] * 30
     raw = body({"batch": items})
     assert len(raw) > MAX_BATCH_BYTES
     with pytest.raises(PayloadTooLargeError):
@@ -351,7 +406,9 @@ def test_batch_over_500_kb_is_payload_too_large() -> None:
 def test_gzip_batch_is_ingested() -> None:
     queue = FakeQueue()
     raw = gzip.compress(body({"batch": [{"type": "track", "userId": "u1", "event": "A"}]}))
-    assert run("batch", None, raw=raw, encoding="gzip", authorization=basic(WRITE_KEY), queue=queue) == {"success": True}
+    assert run(
+        "batch", None, raw=raw, encoding="gzip", authorization=basic(WRITE_KEY), queue=queue
+    ) == {"success": True}
     assert len(queue.sent) == 1
 
 
@@ -400,9 +457,21 @@ def test_ingest_over_the_rate_is_rate_limited_and_queues_nothing() -> None:
     limiter = RateLimiter(0.001, burst=2)
     queue = FakeQueue()
     for _ in range(2):
-        run("track", {"userId": "u1", "event": "x"}, authorization=basic(WRITE_KEY), limiter=limiter, queue=queue)
+        run(
+            "track",
+            {"userId": "u1", "event": "x"},
+            authorization=basic(WRITE_KEY),
+            limiter=limiter,
+            queue=queue,
+        )
     with pytest.raises(RateLimitedError):
-        run("track", {"userId": "u1", "event": "x"}, authorization=basic(WRITE_KEY), limiter=limiter, queue=queue)
+        run(
+            "track",
+            {"userId": "u1", "event": "x"},
+            authorization=basic(WRITE_KEY),
+            limiter=limiter,
+            queue=queue,
+        )
     assert len(queue.sent) == 2
 
 

@@ -167,7 +167,9 @@ def test_a_partly_seen_batch_counts_only_the_new_events(store: InMemoryProfileSt
     assert store.profile("u1").event_counts == {"Viewed": 2}
 
 
-def test_the_engine_sees_only_fresh_events_and_effects_go_to_the_user(store: InMemoryProfileStore) -> None:
+def test_the_engine_sees_only_fresh_events_and_effects_go_to_the_user(
+    store: InMemoryProfileStore,
+) -> None:
     calls: list[tuple[str, list[str]]] = []
     applied: list[tuple[str, Any]] = []
 
@@ -176,7 +178,9 @@ def test_the_engine_sees_only_fresh_events_and_effects_go_to_the_user(store: InM
             calls.append((profile.user_id, [e.message_id for e in events]))
             return ["decision"]
 
-        def on_timer(self, profile: Profile, trigger_id: str, key: str | None, now: datetime) -> Any:
+        def on_timer(
+            self, profile: Profile, trigger_id: str, key: str | None, now: datetime
+        ) -> Any:
             raise AssertionError("not a timer")
 
     class Effects:
@@ -237,7 +241,10 @@ def test_endless_conflicts_fail_only_that_user(store: InMemoryProfileStore) -> N
     def always_stale(stored: StoredProfile) -> None:
         if stored.profile.user_id == "hot":
             current = store.rows.get("hot")
-            store.rows["hot"] = (current[0] if current else json.dumps({"user_id": "hot"}), (current[1] if current else 0) + 1)
+            store.rows["hot"] = (
+                current[0] if current else json.dumps({"user_id": "hot"}),
+                (current[1] if current else 0) + 1,
+            )
 
     store.before_write = always_stale
     out = process_users(store, by_user(ev(user="hot"), ev(user="calm")), now=NOW)
@@ -275,18 +282,34 @@ def test_fold_user_gives_up_after_max_attempts(store: InMemoryProfileStore) -> N
 
 
 def _browse_anonymously(store: InMemoryProfileStore, anon: str = "anon-1") -> None:
-    process_users(store, by_user(
-        ev("Product Viewed", 0, user=None, anon=anon, mid=f"{anon}-v"),
-        ev("Product Added", 1, user=None, anon=anon, mid=f"{anon}-a"),
-    ), now=NOW)
+    process_users(
+        store,
+        by_user(
+            ev("Product Viewed", 0, user=None, anon=anon, mid=f"{anon}-v"),
+            ev("Product Added", 1, user=None, anon=anon, mid=f"{anon}-a"),
+        ),
+        now=NOW,
+    )
 
 
-def test_identify_with_both_ids_merges_the_anonymous_profile_and_leaves_a_pointer(store: InMemoryProfileStore) -> None:
+def test_identify_with_both_ids_merges_the_anonymous_profile_and_leaves_a_pointer(
+    store: InMemoryProfileStore,
+) -> None:
     _browse_anonymously(store)
     # when the visitor logs in
-    out = process_users(store, by_user(
-        ev(type="identify", minute=5, anon="anon-1", traits={"email": "a@example.com"}, mid="id"),
-    ), now=NOW)
+    out = process_users(
+        store,
+        by_user(
+            ev(
+                type="identify",
+                minute=5,
+                anon="anon-1",
+                traits={"email": "a@example.com"},
+                mid="id",
+            ),
+        ),
+        now=NOW,
+    )
     # then
     user = store.profile("u1")
     assert user.event_counts == {"Product Viewed": 1, "Product Added": 1}
@@ -310,14 +333,20 @@ def test_later_anonymous_only_events_fold_into_the_user(store: InMemoryProfileSt
     assert store.profile("anon-1").event_counts == {}
 
 
-def test_a_redelivered_anonymous_event_after_the_merge_is_not_counted_again(store: InMemoryProfileStore) -> None:
+def test_a_redelivered_anonymous_event_after_the_merge_is_not_counted_again(
+    store: InMemoryProfileStore,
+) -> None:
     _browse_anonymously(store)
     process_users(store, by_user(ev(type="identify", minute=5, anon="anon-1")), now=NOW)
-    process_users(store, by_user(ev("Product Viewed", 0, user=None, anon="anon-1", mid="anon-1-v")), now=NOW)
+    process_users(
+        store, by_user(ev("Product Viewed", 0, user=None, anon="anon-1", mid="anon-1-v")), now=NOW
+    )
     assert store.profile("u1").event_counts == {"Product Viewed": 1, "Product Added": 1}
 
 
-def test_identify_of_an_unseen_anonymous_id_routes_its_later_events_to_the_user(store: InMemoryProfileStore) -> None:
+def test_identify_of_an_unseen_anonymous_id_routes_its_later_events_to_the_user(
+    store: InMemoryProfileStore,
+) -> None:
     process_users(store, by_user(ev(type="identify", anon="anon-9")), now=NOW)
     assert store.profile("anon-9").merged_into == "u1"
     process_users(store, by_user(ev("Viewed", 3, user=None, anon="anon-9")), now=NOW)
@@ -334,7 +363,9 @@ def test_a_second_identify_does_not_merge_again(store: InMemoryProfileStore) -> 
 
 def test_alias_merges_the_previous_id(store: InMemoryProfileStore) -> None:
     process_users(store, by_user(ev("Signed Up", 0, user="old-id", traits={}, mid="o1")), now=NOW)
-    process_users(store, by_user(ev(type="alias", minute=1, user="new-id", previous="old-id")), now=NOW)
+    process_users(
+        store, by_user(ev(type="alias", minute=1, user="new-id", previous="old-id")), now=NOW
+    )
     assert store.profile("new-id").event_counts == {"Signed Up": 1}
     assert store.profile("old-id").merged_into == "new-id"
     # later events under the old id follow
@@ -347,7 +378,10 @@ def test_anonymous_events_and_the_identify_in_one_batch_fold_once(
     store: InMemoryProfileStore, anonymous_first: bool
 ) -> None:
     # given a batch holding the visitor's events and the login, in either user order
-    anon_events = [ev("Product Viewed", 0, user=None, anon="anon-1"), ev("Product Added", 1, user=None, anon="anon-1")]
+    anon_events = [
+        ev("Product Viewed", 0, user=None, anon="anon-1"),
+        ev("Product Added", 1, user=None, anon="anon-1"),
+    ]
     login = ev(type="identify", minute=5, anon="anon-1")
     groups = {"anon-1": anon_events, "u1": [login]}
     batch = groups if anonymous_first else dict(reversed(list(groups.items())))
@@ -368,5 +402,9 @@ def test_merge_does_not_depend_on_whether_an_event_with_both_ids_came_before_the
     process_users(store, by_user(ev("Checkout Started", 6, anon="anon-1")), now=NOW)
     process_users(store, by_user(ev(type="identify", minute=5, anon="anon-1")), now=NOW)
     # then the anonymous history is merged just as when the identify comes first
-    assert store.profile("u1").event_counts == {"Product Viewed": 1, "Product Added": 1, "Checkout Started": 1}
+    assert store.profile("u1").event_counts == {
+        "Product Viewed": 1,
+        "Product Added": 1,
+        "Checkout Started": 1,
+    }
     assert store.profile("anon-1").merged_into == "u1"

@@ -98,13 +98,17 @@ def folded(*events: Event) -> Profile:
 
 
 def test_track_page_and_screen_are_counted_by_name() -> None:
-    p = folded(ev("Signed Up"), ev("Signed Up", 1), ev(type="page", minute=2), ev(type="screen", minute=3))
+    p = folded(
+        ev("Signed Up"), ev("Signed Up", 1), ev(type="page", minute=2), ev(type="screen", minute=3)
+    )
     assert p.event_counts == {"Signed Up": 2, "Page Viewed": 1, "Screen Viewed": 1}
     assert p.page_views == 2
 
 
 def test_identify_group_and_alias_are_not_counted_as_events() -> None:
-    p = folded(identify(0, email="a@example.com"), ev(type="group", minute=1), ev(type="alias", minute=2))
+    p = folded(
+        identify(0, email="a@example.com"), ev(type="group", minute=1), ev(type="alias", minute=2)
+    )
     assert p.event_counts == {}
 
 
@@ -144,7 +148,9 @@ def test_traits_are_last_writer_wins_by_event_time_not_arrival() -> None:
 
 
 def test_trait_count_is_capped_and_long_values_truncated() -> None:
-    p = folded(identify(0, **{f"t{i}": i for i in range(MAX_TRAITS + 10)}), identify(1, bio="x" * 5000))
+    p = folded(
+        identify(0, **{f"t{i}": i for i in range(MAX_TRAITS + 10)}), identify(1, bio="x" * 5000)
+    )
     assert len(p.traits) == MAX_TRAITS
     p2 = folded(identify(1, bio="x" * 5000, blob={"k": "y" * 5000}))
     assert len(p2.traits["bio"]) == 1024
@@ -245,10 +251,16 @@ def test_cart_changed_at_is_none_for_an_empty_cart() -> None:
 def test_cart_item_details_come_from_the_latest_add_whatever_the_arrival_order() -> None:
     newest_first = folded(added("p1", 5, price=20, name="New"))
     newest_first.apply([added("p1", 1, price=10, name="Old", category="c")])
-    oldest_first = folded(added("p1", 1, price=10, name="Old", category="c"), added("p1", 5, price=20, name="New"))
+    oldest_first = folded(
+        added("p1", 1, price=10, name="Old", category="c"), added("p1", 5, price=20, name="New")
+    )
     for p in (newest_first, oldest_first):
         [item] = p.cart_items()
-        assert {k: v for k, v in item.items() if k != "qty"} == {"product_id": "p1", "price": 20, "name": "New"}
+        assert {k: v for k, v in item.items() if k != "qty"} == {
+            "product_id": "p1",
+            "price": 20,
+            "name": "New",
+        }
 
 
 def test_an_add_without_product_id_is_ignored_by_the_cart() -> None:
@@ -271,14 +283,19 @@ def test_orders_sum_revenue_and_keep_first_and_last_order_times() -> None:
 def test_order_revenue_falls_back_to_total_then_products() -> None:
     assert order_revenue({"revenue": 12, "total": 99}) == 12
     assert order_revenue({"total": 99}) == 99
-    assert order_revenue({"products": [{"price": 10, "quantity": 3}, {"price": "2.5"}, "junk"]}) == 32.5
+    assert (
+        order_revenue({"products": [{"price": 10, "quantity": 3}, {"price": "2.5"}, "junk"]})
+        == 32.5
+    )
     assert order_revenue({}) == 0
 
 
 def test_non_numeric_or_non_finite_amounts_count_as_zero() -> None:
     for bad in ("abc", True, None, [1], {"a": 1}, "nan", "inf", 10**400, float("inf")):
         assert order_revenue({"revenue": bad}) == 0, bad
-    p = folded(added("p1", 0, quantity="inf"), added("p2", 1, quantity="nan"), order(2, revenue=10**400))
+    p = folded(
+        added("p1", 0, quantity="inf"), added("p2", 1, quantity="nan"), order(2, revenue=10**400)
+    )
     assert p.revenue == 0
     assert p.orders == 1
 
@@ -286,8 +303,18 @@ def test_non_numeric_or_non_finite_amounts_count_as_zero() -> None:
 def test_rfm_inputs_from_orders() -> None:
     p = folded(order(0, revenue=10), order(60 * 24 * 3, revenue=15.255))
     now = at(60 * 24 * 10 + 60)  # 7 days and 1 hour after the last order
-    assert p.rfm(now) == {"recency_days": 7, "frequency": 2, "monetary": round(25.255, 2), "score": None}
-    assert folded().rfm(now) == {"recency_days": None, "frequency": 0, "monetary": 0.0, "score": None}
+    assert p.rfm(now) == {
+        "recency_days": 7,
+        "frequency": 2,
+        "monetary": round(25.255, 2),
+        "score": None,
+    }
+    assert folded().rfm(now) == {
+        "recency_days": None,
+        "frequency": 0,
+        "monetary": 0.0,
+        "score": None,
+    }
 
 
 def test_bought_lists_the_ordered_products_once_each() -> None:
@@ -327,7 +354,11 @@ def test_last_page_is_the_latest_page_by_event_time() -> None:
     p = folded(viewed("p1", 10))
     p.apply([ev(type="page", minute=5)])
     assert p.last_page is not None
-    assert (p.last_page["event"], p.last_page["product_id"], p.last_page["at"]) == ("Product Viewed", "p1", ms(10))
+    assert (p.last_page["event"], p.last_page["product_id"], p.last_page["at"]) == (
+        "Product Viewed",
+        "p1",
+        ms(10),
+    )
     p.apply([ev(type="screen", minute=12)])
     assert (p.last_page["event"], p.last_page["product_id"]) == ("Screen Viewed", None)
 
@@ -384,13 +415,36 @@ def _heavy_user_events(n: int, step: timedelta) -> list[Event]:
         minute = (t - T0).total_seconds() / 60
         kind = i % 7
         if kind == 0:
-            out.append(ev("Product Viewed", minute, props={"product_id": f"p{i}", "name": "n" * 40}, **common))
+            out.append(
+                ev(
+                    "Product Viewed",
+                    minute,
+                    props={"product_id": f"p{i}", "name": "n" * 40},
+                    **common,
+                )
+            )
         elif kind == 1:
-            out.append(ev("Product Added", minute, props={"product_id": f"p{i}", "price": 9.99, "name": "n" * 40}, **common))
+            out.append(
+                ev(
+                    "Product Added",
+                    minute,
+                    props={"product_id": f"p{i}", "price": 9.99, "name": "n" * 40},
+                    **common,
+                )
+            )
         elif kind == 2:
-            out.append(ev("Order Completed", minute, props={"revenue": 20, "products": [{"product_id": f"p{i - 1}"}]}, **common))
+            out.append(
+                ev(
+                    "Order Completed",
+                    minute,
+                    props={"revenue": 20, "products": [{"product_id": f"p{i - 1}"}]},
+                    **common,
+                )
+            )
         elif kind == 3:
-            out.append(ev(type="identify", minute=minute, traits={f"trait{i % 300}": "v" * 60}, **common))
+            out.append(
+                ev(type="identify", minute=minute, traits={f"trait{i % 300}": "v" * 60}, **common)
+            )
         elif kind == 4:
             out.append(ev(type="page", minute=minute, props={"url": f"/page/{i}"}, **common))
         else:
@@ -470,11 +524,19 @@ def test_from_dict_ignores_unknown_fields() -> None:
 def test_absorb_merges_an_anonymous_profile_into_the_user() -> None:
     # given browsing as an anonymous visitor, then activity as the user
     anon = Profile("anon-1")
-    anon.apply([
-        ev("Product Viewed", 0, user=None, anon="anon-1", props={"product_id": "p1"}),
-        ev("Product Added", 1, user=None, anon="anon-1", props={"product_id": "p1"}),
-        ev(type="identify", minute=2, user=None, anon="anon-1", traits={"plan": "free", "utm": "ad"}),
-    ])
+    anon.apply(
+        [
+            ev("Product Viewed", 0, user=None, anon="anon-1", props={"product_id": "p1"}),
+            ev("Product Added", 1, user=None, anon="anon-1", props={"product_id": "p1"}),
+            ev(
+                type="identify",
+                minute=2,
+                user=None,
+                anon="anon-1",
+                traits={"plan": "free", "utm": "ad"},
+            ),
+        ]
+    )
     user = folded(identify(5, plan="pro", email="a@example.com"), ev("Signed Up", 6))
     # when
     user.absorb(anon)
@@ -509,8 +571,21 @@ def test_absorb_keeps_a_long_session_whole() -> None:
 # ---- order independence (property) ------------------------------------------------------------------
 
 # cart events weighted up: their interplay is where order dependence would hide
-KINDS = ["Product Viewed", "Product Added", "Product Added", "Product Added", "Product Removed",
-         "Product Removed", "Order Completed", "Signed Up", "page", "screen", "identify", "group", "alias"]
+KINDS = [
+    "Product Viewed",
+    "Product Added",
+    "Product Added",
+    "Product Added",
+    "Product Removed",
+    "Product Removed",
+    "Order Completed",
+    "Signed Up",
+    "page",
+    "screen",
+    "identify",
+    "group",
+    "alias",
+]
 # minutes chosen so that gaps fall on both sides of the 30-minute session timeout, with ties
 MINUTES = [0, 0, 1, 29, 30, 31, 45, 61, 62, 100, 131, 170, 200, 235, 260]
 
@@ -528,7 +603,11 @@ event_specs = st.tuples(
 
 def _from_spec(i: int, spec: tuple[Any, ...]) -> Event:
     kind, minute, pid, qty, trait, value, anon, price = spec
-    common: dict[str, Any] = {"mid": f"p-{i}", "anon": anon, "received": RECEIVED + timedelta(seconds=i)}
+    common: dict[str, Any] = {
+        "mid": f"p-{i}",
+        "anon": anon,
+        "received": RECEIVED + timedelta(seconds=i),
+    }
     if kind in ("page", "screen"):
         return ev(type=kind, minute=minute, props={"name": pid}, **common)
     if kind in ("identify", "group"):
@@ -536,8 +615,18 @@ def _from_spec(i: int, spec: tuple[Any, ...]) -> Event:
     if kind == "alias":
         return ev(type="alias", minute=minute, **common)
     if kind == "Order Completed":
-        return ev(kind, minute, props={"revenue": price, "products": [{"product_id": pid, "quantity": qty}]}, **common)
-    return ev(kind, minute, props={"product_id": pid, "price": price, "quantity": qty, "name": value}, **common)
+        return ev(
+            kind,
+            minute,
+            props={"revenue": price, "products": [{"product_id": pid, "quantity": qty}]},
+            **common,
+        )
+    return ev(
+        kind,
+        minute,
+        props={"product_id": pid, "price": price, "quantity": qty, "name": value},
+        **common,
+    )
 
 
 def comparable(p: Profile) -> dict[str, Any]:
@@ -555,7 +644,9 @@ def comparable(p: Profile) -> dict[str, Any]:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event_specs, min_size=1, max_size=30), st.data())
-def test_fold_is_independent_of_order_duplication_and_batching(specs: list[Any], data: st.DataObject) -> None:
+def test_fold_is_independent_of_order_duplication_and_batching(
+    specs: list[Any], data: st.DataObject
+) -> None:
     events = [_from_spec(i, s) for i, s in enumerate(specs)]
     reference = folded(*events)
     # any permutation, with some events delivered again, cut into any batches
@@ -573,9 +664,13 @@ def test_fold_is_independent_of_order_duplication_and_batching(specs: list[Any],
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event_specs, min_size=1, max_size=30), st.data())
-def test_absorbing_a_profile_equals_folding_both_histories(specs: list[Any], data: st.DataObject) -> None:
+def test_absorbing_a_profile_equals_folding_both_histories(
+    specs: list[Any], data: st.DataObject
+) -> None:
     events = [_from_spec(i, s) for i, s in enumerate(specs)]
-    mine = data.draw(st.lists(st.booleans(), min_size=len(events), max_size=len(events)), label="split")
+    mine = data.draw(
+        st.lists(st.booleans(), min_size=len(events), max_size=len(events)), label="split"
+    )
     user, other = Profile("u1"), Profile("u1")
     user.apply([e for e, m in zip(events, mine, strict=True) if m])
     other.apply([e for e, m in zip(events, mine, strict=True) if not m])

@@ -14,6 +14,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 
 from nudge import constants as C
 from nudge.adapters.aws import client
+from nudge.adapters.queues import message_group_id
 from nudge.adapters.scheduler import RETRY_POLICY, at_expression
 from nudge.adapters.tables import DeliveryRow, InboxRow, SuppressionRow, bind_tables
 from nudge.domain.clock import from_ms, to_ms
@@ -318,7 +319,7 @@ class SchedulerDeferrer:
                 "Arn": self.queue_arn,
                 "RoleArn": self.role_arn,
                 "Input": json.dumps(action, separators=(",", ":"), default=str),
-                "SqsParameters": {"MessageGroupId": str(action["user_id"])[:128]},
+                "SqsParameters": {"MessageGroupId": message_group_id(str(action["user_id"]))},
                 "RetryPolicy": RETRY_POLICY,
                 "DeadLetterConfig": {"Arn": self.dlq_arn},
             },

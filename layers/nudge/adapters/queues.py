@@ -33,12 +33,6 @@ def message_group_id(user_id: str) -> str:
     return user_id if _GROUP_ID.fullmatch(user_id) else "h-" + dedup_id(user_id)[:64]
 
 
-def group_of(user_id: str) -> str:
-    """The FIFO message group of a user: the same as its events' (message_group_id), so
-    that a user's timers and events stay in one ordered group."""
-    return message_group_id(user_id)
-
-
 def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     out: list[list[dict[str, Any]]] = []
     size = 0

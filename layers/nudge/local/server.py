@@ -91,6 +91,8 @@ class LocalMode:
             "POWERTOOLS_LOG_LEVEL": "INFO" if cfg.verbose else "WARNING",
             **cfg.extra_env,
         }
+        self._saved_env = {k: os.environ.get(k) for k in env}
+        self._saved_clock = runtime.clock()
         os.environ.update(env)
         runtime.set_clock(self.clock)
 
@@ -134,13 +136,20 @@ class LocalMode:
             self._http.server_close()
         if self._moto:
             self._moto.stop()
+        for k, v in getattr(self, "_saved_env", {}).items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if hasattr(self, "_saved_clock"):
+            runtime.set_clock(self._saved_clock)
 
     @property
     def url(self) -> str:
         return f"http://{self.config.host}:{self.config.port}"
 
     # ---- local-only endpoints ----------------------------------------------------------
-    def settle(self, timeout_s: float = 60.0) -> None:
+    def settle(self, timeout_s: float = 120.0) -> None:
         if not settle(self.pollers, timeout_s):
             raise LocalError(503, "not_settled", f"queues still busy after {timeout_s:g} s")
 
@@ -254,7 +263,13 @@ class LocalMode:
             if path == "/_local/aws" and method == "GET":
                 return ok(self.aws_info())
             if path == "/_local/settle" and method == "POST":
-                self.settle()
+                try:
+                    timeout = float((json.loads(body or b"{}") or {}).get("timeout_seconds", 120))
+                except (ValueError, TypeError, AttributeError):
+                    raise LocalError(
+                        400, "bad_request", "timeout_seconds must be a number"
+                    ) from None
+                self.settle(timeout)
                 return ok({"settled": True})
             if path == "/_local/clock" and method == "POST":
                 try:

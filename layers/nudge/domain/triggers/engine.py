@@ -43,6 +43,7 @@ State per user and trigger, in `profile.triggers[trigger_id]`:
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -384,7 +385,7 @@ NO = Check(False)
 
 
 # ---- behaviors ---------------------------------------------------------------------------------------
-class Pattern:
+class Pattern(ABC):
     """A behavior: folds events into its rolling state and checks whether it holds."""
 
     instant = True
@@ -399,7 +400,7 @@ class Pattern:
         was relevant."""
         return False
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
+    def prune(self, ps: dict[str, Any], ref: int) -> None:  # noqa: B027 - optional hook
         """Drops what can no longer matter, `ref` being the newest event time known."""
 
     def matches(self, ev: Event) -> bool:
@@ -416,8 +417,9 @@ class Pattern:
             return [NONE_KEY]
         return key_values(ev.properties, self.key_prop)
 
+    @abstractmethod
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
-        raise NotImplementedError
+        """Whether the behavior holds at the moment, or when it will be due."""
 
 
 def _evict(ps: dict[str, Any], newest: Callable[[Any], int]) -> None:
