@@ -36,15 +36,21 @@ class Client:
         self.s = requests.Session()
 
     def send(self, kind: str, body: dict[str, Any], **kw: Any) -> requests.Response:
-        return self.s.post(f"{self.url}/v1/{kind}", json=body, auth=(self.local.write_key, ""), **kw)
+        return self.s.post(
+            f"{self.url}/v1/{kind}", json=body, auth=(self.local.write_key, ""), **kw
+        )
 
-    def track(self, user: str, event: str, props: dict[str, Any] | None = None, **extra: Any) -> requests.Response:
+    def track(
+        self, user: str, event: str, props: dict[str, Any] | None = None, **extra: Any
+    ) -> requests.Response:
         r = self.send("track", {"userId": user, "event": event, "properties": props or {}, **extra})
         assert r.status_code == 200, r.text
         return r
 
     def admin_get(self, path: str, **kw: Any) -> requests.Response:
-        return self.s.get(f"{self.url}{path}", headers={"Authorization": f"Bearer {self.local.admin_key}"}, **kw)
+        return self.s.get(
+            f"{self.url}{path}", headers={"Authorization": f"Bearer {self.local.admin_key}"}, **kw
+        )
 
     def user(self, user_id: str) -> dict[str, Any]:
         r = self.admin_get(f"/v1/users/{user_id}")
@@ -82,7 +88,9 @@ def triggers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("defs")
     (root / "triggers").mkdir()
     shutil.copy(ROOT / "triggers" / "default.yaml", root / "triggers" / "default.yaml")
-    shutil.copy(Path(__file__).parent / "fixtures" / "extra_triggers.yaml", root / "triggers" / "extra.yaml")
+    shutil.copy(
+        Path(__file__).parent / "fixtures" / "extra_triggers.yaml", root / "triggers" / "extra.yaml"
+    )
     (root / "templates").symlink_to(ROOT / "templates")
     return root / "triggers"
 
@@ -90,7 +98,9 @@ def triggers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def local(triggers_dir: Path) -> Iterator[LocalMode]:
     port = free_port_pair()
-    lm = LocalMode(LocalConfig(port=port, aws_port=port + 1, triggers_path=str(triggers_dir))).start()
+    lm = LocalMode(
+        LocalConfig(port=port, aws_port=port + 1, triggers_path=str(triggers_dir))
+    ).start()
     yield lm
     lm.stop()
 

@@ -20,21 +20,29 @@ def now_of(client: Client) -> datetime:
 
 
 def next_utc(client: Client, hour: int) -> datetime:
-    target = (now_of(client) + timedelta(days=1)).replace(hour=hour, minute=0, second=0, microsecond=0)
+    target = (now_of(client) + timedelta(days=1)).replace(
+        hour=hour, minute=0, second=0, microsecond=0
+    )
     client.clock(set=target.isoformat())
     return target
 
 
 def identify(client: Client, uid: str, **traits: str) -> None:
-    r = client.send("identify", {"userId": uid, "traits": {"email": f"{uid}@example.com", **traits}})
+    r = client.send(
+        "identify", {"userId": uid, "traits": {"email": f"{uid}@example.com", **traits}}
+    )
     assert r.status_code == 200, r.text
 
 
-def test_cart_abandonment_email_names_the_product_and_unsubscribe_works(client: Client, uid: str) -> None:
+def test_cart_abandonment_email_names_the_product_and_unsubscribe_works(
+    client: Client, uid: str
+) -> None:
     # given a user with an address who abandons a cart at a daytime hour
     next_utc(client, 14)
     identify(client, uid, name="Ada Lovelace")
-    client.track(uid, "Product Added", {"product_id": "sku-42", "name": "Trail Runner 3", "price": 129})
+    client.track(
+        uid, "Product Added", {"product_id": "sku-42", "name": "Trail Runner 3", "price": 129}
+    )
     # when the clock passes 15 minutes
     client.clock(advance_seconds=16 * 60)
     # then one email went out, naming the product
@@ -43,14 +51,20 @@ def test_cart_abandonment_email_names_the_product_and_unsubscribe_works(client: 
     mail = mails[0]
     assert mail["to"] == f"{uid}@example.com" and mail["trigger"] == "cart_abandonment"
     assert "Trail Runner 3" in (mail["subject"] or "") + mail["body"]
-    assert [d["status"] for d in client.deliveries(uid) if d["trigger"] == "cart_abandonment"] == ["sent"]
+    assert [d["status"] for d in client.deliveries(uid) if d["trigger"] == "cart_abandonment"] == [
+        "sent"
+    ]
     # and its unsubscribe link works, as a page and as RFC 8058 one-click POST
-    link = html.unescape(re.search(r'href="([^"]*/v1/unsubscribe\?token=[^"]+)"', mail["body"]).group(1))
+    link = html.unescape(
+        re.search(r'href="([^"]*/v1/unsubscribe\?token=[^"]+)"', mail["body"]).group(1)
+    )
     page = requests.get(link)
     assert page.status_code == 200 and "unsubscribed" in page.text.lower()
     assert requests.post(link).status_code == 200
     # a tampered token is refused
-    assert requests.get(link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")).status_code == 403
+    assert (
+        requests.get(link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")).status_code == 403
+    )
     # and a later email to that user is not sent, but logged opted_out
     client.clock(advance_seconds=25 * 3600)  # past the cooldown and the email cap
     client.track(uid, "Product Added", {"product_id": "sku-43", "name": "Trail Runner 4"})
@@ -60,21 +74,33 @@ def test_cart_abandonment_email_names_the_product_and_unsubscribe_works(client: 
     assert statuses[0] == "opted_out" and statuses.count("sent") == 1
 
 
-def test_five_triggers_within_an_hour_send_at_most_three_messages_and_one_email(client: Client, uid: str) -> None:
+def test_five_triggers_within_an_hour_send_at_most_three_messages_and_one_email(
+    client: Client, uid: str
+) -> None:
     # given a user with an email address and no device, at a daytime hour
     next_utc(client, 12)
     identify(client, uid)
     # when they set off five different triggers within an hour
-    client.track(uid, "Product Added", {"product_id": "p1", "name": "Shoe"})  # cart_abandonment (email, 15 min)
+    client.track(
+        uid, "Product Added", {"product_id": "p1", "name": "Shoe"}
+    )  # cart_abandonment (email, 15 min)
     client.track(uid, "Checkout Started", {"value": 10})  # checkout_help (email, now)
     client.track(uid, "Cart Viewed")  # cart_viewed_tip (inapp, now)
     for _ in range(3):
-        client.track(uid, "Product Viewed", {"product_id": "p2", "name": "Hat"})  # repeat_product_view (inapp fallback)
+        client.track(
+            uid, "Product Viewed", {"product_id": "p2", "name": "Hat"}
+        )  # repeat_product_view (inapp fallback)
     client.clock(advance_seconds=20 * 60)  # dwell on p2 (5 min) and the cart (15 min) come due
     # then at most 3 messages went out, at most 1 of them an email; the rest were capped
     log = client.deliveries(uid)
     fired = {d["trigger"] for d in log}
-    assert fired >= {"cart_abandonment", "checkout_help", "cart_viewed_tip", "repeat_product_view", "product_dwell_upsell"}
+    assert fired >= {
+        "cart_abandonment",
+        "checkout_help",
+        "cart_viewed_tip",
+        "repeat_product_view",
+        "product_dwell_upsell",
+    }
     sent = [d for d in log if d["status"] == "sent"]
     assert len(sent) <= 3 and sum(d["channel"] == "email" for d in sent) <= 1
     capped = [d for d in log if d["status"] == "capped"]
@@ -107,7 +133,9 @@ def test_quiet_hours_defer_the_email_to_8am_local_time(client: Client, uid: str)
     eight = local_start.replace(hour=8, minute=0, second=0, microsecond=0)
     if eight <= local_start:
         eight += timedelta(days=1)
-    assert log[0]["defer_until"].startswith(eight.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M"))
+    assert log[0]["defer_until"].startswith(
+        eight.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%dT%H:%M")
+    )
     # not before 08:00 local
     client.clock(set=(eight - timedelta(minutes=1)).isoformat())
     assert not [m for m in client.outbox(uid) if m["channel"] == "email"]
@@ -117,7 +145,9 @@ def test_quiet_hours_defer_the_email_to_8am_local_time(client: Client, uid: str)
     assert len(mails) == 1
     sent_at = datetime.fromisoformat(mails[0]["sent_at"].replace("Z", "+00:00"))
     assert sent_at >= eight
-    assert [d["status"] for d in client.deliveries(uid) if d["trigger"] == "cart_abandonment"] == ["sent"]
+    assert [d["status"] for d in client.deliveries(uid) if d["trigger"] == "cart_abandonment"] == [
+        "sent"
+    ]
 
 
 def test_dwell_upsell_lands_in_the_inbox_and_can_be_read(client: Client, uid: str) -> None:
@@ -128,8 +158,17 @@ def test_dwell_upsell_lands_in_the_inbox_and_can_be_read(client: Client, uid: st
     assert len(messages) == 1
     msg = messages[0]
     assert msg["trigger"] == "product_dwell_upsell" and "Rain Jacket" in msg["title"] + msg["body"]
-    assert msg["read"] is False and set(msg) >= {"id", "trigger", "title", "body", "created_at", "read"}
-    r = client.s.post(f"{client.url}/v1/users/{uid}/messages/{msg['id']}/read",
-                      headers={"Authorization": f"Bearer {client.local.admin_key}"})
+    assert msg["read"] is False and set(msg) >= {
+        "id",
+        "trigger",
+        "title",
+        "body",
+        "created_at",
+        "read",
+    }
+    r = client.s.post(
+        f"{client.url}/v1/users/{uid}/messages/{msg['id']}/read",
+        headers={"Authorization": f"Bearer {client.local.admin_key}"},
+    )
     assert r.status_code == 200
     assert client.admin_get(f"/v1/users/{uid}/messages").json()["messages"][0]["read"] is True

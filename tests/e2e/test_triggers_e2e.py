@@ -35,7 +35,9 @@ def advance(client: Client, seconds: float) -> None:
 
 
 def state(client: Client, uid: str, trigger: str) -> dict:
-    return client.user(uid)["triggers"].get(trigger, {"fired": 0, "last_fired_at": None, "armed_until": None})
+    return client.user(uid)["triggers"].get(
+        trigger, {"fired": 0, "last_fired_at": None, "armed_until": None}
+    )
 
 
 def test_cart_abandonment_fires_once_after_15_minutes(client: Client, uid: str) -> None:
@@ -46,7 +48,9 @@ def test_cart_abandonment_fires_once_after_15_minutes(client: Client, uid: str) 
     assert armed["fired"] == 0 and armed["armed_until"] is not None
     advance(client, 16 * 60)
     fired = state(client, uid, "cart_abandonment")
-    assert fired["fired"] == 1 and fired["last_fired_at"] is not None and fired["armed_until"] is None
+    assert (
+        fired["fired"] == 1 and fired["last_fired_at"] is not None and fired["armed_until"] is None
+    )
     advance(client, 3600)
     assert state(client, uid, "cart_abandonment")["fired"] == 1  # the same cart: one episode
 
@@ -84,7 +88,12 @@ def test_the_same_event_sent_twice_changes_nothing(client: Client, uid: str) -> 
 
 def test_inactivity_fires_after_48_hours_and_activity_moves_it(client: Client, uid: str) -> None:
     daytime(client)
-    assert client.send("identify", {"userId": uid, "traits": {"email": f"{uid}@example.com"}}).status_code == 200
+    assert (
+        client.send(
+            "identify", {"userId": uid, "traits": {"email": f"{uid}@example.com"}}
+        ).status_code
+        == 200
+    )
     client.track(uid, "Page Viewed")
     advance(client, 47 * 3600)
     assert state(client, uid, "inactivity_winback")["fired"] == 0
@@ -140,9 +149,19 @@ def test_dwell_on_a_product_page(client: Client) -> None:
 
 def test_import_updates_state_but_never_fires(client: Client, uid: str) -> None:
     start = daytime(client)
-    batch = [{"type": "track", "userId": uid, "event": "Product Viewed", "properties": {"product_id": "p1"},
-              "timestamp": (start - timedelta(minutes=10 - i)).isoformat()} for i in range(3)]
-    r = requests.post(f"{client.url}/v1/import", json={"batch": batch}, auth=(client.local.write_key, ""))
+    batch = [
+        {
+            "type": "track",
+            "userId": uid,
+            "event": "Product Viewed",
+            "properties": {"product_id": "p1"},
+            "timestamp": (start - timedelta(minutes=10 - i)).isoformat(),
+        }
+        for i in range(3)
+    ]
+    r = requests.post(
+        f"{client.url}/v1/import", json={"batch": batch}, auth=(client.local.write_key, "")
+    )
     assert r.status_code == 200
     advance(client, 16 * 60)
     profile = client.user(uid)
@@ -150,7 +169,9 @@ def test_import_updates_state_but_never_fires(client: Client, uid: str) -> None:
     assert all(t["fired"] == 0 for t in profile["triggers"].values())
 
 
-def test_timers_wake_up_through_one_time_schedules_deleted_once_fired(client: Client, uid: str) -> None:
+def test_timers_wake_up_through_one_time_schedules_deleted_once_fired(
+    client: Client, uid: str
+) -> None:
     start = daytime(client)
     client.track(uid, "Product Added", {"product_id": "p1"})
     client.settle()
@@ -167,7 +188,9 @@ def test_timers_wake_up_through_one_time_schedules_deleted_once_fired(client: Cl
     assert wake in names(), names()
     one = sched.get_schedule(Name=wake, GroupName=group)
     assert one["ScheduleExpression"].startswith("at(") and one["ActionAfterCompletion"] == "DELETE"
-    assert json.loads(one["Target"]["Input"]) == {"bucket": (start + timedelta(minutes=16)).strftime("%Y-%m-%dT%H:%M")}
+    assert json.loads(one["Target"]["Input"]) == {
+        "bucket": (start + timedelta(minutes=16)).strftime("%Y-%m-%dT%H:%M")
+    }
     # once it has fired it is gone, as ActionAfterCompletion=DELETE does
     advance(client, 16 * 60 + 30)
     assert wake not in names()
@@ -186,20 +209,37 @@ def test_backtest_equals_the_live_path(client: Client, tmp_path: Path) -> None:
     for i in range(60):
         t += timedelta(minutes=rng.choice([1, 2, 3, 7, 20, 60, 600]))
         user = f"bt-{run}-{rng.randrange(4)}"
-        name = rng.choice(["Product Viewed", "Product Viewed", "Product Added", "Order Completed", "Page Viewed"])
-        ev = {"type": "track", "userId": user, "event": name, "messageId": f"{run}-{i}", "timestamp": t.isoformat(),
-              "properties": {"product_id": f"p{rng.randrange(3)}"}}
+        name = rng.choice(
+            ["Product Viewed", "Product Viewed", "Product Added", "Order Completed", "Page Viewed"]
+        )
+        ev = {
+            "type": "track",
+            "userId": user,
+            "event": name,
+            "messageId": f"{run}-{i}",
+            "timestamp": t.isoformat(),
+            "properties": {"product_id": f"p{rng.randrange(3)}"},
+        }
         if name == "Order Completed":
             ev["properties"] = {"revenue": 5, "products": [{"product_id": f"p{rng.randrange(3)}"}]}
         if i % 17 == 0:
-            raw.append({"type": "identify", "userId": user, "traits": {"email": f"{user}@example.com"},
-                        "messageId": f"{run}-id-{i}", "timestamp": t.isoformat()})
+            raw.append(
+                {
+                    "type": "identify",
+                    "userId": user,
+                    "traits": {"email": f"{user}@example.com"},
+                    "messageId": f"{run}-id-{i}",
+                    "timestamp": t.isoformat(),
+                }
+            )
         raw.append(ev)
     end = t + timedelta(days=3)
     # when the live path receives each event at its time, the clock moving in between
     for ev in raw:
         now = client.clock(advance_seconds=0)["now"]
-        if datetime.fromisoformat(ev["timestamp"]) > datetime.fromisoformat(now.replace("Z", "+00:00")):
+        if datetime.fromisoformat(ev["timestamp"]) > datetime.fromisoformat(
+            now.replace("Z", "+00:00")
+        ):
             client.clock(set=ev["timestamp"])
         kind = ev["type"]
         body = {k: v for k, v in ev.items() if k != "type"}
@@ -211,12 +251,20 @@ def test_backtest_equals_the_live_path(client: Client, tmp_path: Path) -> None:
             if st["fired"]:
                 live[(user, tid)] = st["fired"]
     # and the backtest replays the same file
-    events = [normalize_event(e, kind=None, received_at=datetime.fromisoformat(e["timestamp"])) for e in raw]
+    events = [
+        normalize_event(e, kind=None, received_at=datetime.fromisoformat(e["timestamp"]))
+        for e in raw
+    ]
     report = backtest(events, load_triggers(ROOT / "triggers"))
     offline = {(f.user_id, f.fire.trigger_id): 0 for f in report.fires}
     for f in report.fires:
         offline[(f.user_id, f.fire.trigger_id)] += 1
     # then both fired the same episodes
     assert live, "the synthetic history should fire something"
-    assert offline == live, json.dumps({"live": {str(k): v for k, v in live.items()},
-                                        "offline": {str(k): v for k, v in offline.items()}}, indent=1)
+    assert offline == live, json.dumps(
+        {
+            "live": {str(k): v for k, v in live.items()},
+            "offline": {str(k): v for k, v in offline.items()},
+        },
+        indent=1,
+    )

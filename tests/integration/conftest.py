@@ -39,8 +39,13 @@ def _share_parsed_botocore_models() -> None:
         original = getattr(loader, name)
         shared: dict[Any, Any] = {}
 
-        def cached(self: Any, *args: Any, _original: Any = original, _shared: dict[Any, Any] = shared,
-                   **kwargs: Any) -> Any:
+        def cached(
+            self: Any,
+            *args: Any,
+            _original: Any = original,
+            _shared: dict[Any, Any] = shared,
+            **kwargs: Any,
+        ) -> Any:
             key = (tuple(self.search_paths), args, tuple(sorted(kwargs.items())))
             if key not in _shared:
                 _shared[key] = _original(self, *args, **kwargs)
@@ -115,23 +120,45 @@ def basic(key: str = WRITE_KEY) -> str:
     return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
 
 
-def http(method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None,
-         raw: bytes | None = None, query: str = "") -> dict[str, Any]:
+def http(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+    query: str = "",
+) -> dict[str, Any]:
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    return http_event(method=method, path=path, query=query, headers=headers or {}, body=data,
-                      source_ip="127.0.0.1", now_ms=0)
+    return http_event(
+        method=method,
+        path=path,
+        query=query,
+        headers=headers or {},
+        body=data,
+        source_ip="127.0.0.1",
+        now_ms=0,
+    )
 
 
-def drain(res: Resources, process: Fn, *, queue: str = C.EVENTS_QUEUE, max_rounds: int = 50) -> list[dict[str, Any]]:
+def drain(
+    res: Resources, process: Fn, *, queue: str = C.EVENTS_QUEUE, max_rounds: int = 50
+) -> list[dict[str, Any]]:
     """Runs the queue's messages through the function as Lambda's event source would;
     returns every batch response."""
     sqs = boto3.client("sqs")
     url = res.queue_urls[queue]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     responses = []
     for _ in range(max_rounds):
-        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"],
-                                   MessageAttributeNames=["All"]).get("Messages", [])
+        msgs = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
         if not msgs:
             break
         resp = process(sqs_event(msgs, arn))
@@ -139,10 +166,21 @@ def drain(res: Resources, process: Fn, *, queue: str = C.EVENTS_QUEUE, max_round
         failed = {f["itemIdentifier"] for f in resp.get("batchItemFailures", [])}
         ok = [m for m in msgs if m["MessageId"] not in failed]
         if ok:
-            sqs.delete_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)])
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(ok)
+                ],
+            )
         retry = [m for m in msgs if m["MessageId"] in failed]
         if retry:
-            sqs.change_message_visibility_batch(QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0} for i, m in enumerate(retry)])
+            sqs.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+                    for i, m in enumerate(retry)
+                ],
+            )
     return responses
 
 
@@ -153,20 +191,30 @@ def queue_messages(res: Resources, logical: str) -> list[dict[str, Any]]:
     url = res.queue_urls[logical]
     out = []
     for _ in range(100):
-        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
-                                   MessageAttributeNames=["All"], MessageSystemAttributeNames=["All"],
-                                   VisibilityTimeout=300).get("Messages", [])
+        msgs = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            MessageAttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            VisibilityTimeout=300,
+        ).get("Messages", [])
         if not msgs:
             break
         out.extend(msgs)
-        sqs.delete_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+        sqs.delete_message_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)
+            ],
+        )
     return out
 
 
 def queue_arn(res: Resources, logical: str) -> str:
     sqs = boto3.client("sqs")
-    return sqs.get_queue_attributes(QueueUrl=res.queue_urls[logical], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return sqs.get_queue_attributes(QueueUrl=res.queue_urls[logical], AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
 
 
 def bearer(key: str = ADMIN_KEY) -> str:
@@ -183,9 +231,13 @@ def body_of(resp: dict[str, Any]) -> Any:
 
 def stored_state(res: Resources, user_id: str) -> dict[str, Any] | None:
     """The profile document as the process function stored it (None: no item)."""
-    item = boto3.client("dynamodb").get_item(
-        TableName=res.tables[C.PROFILES], Key={"user_id": {"S": user_id}}, ConsistentRead=True
-    ).get("Item")
+    item = (
+        boto3.client("dynamodb")
+        .get_item(
+            TableName=res.tables[C.PROFILES], Key={"user_id": {"S": user_id}}, ConsistentRead=True
+        )
+        .get("Item")
+    )
     return json.loads(item["state"]["S"]) if item else None
 
 
@@ -199,7 +251,8 @@ class AwsCalls:
         return sum(
             1
             for svc, op, params in self.calls
-            if op == operation and (service is None or svc == service)
+            if op == operation
+            and (service is None or svc == service)
             and all(params.get(k) == v for k, v in match.items())
         )
 
