@@ -53,6 +53,9 @@ class Function:
         self.name = name
         self.timeout_s = timeout_s
         self.module = self._load(name)
+        deps = getattr(self.module, "deps", None)
+        if deps is not None and hasattr(deps, "cache_clear"):
+            deps.cache_clear()  # a cold start: settings and clients from this environment
         self.handler: Callable[[dict[str, Any], Any], Any] = self.module.handler
         self.invocations = 0
         self._lock = threading.Lock()
