@@ -38,6 +38,7 @@ MAX_TRAIT_BYTES = 1024
 MAX_SEEN = 2000
 MAX_OPEN_SESSIONS = 8
 MAX_CART_ENTRIES = 50
+CART_MEMORY_MS = 7 * 86_400_000
 MAX_RECENT_ITEMS = 20
 MAX_BOUGHT = 100
 MAX_ANON_IDS = 10
@@ -96,7 +97,8 @@ def pack_seen(seen: dict[str, int]) -> str:
         return ""
     newest = max(seen.values())
     raw = b"".join(
-        bytes.fromhex(fp) + struct.pack(">H", min(newest - minute, 0xFFFF)) for fp, minute in sorted(seen.items())
+        bytes.fromhex(fp) + struct.pack(">H", min(newest - minute, 0xFFFF))
+        for fp, minute in sorted(seen.items())
     )
     return f"{newest}:{base64.b64encode(raw).decode()}"
 
@@ -109,7 +111,8 @@ def unpack_seen(value: Any) -> dict[str, int]:
     newest_text, _, encoded = str(value).partition(":")
     newest, raw = int(newest_text), base64.b64decode(encoded)
     return {
-        raw[i : i + 8].hex(): newest - struct.unpack(">H", raw[i + 8 : i + 10])[0] for i in range(0, len(raw), 10)
+        raw[i : i + 8].hex(): newest - struct.unpack(">H", raw[i + 8 : i + 10])[0]
+        for i in range(0, len(raw), 10)
     }
 
 
@@ -154,7 +157,9 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["seen"] = pack_seen(self.seen)
-        return {k: v for k, v in data.items() if v not in (None, {}, [], 0, 0.0, "") or k == "user_id"}
+        return {
+            k: v for k, v in data.items() if v not in (None, {}, [], 0, 0.0, "") or k == "user_id"
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
@@ -387,6 +392,20 @@ class Profile:
         self._prune_cart()
 
     def _prune_cart(self) -> None:
+        # products that left the cart (removed, or bought) more than a week before its
+        # latest change are kept no longer: only a very late event could still need them
+        def last(e: dict[str, Any]) -> int:
+            return int(max(e.get("add", 0), e.get("rm", 0)))
+
+        if self.cart:
+            horizon = (
+                max(max(last(e) for e in self.cart.values()), self.cart_cleared_at) - CART_MEMORY_MS
+            )
+            self.cart = {
+                pid: e
+                for pid, e in self.cart.items()
+                if last(e) >= horizon or e.get("add", 0) > max(e.get("rm", 0), self.cart_cleared_at)
+            }
         if len(self.cart) <= MAX_CART_ENTRIES:
             return
         ranked = sorted(
