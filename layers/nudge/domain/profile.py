@@ -9,9 +9,9 @@ The state stays bounded: every list and map is capped or compacted.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
-import base64
 import struct
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
