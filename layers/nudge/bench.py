@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import statistics
@@ -73,6 +74,18 @@ def synthetic_events(
             else timedelta(minutes=rng.randint(0, 180))
         )
         left = count
+        if rng.random() < 0.6 and left > 0:  # most users are known: an identify with an address
+            out.append(
+                {
+                    "messageId": f"bench-{seed}-{i}",
+                    "userId": f"user-{u}",
+                    "timestamp": t.isoformat(),
+                    "type": "identify",
+                    "traits": {"email": f"user-{u}@example.com"},
+                }
+            )
+            i += 1
+            left -= 1
         while left > 0:
             session = left if peak else min(left, rng.randint(3, 15))
             for _k in range(session):
@@ -396,6 +409,7 @@ def bench_mixed(events: int = 1000, users: int = 100, *, peak: bool = False) -> 
                 sorted((k, v) for k, v in event_counts.items() if k.startswith("scheduler:"))
             ),
             **_per(event_counts, events),
+            "process_invocations_per_event": round(stack.invocations["process"] / events, 4),
             "actions": sum(statuses.values()),
             "delivery_statuses": dict(statuses),
             "aws_requests_per_delivered_message": round(deliver_total / max(delivered, 1), 2),
@@ -429,52 +443,63 @@ def bench_engine(n: int = 20_000, users: int = 200) -> dict[str, Any]:
     }
 
 
-def cost_model(aws: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
-    """Dollars per million events, from the measured request counts (worst of the scenarios)."""
-    worst = max(aws.values(), key=lambda s: s["requests_per_event"])
-    ops = worst["by_operation_per_event"]
-    ddb_writes = sum(
-        v
-        for k, v in ops.items()
-        if k.startswith("dynamodb:") and ("Put" in k or "Update" in k or "Transact" in k)
-    )
-    ddb_reads = sum(
+def cost_model(mixed: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
+    """Dollars per million events at list prices, from the request counts measured on the
+    mixed workload (ingest, process, timers, delivery) and the measured profile size
+    (DynamoDB bills a write by the item's size: 1 write unit per KB)."""
+    ops = mixed["by_operation_per_event"]
+    events = mixed["events"]
+    wru_per_put = max(1, math.ceil(core["profile_bytes_median"] / 1024))
+    puts = sum(v for k, v in ops.items() if k in ("dynamodb:PutItem", "dynamodb:UpdateItem"))
+    index_writes = ops.get("dynamodb:BatchWriteItem", 0.0)  # wake-up index items, small
+    reads = sum(
         v for k, v in ops.items() if k.startswith("dynamodb:") and ("Get" in k or "Query" in k)
     )
     sqs_sends = sum(v for k, v in ops.items() if k.startswith("sqs:Send"))
-    sched = sum(v for k, v in ops.items() if k.startswith("scheduler:"))
-    ingest_requests = 1 / CLIENT_BATCH
-    process_invocations = worst["process_invocations_per_event"]
-    # the event source mapping's own ReceiveMessage + DeleteMessageBatch per batch
-    sqs_requests = sqs_sends + 2 * process_invocations
-    aws_calls = worst["requests_per_event"]
+    deliver_ops = mixed["deliver_by_operation"]
+    deliver_writes = sum(v for k, v in deliver_ops.items() if "Put" in k) / events
+    deliver_reads = sum(v for k, v in deliver_ops.items() if "Get" in k or "Query" in k) / events
+    deliver_batches = deliver_ops.get("sqs:ReceiveMessage", 0) / events
+    emails = deliver_ops.get("sesv2:SendEmail", 0) / events
+    sms_push = deliver_ops.get("sns:Publish", 0) / events
+    invocations = 1 / CLIENT_BATCH + mixed["process_invocations_per_event"] + deliver_batches
     cpu_s = 1 / core["events_per_second_per_core"]
-    gb_s = (cpu_s + aws_calls * AWS_CALL_LATENCY_S) * LAMBDA_MEMORY_GB
+    gb_s = (cpu_s + mixed["requests_per_event"] * AWS_CALL_LATENCY_S) * LAMBDA_MEMORY_GB
     per_event = {
-        "api_gateway_http": ingest_requests * PRICE["http_api_per_request"],
-        "lambda_requests": (ingest_requests + process_invocations) * PRICE["lambda_per_request"],
+        "api_gateway_http": (1 / CLIENT_BATCH) * PRICE["http_api_per_request"],
+        "lambda_requests": invocations * PRICE["lambda_per_request"],
         "lambda_duration": gb_s * PRICE["lambda_per_gb_s_arm"],
-        "sqs_fifo": sqs_requests * PRICE["sqs_fifo_per_request"],
-        "dynamodb_writes": ddb_writes * PRICE["ddb_per_wru"],
-        "dynamodb_reads": ddb_reads * PRICE["ddb_per_rru"],
-        "scheduler": sched * PRICE["scheduler_per_invocation"],
+        # sends, plus the event source mappings' ReceiveMessage + DeleteMessageBatch per batch
+        "sqs_fifo": (sqs_sends + 2 * (mixed["process_invocations_per_event"] + deliver_batches))
+        * PRICE["sqs_fifo_per_request"],
+        "dynamodb_writes": (puts * wru_per_put + index_writes * 2 + deliver_writes)
+        * PRICE["ddb_per_wru"],
+        "dynamodb_reads": (reads * wru_per_put / 4 + deliver_reads) * PRICE["ddb_per_rru"],
+        "scheduler": mixed["scheduler_calls_per_event"] * PRICE["scheduler_per_invocation"],
+        "ses": emails * PRICE["ses_per_mail"],
+        "sns_not_included": 0.0 * sms_push,
     }
     return {
-        "scenario": "worst of the aws scenarios, clients sending batches of 100",
+        "workload": "mixed_workload_peak_10_minutes: default triggers, timers and delivery included",
         "assumptions": {
             "aws_call_latency_s": AWS_CALL_LATENCY_S,
             "lambda_memory_gb": LAMBDA_MEMORY_GB,
-            "item_size_wru": 1,
+            "write_units_per_profile_write": wru_per_put,
             "client_batch": CLIENT_BATCH,
+            "messages_sent_per_event": round(mixed["delivery_statuses"].get("sent", 0) / events, 4),
+            "sns_sms_push_prices": "not included (per destination country / platform)",
         },
         "usd_per_million_events": round(sum(per_event.values()) * 1e6, 2),
-        "breakdown_usd_per_million": {k: round(v * 1e6, 3) for k, v in per_event.items()},
+        "breakdown_usd_per_million": {
+            k: round(v * 1e6, 3) for k, v in per_event.items() if k != "sns_not_included"
+        },
     }
 
 
 def main(*, json_output: bool = False, quick: bool = False) -> int:
     core = bench_core(5_000 if quick else 20_000)
     aws = bench_aws()
+    peak = bench_mixed(300 if quick else 1000, 30 if quick else 100, peak=True)
     result = {
         "core": core,
         "engine": bench_engine(5_000 if quick else 20_000),
@@ -482,10 +507,8 @@ def main(*, json_output: bool = False, quick: bool = False) -> int:
         "mixed_workload_spread_over_days": bench_mixed(
             300 if quick else 1000, 30 if quick else 100
         ),
-        "mixed_workload_peak_10_minutes": bench_mixed(
-            300 if quick else 1000, 30 if quick else 100, peak=True
-        ),
-        "cost": cost_model(aws, core),
+        "mixed_workload_peak_10_minutes": peak,
+        "cost": cost_model(peak, core),
     }
     result["local"] = run_local(200 if quick else 1000)
     print(json.dumps(result, indent=2 if not json_output else None))

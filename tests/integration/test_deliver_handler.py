@@ -359,8 +359,28 @@ def test_in_app_actions_are_never_deferred_by_quiet_hours(dx: Delivery) -> None:
 # ---- unknown users, poison messages -------------------------------------------------------
 
 
+def test_an_action_that_overtakes_its_profile_write_is_retried_then_delivered(dx: Delivery) -> None:
+    # given an action enqueued just now for a user whose profile write has not landed yet
+    # (the process function applies effects before it commits the profile)
+    action = dx.action("early", "product_dwell_upsell")
+
+    # when it is delivered before the profile exists
+    first = dx.run([action])
+
+    # then it is retried, not logged as an unknown user
+    assert len(first["batchItemFailures"]) == 1
+    assert dx.log("early") == []
+    # and once the profile is there it goes out
+    dx.seed("early")
+    second = dx.run([action])
+    assert second["batchItemFailures"] == []
+    assert dx.entry("early", action["action_id"]).status == "sent"
+
+
 def test_an_action_for_an_unknown_user_is_logged_failed_and_not_retried(dx: Delivery) -> None:
+    # an action still without a profile after the wait (erased, or never stored)
     action = dx.action("ghost")
+    dx.clock.set(dx.clock.now() + timedelta(minutes=11))
 
     resp = dx.run([action])
 

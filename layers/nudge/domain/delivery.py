@@ -32,6 +32,8 @@ DEFER_TOLERANCE = timedelta(seconds=90)
 # A claim older than this belongs to an attempt that died (the deliver function times out
 # after 30 s; SQS redelivers after the 180 s visibility timeout).
 CLAIM_TIMEOUT = timedelta(seconds=120)
+# How long an action waits (redelivered) for the profile write that fired it.
+PROFILE_WAIT = timedelta(minutes=10)
 
 
 class PermanentSendError(NudgeError):
@@ -46,6 +48,13 @@ class EndpointDisabledError(PermanentSendError):
     def __init__(self, message: str, endpoint: str) -> None:
         super().__init__(message)
         self.endpoint = endpoint
+
+
+class ProfileNotReadyError(NudgeError):
+    """The action overtook the profile write that fired it (effects are applied before
+    the commit): retry shortly instead of calling the user unknown."""
+
+    code = "profile_not_ready"
 
 
 class TransientSendError(NudgeError):
@@ -314,6 +323,9 @@ def deliver_action(
         stored = ports.profiles.get(stored.profile.merged_into)
         hops += 1
     if stored is None:
+        enqueued = _parse(action.get("enqueued_at")) or fired_at
+        if enqueued is not None and now - enqueued < PROFILE_WAIT:
+            raise ProfileNotReadyError(f"no profile for {user_id!r} yet")
         return final("failed", "unknown_user")
     profile = stored.profile
     resolved = resolve_channel(profile, action)
@@ -472,7 +484,7 @@ def deliver_batch(
             rest = [candidate_of(a) for a in ordered[i + 1 :]]
             try:
                 result.entries.append(deliver_action(action, now=now, ports=ports, competing=rest))
-            except TransientSendError as err:
+            except (TransientSendError, ProfileNotReadyError) as err:
                 result.failed_users[user_id] = err
                 break
             except NudgeError as err:  # template error, permanent send failure
