@@ -251,14 +251,6 @@ def test_batches_arriving_out_of_order_give_the_same_profile(
     assert profile.orders == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "trigger state depends on arrival order: in order, the cart abandoned at 10:03 (cleared by the "
-        "order at 11:02) and the cart of 11:05 are two cart_abandonment episodes (fired=2); reversed, the "
-        "10:02-10:03 adds arrive after the order and the first episode is never seen (fired=1)"
-    ),
-)
 def test_batches_arriving_out_of_order_give_the_same_trigger_state(
     aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn
 ) -> None:

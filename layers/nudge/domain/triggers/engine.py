@@ -27,6 +27,29 @@ Semantics
   user has about one schedule at a time and most events cost no scheduler call. A
   duplicate, stale or late timer cannot fire an episode twice: the episode's anchor is
   recorded when it fires.
+- Late events that complete a past episode. A durable behavior that keeps a short
+  history (cart abandonment: the newest MAX_CART_HISTORY cart changes, orders and
+  `without` events; a correlated absence: the newest MAX_STEP_EVENTS `after`/`without`
+  events per key; both within the window plus RETAIN_MS) replays it in event time at
+  each settle: an anchor whose window ended by `now` with nothing in event time
+  restarting or cancelling it, and not decided yet, is an episode that in-order
+  delivery would have decided at its deadline (e.g. the adds of 10:02-10:03 arriving
+  after an order at 11:02: the cart of 10:03 was abandoned at 10:18). It is decided
+  now, with the filters as they are now, and counted like any other: `fired` + 1, its
+  key's episode number + 1, `last_fired_at` and the key's `at` the latest deadline
+  fired (never moved back). The anchors decided (fired or filtered out) are recorded
+  (`x` in the behavior's state) so that no episode is decided twice. Not covered:
+  inactivity and dwell (no history kept: a past 48-hour gap or a product page left
+  earlier in event time stays unseen), and a late event that cancels an episode
+  already fired (an episode counted is never taken back).
+- Staleness: a late-discovered episode always counts, but it sends a message (a Fire)
+  only when (a) its deadline is within STALE_MS (1 hour) of `now`, and (b) no later
+  episode of the same (trigger, key) has fired yet. (a) a cart abandoned hours ago is
+  not worth an email now; (b) the user has already had the newer message, and only
+  then is the episode number the one in-order delivery gives it (so the action id
+  matches). The current episode (the one the state points at now) fires as before,
+  however late its deadline is noticed: that is a timer or batch arriving late, not a
+  past episode, and its message is still about the cart as it is.
 - `/v1/import` (historical) events are folded into the engine's state (counts,
   sequences, anchors) but are never evaluated: they neither fire nor arm.
 
@@ -93,6 +116,8 @@ RETAIN_MS = 7 * 86_400_000  # resolved absences are kept this long past their wi
 LOST_TIMER_MS = 3_600_000  # an armed timer this overdue is presumed lost and armed again
 DISARM_AHEAD_MS = 3_600_000  # only a timer further ahead than this is worth a delete call
 DUE_TOLERANCE_MS = 60_000  # a timer firing this close to its due counts as that timer
+STALE_MS = 3_600_000  # a late-discovered past episode older than this sends no message
+MAX_CART_HISTORY = 24  # cart changes and `without` events kept for late episodes
 NONE_KEY = ""
 MISSING: Any = object()
 CART_EVENTS = frozenset({PRODUCT_ADDED, PRODUCT_REMOVED, ORDER_COMPLETED})
@@ -391,6 +416,7 @@ class Pattern(ABC):
     instant = True
     key_prop: str | None = None
     horizon_ms = 0
+    late = False  # whether it finds past episodes revealed by late events (`past`)
 
     def __init__(self, node: BaseModel) -> None:
         self.slot = _digest(node.model_dump_json(by_alias=True), size=4)
@@ -420,6 +446,15 @@ class Pattern(ABC):
     @abstractmethod
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         """Whether the behavior holds at the moment, or when it will be due."""
+
+    def past(self, ps: dict[str, Any], m: Moment, current: int | None) -> list[Check]:
+        """Durable episodes completed in event time before the current one (anchor below
+        `current`, None when there is no current one) that were never decided: those a
+        late event reveals. Each is decided once (see `decided`)."""
+        return []
+
+    def decided(self, ps: dict[str, Any], m: Moment, anchor: int) -> None:  # noqa: B027
+        """Records that the episode of this anchor was decided (fired or filtered out)."""
 
 
 def _evict(ps: dict[str, Any], newest: Callable[[Any], int]) -> None:
@@ -590,9 +625,12 @@ class SequencePattern(Pattern):
 
 
 class AbsencePattern(Pattern):
-    """From the last `after` event: state {key: {"a": ms, "b": ms, "s": snapshot}}."""
+    """From the last `after` event: state {key: {"a": ms, "b": ms, "s": snapshot,
+    "h": [[ms, "a" | "b"], ...], "x": [anchor ms, ...]}}: the last `after` and `without`
+    events, the newest MAX_STEP_EVENTS of both, and the anchors of decided episodes."""
 
     instant = False
+    late = True
 
     def __init__(self, node: AbsenceCondition) -> None:
         super().__init__(node)
@@ -618,6 +656,12 @@ class AbsencePattern(Pattern):
                 entry["s"] = snapshot(ev.properties)
             if is_b and t > entry.get("b", -1):
                 entry["b"] = t
+            history = entry.setdefault("h", [])
+            for mark in ([t, "a"] if is_a else None, [t, "b"] if is_b else None):
+                if mark is not None and mark not in history:
+                    insort(history, mark)
+            if len(history) > MAX_STEP_EVENTS:
+                del history[: len(history) - MAX_STEP_EVENTS]
         _evict(ps, lambda e: max(e.get("a", 0), e.get("b", 0)))
         return True
 
@@ -625,6 +669,56 @@ class AbsencePattern(Pattern):
         floor = ref - self.window - RETAIN_MS
         for key in [k for k, e in ps.items() if max(e.get("a", 0), e.get("b", 0)) < floor]:
             del ps[key]
+        for entry in ps.values():
+            for name in ("h", "x"):
+                kept = [
+                    v
+                    for v in entry.get(name) or []
+                    if (v[0] if isinstance(v, list) else v) >= floor
+                ]
+                if kept:
+                    entry[name] = kept
+                else:
+                    entry.pop(name, None)
+
+    def decided(self, ps: dict[str, Any], m: Moment, anchor: int) -> None:
+        entry = ps.get(m.key)
+        if entry is None:
+            return
+        done = entry.setdefault("x", [])
+        if anchor not in done:
+            insort(done, anchor)
+            if len(done) > MAX_STEP_EVENTS:
+                del done[: len(done) - MAX_STEP_EVENTS]
+
+    def past(self, ps: dict[str, Any], m: Moment, current: int | None) -> list[Check]:
+        """An `after` event whose window ends (by `now`) with no other `after` and no
+        `without` event from it on, among the kept ones."""
+        entry = ps.get(m.key)
+        if not entry or not entry.get("h"):
+            return []
+        history: list[list[Any]] = entry["h"]
+        done = set(entry.get("x") or [])
+        product = m.key if self.key_prop == "product_id" else None
+        out: list[Check] = []
+        for i, (t, code) in enumerate(history):
+            deadline = t + self.window
+            if (
+                code != "a"
+                or deadline > m.now
+                or (current is not None and t >= current)
+                or t in done
+                or [t, "b"] in history
+            ):
+                continue
+            nxt = history[i + 1 :]
+            if any(u <= deadline for u, c in nxt if (u, c) != (t, "b")):
+                continue  # restarted or ended within the window
+            context: dict[str, Any] = {"event": self.after_name, "properties": {}, "late": True}
+            if product is not None:
+                context["product"] = {"product_id": product}
+            out.append(Check(True, at=deadline, anchor=t, context=context, product=product))
+        return out
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         entry = ps.get(m.key)
@@ -645,9 +739,13 @@ class AbsencePattern(Pattern):
 
 
 class CartAbsencePattern(Pattern):
-    """From the last change to a non-empty cart: state {"": {"b": ms}}."""
+    """From the last change to a non-empty cart: state {"": {"b": ms, "h": [[ms, code,
+    product], ...], "x": [anchor ms, ...]}}: the last `without` event; the newest cart
+    events ("a" add, "r" remove, "o" order, "w" a `without` event) within the window and
+    retention; the anchors of the episodes already decided."""
 
     instant = False
+    late = True
 
     def __init__(self, node: AbsenceCondition) -> None:
         super().__init__(node)
@@ -661,11 +759,105 @@ class CartAbsencePattern(Pattern):
         return ev.event in CART_EVENTS or self.without(ev)
 
     def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
-        if not self.without(ev):
+        is_b = self.without(ev)
+        marks: list[list[Any]] = []
+        if ev.event in (PRODUCT_ADDED, PRODUCT_REMOVED):
+            pid = _cart_product(ev.properties)
+            if pid is not None:  # the profile ignores a cart event without a product too
+                marks.append([t, "a" if ev.event == PRODUCT_ADDED else "r", pid])
+        elif ev.event == ORDER_COMPLETED:
+            marks.append([t, "o", ""])
+        if is_b:
+            marks.append([t, "w", ""])
+        if not marks:
             return False
         entry = ps.setdefault(NONE_KEY, {})
-        entry["b"] = max(entry.get("b", -1), t)
+        if is_b:
+            entry["b"] = max(entry.get("b", -1), t)
+        history = entry.setdefault("h", [])
+        for mark in marks:
+            if mark not in history:
+                insort(history, mark)
+        if len(history) > MAX_CART_HISTORY:
+            del history[: len(history) - MAX_CART_HISTORY]
         return True
+
+    def prune(self, ps: dict[str, Any], ref: int) -> None:
+        entry = ps.get(NONE_KEY)
+        if not entry:
+            return
+        floor = ref - self.window - RETAIN_MS
+        for name in ("h", "x"):
+            kept = [
+                v for v in entry.get(name) or [] if (v[0] if isinstance(v, list) else v) >= floor
+            ]
+            if kept:
+                entry[name] = kept
+            else:
+                entry.pop(name, None)
+
+    def decided(self, ps: dict[str, Any], m: Moment, anchor: int) -> None:
+        entry = ps.setdefault(NONE_KEY, {})
+        done = entry.setdefault("x", [])
+        if anchor not in done:
+            insort(done, anchor)
+            if len(done) > MAX_CART_HISTORY:
+                del done[: len(done) - MAX_CART_HISTORY]
+
+    def past(self, ps: dict[str, Any], m: Moment, current: int | None) -> list[Check]:
+        """Replays the kept cart history in event time: an anchor is a change to a
+        non-empty cart after the last order, whose window ends (by `now`) with no other
+        change and no `without` event from the anchor on."""
+        entry = ps.get(NONE_KEY)
+        if m.key != NONE_KEY or not entry or not entry.get("h"):
+            return []
+        history: list[list[Any]] = entry["h"]
+        done = set(entry.get("x") or [])
+        profile = m.profile
+        out: list[Check] = []
+        adds: dict[str, int] = {}
+        rms: dict[str, int] = {}
+        cleared = 0
+        n = len(history)
+        i = 0
+        while i < n:
+            t = history[i][0]
+            j = i
+            while j < n and history[j][0] == t:  # one moment: all its events at once
+                _, code, pid = history[j]
+                if code == "a":
+                    adds[pid] = max(adds.get(pid, 0), t)
+                elif code == "r":
+                    rms[pid] = max(rms.get(pid, 0), t)
+                elif code == "o":
+                    cleared = max(cleared, t)
+                j += 1
+            moment = history[i:j]
+            i = j
+            deadline = t + self.window
+            if (
+                deadline > m.now
+                or (current is not None and t >= current)
+                or t in done
+                or t <= cleared
+                or any(code == "w" for _, code, _ in moment)
+                or not any(code in ("a", "r") for _, code, _ in moment)
+            ):
+                continue
+            if j < n and history[j][0] <= deadline:
+                continue  # changed again (or ordered) within the window
+            items = [p for p, at in adds.items() if at > max(rms.get(p, 0), cleared)]
+            items += [  # still in the cart now and added by then: in the cart then
+                p
+                for p, e in profile.cart.items()
+                if max(cleared, e.get("rm", 0), profile.cart_cleared_at) < e.get("add", 0) <= t
+            ]
+            if not items:
+                continue  # the cart was empty
+            cart = [i for i in profile.cart_items() if i["product_id"] in set(items)]
+            context = {"event": self.after_name, "cart": cart, "late": True}
+            out.append(Check(True, at=deadline, anchor=t, context=context))
+        return out
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         if m.key != NONE_KEY:
@@ -679,6 +871,14 @@ class CartAbsencePattern(Pattern):
             return Check(False, due=deadline, anchor=changed)
         context = {"event": self.after_name, "cart": profile.cart_items()}
         return Check(True, at=deadline, anchor=changed, context=context)
+
+
+def _cart_product(props: dict[str, Any]) -> str | None:
+    """The product of a cart event as the profile reads it (`product_id`, else `sku`)."""
+    pid = props.get("product_id", props.get("sku"))
+    if pid is None or isinstance(pid, (dict, list)):
+        return None
+    return str(pid)[:200] or None
 
 
 class InactivityPattern(Pattern):
@@ -1039,8 +1239,19 @@ class Engine:
             if chk.holds:
                 if _filters_hold(filters, m) and self._eligible(ct, seen, chk):
                     self._fire(ct, st, profile, key, chk, out)
+                if pattern.late:
+                    pattern.decided(st.p.setdefault(pattern.slot, ps), m, chk.anchor)
             elif chk.due is not None and _filters_hold(filters, m):
                 dues.append(chk.due)
+            current = chk.anchor if (chk.holds or chk.due is not None) else None
+            for late in pattern.past(ps, m, current) if pattern.late else ():
+                seen = st.k.get(key) or {}
+                m.product = late.product
+                if _filters_hold(filters, m) and self._eligible_late(ct, seen, late):
+                    last = seen.get("at")
+                    fresh = late.at >= now - STALE_MS and (last is None or late.at > last)
+                    self._fire(ct, st, profile, key, late, out, emit=fresh)
+                pattern.decided(st.p.setdefault(pattern.slot, ps), m, late.anchor)
         ks = st.k.get(key)
         if dues:
             if ks is None:
@@ -1109,6 +1320,16 @@ class Engine:
             ct.once_per_ms is not None and last is not None and chk.at - last < ct.once_per_ms
         )
 
+    @staticmethod
+    def _eligible_late(ct: CompiledTrigger, ks: dict[str, Any], chk: Check) -> bool:
+        """Re-eligibility for an episode found late (already known not to be decided)."""
+        last = ks.get("at")
+        if ct.once and ks.get("n", 0) >= 1:
+            return False
+        return not (
+            ct.once_per_ms is not None and last is not None and abs(chk.at - last) < ct.once_per_ms
+        )
+
     def _fire(
         self,
         ct: CompiledTrigger,
@@ -1117,17 +1338,22 @@ class Engine:
         key: str,
         chk: Check,
         out: Decisions,
+        *,
+        emit: bool = True,
     ) -> None:
+        """Counts the episode; `emit` False for a late-discovered stale one (no message)."""
         ks = st.k.get(key)
         if ks is None:
             ks = st.k[key] = {}
         episode = ks.get("n") or int(st.raw.get("e", 0))
         episode += 1
         ks["n"] = episode
-        ks["at"] = chk.at
+        ks["at"] = max(int(ks.get("at") or 0), chk.at)
         st.raw["fired"] = int(st.raw.get("fired", 0)) + 1
         st.raw["last_fired_at"] = max(int(st.raw.get("last_fired_at") or 0), chk.at)
         k = None if key == NONE_KEY else key
+        if not emit:
+            return
         out.fires.append(
             Fire(
                 trigger_id=ct.id,
