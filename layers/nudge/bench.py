@@ -497,6 +497,16 @@ def cost_model(mixed: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(*, json_output: bool = False, quick: bool = False) -> int:
+    # the handlers log to stdout (as on Lambda); keep stdout for the report alone
+    import contextlib
+    import sys
+
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _run(out, json_output=json_output, quick=quick)
+
+
+def _run(out: Any, *, json_output: bool, quick: bool) -> int:
     core = bench_core(5_000 if quick else 20_000)
     aws = bench_aws()
     peak = bench_mixed(300 if quick else 1000, 30 if quick else 100, peak=True)
@@ -511,7 +521,7 @@ def main(*, json_output: bool = False, quick: bool = False) -> int:
         "cost": cost_model(peak, core),
     }
     result["local"] = run_local(200 if quick else 1000)
-    print(json.dumps(result, indent=2 if not json_output else None))
+    print(json.dumps(result, indent=2 if not json_output else None), file=out)
     return 0
 
 

@@ -422,3 +422,19 @@ def test_no_contact_on_any_channel_is_logged_failed(dx: Delivery) -> None:
     entry = dx.entry("noemail", action["action_id"])
     assert (entry.status, entry.reason) == ("failed", "no_contact:email")
     assert iso(entry.at) == iso(dx.clock.now())
+
+
+def test_a_cart_email_whose_cart_was_emptied_meanwhile_is_not_sent(dx: Delivery) -> None:
+    # given a cart abandonment that fired, but the user ordered before it could go out
+    # (a quiet-hours deferral, a late episode): the cart is empty now
+    dx.seed("bought", cart=())
+    action = dx.action("bought")
+    action["context"] = {"event": "Product Added", "cart": [{"product_id": "shoe-1", "qty": 1}]}
+
+    resp = dx.run([action])
+
+    # then nothing is sent, nothing is dead-lettered, and the log says why
+    assert resp["batchItemFailures"] == []
+    assert dx.emails() == []
+    entry = dx.entry("bought", action["action_id"])
+    assert (entry.status, entry.reason) == ("suppressed", "stale: the cart is empty now")

@@ -328,6 +328,9 @@ def deliver_action(
             raise ProfileNotReadyError(f"no profile for {user_id!r} yet")
         return final("failed", "unknown_user")
     profile = stored.profile
+    if "cart" in (action.get("context") or {}) and not profile.cart_items():
+        # a cart trigger whose cart was emptied (ordered, removed) before it could go out
+        return final("suppressed", "stale: the cart is empty now")
     resolved = resolve_channel(profile, action)
     if resolved is None:
         wanted = (action.get("action") or {}).get("channel")
