@@ -194,3 +194,27 @@ def test_clock_moves_forward_only(client: Client) -> None:
     r = requests.post(f"{client.url}/_local/clock", json={"set": "2001-01-01T00:00:00Z"})
     assert r.status_code == 409
     assert client.clock(advance_seconds=60)["now"] > now
+
+
+def test_nudge_replay_sends_a_jsonl_file_in_batches(client: Client, tmp_path) -> None:
+    # given a file of Segment-format events, one of them invalid
+    run = uuid.uuid4().hex[:6]
+    lines = [
+        {"type": "track", "userId": f"rp-{run}", "event": "Replayed", "messageId": f"{run}-{i}"}
+        for i in range(250)
+    ]
+    lines.append({"type": "track", "userId": f"rp-{run}"})  # no event name
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    # when nudge replay sends it to local mode
+    from nudge.cli import main
+
+    rc = main(["replay", str(path), "--url", client.url, "--write-key", client.local.write_key])
+    client.settle()
+    # then the valid events are all there, once, and the rejected one makes the exit code 1
+    assert rc == 1
+    assert client.user(f"rp-{run}")["event_counts"] == {"Replayed": 250}
+    # and replaying again changes nothing (same messageIds)
+    main(["replay", str(path), "--url", client.url, "--write-key", client.local.write_key])
+    client.settle()
+    assert client.user(f"rp-{run}")["event_counts"] == {"Replayed": 250}
