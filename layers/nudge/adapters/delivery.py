@@ -137,10 +137,10 @@ class DynamoInbox:
             message_id,
             trigger_id=message.trigger_id,
             action_id=message.action_id,
-            title=message.title or message.subject or "",
-            body=message.body or message.text or "",
-            cta=message.cta,
-            cta_url=message.cta_url,
+            title=message.content.title or message.content.subject or "",
+            body=message.content.body or message.content.text or "",
+            cta=message.content.cta,
+            cta_url=message.content.cta_url,
             created_at=now,
             read=False,
             expires_at=_ttl(C.INBOX_TTL_DAYS, from_ms(now)),
@@ -210,10 +210,11 @@ class SesEmailSender:
 
     def send(self, message: Outbound) -> str:
         body: dict[str, Any] = {}
-        if message.html:
-            body["Html"] = {"Data": message.html, "Charset": "UTF-8"}
-        if message.text:
-            body["Text"] = {"Data": message.text, "Charset": "UTF-8"}
+        content = message.content
+        if content.html:
+            body["Html"] = {"Data": content.html, "Charset": "UTF-8"}
+        if content.text:
+            body["Text"] = {"Data": content.text, "Charset": "UTF-8"}
         tags = [
             {"Name": "trigger", "Value": message.trigger_id[:256]},
             {"Name": "action_id", "Value": message.action_id[:256]},
@@ -226,7 +227,7 @@ class SesEmailSender:
                 Destination={"ToAddresses": [message.to]},
                 Content={
                     "Simple": {
-                        "Subject": {"Data": message.subject or "", "Charset": "UTF-8"},
+                        "Subject": {"Data": content.subject or "", "Charset": "UTF-8"},
                         "Body": body,
                         "Headers": [{"Name": k, "Value": v} for k, v in message.headers.items()],
                     }
@@ -248,7 +249,7 @@ class SnsSmsSender:
         try:
             resp = client("sns").publish(
                 PhoneNumber=message.to,
-                Message=message.text or message.body or "",
+                Message=message.content.text or message.content.body or "",
                 MessageAttributes={
                     "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": self.sms_type}
                 },
@@ -261,7 +262,8 @@ class SnsSmsSender:
 
 class SnsPushSender:
     def send(self, message: Outbound) -> str:
-        title, body = message.title or message.subject or "", message.body or message.text or ""
+        c = message.content
+        title, body = c.title or c.subject or "", c.body or c.text or ""
         apns = json.dumps(
             {
                 "aps": {"alert": {"title": title, "body": body}},

@@ -24,7 +24,7 @@ from nudge.domain.errors import NudgeError
 from nudge.domain.fatigue import Candidate, FatigueConfig, Sent, UserPrefs, decide
 from nudge.domain.ports import ProfileStore
 from nudge.domain.profile import ITEM_CODES, Profile
-from nudge.domain.templates import build_variables
+from nudge.domain.templates import Rendered, build_variables
 
 FINAL = frozenset({"sent", "capped", "opted_out", "suppressed", "holdout", "failed"})
 CHANNELS = ("email", "sms", "push", "inapp")
@@ -106,13 +106,7 @@ class Outbound:
     trigger_id: str
     channel: str
     to: str
-    subject: str | None = None
-    html: str | None = None
-    text: str | None = None
-    title: str | None = None
-    body: str | None = None
-    cta: str | None = None
-    cta_url: str | None = None
+    content: Rendered = field(default_factory=Rendered)  # the channel's rendered parts
     unsubscribe_url: str | None = None
     variant: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
@@ -135,7 +129,7 @@ class Sender(Protocol):
 
 
 class Renderer(Protocol):
-    def render(self, name: str, channel: str, variables: Mapping[str, Any]) -> Any: ...
+    def render(self, name: str, channel: str, variables: Mapping[str, Any]) -> Rendered: ...
 
 
 class Deferrer(Protocol):
@@ -391,13 +385,7 @@ def deliver_action(
         trigger_id=trigger_id,
         channel=channel,
         to=to,
-        subject=getattr(rendered, "subject", None),
-        html=getattr(rendered, "html", None),
-        text=getattr(rendered, "text", None),
-        title=getattr(rendered, "title", None),
-        body=getattr(rendered, "body", None),
-        cta=getattr(rendered, "cta", None),
-        cta_url=getattr(rendered, "cta_url", None),
+        content=rendered,
         unsubscribe_url=unsubscribe if channel == "email" else None,
         variant=action.get("variant"),
         headers={
@@ -434,8 +422,8 @@ def deliver_action(
         reason="ok",
         at=now,
         provider_id=provider_id,
-        subject=message.subject or message.title,
-        body=(message.text or message.body or "")[:500],
+        subject=rendered.subject or rendered.title,
+        body=(rendered.text or rendered.body or "")[:500],
     )
     # `failed` too: a delivery that found our claim mid-send marked it "interrupted";
     # the message did go out, and this attempt is the one that knows it
