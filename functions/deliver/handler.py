@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.delivery import (
     DynamoDeliveryLog,
@@ -29,6 +27,7 @@ from nudge.adapters.delivery import (
 from nudge.adapters.devices import SnsDevices
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
+from nudge.batch import read_fifo_batch
 from nudge.domain import users
 from nudge.domain.delivery import DeliveryPorts, deliver_batch
 from nudge.domain.fatigue import load_fatigue_config
@@ -78,6 +77,13 @@ class Deps:
         users.remove_device(self.ports.profiles, user_id, endpoint_arn)
 
 
+def parse_action(body: str) -> tuple[str, dict[str, Any]]:
+    action = json.loads(body)
+    if not isinstance(action, dict) or any(k not in action for k in REQUIRED):
+        raise ValueError(f"an action needs {', '.join(REQUIRED)}")
+    return str(action["user_id"]), action
+
+
 @cache
 def deps() -> Deps:
     return Deps()
@@ -88,27 +94,9 @@ def deps() -> Deps:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     d = deps()
-    by_user: dict[str, list[tuple[str, dict[str, Any]]]] = {}
-
-    def parse(record: SQSRecord) -> None:
-        try:
-            action = json.loads(record.body)
-            if not isinstance(action, dict) or any(k not in action for k in REQUIRED):
-                raise ValueError(f"an action needs {', '.join(REQUIRED)}")
-        except ValueError as err:
-            d.dead_letters.send(
-                record.body,
-                group_id=record.attributes.message_group_id or "poison",
-                reason=f"invalid action: {err}",
-            )
-            metrics.add_metric("PoisonActions", MetricUnit.Count, 1)
-            return
-        by_user.setdefault(str(action["user_id"]), []).append((record.message_id, action))
-
-    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-    with processor(records=event.get("Records", []), handler=parse, lambda_context=context):
-        processor.process()
-    failures: list[dict[str, str]] = list(processor.response()["batchItemFailures"])
+    by_user, failures = read_fifo_batch(
+        event, context, parse=parse_action, dead_letters=d.dead_letters, what="action"
+    )
 
     result = deliver_batch(
         {u: [a for _, a in items] for u, items in by_user.items()}, now=clock().now(), ports=d.ports

@@ -14,13 +14,12 @@ from functools import cache
 from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
 from nudge.adapters.scheduler import WakeUps
+from nudge.batch import read_fifo_batch
 from nudge.domain.events import Event
 from nudge.domain.processing import TimerDue, process_users
 from nudge.domain.triggers.engine import Engine
@@ -28,7 +27,7 @@ from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ProcessSettings
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 
 class TimerMessage(BaseModel):
@@ -55,6 +54,16 @@ class Deps:
         )
 
 
+def parse_message(body: str) -> tuple[str, Event | TimerDue]:
+    """An event, or a timer the check function queued (raises ValueError when neither)."""
+    data = json.loads(body)
+    if isinstance(data, dict) and data.get("kind") == "timer":
+        t = TimerMessage.model_validate(data)
+        return t.user_id, TimerDue(t.user_id, t.trigger_id, t.key)
+    ev = Event.model_validate(data)
+    return ev.profile_id, ev
+
+
 @cache
 def deps() -> Deps:
     return Deps()
@@ -65,47 +74,21 @@ def deps() -> Deps:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     d = deps()
-    events: dict[str, list[tuple[str, Event]]] = {}
-    timers: dict[str, list[tuple[str, TimerDue]]] = {}
-
-    def parse(record: SQSRecord) -> None:
-        try:
-            data = json.loads(record.body)
-            if isinstance(data, dict) and data.get("kind") == "timer":
-                t = TimerMessage.model_validate(data)
-                timers.setdefault(t.user_id, []).append(
-                    (record.message_id, TimerDue(t.user_id, t.trigger_id, t.key))
-                )
-                return
-            ev = Event.model_validate(data)
-        except (ValueError, ValidationError) as err:
-            logger.error(
-                "poison message moved to the dead-letter queue",
-                extra={"message_id": record.message_id},
-            )
-            d.dead_letters.send(
-                record.body,
-                group_id=record.attributes.message_group_id or "poison",
-                reason=f"invalid message: {err.errors()[0]['msg'] if isinstance(err, ValidationError) else err}",
-            )
-            metrics.add_metric("PoisonMessages", MetricUnit.Count, 1)
-            return
-        events.setdefault(ev.profile_id, []).append((record.message_id, ev))
-
-    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
-    with processor(records=event.get("Records", []), handler=parse, lambda_context=context):
-        processor.process()
-    failures: list[dict[str, str]] = list(processor.response()["batchItemFailures"])
+    items, failures = read_fifo_batch(
+        event, context, parse=parse_message, dead_letters=d.dead_letters, what="message"
+    )
+    events = {u: [x for _, x in its if isinstance(x, Event)] for u, its in items.items()}
+    timers = {u: [x for _, x in its if isinstance(x, TimerDue)] for u, its in items.items()}
 
     now = clock().now()
     effects = TriggerEffects(actions=d.actions, wakeups=d.wakeups, now=now)
     outcome = process_users(
         d.store,
-        {user: [ev for _, ev in items] for user, items in events.items()},
+        {u: evs for u, evs in events.items() if evs},
         now=now,
         engine=d.engine,
         effects=effects,
-        timers_by_user={user: [t for _, t in items] for user, items in timers.items()},
+        timers_by_user={u: ts for u, ts in timers.items() if ts},
     )
     for user_id, err in outcome.failed_users.items():
         logger.error(
@@ -113,10 +96,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             extra={"user_id": user_id, "error": repr(err)},
             exc_info=err,
         )
-        failures.extend(
-            {"itemIdentifier": mid}
-            for mid, _ in [*events.get(user_id, []), *timers.get(user_id, [])]
-        )
+        failures.extend({"itemIdentifier": mid} for mid, _ in items.get(user_id, []))
     metrics.add_metric("EventsProcessed", MetricUnit.Count, outcome.fresh)
     metrics.add_metric("DuplicateEvents", MetricUnit.Count, outcome.duplicates)
     metrics.add_metric("TimersChecked", MetricUnit.Count, sum(len(v) for v in timers.values()))

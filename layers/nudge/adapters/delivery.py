@@ -114,14 +114,6 @@ class DynamoDeliveryLog:
             if err.cause_response_code != "ConditionalCheckFailedException":
                 raise
 
-    def erase(self, user_id: str) -> int:
-        n = 0
-        with DeliveryRow.batch_write() as batch:
-            for row in DeliveryRow.query(user_id, attributes_to_get=["user_id", "action_id"]):
-                batch.delete(row)
-                n += 1
-        return n
-
 
 class DynamoInbox:
     """The in-app channel: 'sending' is writing the message into the user's inbox."""
@@ -170,14 +162,6 @@ class DynamoInbox:
             return False
         row.update(actions=[InboxRow.read.set(True)])
         return True
-
-    def erase(self, user_id: str) -> int:
-        n = 0
-        with InboxRow.batch_write() as batch:
-            for row in InboxRow.query(user_id, attributes_to_get=["user_id", "message_id"]):
-                batch.delete(row)
-                n += 1
-        return n
 
 
 class DynamoSuppressions:

@@ -260,7 +260,6 @@ def deliver_action(
     now: datetime,
     ports: DeliveryPorts,
     competing: Sequence[Candidate] = (),
-    history_extra: Sequence[Sent] = (),
 ) -> DeliveryEntry:
     """Takes one action to its final (or deferred) status. Raises TemplateRenderError and
     PermanentSendError after logging them (the handler dead-letters the action), and
@@ -336,7 +335,7 @@ def deliver_action(
         Sent(at=e.at, channel=e.channel, trigger_id=e.trigger_id, priority=e.priority)
         for e in entries
         if e.status == "sent" and e.action_id != action_id
-    ] + list(history_extra)
+    ]
     suppressed = (
         frozenset({"email"})
         if channel == "email" and ports.suppressions.is_suppressed(to)
@@ -409,9 +408,7 @@ def deliver_action(
         # the device is gone: forget it and deliver on the fallback channel instead
         ports.log.release(user_id, action_id)
         ports.forget_device(profile.user_id, err.endpoint)
-        return deliver_action(
-            action, now=now, ports=ports, competing=competing, history_extra=history_extra
-        )
+        return deliver_action(action, now=now, ports=ports, competing=competing)
     except PermanentSendError as err:
         failed = replace(claim, status="failed", reason=f"send: {err.message}", at=now)
         ports.log.record(failed, expect=frozenset({"sending"}))
@@ -437,16 +434,6 @@ def order_actions(actions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         actions,
         key=lambda a: (-int(a.get("priority") or 0), str(a.get("at") or ""), str(a["action_id"])),
     )
-
-
-def sent_as_history(entry: DeliveryEntry) -> list[Sent]:
-    if entry.status != "sent":
-        return []
-    return [
-        Sent(
-            at=entry.at, channel=entry.channel, trigger_id=entry.trigger_id, priority=entry.priority
-        )
-    ]
 
 
 def deliveries_view(entries: Sequence[DeliveryEntry]) -> dict[str, Any]:

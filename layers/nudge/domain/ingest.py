@@ -28,6 +28,7 @@ from nudge.domain.errors import (
     ValidationFailedError,
 )
 from nudge.domain.events import EVENT_TYPES, Event, Rejection, normalize_event
+from nudge.domain.ports import EventQueue
 
 KeyKind = Literal["write", "admin"]
 INGEST_KINDS = (*EVENT_TYPES, "batch", "import")
@@ -230,7 +231,7 @@ def ingest(
     authorization: str | None,
     received_at: datetime,
     keys: KeyStore,
-    queue: EventQueueLike,
+    queue: EventQueue,
     limiter: RateLimiter | None = None,
 ) -> dict[str, Any]:
     """One request of the Segment HTTP Tracking API: authenticate, validate, queue.
@@ -253,7 +254,3 @@ def ingest(
     result = parse_request(kind, payload, received_at=received_at)
     queue.send(result.accepted)
     return result.response()
-
-
-class EventQueueLike(Protocol):
-    def send(self, events: list[Event]) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from nudge.domain.events import Event
 from nudge.domain.profile import Profile
@@ -34,11 +34,3 @@ class ProfileStore(Protocol):
         """Saves several profiles in one transaction, each conditional on its version."""
 
     def delete(self, user_id: str) -> None: ...
-
-
-class DeadLetters(Protocol):
-    def send(self, body: str, *, group_id: str, reason: str) -> None: ...
-
-
-class ActionQueue(Protocol):
-    def send(self, actions: Sequence[dict[str, Any]]) -> None: ...
