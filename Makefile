@@ -7,7 +7,7 @@ PORT   ?= 8080
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install run test test-fast lint typecheck synth bench clean
+.PHONY: install run test test-fast fuzz lint typecheck synth bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 ## test-fast: unit and integration tiers only
 test-fast: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/integration
+
+## fuzz: property and fuzz tests with fresh random seeds and more examples (run it before a
+## change to the engine or the fold lands; a failure prints the seed to reproduce it)
+fuzz: $(STAMP)
+	NUDGE_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration -k "not e2e"
 
 lint: $(STAMP)
 	$(BIN)/ruff check layers functions infra tests

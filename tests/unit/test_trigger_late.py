@@ -96,6 +96,33 @@ def test_late_batches_count_the_same_cart_episodes_as_in_order_delivery(
     assert len({f.action_id for f in sent}) == len(sent)  # no message twice
 
 
+def test_an_event_stamped_at_a_deadline_is_judged_before_the_deadline_whatever_comes_first() -> (
+    None
+):
+    # found by hypothesis (seed 6): adds at 09:00, 10:40 and 10:55 and a page at 10:55.
+    # In order, the page (sorted first) checked the 10:40 cart at 10:55 exactly and fired
+    # it, so the add of 10:55 counted as the same state; delivered together, the add of
+    # 10:55 changed the cart within the 10:40 window. An event at the deadline comes
+    # first (as `timer_due` has it): the cart of 10:55 is the one abandoned, at 11:10.
+    stretch = [_raw(i, "add", 0, T) for i in range(8)]
+    stretch += [_raw(8, "add", 0, T + 100 * M), _raw(9, "add", 0, T + 115 * M)]
+    stretch += [_raw(10, "page", 0, T + 115 * M)]
+    results = []
+    for order in (stretch, list(reversed(stretch))):
+        sim = Simulation(TRIGGERS)
+        for raw in sorted(order, key=lambda r: r["timestamp"]):  # stable: the given order
+            at = datetime.fromisoformat(raw["timestamp"])
+            sim.deliver([_event(raw, at)], at)
+        sim.advance(T + timedelta(days=1))
+        results.append(_public(sim))
+    together = Simulation(TRIGGERS)
+    together.deliver([_event(r, T + 150 * M) for r in stretch], T + 150 * M)
+    together.advance(T + timedelta(days=1))
+    expected = {"fired": 2, "last_fired_at": int((T + 130 * M).timestamp() * 1000)}
+    assert results == [expected, expected]
+    assert _public(together) == expected
+
+
 def _feed(engine: Engine, profile: Profile, raws: list[dict[str, Any]], now: datetime):
     return engine.on_events(profile, profile.apply([_event(r, now) for r in raws]), now)
 

@@ -705,7 +705,7 @@ class AbsencePattern(Pattern):
             deadline = t + self.window
             if (
                 code != "a"
-                or deadline > m.now
+                or deadline >= m.now
                 or (current is not None and t >= current)
                 or t in done
                 or [t, "b"] in history
@@ -730,7 +730,7 @@ class AbsencePattern(Pattern):
         deadline = a + self.window
         snap = dict(entry.get("s") or {})
         product = m.key if self.key_prop == "product_id" else snap.get("product_id")
-        if m.now < deadline:
+        if m.now <= deadline:
             return Check(False, due=deadline, anchor=a, product=product)
         context: dict[str, Any] = {"event": self.after_name, "properties": snap}
         if product is not None:
@@ -836,7 +836,7 @@ class CartAbsencePattern(Pattern):
             i = j
             deadline = t + self.window
             if (
-                deadline > m.now
+                deadline >= m.now
                 or (current is not None and t >= current)
                 or t in done
                 or t <= cleared
@@ -867,7 +867,7 @@ class CartAbsencePattern(Pattern):
         if changed is None or ps.get(NONE_KEY, {}).get("b", -1) >= changed:
             return NO
         deadline = changed + self.window
-        if m.now < deadline:
+        if m.now <= deadline:
             return Check(False, due=deadline, anchor=changed)
         context = {"event": self.after_name, "cart": profile.cart_items()}
         return Check(True, at=deadline, anchor=changed, context=context)
@@ -899,7 +899,7 @@ class InactivityPattern(Pattern):
         if m.key != NONE_KEY or last is None:
             return NO
         deadline = last + self.window
-        if m.now < deadline:
+        if m.now <= deadline:
             return Check(False, due=deadline, anchor=last)
         return Check(
             True,
@@ -964,7 +964,7 @@ class DwellPattern(Pattern):
             if seen and seen.get("at") == entered and seen.get("fp") == page.get("fp")
             else {}
         )
-        if m.now < deadline:
+        if m.now <= deadline:
             return Check(False, due=deadline, anchor=entered, product=pid)
         context = {"event": PRODUCT_VIEWED, "product": {**snap, "product_id": pid}}
         return Check(True, at=deadline, anchor=entered, context=context, product=pid)
@@ -1267,7 +1267,7 @@ class Engine:
         a lost timer is caught up by the next event)."""
         for ct in self._triggers:
             st = states[ct.id]
-            due = [k for k, ks in st.k.items() if ks.get("d") is not None and ks["d"] <= now]
+            due = [k for k, ks in st.k.items() if ks.get("d") is not None and ks["d"] < now]
             for key in due:
                 self._settle(ct, st, profile, key, now, out)
 
