@@ -5,7 +5,9 @@ timers that came due; both are folded in the user's message group. Records are p
 with Powertools' FIFO batch processor; a record that can never be parsed goes to the
 dead-letter queue at once (it would otherwise block its user's message group); each
 user's events and timers are then folded with at most one conditional write per user,
-and a user whose fold fails reports all of its records as batch item failures."""
+and a user whose fold fails reports all of its records as batch item failures. The
+batch's events are archived (Firehose) in one call after the commits; a user whose
+events could not be archived is reported failed too, and the retry archives them."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
@@ -52,6 +55,7 @@ class Deps:
             role_arn=s.scheduler_role_arn,
             dlq_arn=s.scheduler_dlq_arn,
         )
+        self.archive = FirehoseArchive(s.archive_stream)
 
 
 def parse_message(body: str) -> tuple[str, Event | TimerDue]:
@@ -89,6 +93,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         engine=d.engine,
         effects=effects,
         timers_by_user={u: ts for u, ts in timers.items() if ts},
+        archive=d.archive,
     )
     for user_id, err in outcome.failed_users.items():
         logger.error(
@@ -99,6 +104,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         failures.extend({"itemIdentifier": mid} for mid, _ in items.get(user_id, []))
     metrics.add_metric("EventsProcessed", MetricUnit.Count, outcome.fresh)
     metrics.add_metric("DuplicateEvents", MetricUnit.Count, outcome.duplicates)
+    metrics.add_metric("EventsArchived", MetricUnit.Count, outcome.archived)
     metrics.add_metric("TimersChecked", MetricUnit.Count, sum(len(v) for v in timers.values()))
     metrics.add_metric("TriggersFired", MetricUnit.Count, effects.sent_actions)
     metrics.add_metric("TimersArmed", MetricUnit.Count, effects.armed)

@@ -37,6 +37,12 @@ ENV_RATE_LIMIT = "NUDGE_RATE_LIMIT_PER_SECOND"
 ENV_TRIGGERS_PATH = "NUDGE_TRIGGERS_PATH"
 ENV_TEMPLATES_PATH = "NUDGE_TEMPLATES_PATH"
 ENV_CONFIG_PATH = "NUDGE_CONFIG_PATH"
+ENV_ARCHIVE_STREAM = "NUDGE_ARCHIVE_STREAM"  # Firehose delivery stream (the writer)
+ENV_ARCHIVE_BUCKET = "NUDGE_ARCHIVE_BUCKET"  # its S3 destination (the readers)
+ENV_QUERY_ENGINE = "NUDGE_QUERY_ENGINE"  # duckdb (default) | athena
+ENV_ATHENA_WORKGROUP = "NUDGE_ATHENA_WORKGROUP"
+ENV_GLUE_DATABASE = "NUDGE_GLUE_DATABASE"
+ENV_ARCHIVE_CACHE_DIR = "NUDGE_ARCHIVE_CACHE_DIR"  # where DuckDB's copies of objects live
 
 # Logical names: local physical names and CDK construct ids derive from these.
 PROFILES = "profiles"
@@ -73,6 +79,17 @@ DEDUP_WINDOW_SECONDS = 25 * 3600  # SPEC: "at least 24 h"
 WAKE_UP_BUCKET_SECONDS = 60
 WAKE_UP_MIN_LEAD_SECONDS = 5  # never add a timer to a bucket that is about to fire
 WAKE_UP_INDEX_TTL_DAYS = 2
+
+# Event archive (Firehose -> S3, SQL with DuckDB or Athena)
+ARCHIVE = "archive"  # local stream name nudge-archive, bucket nudge-archive-<account>
+ARCHIVE_PREFIX = "events/"  # Firehose appends YYYY/MM/DD/HH/ (arrival time, UTC)
+ARCHIVE_ERROR_PREFIX = "errors/"
+ARCHIVE_RECORD_MAX_BYTES = 1000 * 1024  # Firehose's limit per record (before base64)
+ARCHIVE_BATCH_MAX_RECORDS = 500  # PutRecordBatch limits
+ARCHIVE_BATCH_MAX_BYTES = 4 * 1024 * 1024
+GLUE_DATABASE = "nudge"
+GLUE_EVENTS_TABLE = "events"
+ATHENA_WORKGROUP = "nudge"
 
 # Delivery
 DELIVERY_LOG_TTL_DAYS = 90

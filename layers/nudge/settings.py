@@ -41,6 +41,7 @@ class ProcessSettings(_Base):
     check_function_arn: str = Field(alias=C.ENV_CHECK_FUNCTION_ARN)
     scheduler_dlq_arn: str = Field(alias=C.ENV_SCHEDULER_DLQ_ARN)
     triggers_path: str = Field(alias=C.ENV_TRIGGERS_PATH)
+    archive_stream: str = Field(alias=C.ENV_ARCHIVE_STREAM)
 
 
 class ApiSettings(_Base):

@@ -34,3 +34,10 @@ class ProfileStore(Protocol):
         """Saves several profiles in one transaction, each conditional on its version."""
 
     def delete(self, user_id: str) -> None: ...
+
+
+class ArchiveWriter(Protocol):
+    """Where accepted events go for history (Firehose → S3 on AWS and in local mode)."""
+
+    def write(self, lines: Iterable[bytes]) -> None:
+        """Archives the lines (one JSON event each); raises when some could not be."""

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from nudge.domain.archive import archive_line, archive_row
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.events import Event
-from nudge.domain.ports import ProfileStore, StoredProfile
+from nudge.domain.ports import ArchiveWriter, ProfileStore, StoredProfile
 from nudge.domain.profile import Profile
 
 MAX_ATTEMPTS = 4
@@ -172,6 +173,7 @@ class BatchOutcome:
     fresh: int = 0
     duplicates: int = 0
     writes: int = 0
+    archived: int = 0
     failed_users: dict[str, Exception] = field(default_factory=dict)
 
 
@@ -183,10 +185,20 @@ def process_users(
     engine: Decider | None = None,
     effects: Effects | None = None,
     timers_by_user: dict[str, list[TimerDue]] | None = None,
+    archive: ArchiveWriter | None = None,
 ) -> BatchOutcome:
     """Folds each user's events and due timers (one read for all users, at most one
-    write per user); a user whose fold fails is reported, the others still commit."""
+    write per user); a user whose fold fails is reported, the others still commit.
+
+    Then the batch's events go to the archive in one call, after the profile commits
+    (docs/decisions.md, "The archive write comes after the profile commit"): the
+    events of every user that committed, the duplicates included — a duplicate may be
+    the retry of a batch whose archive write failed, and the view `events` keeps each
+    message_id once. When the archive write fails, those users are reported failed:
+    their records come back, fold as duplicates (no second effect) and are archived
+    again."""
     result = BatchOutcome()
+    to_archive: dict[str, tuple[str, list[Event]]] = {}
     timers_by_user = timers_by_user or {}
     users = list(dict.fromkeys([*events_by_user, *timers_by_user]))
     preloaded = store.get_many(users)
@@ -209,4 +221,19 @@ def process_users(
         result.fresh += outcome.fresh
         result.duplicates += outcome.duplicates
         result.writes += outcome.writes
+        if events_by_user.get(user_id):
+            to_archive[user_id] = (outcome.user_id, events_by_user[user_id])
+    if archive is not None and to_archive:
+        lines = [
+            archive_line(archive_row(ev, resolved))
+            for resolved, evs in to_archive.values()
+            for ev in evs
+        ]
+        try:
+            archive.write(lines)
+        except Exception as err:  # the users' records are retried (see above)
+            for user_id in to_archive:
+                result.failed_users[user_id] = err
+        else:
+            result.archived = len(lines)
     return result

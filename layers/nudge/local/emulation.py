@@ -53,6 +53,8 @@ class Resources:
     sender_email: str = "nudge@example.com"
     unsubscribe_secret_arn: str = ""
     platform_applications: dict[str, str] = field(default_factory=dict)  # apns|fcm -> arn
+    archive_bucket: str = f"nudge-{C.ARCHIVE}-{ACCOUNT}"
+    archive_stream: str = f"nudge-{C.ARCHIVE}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -74,6 +76,8 @@ class Resources:
             C.ENV_UNSUBSCRIBE_SECRET_ARN: self.unsubscribe_secret_arn,
             C.ENV_APNS_APPLICATION_ARN: self.platform_applications.get("apns", ""),
             C.ENV_FCM_APPLICATION_ARN: self.platform_applications.get("fcm", ""),
+            C.ENV_ARCHIVE_STREAM: self.archive_stream,
+            C.ENV_ARCHIVE_BUCKET: self.archive_bucket,
         }
 
 
@@ -227,7 +231,29 @@ def provision(endpoint_url: str | None) -> Resources:
         res.platform_applications[platform] = sns.create_platform_application(
             Name=f"nudge-{platform}", Platform=aws_platform, Attributes=attrs
         )["PlatformApplicationArn"]
+    provision_archive(res, kw)
     return res
+
+
+def provision_archive(res: Resources, kw: dict[str, Any]) -> None:
+    """The archive bucket and its Firehose stream. The stack's stream writes under
+    `events/!{timestamp:yyyy/MM/dd/HH}/`; moto's Firehose appends that hour path to a
+    plain prefix itself, so the layout is the same (one object per call, uncompressed)."""
+    s3 = boto3.client("s3", **kw)
+    s3.create_bucket(Bucket=res.archive_bucket)
+    firehose = boto3.client("firehose", **kw)
+    firehose.create_delivery_stream(
+        DeliveryStreamName=res.archive_stream,
+        DeliveryStreamType="DirectPut",
+        ExtendedS3DestinationConfiguration={
+            "RoleARN": f"arn:aws:iam::{ACCOUNT}:role/nudge-archive-delivery",
+            "BucketARN": f"arn:aws:s3:::{res.archive_bucket}",
+            "Prefix": C.ARCHIVE_PREFIX,
+            "ErrorOutputPrefix": C.ARCHIVE_ERROR_PREFIX,
+            "CompressionFormat": "GZIP",
+            "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 300},
+        },
+    )
 
 
 def secrets_token() -> str:

@@ -207,6 +207,13 @@ class LocalMode:
             "queues": sorted(self.resources.queues),
             "queue_urls": self.resources.queues,
             "schedule_groups": self.resources.schedule_groups,
+            "buckets": [self.resources.archive_bucket],
+            "delivery_streams": [self.resources.archive_stream],
+            "archive": {
+                "bucket": self.resources.archive_bucket,
+                "stream": self.resources.archive_stream,
+                "prefix": C.ARCHIVE_PREFIX,
+            },
         }
 
     def outbox(self) -> dict[str, Any]:

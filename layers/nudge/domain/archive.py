@@ -1,0 +1,188 @@
+"""The event archive's format: one JSON line per archived event, packed into Firehose
+records, and the SQL view `events` that every reader (DuckDB, Athena) puts over it.
+
+Format (schema version 1, documented for users in docs/archive.md). Each line is a JSON
+object with the keys of `ARCHIVE_COLUMNS`, always all present (null when empty), so the
+Glue table and DuckDB's reader can declare fixed columns:
+
+  v             1 (this format's version)
+  message_id    Segment's messageId (generated at ingest when the SDK sent none)
+  type          track | identify | page | screen | group | alias
+  event         the counted name: track's event, `Page Viewed`, `Screen Viewed`; null
+                for identify / group / alias
+  user_id       the profile the event folded into (after alias / identify merges)
+  anonymous_id  as sent
+  timestamp     event time, UTC, ISO-8601 with milliseconds and `Z` (skew-corrected)
+  received_at   when nudge received it, same format
+  properties    JSON object (page / screen: name and category included)
+  traits        JSON object
+  context       JSON object
+  historical    true for /v1/import
+  previous_id   alias only
+  group_id      group only
+
+Objects land under `events/YYYY/MM/DD/HH/` (Firehose's arrival-time prefix, UTC), GZIP
+compressed on AWS, plain in local mode (moto's Firehose does not compress): readers
+accept both. The archive is at least once: a retried batch can archive an event twice,
+so the view keeps one row per `message_id` (the earliest received).
+
+This module is pure: no AWS calls. The writer (nudge.adapters.archive) sends what
+`pack_records` returns; the readers put `EVENTS_VIEW_SQL` over the raw rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nudge.constants import (
+    ARCHIVE_BATCH_MAX_BYTES,
+    ARCHIVE_BATCH_MAX_RECORDS,
+    ARCHIVE_PREFIX,
+    ARCHIVE_RECORD_MAX_BYTES,
+)
+from nudge.domain.events import Event
+
+ARCHIVE_VERSION = 1
+
+# (column, DuckDB type of the raw JSON value, Glue / Hive type): the one list the writer,
+# the DuckDB reader and the Glue table are built from.
+ARCHIVE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("v", "INTEGER", "int"),
+    ("message_id", "VARCHAR", "string"),
+    ("type", "VARCHAR", "string"),
+    ("event", "VARCHAR", "string"),
+    ("user_id", "VARCHAR", "string"),
+    ("anonymous_id", "VARCHAR", "string"),
+    ("timestamp", "VARCHAR", "string"),
+    ("received_at", "VARCHAR", "string"),
+    ("properties", "JSON", "string"),
+    ("traits", "JSON", "string"),
+    ("context", "JSON", "string"),
+    ("historical", "BOOLEAN", "boolean"),
+    ("previous_id", "VARCHAR", "string"),
+    ("group_id", "VARCHAR", "string"),
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(c for c, _, _ in ARCHIVE_COLUMNS)
+
+
+def iso_ms(at: datetime) -> str:
+    """UTC, milliseconds, `Z`: sortable as text and read by DuckDB and Athena alike."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def archive_row(event: Event, user_id: str) -> dict[str, Any]:
+    """The archived form of an accepted event, folded into the profile `user_id`."""
+    return {
+        "v": ARCHIVE_VERSION,
+        "message_id": event.message_id,
+        "type": event.type,
+        "event": event.event,
+        "user_id": user_id,
+        "anonymous_id": event.anonymous_id,
+        "timestamp": iso_ms(event.timestamp),
+        "received_at": iso_ms(event.received_at),
+        "properties": event.properties,
+        "traits": event.traits,
+        "context": event.context,
+        "historical": event.historical,
+        "previous_id": event.previous_id,
+        "group_id": event.group_id,
+    }
+
+
+def archive_line(row: dict[str, Any]) -> bytes:
+    """One JSON line (UTF-8, newline-terminated). Non-finite numbers, which JSON cannot
+    hold, become null rather than failing the batch."""
+    try:
+        text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(row), ensure_ascii=False, separators=(",", ":"))
+    # json.dumps escapes control characters, so a line holds no raw newline; a lone
+    # surrogate (which UTF-8 cannot encode) is written as its JSON escape
+    return text.encode("utf-8", "backslashreplace") + b"\n"
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def pack_records(
+    lines: Iterable[bytes], *, max_record_bytes: int = ARCHIVE_RECORD_MAX_BYTES
+) -> list[bytes]:
+    """Packs whole lines into as few Firehose records as fit (Firehose bills each record
+    rounded up to 5 KB, so one record per event would cost up to 10x). A line is never
+    split; a line longer than a record (cannot happen under ingest's 32 KB limit) is a
+    record of its own."""
+    records: list[bytes] = []
+    current: list[bytes] = []
+    size = 0
+    for line in lines:
+        if current and size + len(line) > max_record_bytes:
+            records.append(b"".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        records.append(b"".join(current))
+    return records
+
+
+def batch_records(
+    records: Sequence[bytes],
+    *,
+    max_records: int = ARCHIVE_BATCH_MAX_RECORDS,
+    max_bytes: int = ARCHIVE_BATCH_MAX_BYTES,
+) -> list[list[bytes]]:
+    """Splits records into PutRecordBatch calls (500 records, 4 MiB each). One SQS batch
+    of the events queue (10 messages of at most 256 KB) always fits in one call."""
+    calls: list[list[bytes]] = []
+    current: list[bytes] = []
+    size = 0
+    for record in records:
+        if current and (len(current) >= max_records or size + len(record) > max_bytes):
+            calls.append(current)
+            current, size = [], 0
+        current.append(record)
+        size += len(record)
+    if current:
+        calls.append(current)
+    return calls
+
+
+def hour_prefixes(since: datetime, until: datetime) -> list[str]:
+    """The arrival-hour prefixes (`events/YYYY/MM/DD/HH/`) that can hold objects of events
+    received in [since, until]."""
+    start = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    end = until.astimezone(UTC)
+    out: list[str] = []
+    hour = start
+    while hour <= end:
+        out.append(f"{ARCHIVE_PREFIX}{hour:%Y/%m/%d/%H}/")
+        hour += timedelta(hours=1)
+    return out
+
+
+# The view every reader queries. `archive_raw` is the raw rows (the Glue table on Athena,
+# a table loaded from the objects in DuckDB); the dialect here is DuckDB's, transpiled for
+# Athena with sqlglot. One row per message_id: the earliest received copy wins (ties by
+# user, so the choice is deterministic).
+EVENTS_VIEW_SQL = """
+SELECT message_id, type, event, user_id, anonymous_id,
+       CAST("timestamp" AS TIMESTAMP) AS "timestamp",
+       CAST(received_at AS TIMESTAMP) AS received_at,
+       properties, traits, context, COALESCE(historical, FALSE) AS historical,
+       previous_id, group_id
+FROM archive_raw
+QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY received_at, user_id) = 1
+"""
