@@ -36,6 +36,9 @@ BUILD_DIR = ROOT / "build" / "layers"
 
 PYTHON_VERSION = "3.12"  # must match the Lambda runtime chosen in infra/constructs/function.py
 PLATFORM = "manylinux2014_aarch64"  # functions run on ARM_64 (Graviton)
+# The Python 3.12 runtime is Amazon Linux 2023 (glibc 2.34): wheels built for glibc 2.28
+# run there too, and some packages (duckdb >= 1.3) publish no manylinux2014 aarch64 wheel.
+PLATFORMS = (PLATFORM, "manylinux_2_28_aarch64")
 IMPLEMENTATION = "cp"
 
 # In the Lambda Python runtime already; a copy in the layer would shadow it for nothing.
@@ -147,7 +150,7 @@ def build_deps_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
                     "builder": _BUILDER_VERSION,
                     "requirements": requirements,
                     "python": PYTHON_VERSION,
-                    "platform": PLATFORM,
+                    "platform": list(PLATFORMS),
                     "implementation": IMPLEMENTATION,
                     "pruned": sorted(RUNTIME_PROVIDED),
                 },
@@ -165,7 +168,7 @@ def build_deps_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
         sys.executable, "-m", "pip", "install",
         "--quiet", "--disable-pip-version-check", "--no-compile",
         "--target", str(target),
-        "--platform", PLATFORM,
+        *(arg for platform in PLATFORMS for arg in ("--platform", platform)),
         "--only-binary=:all:",
         "--python-version", PYTHON_VERSION,
         "--implementation", IMPLEMENTATION,
@@ -176,7 +179,7 @@ def build_deps_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise LayerBuildError(
             "Could not build the Lambda dependencies layer: `pip install` for "
-            f"{PLATFORM} / CPython {PYTHON_VERSION} failed (exit {proc.returncode}). "
+            f"{'/'.join(PLATFORMS)} / CPython {PYTHON_VERSION} failed (exit {proc.returncode}). "
             "It needs to download wheels from the package index: check that PyPI is "
             "reachable (or that pip's configured index is), then synth again.\n"
             f"command: {' '.join(cmd)}\n{proc.stderr.strip()[-4000:]}"

@@ -10,6 +10,7 @@ from constructs import Construct
 from nudge import constants as C
 
 from infra.constructs.api import Api
+from infra.constructs.archive import Archive
 from infra.constructs.delivery import Delivery, Sending
 from infra.constructs.email_channel import EmailChannel
 from infra.constructs.ingest import Ingest
@@ -60,6 +61,8 @@ class NudgeStack(cdk.Stack):
             layers=layers,
             environment=common_env,
         )
+        # Before processing, whose function writes every accepted event into it.
+        self.archive = Archive(self, "Archive")
         self.processing = Processing(
             self,
             "Processing",
@@ -103,6 +106,8 @@ class NudgeStack(cdk.Stack):
             layers=layers,
             environment=common_env,
         )
+        self.archive.grant_write(self.processing.handler)
+        self.archive.grant_query(self.api.handler)  # reports are SQL over the archive
         self.functions = {
             C.FN_INGEST: self.ingest.function,
             C.FN_PROCESS: self.processing.function,
@@ -125,6 +130,7 @@ class NudgeStack(cdk.Stack):
                 C.ACTIONS_QUEUE: self.delivery.actions_queue,
             },
             http_api=self.ingest.http_api,
+            delivery_streams={C.ARCHIVE: self.archive.stream_name},
         )
 
         outputs = {
@@ -147,6 +153,12 @@ class NudgeStack(cdk.Stack):
             "SesConfigurationSetName": self.email.configuration_set.configuration_set_name,
             "SesFeedbackTopicArn": self.email.feedback_topic.topic_arn,
             "DashboardName": self.monitoring.dashboard.dashboard_name,
+            # The CLI finds the stack's archive by these names.
+            "ArchiveBucketName": self.archive.bucket.bucket_name,
+            "ArchiveStreamName": self.archive.stream_name,
+            "GlueDatabaseName": self.archive.database_name,
+            "GlueTableName": self.archive.table_name,
+            "AthenaWorkGroupName": self.archive.workgroup_name,
         }
         # Easy DKIM: publish these three CNAME records in the sender domain's DNS.
         for i, record in enumerate(self.email.identity.dkim_records, start=1):

@@ -1,5 +1,6 @@
-"""Monitoring: an alarm on every dead-letter queue that holds a message and on every
-function that reports errors, and one CloudWatch dashboard."""
+"""Monitoring: an alarm on every dead-letter queue that holds a message, on every
+function that reports errors and on every Firehose delivery stream that fails to deliver
+to S3, and one CloudWatch dashboard."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ _FIVE_MINUTES = cdk.Duration.minutes(5)
 
 
 class Monitoring(Construct):
-    """``dlq_alarms`` and ``error_alarms`` (by name), ``dashboard``.
+    """``dlq_alarms``, ``error_alarms`` and ``delivery_alarms`` (by name), ``dashboard``.
 
     The alarms have no action: subscribe an SNS topic (``alarm.add_alarm_action``) where
     the operator wants to be paged.
@@ -32,6 +33,7 @@ class Monitoring(Construct):
         dead_letter_queues: Mapping[str, sqs.IQueue],
         work_queues: Mapping[str, sqs.IQueue],
         http_api: apigw.HttpApi,
+        delivery_streams: Mapping[str, str] | None = None,  # name -> delivery stream name
     ) -> None:
         super().__init__(scope, id)
         self.dlq_alarms: dict[str, cw.Alarm] = {}
@@ -61,8 +63,37 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
 
+        # DeliveryToS3.Success: the share of S3 puts that succeeded; below 1, Firehose is
+        # retrying (it keeps records 24 h, then writes them under errors/).
+        delivery_success = {
+            name: cw.Metric(
+                namespace="AWS/Firehose",
+                metric_name="DeliveryToS3.Success",
+                dimensions_map={"DeliveryStreamName": stream_name},
+                period=_FIVE_MINUTES,
+                statistic=cw.Stats.MINIMUM,
+            )
+            for name, stream_name in (delivery_streams or {}).items()
+        }
+        self.delivery_alarms: dict[str, cw.Alarm] = {}
+        for name, metric in delivery_success.items():
+            self.delivery_alarms[name] = cw.Alarm(
+                self,
+                f"{name.title().replace('-', '')}DeliveryFailing",
+                alarm_description=f"nudge: the {name} delivery stream fails to write to S3",
+                metric=metric,
+                threshold=1,
+                comparison_operator=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,  # nothing to deliver
+            )
+
         self.dashboard = cw.Dashboard(self, "Dashboard", default_interval=cdk.Duration.hours(3))
-        alarms: list[cw.IAlarm] = [*self.dlq_alarms.values(), *self.error_alarms.values()]
+        alarms: list[cw.IAlarm] = [
+            *self.dlq_alarms.values(),
+            *self.error_alarms.values(),
+            *self.delivery_alarms.values(),
+        ]
         self.dashboard.add_widgets(
             cw.AlarmStatusWidget(title="Alarms", alarms=alarms, width=24, height=3)
         )
@@ -137,3 +168,34 @@ class Monitoring(Construct):
                 width=8,
             ),
         )
+        if delivery_streams:
+
+            def firehose_metric(metric_name: str, stream_name: str, label: str) -> cw.Metric:
+                return cw.Metric(
+                    namespace="AWS/Firehose",
+                    metric_name=metric_name,
+                    dimensions_map={"DeliveryStreamName": stream_name},
+                    period=_FIVE_MINUTES,
+                    statistic=cw.Stats.SUM,
+                    label=label,
+                )
+
+            self.dashboard.add_widgets(
+                cw.GraphWidget(
+                    title="Archive records in / delivered to S3",
+                    left=[
+                        firehose_metric("IncomingRecords", s, f"{n} in")
+                        for n, s in delivery_streams.items()
+                    ],
+                    right=[
+                        firehose_metric("DeliveryToS3.Records", s, f"{n} delivered")
+                        for n, s in delivery_streams.items()
+                    ],
+                    width=12,
+                ),
+                cw.GraphWidget(
+                    title="Archive delivery to S3 (share succeeded)",
+                    left=[m.with_(label=n) for n, m in delivery_success.items()],
+                    width=12,
+                ),
+            )

@@ -3,7 +3,9 @@ variable instead of silently defaulting)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from nudge import constants as C
@@ -53,6 +55,11 @@ class ApiSettings(_Base):
     unsubscribe_secret_arn: str = Field(alias=C.ENV_UNSUBSCRIBE_SECRET_ARN)
     apns_application_arn: str = Field("", alias=C.ENV_APNS_APPLICATION_ARN)
     fcm_application_arn: str = Field("", alias=C.ENV_FCM_APPLICATION_ARN)
+    # The event archive (reports): "" where there is none (local mode without one).
+    archive_bucket: str = Field("", alias=C.ENV_ARCHIVE_BUCKET)
+    query_engine: str = Field("duckdb", alias=C.ENV_QUERY_ENGINE, pattern="^(duckdb|athena)$")
+    athena_workgroup: str = Field("", alias=C.ENV_ATHENA_WORKGROUP)
+    glue_database: str = Field("", alias=C.ENV_GLUE_DATABASE)
 
 
 class DeliverSettings(_Base):
@@ -83,3 +90,33 @@ class FeedbackSettings(_Base):
     """The feedback function (SES bounce and complaint notifications through SNS)."""
 
     suppressions_table: str = Field(alias=C.ENV_SUPPRESSIONS_TABLE)
+
+
+class QuerySettings(_Base):
+    """SQL over the event archive (the `nudge sql` command and whatever serves queries):
+    DuckDB over the bucket's objects with a local cache (the default), or Athena over
+    the Glue table. Each engine's own settings are required when it is chosen."""
+
+    engine: Literal["duckdb", "athena"] = Field("duckdb", alias=C.ENV_QUERY_ENGINE)
+    archive_bucket: str = Field("", alias=C.ENV_ARCHIVE_BUCKET)
+    archive_cache_dir: str = Field("", alias=C.ENV_ARCHIVE_CACHE_DIR)
+    athena_workgroup: str = Field("", alias=C.ENV_ATHENA_WORKGROUP)
+    glue_database: str = Field("", alias=C.ENV_GLUE_DATABASE)
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> QuerySettings:
+        needed = (
+            {
+                C.ENV_ARCHIVE_BUCKET: self.archive_bucket,
+                C.ENV_ARCHIVE_CACHE_DIR: self.archive_cache_dir,
+            }
+            if self.engine == "duckdb"
+            else {
+                C.ENV_ATHENA_WORKGROUP: self.athena_workgroup,
+                C.ENV_GLUE_DATABASE: self.glue_database,
+            }
+        )
+        missing = [name for name, value in needed.items() if not value]
+        if missing:
+            raise ValueError(f"the {self.engine} query engine needs {', '.join(missing)}")
+        return self

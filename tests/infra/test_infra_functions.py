@@ -27,11 +27,23 @@ SCHEDULER_ENV = {
     C.ENV_CHECK_FUNCTION_ARN,
     C.ENV_SCHEDULER_DLQ_ARN,
 }
+ARCHIVE_READER_ENV = {
+    C.ENV_ARCHIVE_BUCKET,
+    C.ENV_QUERY_ENGINE,
+    C.ENV_ATHENA_WORKGROUP,
+    C.ENV_GLUE_DATABASE,
+}
 EXPECTED_ENV = {
     C.FN_INGEST: COMMON_ENV | {C.ENV_KEYS_TABLE, C.ENV_EVENTS_QUEUE_URL, C.ENV_RATE_LIMIT},
     C.FN_PROCESS: COMMON_ENV
     | SCHEDULER_ENV
-    | {C.ENV_PROFILES_TABLE, C.ENV_TIMERS_TABLE, C.ENV_EVENTS_DLQ_URL, C.ENV_ACTIONS_QUEUE_URL},
+    | {
+        C.ENV_PROFILES_TABLE,
+        C.ENV_TIMERS_TABLE,
+        C.ENV_EVENTS_DLQ_URL,
+        C.ENV_ACTIONS_QUEUE_URL,
+        C.ENV_ARCHIVE_STREAM,  # it archives every event it accepts
+    },
     # a minute bucket came due: its timers (timers table) go onto the events queue
     C.FN_CHECK: COMMON_ENV | {C.ENV_TIMERS_TABLE, C.ENV_EVENTS_QUEUE_URL},
     C.FN_API: COMMON_ENV
@@ -44,6 +56,7 @@ EXPECTED_ENV = {
         C.ENV_UNSUBSCRIBE_SECRET_ARN,
         C.ENV_APNS_APPLICATION_ARN,
         C.ENV_FCM_APPLICATION_ARN,
+        *ARCHIVE_READER_ENV,  # reports are SQL over the event archive
     },
     C.FN_DELIVER: COMMON_ENV
     | {
@@ -85,7 +98,7 @@ SETTINGS = _settings_models()
 # value deployed is the one decided here, not one buried in the code.
 OPTIONAL_SET = {
     C.FN_INGEST: {C.ENV_RATE_LIMIT},
-    C.FN_API: {C.ENV_APNS_APPLICATION_ARN, C.ENV_FCM_APPLICATION_ARN},
+    C.FN_API: {C.ENV_APNS_APPLICATION_ARN, C.ENV_FCM_APPLICATION_ARN, *ARCHIVE_READER_ENV},
     C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE},
 }
 
