@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import random
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from nudge.domain.events import Event, normalize_event
 from nudge.domain.profile import Profile
 from nudge.domain.triggers import Engine, TriggerSet, load_triggers, parse_text
 from nudge.domain.triggers.backtest import backtest
+from nudge.domain.wakeups import bucket_of
 
 ROOT = Path(__file__).resolve().parents[2]
 T = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -106,44 +106,40 @@ def engine_driven(
     events: list[Event], triggers: TriggerSet, horizon: timedelta, *, schedules_first: bool = False
 ) -> list[tuple[Any, ...]]:
     """The live path written out by hand: each event processed when it is received (its
-    timestamp), schedules firing in deadline order before later events, each schedule
-    replaced by a later arm of the same name and deleted once it has fired."""
+    timestamp); each timer filed in the wake-up index under its minute bucket (the due
+    time rounded up, never a bucket about to fire), a later arm of the same (user,
+    trigger, key) replacing it in that bucket only; each bucket firing at its minute
+    before later events (at the same instant too with `schedules_first`), its timers
+    re-checked against the state then."""
     engine = Engine(triggers)
     profiles: dict[str, Profile] = {}
-    schedules: dict[tuple[str, str], Any] = {}
-    queue: list[tuple[datetime, int, str, str]] = []
+    index: dict[datetime, dict[tuple[str, str, str | None], Any]] = {}
     fires: list[tuple[Any, ...]] = []
-    seq = 0
 
-    def apply(user: str, decisions: Any) -> None:
-        nonlocal seq
-        for name in decisions.disarm:
-            schedules.pop((user, name), None)
+    def apply(user: str, decisions: Any, now: datetime) -> None:
         for timer in decisions.arm:
-            seq += 1
-            schedules[(user, timer.name)] = timer
-            heapq.heappush(queue, (timer.due, seq, user, timer.name))
+            index.setdefault(bucket_of(timer.due, now), {})[(user, timer.trigger_id, timer.key)] = (
+                timer
+            )
         fires.extend(
             (user, f.trigger_id, f.key, f.episode, f.at, f.action_id) for f in decisions.fires
         )
 
     def run_until(limit: datetime, inclusive: bool) -> None:
-        while queue and (queue[0][0] < limit or (inclusive and queue[0][0] == limit)):
-            due, _, user, name = heapq.heappop(queue)
-            timer = schedules.get((user, name))
-            if timer is None or timer.due != due:
-                continue
-            del schedules[(user, name)]
-            apply(user, engine.on_timer(profiles[user], timer.trigger_id, timer.key, due))
+        while index and ((first := min(index)) < limit or (inclusive and first == limit)):
+            for (user, trigger_id, key), _ in sorted(
+                index.pop(first).items(), key=lambda kv: str(kv[0])
+            ):
+                apply(user, engine.on_timer(profiles[user], trigger_id, key, first), first)
 
     for ev in sorted(events, key=lambda e: (to_ms(e.timestamp), e.fingerprint)):
         run_until(ev.timestamp, inclusive=schedules_first)
         profile = profiles.setdefault(ev.profile_id, Profile(ev.profile_id))
         fresh = profile.apply([ev])
         if fresh:
-            apply(ev.profile_id, engine.on_events(profile, fresh, ev.timestamp))
+            apply(ev.profile_id, engine.on_events(profile, fresh, ev.timestamp), ev.timestamp)
     last = max(e.timestamp for e in events)
-    run_until(last + horizon + timedelta(seconds=1), inclusive=True)
+    run_until(last + horizon + timedelta(minutes=2), inclusive=True)
     return sorted(fires, key=lambda f: (f[4], f[0], f[1]))
 
 

@@ -26,6 +26,7 @@ from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.tables import TimerRow, bind_tables
 from nudge.domain.clock import to_ms
+from nudge.domain.wakeups import bucket_of
 
 RETRY_POLICY = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
 BUCKET_FORMAT = "%Y-%m-%dT%H:%M"
@@ -42,18 +43,6 @@ def at_expression(due: datetime) -> str:
 def parse_at(expression: str) -> datetime:
     inner = expression.strip()[3:-1]
     return datetime.strptime(inner, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
-
-
-def bucket_of(due: datetime, now: datetime) -> datetime:
-    """The minute whose wake-up takes a timer: due rounded up to the minute, and later
-    than `now` by at least the minimum lead (a bucket about to fire takes no more)."""
-    due = due.astimezone(UTC)
-    start = due.replace(second=0, microsecond=0)
-    bucket = start if start == due else start + timedelta(minutes=1)
-    floor = now.astimezone(UTC) + timedelta(seconds=C.WAKE_UP_MIN_LEAD_SECONDS)
-    while bucket <= floor:
-        bucket += timedelta(minutes=1)
-    return bucket
 
 
 def schedule_name(bucket: datetime) -> str:

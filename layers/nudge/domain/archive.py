@@ -102,9 +102,15 @@ def archive_line(row: dict[str, Any]) -> bytes:
         text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
         text = json.dumps(_finite(row), ensure_ascii=False, separators=(",", ":"))
-    # json.dumps escapes control characters, so a line holds no raw newline; a lone
-    # surrogate (which UTF-8 cannot encode) is written as its JSON escape
-    return text.encode("utf-8", "backslashreplace") + b"\n"
+    # json.dumps escapes control characters, so a line holds no raw newline
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        # a lone surrogate (JSON can escape it, UTF-8 cannot encode it, and DuckDB's
+        # reader rejects even its escape, failing the whole object) becomes U+FFFD;
+        # a split pair is joined
+        fixed = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return fixed.encode("utf-8") + b"\n"
 
 
 def _finite(value: Any) -> Any:
@@ -186,3 +192,36 @@ SELECT message_id, type, event, user_id, anonymous_id,
 FROM archive_raw
 QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY received_at, user_id) = 1
 """
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _as_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        value = json.loads(value) if value else {}
+    return value if isinstance(value, dict) else {}
+
+
+def event_from_row(row: dict[str, Any]) -> Event:
+    """An archived event back as the processing path's Event (for the backtest): the
+    row of the view `events` or a raw archive line. `user_id` is the profile it folded
+    into, so the replay folds it there too."""
+    return Event(
+        type=row["type"],
+        message_id=row["message_id"],
+        user_id=row.get("user_id"),
+        anonymous_id=row.get("anonymous_id"),
+        event=row.get("event"),
+        properties=_as_object(row.get("properties")),
+        traits=_as_object(row.get("traits")),
+        context=_as_object(row.get("context")),
+        timestamp=_parse_time(row["timestamp"]),
+        received_at=_parse_time(row["received_at"]),
+        previous_id=row.get("previous_id"),
+        group_id=row.get("group_id"),
+        historical=bool(row.get("historical")),
+    )

@@ -1,33 +1,36 @@
-"""Backtest: historical events through the same engine, with a simulated clock, an
-in-memory profile store and an in-memory scheduler. Nothing is sent.
+"""Backtest: historical events through the production processing path, with a simulated
+clock, in-memory stores and an in-memory scheduler. Nothing is sent.
 
-`Simulation` is the live path in miniature (fold, on_events, arm; timers firing in
-deadline order into on_timer, deleted once fired as ActionAfterCompletion=DELETE does);
-`backtest` replays events through it in event-time order and reports per trigger who
-would have fired, when, how often, and how often a cooldown or the default caps would
-have stopped the message.
+`Simulation` is the live path in miniature and runs the same code: `process_users`
+(dedup, identity merges, the fold, the trigger engine, one commit per user) with an
+in-memory profile store; timers go into wake-up buckets exactly as the live wake-up
+index files them (`bucket_of`: the deadline rounded up to the minute, never a bucket
+about to fire), and each bucket fires at its minute, its timers re-checked through
+`process_users` as the check and process functions do. `backtest` replays events in
+the order they were received (the archive's `received_at`; a file's events at their own
+timestamps) and reports per trigger who would have fired, when, how often, and how
+often the fatigue rules of `config/fatigue.yaml` (cooldowns, caps, priority, the global
+control group) would have stopped the message.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from nudge.domain.clock import iso, to_ms
 from nudge.domain.events import Event
+from nudge.domain.fatigue import Candidate, Channel, FatigueConfig, Sent, UserPrefs, decide
+from nudge.domain.ports import StoredProfile
+from nudge.domain.processing import TimerDue, process_users
 from nudge.domain.profile import Profile
 from nudge.domain.triggers.engine import Decisions, Engine, Fire, Timer
 from nudge.domain.triggers.loader import TriggerSet
-
-# SPEC §5 default caps, for the "would caps have cut in" estimate (config/fatigue.yaml
-# may set others; quiet hours defer rather than drop, so they are not counted).
-CAP_WINDOW_S = 24 * 3600
-CAP_ALL_CHANNELS = 3
-CAP_EMAIL = 1
+from nudge.domain.wakeups import bucket_of
 
 
 @dataclass(frozen=True)
@@ -47,23 +50,56 @@ class FireRecord:
         }
 
 
+class MemoryProfileStore:
+    """The ProfileStore port in memory for the backtest: the profiles themselves, each
+    save conditional on the version read, as the DynamoDB adapter's."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+        self._versions: dict[str, int] = {}
+
+    def get(self, user_id: str) -> StoredProfile | None:
+        p = self.profiles.get(user_id)
+        return None if p is None else StoredProfile(p, self._versions.get(user_id))
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, StoredProfile]:
+        return {u: s for u in user_ids if (s := self.get(u)) is not None}
+
+    def save(self, stored: StoredProfile) -> None:
+        uid = stored.profile.user_id
+        self.profiles[uid] = stored.profile
+        stored.version = self._versions[uid] = self._versions.get(uid, 0) + 1
+
+    def save_all(self, stored: Sequence[StoredProfile]) -> None:
+        for s in stored:
+            self.save(s)
+
+    def delete(self, user_id: str) -> None:
+        self.profiles.pop(user_id, None)
+        self._versions.pop(user_id, None)
+
+
 class Simulation:
-    """Users' profiles, the armed timers and a clock, driven by hand or by `backtest`."""
+    """Users' profiles, the wake-up buckets and a clock, driven by hand or by `backtest`.
+    It is also the processing path's `Effects`: fires are recorded, timers filed."""
 
     def __init__(self, triggers: TriggerSet | Engine) -> None:
         self.engine = triggers if isinstance(triggers, Engine) else Engine(triggers)
-        self.profiles: dict[str, Profile] = {}
-        self.timers: dict[tuple[str, str], Timer] = {}  # (user, name) -> the current schedule
-        self._queue: list[tuple[datetime, int, str, str]] = []
-        self._seq = 0
+        self.store = MemoryProfileStore()
+        self.profiles = self.store.profiles
+        self.timers: dict[tuple[str, str], Timer] = {}  # (user, name) -> the latest armed
+        self._buckets: dict[datetime, dict[tuple[str, str, str | None], Timer]] = {}
+        self._queue: list[datetime] = []  # bucket minutes, a heap
+        self._now: datetime | None = None
         self.fires: list[FireRecord] = []
-        self.arms = 0
+        self.arms = 0  # timers filed in the wake-up index
+        self.schedules = 0  # bucket schedules created (the live Scheduler calls)
         self.disarms = 0
         self.events = 0
 
     @property
     def scheduler_calls(self) -> int:
-        return self.arms + self.disarms
+        return self.schedules
 
     def profile(self, user_id: str) -> Profile:
         p = self.profiles.get(user_id)
@@ -72,51 +108,62 @@ class Simulation:
         return p
 
     def deliver(self, events: Iterable[Event], now: datetime) -> list[FireRecord]:
-        """The process function: timers due before `now` fire first, then each user's
-        events are folded and evaluated as one batch."""
+        """The process function: buckets due before `now` fire first, then the events
+        are processed as one batch (each user's folded and evaluated together)."""
         self.advance(now, inclusive=False)
         by_user: dict[str, list[Event]] = defaultdict(list)
         for ev in events:
             by_user[ev.profile_id].append(ev)
-        out: list[FireRecord] = []
-        for user_id, batch in by_user.items():
-            self.events += len(batch)
-            profile = self.profile(user_id)
-            fresh = profile.apply(batch)
-            if fresh:
-                out.extend(self._apply(user_id, self.engine.on_events(profile, fresh, now)))
-        return out
+            self.events += 1
+        return self._process(dict(by_user), {}, now)
 
     def advance(self, until: datetime, *, inclusive: bool = True) -> list[FireRecord]:
-        """Fires the timers due up to `until` in deadline order, each at its due time."""
+        """Fires the wake-up buckets due up to `until` in order, each at its minute."""
         out: list[FireRecord] = []
         while self._queue:
-            due, _, user_id, name = self._queue[0]
-            if due > until or (due == until and not inclusive):
+            at = self._queue[0]
+            if at > until or (at == until and not inclusive):
                 break
             heapq.heappop(self._queue)
-            timer = self.timers.get((user_id, name))
-            if timer is None or timer.due != due:
-                continue  # replaced or deleted since
-            del self.timers[(user_id, name)]  # ActionAfterCompletion=DELETE
-            decisions = self.engine.on_timer(
-                self.profile(user_id), timer.trigger_id, timer.key, due
-            )
-            out.extend(self._apply(user_id, decisions))
+            timers = self._buckets.pop(at, {})  # the schedule is deleted once it fired
+            by_user: dict[str, list[TimerDue]] = defaultdict(list)
+            for (user_id, _, _), timer in sorted(timers.items(), key=lambda kv: str(kv[0])):
+                by_user[user_id].append(TimerDue(user_id, timer.trigger_id, timer.key))
+                if self.timers.get((user_id, timer.name)) is timer:
+                    del self.timers[(user_id, timer.name)]
+            out.extend(self._process({}, dict(by_user), at))
         return out
 
-    def _apply(self, user_id: str, decisions: Decisions) -> list[FireRecord]:
-        for name in decisions.disarm:
-            self.disarms += 1
-            self.timers.pop((user_id, name), None)
+    def _process(
+        self,
+        events: dict[str, list[Event]],
+        timers: dict[str, list[TimerDue]],
+        now: datetime,
+    ) -> list[FireRecord]:
+        before = len(self.fires)
+        self._now = now
+        outcome = process_users(
+            self.store, events, now=now, engine=self.engine, effects=self, timers_by_user=timers
+        )
+        if outcome.failed_users:  # in memory nothing is transient: a bug, say so
+            raise next(iter(outcome.failed_users.values()))
+        return self.fires[before:]
+
+    def apply(self, user_id: str, decisions: Decisions) -> None:
+        """Effects of the processing path: as TriggerEffects does live, minus the I/O."""
+        now = self._now
+        assert now is not None
+        self.disarms += len(decisions.disarm)
         for timer in decisions.arm:
             self.arms += 1
+            bucket = bucket_of(timer.due, now)
+            if bucket not in self._buckets:
+                self._buckets[bucket] = {}
+                heapq.heappush(self._queue, bucket)
+                self.schedules += 1
+            self._buckets[bucket][(user_id, timer.trigger_id, timer.key)] = timer
             self.timers[(user_id, timer.name)] = timer
-            self._seq += 1
-            heapq.heappush(self._queue, (timer.due, self._seq, user_id, timer.name))
-        records = [FireRecord(user_id, f) for f in decisions.fires]
-        self.fires.extend(records)
-        return records
+        self.fires.extend(FireRecord(user_id, f) for f in decisions.fires)
 
 
 # ---- the report ---------------------------------------------------------------------------
@@ -131,10 +178,12 @@ class TriggerReport:
     max_fires_per_user: int = 0
     cooldown_suppressed: int = 0
     cap_suppressed: int = 0
+    holdout: int = 0  # the global control group (config/fatigue.yaml)
+    deferred: int = 0  # quiet hours: sent later, counted in would_send
 
     @property
     def would_send(self) -> int:
-        return self.fires - self.cooldown_suppressed - self.cap_suppressed
+        return self.fires - self.cooldown_suppressed - self.cap_suppressed - self.holdout
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +199,8 @@ class TriggerReport:
             else 0.0,
             "cooldown_suppressed": self.cooldown_suppressed,
             "cap_suppressed": self.cap_suppressed,
+            "holdout": self.holdout,
+            "deferred": self.deferred,
             "would_send": self.would_send,
         }
 
@@ -228,43 +279,67 @@ class BacktestReport:
         lines += [
             "",
             "cooldown: fires within the trigger's cooldown of its previous message to the user;",
-            f"caps: fires over the default caps ({CAP_ALL_CHANNELS} messages / 24 h, {CAP_EMAIL} email / 24 h);",
-            "send: what would have gone out (quiet hours defer, they do not drop).",
+            "caps: fires over the caps of the fatigue config (or losing a last slot to priority);",
+            "send: what would have gone out (quiet hours defer, they do not drop; the",
+            "control group receives nothing).",
         ]
         return "\n".join(lines)
 
 
 def _suppression(
-    records: list[FireRecord], cooldowns: dict[str, int]
-) -> tuple[Counter[str], Counter[str]]:
-    """Per trigger: fires a cooldown would have stopped, fires the caps would have stopped.
-    A user's fires go in time order (then priority): a suppressed fire does not restart
-    the cooldown, as no message went out."""
+    records: list[FireRecord],
+    config: FatigueConfig,
+    timezones: dict[str, str | None],
+) -> tuple[Counter[str], Counter[str], Counter[str], Counter[str]]:
+    """Per trigger: fires the fatigue guard (the deliver function's rules and config)
+    would have stopped by a cooldown, by a cap (or the priority rule), held out in the
+    global control group, and deferred by quiet hours (sent later: counted as sent at
+    the time they become allowed). Each user's fires go in time order, then priority; a
+    stopped fire takes no slot. Opt-outs and suppressions are today's state, not the
+    past's, so they are not replayed."""
     cooled: Counter[str] = Counter()
     capped: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    deferred: Counter[str] = Counter()
     by_user: dict[str, list[Fire]] = defaultdict(list)
     for r in records:
         by_user[r.user_id].append(r.fire)
-    for fires in by_user.values():
+    for user_id, fires in by_user.items():
         fires.sort(key=lambda f: (f.at, -f.priority, f.trigger_id))
-        last_sent: dict[str, datetime] = {}
-        sent: list[tuple[datetime, str]] = []
-        for f in fires:
-            prev = last_sent.get(f.trigger_id)
-            if prev is not None and (f.at - prev).total_seconds() < cooldowns.get(f.trigger_id, 0):
-                cooled[f.trigger_id] += 1
-                continue
-            window = f.at - timedelta(seconds=CAP_WINDOW_S)
-            recent = [c for t, c in sent if t > window]
-            channel = str(f.action.get("channel"))
-            if len(recent) >= CAP_ALL_CHANNELS or (
-                channel == "email" and recent.count("email") >= CAP_EMAIL
-            ):
-                capped[f.trigger_id] += 1
-                continue
-            last_sent[f.trigger_id] = f.at
-            sent.append((f.at, channel))
-    return cooled, capped
+        prefs = UserPrefs(timezone=timezones.get(user_id))
+        history: list[Sent] = []
+        candidates = [
+            Candidate(
+                action_id=f.action_id,
+                user_id=user_id,
+                trigger_id=f.trigger_id,
+                channel=cast(Channel, str(f.action.get("channel"))),
+                priority=f.priority,
+                cooldown_seconds=f.cooldown_seconds,
+                fired_at=f.at,
+            )
+            for f in fires
+        ]
+        for i, cand in enumerate(candidates):
+            verdict = decide(
+                cand,
+                history=history,
+                prefs=prefs,
+                now=cand.fired_at,
+                config=config,
+                competing=candidates[i + 1 :],
+            )
+            if verdict.status == "capped":
+                (cooled if verdict.reason == "cooldown" else capped)[cand.trigger_id] += 1
+            elif verdict.status == "holdout":
+                held[cand.trigger_id] += 1
+            else:
+                at = cand.fired_at
+                if verdict.status == "deferred" and verdict.defer_until is not None:
+                    deferred[cand.trigger_id] += 1
+                    at = verdict.defer_until
+                history.append(Sent(at, cand.channel, cand.trigger_id, cand.priority))
+    return cooled, capped, held, deferred
 
 
 def report(
@@ -275,9 +350,11 @@ def report(
     users: int,
     start: datetime | None,
     end: datetime | None,
+    fatigue: FatigueConfig | None = None,
+    timezones: dict[str, str | None] | None = None,
 ) -> BacktestReport:
-    cooldowns = {t.id: t.cooldown_seconds for t in triggers}
-    cooled, capped = _suppression(records, cooldowns)
+    config = fatigue or FatigueConfig.default()
+    cooled, capped, held, deferred = _suppression(records, config, timezones or {})
     out = []
     for t in triggers:
         mine = [r for r in records if r.fire.trigger_id == t.id]
@@ -290,29 +367,53 @@ def report(
             rep.max_fires_per_user = max(per_user.values())
         rep.cooldown_suppressed = cooled[t.id]
         rep.cap_suppressed = capped[t.id]
+        rep.holdout = held[t.id]
+        rep.deferred = deferred[t.id]
         out.append(rep)
     ordered = sorted(records, key=lambda r: (r.fire.at, r.user_id, r.fire.trigger_id))
     return BacktestReport(events, users, start, end, out, ordered)
 
 
 def backtest(
-    events: Iterable[Event], triggers: TriggerSet, trigger_id: str | None = None
+    events: Iterable[Event],
+    triggers: TriggerSet,
+    trigger_id: str | None = None,
+    *,
+    fatigue: FatigueConfig | None = None,
 ) -> BacktestReport:
-    """Replays events (in any order: they are sorted by event time) through the engine.
-    Before each event the timers due before it fire, at their due time; after the last
-    event, those due within the longest threshold of it."""
+    """Replays events (in any order) as they were received: sorted by `received_at`
+    (then event time), the events received at the same moment delivered as one batch,
+    the wake-up buckets due in between firing first; after the last event, the buckets
+    due within the longest threshold of it (plus the minute rounding)."""
     chosen = triggers.only(trigger_id) if trigger_id is not None else triggers
     sim = Simulation(chosen)
-    ordered = sorted(events, key=lambda ev: (to_ms(ev.timestamp), ev.fingerprint))
-    for ev in ordered:
-        sim.deliver([ev], ev.timestamp)
-    start = ordered[0].timestamp if ordered else None
-    end = ordered[-1].timestamp if ordered else None
+    ordered = sorted(
+        events, key=lambda ev: (to_ms(ev.received_at), to_ms(ev.timestamp), ev.fingerprint)
+    )
+    i = 0
+    while i < len(ordered):
+        j = i + 1
+        while j < len(ordered) and ordered[j].received_at == ordered[i].received_at:
+            j += 1
+        sim.deliver(ordered[i:j], ordered[i].received_at)
+        i = j
+    start = min((ev.timestamp for ev in ordered), default=None)
+    end = max((ev.received_at for ev in ordered), default=None)
     if end is not None:
-        # a timer is due in the whole second after its deadline
-        sim.advance(end + timedelta(seconds=sim.engine.horizon + 1))
+        sim.advance(end + timedelta(seconds=sim.engine.horizon + 120))
+    timezones = {
+        uid: (p.traits.get("timezone") if isinstance(p.traits.get("timezone"), str) else None)
+        for uid, p in sim.profiles.items()
+    }
     rep = report(
-        sim.fires, chosen, events=sim.events, users=len(sim.profiles), start=start, end=end
+        sim.fires,
+        chosen,
+        events=sim.events,
+        users=sum(1 for p in sim.profiles.values() if not p.merged_into),
+        start=start,
+        end=end,
+        fatigue=fatigue,
+        timezones=timezones,
     )
     rep.scheduler_calls = sim.scheduler_calls
     return rep

@@ -1,0 +1,21 @@
+"""Where a trigger timer wakes up: the minute bucket of the wake-up index (one schedule
+per minute with deadlines). Pure, shared by the live scheduler adapter and the backtest,
+so that both wake a timer at the same minute."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from nudge import constants as C
+
+
+def bucket_of(due: datetime, now: datetime) -> datetime:
+    """The minute whose wake-up takes a timer: due rounded up to the minute, and later
+    than `now` by at least the minimum lead (a bucket about to fire takes no more)."""
+    due = due.astimezone(UTC)
+    start = due.replace(second=0, microsecond=0)
+    bucket = start if start == due else start + timedelta(minutes=1)
+    floor = now.astimezone(UTC) + timedelta(seconds=C.WAKE_UP_MIN_LEAD_SECONDS)
+    while bucket <= floor:
+        bucket += timedelta(minutes=1)
+    return bucket
