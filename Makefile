@@ -7,7 +7,7 @@ PORT   ?= 8080
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install run test test-fast fuzz lint typecheck synth bench clean
+.PHONY: install browser-deps run test test-fast fuzz lint typecheck synth bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Segment's analytics.js (npm, pinned by the lock file) for the browser e2e test
+BROWSER_DEPS := tests/e2e/browser/node_modules/.package-lock.json
+$(BROWSER_DEPS): tests/e2e/browser/package.json tests/e2e/browser/package-lock.json
+	npm ci --prefix tests/e2e/browser --no-audit --no-fund --loglevel=error
+	@touch $(BROWSER_DEPS)
+
+browser-deps: $(BROWSER_DEPS)
+
 ## run: local mode on http://127.0.0.1:$(PORT) (prints the write and admin keys)
 run: $(STAMP)
 	$(BIN)/nudge dev --port $(PORT)
 
-## test: the whole suite (unit, integration, infra, e2e)
-test: $(STAMP)
+## test: the whole suite (unit, integration, infra, e2e; the browser test needs Chromium)
+test: $(STAMP) $(BROWSER_DEPS)
 	$(BIN)/pytest -q
 
 ## test-fast: unit and integration tiers only

@@ -1,4 +1,5 @@
-"""ingest: API Gateway (HTTP API) → validate Segment events → SQS FIFO "events".
+"""ingest: API Gateway (HTTP API) → validate Segment events → SQS FIFO "events"; and the
+settings analytics.js loads before it sends.
 
 Thin: parse the request, call nudge.domain.ingest.ingest, map the result."""
 
@@ -10,9 +11,10 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge import constants as C
 from nudge.adapters.keys import DynamoKeyStore
 from nudge.adapters.queues import SqsEventQueue
-from nudge.domain.ingest import RateLimiter, ingest
+from nudge.domain.ingest import RateLimiter, browser_settings, ingest
 from nudge.http import header, install_error_handlers, json_response, raw_body
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
@@ -52,6 +54,22 @@ def post_event(kind: str) -> Any:
     rejected = len(result.get("details", []))
     metrics.add_metric("EventsRejected", MetricUnit.Count, rejected)
     return json_response(result)
+
+
+@app.get("/v1/projects/<write_key>/settings")
+def get_browser_settings(write_key: str) -> Any:
+    """analytics.js's settings (what Segment's CDN serves), so the standard snippet only
+    needs its CDN pointed here (docs/browser.md)."""
+    event = app.current_event.raw_event
+    settings = browser_settings(
+        deps().keys,
+        write_key,
+        host=header(event, "host") or event.get("requestContext", {}).get("domainName"),
+        # API Gateway sets it (https); local mode has none and serves http
+        protocol=header(event, "x-forwarded-proto"),
+    )
+    cache = f"private, max-age={C.BROWSER_SETTINGS_MAX_AGE_SECONDS}"
+    return json_response(settings, headers={"Cache-Control": cache})
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -15,13 +15,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from nudge import constants as C
+from nudge.domain.ingest import INGEST_PATHS
 
 from infra.constructs.function import LOG_RETENTION, NudgeFunction
 from infra.constructs.queues import VISIBILITY_TO_TIMEOUT, fifo_queue_with_dlq
 from infra.constructs.state import State
 
-INGEST_PATHS = ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
-
+# analytics.js fetches this before it sends (Segment's CDN serves it; docs/browser.md)
+BROWSER_SETTINGS_PATH = "/v1/projects/{writeKey}/settings"
 
 # JSON access log with HTTP API context variables only; no header is logged, so no key
 # ever reaches the logs.
@@ -106,16 +107,14 @@ class Ingest(Construct):
             "HttpApi",
             description="nudge: Segment-compatible ingestion, profiles, reports, dashboard",
             create_default_stage=False,
-            # Browser SDKs (analytics.js) post from the customer's pages.
+            # Browser SDKs (analytics.js) post from the customer's pages; API Gateway
+            # answers the preflights (local mode does the same from the same constants).
             cors_preflight=apigw.CorsPreflightOptions(
-                allow_origins=["*"],
-                allow_methods=[
-                    apigw.CorsHttpMethod.GET,
-                    apigw.CorsHttpMethod.POST,
-                    apigw.CorsHttpMethod.DELETE,
-                ],
-                allow_headers=["Authorization", "Content-Type", "Content-Encoding"],
-                max_age=cdk.Duration.hours(1),
+                allow_origins=list(C.CORS_ALLOW_ORIGINS),
+                allow_methods=[apigw.CorsHttpMethod(m) for m in C.CORS_ALLOW_METHODS],
+                allow_headers=list(C.CORS_ALLOW_HEADERS),
+                expose_headers=list(C.CORS_EXPOSE_HEADERS),
+                max_age=cdk.Duration.seconds(C.CORS_MAX_AGE_SECONDS),
             ),
         )
         self.access_logs = logs.LogGroup(
@@ -158,6 +157,22 @@ class Ingest(Construct):
                     ),
                 )
             )
+        self.settings_routes = self.http_api.add_routes(
+            path=BROWSER_SETTINGS_PATH, methods=[apigw.HttpMethod.GET], integration=integration
+        )
+        for route in self.settings_routes:
+            cdk.Validations.of(route).acknowledge(
+                cdk.Acknowledgment(
+                    id="AwsSolutions-APIG4",
+                    reason=(
+                        "Public by contract, as Segment's CDN settings are: browsers fetch "
+                        "analytics.js settings by write key before sending (write keys ship "
+                        "in web pages); the ingest function answers 404 for a key that is "
+                        "not a write key and returns nothing secret."
+                    ),
+                )
+            )
+        self.routes += self.settings_routes
 
     @property
     def url(self) -> str:

@@ -75,6 +75,18 @@ MAX_BATCH_BYTES = 500 * 1024
 DEFAULT_RATE_LIMIT_PER_SECOND = 1000
 DEDUP_WINDOW_SECONDS = 25 * 3600  # SPEC: "at least 24 h"
 
+# CORS of the HTTP API, answered by API Gateway on AWS and by `nudge dev` locally: browsers
+# post from customers' pages. analytics.js sends no cookies (any origin may post), an
+# Authorization header (so every post is preflighted), X-Retry-Count on retries, and
+# reads Retry-After on a 429.
+CORS_ALLOW_ORIGINS = ("*",)
+CORS_ALLOW_METHODS = ("GET", "POST", "DELETE")
+CORS_ALLOW_HEADERS = ("Authorization", "Content-Type", "Content-Encoding", "X-Retry-Count")
+CORS_EXPOSE_HEADERS = ("Retry-After",)
+CORS_MAX_AGE_SECONDS = 3600
+# analytics.js may keep its settings this long (a page load fetches them once)
+BROWSER_SETTINGS_MAX_AGE_SECONDS = 300
+
 # Wake-ups: timers share one-time schedules per minute bucket
 WAKE_UP_BUCKET_SECONDS = 60
 WAKE_UP_MIN_LEAD_SECONDS = 5  # never add a timer to a bucket that is about to fire

@@ -48,11 +48,14 @@ def error_response(
     )
 
 
-def json_response(body: Any, status: int = 200) -> Response[str]:
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response[str]:
     return Response(
         status_code=status,
         content_type="application/json",
         body=json.dumps(body, separators=(",", ":"), default=str),
+        headers=headers,
     )
 
 

@@ -9,8 +9,13 @@ from nudge import constants as C
 pytestmark = pytest.mark.infra
 
 INGEST_ROUTES = [
-    f"POST /v1/{p}"
-    for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
+    *(
+        f"POST /v1/{p}"
+        for p in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
+    ),
+    # analytics.js: one letter per event type, b for a batch, and its settings
+    *(f"POST /v1/{p}" for p in ("t", "i", "p", "s", "g", "a", "b")),
+    "GET /v1/projects/{writeKey}/settings",
 ]
 API_ROUTES = [
     "GET /health",
@@ -51,6 +56,23 @@ def test_api_route_invokes_the_api_function(synth, route_key):
 
 def test_no_other_routes(synth):
     assert set(_routes_to(synth)) == set(INGEST_ROUTES) | set(API_ROUTES)
+
+
+def test_cors_lets_analytics_js_post_from_any_page(synth):
+    """API Gateway answers the preflights: any origin (no credentials are sent), the
+    Authorization and Content-Type headers analytics.js sets on every post, X-Retry-Count
+    on its retries, and Retry-After readable by the page on a 429."""
+    (api,) = synth.resources("AWS::ApiGatewayV2::Api").values()
+    cors = api["Properties"]["CorsConfiguration"]
+    assert cors["AllowOrigins"] == ["*"]
+    assert "AllowCredentials" not in cors or cors["AllowCredentials"] is False
+    assert {"POST", "GET"} <= set(cors["AllowMethods"])
+    allowed = {h.lower() for h in cors["AllowHeaders"]}
+    assert {"authorization", "content-type", "x-retry-count"} <= allowed
+    assert "retry-after" in {h.lower() for h in cors["ExposeHeaders"]}
+    assert cors["MaxAge"] == C.CORS_MAX_AGE_SECONDS
+    # no OPTIONS route would take the preflights from API Gateway
+    assert not [k for k in _routes_to(synth) if k.startswith(("OPTIONS ", "ANY /v1/{"))]
 
 
 def test_stage_is_throttled_at_the_default_rate_with_twice_the_burst(synth):

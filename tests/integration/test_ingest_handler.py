@@ -138,6 +138,110 @@ def test_import_queues_events_marked_historical(aws: Resources, ingest_fn: Fn) -
     assert ev.timestamp.year == 2025
 
 
+# ---- analytics.js (browsers) -----------------------------------------------------------------
+# What @segment/analytics-next 1.84 sends (tests/e2e/browser): each event to `/v1/<first letter
+# of its type>`, or batches to `/v1/b`, as `Content-Type: text/plain` (JSON all the same), with
+# the write key both as HTTP Basic user and as `writeKey` in the body, `sentAt` and `_metadata`.
+
+ANALYTICS_JS = {
+    "t": "track",
+    "i": "identify",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+}
+TEXT_PLAIN = {"content-type": "text/plain"}
+
+
+def test_analytics_js_short_paths_queue_the_same_events_as_the_long_ones(
+    aws: Resources, ingest_fn: Fn
+) -> None:
+    for letter, kind in ANALYTICS_JS.items():
+        payload = {
+            **SINGLE[kind],
+            "type": kind,
+            "messageId": f"ajs-{letter}",
+            "writeKey": WRITE_KEY,
+            "sentAt": "2026-03-02T12:00:00.000Z",
+            "_metadata": {"bundled": ["Segment.io"], "unbundled": [], "bundledIds": []},
+        }
+        # when
+        resp = post(ingest_fn, f"/v1/{letter}", payload, auth=basic(), headers=TEXT_PLAIN)
+        # then
+        assert resp["statusCode"] == 200, (letter, resp)
+        [(_, ev)] = queued(aws)
+        assert (ev.type, ev.message_id) == (kind, f"ajs-{letter}")
+
+
+def test_analytics_js_batch_path_takes_the_write_key_from_the_body(
+    aws: Resources, ingest_fn: Fn
+) -> None:
+    body = {
+        "writeKey": WRITE_KEY,
+        "sentAt": "2026-03-02T12:00:00.000Z",
+        "batch": [
+            {"type": "identify", "userId": "u1", "traits": {"email": "a@example.com"}},
+            {"type": "track", "userId": "u1", "event": "Product Viewed"},
+        ],
+    }
+    resp = post(ingest_fn, "/v1/b", body, headers=TEXT_PLAIN)  # no Authorization header
+    assert resp["statusCode"] == 200, resp
+    assert [ev.type for _, ev in queued(aws)] == ["identify", "track"]
+
+
+def test_analytics_js_short_path_without_a_key_is_401(aws: Resources, ingest_fn: Fn) -> None:
+    assert_error(post(ingest_fn, "/v1/t", SINGLE["track"], headers=TEXT_PLAIN), 401)
+
+
+def settings_request(key: str, headers: dict[str, str]) -> dict[str, Any]:
+    return http("GET", f"/v1/projects/{key}/settings", headers=headers)
+
+
+def test_browser_settings_point_analytics_js_at_the_host_it_fetched_them_from(
+    aws: Resources, ingest_fn: Fn
+) -> None:
+    # given API Gateway's headers (it always sets X-Forwarded-Proto)
+    headers = {"host": "abc.execute-api.eu-west-1.amazonaws.com", "x-forwarded-proto": "https"}
+    # when
+    resp = ingest_fn(settings_request(WRITE_KEY, headers))
+    # then
+    assert resp["statusCode"] == 200, resp
+    settings = body_of(resp)
+    assert settings["integrations"] == {
+        "Segment.io": {
+            "apiKey": WRITE_KEY,
+            "apiHost": "abc.execute-api.eu-west-1.amazonaws.com/v1",
+            "protocol": "https",
+        }
+    }
+    assert settings["metrics"] == {"sampleRate": 0}  # no telemetry to Segment
+    assert resp["headers"]["Cache-Control"] == (
+        f"private, max-age={C.BROWSER_SETTINGS_MAX_AGE_SECONDS}"
+    )
+
+
+def test_browser_settings_use_http_when_no_proxy_says_https(aws: Resources, ingest_fn: Fn) -> None:
+    resp = ingest_fn(settings_request(WRITE_KEY, {"host": "127.0.0.1:8080"}))
+    segment = body_of(resp)["integrations"]["Segment.io"]
+    assert (segment["apiHost"], segment["protocol"]) == ("127.0.0.1:8080/v1", "http")
+
+
+@pytest.mark.parametrize("key", ["wk_unknown", ADMIN_KEY])
+def test_browser_settings_of_anything_but_a_write_key_are_404(
+    aws: Resources, ingest_fn: Fn, key: str
+) -> None:
+    resp = ingest_fn(settings_request(key, {"host": "127.0.0.1:8080"}))
+    assert_error(resp, 404, "not_found")
+
+
+@pytest.mark.parametrize("host", ["evil.com/path", "a b", "x.com:80:80", "<script>"])
+def test_browser_settings_refuse_a_host_header_that_is_not_a_host(
+    aws: Resources, ingest_fn: Fn, host: str
+) -> None:
+    assert_error(ingest_fn(settings_request(WRITE_KEY, {"host": host})), 400)
+
+
 def test_queue_message_deduplication_id_is_per_user_and_message_id(
     aws: Resources, ingest_fn: Fn
 ) -> None:

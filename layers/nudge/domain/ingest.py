@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import threading
 import time
 import zlib
@@ -21,7 +22,9 @@ from typing import Any, Literal, Protocol
 
 from nudge.constants import MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from nudge.domain.errors import (
+    BadRequestError,
     InvalidJsonError,
+    NotFoundError,
     PayloadTooLargeError,
     RateLimitedError,
     UnauthorizedError,
@@ -32,6 +35,19 @@ from nudge.domain.ports import EventQueue
 
 KeyKind = Literal["write", "admin"]
 INGEST_KINDS = (*EVENT_TYPES, "batch", "import")
+# analytics.js (Segment's browser SDK) posts each event to the first letter of its type
+# under its apiHost (`/v1/t`, `/v1/i`, ...) and, when batching, to `/v1/b`: the same
+# endpoints under short names.
+SHORT_KINDS = {
+    "t": "track",
+    "i": "identify",
+    "p": "page",
+    "s": "screen",
+    "g": "group",
+    "a": "alias",
+    "b": "batch",
+}
+INGEST_PATHS = (*INGEST_KINDS, *SHORT_KINDS)  # every `/v1/<segment>` ingest accepts
 MAX_DECOMPRESSED_BYTES = 4 * MAX_BATCH_BYTES
 
 
@@ -112,14 +128,20 @@ class IngestResult:
         return body
 
 
+def endpoint_kind(segment: str) -> str:
+    """The kind of request a `/v1/<segment>` path stands for (`t` -> `track`, ...)."""
+    return SHORT_KINDS.get(segment, segment)
+
+
 def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestResult:
     """Validate a decoded request of one of the Segment ingest endpoints.
 
     Single-event endpoints raise on an invalid event (400); a batch accepts the valid
     items and reports the invalid ones by index, and raises only when none is valid.
     """
-    if kind not in INGEST_KINDS:
+    if endpoint_kind(kind) not in INGEST_KINDS:
         raise ValidationFailedError(f"unknown endpoint /v1/{kind}")
+    kind = endpoint_kind(kind)
     if not isinstance(payload, dict):
         raise ValidationFailedError("request body must be a JSON object")
     write_key = payload.get("writeKey") if isinstance(payload.get("writeKey"), str) else None
@@ -237,8 +259,9 @@ def ingest(
     """One request of the Segment HTTP Tracking API: authenticate, validate, queue.
 
     Answers only once every accepted event is queued (the queue raises otherwise)."""
-    if kind not in INGEST_KINDS:
+    if endpoint_kind(kind) not in INGEST_KINDS:
         raise ValidationFailedError(f"unknown endpoint /v1/{kind}")
+    kind = endpoint_kind(kind)
     limit = MAX_BATCH_BYTES if kind in ("batch", "import") else MAX_EVENT_BYTES
     key_hash: str | None = None
     if basic_auth_user(authorization):
@@ -254,3 +277,38 @@ def ingest(
     result = parse_request(kind, payload, received_at=received_at)
     queue.send(result.accepted)
     return result.response()
+
+
+# A host as a browser reached us: a name or address and an optional port, nothing else.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])"  # name, IPv4 or [IPv6]
+    r"(?::\d{1,5})?"  # port
+)
+
+
+def browser_settings(
+    keys: KeyStore, write_key: str, *, host: str | None, protocol: str | None
+) -> dict[str, Any]:
+    """What analytics.js fetches from `{cdnURL}/v1/projects/{writeKey}/settings` before
+    it sends anything (Segment's CDN serves it there): its Segment.io destination pointed
+    at the host the browser fetched this from, no device-mode destinations, and no
+    telemetry (`metrics.sampleRate` 0; analytics.js would post it to Segment).
+
+    An unknown write key gets 404, so a wrong key shows in the browser's console at load
+    time rather than as events that vanish (write keys are public: they ship in pages)."""
+    if keys.kind_of(hash_key(write_key)) != "write":
+        raise NotFoundError("no such write key: use the write key nudge printed or created")
+    if not host or not _HOST.fullmatch(host):
+        raise BadRequestError("the request has no usable Host header")
+    scheme = (protocol or "http").split(",")[0].strip().lower()
+    if scheme not in ("http", "https"):
+        raise BadRequestError(f"unsupported protocol {scheme!r}")
+    return {
+        "integrations": {
+            "Segment.io": {"apiKey": write_key, "apiHost": f"{host}/v1", "protocol": scheme}
+        },
+        "plan": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0},
+        "remotePlugins": [],
+    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 from nudge import constants as C
 from nudge import runtime
 from nudge.domain.clock import SettableClock, iso, to_ms
+from nudge.domain.ingest import INGEST_PATHS as DOMAIN_INGEST_PATHS
 from nudge.local.emulation import (
     Resources,
     ensure_free,
@@ -32,9 +34,46 @@ from nudge.local.lambdas import Function, http_event, repo_root
 from nudge.local.pollers import QueuePoller, settle
 
 log = logging.getLogger("nudge.local")
-INGEST_PATHS = {
-    f"/v1/{k}" for k in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
-}
+INGEST_PATHS = {f"/v1/{k}" for k in DOMAIN_INGEST_PATHS}  # POST: the tracking API
+BROWSER_SETTINGS_PATH = re.compile(r"/v1/projects/[^/]+/settings")  # GET: analytics.js
+
+
+def is_ingest_route(method: str, path: str) -> bool:
+    """The routes the stack sends to the ingest function; the others go to api."""
+    return (method == "POST" and path in INGEST_PATHS) or (
+        method == "GET" and BROWSER_SETTINGS_PATH.fullmatch(path) is not None
+    )
+
+
+def _allowed_origin(origin: str | None) -> str | None:
+    if "*" in C.CORS_ALLOW_ORIGINS:
+        return "*"
+    return origin if origin in C.CORS_ALLOW_ORIGINS else None
+
+
+def cors_preflight_headers(origin: str | None) -> dict[str, str]:
+    """API Gateway's answer to a CORS preflight when the HTTP API has a CORS
+    configuration (C.CORS_*): the function is not invoked."""
+    allowed = _allowed_origin(origin)
+    if allowed is None:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": allowed,
+        "Access-Control-Allow-Methods": ", ".join(C.CORS_ALLOW_METHODS),
+        "Access-Control-Allow-Headers": ", ".join(C.CORS_ALLOW_HEADERS),
+        "Access-Control-Max-Age": str(C.CORS_MAX_AGE_SECONDS),
+    }
+
+
+def cors_response_headers(origin: str | None) -> dict[str, str]:
+    """What API Gateway adds to a function's answer to a request with an Origin."""
+    allowed = _allowed_origin(origin)
+    if allowed is None:
+        return {}
+    return {
+        "Access-Control-Allow-Origin": allowed,
+        "Access-Control-Expose-Headers": ", ".join(C.CORS_EXPOSE_HEADERS),
+    }
 
 
 @dataclass
@@ -234,9 +273,26 @@ class LocalMode:
     ) -> tuple[int, dict[str, str], bytes]:
         if path.startswith("/_local/"):
             return self._local(method, path, body)
+        lower = {k.lower(): v for k, v in headers.items()}
+        if method == "OPTIONS" and "access-control-request-method" in lower:
+            return 204, cors_preflight_headers(lower.get("origin")), b""
+        status, out_headers, data = self._invoke(method, path, query, headers, body, client_ip)
+        if "origin" in lower:
+            out_headers.update(cors_response_headers(lower["origin"]))
+        return status, out_headers, data
+
+    def _invoke(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: bytes,
+        client_ip: str,
+    ) -> tuple[int, dict[str, str], bytes]:
         fn = (
             self.functions[C.FN_INGEST]
-            if (method == "POST" and path in INGEST_PATHS)
+            if is_ingest_route(method, path)
             else self.functions[C.FN_API]
         )
         event = http_event(
