@@ -72,3 +72,31 @@ class DependencyUnavailableError(NudgeError):
     """A backing service did not accept the work; the client should retry (503)."""
 
     code = "unavailable"
+
+
+class QueryError(NudgeError):
+    """A SQL query over the event archive could not run: the archive could not be read,
+    the engine failed, or the query failed while running (a bad cast, say). The message
+    says which, in words a person can act on."""
+
+    code = "query_failed"
+
+
+class QuerySyntaxError(QueryError):
+    """The query text is wrong: it does not parse, or names a table, column or function
+    that does not exist, or mixes types. Carries the engine's own message."""
+
+    code = "query_invalid"
+
+
+class QueryForbiddenError(QueryError):
+    """The query tried what the engine does not allow: reading or writing files of the
+    host, loading extensions, changing the engine's settings."""
+
+    code = "query_forbidden"
+
+
+class QueryTimeoutError(QueryError):
+    """The query ran longer than the engine's timeout (it was cancelled)."""
+
+    code = "query_timeout"

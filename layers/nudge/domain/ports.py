@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from nudge.domain.events import Event
 from nudge.domain.profile import Profile
+from nudge.domain.query import QueryResult
 
 
 class EventQueue(Protocol):
@@ -41,3 +43,16 @@ class ArchiveWriter(Protocol):
 
     def write(self, lines: Iterable[bytes]) -> None:
         """Archives the lines (one JSON event each); raises when some could not be."""
+
+
+class QueryEngine(Protocol):
+    def query(
+        self, sql: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> QueryResult:
+        """Runs one SQL statement (DuckDB's dialect) over the view `events` of the event
+        archive (columns: nudge.domain.archive), read-only. `since` / `until` keep the
+        events received in that range and let the engine read only the archive's hours
+        that can hold them. Raises QuerySyntaxError (the query is wrong, with the
+        engine's message), QueryForbiddenError (files, extensions, settings),
+        QueryTimeoutError, or QueryError (anything else, the archive unreadable)."""
+        ...
