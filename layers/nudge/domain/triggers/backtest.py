@@ -108,9 +108,10 @@ class Simulation:
         return p
 
     def deliver(self, events: Iterable[Event], now: datetime) -> list[FireRecord]:
-        """The process function: buckets due before `now` fire first, then the events
-        are processed as one batch (each user's folded and evaluated together)."""
-        self.advance(now, inclusive=False)
+        """The process function: buckets due by `now` fire first (as local mode's clock
+        fires the schedules due up to the time it moves to before the events sent then),
+        then the events are processed as one batch (each user's folded together)."""
+        self.advance(now)
         by_user: dict[str, list[Event]] = defaultdict(list)
         for ev in events:
             by_user[ev.profile_id].append(ev)
