@@ -121,6 +121,58 @@ def _speed_up_moto_sqs() -> None:
     m._nudge_patched = True  # type: ignore[attr-defined]
 
 
+FIREHOSE_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def _buffer_moto_firehose() -> None:
+    """moto's Firehose writes one S3 object per PutRecord(Batch) call; real Firehose
+    buffers (up to the stream's size or interval hint) and writes few large objects. An
+    archive of 10,000 tiny objects makes every cold read of it list and fetch 10,000
+    objects. Local mode appends each call's records to the hour's newest object until it
+    holds FIREHOSE_BUFFER_BYTES, then starts the next: the layout and the bytes are
+    those of Firehose, the object count close to it. The hour's object is rewritten on
+    each call (a reader sees it grow, as it would see a new object appear)."""
+    import moto.firehose.models as fm
+
+    if getattr(fm, "_nudge_patched", False):
+        return
+    lock = threading.Lock()
+    current: dict[tuple[str, str], tuple[str, int]] = {}  # (bucket, hour prefix) -> key, size
+    original = fm.FirehoseBackend.put_s3_records
+
+    def put_s3_records(
+        self: Any,
+        delivery_stream_name: str,
+        version_id: str,
+        s3_destination: dict[str, Any],
+        records: list[dict[str, bytes]],
+    ) -> list[dict[str, str]]:
+        bucket = s3_destination["BucketARN"].split(":")[-1]
+        path = self._format_s3_object_path(
+            delivery_stream_name, version_id, s3_destination.get("Prefix", "")
+        )
+        hour = path.rsplit("/", 1)[0]
+        data = b"".join(r["Data"] for r in records)
+        s3 = fm.s3_backends[self.account_id][self.partition]
+        with lock:
+            key, size = current.get((bucket, hour), (path, 0))
+            if size and size + len(data) > FIREHOSE_BUFFER_BYTES:
+                key, size = path, 0
+            body = data
+            if size:
+                try:
+                    body = s3.get_object(bucket, key).value + data
+                except Exception:  # deleted meanwhile (an erase): start a new object
+                    key, body = path, data
+            s3.put_object(bucket, key, body)
+            current[(bucket, hour)] = (key, len(body))
+        return [{"RecordId": str(fm.mock_random.uuid4())} for _ in records]
+
+    fm.FirehoseBackend.put_s3_records = put_s3_records  # type: ignore[method-assign]
+    fm._nudge_original_put_s3_records = original  # type: ignore[attr-defined]
+    fm._nudge_patched = True  # type: ignore[attr-defined]
+
+
 def _millis(dt: Any) -> float:
     from moto.core.utils import unix_time
 
@@ -131,6 +183,7 @@ def start_moto(host: str, port: int) -> Any:
     from moto.server import ThreadedMotoServer
 
     _speed_up_moto_sqs()
+    _buffer_moto_firehose()
     ensure_free(host, port, "AWS emulation")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
