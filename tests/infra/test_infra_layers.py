@@ -39,3 +39,27 @@ def test_deps_layer_carries_arm64_cpython_312_binaries(synth):
 
 def test_a_second_build_reuses_the_cached_deps_layer(synth):
     assert bundling.build_deps_layer() == synth.stack.layers.deps_dir
+
+
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024  # function code plus all its layers
+
+
+def _size(root) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def test_every_function_with_its_layers_stays_under_lambdas_unzipped_limit(synth):
+    # duckdb (the archive's SQL engine) is the largest dependency; the limit holds with room
+    layers = _size(synth.stack.layers.core_dir) + _size(synth.stack.layers.deps_dir)
+    functions = bundling.ROOT / "functions"
+    largest = max(_size(d) for d in functions.iterdir() if d.is_dir())
+    assert layers + largest < LAMBDA_UNZIPPED_LIMIT * 0.6, (layers + largest) / 2**20
+
+
+def test_deps_layer_carries_duckdb_for_arm64(synth):
+    site = synth.stack.layers.deps_dir / "python"
+    [binary] = site.glob("_duckdb*.so")
+    header = binary.read_bytes()[:20]
+    assert (
+        header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 0xB7
+    )  # EM_AARCH64
