@@ -1,661 +1,1814 @@
-"""`nudge bench`: the performance benchmark of SPEC §9, printed as JSON.
+"""`nudge bench`: what an event costs, measured on this machine (SPEC §9).
 
-- core: events per second per core folding state (and evaluating triggers, when the
-  engine is present) with no I/O;
-- aws: AWS requests per event through the real handlers under moto, counted at the
-  botocore level (BaseClient._make_api_call, which PynamoDB also goes through);
-- local: end-to-end local-mode throughput (Segment-style batches over HTTP → profile);
-- cost: modeled cost per million events at AWS list prices from the counts above.
+Four measurements, printed as one JSON object (`--json`, progress on stderr) or a table:
+
+- core: the processor's CPU per event, no I/O. For each event: its SQS body parsed as the
+  process function parses it (json.loads + Event.model_validate), Profile.apply,
+  Engine.on_events over the default triggers, and the profile serialized as the store
+  writes it (Profile.to_dict + json.dumps) — against json.loads of the same body, in the
+  same process and run. One event per call, and SQS batches of 10 folded per user.
+- aws: the AWS requests of each event through the real handlers in local mode (LocalMode
+  with its pollers run inline and its Scheduler emulation firing the wake-ups as the
+  clock follows the events): ingest → events queue → process → wake-ups → check →
+  process → actions queue → deliver. Counted at botocore (BaseClient._make_api_call),
+  with DynamoDB write and read units computed from the items' sizes in the requests and
+  responses, SQS requests in 64 KB chunks and Firehose records in 5 KB units.
+- local: local mode end to end, in this process: Segment's Python SDK (gzip, 100 events
+  per request) against `nudge dev`; accepted events/s, events/s until every queue is
+  drained, and the latency from an event's acceptance to the in-app message it fires.
+- cost: dollars per million events at AWS list prices from the counts above.
+
+Three workloads of Segment events that exercise every default trigger: sparse (many users
+over days), dense (many users in one hour), heavy (one user, many events in a day).
 """
 
 from __future__ import annotations
 
+import argparse
+import ast
+import base64
+import contextlib
+import gzip
 import json
 import math
 import os
+import platform
 import random
+import re
+import socket
 import statistics
+import sys
+import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TextIO
 
-from nudge.domain.events import Event, normalize_event
-from nudge.domain.profile import Profile
+from nudge import constants as C
 
-# AWS list prices (us-east-1, 2026-11; ../shared/NOTES.md)
-PRICE = {
+# ---- prices and billing rules (us-east-1 list prices; free tiers ignored) --------------------
+PRICES = {
     "http_api_per_request": 1.00 / 1e6,
     "lambda_per_request": 0.20 / 1e6,
-    "lambda_per_gb_s_arm": 0.0000133334,
+    "lambda_per_gb_s_arm64": 0.0000133334,
     "sqs_fifo_per_request": 0.50 / 1e6,
-    "ddb_per_wru": 0.625 / 1e6,
-    "ddb_per_rru": 0.125 / 1e6,
+    "dynamodb_per_write_unit": 0.625 / 1e6,
+    "dynamodb_per_read_unit": 0.125 / 1e6,
     "scheduler_per_invocation": 1.00 / 1e6,
+    "firehose_per_gb": 0.029,
+    "s3_per_put": 0.005 / 1000,
+    "secrets_manager_per_call": 0.05 / 10_000,
     "ses_per_mail": 0.10 / 1000,
+    "sns_mobile_push_per_publish": 0.50 / 1e6,
 }
-AWS_CALL_LATENCY_S = 0.008  # typical in-region latency of one AWS API call, for Lambda duration
-LAMBDA_MEMORY_GB = 0.5
-CLIENT_BATCH = 100  # events per HTTP request, as Segment's SDKs send them
+SQS_BILLING_CHUNK = 64 * 1024  # each 64 KB of a request's payload is one request
+FIREHOSE_RECORD_UNIT = 5 * 1024  # Firehose bills each record rounded up to 5 KB
+FIREHOSE_BUFFER_BYTES = 64 * 1024 * 1024  # the stack's buffering hint (infra/constructs/archive.py)
+DDB_WRITE_UNIT = 1024
+DDB_READ_UNIT = 4096
+GB = 1024**3
 
-PRODUCTS = [f"p{i}" for i in range(200)]
-NAMES = [
-    "Product Viewed",
-    "Product Viewed",
-    "Product Viewed",
-    "Page Viewed",
-    "Product Added",
-    "Cart Viewed",
-    "Checkout Started",
-    "Order Completed",
-    "Product Removed",
-    "Song Played",
+ASSUMPTIONS = [
+    "Prices: us-east-1 list prices, free tiers ignored.",
+    "Workloads: each request of 100 events is sent at its last event's time (the lag is "
+    "reported per workload). At 10,000 events over 7 days the sparse workload's requests are "
+    "about 100 minutes apart: a session's events often share a batch (one profile write for "
+    "several events), and short timers (dwell 5 min, cart 15 min) are often due already when "
+    "their events arrive, so they fire at once rather than through a wake-up. The dense "
+    "workload (a request every ~36 s) is the one where events arrive as they happen.",
+    "moto answers a Query by sorting the whole table; while the AWS requests are counted a "
+    "Query reads its partition only, as DynamoDB does (same results), so the check and "
+    "deliver durations do not grow with the tables.",
+    "Local mode appends each Firehose call to the hour's S3 object, copying it whole inside "
+    "PutRecordBatch; while the AWS requests are counted moto writes one object per call "
+    "instead (its own behavior), so the process durations do not grow with the archive.",
+    "Local mode's own calls (the pollers' receives and deletes, settle's queue attribute "
+    "reads, the Scheduler emulation's list/get/delete) are counted apart and not billed.",
+    "HTTP API: one request per ingest call (a gzip batch of 100 events is far under the "
+    "512 KB metering unit).",
+    "Lambda: measured handler durations in local mode (the AWS calls are round trips to "
+    "the in-process moto server, not to AWS), rounded up to 1 ms per invocation, times the "
+    "memory each function has in infra/constructs; init (cold start) time not included.",
+    "SQS FIFO: every request the handlers make, each 64 KB of payload one request. The "
+    "Lambda event source mappings poll SQS themselves: counted as Lambda makes them, one "
+    "ReceiveMessage (64 KB chunks of the batch) and one DeleteMessageBatch per batch handed "
+    "to the function. Their empty long polls (a few per minute per queue, whatever the "
+    "traffic) are a fixed cost, not per event, and not counted.",
+    "DynamoDB on demand: a write is billed by the larger of the item before and after, "
+    "1 write unit per KB (transactions twice); reads by the returned item size, 4 KB per "
+    "unit (a Query sums its items first), halved when eventually consistent; a read that "
+    "finds no item still costs 1 unit (0.5 eventually consistent); a failed conditional "
+    "write is billed like a write. UpdateItem is sized by the item before the update.",
+    "EventBridge Scheduler bills invocations (a wake-up that fires, a deferred action put "
+    "back on the queue); CreateSchedule and the other API calls are not billed, and "
+    "schedules delete themselves after they fire (ActionAfterCompletion=DELETE).",
+    "Firehose: ingestion $0.029/GB with every record rounded up to 5 KB; S3 PUTs as one "
+    "object per 64 MB buffer (the 300 s interval adds a fixed ~12 PUTs an hour, not per "
+    "event); S3 storage, Glue and Athena not included.",
+    "Sending is shown apart: SES $0.10 per 1,000 mails, SNS mobile push $0.50 per million "
+    "(SMS prices depend on the country: counted, not priced). CloudWatch logs and metrics "
+    "and X-Ray are not included.",
 ]
 
 
-def synthetic_events(
-    n: int, users: int, *, seed: int = 7, start: datetime | None = None, peak: bool = False
-) -> list[dict[str, Any]]:
-    """A mixed e-commerce workload in Segment format: each user browses in sessions (a
-    few to fifteen events, seconds apart), sessions hours to days apart; some sessions add
-    to the cart, some order. With `peak`, every user has one session and they all start
-    within the same ten minutes (a campaign or traffic peak). Sorted by time."""
-    rng = random.Random(seed)
-    t0 = start or datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    per_user = [n // users + (1 if u < n % users else 0) for u in range(users)]
-    out: list[dict[str, Any]] = []
-    i = 0
-    for u, count in enumerate(per_user):
-        t = t0 + (
-            timedelta(seconds=rng.randint(0, 600))
-            if peak
-            else timedelta(minutes=rng.randint(0, 180))
+# ---- configuration -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BenchConfig:
+    events: int = 10_000  # per workload (sparse, dense)
+    sparse_users: int = 2_000
+    sparse_days: int = 7
+    dense_users: int = 1_000
+    heavy_events: int = 10_000
+    client_batch: int = 100  # events per ingest request, as Segment's SDKs send them
+    local_events: int = 5_000
+    local_users: int = 200
+    core_rounds: int = 3  # at most; fewer once a mode has taken core_budget_s
+    core_budget_s: float = 20.0
+    latency_samples: int = 10  # end to end, one at a time, with nothing queued
+    tail_days: int = 3  # the clock runs on after the last event so that every timer fires
+    seed: int = 7
+
+
+DEFAULT = BenchConfig()
+QUICK = BenchConfig(
+    events=1_000,
+    sparse_users=200,
+    dense_users=100,
+    heavy_events=1_000,
+    local_events=1_000,
+    local_users=40,
+    core_rounds=2,
+    latency_samples=5,
+)
+TINY = BenchConfig(  # the test's: seconds
+    events=100,
+    sparse_users=10,
+    sparse_days=3,
+    dense_users=10,
+    heavy_events=100,
+    local_events=100,
+    local_users=5,
+    core_rounds=1,
+    latency_samples=1,
+)
+
+WRITE_KEY = "wk_bench"
+ADMIN_KEY = "ak_bench"
+
+
+# ---- DynamoDB item sizes (developer guide, "DynamoDB item sizes and formats") -----------------
+def _number_size(text: str) -> int:
+    """1 byte per two significant digits (leading and trailing zeroes trimmed) + 1."""
+    mantissa = re.split("[eE]", text.strip().lstrip("+-"))[0].replace(".", "")
+    significant = mantissa.strip("0") or "0"
+    return (len(significant) + 1) // 2 + 1
+
+
+def attribute_value_size(value: dict[str, Any]) -> int:
+    """The size of one typed attribute value (its name not included)."""
+    ((tag, v),) = value.items()
+    if tag == "S":
+        return len(v.encode("utf-8"))
+    if tag == "N":
+        return _number_size(v)
+    if tag == "B":
+        return len(v) if isinstance(v, bytes | bytearray) else len(base64.b64decode(v))
+    if tag in ("BOOL", "NULL"):
+        return 1
+    if tag == "SS":
+        return sum(len(s.encode("utf-8")) for s in v)
+    if tag == "NS":
+        return sum(_number_size(n) for n in v)
+    if tag == "BS":
+        return sum(attribute_value_size({"B": b}) for b in v)
+    if tag == "L":  # 3 bytes, and 1 byte per element
+        return 3 + sum(1 + attribute_value_size(e) for e in v)
+    if tag == "M":  # 3 bytes, and per element its name and 1 byte
+        return 3 + sum(1 + len(k.encode("utf-8")) + attribute_value_size(e) for k, e in v.items())
+    raise ValueError(f"not a DynamoDB attribute value: {tag}")
+
+
+def item_size(item: dict[str, dict[str, Any]]) -> int:
+    """An item's size as DynamoDB bills it: the UTF-8 lengths of the attribute names plus
+    the sizes of their values."""
+    return sum(len(name.encode("utf-8")) + attribute_value_size(v) for name, v in item.items())
+
+
+def write_units(size: int) -> int:
+    return max(1, math.ceil(size / DDB_WRITE_UNIT))
+
+
+def read_units(size: int, *, consistent: bool) -> float:
+    units = max(1, math.ceil(size / DDB_READ_UNIT))
+    return float(units) if consistent else units / 2
+
+
+# ---- workloads ------------------------------------------------------------------------------
+CATALOG = [(f"sku-{i:03d}", f"Product {i}", 5 + (i * 37) % 195) for i in range(300)]
+SESSION_GAP_S = 45 * 60  # sessions of one user start at least this far apart
+
+
+@dataclass
+class Workload:
+    """Segment events in time order; timestamps are offsets (seconds) from the start, so
+    the same workload can be laid on any clock."""
+
+    name: str
+    description: str
+    users: int
+    span_s: float
+    events: list[tuple[float, dict[str, Any]]]  # (offset, event without timestamp)
+
+    def materialize(self, start: datetime) -> list[dict[str, Any]]:
+        return [
+            {**ev, "timestamp": (start + timedelta(seconds=off)).isoformat()}
+            for off, ev in self.events
+        ]
+
+
+class _UserStream:
+    """One user's events: behaviors that exercise the default triggers."""
+
+    def __init__(self, rng: random.Random, workload: str, user: str, gap_scale: float) -> None:
+        self.rng = rng
+        self.workload = workload
+        self.user = user
+        self.gap_scale = gap_scale
+        self.cart: list[str] = []
+        self.out: list[tuple[float, dict[str, Any]]] = []
+
+    def _emit(self, t: float, body: dict[str, Any]) -> None:
+        self.out.append((t, {"userId": self.user, **body}))
+
+    def _product(self) -> tuple[str, str, int]:
+        return self.rng.choice(CATALOG[:120])
+
+    def _gap(self, low: float, high: float) -> float:
+        return self.rng.uniform(low, high) * self.gap_scale
+
+    def identify(self, t: float, n: int) -> None:
+        self._emit(
+            t,
+            {
+                "type": "identify",
+                "traits": {"email": f"{self.user}@example.com", "name": f"User {n}"},
+            },
         )
-        left = count
-        if rng.random() < 0.6 and left > 0:  # most users are known: an identify with an address
-            out.append(
-                {
-                    "messageId": f"bench-{seed}-{i}",
-                    "userId": f"user-{u}",
-                    "timestamp": t.isoformat(),
-                    "type": "identify",
-                    "traits": {"email": f"user-{u}@example.com"},
-                }
+
+    def behavior(self, t: float) -> list[tuple[float, dict[str, Any]]]:
+        """One step of a session: (gap before, event) pairs."""
+        rng = self.rng
+        kind = rng.choices(
+            ["browse", "repeat_view", "dwell", "cart", "order", "remove"],
+            weights=[30, 18, 14, 18, 10, 10],
+        )[0]
+        pid, name, price = self._product()
+        view = {
+            "type": "track",
+            "event": "Product Viewed",
+            "properties": {"product_id": pid, "name": name, "price": price},
+        }
+        if kind == "browse":
+            steps = [(self._gap(5, 40), {"type": "page", "name": "Home", "properties": {}})]
+            steps += [(self._gap(10, 60), view)]
+            return steps
+        if kind == "repeat_view":  # the same product three times: repeat_product_view
+            steps = [(self._gap(10, 60), view), (self._gap(15, 120), view)]
+            steps.append((self._gap(15, 120), view))
+            return steps
+        if kind == "dwell":  # a product page and nothing for over 5 minutes
+            return [(self._gap(5, 30), view), (rng.uniform(6 * 60, 12 * 60), {})]
+        if kind == "cart":  # an add and no order: cart_abandonment after 15 minutes
+            self.cart.append(pid)
+            add = {
+                "type": "track",
+                "event": "Product Added",
+                "properties": {"product_id": pid, "name": name, "price": price, "quantity": 1},
+            }
+            return [(self._gap(5, 40), view), (self._gap(10, 60), add)]
+        if kind == "order":
+            self.cart.append(pid)
+            items = list(dict.fromkeys(self.cart))[-5:]
+            self.cart.clear()
+            return [
+                (
+                    self._gap(5, 40),
+                    {
+                        "type": "track",
+                        "event": "Product Added",
+                        "properties": {"product_id": pid, "price": price, "quantity": 1},
+                    },
+                ),
+                (self._gap(20, 90), {"type": "track", "event": "Checkout Started"}),
+                (
+                    self._gap(30, 120),
+                    {
+                        "type": "track",
+                        "event": "Order Completed",
+                        "properties": {
+                            "order_id": f"o-{self.user}-{int(t)}",
+                            "revenue": price * len(items),
+                            "products": [{"product_id": p} for p in items],
+                        },
+                    },
+                ),
+            ]
+        # remove
+        gone = self.cart.pop(rng.randrange(len(self.cart))) if self.cart else pid
+        return [
+            (
+                self._gap(5, 40),
+                {"type": "track", "event": "Product Removed", "properties": {"product_id": gone}},
             )
-            i += 1
-            left -= 1
-        while left > 0:
-            session = left if peak else min(left, rng.randint(3, 15))
-            for _k in range(session):
-                name = rng.choice(NAMES)
-                props: dict[str, Any] = {
-                    "product_id": rng.choice(PRODUCTS[:40]),
-                    "price": rng.randint(5, 200),
-                }
-                if name == "Order Completed":
-                    props = {
-                        "revenue": rng.randint(20, 400),
-                        "products": [{"product_id": rng.choice(PRODUCTS[:40])}],
-                    }
-                ev: dict[str, Any] = {
-                    "messageId": f"bench-{seed}-{i}",
-                    "userId": f"user-{u}",
-                    "timestamp": t.isoformat(),
-                }
-                if name == "Page Viewed":
-                    ev.update(type="page", name="Home")
-                else:
-                    ev.update(type="track", event=name, properties=props)
-                out.append(ev)
-                i += 1
-                t += timedelta(seconds=rng.randint(5, 90))
-            left -= session
-            t += timedelta(hours=rng.choice([2, 6, 20, 30, 60]))
-    out.sort(key=lambda e: (e["timestamp"], e["messageId"]))
-    return out
+        ]
+
+    def session(self, t: float, budget: int) -> float:
+        """Fills one session with `budget` events from t; returns when it ended."""
+        while budget > 0:
+            for gap, ev in self.behavior(t):
+                t += gap
+                if not ev:  # a pause
+                    continue
+                if budget == 0:
+                    break
+                self._emit(t, ev)
+                budget -= 1
+        return t
 
 
-def _normalized(raw: list[dict[str, Any]]) -> list[Event]:
+def generate(
+    name: str,
+    description: str,
+    *,
+    events: int,
+    users: int,
+    span: timedelta,
+    seed: int,
+    sessions_of: Callable[[int], int],
+    email_share: float = 0.6,
+    gap_scale: float = 1.0,
+) -> Workload:
+    rng = random.Random(f"{seed}-{name}")
+    span_s = span.total_seconds()
+    counts = [1] * users
+    weights = [rng.paretovariate(2.5) for _ in range(users)]
+    for u in rng.choices(range(users), weights=weights, k=max(0, events - users)):
+        counts[u] += 1
+    out: list[tuple[float, dict[str, Any]]] = []
+    for u, budget in enumerate(counts):
+        stream = _UserStream(rng, name, f"{name}-u{u}", gap_scale)
+        k = max(1, min(sessions_of(budget), budget))
+        starts = sorted(rng.uniform(0, span_s * 0.95) for _ in range(k))
+        shares = [budget // k + (1 if i < budget % k else 0) for i in range(k)]
+        t_end = 0.0
+        first = True
+        for start, share in zip(starts, shares, strict=True):
+            t = max(start, t_end + SESSION_GAP_S) if not first else start
+            if first and rng.random() < email_share and share > 0:
+                stream.identify(t, u)
+                share -= 1
+            first = False
+            t_end = stream.session(t, share)
+        evs = stream.out
+        last = max((off for off, _ in evs), default=0.0)
+        if last > span_s:  # the user's sessions ran past the span: compress them into it
+            t0 = evs[0][0]
+            factor = (span_s - t0) / (last - t0) if last > t0 else 1.0
+            evs = [(t0 + (off - t0) * factor, ev) for off, ev in evs]
+        out.extend(evs)
+    out.sort(key=lambda x: x[0])
+    numbered = [
+        (off, {**ev, "messageId": f"{name}-{i}"}) for i, (off, ev) in enumerate(out[:events])
+    ]
+    return Workload(name, description, users, span_s, numbered)
+
+
+def workloads(cfg: BenchConfig) -> list[Workload]:
     return [
-        normalize_event(r, kind=None, received_at=datetime.fromisoformat(r["timestamp"]))
-        for r in raw
+        generate(
+            "sparse",
+            f"{cfg.events:,} events of {cfg.sparse_users:,} users in sessions spread over "
+            f"{cfg.sparse_days} days: cart adds without orders, repeat views of one product, "
+            "product pages dwelt on over 5 minutes, users with an email inactive for 48 h",
+            events=cfg.events,
+            users=cfg.sparse_users,
+            span=timedelta(days=cfg.sparse_days),
+            seed=cfg.seed,
+            sessions_of=lambda n: 1 + n // 6,
+        ),
+        generate(
+            "dense",
+            f"{cfg.events:,} events of {cfg.dense_users:,} users, one session each, all "
+            "within one hour (the same behaviors)",
+            events=cfg.events,
+            users=cfg.dense_users,
+            span=timedelta(hours=1),
+            seed=cfg.seed,
+            sessions_of=lambda n: 1,
+        ),
+        generate(
+            "heavy",
+            f"one user with {cfg.heavy_events:,} events in a day (the same behaviors, "
+            "sessions back to back)",
+            events=cfg.heavy_events,
+            users=1,
+            span=timedelta(days=1),
+            seed=cfg.seed,
+            sessions_of=lambda n: max(1, n // 100),
+            email_share=1.0,
+            gap_scale=0.3,
+        ),
     ]
 
 
-def bench_core(n: int = 20_000, users: int = 200) -> dict[str, Any]:
-    events = _normalized(synthetic_events(n, users))
-    by_user: dict[str, list[Event]] = {}
-    for ev in events:
-        by_user.setdefault(ev.profile_id, []).append(ev)
-    engine = _engine()
-    profiles = {u: Profile(u) for u in by_user}
-    batches = [(u, evs[i : i + 10]) for u, evs in by_user.items() for i in range(0, len(evs), 10)]
-    started = time.process_time()
-    for user, batch in batches:
-        p = profiles[user]
-        fresh = p.apply(batch)
-        if engine is not None:
-            engine.on_events(p, fresh, batch[-1].timestamp)
-    cpu = time.process_time() - started
-    sizes = [len(json.dumps(p.to_dict(), separators=(",", ":"))) for p in profiles.values()]
-    return {
-        "events": n,
-        "events_per_second_per_core": round(n / cpu),
-        "with_trigger_engine": engine is not None,
-        "profile_bytes_median": int(statistics.median(sizes)),
-        "profile_bytes_max": max(sizes),
-    }
+def requests_of(events: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    return [events[i : i + size] for i in range(0, len(events), size)]
+
+
+def _ts(ev: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(ev["timestamp"])
+
+
+def bench_start(now: datetime) -> datetime:
+    """Workloads start at the next 09:00 UTC, so every run sees the same hours of the day
+    (quiet hours defer email and push at night)."""
+    day = now.astimezone(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    return day if day > now + timedelta(minutes=5) else day + timedelta(days=1)
+
+
+# ---- core: CPU per event, no I/O ---------------------------------------------------------------
+def _process_module() -> Any:
+    from nudge.local.lambdas import Function
+
+    return Function._load(C.FN_PROCESS)
 
 
 def _engine() -> Any:
-    try:
-        from nudge.domain.triggers.engine import Engine
-        from nudge.domain.triggers.loader import load_triggers
-    except ImportError:
-        return None
+    from nudge.domain.triggers.engine import Engine
+    from nudge.domain.triggers.loader import load_triggers
     from nudge.local.lambdas import repo_root
 
     return Engine(load_triggers(repo_root() / "triggers"))
 
 
-@contextmanager
-def count_aws_calls() -> Iterator[Counter[str]]:
-    """Counts every AWS API call made through botocore (boto3 and PynamoDB alike)."""
-    import botocore.client
+def sqs_bodies(events: list[dict[str, Any]], client_batch: int) -> list[tuple[str, datetime]]:
+    """Each event as the ingest function queues it (normalized, Event.to_json), with the
+    time its request arrives (its last event's time)."""
+    from nudge.domain.events import normalize_event
 
-    counts: Counter[str] = Counter()
-    original = botocore.client.BaseClient._make_api_call
-
-    def counting(self: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
-        counts[f"{self.meta.service_model.service_name}:{operation_name}"] += 1
-        return original(self, operation_name, api_params)
-
-    botocore.client.BaseClient._make_api_call = counting  # type: ignore[method-assign]
-    try:
-        yield counts
-    finally:
-        botocore.client.BaseClient._make_api_call = original  # type: ignore[method-assign]
+    out = []
+    for chunk in requests_of(events, client_batch):
+        received = _ts(chunk[-1])
+        for raw in chunk:
+            out.append((normalize_event(raw, kind=None, received_at=received).to_json(), received))
+    return out
 
 
-class MotoStack:
-    """The stack's handlers under moto's mock_aws, driven the way AWS drives them, with
-    every AWS call they make counted."""
+def _core_pass(
+    bodies: list[tuple[str, datetime]], parse: Any, engine: Any, batch: int
+) -> dict[str, float]:
+    """One pass over fresh profiles; seconds spent in each step."""
+    from nudge.domain.events import Event
+    from nudge.domain.profile import Profile
 
-    def __init__(self) -> None:
-        from moto import mock_aws
+    profiles: dict[str, Profile] = {}
+    dumps = json.dumps
+    clock = time.perf_counter
+    parse_s = apply_s = engine_s = ser_s = 0.0
+    started = clock()
+    for i in range(0, len(bodies), batch):
+        group = bodies[i : i + batch]
+        t0 = clock()
+        by_user: dict[str, list[Event]] = {}
+        for body, _ in group:
+            user, ev = parse(body)
+            by_user.setdefault(user, []).append(ev)
+        t1 = clock()
+        parse_s += t1 - t0
+        now = group[-1][1]
+        for user, evs in by_user.items():
+            t1 = clock()
+            p = profiles.get(user)
+            if p is None:
+                p = profiles[user] = Profile(user_id=user)
+            fresh = p.apply(evs)
+            t2 = clock()
+            if fresh:
+                engine.on_events(p, fresh, now)
+            t3 = clock()
+            dumps(p.to_dict(), separators=(",", ":"), sort_keys=True)
+            t4 = clock()
+            apply_s += t2 - t1
+            engine_s += t3 - t2
+            ser_s += t4 - t3
+    total = clock() - started
+    sizes = sorted(
+        len(dumps(p.to_dict(), separators=(",", ":"), sort_keys=True)) for p in profiles.values()
+    )
+    return {
+        "parse": parse_s,
+        "apply": apply_s,
+        "engine": engine_s,
+        "serialize": ser_s,
+        "total": total,
+        "profile_json_p50": float(sizes[len(sizes) // 2]),
+        "profile_json_max": float(sizes[-1]),
+    }
 
-        self._mock = mock_aws()
 
-    def __enter__(self) -> MotoStack:
-        import boto3
+def _loads_pass(bodies: list[tuple[str, datetime]]) -> float:
+    loads = json.loads
+    started = time.perf_counter()
+    for body, _ in bodies:
+        loads(body)
+    return time.perf_counter() - started
 
-        from nudge import constants as C
-        from nudge import runtime
-        from nudge.adapters.aws import reset_clients
-        from nudge.adapters.keys import create_key
-        from nudge.domain.clock import SettableClock
-        from nudge.local.emulation import provision, set_fake_credentials
-        from nudge.local.lambdas import Function, repo_root
 
-        set_fake_credentials()
-        for k, v in {
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "ERROR",
-        }.items():
-            os.environ.setdefault(k, v)
-        self._mock.start()
-        reset_clients()
-        self.res = provision(None)
-        env = self.res.env()
-        env.pop("AWS_ENDPOINT_URL")
-        os.environ.pop("AWS_ENDPOINT_URL", None)
-        root = repo_root()
-        env.update(
-            {
-                C.ENV_TRIGGERS_PATH: str(root / "triggers"),
-                C.ENV_TEMPLATES_PATH: str(root / "templates"),
-                C.ENV_CONFIG_PATH: str(root / "config"),
-                C.ENV_PUBLIC_URL: "https://nudge.example.com",
-            }
-        )
-        os.environ.update(env)
-        self.clock = SettableClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC), frozen=True)
-        self._previous_clock = runtime.clock()
-        runtime.set_clock(self.clock)
-        self.key = create_key("write", key="wk_bench")
-        self.fns = {n: Function(n) for n in (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, C.FN_DELIVER)}
-        for fn in self.fns.values():
-            fn.module.deps.cache_clear()
-        self.sqs = boto3.client("sqs")
-        self.counts: Counter[str] = Counter()
-        self.invocations: Counter[str] = Counter()
-        self.statuses: Counter[str] = Counter()
+def bench_core(workload: Workload, cfg: BenchConfig) -> dict[str, Any]:
+    """Per-event µs of each step against json.loads of the same bodies, rounds interleaved
+    (yardstick, core, yardstick, core...) and the median of each taken."""
+    parse = _process_module().parse_message
+    engine = _engine()
+    start = bench_start(datetime(2026, 3, 1, tzinfo=UTC))
+    bodies = sqs_bodies(workload.materialize(start), cfg.client_batch)
+    n = len(bodies)
+    out: dict[str, Any] = {"events": n}
+    for label, batch in (("one_event_per_call", 1), ("sqs_batches_of_10", C.PROCESS_BATCH_SIZE)):
+        loads_s: list[float] = []
+        passes: list[dict[str, float]] = []
+        began = time.perf_counter()
+        while len(passes) < cfg.core_rounds and (
+            not passes or time.perf_counter() - began < cfg.core_budget_s
+        ):
+            loads_s.append(_loads_pass(bodies))
+            passes.append(_core_pass(bodies, parse, engine, batch))
+        us = 1e6 / n
+        loads_us = statistics.median(loads_s) * us
+        med = {k: statistics.median(p[k] for p in passes) for k in passes[0]}
+        total_us = med["total"] * us
+        out[label] = {
+            "json_loads_us": round(loads_us, 2),
+            "parse_us": round(med["parse"] * us, 2),
+            "apply_us": round(med["apply"] * us, 2),
+            "engine_us": round(med["engine"] * us, 2),
+            "serialize_us": round(med["serialize"] * us, 2),
+            "total_us": round(total_us, 2),
+            "ratio_to_json_loads": round(total_us / loads_us, 1),
+            "events_per_second_per_core": round(1e6 / total_us),
+            "rounds": len(passes),
+        }
+        out["profile_json_bytes_p50"] = int(med["profile_json_p50"])
+        out["profile_json_bytes_max"] = int(med["profile_json_max"])
+    out["body_bytes_mean"] = round(statistics.fmean(len(b) for b, _ in bodies), 1)
+    return out
+
+
+def anchors(workload: Workload) -> dict[str, Any]:
+    """Plain Python yardsticks on this machine, to read the other figures against."""
+    bodies = sqs_bodies(workload.materialize(datetime(2026, 3, 1, 9, tzinfo=UTC)), 100)
+    n = len(bodies)
+    loads = min(_loads_pass(bodies) for _ in range(3)) * 1e6 / n
+    objs = [json.loads(b) for b, _ in bodies]
+    started = time.perf_counter()
+    for o in objs:
+        json.dumps(o, separators=(",", ":"))
+    dumps = (time.perf_counter() - started) * 1e6 / n
+    raw = json.dumps({"batch": workload.materialize(datetime(2026, 3, 1, tzinfo=UTC))[:100]})
+    started = time.perf_counter()
+    for _ in range(20):
+        gzip.compress(raw.encode())
+    gz = (time.perf_counter() - started) * 1e6 / 20 / 100
+    return {
+        "workload": workload.name,
+        "json_loads_us_per_event": round(loads, 2),
+        "json_dumps_us_per_event": round(dumps, 2),
+        "gzip_us_per_event": round(gz, 2),
+        "event_body_bytes_mean": round(statistics.fmean(len(b) for b, _ in bodies), 1),
+    }
+
+
+# ---- counting AWS requests at botocore --------------------------------------------------------
+_tls = threading.local()
+
+
+@dataclass
+class Account:
+    """What one payer (a function, an event source mapping, the Scheduler) made AWS do."""
+
+    ops: Counter[str] = field(default_factory=Counter)
+    op_seconds: Counter[str] = field(default_factory=Counter)
+    write_units: float = 0.0
+    read_units: float = 0.0
+    sqs_requests: int = 0  # billed: 64 KB chunks
+    sqs_messages: int = 0
+    firehose_records: int = 0
+    firehose_bytes: int = 0
+    firehose_billed_bytes: int = 0
+    scheduler_api_calls: int = 0
+    scheduler_invocations: int = 0
+    ses_mails: int = 0
+    sns_push: int = 0
+    sns_sms: int = 0
+    secrets_calls: int = 0
+    aws_seconds: float = 0.0
+
+    def add(self, other: Account) -> None:
+        for k, v in vars(other).items():
+            if isinstance(v, Counter):
+                getattr(self, k).update(v)
+            else:
+                setattr(self, k, getattr(self, k) + v)
+
+
+@dataclass
+class Invocations:
+    count: int = 0
+    durations: list[float] = field(default_factory=list)  # seconds, accounting excluded
+    records: int = 0  # SQS records handed in
+    batch_chunks: int = 0  # ReceiveMessage requests the batches cost (64 KB chunks)
+
+
+def _sqs_payload(entries: Sequence[dict[str, Any]], body_key: str) -> int:
+    size = 0
+    for e in entries:
+        size += len(str(e.get(body_key) or "").encode())
+        for name, attr in (e.get("MessageAttributes") or {}).items():
+            size += len(name) + len(str(attr.get("DataType", "")))
+            size += len(str(attr.get("StringValue") or "").encode())
+    return size
+
+
+def _records_payload(records: Sequence[dict[str, Any]]) -> int:
+    """The payload of a Lambda SQS event's records (what ReceiveMessage returned)."""
+    size = 0
+    for r in records:
+        size += len((r.get("body") or "").encode())
+        for name, attr in (r.get("messageAttributes") or {}).items():
+            size += len(name) + len(str(attr.get("dataType", "")))
+            size += len(str(attr.get("stringValue") or "").encode())
+    return size
+
+
+def _chunks(size: int) -> int:
+    return max(1, math.ceil(size / SQS_BILLING_CHUNK))
+
+
+class Meter:
+    """Counts every AWS call made through botocore (boto3 and PynamoDB alike), by payer:
+    inside a handler invocation the function; outside, the local machinery that stands
+    in for AWS (the pollers for Lambda's event source mappings, the Scheduler emulation),
+    which is not billed as such — the event source mappings are modeled per batch."""
+
+    def __init__(self, local: Any) -> None:
+        from nudge.adapters.tables import table_specs
+
+        res = local.resources
+        self.local = local
+        self.accounts: dict[str, Account] = defaultdict(Account)
+        self.unbilled: Counter[str] = Counter()
+        self.invocations: dict[str, Invocations] = defaultdict(Invocations)
+        self.inbox_writes: dict[str, float] = {}
+        self.on_ingest: Callable[[dict[str, Any], Any, float], None] | None = None
+        self._lock = threading.Lock()
+        self._sizes: dict[tuple[str, str], int] = {}
+        self._paused = 0
+        self.keys: dict[str, list[str]] = {}
+        for spec in table_specs():
+            names = [spec.partition_key.name] + ([spec.sort_key.name] if spec.sort_key else [])
+            self.keys[res.tables[spec.logical]] = names
+        self.inbox_table = res.tables[C.INBOX]
+        self.profiles_table = res.tables[C.PROFILES]
+        self.queue_of_url = {url: logical for logical, url in res.queue_urls.items()}
+        for name, url in res.queues.items():
+            self.queue_of_url.setdefault(url, name)
+        self._original: Any = None
+
+    # -- lifecycle
+    def __enter__(self) -> Meter:
+        import botocore.client
+
+        meter = self
+        original = self._original = botocore.client.BaseClient._make_api_call
+
+        def metered(client: Any, operation_name: str, api_params: dict[str, Any]) -> Any:
+            if meter._paused:
+                return original(client, operation_name, api_params)
+            t0 = time.perf_counter()
+            response: Any = None
+            failed = None
+            try:
+                response = original(client, operation_name, api_params)
+                return response
+            except Exception as err:
+                failed = err
+                raise
+            finally:
+                t1 = time.perf_counter()
+                meter._record(
+                    client.meta.service_model.service_name,
+                    operation_name,
+                    api_params,
+                    response,
+                    failed,
+                    t1 - t0,
+                    t1,
+                )
+                _tls.overhead = getattr(_tls, "overhead", 0.0) + time.perf_counter() - t1
+
+        botocore.client.BaseClient._make_api_call = metered  # type: ignore[method-assign]
+        for fn in self.local.functions.values():
+            fn.handler = self._wrap(fn.name, fn.handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from nudge import runtime
-        from nudge.adapters.aws import reset_clients
+        import botocore.client
 
-        runtime.set_clock(self._previous_clock)
-        self._mock.stop()
-        reset_clients()
+        botocore.client.BaseClient._make_api_call = self._original  # type: ignore[method-assign]
+        for fn in self.local.functions.values():
+            fn.handler = getattr(fn.handler, "__wrapped__", fn.handler)
 
-    def invoke(self, name: str, event: dict[str, Any]) -> Any:
-        with count_aws_calls() as c:
-            out = self.fns[name].invoke(event)
-        self.counts += c
-        self.invocations[name] += 1
-        return out
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self._paused += 1
+        try:
+            yield
+        finally:
+            self._paused -= 1
 
-    def ingest(self, batch: list[dict[str, Any]]) -> None:
-        import base64
+    def _wrap(self, name: str, handler: Callable[[dict[str, Any], Any], Any]) -> Any:
+        meter = self
 
-        from nudge.local.lambdas import http_event
+        def invoked(event: dict[str, Any], context: Any) -> Any:
+            previous = getattr(_tls, "fn", None), getattr(_tls, "overhead", 0.0)
+            _tls.fn, _tls.overhead = name, 0.0
+            t0 = time.perf_counter()
+            result = None
+            try:
+                result = handler(event, context)
+                return result
+            finally:
+                t1 = time.perf_counter()
+                took = t1 - t0 - _tls.overhead
+                _tls.fn, _tls.overhead = previous
+                records = event.get("Records") if isinstance(event, dict) else None
+                with meter._lock:
+                    inv = meter.invocations[name]
+                    inv.count += 1
+                    inv.durations.append(max(took, 0.0))
+                    if records:
+                        inv.records += len(records)
+                        inv.batch_chunks += _chunks(_records_payload(records))
+                if name == C.FN_INGEST and meter.on_ingest is not None:
+                    meter.on_ingest(event, result, t1)
 
-        auth = "Basic " + base64.b64encode(f"{self.key}:".encode()).decode()
-        event = http_event(
-            method="POST",
-            path="/v1/batch",
-            query="",
-            headers={"authorization": auth},
-            body=json.dumps({"batch": batch}).encode(),
-            source_ip="127.0.0.1",
-            now_ms=0,
-        )
-        assert self.invoke("ingest", event)["statusCode"] == 200
+        invoked.__wrapped__ = handler  # type: ignore[attr-defined]
+        return invoked
 
-    def drain(self, logical: str, function: str) -> None:
-        from nudge.local.lambdas import sqs_event
+    # -- accounting
+    def _payer(self, service: str, op: str, params: dict[str, Any], response: Any) -> str | None:
+        fn = getattr(_tls, "fn", None)
+        if fn is not None:
+            return str(fn)
+        # outside any handler: the local stand-ins for AWS
+        if service == "sqs" and op in ("SendMessage", "SendMessageBatch"):
+            queue = self.queue_of_url.get(params.get("QueueUrl", ""), "")
+            # the Scheduler emulation: a deferred action put back on the actions queue, or
+            # a target that failed for good into the scheduler's dead-letter queue
+            return "scheduler:deferrals" if queue == C.ACTIONS_QUEUE else "scheduler:dead_letters"
+        queue = self.queue_of_url.get(params.get("QueueUrl", ""), "?")
+        self.unbilled[f"{service}:{op}" + (f" ({queue})" if service == "sqs" else "")] += 1
+        return None
 
-        url = self.res.queue_urls[logical]
-        arn = self.res.queue_arns[logical]
-        while True:
-            msgs = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
-            ).get("Messages", [])
-            if not msgs:
+    def _record(
+        self,
+        service: str,
+        op: str,
+        params: dict[str, Any],
+        response: Any,
+        failed: BaseException | None,
+        seconds: float,
+        done_at: float,
+    ) -> None:
+        with self._lock:
+            payer = self._payer(service, op, params, response)
+            if payer is None:
                 return
-            out = self.invoke(function, sqs_event(msgs, arn))
-            assert not out["batchItemFailures"], out
-            self.sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)
-                ],
-            )
-
-    def fire_timers_until(self, until: datetime) -> None:
-        """The Scheduler's part: due schedules in deadline order, deleted once fired."""
-        import boto3
-
-        from nudge import constants as C
-        from nudge.adapters.scheduler import parse_at
-
-        sched = boto3.client("scheduler")
-        while True:
-            due = []
-            for page in sched.get_paginator("list_schedules").paginate(GroupName=C.SCHEDULE_GROUP):
-                for summary in page["Schedules"]:
-                    full = sched.get_schedule(Name=summary["Name"], GroupName=C.SCHEDULE_GROUP)
-                    when = parse_at(full["ScheduleExpression"])
-                    if when <= until:
-                        due.append((when, summary["Name"], full))
-            if not due:
-                return
-            when, name, full = min(due, key=lambda d: (d[0], d[1]))
-            if when > self.clock.now():
-                self.clock.set(when)
-            target = full["Target"]
-            if target["Arn"].startswith("arn:aws:sqs:"):
-                self.sqs.send_message(
-                    QueueUrl=self.res.queue_urls[C.ACTIONS_QUEUE],
-                    MessageBody=target["Input"],
-                    MessageGroupId=target["SqsParameters"]["MessageGroupId"],
-                    MessageDeduplicationId=name,
+            acc = self.accounts[payer]
+            acc.ops[f"{service}:{op}"] += 1
+            acc.op_seconds[f"{service}:{op}"] += seconds
+            acc.aws_seconds += seconds
+            if service == "dynamodb":
+                self._dynamodb(acc, op, params, response, failed, done_at)
+            elif service == "sqs":
+                if op == "SendMessageBatch":
+                    acc.sqs_requests += _chunks(
+                        _sqs_payload(params.get("Entries", []), "MessageBody")
+                    )
+                    acc.sqs_messages += len(params.get("Entries", []))
+                elif op == "SendMessage":
+                    acc.sqs_requests += _chunks(_sqs_payload([params], "MessageBody"))
+                    acc.sqs_messages += 1
+                    if payer == "scheduler:deferrals":
+                        acc.scheduler_invocations += 1
+                elif op == "ReceiveMessage":
+                    msgs = (response or {}).get("Messages", [])
+                    acc.sqs_requests += _chunks(_sqs_payload(msgs, "Body"))
+                else:
+                    acc.sqs_requests += 1
+            elif service == "scheduler":
+                acc.scheduler_api_calls += 1
+            elif service == "firehose":
+                records = params.get("Records") or (
+                    [params["Record"]] if "Record" in params else []
                 )
-            else:
-                self.invoke("check", json.loads(target["Input"]))
-            sched.delete_schedule(Name=name, GroupName=C.SCHEDULE_GROUP)
-            self.drain(C.EVENTS_QUEUE, "process")
+                for r in records:
+                    n = len(r.get("Data") or b"")
+                    acc.firehose_records += 1
+                    acc.firehose_bytes += n
+                    acc.firehose_billed_bytes += max(1, math.ceil(n / FIREHOSE_RECORD_UNIT)) * (
+                        FIREHOSE_RECORD_UNIT
+                    )
+            elif service in ("sesv2", "ses") and op in ("SendEmail", "SendRawEmail"):
+                dest = params.get("Destination") or {}
+                acc.ses_mails += max(
+                    1,
+                    sum(
+                        len(dest.get(k) or [])
+                        for k in ("ToAddresses", "CcAddresses", "BccAddresses")
+                    ),
+                )
+            elif service == "sns" and op == "Publish":
+                if params.get("PhoneNumber"):
+                    acc.sns_sms += 1
+                else:
+                    acc.sns_push += 1
+            elif service == "secretsmanager":
+                acc.secrets_calls += 1
+
+    def _key(self, table: str, item: dict[str, Any]) -> tuple[str, str]:
+        names = self.keys.get(table, [])
+        return table, json.dumps([item.get(n) for n in names], sort_keys=True, default=str)
+
+    def _put(self, table: str, item: dict[str, Any], failed: bool, factor: int = 1) -> float:
+        size = item_size(item)
+        key = self._key(table, item)
+        before = self._sizes.get(key, 0)
+        if not failed:
+            self._sizes[key] = size
+        return factor * write_units(max(size, before))
+
+    def _delete(self, table: str, key_item: dict[str, Any], failed: bool, factor: int = 1) -> float:
+        key = self._key(table, key_item)
+        before = self._sizes.get(key, 0)
+        if not failed:
+            self._sizes.pop(key, None)
+        return factor * write_units(before)
+
+    def _dynamodb(
+        self,
+        acc: Account,
+        op: str,
+        params: dict[str, Any],
+        response: Any,
+        failed: BaseException | None,
+        done_at: float,
+    ) -> None:
+        table = params.get("TableName", "")
+        bad = failed is not None
+        if op == "PutItem":
+            acc.write_units += self._put(table, params["Item"], bad)
+            if not bad and table == self.inbox_table:
+                user = params["Item"].get("user_id", {}).get("S", "")
+                self.inbox_writes.setdefault(user, done_at)
+        elif op == "UpdateItem":
+            key = self._key(table, params["Key"])
+            acc.write_units += write_units(self._sizes.get(key, 0))
+        elif op == "DeleteItem":
+            acc.write_units += self._delete(table, params["Key"], bad)
+        elif op == "BatchWriteItem":
+            for name, requests in params.get("RequestItems", {}).items():
+                for r in requests:
+                    if "PutRequest" in r:
+                        acc.write_units += self._put(name, r["PutRequest"]["Item"], bad)
+                    elif "DeleteRequest" in r:
+                        acc.write_units += self._delete(name, r["DeleteRequest"]["Key"], bad)
+        elif op == "TransactWriteItems":
+            for t in params.get("TransactItems", []):
+                if "Put" in t:
+                    acc.write_units += self._put(t["Put"]["TableName"], t["Put"]["Item"], bad, 2)
+                elif "Delete" in t:
+                    acc.write_units += self._delete(
+                        t["Delete"]["TableName"], t["Delete"]["Key"], bad, 2
+                    )
+                elif "Update" in t:
+                    key = self._key(t["Update"]["TableName"], t["Update"]["Key"])
+                    acc.write_units += 2 * write_units(self._sizes.get(key, 0))
+                elif "ConditionCheck" in t:
+                    key = self._key(t["ConditionCheck"]["TableName"], t["ConditionCheck"]["Key"])
+                    acc.write_units += 2 * write_units(self._sizes.get(key, 0))
+        elif bad:
+            return
+        elif op == "GetItem":
+            item = (response or {}).get("Item")
+            acc.read_units += read_units(
+                item_size(item) if item else 0, consistent=bool(params.get("ConsistentRead"))
+            )
+        elif op == "BatchGetItem":
+            found = (response or {}).get("Responses", {})
+            unprocessed = (response or {}).get("UnprocessedKeys", {})
+            for name, request in params.get("RequestItems", {}).items():
+                consistent = bool(request.get("ConsistentRead"))
+                items = found.get(name, [])
+                for item in items:
+                    acc.read_units += read_units(item_size(item), consistent=consistent)
+                missing = (
+                    len(request.get("Keys", []))
+                    - len(items)
+                    - len(unprocessed.get(name, {}).get("Keys", []))
+                )
+                acc.read_units += max(0, missing) * read_units(0, consistent=consistent)
+        elif op in ("Query", "Scan"):
+            items = (response or {}).get("Items", [])
+            acc.read_units += read_units(
+                sum(item_size(i) for i in items), consistent=bool(params.get("ConsistentRead"))
+            )
+        elif op == "TransactGetItems":
+            for item in (response or {}).get("Responses", []):
+                acc.read_units += 2 * read_units(item_size(item.get("Item") or {}), consistent=True)
 
 
-def _per(counts: Counter[str], n: int) -> dict[str, Any]:
+# ---- local mode ------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_mode(*, background_pollers: bool) -> Iterator[Any]:
+    """`nudge dev` in this process on free ports; moto's state is reset afterwards, so the
+    next one starts empty."""
+    from nudge.local.server import LocalConfig, LocalMode
+
+    local = LocalMode(
+        LocalConfig(
+            port=_free_port(),
+            aws_port=_free_port(),
+            write_key=WRITE_KEY,
+            admin_key=ADMIN_KEY,
+            background_pollers=background_pollers,
+        )
+    )
+    try:
+        local.start()
+        yield local
+    finally:
+        local.stop()
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
+
+
+@contextlib.contextmanager
+def partition_queries() -> Iterator[None]:
+    """moto 5.2 answers every Query by sorting all the items of the table
+    (Table.all_items), so as the wake-up index and the delivery log grow, every Query of
+    the check and deliver functions gets slower, and their measured durations with it;
+    DynamoDB reads the one partition. While the AWS requests are counted, a Query on a
+    table (not an index) reads its partition only: the same results, in the same order.
+    Local mode end to end runs without this (as `nudge dev` does)."""
+    from moto.dynamodb.models.table import Table
+
+    original_query, original_all = Table.query, Table.all_items
+    current = threading.local()
+
+    def all_items(self: Any) -> Any:
+        if getattr(current, "table", None) is self:
+            part = self.items.get(current.hash_key)
+            if part is None:
+                return []
+            items = list(part.values()) if self.range_key_attr else [part]
+            return sorted(items, key=lambda x: x.range_key) if self.range_key_attr else items
+        return original_all(self)
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+        if index_name or hash_key is None:
+            return original_query(self, hash_key, *args, **kwargs)
+        current.table, current.hash_key = self, hash_key
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            current.table = current.hash_key = None
+
+    Table.query, Table.all_items = query, all_items  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Table.query, Table.all_items = original_query, original_all  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def unbuffered_firehose() -> Iterator[None]:
+    """Local mode makes moto's Firehose append each call's records to the hour's object
+    (rewritten whole, up to 4 MB: nudge.local.emulation) so that reads see few objects;
+    that copy runs inside PutRecordBatch, where the process function waits for it, and it
+    grows with the archive (AWS buffers asynchronously). While the AWS requests are
+    counted, moto writes one object per call again (its own behavior)."""
+    import moto.firehose.models as fm
+
+    original = getattr(fm, "_nudge_original_put_s3_records", None)
+    if original is None:
+        yield
+        return
+    buffered = fm.FirehoseBackend.put_s3_records
+    fm.FirehoseBackend.put_s3_records = original  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        fm.FirehoseBackend.put_s3_records = buffered  # type: ignore[method-assign]
+
+
+def lambda_memory_mb() -> dict[str, int]:
+    """Each function's memory as infra/constructs gives it (NudgeFunction(name=C.FN_...,
+    memory_size=N), the construct's default when absent)."""
+    from nudge.local.lambdas import repo_root
+
+    folder = repo_root() / "infra" / "constructs"
+    default = 512
+    found: dict[str, int] = {}
+    function_py = folder / "function.py"
+    if function_py.is_file():
+        for node in ast.walk(ast.parse(function_py.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+                args = node.args.kwonlyargs
+                for arg, dflt in zip(args, node.args.kw_defaults, strict=True):
+                    if arg.arg == "memory_size" and isinstance(dflt, ast.Constant):
+                        default = int(dflt.value)
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "NudgeFunction"):
+                continue
+            kw = {k.arg: k.value for k in node.keywords}
+            name = kw.get("name")
+            if not (isinstance(name, ast.Attribute) and hasattr(C, name.attr)):
+                continue
+            mem = kw.get("memory_size")
+            found[getattr(C, name.attr)] = (
+                int(mem.value) if isinstance(mem, ast.Constant) else default
+            )
+    if not found:
+        raise RuntimeError(f"no NudgeFunction found in {folder}: cannot read memory sizes")
+    return found
+
+
+class Progress:
+    """Progress on stderr: a rich bar on a terminal, else a line per tenth."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    @contextlib.contextmanager
+    def task(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
+        started = time.perf_counter()
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream),
+                transient=False,
+            ) as bar:
+                task = bar.add_task(label, total=total)
+                yield lambda n: bar.advance(task, n)
+            return
+        done = [0, 0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            tenth = int(10 * done[0] / max(total, 1))
+            if tenth > done[1]:
+                done[1] = tenth
+                print(
+                    f"bench: {label}: {done[0]}/{total} ({time.perf_counter() - started:.0f} s)",
+                    file=self.stream,
+                    flush=True,
+                )
+
+        print(f"bench: {label} ...", file=self.stream, flush=True)
+        yield advance
+
+    def note(self, text: str) -> None:
+        print(f"bench: {text}", file=self.stream, flush=True)
+
+
+# ---- aws: requests per event through the real handlers ------------------------------------
+EVENT_PATH = (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, "esm:events", "scheduler:wakeups")
+DELIVERY = (C.FN_DELIVER, "esm:actions", "scheduler:deferrals", "scheduler:dead_letters")
+
+
+def _post(session: Any, url: str, batch: list[dict[str, Any]]) -> None:
+    body = gzip.compress(json.dumps({"batch": batch}, separators=(",", ":")).encode())
+    r = session.post(
+        f"{url}/v1/batch",
+        data=body,
+        auth=(WRITE_KEY, ""),
+        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        timeout=60,
+    )
+    r.raise_for_status()
+    if r.json().get("details"):
+        raise RuntimeError(f"the ingest function rejected bench events: {r.text[:500]}")
+
+
+def _modeled_accounts(meter: Meter) -> dict[str, Account]:
+    """The functions' accounts, plus what AWS itself does around them: the event source
+    mappings (one ReceiveMessage and one DeleteMessageBatch per batch) and the Scheduler
+    (an invocation per wake-up that fires the check function)."""
+    accounts: dict[str, Account] = defaultdict(Account)
+    for name, acc in meter.accounts.items():
+        accounts[name].add(acc)
+    for fn, queue in ((C.FN_PROCESS, "events"), (C.FN_DELIVER, "actions")):
+        inv = meter.invocations.get(fn, Invocations())
+        esm = accounts[f"esm:{queue}"]
+        esm.ops["sqs:ReceiveMessage"] += inv.count
+        esm.ops["sqs:DeleteMessageBatch"] += inv.count
+        esm.sqs_requests += inv.batch_chunks + inv.count
+    wake = accounts["scheduler:wakeups"]
+    wake.scheduler_invocations += meter.invocations.get(C.FN_CHECK, Invocations()).count
+    return accounts
+
+
+def _per_event(accounts: dict[str, Account], names: Sequence[str], n: int) -> dict[str, Any]:
+    total = Account()
+    for name in names:
+        if name in accounts:
+            total.add(accounts[name])
     by_service: Counter[str] = Counter()
-    for k, v in counts.items():
-        by_service[k.split(":")[0]] += v
+    for op, v in total.ops.items():
+        by_service[op.split(":")[0]] += v
+
+    def per(x: float) -> float:
+        return round(x / n, 4)
+
     return {
-        "requests_per_event": round(sum(counts.values()) / max(n, 1), 4),
-        "by_service_per_event": {k: round(v / max(n, 1), 4) for k, v in sorted(by_service.items())},
-        "by_operation_per_event": {k: round(v / max(n, 1), 4) for k, v in sorted(counts.items())},
+        "aws_requests": per(sum(total.ops.values())),
+        "aws_requests_by_service": {k: per(v) for k, v in sorted(by_service.items())},
+        "dynamodb_write_units": per(total.write_units),
+        "dynamodb_read_units": per(total.read_units),
+        "sqs_billed_requests": per(total.sqs_requests),
+        "sqs_messages": per(total.sqs_messages),
+        "scheduler_api_calls": per(total.scheduler_api_calls),
+        "scheduler_invocations": per(total.scheduler_invocations),
+        "firehose_records": per(total.firehose_records),
+        "firehose_billed_kb": round(total.firehose_billed_bytes / 1024 / n, 4),
+        "firehose_bytes": per(total.firehose_bytes),
+        "ses_mails": per(total.ses_mails),
+        "sns_push": per(total.sns_push),
+        "sns_sms": per(total.sns_sms),
+        "secrets_manager_calls": per(total.secrets_calls),
+        "by_payer": {
+            name: {op: per(v) for op, v in sorted(accounts[name].ops.items())}
+            for name in names
+            if name in accounts and accounts[name].ops
+        },
     }
 
 
-def bench_aws() -> dict[str, Any]:
-    """AWS requests per event through the real ingest and process handlers under moto."""
-    results: dict[str, Any] = {}
-    for label, (users, per_user) in {
-        "one_user_10_events_per_batch": (1, 10),
-        "ten_users_1_event_each": (10, 1),
-    }.items():
-        with MotoStack() as stack:
-            rounds = 20
-            for r in range(rounds):
-                stack.ingest(
-                    [
-                        {
-                            "type": "track",
-                            "userId": f"b{u}",
-                            "event": "Song Played",
-                            "properties": {"n": r},
-                            "messageId": f"{label}-{r}-{u}-{k}",
-                        }
-                        for u in range(users)
-                        for k in range(per_user)
-                    ]
-                )
-                stack.drain("events", "process")
-            total = rounds * users * per_user
-            results[label] = {
-                "events": total,
-                **_per(stack.counts, total),
-                "process_invocations_per_event": round(stack.invocations["process"] / total, 4),
-            }
-    return results
-
-
-def bench_mixed(events: int = 1000, users: int = 100, *, peak: bool = False) -> dict[str, Any]:
-    """The default triggers on a mixed e-commerce workload: events through ingest and
-    process, timers fired by a simulated Scheduler, actions through deliver."""
-    from nudge import constants as C
-
-    raw = synthetic_events(events, users, seed=5, peak=peak)
-    with MotoStack() as stack:
-        for i in range(0, len(raw), 20):
-            chunk = raw[i : i + 20]
-            when = datetime.fromisoformat(chunk[-1]["timestamp"])
-            stack.fire_timers_until(when)
-            if when > stack.clock.now():
-                stack.clock.set(when)
-            stack.ingest(chunk)
-            stack.drain(C.EVENTS_QUEUE, "process")
-        stack.fire_timers_until(stack.clock.now() + timedelta(days=3))
-        event_counts = Counter(stack.counts)
-        sched_calls = sum(v for k, v in event_counts.items() if k.startswith("scheduler:"))
-        with count_aws_calls() as deliver_calls:
-            stack.drain(C.ACTIONS_QUEUE, "deliver")
-        statuses: Counter[str] = Counter()
-        from nudge.adapters.tables import DeliveryRow
-
-        for row in DeliveryRow.scan():
-            statuses[row.status] += 1
-        delivered = statuses.get("sent", 0)
-        deliver_total = sum(deliver_calls.values())
-        return {
-            "events": events,
-            "users": users,
-            "span_hours": round(
-                (
-                    datetime.fromisoformat(raw[-1]["timestamp"])
-                    - datetime.fromisoformat(raw[0]["timestamp"])
-                ).total_seconds()
-                / 3600,
-                1,
+def _lambda_figures(meter: Meter, memory: dict[str, int], n: int) -> dict[str, Any]:
+    out = {}
+    for fn, inv in sorted(meter.invocations.items()):
+        if not inv.count:
+            continue
+        ms = [d * 1000 for d in inv.durations]
+        billed = sum(math.ceil(x) for x in ms)
+        acc = meter.accounts.get(fn, Account())
+        calls = sum(acc.ops.values())
+        out[fn] = {
+            "invocations_per_event": round(inv.count / n, 4),
+            "memory_mb": memory.get(fn, 512),
+            "duration_ms_p50": round(statistics.median(ms), 2),
+            "duration_ms_mean": round(statistics.fmean(ms), 2),
+            "billed_gb_s_per_event": billed / 1000 * memory.get(fn, 512) / 1024 / n,
+            "aws_calls_per_invocation": round(calls / inv.count, 2),
+            "aws_call_ms_mean": round(acc.aws_seconds * 1000 / calls, 2) if calls else 0.0,
+            "share_of_duration_in_aws_calls": round(
+                acc.aws_seconds / max(sum(inv.durations), 1e-9), 2
             ),
-            "scheduler_calls_per_event": round(sched_calls / events, 4),
-            "scheduler_calls": dict(
-                sorted((k, v) for k, v in event_counts.items() if k.startswith("scheduler:"))
-            ),
-            **_per(event_counts, events),
-            "process_invocations_per_event": round(stack.invocations["process"] / events, 4),
-            "actions": sum(statuses.values()),
-            "delivery_statuses": dict(statuses),
-            "aws_requests_per_delivered_message": round(deliver_total / max(delivered, 1), 2),
-            "aws_requests_per_action": round(deliver_total / max(sum(statuses.values()), 1), 2),
-            "deliver_by_operation": dict(sorted(deliver_calls.items())),
+            "records_per_batch": round(inv.records / inv.count, 2) if inv.records else None,
+            "local_aws_call_ms_by_operation": {
+                op: round(acc.op_seconds[op] * 1000 / k, 2) for op, k in sorted(acc.ops.items())
+            },
         }
+    return out
 
 
-def bench_engine(n: int = 20_000, users: int = 200) -> dict[str, Any]:
-    """Trigger evaluations per second per core (the four default triggers), no I/O."""
-    engine = _engine()
-    if engine is None:
-        return {}
-    events = _normalized(synthetic_events(n, users, seed=9))
-    profiles: dict[str, Profile] = {}
-    folded = []
-    for ev in events:
-        p = profiles.setdefault(ev.profile_id, Profile(ev.profile_id))
-        folded.append((p, p.apply([ev])))
-    started = time.process_time()
-    before = engine.evaluations()
-    for p, fresh in folded:
-        engine.on_events(p, fresh, fresh[0].timestamp if fresh else datetime.now(UTC))
-    cpu = time.process_time() - started
-    evaluations = engine.evaluations() - before
+def _scan(local: Any, table: str) -> list[dict[str, Any]]:
+    import boto3
+
+    ddb = boto3.client(
+        "dynamodb", endpoint_url=local.resources.endpoint_url, region_name=local.resources.region
+    )
+    items: list[dict[str, Any]] = []
+    for page in ddb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        items.extend(page.get("Items", []))
+    return items
+
+
+def bench_aws(
+    workload: Workload, cfg: BenchConfig, memory: dict[str, int], progress: Progress
+) -> dict[str, Any]:
+    """The workload through local mode with its pollers run inline: for each request the
+    clock moves to its last event's time (the wake-ups due on the way fire first, in
+    deadline order, through the Scheduler emulation), the request goes to the ingest
+    function over HTTP and the queues are drained; at the end the clock runs on
+    `tail_days` so that every timer armed fires."""
+    import requests
+
+    started = time.perf_counter()
+    with (
+        local_mode(background_pollers=False) as local,
+        partition_queries(),
+        unbuffered_firehose(),
+        Meter(local) as meter,
+    ):
+        start = bench_start(local.clock.now())
+        events = workload.materialize(start)
+        chunks = requests_of(events, cfg.client_batch)
+        session = requests.Session()
+        lags: list[float] = []
+        with progress.task(f"aws {workload.name}", len(chunks)) as advance:
+            for chunk in chunks:
+                at = max(_ts(chunk[-1]), local.clock.now())
+                lags.extend((at - _ts(ev)).total_seconds() for ev in chunk)
+                local.move_clock({"set": at.isoformat()})
+                _post(session, local.url, chunk)
+                local.settle()
+                advance(1)
+        progress.note(f"aws {workload.name}: the clock runs {cfg.tail_days} days on (timers fire)")
+        local.move_clock({"advance_seconds": cfg.tail_days * 86_400})
+        local.settle()
+        with meter.paused():
+            profiles = _scan(local, meter.profiles_table)
+            deliveries = _scan(local, local.resources.tables[C.DELIVERIES])
+    n = len(events)
+    accounts = _modeled_accounts(meter)
+    sizes = sorted(item_size(i) for i in profiles)
+    statuses: Counter[str] = Counter()
+    by_trigger: Counter[str] = Counter()
+    for d in deliveries:
+        statuses[f"{d['channel']['S']}:{d['status']['S']}"] += 1
+        by_trigger[d["trigger_id"]["S"]] += 1
+    process = meter.invocations.get(C.FN_PROCESS, Invocations())
+    check_acc = accounts.get(C.FN_CHECK, Account())
+    out = {
+        "events": n,
+        "users": workload.users,
+        "span_hours": round(workload.span_s / 3600, 1),
+        "requests": len(chunks),
+        "arrival_lag_s": {
+            "p50": round(statistics.median(lags), 1),
+            "max": round(max(lags), 1),
+            "note": "each request is sent at its last event's time",
+        },
+        "event_path_per_event": _per_event(accounts, EVENT_PATH, n),
+        "delivery_per_event": _per_event(accounts, DELIVERY, n),
+        "lambda": _lambda_figures(meter, memory, n),
+        "process_batches": {
+            "invocations": process.count,
+            "records_per_batch": round(process.records / max(process.count, 1), 2),
+        },
+        "timers": {
+            "wake_ups_fired": meter.invocations.get(C.FN_CHECK, Invocations()).count,
+            "timer_messages_per_event": round(check_acc.sqs_messages / n, 4),
+        },
+        "actions": {
+            "per_event": round(sum(by_trigger.values()) / n, 4),
+            "by_trigger": dict(sorted(by_trigger.items())),
+            "outcomes": dict(sorted(statuses.items())),
+        },
+        "profile_items": {
+            "count": len(sizes),
+            "bytes_p50": sizes[len(sizes) // 2] if sizes else 0,
+            "bytes_p90": sizes[int(len(sizes) * 0.9)] if sizes else 0,
+            "bytes_max": sizes[-1] if sizes else 0,
+        },
+        "local_calls_not_billed": dict(sorted(meter.unbilled.items())),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    out["cost"] = cost_model(out, accounts, n)
+    return out
+
+
+# ---- cost -------------------------------------------------------------------------------------
+def cost_model(aws: dict[str, Any], accounts: dict[str, Account], n: int) -> dict[str, Any]:
+    """Dollars per million events, itemized, from the counted requests and units."""
+    per_m = 1e6 / n
+    lam = aws["lambda"]
+
+    def lambda_cost(fns: Sequence[str]) -> tuple[float, float]:
+        reqs = sum(lam[f]["invocations_per_event"] for f in fns if f in lam)
+        gb_s = sum(lam[f]["billed_gb_s_per_event"] for f in fns if f in lam)
+        return reqs * PRICES["lambda_per_request"] * 1e6, gb_s * PRICES[
+            "lambda_per_gb_s_arm64"
+        ] * 1e6
+
+    def sum_of(names: Sequence[str]) -> Account:
+        total = Account()
+        for name in names:
+            if name in accounts:
+                total.add(accounts[name])
+        return total
+
+    ev = sum_of(EVENT_PATH)
+    ingest_calls = lam.get(C.FN_INGEST, {}).get("invocations_per_event", 0.0)
+    req, dur = lambda_cost((C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK))
+    event_path = {
+        "api_gateway_http": ingest_calls * PRICES["http_api_per_request"] * 1e6,
+        "lambda_requests": req,
+        "lambda_duration": dur,
+        "sqs_fifo": ev.sqs_requests * per_m * PRICES["sqs_fifo_per_request"],
+        "dynamodb_writes": ev.write_units * per_m * PRICES["dynamodb_per_write_unit"],
+        "dynamodb_reads": ev.read_units * per_m * PRICES["dynamodb_per_read_unit"],
+        "scheduler": ev.scheduler_invocations * per_m * PRICES["scheduler_per_invocation"],
+        "firehose": ev.firehose_billed_bytes * per_m / GB * PRICES["firehose_per_gb"],
+        "s3_puts": ev.firehose_bytes * per_m / FIREHOSE_BUFFER_BYTES * PRICES["s3_per_put"],
+    }
+    dl = sum_of(DELIVERY)
+    req, dur = lambda_cost((C.FN_DELIVER,))
+    delivery = {
+        "lambda_requests": req,
+        "lambda_duration": dur,
+        "sqs_fifo": dl.sqs_requests * per_m * PRICES["sqs_fifo_per_request"],
+        "dynamodb_writes": dl.write_units * per_m * PRICES["dynamodb_per_write_unit"],
+        "dynamodb_reads": dl.read_units * per_m * PRICES["dynamodb_per_read_unit"],
+        "scheduler": dl.scheduler_invocations * per_m * PRICES["scheduler_per_invocation"],
+        "secrets_manager": dl.secrets_calls * per_m * PRICES["secrets_manager_per_call"],
+    }
+    sending = {
+        "ses": dl.ses_mails * per_m * PRICES["ses_per_mail"],
+        "sns_mobile_push": dl.sns_push * per_m * PRICES["sns_mobile_push_per_publish"],
+    }
+
+    def rounded(d: dict[str, float]) -> dict[str, float]:
+        return {k: round(v, 4) for k, v in d.items()}
+
+    return {
+        "usd_per_million_events": round(sum(event_path.values()), 2),
+        "event_path": rounded(event_path),
+        "delivery_excluding_sending_usd_per_million_events": round(sum(delivery.values()), 2),
+        "delivery": rounded(delivery),
+        "sending_usd_per_million_events": rounded(sending),
+        "messages_per_million_events": {
+            "email": round(dl.ses_mails * per_m),
+            "push": round(dl.sns_push * per_m),
+            "sms_not_priced": round(dl.sns_sms * per_m),
+        },
+    }
+
+
+# ---- local mode end to end ----------------------------------------------------------------
+FIRE_MARK = re.compile(rb'"messageId":\s*"fire-([^"]+)"')
+
+
+def local_workload(
+    events: int, users: int, seed: int
+) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(user, event, properties, messageId) in send order: each user browses, adds to the
+    cart, and views one product a third time somewhere in the run (repeat_product_view
+    fires at once; with no device the push falls back to the in-app inbox). Users are
+    interleaved, as many concurrent users would be."""
+    rng = random.Random(f"{seed}-local")
+    per_user = [events // users + (1 if u < events % users else 0) for u in range(users)]
+    streams: list[list[tuple[str, str, dict[str, Any], str]]] = []
+    for u, count in enumerate(per_user):
+        user = f"local-u{u}-{seed}"
+        hot = {"product_id": f"hot-{u}", "name": "Bench Lamp", "price": 40}
+        seq: list[tuple[str, dict[str, Any]]] = []
+        for _ in range(max(0, count - 3)):
+            pid, name, price = rng.choice(CATALOG)
+            kind = rng.choices(["Product Viewed", "Page Viewed", "Product Added"], [6, 3, 1])[0]
+            if kind == "Page Viewed":
+                seq.append((kind, {"name": "Home"}))
+            else:
+                seq.append((kind, {"product_id": pid, "name": name, "price": price}))
+        positions = sorted(rng.sample(range(len(seq) + 3), 3))
+        for p in positions:
+            seq.insert(p, ("Product Viewed", hot))
+        stream = []
+        views = 0
+        for i, (name, props) in enumerate(seq):
+            mid = f"local-{seed}-{u}-{i}"
+            if props is hot:
+                views += 1
+                if views == 3:
+                    mid = f"fire-{user}"
+            stream.append((user, name, props, mid))
+        streams.append(stream)
+    out = []
+    heads = [0] * users
+    remaining = list(range(users))
+    while remaining:
+        k = rng.randrange(len(remaining))
+        u = remaining[k]
+        out.append(streams[u][heads[u]])
+        heads[u] += 1
+        if heads[u] == len(streams[u]):
+            remaining[k] = remaining[-1]
+            remaining.pop()
+    return out
+
+
+def _quantile(xs: Sequence[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def _unloaded_latencies(
+    client: Any, local: Any, meter: Meter, accepted: dict[str, float], cfg: BenchConfig
+) -> list[float]:
+    """The same trigger with nothing queued: two views processed, then the third alone."""
+    out = []
+    for k in range(cfg.latency_samples):
+        user = f"idle-u{k}-{cfg.seed}"
+        props = {"product_id": f"idle-{k}", "name": "Bench Lamp", "price": 40}
+        for i in range(2):
+            client.track(
+                user_id=user, event="Product Viewed", properties=props, message_id=f"idle-{k}-{i}"
+            )
+        client.flush()
+        local.settle(60)
+        client.track(
+            user_id=user, event="Product Viewed", properties=props, message_id=f"fire-{user}"
+        )
+        client.flush()
+        deadline = time.perf_counter() + 30
+        while user not in meter.inbox_writes and time.perf_counter() < deadline:
+            time.sleep(0.002)
+        if user in meter.inbox_writes and user in accepted:
+            out.append((meter.inbox_writes[user] - accepted[user]) * 1000)
+    return out
+
+
+def bench_local(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
+    """`nudge dev` as a developer runs it (pollers in the background), driven by
+    Segment's Python SDK with gzip, 100 events per request. Acceptance is when the ingest
+    function returned 200 for the request holding the event; the in-app message
+    appears when the deliver function's inbox write returns (both seen in-process, so
+    nothing polls the server while it is measured); the inboxes are read through the API
+    afterwards to check."""
+    import logging
+
+    import requests
+    from segment.analytics import Client
+
+    logging.getLogger("segment").setLevel(logging.CRITICAL)
+    plan = local_workload(cfg.local_events, cfg.local_users, cfg.seed)
+    accepted: dict[str, float] = {}
+    accept_times: list[float] = []
+    errors: list[str] = []
+
+    def on_ingest(event: dict[str, Any], result: Any, t: float) -> None:
+        if not isinstance(result, dict) or int(result.get("statusCode", 0)) != 200:
+            return
+        body = event.get("body") or ""
+        raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+        with contextlib.suppress(OSError):
+            raw = gzip.decompress(raw)
+        for m in FIRE_MARK.finditer(raw):
+            accepted.setdefault(m.group(1).decode(), t)
+        accept_times.append(t)
+
+    with local_mode(background_pollers=True) as local, Meter(local) as meter:
+        meter.on_ingest = on_ingest
+        client = Client(
+            WRITE_KEY,
+            host=local.url,
+            upload_size=cfg.client_batch,
+            gzip=True,
+            max_queue_size=len(plan) + 1,
+            on_error=lambda err, batch: errors.append(repr(err)),
+        )
+        with progress.task("local end to end (Segment SDK)", len(plan)) as advance:
+            t0 = time.perf_counter()
+            for i, (user, name, props, mid) in enumerate(plan):
+                if name == "Page Viewed":
+                    client.page(user_id=user, name=props["name"], message_id=mid)
+                else:
+                    client.track(user_id=user, event=name, properties=props, message_id=mid)
+                if i % 100 == 99:
+                    advance(100)
+            client.flush()
+            t_flushed = time.perf_counter()
+            local.settle(300)
+            t_settled = time.perf_counter()
+            advance(len(plan) % 100)
+        last_accept = max(accept_times) if accept_times else t_flushed
+        retries = {p.function.name: p.failures for p in local.pollers}
+        unloaded = _unloaded_latencies(client, local, meter, accepted, cfg)
+        client.shutdown()
+        with meter.paused():
+            s = requests.Session()
+            verified = 0
+            for user in sorted({u for u, *_ in plan}):
+                r = s.get(
+                    f"{local.url}/v1/users/{user}/messages",
+                    headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+                    timeout=30,
+                )
+                r.raise_for_status()
+                if any(m.get("trigger") == "repeat_product_view" for m in r.json()["messages"]):
+                    verified += 1
+        inbox = dict(meter.inbox_writes)
+    loaded = {u: t for u, t in accepted.items() if not u.startswith("idle-")}
+    latencies = [(inbox[u] - t) * 1000 for u, t in loaded.items() if u in inbox]
+    n = len(plan)
     return {
         "events": n,
-        "evaluations": evaluations,
-        "evaluations_per_second_per_core": round(evaluations / cpu),
-        "events_per_second_per_core": round(n / cpu),
+        "users": cfg.local_users,
+        "client": f"segment-analytics-python, gzip, upload_size={cfg.client_batch}",
+        "accepted_events_per_second": round(n / (last_accept - t0)),
+        "end_to_end_events_per_second": round(n / (t_settled - t0)),
+        "seconds_to_accept": round(last_accept - t0, 2),
+        "seconds_to_settle": round(t_settled - t0, 2),
+        "inapp_latency_ms": {
+            "samples": len(latencies),
+            "p50": round(_quantile(latencies, 0.5), 1) if latencies else None,
+            "p99": round(_quantile(latencies, 0.99), 1) if latencies else None,
+            "max": round(max(latencies), 1) if latencies else None,
+        },
+        "inapp_latency_unloaded_ms": {
+            "samples": len(unloaded),
+            "p50": round(_quantile(unloaded, 0.5), 1) if unloaded else None,
+            "max": round(max(unloaded), 1) if unloaded else None,
+            "note": "one event at a time, nothing queued: the third view of a user whose "
+            "first two were processed before",
+        },
+        "handler_retries": retries,
+        "inapp_messages_expected": len(loaded),
+        "inapp_messages_verified_via_api": verified,
+        "sdk_errors": errors[:5],
+        "note": "moto runs in the same process as the handlers, the pollers, the HTTP server "
+        "and the SDK (one GIL, 2 cores): this measures the code path, not AWS",
     }
 
 
-def cost_model(mixed: dict[str, Any], core: dict[str, Any]) -> dict[str, Any]:
-    """Dollars per million events at list prices, from the request counts measured on the
-    mixed workload (ingest, process, timers, delivery) and the measured profile size
-    (DynamoDB bills a write by the item's size: 1 write unit per KB)."""
-    ops = mixed["by_operation_per_event"]
-    events = mixed["events"]
-    wru_per_put = max(1, math.ceil(core["profile_bytes_median"] / 1024))
-    puts = sum(v for k, v in ops.items() if k in ("dynamodb:PutItem", "dynamodb:UpdateItem"))
-    index_writes = ops.get("dynamodb:BatchWriteItem", 0.0)  # wake-up index items, small
-    reads = sum(
-        v for k, v in ops.items() if k.startswith("dynamodb:") and ("Get" in k or "Query" in k)
-    )
-    sqs_sends = sum(v for k, v in ops.items() if k.startswith("sqs:Send"))
-    deliver_ops = mixed["deliver_by_operation"]
-    deliver_writes = sum(v for k, v in deliver_ops.items() if "Put" in k) / events
-    deliver_reads = sum(v for k, v in deliver_ops.items() if "Get" in k or "Query" in k) / events
-    deliver_batches = deliver_ops.get("sqs:ReceiveMessage", 0) / events
-    emails = deliver_ops.get("sesv2:SendEmail", 0) / events
-    sms_push = deliver_ops.get("sns:Publish", 0) / events
-    invocations = 1 / CLIENT_BATCH + mixed["process_invocations_per_event"] + deliver_batches
-    cpu_s = 1 / core["events_per_second_per_core"]
-    gb_s = (cpu_s + mixed["requests_per_event"] * AWS_CALL_LATENCY_S) * LAMBDA_MEMORY_GB
-    per_event = {
-        "api_gateway_http": (1 / CLIENT_BATCH) * PRICE["http_api_per_request"],
-        "lambda_requests": invocations * PRICE["lambda_per_request"],
-        "lambda_duration": gb_s * PRICE["lambda_per_gb_s_arm"],
-        # sends, plus the event source mappings' ReceiveMessage + DeleteMessageBatch per batch
-        "sqs_fifo": (sqs_sends + 2 * (mixed["process_invocations_per_event"] + deliver_batches))
-        * PRICE["sqs_fifo_per_request"],
-        "dynamodb_writes": (puts * wru_per_put + index_writes * 2 + deliver_writes)
-        * PRICE["ddb_per_wru"],
-        "dynamodb_reads": (reads * wru_per_put / 4 + deliver_reads) * PRICE["ddb_per_rru"],
-        "scheduler": mixed["scheduler_calls_per_event"] * PRICE["scheduler_per_invocation"],
-        "ses": emails * PRICE["ses_per_mail"],
-        "sns_not_included": 0.0 * sms_push,
+# ---- the run ---------------------------------------------------------------------------------
+SUMMARY_KEYS = (
+    "core_ratio_to_json_loads",
+    "write_units_per_event",
+    "read_units_per_event",
+    "sqs_requests_per_event",
+    "scheduler_calls_per_event",
+    "usd_per_million_events",
+    "usd_per_million_events_dense",
+    "local_events_per_second",
+    "local_p99_ms",
+    "heavy_user_item_bytes",
+)
+DEFINITIONS = {
+    "core_ratio_to_json_loads": "sparse, one event per call: (parse + Profile.apply + "
+    "Engine.on_events + serialization) µs / json.loads µs of the same SQS bodies, same run",
+    "write_units_per_event": "sparse, event path (ingest, process, check): DynamoDB write "
+    "units from item sizes",
+    "read_units_per_event": "sparse, event path: DynamoDB read units from returned item sizes",
+    "sqs_requests_per_event": "sparse, event path: billed SQS requests (64 KB chunks), the "
+    "event source mapping's ReceiveMessage and DeleteMessageBatch per batch included",
+    "scheduler_calls_per_event": "sparse, event path: EventBridge Scheduler API calls "
+    "(CreateSchedule) the functions make",
+    "usd_per_million_events": "sparse, event path (HTTP API, Lambda, SQS, DynamoDB, "
+    "Scheduler, Firehose, S3), sending and delivery excluded",
+    "usd_per_million_events_dense": "the same for the dense workload",
+    "local_events_per_second": "local mode end to end: events / (first send → every queue "
+    "drained), Segment's SDK with gzip",
+    "local_p99_ms": "local mode: event accepted → in-app message written, p99 under that load",
+    "heavy_user_item_bytes": "the heavy user's profile item as stored (DynamoDB item size) "
+    "after the heavy workload",
+}
+
+
+@contextlib.contextmanager
+def _quiet_environment() -> Iterator[None]:
+    """Powertools off (no tracing, no metrics printed, warnings only), as local mode and
+    the tests run the handlers; restored afterwards."""
+    values = {
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "ERROR",
     }
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 1
     return {
-        "workload": "mixed_workload_peak_10_minutes: default triggers, timers and delivery included",
-        "assumptions": {
-            "aws_call_latency_s": AWS_CALL_LATENCY_S,
-            "lambda_memory_gb": LAMBDA_MEMORY_GB,
-            "write_units_per_profile_write": wru_per_put,
-            "client_batch": CLIENT_BATCH,
-            "messages_sent_per_event": round(mixed["delivery_statuses"].get("sent", 0) / events, 4),
-            "sns_sms_push_prices": "not included (per destination country / platform)",
-        },
-        "usd_per_million_events": round(sum(per_event.values()) * 1e6, 2),
-        "breakdown_usd_per_million": {
-            k: round(v * 1e6, 3) for k, v in per_event.items() if k != "sns_not_included"
-        },
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+        "versions": {p: version(p) for p in ("moto", "boto3", "pydantic", "pynamodb")},
     }
 
 
-def main(*, json_output: bool = False, quick: bool = False) -> int:
-    # the handlers log to stdout (as on Lambda); keep stdout for the report alone
-    import contextlib
-    import sys
+def run(cfg: BenchConfig, *, progress: Progress) -> dict[str, Any]:
+    started = time.perf_counter()
+    with _quiet_environment():
+        memory = lambda_memory_mb()
+        loads = workloads(cfg)
+        result: dict[str, Any] = {
+            "summary": {},
+            "definitions": DEFINITIONS,
+            "machine": machine(),
+            "config": asdict(cfg),
+            "anchors": {},
+            "workloads": {},
+        }
+        for w in loads:
+            progress.note(f"core {w.name}: {len(w.events):,} events, {cfg.core_rounds} rounds")
+            result["workloads"][w.name] = {
+                "description": w.description,
+                "core": bench_core(w, cfg),
+            }
+        result["anchors"] = anchors(loads[0])
+        for w in loads:
+            result["workloads"][w.name]["aws"] = bench_aws(w, cfg, memory, progress)
+        result["local"] = bench_local(cfg, progress)
+    result["lambda_memory_mb"] = memory
+    result["prices"] = PRICES
+    result["assumptions"] = ASSUMPTIONS
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    wl = result["workloads"]
+    sparse = wl["sparse"]["aws"]
+    path = sparse["event_path_per_event"]
+    result["summary"] = {
+        "core_ratio_to_json_loads": wl["sparse"]["core"]["one_event_per_call"][
+            "ratio_to_json_loads"
+        ],
+        "write_units_per_event": path["dynamodb_write_units"],
+        "read_units_per_event": path["dynamodb_read_units"],
+        "sqs_requests_per_event": path["sqs_billed_requests"],
+        "scheduler_calls_per_event": path["scheduler_api_calls"],
+        "usd_per_million_events": sparse["cost"]["usd_per_million_events"],
+        "usd_per_million_events_dense": wl["dense"]["aws"]["cost"]["usd_per_million_events"],
+        "local_events_per_second": result["local"]["end_to_end_events_per_second"],
+        "local_p99_ms": result["local"]["inapp_latency_ms"]["p99"],
+        "heavy_user_item_bytes": wl["heavy"]["aws"]["profile_items"]["bytes_max"],
+    }
+    return result
 
+
+# ---- output -----------------------------------------------------------------------------------
+TABLE_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("core µs/event, 1 per call", ("core", "one_event_per_call", "total_us")),
+    ("  json.loads µs/event", ("core", "one_event_per_call", "json_loads_us")),
+    ("  ratio to json.loads", ("core", "one_event_per_call", "ratio_to_json_loads")),
+    ("  parse µs", ("core", "one_event_per_call", "parse_us")),
+    ("  Profile.apply µs", ("core", "one_event_per_call", "apply_us")),
+    ("  Engine.on_events µs", ("core", "one_event_per_call", "engine_us")),
+    ("  serialization µs", ("core", "one_event_per_call", "serialize_us")),
+    ("  events/s per core", ("core", "one_event_per_call", "events_per_second_per_core")),
+    ("core µs/event, batches of 10", ("core", "sqs_batches_of_10", "total_us")),
+    ("  ratio to json.loads", ("core", "sqs_batches_of_10", "ratio_to_json_loads")),
+    ("AWS requests/event", ("aws", "event_path_per_event", "aws_requests")),
+    ("DynamoDB write units/event", ("aws", "event_path_per_event", "dynamodb_write_units")),
+    ("DynamoDB read units/event", ("aws", "event_path_per_event", "dynamodb_read_units")),
+    ("SQS billed requests/event", ("aws", "event_path_per_event", "sqs_billed_requests")),
+    ("Scheduler API calls/event", ("aws", "event_path_per_event", "scheduler_api_calls")),
+    ("Scheduler invocations/event", ("aws", "event_path_per_event", "scheduler_invocations")),
+    ("Firehose records/event", ("aws", "event_path_per_event", "firehose_records")),
+    ("events per process batch", ("aws", "process_batches", "records_per_batch")),
+    ("profile item bytes p50", ("aws", "profile_items", "bytes_p50")),
+    ("profile item bytes max", ("aws", "profile_items", "bytes_max")),
+    ("actions/event", ("aws", "actions", "per_event")),
+    ("$/M events, event path", ("aws", "cost", "usd_per_million_events")),
+    (
+        "$/M events, delivery (no sending)",
+        ("aws", "cost", "delivery_excluding_sending_usd_per_million_events"),
+    ),
+    ("$/M events, SES", ("aws", "cost", "sending_usd_per_million_events", "ses")),
+)
+
+
+def _dig(d: Any, path: Sequence[str]) -> Any:
+    for k in path:
+        d = d[k]
+    return round(d, 4) if isinstance(d, float) else d
+
+
+def render_table(r: dict[str, Any]) -> str:
+    """The report for people: the summary, the workloads side by side, the sparse costs."""
+    m = r["machine"]
+    lines = [
+        f"nudge bench — {m['cpus_usable']} cores, Python {m['python']} ({m['machine']}), "
+        f"{r['elapsed_s']} s",
+        "",
+        "summary (sparse workload unless the key says otherwise)",
+    ]
+    lines += [f"  {k:<38} {r['summary'][k]!s:>14}" for k in SUMMARY_KEYS]
+    names = list(r["workloads"])
+    lines += ["", f"  {'per workload (event path)':<38}" + "".join(f"{n:>14}" for n in names)]
+    for label, path in TABLE_ROWS:
+        cells = "".join(f"{_dig(r['workloads'][n], path)!s:>14}" for n in names)
+        lines.append(f"  {label:<38}{cells}")
+    lines += ["", "sparse event path, $ per million events"]
+    lines += [
+        f"  {k:<38} {v:>14.4f}"
+        for k, v in r["workloads"]["sparse"]["aws"]["cost"]["event_path"].items()
+    ]
+    loc = r["local"]
+    lat, idle = loc["inapp_latency_ms"], loc["inapp_latency_unloaded_ms"]
+    lines += [
+        "",
+        f"local mode end to end ({loc['events']:,} events, {loc['users']} users, {loc['client']})",
+        f"  accepted events/s {loc['accepted_events_per_second']}, end to end events/s "
+        f"{loc['end_to_end_events_per_second']}",
+        f"  event accepted → in-app message, ms: p50 {lat['p50']}, p99 {lat['p99']}, "
+        f"max {lat['max']} ({loc['inapp_messages_verified_via_api']}/"
+        f"{loc['inapp_messages_expected']} read back); nothing queued: p50 {idle['p50']}",
+        "",
+        "anchors: " + ", ".join(f"{k} {v}" for k, v in r["anchors"].items()),
+        "`nudge bench --json` has every figure, the prices and the assumptions.",
+    ]
+    return "\n".join(lines)
+
+
+def config_from(args: argparse.Namespace) -> BenchConfig:
+    cfg = QUICK if getattr(args, "quick", False) else DEFAULT
+    changes = {
+        k: v
+        for k, v in {
+            "events": getattr(args, "events", None),
+            "heavy_events": getattr(args, "events", None),
+            "sparse_users": getattr(args, "users", None),
+            "local_events": getattr(args, "local_events", None),
+            "local_users": getattr(args, "local_users", None),
+            "core_rounds": getattr(args, "rounds", None),
+        }.items()
+        if v is not None
+    }
+    return replace(cfg, **changes)
+
+
+def main(
+    *, json_output: bool = False, quick: bool = False, config: BenchConfig | None = None
+) -> int:
+    # the handlers log to stdout (as on Lambda): stdout is kept for the report alone
     out = sys.stdout
+    cfg = config or (QUICK if quick else DEFAULT)
+    progress = Progress(sys.stderr)
     with contextlib.redirect_stdout(sys.stderr):
-        return _run(out, json_output=json_output, quick=quick)
-
-
-def _run(out: Any, *, json_output: bool, quick: bool) -> int:
-    core = bench_core(5_000 if quick else 20_000)
-    aws = bench_aws()
-    peak = bench_mixed(300 if quick else 1000, 30 if quick else 100, peak=True)
-    result = {
-        "core": core,
-        "engine": bench_engine(5_000 if quick else 20_000),
-        "aws": aws,
-        "mixed_workload_spread_over_days": bench_mixed(
-            300 if quick else 1000, 30 if quick else 100
-        ),
-        "mixed_workload_peak_10_minutes": peak,
-        "cost": cost_model(peak, core),
-    }
-    result["local"] = run_local(200 if quick else 1000)
-    print(json.dumps(result, indent=2 if not json_output else None), file=out)
+        result = run(cfg, progress=progress)
+    if json_output:
+        print(json.dumps(result), file=out)
+    else:
+        print(render_table(result), file=out)
     return 0
 
 
-def _local_sends(s: Any, url: str, users: int) -> dict[str, Any]:
-    """Messages through local mode: each user views one product three times, which fires
-    repeat_product_view at once (push, falling back to the in-app inbox)."""
-    admin = {"Authorization": "Bearer ak_bench"}
-    batch = [
-        {
-            "type": "track",
-            "userId": f"send-{u}",
-            "event": "Product Viewed",
-            "properties": {"product_id": "p-send", "name": "Bench Lamp"},
-        }
-        for u in range(users)
-        for _ in range(3)
-    ]
-    t0 = time.perf_counter()
-    for i in range(0, len(batch), CLIENT_BATCH):
-        s.post(
-            f"{url}/v1/batch", json={"batch": batch[i : i + CLIENT_BATCH]}, auth=("wk_bench", "")
-        ).raise_for_status()
-    s.post(f"{url}/_local/settle").raise_for_status()
-    took = time.perf_counter() - t0
-    delivered = sum(
-        1
-        for u in range(users)
-        if s.get(f"{url}/v1/users/send-{u}/messages", headers=admin).json().get("messages")
+def register(subparsers: Any) -> None:
+    """Adds `bench` to the `nudge` parser."""
+    p = subparsers.add_parser(
+        "bench",
+        help="performance benchmark (JSON with --json)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    # latency: the event that completes the trigger accepted → the message in the inbox
-    latencies = []
-    for k in range(5):
-        user = f"latency-{k}"
-        for _ in range(2):
-            s.post(
-                f"{url}/v1/track",
-                json={
-                    "userId": user,
-                    "event": "Product Viewed",
-                    "properties": {"product_id": "p-lat"},
-                },
-                auth=("wk_bench", ""),
-            )
-        s.post(f"{url}/_local/settle")
-        t = time.perf_counter()
-        s.post(
-            f"{url}/v1/track",
-            json={"userId": user, "event": "Product Viewed", "properties": {"product_id": "p-lat"}},
-            auth=("wk_bench", ""),
-        )
-        while not s.get(f"{url}/v1/users/{user}/messages", headers=admin).json().get("messages"):
-            if time.perf_counter() - t > 30:
-                break
-            time.sleep(0.005)
-        latencies.append(time.perf_counter() - t)
-    return {
-        "inapp_messages": delivered,
-        "sends_per_second": round(delivered / took, 1),
-        "event_to_inapp_latency_ms_p50": round(statistics.median(latencies) * 1000, 1),
-    }
+    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("--quick", action="store_true", help="smaller workloads (a few minutes)")
+    p.add_argument("--events", type=int, help="events per workload (default 10,000)")
+    p.add_argument("--users", type=int, help="users of the sparse workload (default 2,000)")
+    p.add_argument("--local-events", type=int, help="events sent end to end (default 5,000)")
+    p.add_argument("--local-users", type=int, help="their users (default 200)")
+    p.add_argument("--rounds", type=int, help="core rounds (default 3)")
+    p.set_defaults(func=lambda a: main(json_output=a.json, config=config_from(a)))
 
 
-def run_local(events: int, users: int = 50) -> dict[str, Any]:
-    import socket
-    import subprocess
-    import sys
-
-    import requests
-
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
-    port = free()
-    aws_port = free()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "nudge.cli",
-            "dev",
-            "--port",
-            str(port),
-            "--aws-port",
-            str(aws_port),
-            "--write-key",
-            "wk_bench",
-            "--admin-key",
-            "ak_bench",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        started = time.perf_counter()
-        while True:
-            try:
-                requests.get(f"{url}/health", timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.perf_counter() - started > 30 or proc.poll() is not None:
-                    raise RuntimeError("local mode did not start") from None
-                time.sleep(0.1)
-        startup_s = time.perf_counter() - started
-        raw = synthetic_events(events, users, seed=11, start=datetime.now(UTC) - timedelta(days=2))
-        s = requests.Session()
-        t0 = time.perf_counter()
-        latencies = []
-        for i in range(0, len(raw), CLIENT_BATCH):
-            t = time.perf_counter()
-            r = s.post(
-                f"{url}/v1/batch", json={"batch": raw[i : i + CLIENT_BATCH]}, auth=("wk_bench", "")
-            )
-            r.raise_for_status()
-            latencies.append(time.perf_counter() - t)
-        accepted_s = time.perf_counter() - t0
-        s.post(f"{url}/_local/settle").raise_for_status()
-        settled_s = time.perf_counter() - t0
-        sends = _local_sends(s, url, users=100)
-        return {
-            **sends,
-            "events": events,
-            "startup_s": round(startup_s, 2),
-            "accepted_events_per_second": round(events / accepted_s),
-            "batch_request_latency_ms_p50": round(statistics.median(latencies) * 1000, 1),
-            "end_to_end_events_per_second": round(events / settled_s),
-            "note": "moto server in the same process: local mode measures the code path, not AWS speed",
-        }
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m nudge.bench")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["bench", *sys.argv[1:]])
+    sys.exit(args.func(args))

@@ -61,12 +61,6 @@ def _dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from nudge.bench import main as bench_main
-
-    return bench_main(json_output=args.json, quick=args.quick)
-
-
 def _replay(args: argparse.Namespace) -> int:
     from nudge.replay import replay
 
@@ -93,10 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--verbose", "-v", action="store_true")
     dev.set_defaults(func=_dev)
 
-    bench = sub.add_parser("bench", help="performance benchmark (JSON with --json)")
-    bench.add_argument("--json", action="store_true")
-    bench.add_argument("--quick", action="store_true", help="smaller workloads (for CI smoke runs)")
-    bench.set_defaults(func=_bench)
+    from nudge import bench
+
+    bench.register(sub)  # --json, --quick, --events, --users, --local-events, ...
 
     replay = sub.add_parser("replay", help="send a JSONL file of Segment events to an endpoint")
     replay.add_argument("file")

@@ -52,7 +52,8 @@ class QueuePoller:
     def stop(self) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(timeout=5)
+            if t.is_alive():
+                t.join(timeout=5)
 
     @property
     def busy(self) -> bool:
@@ -136,6 +137,23 @@ class QueuePoller:
         return int(attrs["ApproximateNumberOfMessages"]) + int(
             attrs["ApproximateNumberOfMessagesNotVisible"]
         )
+
+
+def drain(pollers: list[QueuePoller], timeout_s: float = 60.0) -> bool:
+    """Runs the queues' batches in the calling thread, the pollers' own way (poll_once),
+    until every queue is empty: local mode with its pollers not started
+    (LocalConfig.background_pollers=False), so a run is deterministic (`nudge bench`)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        worked = False
+        for p in pollers:
+            while p.poll_once():
+                worked = True
+        if not worked:
+            if all(p.pending() == 0 for p in pollers):
+                return True
+            time.sleep(0.02)  # retried messages wait out their short visibility backoff
+    return False
 
 
 def settle(pollers: list[QueuePoller], timeout_s: float = 60.0) -> bool:

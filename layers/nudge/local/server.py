@@ -31,7 +31,7 @@ from nudge.local.emulation import (
     start_moto,
 )
 from nudge.local.lambdas import Function, http_event, repo_root
-from nudge.local.pollers import QueuePoller, settle
+from nudge.local.pollers import QueuePoller, drain, settle
 
 log = logging.getLogger("nudge.local")
 INGEST_PATHS = {f"/v1/{k}" for k in DOMAIN_INGEST_PATHS}  # POST: the tracking API
@@ -86,6 +86,9 @@ class LocalConfig:
     triggers_path: str | None = None
     verbose: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    # False: no poller threads; settle() runs the queued batches in the caller's thread
+    # (deterministic runs: `nudge bench` counts the requests of each batch)
+    background_pollers: bool = True
 
 
 class LocalError(Exception):
@@ -160,8 +163,9 @@ class LocalMode:
                 workers=1,
             ),
         ]
-        for p in self.pollers:
-            p.start()
+        if cfg.background_pollers:
+            for p in self.pollers:
+                p.start()
         self._http = ThreadingHTTPServer((cfg.host, cfg.port), _make_handler(self))
         self._http.daemon_threads = True
         threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
@@ -189,7 +193,8 @@ class LocalMode:
 
     # ---- local-only endpoints ----------------------------------------------------------
     def settle(self, timeout_s: float = 120.0) -> None:
-        if not settle(self.pollers, timeout_s):
+        run = settle if self.config.background_pollers else drain
+        if not run(self.pollers, timeout_s):
             raise LocalError(503, "not_settled", f"queues still busy after {timeout_s:g} s")
 
     def move_clock(self, body: dict[str, Any]) -> dict[str, Any]:
