@@ -28,6 +28,7 @@ import argparse
 import ast
 import base64
 import contextlib
+import gc
 import gzip
 import json
 import math
@@ -231,9 +232,8 @@ class Workload:
 class _UserStream:
     """One user's events: behaviors that exercise the default triggers."""
 
-    def __init__(self, rng: random.Random, workload: str, user: str, gap_scale: float) -> None:
+    def __init__(self, rng: random.Random, user: str, gap_scale: float) -> None:
         self.rng = rng
-        self.workload = workload
         self.user = user
         self.gap_scale = gap_scale
         self.cart: list[str] = []
@@ -358,7 +358,7 @@ def generate(
         counts[u] += 1
     out: list[tuple[float, dict[str, Any]]] = []
     for u, budget in enumerate(counts):
-        stream = _UserStream(rng, name, f"{name}-u{u}", gap_scale)
+        stream = _UserStream(rng, f"{name}-u{u}", gap_scale)
         k = max(1, min(sessions_of(budget), budget))
         starts = sorted(rng.uniform(0, span_s * 0.95) for _ in range(k))
         shares = [budget // k + (1 if i < budget % k else 0) for i in range(k)]
@@ -518,17 +518,26 @@ def _core_pass(
     }
 
 
-def _loads_pass(bodies: list[tuple[str, datetime]]) -> float:
+def _loads_pass(bodies: list[tuple[str, datetime]], min_seconds: float = 0.25) -> float:
+    """json.loads of every body: the fastest of as many loops as fit in min_seconds (one
+    loop of 10,000 small bodies takes a few ms, less than a scheduler's time slice)."""
     loads = json.loads
-    started = time.perf_counter()
-    for body, _ in bodies:
-        loads(body)
-    return time.perf_counter() - started
+    gc.collect()
+    best = math.inf
+    began = time.perf_counter()
+    while best == math.inf or time.perf_counter() - began < min_seconds:
+        started = time.perf_counter()
+        for body, _ in bodies:
+            loads(body)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def bench_core(workload: Workload, cfg: BenchConfig) -> dict[str, Any]:
     """Per-event µs of each step against json.loads of the same bodies, rounds interleaved
-    (yardstick, core, yardstick, core...) and the median of each taken."""
+    (yardstick, core, yardstick, core...), each from a collected heap; the fastest of
+    each is reported (timeit's convention: the others measured the machine's noise),
+    with the median core time beside it."""
     parse = _process_module().parse_message
     engine = _engine()
     start = bench_start(datetime(2026, 3, 1, tzinfo=UTC))
@@ -543,24 +552,26 @@ def bench_core(workload: Workload, cfg: BenchConfig) -> dict[str, Any]:
             not passes or time.perf_counter() - began < cfg.core_budget_s
         ):
             loads_s.append(_loads_pass(bodies))
+            gc.collect()
             passes.append(_core_pass(bodies, parse, engine, batch))
         us = 1e6 / n
-        loads_us = statistics.median(loads_s) * us
-        med = {k: statistics.median(p[k] for p in passes) for k in passes[0]}
-        total_us = med["total"] * us
+        loads_us = min(loads_s) * us
+        best = min(passes, key=lambda p: p["total"])
+        total_us = best["total"] * us
         out[label] = {
             "json_loads_us": round(loads_us, 2),
-            "parse_us": round(med["parse"] * us, 2),
-            "apply_us": round(med["apply"] * us, 2),
-            "engine_us": round(med["engine"] * us, 2),
-            "serialize_us": round(med["serialize"] * us, 2),
+            "parse_us": round(best["parse"] * us, 2),
+            "apply_us": round(best["apply"] * us, 2),
+            "engine_us": round(best["engine"] * us, 2),
+            "serialize_us": round(best["serialize"] * us, 2),
             "total_us": round(total_us, 2),
+            "total_us_median": round(statistics.median(p["total"] for p in passes) * us, 2),
             "ratio_to_json_loads": round(total_us / loads_us, 1),
             "events_per_second_per_core": round(1e6 / total_us),
             "rounds": len(passes),
         }
-        out["profile_json_bytes_p50"] = int(med["profile_json_p50"])
-        out["profile_json_bytes_max"] = int(med["profile_json_max"])
+        out["profile_json_bytes_p50"] = int(best["profile_json_p50"])
+        out["profile_json_bytes_max"] = int(best["profile_json_max"])
     out["body_bytes_mean"] = round(statistics.fmean(len(b) for b, _ in bodies), 1)
     return out
 
@@ -569,12 +580,14 @@ def anchors(workload: Workload) -> dict[str, Any]:
     """Plain Python yardsticks on this machine, to read the other figures against."""
     bodies = sqs_bodies(workload.materialize(datetime(2026, 3, 1, 9, tzinfo=UTC)), 100)
     n = len(bodies)
-    loads = min(_loads_pass(bodies) for _ in range(3)) * 1e6 / n
+    loads = _loads_pass(bodies) * 1e6 / n
     objs = [json.loads(b) for b, _ in bodies]
-    started = time.perf_counter()
-    for o in objs:
-        json.dumps(o, separators=(",", ":"))
-    dumps = (time.perf_counter() - started) * 1e6 / n
+    dumps = math.inf
+    for _ in range(5):
+        started = time.perf_counter()
+        for o in objs:
+            json.dumps(o, separators=(",", ":"))
+        dumps = min(dumps, (time.perf_counter() - started) * 1e6 / n)
     raw = json.dumps({"batch": workload.materialize(datetime(2026, 3, 1, tzinfo=UTC))[:100]})
     started = time.perf_counter()
     for _ in range(20):
@@ -1478,6 +1491,7 @@ def bench_local(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
     accepted: dict[str, float] = {}
     accept_times: list[float] = []
     errors: list[str] = []
+    counted: list[Callable[[int], None]] = [lambda n: None]  # the progress bar, once it runs
 
     def on_ingest(event: dict[str, Any], result: Any, t: float) -> None:
         if not isinstance(result, dict) or int(result.get("statusCode", 0)) != 200:
@@ -1489,6 +1503,7 @@ def bench_local(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
         for m in FIRE_MARK.finditer(raw):
             accepted.setdefault(m.group(1).decode(), t)
         accept_times.append(t)
+        counted[0](raw.count(b'"messageId"'))
 
     with local_mode(background_pollers=True) as local, Meter(local) as meter:
         meter.on_ingest = on_ingest
@@ -1500,20 +1515,20 @@ def bench_local(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
             max_queue_size=len(plan) + 1,
             on_error=lambda err, batch: errors.append(repr(err)),
         )
-        with progress.task("local end to end (Segment SDK)", len(plan)) as advance:
+        with progress.task("local end to end (Segment SDK): accepted", len(plan)) as advance:
+            counted[0] = advance
             t0 = time.perf_counter()
-            for i, (user, name, props, mid) in enumerate(plan):
+            for user, name, props, mid in plan:
                 if name == "Page Viewed":
                     client.page(user_id=user, name=props["name"], message_id=mid)
                 else:
                     client.track(user_id=user, event=name, properties=props, message_id=mid)
-                if i % 100 == 99:
-                    advance(100)
             client.flush()
             t_flushed = time.perf_counter()
-            local.settle(300)
-            t_settled = time.perf_counter()
-            advance(len(plan) % 100)
+            counted[0] = lambda n: None
+        progress.note("local end to end: waiting for the queues to drain")
+        local.settle(600)
+        t_settled = time.perf_counter()
         last_accept = max(accept_times) if accept_times else t_flushed
         retries = {p.function.name: p.failures for p in local.pollers}
         unloaded = _unloaded_latencies(client, local, meter, accepted, cfg)
