@@ -38,6 +38,7 @@ MAX_TRAIT_BYTES = 1024
 MAX_SEEN = 2000
 MAX_OPEN_SESSIONS = 8
 MAX_CART_ENTRIES = 50
+MAX_CART_ADDS = 4  # adds kept per cart item, to sum its quantity in event time
 CART_MEMORY_MS = 7 * 86_400_000
 MAX_RECENT_ITEMS = 20
 MAX_BOUGHT = 100
@@ -46,6 +47,16 @@ OTHER_EVENTS = "(other)"
 
 ITEM_CODES = {PRODUCT_VIEWED: "v", PRODUCT_ADDED: "a", ORDER_COMPLETED: "p"}
 CART_ATTRS = ("name", "price", "category", "image_url", "url")
+
+
+def _cart_adds(entry: dict[str, Any]) -> list[list[int]]:
+    """The kept adds of a cart entry; an entry stored before `qa` existed has its quantity
+    as one add at its last add time."""
+    qa = entry.get("qa")
+    if isinstance(qa, list):
+        return [[int(t), int(q)] for t, q in qa]
+    qty = int(entry.get("qty") or 0)
+    return [[int(entry.get("add", 0)), qty]] if qty > 0 else []
 
 
 def _cart_attrs(source: dict[str, Any]) -> dict[str, Any]:
@@ -201,7 +212,7 @@ class Profile:
                 items.append(
                     {
                         "product_id": pid,
-                        **{k: v for k, v in entry.items() if k not in ("add", "rm")},
+                        **{k: v for k, v in entry.items() if k not in ("add", "rm", "qa")},
                     }
                 )
         items.sort(key=lambda i: str(i["product_id"]))
@@ -351,11 +362,27 @@ class Profile:
             return
         self.cart_adds += 1
         entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
-        if t > entry.get("rm", 0) and t > self.cart_cleared_at:
-            entry["qty"] = int(entry.get("qty", 0) + max(1, int(_num(props.get("quantity"), 1))))
+        entry["qa"] = [*_cart_adds(entry), [t, max(1, int(_num(props.get("quantity"), 1)))]]
         self._describe_cart_item(entry, _cart_attrs(props), t)
         entry["add"] = max(entry.get("add", 0), t)
+        self._requantify(entry)
         self._prune_cart()
+
+    def _requantify(self, entry: dict[str, Any]) -> None:
+        """The quantity is the sum of the adds after the product's last removal and the
+        last order, whatever order they arrived in: the adds of the current cart are kept
+        (`qa`: [[event ms, quantity], ...], the newest MAX_CART_ADDS, older ones folded
+        into the oldest kept)."""
+        floor = max(entry.get("rm", 0), self.cart_cleared_at)
+        adds = sorted(a for a in _cart_adds(entry) if a[0] > floor)
+        while len(adds) > MAX_CART_ADDS:
+            (_, q0), (t1, q1) = adds[0], adds[1]
+            adds[:2] = [[t1, q0 + q1]]
+        if adds:
+            entry["qa"] = adds
+        else:
+            entry.pop("qa", None)
+        entry["qty"] = int(sum(q for _, q in adds))
 
     @staticmethod
     def _describe_cart_item(entry: dict[str, Any], attrs: dict[str, Any], t: int) -> None:
@@ -371,8 +398,7 @@ class Profile:
             return
         entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
         entry["rm"] = max(entry.get("rm", 0), t)
-        if entry["rm"] >= entry.get("add", 0):
-            entry["qty"] = 0
+        self._requantify(entry)
         self._prune_cart()
 
     def _order(self, props: dict[str, Any], t: int) -> None:
@@ -383,8 +409,7 @@ class Profile:
         if t > self.cart_cleared_at:
             self.cart_cleared_at = t
             for entry in self.cart.values():
-                if entry.get("add", 0) <= t:
-                    entry["qty"] = 0
+                self._requantify(entry)
         for p in props.get("products") or []:
             pid = _product_id(p) if isinstance(p, dict) else None
             if pid and pid not in self.bought:
@@ -450,11 +475,15 @@ class Profile:
         self.cart_cleared_at = max(self.cart_cleared_at, other.cart_cleared_at)
         for pid, entry in other.cart.items():
             mine = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
-            qty = mine.get("qty", 0) + entry.get("qty", 0)
+            adds = _cart_adds(mine)
+            adds += [a for a in _cart_adds(entry) if a[0] not in {t for t, _ in adds}]
             self._describe_cart_item(mine, _cart_attrs(entry), entry.get("add", 0))
             mine["add"] = max(mine.get("add", 0), entry.get("add", 0))
             mine["rm"] = max(mine.get("rm", 0), entry.get("rm", 0))
-            mine["qty"] = qty
+            mine["qa"] = adds
+            self._requantify(mine)
+        for entry in self.cart.values():
+            self._requantify(entry)  # the other's order may have cleared some of mine
         self._prune_cart()
         for pid in other.bought:
             if pid not in self.bought:
