@@ -34,7 +34,9 @@ def register(subparsers: Any) -> None:
     sub = triggers.add_subparsers(dest="triggers_command", required=True)
 
     validate = sub.add_parser(
-        "validate", help="check trigger definitions; exit 1 with file:line: message per error"
+        "validate",
+        help="check trigger definitions and each trigger against its template (its channel "
+        "and fallback sections, its variables); exit 1 with file:line: message per error",
     )
     validate.add_argument(
         "path",

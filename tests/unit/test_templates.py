@@ -82,6 +82,14 @@ def test_the_shipped_templates_validate_against_the_default_triggers() -> None:
     assert required["repeat_product_view"] == {"push", "inapp"}
 
 
+def test_the_shipped_templates_can_be_sent_as_the_default_triggers_send_them(
+    store: TemplateStore,
+) -> None:
+    for t in load_triggers(ROOT / "triggers", templates_dir=TEMPLATES):
+        channels = [c for c in (t.action.channel, t.action.fallback) if c]
+        assert store.sending_problems(t.action.template, channels) == [], t.id
+
+
 SHIPPED = [
     (name, channel)
     for name in TemplateStore(TEMPLATES).names()
@@ -312,6 +320,55 @@ def test_validate_reports_structure_variables_and_missing_channels(tmp_path: Pat
     assert "uses 'cart_items'" in problems and "uses 'count'" in problems
     assert "uses 'n'" not in problems
     assert "no push section" in problems and "u.yaml: missing" in problems
+
+
+def test_what_stops_a_template_from_being_sent_on_channels(tmp_path: Path) -> None:
+    # given a template with push only, one using an unknown variable, one missing a part
+    write(tmp_path, "push_only", "push: {title: a, body: b}\n")
+    write(tmp_path, "bad_var", "inapp:\n  title: '{{ cart_items }}'\n  body: b\n  cta: c\n")
+    write(tmp_path, "broken", "email: {subject: s, text: t}\n")
+    write(tmp_path, "unparsable", "email: [\n")
+    store = TemplateStore(tmp_path)
+
+    def kinds(name: str, *channels: str) -> list[tuple[str, str | None, str, int]]:
+        return [
+            (p.kind, p.channel, Path(p.file).name, p.line)
+            for p in store.sending_problems(name, channels)
+        ]
+
+    # then
+    assert kinds("push_only", "push") == []
+    assert kinds("nope", "push") == [("missing_template", None, "nope.yaml", 1)]
+    assert kinds("push_only", "push", "inapp") == [
+        ("missing_section", "inapp", "push_only.yaml", 1)
+    ]
+    assert kinds("push_only", "email", "sms") == [
+        ("missing_section", "email", "push_only.yaml", 1),
+        ("missing_section", "sms", "push_only.yaml", 1),
+    ]
+    assert kinds("bad_var", "inapp") == [("unknown_variable", "inapp", "bad_var.yaml", 2)]
+    assert kinds("broken", "email") == [("broken_section", "email", "broken.yaml", 1)]
+    assert kinds("unparsable", "email") == [("unusable_template", None, "unparsable.yaml", 1)]
+    [path] = store.sending_problems("../x", ["email"])
+    assert path.kind == "missing_template" and "lowercase a-z, 0-9, _ and -" in path.message
+    # and each message names the template and its file
+    [missing] = store.sending_problems("push_only", ["inapp"])
+    assert missing.message == (
+        f"template 'push_only' has no inapp section ({tmp_path / 'push_only.yaml'} has: push)"
+    )
+    [variable] = store.sending_problems("bad_var", ["inapp"])
+    assert variable.message.startswith(
+        f"template 'bad_var' uses 'cart_items' in inapp.title ({tmp_path / 'bad_var.yaml'}:2), "
+        "which is not a template variable (user, traits, "
+    )
+    [broken] = store.sending_problems("broken", ["email"])
+    assert broken.message == (
+        "template 'broken' cannot render email.html: missing part 'html' "
+        f"({tmp_path / 'broken.yaml'}:1)"
+    )
+    assert store.sending_problems("nope", ["email"])[0].message == (
+        f"unknown template 'nope': no {tmp_path / 'nope.yaml'}"
+    )
 
 
 def test_an_html_file_outside_the_folder_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,63 @@ def test_validate_reports_file_and_line(tmp_path: Path, capsys: pytest.CaptureFi
     assert out == [
         f"{bad}:4: unknown template 'nope': no {(tmp_path / 'templates').resolve()}/nope.yaml",
         f"{bad}:5: bad duration '1y': write a number and a unit, e.g. 30s, 15m, 48h or 7d",
+    ]
+
+
+def _shipped_with(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
+    """The shipped triggers and templates copied to tmp_path, `old` replaced by `new` in
+    triggers/default.yaml; (that file, the line of the change)."""
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    (tmp_path / "triggers").mkdir()
+    text = (ROOT / "triggers" / "default.yaml").read_text()
+    assert text.count(old) == 1
+    file = tmp_path / "triggers" / "default.yaml"
+    file.write_text(text.replace(old, new))
+    return file, text[: text.index(old)].count("\n") + 1
+
+
+def test_validate_checks_each_trigger_against_its_template(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given product_dwell_upsell sent by email, its template having only an in-app section
+    file, line = _shipped_with(
+        tmp_path,
+        "action: {channel: inapp, template: product_dwell_upsell}",
+        "action: {channel: email, template: product_dwell_upsell}",
+    )
+    # when
+    code = run(["triggers", "validate", str(tmp_path / "triggers")])
+    # then
+    captured = capsys.readouterr()
+    template = (tmp_path / "templates").resolve() / "product_dwell_upsell.yaml"
+    assert code == 1
+    assert captured.out.splitlines() == [
+        f"{file}:{line}: channel: template 'product_dwell_upsell' has no email section "
+        f"({template} has: inapp)"
+    ]
+    assert captured.err == "1 error\n"
+
+
+def test_validate_takes_templates_from_elsewhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given triggers whose templates are not beside them, one template lacking the fallback
+    file, line = _shipped_with(
+        tmp_path / "a",
+        "action: {channel: inapp, template: product_dwell_upsell}",
+        "action: {channel: inapp, template: product_dwell_upsell, fallback: push}",
+    )
+    (tmp_path / "a" / "templates").rename(tmp_path / "b")
+    argv = ["triggers", "validate", str(tmp_path / "a" / "triggers")]
+    # when / then: beside the triggers there is nothing, so every template is unknown
+    assert run(argv) == 1
+    assert capsys.readouterr().out.count("unknown template") == 4
+    # when / then: --templates finds them, and the trigger is checked against its template
+    assert run([*argv, "--templates", str(tmp_path / "b")]) == 1
+    template = tmp_path / "b" / "product_dwell_upsell.yaml"
+    assert capsys.readouterr().out.splitlines() == [
+        f"{file}:{line}: fallback: template 'product_dwell_upsell' has no push section "
+        f"({template} has: inapp)"
     ]
 
 

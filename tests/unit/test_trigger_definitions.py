@@ -95,6 +95,14 @@ triggers:
     action: {channel: email, template: t1}
 """
 
+# a template with every channel, so that these triggers are checked for their own problems
+T1 = """\
+email: {subject: s, html: h, text: t}
+sms: {text: t}
+push: {title: x, body: y}
+inapp: {title: x, body: y, cta: c}
+"""
+
 
 def _issues(
     tmp_path: Path, text: str, *, name: str = "bad.yaml", extra: dict[str, str] | None = None
@@ -102,7 +110,7 @@ def _issues(
     folder = tmp_path / "triggers"
     folder.mkdir(exist_ok=True)
     (tmp_path / "templates").mkdir(exist_ok=True)
-    (tmp_path / "templates" / "t1.yaml").write_text("inapp: {title: x, body: y}\n")
+    (tmp_path / "templates" / "t1.yaml").write_text(T1)
     (folder / name).write_text(textwrap.dedent(text))
     for other, body in (extra or {}).items():
         (folder / other).write_text(textwrap.dedent(body))
@@ -308,6 +316,86 @@ def test_unknown_template(tmp_path: Path) -> None:
         """,
     )
     assert issue.line == 6 and "unknown template 'welcome_mail'" in issue.message
+
+
+def test_each_trigger_is_checked_against_its_template(tmp_path: Path) -> None:
+    # given templates with push only, an unknown variable, a missing part
+    templates = (tmp_path / "templates").resolve()
+    templates.mkdir()
+    (templates / "push_only.yaml").write_text("push: {title: a, body: b}\n")
+    (templates / "bad_var.yaml").write_text(
+        "inapp:\n  title: '{{ cart_items }}'\n  body: b\n  cta: c\n"
+    )
+    (templates / "broken.yaml").write_text("email: {subject: s, text: t}\n")
+    # when triggers send them on channels they lack, or use them as they are
+    issues = _issues(
+        tmp_path,
+        """\
+        triggers:
+          - id: by_email
+            when: {event: A}
+            action:
+              template: push_only
+              channel: email
+          - id: with_a_fallback
+            when: {event: A}
+            action:
+              channel: push
+              template: push_only
+              fallback: sms
+          - id: unknown_variable
+            when: {event: A}
+            action:
+              channel: inapp
+              template: bad_var
+          - id: missing_part
+            when: {event: A}
+            action: {channel: email, template: broken}
+          - id: fine
+            when: {event: A}
+            action: {channel: push, template: push_only}
+        """,
+    )
+    # then each is reported at the line of the trigger's field that is concerned
+    variables = "user, traits, event, properties, cart, product, recommendations, segment, "
+    variables += "unsubscribe_url, trigger, variant, app_url"
+    assert [(i.file, i.line, i.message) for i in issues] == [
+        (
+            str(tmp_path / "triggers" / "bad.yaml"),
+            line,
+            message,
+        )
+        for line, message in [
+            (
+                6,
+                "channel: template 'push_only' has no email section "
+                f"({templates}/push_only.yaml has: push)",
+            ),
+            (
+                12,
+                "fallback: template 'push_only' has no sms section "
+                f"({templates}/push_only.yaml has: push)",
+            ),
+            (
+                17,
+                f"template 'bad_var' uses 'cart_items' in inapp.title ({templates}/bad_var.yaml:2)"
+                f", which is not a template variable ({variables})",
+            ),
+            (
+                20,
+                "channel: template 'broken' cannot render email.html: missing part 'html' "
+                f"({templates}/broken.yaml:1)",
+            ),
+        ]
+    ]
+    # and loading checks only that the templates exist (what they hold is delivery's concern)
+    assert load_triggers(tmp_path / "triggers").ids == [
+        "by_email",
+        "with_a_fallback",
+        "unknown_variable",
+        "missing_part",
+        "fine",
+    ]
 
 
 def test_unknown_condition_kind_and_two_kinds_in_one_mapping(tmp_path: Path) -> None:

@@ -23,6 +23,9 @@ Rendering rules
 - Any failure (missing template or channel, YAML or Jinja syntax error, undefined
   variable, sandbox violation, a filter given a bad value) is a `TemplateRenderError`
   naming template, part and reason: delivery sends nothing and dead-letters the action.
+  `TemplateStore.sending_problems` finds those that do not depend on the variables (a
+  missing template or channel section, a syntax error, a variable outside the contract)
+  before anything is sent, for the channels a trigger sends on (`nudge triggers validate`).
 
 Variables (the contract; `build_variables` assembles it)
     user             {id, traits (dict), segment (str | None)}
@@ -55,7 +58,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -329,6 +332,7 @@ class _Channel:
     parts: dict[str, _Part] = field(default_factory=dict)
     error: str | None = None  # a structural problem of the section
     error_part: str | None = None
+    error_line: int = 1
 
 
 @dataclass
@@ -469,7 +473,7 @@ def _load_channel(
 
     def fail(reason: str, part: str | None = None, line: int = line0) -> None:
         if ch.error is None:
-            ch.error, ch.error_part = reason, part
+            ch.error, ch.error_part, ch.error_line = reason, part, line
         where = f"{channel}.{part}" if part else channel
         loaded.problems.append(f"{label}:{line}: {where}: {reason}")
 
@@ -608,25 +612,48 @@ class TemplateStore:
             return reason
         return f"{reason} (line {part.line + line - 1} of {part.file})"
 
+    def sending_problems(self, name: str, channels: Iterable[str]) -> list[SendingProblem]:
+        """What would stop template `name` from being sent on each of `channels` (a
+        trigger's channel and fallback), found before anything is sent: the template is
+        missing or does not load, a channel has no section or a broken one, or a part of
+        it uses a variable outside the contract. An empty list: it can be sent."""
+        if not NAME_RE.match(name):
+            return [_missing(self.path, name, "a template name is lowercase a-z, 0-9, _ and -")]
+        try:
+            loaded = self._cached(name)
+        except FileNotFoundError:
+            return [_missing(self.path, name)]
+        except (OSError, UnicodeDecodeError) as exc:
+            return [_unusable(name, self.path / f"{name}.yaml", f"cannot read: {exc}")]
+        return _sending_problems(loaded, channels)
+
+    def _cached(self, name: str) -> _Loaded:
+        """The loaded template, reloaded when a file changed. Raises FileNotFoundError
+        when there is no such template, OSError when it cannot be read."""
+        cached = self._cache.get(name)
+        if cached is not None and _stamp(Path(s[0]) for s in cached.stamp) == cached.stamp:
+            return cached
+        try:
+            loaded = _load(self.path, name)
+        except FileNotFoundError:
+            self._cache.pop(name, None)
+            raise
+        self._cache[name] = loaded
+        return loaded
+
     def _get(self, name: str, channel: str) -> _Loaded:
         if not NAME_RE.match(name):
             raise TemplateRenderError(
                 name, channel, "a template name is lowercase a-z, 0-9, _ and - (no path)"
             )
-        cached = self._cache.get(name)
-        if cached is not None and _stamp(Path(s[0]) for s in cached.stamp) == cached.stamp:
-            loaded = cached
-        else:
-            try:
-                loaded = _load(self.path, name)
-            except FileNotFoundError:
-                self._cache.pop(name, None)
-                raise TemplateRenderError(
-                    name, channel, f"no template {self.path / name}.yaml"
-                ) from None
-            except OSError as exc:
-                raise TemplateRenderError(name, channel, f"cannot read: {exc}") from exc
-            self._cache[name] = loaded
+        try:
+            loaded = self._cached(name)
+        except FileNotFoundError:
+            raise TemplateRenderError(
+                name, channel, f"no template {self.path / name}.yaml"
+            ) from None
+        except OSError as exc:
+            raise TemplateRenderError(name, channel, f"cannot read: {exc}") from exc
         if loaded.error is not None:
             raise TemplateRenderError(name, channel, loaded.error)
         return loaded
@@ -635,19 +662,96 @@ class TemplateStore:
 # ---- validation -----------------------------------------------------------------------------
 
 
-def _undeclared(part: _Part, channel: str, part_name: str) -> list[str]:
+def _unknown_variables(part: _Part, channel: str, part_name: str) -> list[str]:
+    """The names a part uses that are neither template variables nor Jinja globals."""
     env = _HTML_ENV if (channel, part_name) in HTML_PARTS else _TEXT_ENV
     ast = part.ast if part.ast is not None else env.parse(part.source)
     # a name set only in some branches ({% if %}{% set x = 1 %}{% endif %}) counts as
     # undeclared for Jinja; any name the template assigns is the template's own
     assigned = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
     names = meta.find_undeclared_variables(ast) - assigned
-    unknown = sorted(names - set(VARIABLES) - set(env.globals))
+    return sorted(names - set(VARIABLES) - set(env.globals))
+
+
+def _undeclared(part: _Part, channel: str, part_name: str) -> list[str]:
     return [
         f"{part.file}:{part.line}: {channel}.{part_name}: uses {n!r}, which is not a template "
         f"variable ({', '.join(VARIABLES)})"
-        for n in unknown
+        for n in _unknown_variables(part, channel, part_name)
     ]
+
+
+SendingKind = Literal[
+    "missing_template", "unusable_template", "missing_section", "broken_section", "unknown_variable"
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SendingProblem:
+    """Why a template cannot be sent on a channel. `channel`: the section concerned (None:
+    the whole template); `file` and `line`: where in the template (the file it would be,
+    when missing); `message` names the template and its file."""
+
+    kind: SendingKind
+    template: str
+    channel: str | None
+    file: str
+    line: int
+    message: str
+
+
+def _missing(folder: Path, name: str, reason: str | None = None) -> SendingProblem:
+    file = f"{folder / name}.yaml"
+    message = f"unknown template '{name}': {reason or f'no {file}'}"
+    return SendingProblem("missing_template", name, None, file, 1, message)
+
+
+def _unusable(name: str, file: Path, reason: str) -> SendingProblem:
+    message = f"template '{name}' cannot be used: {reason} ({file})"
+    return SendingProblem("unusable_template", name, None, str(file), 1, message)
+
+
+def _section_problems(loaded: _Loaded, channel: str) -> list[SendingProblem]:
+    """What stops the template's `channel` section from rendering: there is none, it is
+    broken (the first structural problem, each part that does not compile), or a part
+    uses an unknown variable."""
+    name, file = loaded.name, str(loaded.file)
+    ch = loaded.channels.get(channel)
+    if ch is None:
+        has = ", ".join(c for c in CHANNELS if c in loaded.channels) or "no channel"
+        message = f"template '{name}' has no {channel} section ({file} has: {has})"
+        return [SendingProblem("missing_section", name, channel, file, 1, message)]
+    broken = [(ch.error_part, ch.error, file, ch.error_line)] if ch.error is not None else []
+    broken += [
+        (part_name, part.error, part.file, part.error_line or part.line)
+        for part_name, part in ch.parts.items()
+        if part.error is not None
+    ]
+    out: list[SendingProblem] = []
+    for part_name, reason, at, line in broken:
+        where = f"{channel}.{part_name}" if part_name else channel
+        message = f"template '{name}' cannot render {where}: {reason} ({at}:{line})"
+        out.append(SendingProblem("broken_section", name, channel, at, line, message))
+    for part_name, part in ch.parts.items():
+        for var in _unknown_variables(part, channel, part_name) if part.template else ():
+            message = (
+                f"template '{name}' uses {var!r} in {channel}.{part_name} ({part.file}:"
+                f"{part.line}), which is not a template variable ({', '.join(VARIABLES)})"
+            )
+            out.append(
+                SendingProblem("unknown_variable", name, channel, part.file, part.line, message)
+            )
+    return out
+
+
+def _sending_problems(loaded: _Loaded, channels: Iterable[str]) -> list[SendingProblem]:
+    """What would stop a loaded template from being sent on each of `channels`: it does
+    not load (invalid YAML, not a mapping), a channel has no section, or a broken one
+    (a missing part, a syntax error), or a part of it uses a variable outside the
+    contract. The template's other sections are not looked at."""
+    if loaded.error is not None:
+        return [_unusable(loaded.name, loaded.file, loaded.error)]
+    return [p for channel in dict.fromkeys(channels) for p in _section_problems(loaded, channel)]
 
 
 def validate_templates(
@@ -666,7 +770,7 @@ def validate_templates(
     else:
         return [f"{path}: no such file or folder"]
     problems: list[str] = []
-    defined: dict[str, set[str]] = {}
+    defined: dict[str, _Loaded] = {}
     for name in names:
         if not NAME_RE.match(name):
             problems.append(f"{folder / name}: template names are lowercase a-z, 0-9, _ and -")
@@ -680,7 +784,7 @@ def validate_templates(
             problems.append(f"{folder / name}: cannot read: {exc}")
             continue
         problems.extend(loaded.problems)
-        defined[name] = set(loaded.channels) if loaded.error is None else set(CHANNELS)
+        defined[name] = loaded
         for channel, ch in loaded.channels.items():
             for part_name, part in ch.parts.items():
                 if part.template is not None:
@@ -691,9 +795,11 @@ def validate_templates(
         if name not in defined:
             problems.append(f"{folder / name}.yaml: missing (a trigger sends it)")
             continue
-        for channel in sorted(set(channels) - defined[name]):
-            file = _template_file(folder, name) or folder / f"{name}.yaml"
-            problems.append(
-                f"{file}:1: no {channel} section, but a trigger sends this template by {channel}"
-            )
+        # the rest of what stops sending (broken sections, variables) is reported above
+        for p in _sending_problems(defined[name], sorted(set(channels))):
+            if p.kind == "missing_section":
+                problems.append(
+                    f"{p.file}:{p.line}: no {p.channel} section, but a trigger sends this "
+                    f"template by {p.channel}"
+                )
     return problems

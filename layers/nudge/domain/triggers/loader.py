@@ -12,9 +12,9 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -30,6 +30,9 @@ from nudge.domain.triggers.model import (
     Trigger,
     check_structure,
 )
+
+if TYPE_CHECKING:  # the templates (and Jinja) are imported only when triggers are validated
+    from nudge.domain.templates import SendingProblem
 
 YAML_SUFFIXES = (".yaml", ".yml")
 MAX_DEPTH = 64
@@ -268,93 +271,165 @@ class _Parsed:
     issues: list[DefinitionIssue]
 
 
+class TemplateChecker(Protocol):
+    """What stops a template from being sent on channels (`TemplateStore` is one)."""
+
+    def sending_problems(self, name: str, channels: Iterable[str]) -> list[SendingProblem]: ...
+
+
+@dataclass
+class _Context:
+    """What the triggers of every source are checked against, and the result so far."""
+
+    known_templates: set[str] | None
+    templates_label: str
+    checker: TemplateChecker | None
+    out: _Parsed = field(default_factory=lambda: _Parsed([], {}, []))
+    first_seen: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
 def parse_sources(
     sources: Iterable[tuple[str, str]],
     *,
     templates: Iterable[str] | None = None,
     templates_label: str = "templates",
+    checker: TemplateChecker | None = None,
 ) -> _Parsed:
     """Validates (file label, YAML text) pairs. `templates`: the template names that exist
-    (None: not checked)."""
-    known_templates = None if templates is None else set(templates)
-    out = _Parsed([], {}, [])
-    first_seen: dict[str, tuple[str, int]] = {}
+    (None: not checked). `checker`: checks each valid trigger's template for its channel
+    and fallback (None: not checked)."""
+    ctx = _Context(None if templates is None else set(templates), templates_label, checker)
     for file, text in sources:
-        issues: list[DefinitionIssue] = []
-        data, lines = _compose(text, file, issues)
-        out.issues.extend(issues)
-        if data is None:
-            continue
-        if not isinstance(data, dict):
-            out.issues.append(
-                DefinitionIssue(file, lines.line(()), "expected a mapping with a `triggers:` list")
-            )
-            continue
-        for key in data:
-            if key != "triggers":
-                out.issues.append(
-                    DefinitionIssue(
-                        file, lines.line((key,), key=True), f"unknown field '{key}'{_suggest(key)}"
-                    )
-                )
-        items = data.get("triggers")
-        if items is None:
-            continue
-        if not isinstance(items, list):
-            out.issues.append(
+        found = _trigger_items(file, text, ctx.out.issues)
+        if found is not None:
+            items, lines = found
+            for i, item in enumerate(items):
+                _parse_trigger(item, ("triggers", i), file, lines, ctx)
+    ctx.out.issues.sort()
+    return ctx.out
+
+
+def _trigger_items(
+    file: str, text: str, issues: list[DefinitionIssue]
+) -> tuple[list[Any], _Lines] | None:
+    """The items of the file's `triggers:` list and the lines of its nodes; None when
+    there are none (the file's problems go to `issues`)."""
+    data, lines = _compose(text, file, issues)
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        issues.append(
+            DefinitionIssue(file, lines.line(()), "expected a mapping with a `triggers:` list")
+        )
+        return None
+    for key in data:
+        if key != "triggers":
+            issues.append(
                 DefinitionIssue(
-                    file, lines.line(("triggers",)), "`triggers` must be a list of triggers"
+                    file, lines.line((key,), key=True), f"unknown field '{key}'{_suggest(key)}"
                 )
             )
-            continue
-        for i, item in enumerate(items):
-            base: Loc = ("triggers", i)
-            raw_id = item.get("id") if isinstance(item, dict) else None
-            if isinstance(raw_id, str):
-                id_line = lines.line((*base, "id"))
-                if raw_id in first_seen:
-                    where = first_seen[raw_id]
-                    out.issues.append(
-                        DefinitionIssue(
-                            file,
-                            id_line,
-                            f"duplicate id '{raw_id}' (first defined at {where[0]}:{where[1]})",
-                        )
-                    )
-                    continue
-                first_seen[raw_id] = (file, id_line)
-            problems: list[tuple[Loc, str]] = []
-            action = item.get("action") if isinstance(item, dict) else None
-            template = action.get("template") if isinstance(action, dict) else None
-            if (
-                known_templates is not None
-                and isinstance(template, str)
-                and TEMPLATE_RE.match(template)
-                and template not in known_templates
-            ):
-                problems.append(
-                    (
-                        (*base, "action", "template"),
-                        f"unknown template '{template}': no {templates_label}/{template}.yaml",
-                    )
-                )
-            try:
-                trigger = Trigger.model_validate(item)
-            except ValidationError as err:
-                for e in err.errors():
-                    message, at_key = _message(e)
-                    out.issues.append(
-                        DefinitionIssue(file, lines.line((*base, *e["loc"]), key=at_key), message)
-                    )
-                trigger = None
-            if trigger is not None:
-                problems.extend(check_structure(trigger, base))
-            for loc, message in problems:
-                out.issues.append(DefinitionIssue(file, lines.line(loc), message))
-            if trigger is not None and not problems:
-                out.triggers.append(trigger)
-                out.sources[trigger.id] = (file, lines.line(base))
-    out.issues.sort()
+    items = data.get("triggers")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        issues.append(
+            DefinitionIssue(
+                file, lines.line(("triggers",)), "`triggers` must be a list of triggers"
+            )
+        )
+        return None
+    return items, lines
+
+
+def _parse_trigger(item: Any, base: Loc, file: str, lines: _Lines, ctx: _Context) -> None:
+    """Validates one item of a `triggers:` list; adds the trigger to `ctx.out` when it has
+    no problem, else its problems."""
+    if not _claim_id(item, base, file, lines, ctx):
+        return
+    problems = _unknown_template(item, base, ctx)
+    trigger = _validate_model(item, base, file, lines, ctx.out.issues)
+    if trigger is not None:
+        problems.extend(check_structure(trigger, base))
+        if not problems and ctx.checker is not None:
+            problems.extend(_template_problems(trigger, base, ctx.checker))
+    for loc, message in problems:
+        ctx.out.issues.append(DefinitionIssue(file, lines.line(loc), message))
+    if trigger is not None and not problems:
+        ctx.out.triggers.append(trigger)
+        ctx.out.sources[trigger.id] = (file, lines.line(base))
+
+
+def _claim_id(item: Any, base: Loc, file: str, lines: _Lines, ctx: _Context) -> bool:
+    """Records where the item's id is first defined; False (and an issue) for a duplicate."""
+    raw_id = item.get("id") if isinstance(item, dict) else None
+    if not isinstance(raw_id, str):
+        return True
+    id_line = lines.line((*base, "id"))
+    where = ctx.first_seen.get(raw_id)
+    if where is not None:
+        ctx.out.issues.append(
+            DefinitionIssue(
+                file, id_line, f"duplicate id '{raw_id}' (first defined at {where[0]}:{where[1]})"
+            )
+        )
+        return False
+    ctx.first_seen[raw_id] = (file, id_line)
+    return True
+
+
+def _unknown_template(item: Any, base: Loc, ctx: _Context) -> list[tuple[Loc, str]]:
+    """The action's template when it is not among the known ones (checked before the
+    model, so that it is reported next to the trigger's other problems)."""
+    action = item.get("action") if isinstance(item, dict) else None
+    template = action.get("template") if isinstance(action, dict) else None
+    if (
+        ctx.known_templates is None
+        or not isinstance(template, str)
+        or not TEMPLATE_RE.match(template)
+        or template in ctx.known_templates
+    ):
+        return []
+    return [
+        (
+            (*base, "action", "template"),
+            f"unknown template '{template}': no {ctx.templates_label}/{template}.yaml",
+        )
+    ]
+
+
+def _validate_model(
+    item: Any, base: Loc, file: str, lines: _Lines, issues: list[DefinitionIssue]
+) -> Trigger | None:
+    """The item as a Trigger, or None with pydantic's errors (located) in `issues`."""
+    try:
+        return Trigger.model_validate(item)
+    except ValidationError as err:
+        for e in err.errors():
+            message, at_key = _message(e)
+            issues.append(
+                DefinitionIssue(file, lines.line((*base, *e["loc"]), key=at_key), message)
+            )
+        return None
+
+
+def _template_problems(
+    trigger: Trigger, base: Loc, checker: TemplateChecker
+) -> list[tuple[Loc, str]]:
+    """What stops the trigger's template from being sent on the action's channel and
+    fallback, each at the `channel:` or `fallback:` line when it is about that channel's
+    section, else at the `template:` line."""
+    action = trigger.action
+    fields: dict[str, str] = {action.channel: "channel"}
+    if action.fallback is not None:
+        fields.setdefault(action.fallback, "fallback")
+    out: list[tuple[Loc, str]] = []
+    for problem in checker.sending_problems(action.template, fields):
+        name = fields.get(problem.channel or "")
+        if problem.kind in ("missing_section", "broken_section") and name is not None:
+            out.append(((*base, "action", name), f"{name}: {problem.message}"))
+        else:
+            out.append(((*base, "action", "template"), problem.message))
     return out
 
 
@@ -386,7 +461,9 @@ def template_names(templates_dir: Path) -> set[str] | None:
     return {p.stem for p in templates_dir.iterdir() if p.is_file() and p.suffix in YAML_SUFFIXES}
 
 
-def _load(path: str | Path, templates_dir: Path | None) -> _Parsed:
+def _load(
+    path: str | Path, templates_dir: Path | None, *, check_templates: bool = False
+) -> _Parsed:
     path = Path(path)
     if not path.exists():
         return _Parsed([], {}, [DefinitionIssue(str(path), 1, "no such file or directory")])
@@ -400,15 +477,24 @@ def _load(path: str | Path, templates_dir: Path | None) -> _Parsed:
             issues.append(DefinitionIssue(str(file), 1, f"cannot read: {err}"))
     tdir = templates_dir if templates_dir is not None else default_templates_dir(path)
     names = template_names(tdir)
+    checker = None
+    if check_templates and names is not None:
+        from nudge.domain.templates import TemplateStore
+
+        checker = TemplateStore(tdir)
     parsed = parse_sources(
-        sources, templates=names if names is not None else set(), templates_label=str(tdir)
+        sources,
+        templates=names if names is not None else set(),
+        templates_label=str(tdir),
+        checker=checker,
     )
     parsed.issues = sorted(issues + parsed.issues)
     return parsed
 
 
 def load_triggers(path: str | Path, *, templates_dir: Path | None = None) -> TriggerSet:
-    """Loads a trigger file or every *.yaml of a folder; raises DefinitionError."""
+    """Loads a trigger file or every *.yaml of a folder; raises DefinitionError. Checks
+    that each trigger's template exists (not what is in it: see validate_path)."""
     parsed = _load(path, templates_dir)
     if parsed.issues:
         raise DefinitionError(parsed.issues)
@@ -416,7 +502,12 @@ def load_triggers(path: str | Path, *, templates_dir: Path | None = None) -> Tri
 
 
 def validate_path(path: str | Path, *, templates_dir: Path | None = None) -> list[DefinitionIssue]:
-    return _load(path, templates_dir).issues
+    """Every problem of a trigger file or folder (`nudge triggers validate`): what
+    load_triggers reports, and each trigger checked against its template in
+    `templates_dir` (default: templates/ beside the triggers), which must have a section
+    for the action's channel and for its fallback, sections that render, and only the
+    template variables."""
+    return _load(path, templates_dir, check_templates=True).issues
 
 
 def default_triggers_path(environ: Mapping[str, str] | None = None) -> Path:
