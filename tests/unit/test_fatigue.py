@@ -17,6 +17,7 @@ from nudge.domain.fatigue import (
     FatigueConfig,
     FatigueConfigError,
     QuietHours,
+    SendWindow,
     Sent,
     UserPrefs,
     Verdict,
@@ -552,3 +553,47 @@ def test_order_by_priority() -> None:
     d = candidate("d", priority=90, at=NOON + timedelta(minutes=1), action_id="d")
 
     assert order_by_priority([a, d, b, c]) == [c, d, b, a]
+
+
+# ---- send windows ----------------------------------------------------------------------------------
+WEEKDAYS_9_TO_6 = SendWindow.model_validate(
+    {"days": ["mon", "tue", "wed", "thu", "fri"], "start": "09:00", "end": "18:00"}
+)
+
+
+@pytest.mark.parametrize(
+    ("now", "opens"),
+    [
+        (ny(2026, 3, 7, 10), ny(2026, 3, 9, 9)),  # Saturday: Monday 09:00 New York
+        (ny(2026, 3, 9, 8, 59), ny(2026, 3, 9, 9)),  # Monday before the opening
+        (ny(2026, 3, 9, 12), ny(2026, 3, 9, 12)),  # open: now
+        (ny(2026, 3, 9, 18), ny(2026, 3, 10, 9)),  # the end is not in the window
+        (ny(2026, 3, 13, 19), ny(2026, 3, 16, 9)),  # Friday evening: Monday
+    ],
+)
+def test_a_send_window_opens_on_its_days_and_hours_in_the_users_time_zone(
+    now: datetime, opens: datetime
+) -> None:
+    assert WEEKDAYS_9_TO_6.next_open(now, "America/New_York") == opens
+
+
+def test_a_send_window_across_midnight_runs_into_the_next_morning() -> None:
+    friday_night = SendWindow.model_validate({"days": ["fri"], "start": "20:00", "end": "02:00"})
+    saturday = datetime(2026, 3, 7, 1, 30, tzinfo=UTC)  # 01:30 Saturday, Friday's window
+    assert friday_night.next_open(saturday, None) == saturday
+    later = datetime(2026, 3, 7, 2, 0, tzinfo=UTC)
+    assert friday_night.next_open(later, None) == datetime(2026, 3, 13, 20, 0, tzinfo=UTC)
+
+
+def test_an_action_outside_its_triggers_send_window_is_deferred_on_every_channel() -> None:
+    for channel in ("email", "inapp"):
+        c = replace(candidate(channel=channel, at=ny(2026, 3, 7, 12)), window=WEEKDAYS_9_TO_6)
+        verdict = judge(c, prefs=NY_USER)
+        assert (verdict.status, verdict.reason) == ("deferred", "send_window")
+        assert verdict.defer_until == ny(2026, 3, 9, 9)
+        assert judge(c, prefs=NY_USER, now=ny(2026, 3, 9, 9)).sends
+
+
+def test_a_send_window_without_days_is_refused() -> None:
+    with pytest.raises(ValueError, match="never open"):
+        SendWindow.model_validate({"days": []})

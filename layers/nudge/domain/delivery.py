@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from nudge.domain.clock import from_ms, iso, to_ms
 from nudge.domain.errors import NudgeError
-from nudge.domain.fatigue import Candidate, FatigueConfig, Sent, UserPrefs, decide
+from nudge.domain.fatigue import Candidate, FatigueConfig, SendWindow, Sent, UserPrefs, decide
 from nudge.domain.ports import ProfileStore
 from nudge.domain.profile import ITEM_CODES, Profile
 from nudge.domain.templates import Rendered, build_variables
@@ -163,7 +163,13 @@ def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candi
         priority=int(action.get("priority") or 0),
         cooldown_seconds=action.get("cooldown_seconds"),
         fired_at=_parse(action.get("at")) or from_ms(0),
+        window=_window(action["action"].get("send_window")),
     )
+
+
+def _window(value: Any) -> SendWindow | None:
+    """The trigger's send window as its action message carries it (validated at load)."""
+    return SendWindow.model_validate(value) if isinstance(value, Mapping) else None
 
 
 def _parse(value: Any) -> datetime | None:

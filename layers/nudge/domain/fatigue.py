@@ -10,7 +10,9 @@ gets a `Verdict`. The rules apply in this order and the first that says no wins:
 4. cooldown: the same trigger sent within its cooldown  -> capped    cooldown
 5. caps over sliding windows (global, channel, trigger) -> capped    cap:<scope>[:<name>]:<limit>/<window>
 6. quiet hours in the user's time zone                  -> deferred  quiet_hours (defer_until)
-7. priority: the last slot of a cap goes to a
+7. the trigger's send window (days and hours, the
+   user's time zone), every channel                     -> deferred  send_window (defer_until)
+8. priority: the last slot of a cap goes to a
    higher-priority competitor fired close by            -> capped    priority
 
 A `deferred` verdict reserves nothing: call `decide` again when the action comes due.
@@ -22,7 +24,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -165,6 +167,63 @@ class QuietHours(_Strict):
         return local >= self.start or local < self.end
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class SendWindow(_Strict):
+    """A trigger's allowed sending times in the user's time zone: `days` of the week and
+    the local stretch [start, end) of each (it may cross midnight, as 20:00-02:00: then
+    it opens on `days` and runs into the next morning). A message outside it waits for
+    the next opening, on every channel."""
+
+    days: tuple[Weekday, ...] = WEEKDAYS
+    start: ClockTime = time(0, 0)
+    end: ClockTime = time(0, 0)  # 00:00-00:00: the whole day
+
+    @model_validator(mode="after")
+    def _sensible(self) -> Self:
+        if not self.days:
+            raise ValueError("`days` is empty: the window would never open")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "days": list(self.days),
+            "start": self.start.strftime("%H:%M"),
+            "end": self.end.strftime("%H:%M"),
+        }
+
+    def _opening(
+        self, day: date, zone: ZoneInfo, not_before: datetime
+    ) -> tuple[datetime, datetime]:
+        start = _first_instant_showing(
+            datetime.combine(day, self.start), zone, not_before=not_before
+        )
+        end_day = day + timedelta(days=1) if self.end <= self.start else day
+        end = _first_instant_showing(
+            datetime.combine(end_day, self.end), zone, not_before=not_before
+        )
+        return start, end
+
+    def next_open(self, now: datetime, tz: str | None) -> datetime:
+        """`now` when the window is open in `tz`, else the instant it next opens."""
+        now = utc(now)
+        zone = zone_of(tz)
+        today = now.astimezone(zone).date()
+        for offset in range(-1, 8):  # yesterday's stretch may run past midnight
+            day = today + timedelta(days=offset)
+            if WEEKDAYS[day.weekday()] not in self.days:
+                continue
+            opens = datetime.combine(day, self.start).replace(tzinfo=zone).astimezone(UTC)
+            start, end = self._opening(day, zone, not_before=min(now, opens))
+            if start <= now < end:
+                return now
+            if start > now:
+                return start
+        raise AssertionError("a window with days opens within a week")  # pragma: no cover
+
+
 def _default_caps() -> tuple[Cap, ...]:
     return (
         Cap(scope="global", limit=3, window="24h"),
@@ -240,6 +299,7 @@ class Candidate:
     priority: int
     cooldown_seconds: int | None
     fired_at: datetime
+    window: SendWindow | None = None  # the trigger's send window, if it has one
 
 
 @dataclass(frozen=True)
@@ -376,6 +436,10 @@ def decide(
         at = next_allowed(now, prefs.timezone, config.quiet_hours)
         if at > now:
             return Verdict("deferred", "quiet_hours", defer_until=at)
+    if candidate.window is not None:
+        at = candidate.window.next_open(now, prefs.timezone)
+        if at > now:
+            return Verdict("deferred", "send_window", defer_until=at)
 
     if last_slots and _outranked(candidate, last_slots, history, prefs, now, config, competing):
         return Verdict("capped", "priority")
