@@ -26,7 +26,7 @@ from nudge.domain.clock import SettableClock, iso, to_ms
 from nudge.domain.delivery import DeliveryEntry
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
-from nudge.domain.triggers.engine import action_id
+from nudge.domain.triggers.contract import action_id
 from nudge.local.emulation import ACCOUNT, REGION, Resources
 from nudge.local.lambdas import sqs_event
 

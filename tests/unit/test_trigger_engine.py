@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from nudge.domain.events import Event, normalize_event
 from nudge.domain.profile import Profile
 from nudge.domain.triggers import Engine, TriggerSet, load_triggers, parse_text
 from nudge.domain.triggers.backtest import Simulation
-from nudge.domain.triggers.engine import MAX_KEYS, action_id, timer_name
+from nudge.domain.triggers.contract import action_id
+from nudge.domain.triggers.state import MAX_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 T = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -368,15 +368,6 @@ class TestHistoricalEvents:
 
 
 class TestIdentities:
-    def test_timer_names_are_deterministic_and_valid_scheduler_names(self) -> None:
-        a = timer_name("user-1", "cart_abandonment", None)
-        assert a == timer_name("user-1", "cart_abandonment", None)
-        assert a != timer_name("user-2", "cart_abandonment", None)
-        assert a != timer_name("user-1", "cart_abandonment", "p1")
-        long = timer_name("ü" * 300, "a" * 64, "k" * 200)
-        for name in (a, long):
-            assert len(name) <= 64 and re.fullmatch(r"[0-9a-zA-Z\-_.]+", name)
-
     def test_action_ids_are_per_episode(self) -> None:
         assert action_id("u", "t", None, 1) == action_id("u", "t", None, 1)
         assert (

@@ -19,7 +19,7 @@ from nudge.domain.events import Event, normalize_event
 from nudge.domain.profile import Profile
 from nudge.domain.triggers import Engine, TriggerSet, load_triggers
 from nudge.domain.triggers.backtest import Simulation
-from nudge.domain.triggers.engine import STALE_MS, action_id
+from nudge.domain.triggers.contract import STALE_MS, action_id
 
 ROOT = Path(__file__).resolve().parents[2]
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

@@ -29,7 +29,7 @@ class TriggerEffects:
         if decisions.fires:
             self.actions.send([action_message(user_id, f, self.now) for f in decisions.fires])
             self.sent_actions += len(decisions.fires)
-        # decisions.disarm needs no call: a stale timer is re-checked when it comes due
+        # a timer no longer needed is not deleted: it is re-checked and changes nothing
         if decisions.arm:
             self.wakeups.arm(user_id, decisions.arm, now=self.now)
             self.armed += len(decisions.arm)

@@ -67,7 +67,6 @@ def _combine(parts: Sequence[Any]) -> Any:
     for other in parts[1:]:
         first.fires.extend(other.fires)
         first.arm.extend(other.arm)
-        first.disarm.extend(other.disarm)
     return first
 
 

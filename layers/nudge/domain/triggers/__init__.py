@@ -2,6 +2,12 @@
 line-precise errors, the engine that evaluates triggers against a user's state, and the
 backtest that replays history through the same engine.
 
+Modules: `model` (the definition format), `loader` (files to a TriggerSet), `durations`,
+`contract` (what the engine returns: Decisions, Fire, Timer, action ids), `values`
+(property paths, comparisons, matchers), `behaviors/` (one Pattern class per behavior),
+`compiler` (definitions to Patterns and predicates; the behavior REGISTRY), `state` (the
+per-trigger state stored in the profile), `engine` (the Engine), `backtest`.
+
 Exports resolve lazily, so that `python -m nudge.domain.triggers.model` (which prints
 the editor schema) runs the module once."""
 
@@ -11,7 +17,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from nudge.domain.triggers.engine import Decisions, Engine, Fire, Timer, action_id, timer_name
+    from nudge.domain.triggers.contract import Decisions, Fire, Timer, action_id
+    from nudge.domain.triggers.engine import Engine
     from nudge.domain.triggers.loader import (
         DefinitionError,
         DefinitionIssue,
@@ -24,12 +31,11 @@ if TYPE_CHECKING:
     from nudge.domain.triggers.model import Trigger
 
 _EXPORTS = {
-    "Decisions": "engine",
+    "Decisions": "contract",
     "Engine": "engine",
-    "Fire": "engine",
-    "Timer": "engine",
-    "action_id": "engine",
-    "timer_name": "engine",
+    "Fire": "contract",
+    "Timer": "contract",
+    "action_id": "contract",
     "DefinitionError": "loader",
     "DefinitionIssue": "loader",
     "TriggerSet": "loader",
@@ -52,7 +58,6 @@ __all__ = [
     "default_triggers_path",
     "load_triggers",
     "parse_text",
-    "timer_name",
     "validate_path",
 ]
 

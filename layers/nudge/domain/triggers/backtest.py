@@ -28,7 +28,8 @@ from nudge.domain.fatigue import Candidate, Channel, FatigueConfig, Sent, UserPr
 from nudge.domain.ports import StoredProfile
 from nudge.domain.processing import TimerDue, process_users
 from nudge.domain.profile import Profile
-from nudge.domain.triggers.engine import Decisions, Engine, Fire, Timer
+from nudge.domain.triggers.contract import Decisions, Fire, Timer
+from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.wakeups import bucket_of
 
@@ -87,14 +88,14 @@ class Simulation:
         self.engine = triggers if isinstance(triggers, Engine) else Engine(triggers)
         self.store = MemoryProfileStore()
         self.profiles = self.store.profiles
-        self.timers: dict[tuple[str, str], Timer] = {}  # (user, name) -> the latest armed
+        # (user, trigger, key) -> the latest armed: as the wake-up index keys its items
+        self.timers: dict[tuple[str, str, str | None], Timer] = {}
         self._buckets: dict[datetime, dict[tuple[str, str, str | None], Timer]] = {}
         self._queue: list[datetime] = []  # bucket minutes, a heap
         self._now: datetime | None = None
         self.fires: list[FireRecord] = []
         self.arms = 0  # timers filed in the wake-up index
         self.schedules = 0  # bucket schedules created (the live Scheduler calls)
-        self.disarms = 0
         self.events = 0
 
     @property
@@ -128,10 +129,11 @@ class Simulation:
             heapq.heappop(self._queue)
             timers = self._buckets.pop(at, {})  # the schedule is deleted once it fired
             by_user: dict[str, list[TimerDue]] = defaultdict(list)
-            for (user_id, _, _), timer in sorted(timers.items(), key=lambda kv: str(kv[0])):
+            for ref, timer in sorted(timers.items(), key=lambda kv: str(kv[0])):
+                user_id = ref[0]
                 by_user[user_id].append(TimerDue(user_id, timer.trigger_id, timer.key))
-                if self.timers.get((user_id, timer.name)) is timer:
-                    del self.timers[(user_id, timer.name)]
+                if self.timers.get(ref) is timer:
+                    del self.timers[ref]
             out.extend(self._process({}, dict(by_user), at))
         return out
 
@@ -154,7 +156,6 @@ class Simulation:
         """Effects of the processing path: as TriggerEffects does live, minus the I/O."""
         now = self._now
         assert now is not None
-        self.disarms += len(decisions.disarm)
         for timer in decisions.arm:
             self.arms += 1
             bucket = bucket_of(timer.due, now)
@@ -162,8 +163,9 @@ class Simulation:
                 self._buckets[bucket] = {}
                 heapq.heappush(self._queue, bucket)
                 self.schedules += 1
-            self._buckets[bucket][(user_id, timer.trigger_id, timer.key)] = timer
-            self.timers[(user_id, timer.name)] = timer
+            ref = (user_id, timer.trigger_id, timer.key)
+            self._buckets[bucket][ref] = timer
+            self.timers[ref] = timer
         self.fires.extend(FireRecord(user_id, f) for f in decisions.fires)
 
 

@@ -557,10 +557,21 @@ def pattern_loc(branch_loc: Loc, node: BaseModel) -> Loc:
 def check_structure(trigger: Trigger, base: Loc = ()) -> list[tuple[Loc, str]]:
     """What pydantic cannot see: conditions with nothing to arm on, `all` of two behaviors,
     sequence time limits, cart-change absences with correlation, fallback = channel."""
-    problems: list[tuple[Loc, str]] = []
     when = (*base, "when")
+    problems = _branch_problems(trigger.when, when)
+    _node_problems(trigger.when, when, problems)
+    if trigger.action.fallback is not None and trigger.action.fallback == trigger.action.channel:
+        problems.append(
+            ((*base, "action", "fallback"), "fallback is the same channel as `channel`")
+        )
+    return problems
+
+
+def _branch_problems(node: BaseModel, when: Loc) -> list[tuple[Loc, str]]:
+    """Whether the condition splits into branches that each have a behavior to arm on."""
+    problems: list[tuple[Loc, str]] = []
     try:
-        branches = split(trigger.when, when)
+        branches = split(node, when)
     except StructureError as err:
         problems.append((err.loc, err.message))
         branches = []
@@ -583,47 +594,40 @@ def check_structure(trigger: Trigger, base: Loc = ()) -> list[tuple[Loc, str]]:
                         "unreachable condition: this branch holds only filters or `not`: nothing to arm on",
                     )
                 )
-
-    def visit(node: BaseModel, loc: Loc) -> None:
-        if isinstance(node, SequenceCondition):
-            for i, step in enumerate(node.sequence.steps):
-                step_loc = (*loc, "sequence", "steps", i)
-                if i == 0 and step.within is not None:
-                    problems.append(
-                        (
-                            (*step_loc, "within"),
-                            "the first step has no previous step: remove `within`",
-                        )
-                    )
-                elif i > 0 and step.within is None:
-                    problems.append(
-                        (step_loc, "missing `within`: the time limit from the previous step")
-                    )
-        elif isinstance(node, AbsenceCondition) and node.absence.measured_from == "cart_change":
-            if node.absence.correlate is not None:
-                problems.append(
-                    (
-                        (*loc, "absence", "correlate"),
-                        "`correlate` does not apply when measured_from is cart_change",
-                    )
-                )
-            if node.absence.after.where:
-                problems.append(
-                    (
-                        (*loc, "absence", "after", "where"),
-                        "`where` does not apply when measured_from is cart_change",
-                    )
-                )
-        for where, child in children(node):
-            kind = getattr(node, "kind", "")
-            visit(child, (*loc, kind) if where == "" else (*loc, kind, where))
-
-    visit(trigger.when, when)
-    if trigger.action.fallback is not None and trigger.action.fallback == trigger.action.channel:
-        problems.append(
-            ((*base, "action", "fallback"), "fallback is the same channel as `channel`")
-        )
     return problems
+
+
+def _node_problems(node: BaseModel, loc: Loc, problems: list[tuple[Loc, str]]) -> None:
+    """The rules of single conditions, for the node and everything under it."""
+    if isinstance(node, SequenceCondition):
+        for i, step in enumerate(node.sequence.steps):
+            step_loc = (*loc, "sequence", "steps", i)
+            if i == 0 and step.within is not None:
+                problems.append(
+                    ((*step_loc, "within"), "the first step has no previous step: remove `within`")
+                )
+            elif i > 0 and step.within is None:
+                problems.append(
+                    (step_loc, "missing `within`: the time limit from the previous step")
+                )
+    elif isinstance(node, AbsenceCondition) and node.absence.measured_from == "cart_change":
+        if node.absence.correlate is not None:
+            problems.append(
+                (
+                    (*loc, "absence", "correlate"),
+                    "`correlate` does not apply when measured_from is cart_change",
+                )
+            )
+        if node.absence.after.where:
+            problems.append(
+                (
+                    (*loc, "absence", "after", "where"),
+                    "`where` does not apply when measured_from is cart_change",
+                )
+            )
+    for where, child in children(node):
+        kind = getattr(node, "kind", "")
+        _node_problems(child, (*loc, kind) if where == "" else (*loc, kind, where), problems)
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,0 +1,186 @@
+"""Instant behaviors: they hold at the event that completes them (`event`, `count`,
+`sequence`). The episode is that completion; the events up to a fire are consumed (the
+check only looks at events after the key's last fire, `since`)."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from typing import Any
+
+from nudge.domain.clock import to_ms
+from nudge.domain.events import Event
+from nudge.domain.triggers.behaviors.base import (
+    MAX_STEP_EVENTS,
+    NO,
+    Check,
+    Moment,
+    Pattern,
+    evict,
+)
+from nudge.domain.triggers.model import CountCondition, EventCondition, SequenceCondition
+from nudge.domain.triggers.values import Matcher, product_of, snapshot
+
+COUNT_SLACK = 4  # timestamps kept beyond at_least - 1, for late events
+
+
+class EventPattern(Pattern):
+    """Holds at each matching event; no state."""
+
+    def __init__(self, node: EventCondition) -> None:
+        super().__init__(node)
+        self.match = Matcher(node)
+
+    def matches(self, ev: Event) -> bool:
+        return self.match(ev)
+
+    def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
+        ev = m.event
+        if ev is None or not self.match(ev):
+            return NO
+        t = to_ms(ev.timestamp)
+        if since is not None and t <= since:
+            return NO
+        context: dict[str, Any] = {"event": ev.event, "properties": dict(ev.properties)}
+        product = product_of(ev.properties)
+        if product is not None:
+            context["product"] = snapshot(ev.properties)
+        return Check(True, at=t, anchor=t, context=context, product=product)
+
+
+class CountPattern(Pattern):
+    """State: {key: [event ms, sorted]}, the newest `at_least - 1 + COUNT_SLACK` within
+    the window. The message's context comes from the completing event."""
+
+    def __init__(self, node: CountCondition) -> None:
+        super().__init__(node)
+        spec = node.count
+        self.match = Matcher(spec)
+        self.n = spec.at_least
+        self.window = spec.within * 1000
+        self.key_prop = spec.per
+        self.horizon_ms = self.window
+        self.keep = self.n - 1 + COUNT_SLACK
+
+    def matches(self, ev: Event) -> bool:
+        return self.match(ev)
+
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
+        if not self.match(ev):
+            return False
+        for key in self.keys(ev):
+            times = ps.get(key)
+            if not isinstance(times, list):
+                times = ps[key] = []
+            insort(times, t)
+            if len(times) > self.keep:
+                del times[: len(times) - self.keep]
+        evict(ps, lambda times: times[-1] if times else 0)
+        return True
+
+    def prune(self, ps: dict[str, Any], ref: int) -> None:
+        floor = ref - self.window
+        for key in [k for k, times in ps.items() if not times or times[-1] < floor]:
+            del ps[key]
+        for key, times in ps.items():
+            if times[0] < floor:
+                ps[key] = times[bisect_left(times, floor) :]
+
+    def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
+        ev = m.event
+        if ev is None or not self.match(ev):
+            return NO
+        times = ps.get(m.key)
+        if not times:
+            return NO
+        te = to_ms(ev.timestamp)
+        if since is not None:
+            times = times[bisect_right(times, since) :]
+        # the earliest window [t - within, t] that holds this event and n events
+        for j in range(bisect_left(times, te), len(times)):
+            tj = times[j]
+            if tj - self.window > te:
+                break
+            if j - bisect_left(times, tj - self.window) + 1 >= self.n:
+                props = dict(ev.properties)
+                context: dict[str, Any] = {"event": ev.event, "properties": props, "count": self.n}
+                product = m.key if self.key_prop == "product_id" else product_of(props)
+                if product is not None:
+                    context["product"] = {**snapshot(props), "product_id": product}
+                return Check(True, at=tj, anchor=tj, context=context, product=product)
+        return NO
+
+
+class SequencePattern(Pattern):
+    """State: {key: [[[ms, fp8], ...] per step]}, the newest MAX_STEP_EVENTS of each step
+    within the sequence's total time. The message's context comes from the current event."""
+
+    def __init__(self, node: SequenceCondition) -> None:
+        super().__init__(node)
+        spec = node.sequence
+        self.steps = [Matcher(s) for s in spec.steps]
+        self.limits = [0] + [(s.within or 0) * 1000 for s in spec.steps[1:]]
+        self.key_prop = spec.correlate
+        self.horizon_ms = sum(self.limits)
+
+    def matches(self, ev: Event) -> bool:
+        return any(step(ev) for step in self.steps)
+
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
+        hits = [i for i, step in enumerate(self.steps) if step(ev)]
+        if not hits:
+            return False
+        mark = [t, fp[:8]]
+        for key in self.keys(ev):
+            steps = ps.get(key)
+            if not isinstance(steps, list) or len(steps) != len(self.steps):
+                steps = ps[key] = [[] for _ in self.steps]
+            for i in hits:
+                marks = steps[i]
+                if mark not in marks:
+                    insort(marks, mark)
+                    if len(marks) > MAX_STEP_EVENTS:
+                        del marks[0]
+        evict(ps, lambda steps: max((s[-1][0] for s in steps if s), default=0))
+        return True
+
+    def prune(self, ps: dict[str, Any], ref: int) -> None:
+        floor = ref - self.horizon_ms
+        for key in list(ps):
+            steps = ps[key]
+            for i, marks in enumerate(steps):
+                steps[i] = [mk for mk in marks if mk[0] >= floor]
+            if not any(steps):
+                del ps[key]
+
+    def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
+        ev = m.event
+        if ev is None:
+            return NO
+        steps = ps.get(m.key)
+        if not steps:
+            return NO
+        te = to_ms(ev.timestamp)
+        reach = [tuple(mk) for mk in steps[0] if since is None or mk[0] > since]
+        for i in range(1, len(steps)):
+            if not reach:
+                return NO
+            limit = self.limits[i]
+            nxt = []
+            for mk in steps[i]:
+                cand = tuple(mk)
+                if since is not None and cand[0] <= since:
+                    continue
+                j = bisect_left(reach, cand) - 1  # the latest earlier step event
+                if j >= 0 and cand[0] - reach[j][0] <= limit:
+                    nxt.append(cand)
+            reach = nxt
+        done = [mk[0] for mk in reach if mk[0] >= te]
+        if not done:
+            return NO
+        at = min(done)
+        props = dict(ev.properties)
+        product = m.key if self.key_prop == "product_id" else product_of(props)
+        context: dict[str, Any] = {"event": ev.event, "properties": props}
+        if product is not None:
+            context["product"] = {**snapshot(props), "product_id": product}
+        return Check(True, at=at, anchor=at, context=context, product=product)

@@ -1,0 +1,105 @@
+"""Durable behaviors measured from the profile rather than from events of their own:
+`inactivity` (no activity for a time since `profile.last_seen`) and `dwell` (a time on
+the product page the user is on, `profile.last_page`). Neither keeps a history, so a
+past gap or a page left earlier in event time stays unseen when events come late."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nudge.domain.clock import from_ms, iso
+from nudge.domain.events import Event
+from nudge.domain.profile import ACTIVITY_TYPES, PAGE_EVENTS, PRODUCT_VIEWED
+from nudge.domain.triggers.behaviors.base import CART_EVENTS, NO, Check, Moment, Pattern
+from nudge.domain.triggers.contract import NONE_KEY
+from nudge.domain.triggers.model import DwellCondition, InactivityCondition
+from nudge.domain.triggers.values import snapshot
+
+
+class InactivityPattern(Pattern):
+    """From the user's last activity (profile.last_seen, event time)."""
+
+    instant = False
+
+    def __init__(self, node: InactivityCondition) -> None:
+        super().__init__(node)
+        self.window = node.inactivity.for_ * 1000
+        self.horizon_ms = self.window
+
+    def relevant(self, ev: Event) -> bool:
+        return ev.type in ACTIVITY_TYPES
+
+    def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
+        last = m.profile.last_seen
+        if m.key != NONE_KEY or last is None:
+            return NO
+        deadline = last + self.window
+        if m.now <= deadline:
+            return Check(False, due=deadline, anchor=last)
+        return Check(
+            True,
+            at=deadline,
+            anchor=last,
+            context={"event": None, "inactive_since": iso(from_ms(last))},
+        )
+
+
+class DwellPattern(Pattern):
+    """On the product page the user is on (profile.last_page). State: a snapshot of the
+    newest `Product Viewed`: {"": {"at": ms, "fp": fp, "s": snapshot}}."""
+
+    instant = False
+
+    def __init__(self, node: DwellCondition) -> None:
+        super().__init__(node)
+        spec = node.dwell
+        self.window = spec.for_ * 1000
+        self.unless_added = spec.unless_added
+        self.timeout = spec.session_timeout * 1000
+        self.horizon_ms = self.window
+
+    def relevant(self, ev: Event) -> bool:
+        if self.window >= self.timeout:  # any activity keeps the session alive to the deadline
+            return ev.type in ACTIVITY_TYPES
+        # cart changes matter too: "already in the cart" is part of the condition, so a
+        # removal (or an order clearing the cart) can make a page visit count again
+        return ev.event in PAGE_EVENTS or ev.event in CART_EVENTS
+
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
+        if ev.event != PRODUCT_VIEWED:
+            return False
+        entry = ps.get(NONE_KEY)
+        if entry is None or (t, fp) > (entry["at"], entry["fp"]):
+            ps[NONE_KEY] = {"at": t, "fp": fp, "s": snapshot(ev.properties)}
+        return True
+
+    def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
+        page = m.profile.last_page
+        if (
+            m.key != NONE_KEY
+            or not page
+            or page.get("event") != PRODUCT_VIEWED
+            or not page.get("product_id")
+        ):
+            return NO
+        pid, entered = str(page["product_id"]), int(page["at"])
+        if self.unless_added:
+            entry = m.profile.cart.get(pid)
+            if entry and entry.get("add", 0) >= entered:
+                return NO  # added since entering the page
+            if entry and entry.get("add", 0) > max(entry.get("rm", 0), m.profile.cart_cleared_at):
+                return NO  # already in the cart: nothing to upsell
+        deadline = entered + self.window
+        last = max(m.profile.last_seen or entered, entered)
+        if last < deadline - self.timeout:
+            return NO  # the session times out before the deadline (unless new activity comes)
+        seen = ps.get(NONE_KEY)
+        snap = (
+            dict(seen["s"])
+            if seen and seen.get("at") == entered and seen.get("fp") == page.get("fp")
+            else {}
+        )
+        if m.now <= deadline:
+            return Check(False, due=deadline, anchor=entered, product=pid)
+        context = {"event": PRODUCT_VIEWED, "product": {**snap, "product_id": pid}}
+        return Check(True, at=deadline, anchor=entered, context=context, product=pid)

@@ -1,0 +1,202 @@
+"""The per-trigger state the engine keeps in the profile, with named access.
+
+The profile (one DynamoDB item per user, docs/decisions.md D13) holds it under
+`profile.triggers[trigger_id]`; the stored keys are short because every byte of the item
+is read and written with every event. They must not change: stored profiles hold them.
+This module is the one place that knows them; the engine goes through the names below.
+
+Stored per trigger                      read as
+  fired           episodes so far        TriggerState.fired          (public)
+  last_fired_at   ms of the last one     TriggerState.last_fired_at  (public)
+  armed_until     ms of the nearest      TriggerState.armed_until    (public)
+                  pending deadline, or None
+  k               {key: per-key state}   TriggerState.key / .key_for_update / .keyed
+                  ("" for no key)
+  p               {pattern slot: the     TriggerState.patterns
+                  behavior's rolling state; each behavior documents its own}
+  e               the highest episode    TriggerState.evicted_episodes
+                  number of evicted keys (so episode numbers stay unique)
+
+Stored per key (in `k`)
+  n               episodes for the key   KeyState.episodes
+  at              ms of its last fire    KeyState.last_fire_ms
+  due             ms the armed timer     KeyState.timer_due_ms
+                  falls due
+  d               the deadline now       KeyState.deadline_ms
+                  needed (ms)
+
+`fired`, `last_fired_at` and `armed_until` are read outside the engine too: the profile's
+public view (`Profile.view`, GET /v1/users/{id}) shows them. The rest is the engine's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from nudge.domain.triggers.contract import NONE_KEY
+
+MAX_KEYS = 30  # keys kept per behavior and per trigger (products, correlation values)
+
+
+class KeyState:
+    """The bookkeeping of one (trigger, key): its episodes, its last fire, its timer and
+    its pending deadline. A view on the stored mapping: writes go to the profile."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+
+    def __bool__(self) -> bool:
+        """Whether anything is recorded (an empty key is dropped when stored)."""
+        return bool(self.raw)
+
+    @property
+    def episodes(self) -> int:
+        """Episodes fired for the key (0 when none, or none since it was evicted)."""
+        return int(self.raw.get("n") or 0)
+
+    @episodes.setter
+    def episodes(self, n: int) -> None:
+        self.raw["n"] = n
+
+    @property
+    def last_fire_ms(self) -> int | None:
+        """The latest `at` of the key's fired episodes: an episode anchored at or before
+        it is one already decided."""
+        at = self.raw.get("at")
+        return None if at is None else int(at)
+
+    @last_fire_ms.setter
+    def last_fire_ms(self, at: int) -> None:
+        self.raw["at"] = at
+
+    @property
+    def timer_due_ms(self) -> int | None:
+        """When the timer armed for this key falls due, None when none is armed."""
+        due = self.raw.get("due")
+        return None if due is None else int(due)
+
+    @timer_due_ms.setter
+    def timer_due_ms(self, due: int | None) -> None:
+        if due is None:
+            self.raw.pop("due", None)
+        else:
+            self.raw["due"] = due
+
+    @property
+    def deadline_ms(self) -> int | None:
+        """The earliest deadline of the key's durable behaviors still ahead, None when
+        nothing is pending (the user's earliest one is what the timer must cover)."""
+        d = self.raw.get("d")
+        return None if d is None else int(d)
+
+    @deadline_ms.setter
+    def deadline_ms(self, d: int | None) -> None:
+        if d is None:
+            self.raw.pop("d", None)
+        else:
+            self.raw["d"] = d
+
+
+class TriggerState:
+    """One trigger's state for one user, read from the profile and written back by
+    `store`. The mappings are the stored ones, changed in place."""
+
+    __slots__ = ("_keys", "patterns", "raw")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        k = raw.get("k")
+        self._keys: dict[str, dict[str, Any]] = k if isinstance(k, dict) else {}
+        p = raw.get("p")
+        self.patterns: dict[str, dict[str, Any]] = p if isinstance(p, dict) else {}
+
+    # ---- the public counters ------------------------------------------------------------
+    @property
+    def fired(self) -> int:
+        return int(self.raw.get("fired", 0))
+
+    @property
+    def last_fired_at(self) -> int | None:
+        at = self.raw.get("last_fired_at")
+        return None if at is None else int(at)
+
+    @property
+    def armed_until(self) -> int | None:
+        at = self.raw.get("armed_until")
+        return None if at is None else int(at)
+
+    @property
+    def evicted_episodes(self) -> int:
+        return int(self.raw.get("e", 0))
+
+    # ---- keys ----------------------------------------------------------------------------
+    def key(self, key: str) -> KeyState:
+        """The key's state to read; an empty one (not stored) when the key has none."""
+        return KeyState(self._keys.get(key) or {})
+
+    def key_for_update(self, key: str) -> KeyState:
+        """The key's state to change, added to the trigger's when the key has none."""
+        raw = self._keys.get(key)
+        if raw is None:
+            raw = self._keys[key] = {}
+        return KeyState(raw)
+
+    def keyed(self) -> Iterator[tuple[str, KeyState]]:
+        """Every key with state, in stored order (the order ties are broken in)."""
+        for key, raw in self._keys.items():
+            yield key, KeyState(raw)
+
+    def count_fire(self, key: str, at: int) -> int:
+        """Counts an episode of the key fired at `at` (ms); returns its episode number.
+        Numbers continue after those of evicted keys, so an action id is never reused;
+        `at` is never moved back (a late episode may be older than the last fire)."""
+        ks = self.key_for_update(key)
+        episode = (ks.episodes or self.evicted_episodes) + 1
+        ks.episodes = episode
+        ks.last_fire_ms = max(ks.last_fire_ms or 0, at)
+        self.raw["fired"] = self.fired + 1
+        self.raw["last_fired_at"] = max(self.last_fired_at or 0, at)
+        return episode
+
+    # ---- writing back ----------------------------------------------------------------------
+    def store(self, triggers: dict[str, Any], trigger_id: str) -> None:
+        """Writes the state into `profile.triggers`, bounded: empty keys dropped, beyond
+        MAX_KEYS the idle keys that fired longest ago evicted (never one with a timer, nor
+        the keyless one), `armed_until` the nearest pending deadline. A trigger with
+        nothing to remember yet takes no place."""
+        self._evict_keys()
+        raw = self.raw
+        if self._keys:
+            raw["k"] = self._keys
+        else:
+            raw.pop("k", None)
+        if self.patterns:
+            raw["p"] = self.patterns
+        else:
+            raw.pop("p", None)
+        deadlines = [d for _, ks in self.keyed() if (d := ks.deadline_ms) is not None]
+        raw["armed_until"] = min(deadlines) if deadlines else None
+        if (
+            not raw.get("k")
+            and not raw.get("p")
+            and not raw.get("fired")
+            and trigger_id not in triggers
+        ):
+            return  # nothing worth a place in the profile yet
+        raw.setdefault("fired", 0)
+        triggers[trigger_id] = raw
+
+    def _evict_keys(self) -> None:
+        keys = self._keys
+        for key in [k for k, v in keys.items() if not v]:
+            del keys[key]
+        if len(keys) <= MAX_KEYS:
+            return
+        idle = [k for k, v in keys.items() if "due" not in v and k != NONE_KEY]
+        idle.sort(key=lambda k: KeyState(keys[k]).last_fire_ms or 0)
+        for k in idle[: len(keys) - MAX_KEYS]:
+            self.raw["e"] = max(self.evicted_episodes, KeyState(keys[k]).episodes)
+            del keys[k]
