@@ -2,9 +2,10 @@
 
 Events of a stretch of two hours (so deadlines pass in between) are delivered either one
 by one at their own time, with the clock running, or after the stretch in chunks of event
-time, the newest first (the case of a batch held up upstream), each shuffled. Both must end with the same `fired` and `last_fired_at` for
-`cart_abandonment`. A late-discovered episode sends a message only while fresh (its
-deadline within STALE_MS of now) and when no later episode of the trigger fired yet.
+time, the newest first (the case of a batch held up upstream), each shuffled. Both must
+end with the same `fired` and `last_fired_at` for `cart_abandonment`. A past episode a late
+event reveals counts but never sends (docs/triggers.md, "Time, lateness and order"); a
+deadline that events find passed is decided at the wake-up after them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from nudge.domain.events import Event, normalize_event
 from nudge.domain.profile import Profile
 from nudge.domain.triggers import Engine, TriggerSet, load_triggers
 from nudge.domain.triggers.backtest import Simulation
-from nudge.domain.triggers.contract import STALE_MS, action_id
+from nudge.domain.triggers.contract import LATE_FLUSH_MS, action_id
 
 ROOT = Path(__file__).resolve().parents[2]
 T = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -127,6 +128,11 @@ def _feed(engine: Engine, profile: Profile, raws: list[dict[str, Any]], now: dat
     return engine.on_events(profile, profile.apply([_event(r, now) for r in raws]), now)
 
 
+def _wake(engine: Engine, profile: Profile, now: datetime):
+    """The wake-up that follows a batch: LATE_FLUSH_MS and a minute bucket later."""
+    return engine.on_timer(profile, CART, None, now + timedelta(milliseconds=LATE_FLUSH_MS) + M)
+
+
 FIRST = [_raw(1, "add", 1, T + 2 * M), _raw(2, "add", 2, T + 3 * M)]
 SECOND = [
     _raw(3, "remove", 2, T + 61 * M),
@@ -135,38 +141,44 @@ SECOND = [
 ]
 
 
-def test_a_late_past_episode_is_counted_with_its_deadline_but_sends_nothing_when_stale() -> None:
+def test_a_late_past_episode_is_counted_with_its_deadline_but_sends_nothing() -> None:
     engine = Engine(TRIGGERS)
     profile = Profile(user_id="u1")
     now = T + 3 * 60 * M  # 12:00, long after both deadlines
-    first = _feed(engine, profile, SECOND, now)
-    assert [(f.episode, f.at) for f in first.fires if f.trigger_id == CART] == [(1, T + 80 * M)]
+    assert not [f for f in _feed(engine, profile, SECOND, now).fires if f.trigger_id == CART]
+    first = _wake(engine, profile, now)  # decided at the wake-up: 10:20 is over an hour ago
+    assert [f for f in first.fires if f.trigger_id == CART] == []
+    assert profile.triggers[CART]["fired"] == 1
     # when the adds of 09:02-09:03 arrive late: the cart of 09:03 was abandoned at 09:18
     late = _feed(engine, profile, FIRST, now)
+    late.fires += _wake(engine, profile, now).fires
     state = profile.triggers[CART]
     assert state["fired"] == 2
     assert state["last_fired_at"] == int((T + 80 * M).timestamp() * 1000)
-    assert [f for f in late.fires if f.trigger_id == CART] == []  # stale, and superseded
+    assert [f for f in late.fires if f.trigger_id == CART] == []  # past: the cart changed since
     # the same events again change nothing
     again = _feed(engine, profile, FIRST, now + M)
     assert profile.triggers[CART]["fired"] == 2 and not again.fires
 
 
-def test_a_fresh_late_episode_fires_with_the_number_in_order_delivery_gives_it() -> None:
+def test_a_late_past_episode_counts_as_in_order_delivery_numbers_it_and_the_current_sends() -> (
+    None
+):
     # an add at 09:00 and one at 09:30 arrive together at 09:35: the cart of 09:00 was
     # abandoned at 09:15 (nothing changed it until 09:30), the one of 09:30 is pending
     engine = Engine(TRIGGERS)
     profile = Profile(user_id="u1")
     now = T + 35 * M
     d = _feed(engine, profile, [_raw(1, "add", 2, T + 30 * M), _raw(2, "add", 1, T)], now)
-    fires = [f for f in d.fires if f.trigger_id == CART]
-    assert [(f.episode, f.at) for f in fires] == [(1, T + 15 * M)]
-    assert fires[0].action_id == action_id("u1", CART, None, 1)
+    assert [f for f in d.fires if f.trigger_id == CART] == []  # decided at the wake-up
+    d = _wake(engine, profile, now)
+    assert [f for f in d.fires if f.trigger_id == CART] == []  # the cart of 09:00 is gone
+    assert profile.triggers[CART]["fired"] == 1
     assert profile.triggers[CART]["armed_until"] == int((T + 45 * M).timestamp() * 1000)
-    assert (now - (T + 15 * M)).total_seconds() * 1000 < STALE_MS
-    # the pending one fires in its turn as episode 2
+    # the current one fires in its turn as episode 2, the number in-order delivery gives it
     d = engine.on_timer(profile, CART, None, T + 46 * M)
     assert [(f.episode, f.at) for f in d.fires] == [(2, T + 45 * M)]
+    assert d.fires[0].action_id == action_id("u1", CART, None, 2)
 
 
 def test_a_late_event_inside_the_window_cancels_nothing_already_decided_twice() -> None:
@@ -216,6 +228,7 @@ def test_a_correlated_absence_counts_a_past_episode_revealed_late() -> None:
         profile = Profile(user_id="u1")
         for batch in batches:
             _feed(engine, profile, batch, T + 3 * 60 * M)
+        engine.on_timer(profile, "checkout_stalled", "c1", T + 3 * 60 * M + 2 * M)
         states.append(profile.triggers["checkout_stalled"])
     # the checkout of 09:00 stalled at 09:30; the one of 10:00 ended in an order
     assert states[0]["fired"] == states[1]["fired"] == 1

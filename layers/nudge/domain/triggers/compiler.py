@@ -113,15 +113,23 @@ class Compiler:
             if pattern.key_prop is not None and m.event is not None:
                 keys = pattern.keys(m.event) or keys
             return any(
-                pattern.check(
+                pattern.held(
                     m.states.get(pattern.slot) or {},
                     Moment(m.profile, m.now, m.event, k, m.states, m.product),
-                    None,
-                ).holds
+                )
                 for k in keys
             )
 
         return holds
+
+
+def _reads_traits(node: BaseModel) -> bool:
+    """Whether a filter reads traits or the segment (which an `identify` can change)."""
+    if isinstance(node, (TraitCondition, SegmentCondition)):
+        return True
+    children = getattr(node, "all_", None) or getattr(node, "any_", None) or []
+    inner = getattr(node, "not_", None)
+    return any(_reads_traits(c) for c in [*children, *([inner] if inner is not None else [])])
 
 
 class CompiledTrigger:
@@ -145,6 +153,12 @@ class CompiledTrigger:
         self.durable_keyed = any(p.key_prop is not None for p, _ in self.durable)
         self._unkeyed = [p for p, _ in self.durable if p.key_prop is None]
         self.action = trigger.action.as_dict()
+        if trigger.send_window is not None:
+            self.action["send_window"] = trigger.send_window.as_dict()
+        self.lateness_ms = trigger.lateness * 1000
+        self.filtered_by_traits = any(
+            _reads_traits(f) for b in branches if b.pattern is not None for f in b.filters
+        )
         self.priority = trigger.priority
         self.cooldown_seconds = trigger.cooldown_seconds
         self.once = trigger.reeligibility == "once"

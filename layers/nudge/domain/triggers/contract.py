@@ -21,7 +21,8 @@ NONE_KEY = ""  # the key of a trigger (or behavior) without a key property
 DUE_TOLERANCE_MS = 60_000  # a timer firing this close to its due counts as that timer
 LOST_TIMER_MS = 3_600_000  # an armed timer this overdue is presumed lost and armed again
 FORGET_TIMER_AHEAD_MS = 3_600_000  # with nothing pending, a timer this far ahead is forgotten
-STALE_MS = 3_600_000  # a late-discovered past episode older than this sends no message
+LATE_FLUSH_MS = 60_000  # a passed deadline found by events waits this long for the rest of
+# their flush (decided at the wake-up after); a trait set this soon after an event counts for it
 
 
 @dataclass(frozen=True)

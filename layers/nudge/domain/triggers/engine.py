@@ -27,8 +27,12 @@ Settling a durable behavior for a key (`_settle`): when it holds and the filters
 the episode fires (once: its anchor is recorded by the key's last fire); when its
 deadline is ahead and the filters hold, the deadline is recorded on the key; a behavior
 that keeps history (`Pattern.late`) also reports the past episodes late events revealed,
-each decided once. A late episode counts, but sends a message only when its deadline is
-within STALE_MS of now and no later episode of the key has fired.
+each decided once. At events (`inline`), an episode whose deadline has passed, or a past
+one, is not decided but LATE_FLUSH_MS later at a wake-up, so the rest of a late flush
+can still cancel it. Lateness (docs/decisions.md D18): a past episode counts but never
+sends; any episode whose moment is more than the trigger's `lateness` before its
+decision counts but sends nothing. An instant episode stopped only by trait filters
+waits LATE_FLUSH_MS for an `identify` (`_recheck_waiting`).
 
 Timers are armed lazily: a user needs one armed timer, at or before the earliest of its
 deadlines. A timer is never moved later; when it fires, every deadline due by then is
@@ -44,14 +48,14 @@ from datetime import datetime
 from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.events import Event
 from nudge.domain.profile import Profile
-from nudge.domain.triggers.behaviors import Check, Moment
+from nudge.domain.triggers.behaviors import Check, Moment, Pattern
 from nudge.domain.triggers.compiler import CompiledTrigger, Pred, filters_hold
 from nudge.domain.triggers.contract import (
     DUE_TOLERANCE_MS,
     FORGET_TIMER_AHEAD_MS,
+    LATE_FLUSH_MS,
     LOST_TIMER_MS,
     NONE_KEY,
-    STALE_MS,
     Decisions,
     Fire,
     Timer,
@@ -61,7 +65,9 @@ from nudge.domain.triggers.contract import (
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.triggers.model import Trigger
 from nudge.domain.triggers.state import KeyState, TriggerState
+from nudge.domain.triggers.values import snapshot
 
+MAX_WAITING = 8  # instant episodes kept waiting for an `identify` per trigger
 TimedEvent = tuple[int, str, int, Event]  # (event ms, fingerprint, arrival index, event)
 
 
@@ -103,8 +109,9 @@ class Engine:
             self._observe(ct, st, timed, ref)
             if live:
                 self._decide(ct, st, profile, live, now_ms, decisions)
+                self._recheck_waiting(ct, st, profile, live, now_ms, decisions)
         if live:
-            self._settle_due(states, profile, now_ms, decisions)
+            self._settle_due(states, profile, now_ms, decisions, inline=True)
             self._schedule(states, now_ms, decisions)
         self._store_all(profile, states)
         decisions.fires.sort(key=lambda f: (f.at, -f.priority, f.trigger_id))
@@ -178,18 +185,8 @@ class Engine:
         ones for the keys the events may have moved."""
         for ev in live:
             for pattern, filters in ct.instant:
-                if not pattern.matches(ev):
-                    continue
-                ps = st.patterns.get(pattern.slot) or {}
-                for key in pattern.keys(ev):
-                    ks = st.key(key)
-                    m = Moment(profile, now, ev, key, st.patterns)
-                    chk = pattern.check(ps, m, ks.last_fire_ms)
-                    if not chk.holds:
-                        continue
-                    m.product = chk.product
-                    if filters_hold(filters, m) and self._eligible(ct, ks, chk):
-                        self._fire(ct, st, profile, key, chk, out)
+                if pattern.matches(ev):
+                    self._decide_instant(ct, st, profile, pattern, filters, ev, now, out)
         if not ct.durable:
             return
         keys = {NONE_KEY} if any(ct.unsettled(ev) for ev in live) else set()
@@ -200,7 +197,81 @@ class Engine:
                         if pattern.relevant(ev):
                             keys.update(pattern.keys(ev))
         for key in sorted(keys):
-            self._settle(ct, st, profile, key, now, out)
+            self._settle(ct, st, profile, key, now, out, inline=True)
+
+    def _decide_instant(
+        self,
+        ct: CompiledTrigger,
+        st: TriggerState,
+        profile: Profile,
+        pattern: Pattern,
+        filters: list[Pred],
+        ev: Event,
+        now: int,
+        out: Decisions,
+    ) -> None:
+        """An instant behavior at a live event, for each key it touches: fires when it
+        completes and the filters hold; waits a minute for an `identify` when only trait
+        filters stood in the way."""
+        for key in pattern.keys(ev):
+            ks = st.key(key)
+            m = Moment(profile, now, ev, key, st.patterns)
+            chk = pattern.check(st.patterns.get(pattern.slot) or {}, m, ks.last_fire_ms)
+            if not chk.holds:
+                continue
+            m.product = chk.product
+            eligible = self._eligible_late if chk.late else self._eligible
+            if not eligible(ct, ks, chk):
+                continue
+            if filters_hold(filters, m):
+                self._fire(ct, st, profile, key, chk, out, now)
+                self._decided(st, pattern, m, chk.anchor)
+            elif ct.filtered_by_traits and not chk.late:
+                waiting = st.waiting
+                waiting.append([chk.at, key, ev.event, snapshot(ev.properties), chk.product])
+                del waiting[: max(0, len(waiting) - MAX_WAITING)]
+
+    def _recheck_waiting(
+        self,
+        ct: CompiledTrigger,
+        st: TriggerState,
+        profile: Profile,
+        live: list[Event],
+        now: int,
+        out: Decisions,
+    ) -> None:
+        """Instant episodes whose trait filters failed are decided again when an
+        `identify` (or `group`) stamped within LATE_FLUSH_MS of them arrives, in whatever
+        order and request; those older than that behind the newest event are dropped."""
+        if not st.raw.get("w"):
+            return
+        ids = [to_ms(ev.timestamp) for ev in live if ev.type in ("identify", "group")]
+        newest = max(to_ms(ev.timestamp) for ev in live)
+        kept = []
+        for item in st.waiting:
+            at, key, name, props, product = item
+            if not any(abs(t - at) <= LATE_FLUSH_MS for t in ids):
+                if at >= newest - LATE_FLUSH_MS:
+                    kept.append(item)
+                continue
+            for pattern, filters in ct.instant:
+                m = Moment(profile, now, None, key, st.patterns, product)
+                if filters_hold(filters, m):
+                    context = {"event": name, "properties": props}
+                    if product is not None:
+                        context["product"] = {**props, "product_id": product}
+                    chk = Check(True, at=at, anchor=at, context=context, product=product)
+                    self._fire(ct, st, profile, key, chk, out, now)
+                    self._decided(st, pattern, m, at)
+                    break
+        st.raw["w"] = kept
+
+    @staticmethod
+    def _decided(st: TriggerState, pattern: Pattern, m: Moment, anchor: int) -> None:
+        ps = st.patterns.setdefault(pattern.slot, {})
+        pattern.decided(ps, m, anchor)
+        if not ps:
+            del st.patterns[pattern.slot]
 
     # ---- durable behaviors -------------------------------------------------------------------
     def _settle(
@@ -211,27 +282,35 @@ class Engine:
         key: str,
         now: int,
         out: Decisions,
+        *,
+        inline: bool = False,
     ) -> None:
         """Evaluates the durable behaviors for a key now: fires, or records the deadline
-        still ahead (`KeyState.deadline_ms`), or clears it when nothing is pending."""
+        still ahead (`KeyState.deadline_ms`), or clears it when nothing is pending.
+        `inline` (at events, not at a wake-up): an episode whose deadline has passed is
+        not decided yet but at the wake-up after LATE_FLUSH_MS, so that the rest of a late
+        flush (the order after the add) can still cancel it."""
         dues: list[int] = []
         for pattern, filters in ct.durable:
             ps = st.patterns.get(pattern.slot) or {}
             m = Moment(profile, now, None, key, st.patterns)
             chk = pattern.check(ps, m, st.key(key).last_fire_ms)
             m.product = chk.product
+            current = chk.anchor if (chk.holds or chk.due is not None) else None
+            past = pattern.past(ps, m, current) if pattern.late else []
+            if inline and (chk.holds or past):
+                dues.append(now + LATE_FLUSH_MS)
+                continue
             if chk.holds:
                 if filters_hold(filters, m) and self._eligible(ct, st.key(key), chk):
-                    self._fire(ct, st, profile, key, chk, out)
+                    self._fire(ct, st, profile, key, chk, out, now)
                 if pattern.late:
                     pattern.decided(st.patterns.setdefault(pattern.slot, ps), m, chk.anchor)
             elif chk.due is not None and filters_hold(filters, m):
                 dues.append(chk.due)
-            if pattern.late:
-                current = chk.anchor if (chk.holds or chk.due is not None) else None
-                for late in pattern.past(ps, m, current):
-                    self._settle_late(ct, st, profile, filters, m, late, out)
-                    pattern.decided(st.patterns.setdefault(pattern.slot, ps), m, late.anchor)
+            for late in past:
+                self._settle_late(ct, st, profile, filters, m, late)
+                pattern.decided(st.patterns.setdefault(pattern.slot, ps), m, late.anchor)
         if dues:
             st.key_for_update(key).deadline_ms = min(dues)
         else:
@@ -245,20 +324,22 @@ class Engine:
         filters: list[Pred],
         m: Moment,
         late: Check,
-        out: Decisions,
     ) -> None:
         """A past episode a late event revealed: counted when the filters and the
-        re-eligibility rule allow it, sent only when fresh (within STALE_MS of now, and
-        no later episode of the key fired: the user already had the newer message)."""
-        seen = st.key(m.key)
+        re-eligibility rule allow it, never sent (its state no longer holds: the cart it
+        was about has changed since)."""
         m.product = late.product
-        if filters_hold(filters, m) and self._eligible_late(ct, seen, late):
-            last = seen.last_fire_ms
-            fresh = late.at >= m.now - STALE_MS and (last is None or late.at > last)
-            self._fire(ct, st, profile, m.key, late, out, emit=fresh)
+        if filters_hold(filters, m) and self._eligible_late(ct, st.key(m.key), late):
+            self._fire(ct, st, profile, m.key, late, None, m.now)
 
     def _settle_due(
-        self, states: dict[str, TriggerState], profile: Profile, now: int, out: Decisions
+        self,
+        states: dict[str, TriggerState],
+        profile: Profile,
+        now: int,
+        out: Decisions,
+        *,
+        inline: bool = False,
     ) -> None:
         """Checks every deadline of the user that is due by now (a wake-up serves them all;
         a lost timer is caught up by the next event)."""
@@ -266,7 +347,7 @@ class Engine:
             st = states[ct.id]
             due = [k for k, ks in st.keyed() if (d := ks.deadline_ms) is not None and d < now]
             for key in due:
-                self._settle(ct, st, profile, key, now, out)
+                self._settle(ct, st, profile, key, now, out, inline=inline)
 
     # ---- timers ---------------------------------------------------------------------------------
     def _schedule(self, states: dict[str, TriggerState], now: int, out: Decisions) -> None:
@@ -336,13 +417,14 @@ class Engine:
         profile: Profile,
         key: str,
         chk: Check,
-        out: Decisions,
-        *,
-        emit: bool = True,
+        out: Decisions | None,
+        now: int,
     ) -> None:
-        """Counts the episode; `emit` False for a late-discovered stale one (no message)."""
+        """Counts the episode and sends it (into `out`) unless `out` is None (a past
+        episode) or its moment is more than the trigger's `lateness` behind now (it is
+        decided now, so now is the moment from which the message would go out)."""
         episode = st.count_fire(key, chk.at)
-        if not emit:
+        if out is None or chk.at < now - ct.lateness_ms:
             return
         k = None if key == NONE_KEY else key
         out.fires.append(

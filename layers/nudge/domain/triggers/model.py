@@ -46,6 +46,7 @@ from pydantic import (
     model_validator,
 )
 
+from nudge.domain.fatigue import SendWindow
 from nudge.domain.triggers.durations import PATTERN as DURATION_PATTERN
 from nudge.domain.triggers.durations import parse_duration
 
@@ -451,6 +452,16 @@ class Trigger(_Strict):
         description="no second message from this trigger within this time",
     )
     reeligibility: Reeligibility = "every_time"
+    lateness: PositiveDuration = Field(
+        default="1h",
+        validate_default=True,
+        description="an episode decided later than this after its moment counts but sends nothing",
+    )
+    send_window: SendWindow | None = Field(
+        default=None,
+        description="days (mon..sun) and local hours (start, end) when its messages may go out; "
+        "outside, they wait for the next opening in the user's time zone",
+    )
 
     @property
     def cooldown_seconds(self) -> int:

@@ -16,6 +16,9 @@ Stored per trigger                      read as
                   behavior's rolling state; each behavior documents its own}
   e               the highest episode    TriggerState.evicted_episodes
                   number of evicted keys (so episode numbers stay unique)
+  w               instant episodes whose TriggerState.waiting
+                  trait filters failed, [[ms, key, event, properties, product], ...],
+                  kept a minute (an `identify` just after may set the trait)
 
 Stored per key (in `k`)
   n               episodes for the key   KeyState.episodes
@@ -132,6 +135,14 @@ class TriggerState:
     def evicted_episodes(self) -> int:
         return int(self.raw.get("e", 0))
 
+    @property
+    def waiting(self) -> list[list[Any]]:
+        """Instant episodes waiting for their trait filters (see the table above)."""
+        w = self.raw.get("w")
+        if not isinstance(w, list):
+            w = self.raw["w"] = []
+        return w
+
     # ---- keys ----------------------------------------------------------------------------
     def key(self, key: str) -> KeyState:
         """The key's state to read; an empty one (not stored) when the key has none."""
@@ -177,11 +188,14 @@ class TriggerState:
             raw["p"] = self.patterns
         else:
             raw.pop("p", None)
+        if not raw.get("w"):
+            raw.pop("w", None)
         deadlines = [d for _, ks in self.keyed() if (d := ks.deadline_ms) is not None]
         raw["armed_until"] = min(deadlines) if deadlines else None
         if (
             not raw.get("k")
             and not raw.get("p")
+            and not raw.get("w")
             and not raw.get("fired")
             and trigger_id not in triggers
         ):

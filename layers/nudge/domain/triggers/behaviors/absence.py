@@ -47,6 +47,8 @@ class AbsencePattern(Pattern):
         is_a, is_b = self.after(ev), self.without(ev)
         if not (is_a or is_b):
             return False
+        if is_a:
+            is_b = False  # one event as both ("no order for 30 days since the last"): a restart
         for key in self.keys(ev):
             entry = ps.setdefault(key, {})
             if is_a and t >= entry.get("a", -1):

@@ -52,7 +52,7 @@ class Moment:
 class Check:
     """A behavior's verdict for one key at one moment."""
 
-    __slots__ = ("anchor", "at", "context", "due", "holds", "product")
+    __slots__ = ("anchor", "at", "context", "due", "holds", "late", "product")
 
     def __init__(
         self,
@@ -63,8 +63,10 @@ class Check:
         due: int | None = None,
         context: dict[str, Any] | None = None,
         product: str | None = None,
+        late: bool = False,
     ) -> None:
         self.holds = holds
+        self.late = late  # an instant episode older than the key's last fire, found late
         self.at = at
         self.anchor = anchor
         self.due = due
@@ -111,6 +113,11 @@ class Pattern(ABC):
     @abstractmethod
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         """Whether the behavior holds at the moment, or when it will be due."""
+
+    def held(self, ps: dict[str, Any], m: Moment) -> bool:
+        """The behavior used as a filter (under `not`, or beside another in an `any`):
+        whether it holds at the moment (the moment's event, or now at a timer)."""
+        return self.check(ps, m, None).holds
 
     def past(self, ps: dict[str, Any], m: Moment, current: int | None) -> list[Check]:
         """Durable episodes completed in event time before the current one (anchor below

@@ -12,6 +12,7 @@ from nudge.domain.events import Event
 from nudge.domain.triggers.behaviors.base import (
     MAX_STEP_EVENTS,
     NO,
+    RETAIN_MS,
     Check,
     Moment,
     Pattern,
@@ -24,7 +25,10 @@ COUNT_SLACK = 4  # timestamps kept beyond at_least - 1, for late events
 
 
 class EventPattern(Pattern):
-    """Holds at each matching event; no state."""
+    """Holds at each matching event: every one is an episode, in whatever order they
+    arrive. State: {key: [event ms, ...]}, the newest MAX_STEP_EVENTS decided at or before
+    the key's last fire (an event later than it is new by definition), so that a late
+    event older than the last fire is told from one already decided."""
 
     def __init__(self, node: EventCondition) -> None:
         super().__init__(node)
@@ -33,18 +37,35 @@ class EventPattern(Pattern):
     def matches(self, ev: Event) -> bool:
         return self.match(ev)
 
+    def decided(self, ps: dict[str, Any], m: Moment, anchor: int) -> None:
+        done = ps.get(m.key)
+        if not isinstance(done, list):
+            done = ps[m.key] = []
+        if anchor not in done:
+            insort(done, anchor)
+            del done[: max(0, len(done) - MAX_STEP_EVENTS)]
+        evict(ps, lambda times: times[-1] if times else 0)
+
+    def prune(self, ps: dict[str, Any], ref: int) -> None:
+        floor = ref - RETAIN_MS
+        for key in [k for k, times in ps.items() if not times or times[-1] < floor]:
+            del ps[key]
+
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         ev = m.event
         if ev is None or not self.match(ev):
             return NO
         t = to_ms(ev.timestamp)
-        if since is not None and t <= since:
-            return NO
+        late = since is not None and t <= since
+        if late:
+            done = ps.get(m.key) or []
+            if t in done or not done or (t < done[0] and len(done) >= MAX_STEP_EVENTS):
+                return NO  # decided already, or older than what is remembered
         context: dict[str, Any] = {"event": ev.event, "properties": dict(ev.properties)}
         product = product_of(ev.properties)
         if product is not None:
             context["product"] = snapshot(ev.properties)
-        return Check(True, at=t, anchor=t, context=context, product=product)
+        return Check(True, at=t, anchor=t, context=context, product=product, late=late)
 
 
 class CountPattern(Pattern):
@@ -84,6 +105,13 @@ class CountPattern(Pattern):
         for key, times in ps.items():
             if times[0] < floor:
                 ps[key] = times[bisect_left(times, floor) :]
+
+    def held(self, ps: dict[str, Any], m: Moment) -> bool:
+        """As a filter (a history filter under `not`): at least `at_least` matching
+        events in the window that ends at the moment (its event's time, or now)."""
+        times = ps.get(m.key) or []
+        end = m.now if m.event is None else to_ms(m.event.timestamp)
+        return bisect_right(times, end) - bisect_left(times, end - self.window) >= self.n
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         ev = m.event

@@ -73,6 +73,31 @@ class DwellPattern(Pattern):
             ps[NONE_KEY] = {"at": t, "fp": fp, "s": snapshot(ev.properties)}
         return True
 
+    def _cart_allows_from(self, m: Moment, pid: str, entered: int) -> int | None:
+        """From when the cart lets the page count (`unless_added`), None if it does not:
+        the product added since entering, or in the cart now. A product that was in the
+        cart when the page was entered and left it since counts from its removal (or the
+        order that emptied the cart)."""
+        if not self.unless_added:
+            return entered
+        entry = m.profile.cart.get(pid)
+        if not entry:
+            return entered
+        added = entry.get("add", 0)
+        left = max(entry.get("rm", 0), m.profile.cart_cleared_at)
+        if added >= entered or added > left:
+            return None
+        return left if added > 0 and left > entered else entered
+
+    def _session_alive_until(self, m: Moment, entered: int) -> int:
+        """When the session the page was entered in times out: the end of the profile's
+        activity interval that holds the entry (activity in event time, whatever the
+        arrival order) plus the timeout."""
+        for start, end in m.profile.open_sessions:
+            if start <= entered <= end:
+                return int(end) + self.timeout
+        return max(m.profile.last_seen or entered, entered) + self.timeout
+
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         page = m.profile.last_page
         if (
@@ -83,15 +108,11 @@ class DwellPattern(Pattern):
         ):
             return NO
         pid, entered = str(page["product_id"]), int(page["at"])
-        if self.unless_added:
-            entry = m.profile.cart.get(pid)
-            if entry and entry.get("add", 0) >= entered:
-                return NO  # added since entering the page
-            if entry and entry.get("add", 0) > max(entry.get("rm", 0), m.profile.cart_cleared_at):
-                return NO  # already in the cart: nothing to upsell
-        deadline = entered + self.window
-        last = max(m.profile.last_seen or entered, entered)
-        if last < deadline - self.timeout:
+        lifted = self._cart_allows_from(m, pid, entered)
+        if lifted is None:
+            return NO
+        deadline = max(entered + self.window, lifted)
+        if deadline > self._session_alive_until(m, entered):
             return NO  # the session times out before the deadline (unless new activity comes)
         seen = ps.get(NONE_KEY)
         snap = (
