@@ -298,7 +298,7 @@ def test_sequence_limits_and_structure(tmp_path: Path) -> None:
         (13, "unreachable condition"),
         (
             17,
-            "an `all` can hold one behavior (event, count, absence, inactivity, dwell or sequence) per branch, the rest being filters; chain behaviors with `sequence`",
+            "an `all` can hold one behavior (event, count, absence, inactivity, dwell, sequence, trait_change, date) per branch, the rest being filters; chain behaviors with `sequence`",
         ),
     ]
 
@@ -477,3 +477,23 @@ def test_parse_text_without_templates() -> None:
     assert triggers.ids == ["good"] and "good" in triggers and triggers.get("nope") is None
     with pytest.raises(KeyError):
         triggers.only("nope")
+
+
+@pytest.mark.parametrize(
+    ("lines", "line", "words"),
+    [
+        (["    when:", "      date: {trait: trial_ends_at, before: 3d, after: 1d}"], 5, "not both"),
+        (["    when:", "      trait_change: {from: pro}"], 5, "missing field 'trait'"),
+        (["    when: {event: A}", "    exit: [{evnt: B}]"], 5, "unknown field 'evnt'"),
+        (["    when: {event: A}", "    send_window: {days: [monday]}"], 5, "'mon'"),
+        (["    when: {event: A}", "    lateness: soon"], 5, "bad duration"),
+    ],
+)
+def test_the_v2_kinds_are_validated_with_their_line(
+    tmp_path: Path, lines: list[str], line: int, words: str
+) -> None:
+    text = "\n".join(
+        ["triggers:", "  - id: x", "    action: {channel: inapp, template: t1}", *lines]
+    )
+    issues = _issues(tmp_path, text + "\n")
+    assert any(i.line == line and words in i.message for i in issues), issues

@@ -161,9 +161,7 @@ def test_a_late_past_episode_is_counted_with_its_deadline_but_sends_nothing() ->
     assert profile.triggers[CART]["fired"] == 2 and not again.fires
 
 
-def test_a_late_past_episode_counts_as_in_order_delivery_numbers_it_and_the_current_sends() -> (
-    None
-):
+def test_a_late_past_episode_counts_as_in_order_delivery_numbers_it_and_the_current_sends() -> None:
     # an add at 09:00 and one at 09:30 arrive together at 09:35: the cart of 09:00 was
     # abandoned at 09:15 (nothing changed it until 09:30), the one of 09:30 is pending
     engine = Engine(TRIGGERS)

@@ -19,12 +19,15 @@ from nudge.domain.triggers.behaviors import (
     AbsencePattern,
     CartAbsencePattern,
     CountPattern,
+    DatePattern,
     DwellPattern,
     EventPattern,
+    ExitPattern,
     InactivityPattern,
     Moment,
     Pattern,
     SequencePattern,
+    TraitChangePattern,
 )
 from nudge.domain.triggers.model import (
     AbsenceCondition,
@@ -32,13 +35,16 @@ from nudge.domain.triggers.model import (
     AnyCondition,
     BoughtCondition,
     CountCondition,
+    DateCondition,
     DwellCondition,
     EventCondition,
+    ExitEvents,
     InactivityCondition,
     NotCondition,
     OncePer,
     SegmentCondition,
     SequenceCondition,
+    TraitChangeCondition,
     TraitCondition,
     Trigger,
     split,
@@ -62,6 +68,8 @@ REGISTRY: dict[type[BaseModel], Callable[[Any], Pattern]] = {
     AbsenceCondition: _absence,
     InactivityCondition: InactivityPattern,
     DwellCondition: DwellPattern,
+    TraitChangeCondition: TraitChangePattern,
+    DateCondition: DatePattern,
 }
 
 
@@ -147,6 +155,9 @@ class CompiledTrigger:
                 continue  # refused by the loader; ignored if built by hand
             pattern = compiler.pattern(b.pattern)
             self.branches.append((pattern, [compiler.predicate(f) for f in b.filters]))
+        self.exit = ExitPattern(ExitEvents(exit=trigger.exit)) if trigger.exit else None
+        if self.exit is not None:
+            compiler.patterns.setdefault(self.exit.slot, self.exit)
         self.patterns = compiler.patterns
         self.instant = [(p, fs) for p, fs in self.branches if p.instant]
         self.durable = [(p, fs) for p, fs in self.branches if not p.instant]

@@ -48,7 +48,7 @@ from datetime import datetime
 from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.events import Event
 from nudge.domain.profile import Profile
-from nudge.domain.triggers.behaviors import Check, Moment, Pattern
+from nudge.domain.triggers.behaviors import NO, Check, Moment, Pattern
 from nudge.domain.triggers.compiler import CompiledTrigger, Pred, filters_hold
 from nudge.domain.triggers.contract import (
     DUE_TOLERANCE_MS,
@@ -267,6 +267,16 @@ class Engine:
         st.raw["w"] = kept
 
     @staticmethod
+    def _exited(ct: CompiledTrigger, st: TriggerState, chk: Check) -> bool:
+        """Whether one of the trigger's exit events falls after the episode's start and by
+        its deadline (its `at`, or its `due` while pending)."""
+        if ct.exit is None or not (chk.holds or chk.due is not None):
+            return False
+        end = chk.at if chk.holds else chk.due
+        assert end is not None
+        return ct.exit.cancels(st.patterns.get(ct.exit.slot) or {}, chk.anchor, end)
+
+    @staticmethod
     def _decided(st: TriggerState, pattern: Pattern, m: Moment, anchor: int) -> None:
         ps = st.patterns.setdefault(pattern.slot, {})
         pattern.decided(ps, m, anchor)
@@ -296,8 +306,11 @@ class Engine:
             m = Moment(profile, now, None, key, st.patterns)
             chk = pattern.check(ps, m, st.key(key).last_fire_ms)
             m.product = chk.product
+            if self._exited(ct, st, chk):
+                chk = NO  # an exit event ended the episode in flight
             current = chk.anchor if (chk.holds or chk.due is not None) else None
             past = pattern.past(ps, m, current) if pattern.late else []
+            past = [late for late in past if not self._exited(ct, st, late)]
             if inline and (chk.holds or past):
                 dues.append(now + LATE_FLUSH_MS)
                 continue
@@ -306,6 +319,10 @@ class Engine:
                     self._fire(ct, st, profile, key, chk, out, now)
                 if pattern.late:
                     pattern.decided(st.patterns.setdefault(pattern.slot, ps), m, chk.anchor)
+                if pattern.recurring:  # the next moment (next year's birthday) is due next
+                    chk = pattern.check(ps, m, st.key(key).last_fire_ms or chk.at)
+                    if chk.due is not None and not self._exited(ct, st, chk):
+                        dues.append(chk.due)
             elif chk.due is not None and filters_hold(filters, m):
                 dues.append(chk.due)
             for late in past:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import time
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -46,14 +47,23 @@ from pydantic import (
     model_validator,
 )
 
-from nudge.domain.fatigue import SendWindow
+from nudge.domain.fatigue import ClockTime, SendWindow
 from nudge.domain.triggers.durations import PATTERN as DURATION_PATTERN
 from nudge.domain.triggers.durations import parse_duration
 
 # Union members are tagged "~kind": the loader drops these segments from error locations.
 TAG = "~"
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "exists", "contains")
-BEHAVIORS = ("event", "count", "absence", "inactivity", "dwell", "sequence")
+BEHAVIORS = (
+    "event",
+    "count",
+    "absence",
+    "inactivity",
+    "dwell",
+    "sequence",
+    "trait_change",
+    "date",
+)
 COMBINATORS = ("all", "any", "not")
 FILTERS = ("trait", "segment", "bought")
 CONDITION_KINDS = BEHAVIORS + COMBINATORS + FILTERS
@@ -314,6 +324,48 @@ class SequenceCondition(_Strict):
     sequence: SequenceSpec
 
 
+class TraitChangeSpec(_Strict):
+    trait: PropName = Field(description="the trait, as `identify` sets it")
+    from_: Filter | None = Field(
+        default=None, alias="from", description="the value it had (any known value when absent)"
+    )
+    to: Filter | None = Field(default=None, description="the value it takes (any when absent)")
+
+
+class TraitChangeCondition(_Strict):
+    """Holds at the `identify` that changes a trait from one known value to another
+    (`plan` from `pro` to `free`); the first value seen is not a change."""
+
+    kind: ClassVar[str] = "trait_change"
+    trait_change: TraitChangeSpec
+
+
+class DateSpec(_Strict):
+    trait: PropName = Field(
+        description="a trait holding an ISO date (1990-05-17) or date-time (2026-12-10T12:00:00Z)"
+    )
+    before: Duration = Field(default="0s", validate_default=True, description="this long before it")
+    after: Duration = Field(default="0s", validate_default=True, description="this long after it")
+    at: ClockTime = Field(
+        default=time(9, 0), description="for a date without a time: the user's local time of day"
+    )
+    annual: bool = Field(default=False, description="every year on the date's month and day")
+
+    @model_validator(mode="after")
+    def _one_offset(self) -> DateSpec:
+        if self.before and self.after:
+            raise ValueError("give `before` or `after`, not both")
+        return self
+
+
+class DateCondition(_Strict):
+    """Holds at a moment read from a trait: `{trait: trial_ends_at, before: 3d}`, or
+    `{trait: birthday, annual: true}` (each year at 09:00 in the user's time zone)."""
+
+    kind: ClassVar[str] = "date"
+    date: DateSpec
+
+
 # ---- combinators and filters -----------------------------------------------------------------------
 class AllCondition(_Strict):
     kind: ClassVar[str] = "all"
@@ -359,6 +411,8 @@ _KIND_TYPES: dict[str, type[BaseModel]] = {
     "inactivity": InactivityCondition,
     "dwell": DwellCondition,
     "sequence": SequenceCondition,
+    "trait_change": TraitChangeCondition,
+    "date": DateCondition,
     "all": AllCondition,
     "any": AnyCondition,
     "not": NotCondition,
@@ -387,6 +441,8 @@ Condition = Annotated[
     | Annotated[InactivityCondition, Tag(TAG + "inactivity")]
     | Annotated[DwellCondition, Tag(TAG + "dwell")]
     | Annotated[SequenceCondition, Tag(TAG + "sequence")]
+    | Annotated[TraitChangeCondition, Tag(TAG + "trait_change")]
+    | Annotated[DateCondition, Tag(TAG + "date")]
     | Annotated[AllCondition, Tag(TAG + "all")]
     | Annotated[AnyCondition, Tag(TAG + "any")]
     | Annotated[NotCondition, Tag(TAG + "not")]
@@ -404,6 +460,8 @@ PATTERNS: tuple[type[BaseModel], ...] = (
     InactivityCondition,
     DwellCondition,
     SequenceCondition,
+    TraitChangeCondition,
+    DateCondition,
 )
 
 
@@ -452,6 +510,11 @@ class Trigger(_Strict):
         description="no second message from this trigger within this time",
     )
     reeligibility: Reeligibility = "every_time"
+    exit: list[EventMatch] = Field(
+        default_factory=list,
+        description="events that cancel an episode in flight: one stamped after the episode's "
+        "start and by its deadline (absence, inactivity, dwell)",
+    )
     lateness: PositiveDuration = Field(
         default="1h",
         validate_default=True,
@@ -470,6 +533,13 @@ class Trigger(_Strict):
     @property
     def once_per_seconds(self) -> int | None:
         return self.reeligibility.once_per if isinstance(self.reeligibility, OncePer) else None
+
+
+class ExitEvents(_Strict):
+    """A trigger's exit events as one node (the engine keeps their times as a behavior's
+    state, under a slot digested from this)."""
+
+    exit: list[EventMatch]
 
 
 class TriggerFile(_Strict):
@@ -544,8 +614,8 @@ def split(node: BaseModel, loc: Loc) -> list[Branch]:
                 if left.pattern is not None and right.pattern is not None:
                     raise StructureError(
                         loc,
-                        "an `all` can hold one behavior (event, count, absence, inactivity, dwell or "
-                        "sequence) per branch, the rest being filters; chain behaviors with `sequence`",
+                        "an `all` can hold one behavior (event, count, absence, inactivity, dwell, "
+                        "sequence, trait_change, date) per branch, the rest being filters; chain behaviors with `sequence`",
                     )
                 pattern, where = (
                     (left.pattern, left.loc)
@@ -591,7 +661,7 @@ def _branch_problems(node: BaseModel, when: Loc) -> list[tuple[Loc, str]]:
             (
                 when,
                 "unreachable condition: nothing to arm on (only filters or `not`); add an event, count, "
-                "absence, inactivity, dwell or sequence outside the `not`",
+                "absence, inactivity, dwell, sequence, trait_change or date outside the `not`",
             )
         )
     elif len(branches) > MAX_BRANCHES:

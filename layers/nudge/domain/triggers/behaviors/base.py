@@ -84,6 +84,7 @@ class Pattern(ABC):
     key_prop: str | None = None
     horizon_ms = 0
     late = False  # whether it finds past episodes revealed by late events (`past`)
+    recurring = False  # whether a new deadline follows a fire with no new event (`date`)
 
     def __init__(self, node: BaseModel) -> None:
         self.slot = digest(node.model_dump_json(by_alias=True), size=4)
