@@ -319,3 +319,25 @@ def test_a_product_removed_while_its_page_is_open_counts_from_the_removal(
     sim.advance(T + 30 * M)
     fires = sent(sim, "product_dwell_upsell")
     assert [f.at for f in fires] == [T + 5 * M]
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_48_hour_gap_counts_once_whether_its_events_come_live_or_after_it(
+    defaults: TriggerSet, late: bool
+) -> None:
+    events = [
+        ev(None, T, type="identify", email="a@example.com"),
+        ev("Home", T + M, type="page"),
+        ev("Home", T + 3 * D, type="page"),
+    ]
+    sim = Simulation(defaults)
+    if late:  # a device offline for three days flushes everything at once
+        sim.deliver(events, T + 3 * D + M)
+    else:
+        for e in events:
+            sim.deliver([e], e.timestamp)
+    sim.advance(T + 4 * D)
+    assert counted(sim, "inactivity_winback") == 1
+    assert len(sent(sim, "inactivity_winback")) == (0 if late else 1)
+    state = sim.profiles["u1"].triggers["inactivity_winback"]
+    assert state["last_fired_at"] == int((T + M + 2 * D).timestamp() * 1000)

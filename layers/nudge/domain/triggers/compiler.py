@@ -133,11 +133,21 @@ class Compiler:
 
 def _reads_traits(node: BaseModel) -> bool:
     """Whether a filter reads traits or the segment (which an `identify` can change)."""
-    if isinstance(node, (TraitCondition, SegmentCondition)):
+    if isinstance(node, SegmentCondition):
         return True
+    return bool(_trait_names(node)) if not isinstance(node, TraitCondition) else True
+
+
+def _trait_names(node: BaseModel) -> set[str]:
+    """The traits a filter reads."""
+    if isinstance(node, TraitCondition):
+        return set(node.trait)
     children = getattr(node, "all_", None) or getattr(node, "any_", None) or []
     inner = getattr(node, "not_", None)
-    return any(_reads_traits(c) for c in [*children, *([inner] if inner is not None else [])])
+    out: set[str] = set()
+    for child in [*children, *([inner] if inner is not None else [])]:
+        out |= _trait_names(child)
+    return out
 
 
 class CompiledTrigger:
@@ -169,6 +179,15 @@ class CompiledTrigger:
         self.lateness_ms = trigger.lateness * 1000
         self.filtered_by_traits = any(
             _reads_traits(f) for b in branches if b.pattern is not None for f in b.filters
+        )
+        self.filter_traits = sorted(
+            {
+                n
+                for b in branches
+                if b.pattern is not None
+                for f in b.filters
+                for n in _trait_names(f)
+            }
         )
         self.priority = trigger.priority
         self.cooldown_seconds = trigger.cooldown_seconds

@@ -342,10 +342,12 @@ class Engine:
         m: Moment,
         late: Check,
     ) -> None:
-        """A past episode a late event revealed: counted when the filters and the
-        re-eligibility rule allow it, never sent (its state no longer holds: the cart it
+        """A past episode a late event revealed: counted when the filters (with the traits
+        they read set by then) and the re-eligibility rule allow it, never sent (its state no longer holds: the cart it
         was about has changed since)."""
         m.product = late.product
+        if any(int((profile.trait_at.get(n) or [0])[0]) > late.at for n in ct.filter_traits):
+            return  # a trait its filters read was set after it: unknown whether they held
         if filters_hold(filters, m) and self._eligible_late(ct, st.key(m.key), late):
             self._fire(ct, st, profile, m.key, late, None, m.now)
 

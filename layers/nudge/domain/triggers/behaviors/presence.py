@@ -1,25 +1,42 @@
 """Durable behaviors measured from the profile rather than from events of their own:
-`inactivity` (no activity for a time since `profile.last_seen`) and `dwell` (a time on
-the product page the user is on, `profile.last_page`). Neither keeps a history, so a
-past gap or a page left earlier in event time stays unseen when events come late."""
+`inactivity` (no activity for a time since `profile.last_seen`; past gaps from the
+profile's activity intervals in event time) and `dwell` (a time on the product page the
+user is on, `profile.last_page`, in a live session). A page left earlier in event time
+stays unseen when its events come late (the profile keeps only the latest page)."""
 
 from __future__ import annotations
 
+from bisect import insort
+from itertools import pairwise
 from typing import Any
 
 from nudge.domain.clock import from_ms, iso
 from nudge.domain.events import Event
 from nudge.domain.profile import ACTIVITY_TYPES, PAGE_EVENTS, PRODUCT_VIEWED
-from nudge.domain.triggers.behaviors.base import CART_EVENTS, NO, Check, Moment, Pattern
+from nudge.domain.triggers.behaviors.base import (
+    CART_EVENTS,
+    NO,
+    Check,
+    Moment,
+    Pattern,
+)
 from nudge.domain.triggers.contract import NONE_KEY
 from nudge.domain.triggers.model import DwellCondition, InactivityCondition
 from nudge.domain.triggers.values import snapshot
 
+MAX_STRETCHES = 4  # spans of activity (and decided inactivity anchors) kept
+
 
 class InactivityPattern(Pattern):
-    """From the user's last activity (profile.last_seen, event time)."""
+    """From the user's last activity (profile.last_seen, event time). Past stretches (late
+    events that arrive after a stretch of inactivity already over) come from its own
+    record of activity in event time. State: {"": {"i": [[start ms, end ms], ...], "x":
+    [anchor ms, ...]}}: the newest MAX_STRETCHES spans of activity with no gap over the
+    window (whatever the arrival order: each event joins or bridges spans), and the
+    anchors of the episodes decided (the newest MAX_STRETCHES)."""
 
     instant = False
+    late = True
 
     def __init__(self, node: InactivityCondition) -> None:
         super().__init__(node)
@@ -28,6 +45,41 @@ class InactivityPattern(Pattern):
 
     def relevant(self, ev: Event) -> bool:
         return ev.type in ACTIVITY_TYPES
+
+    def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
+        if ev.type not in ACTIVITY_TYPES:
+            return False
+        entry = ps.setdefault(NONE_KEY, {})
+        start, end = t, t
+        kept = []
+        for s, e in entry.get("i") or []:
+            if s - self.window <= end and start <= e + self.window:
+                start, end = min(start, s), max(end, e)  # within the window: one span
+            else:
+                kept.append([s, e])
+        kept.append([start, end])
+        kept.sort()
+        entry["i"] = kept[-MAX_STRETCHES:]
+        return True
+
+    def decided(self, ps: dict[str, Any], m: Moment, anchor: int) -> None:
+        done = ps.setdefault(NONE_KEY, {}).setdefault("x", [])
+        if anchor not in done:
+            insort(done, anchor)
+            del done[: max(0, len(done) - MAX_STRETCHES)]
+
+    def past(self, ps: dict[str, Any], m: Moment, current: int | None) -> list[Check]:
+        entry = ps.get(NONE_KEY) or {}
+        done = entry.get("x") or []
+        out: list[Check] = []
+        for (_, quiet_from), _after in pairwise(entry.get("i") or []):
+            if current is not None and quiet_from >= current:
+                continue  # the current stretch
+            if any(abs(quiet_from - x) < self.window for x in done):
+                continue  # already decided (two stretches start over a window apart)
+            context = {"event": None, "inactive_since": iso(from_ms(quiet_from)), "late": True}
+            out.append(Check(True, at=quiet_from + self.window, anchor=quiet_from, context=context))
+        return out
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
         last = m.profile.last_seen
