@@ -341,3 +341,16 @@ def test_a_48_hour_gap_counts_once_whether_its_events_come_live_or_after_it(
     assert len(sent(sim, "inactivity_winback")) == (0 if late else 1)
     state = sim.profiles["u1"].triggers["inactivity_winback"]
     assert state["last_fired_at"] == int((T + M + 2 * D).timestamp() * 1000)
+
+
+def test_the_backtest_reports_episodes_counted_without_a_message(defaults: TriggerSet) -> None:
+    from nudge.domain.triggers.backtest import backtest
+
+    then, now = T - 3 * D, T
+    events = [ev("Product Added", then, product_id="p1", received=now)]
+    report = backtest(events, defaults).trigger("cart_abandonment")
+    assert (report.episodes, report.fires, report.unsent) == (1, 0, 1)
+    live = backtest([ev("Product Added", now, product_id="p1")], defaults)
+    cart = live.trigger("cart_abandonment")
+    assert (cart.episodes, cart.fires, cart.unsent, cart.would_send) == (1, 1, 0, 1)
+    assert "episodes" in live.table() and live.to_dict()["triggers"][0]["unsent"] == 0

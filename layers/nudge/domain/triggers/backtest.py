@@ -24,7 +24,15 @@ from typing import Any, cast
 
 from nudge.domain.clock import iso, to_ms
 from nudge.domain.events import Event
-from nudge.domain.fatigue import Candidate, Channel, FatigueConfig, Sent, UserPrefs, decide
+from nudge.domain.fatigue import (
+    Candidate,
+    Channel,
+    FatigueConfig,
+    SendWindow,
+    Sent,
+    UserPrefs,
+    decide,
+)
 from nudge.domain.ports import StoredProfile
 from nudge.domain.processing import TimerDue, process_users
 from nudge.domain.profile import Profile
@@ -182,7 +190,14 @@ class TriggerReport:
     cooldown_suppressed: int = 0
     cap_suppressed: int = 0
     holdout: int = 0  # the global control group (config/fatigue.yaml)
-    deferred: int = 0  # quiet hours: sent later, counted in would_send
+    deferred: int = 0  # quiet hours or the send window: sent later, counted in would_send
+    episodes: int = 0  # counted (the profiles' `fired`), `fires` plus the unsent ones
+
+    @property
+    def unsent(self) -> int:
+        """Episodes counted without a message: past the trigger's lateness when decided, or
+        revealed in the past by late events (docs/triggers.md)."""
+        return max(0, self.episodes - self.fires)
 
     @property
     def would_send(self) -> int:
@@ -205,6 +220,8 @@ class TriggerReport:
             "holdout": self.holdout,
             "deferred": self.deferred,
             "would_send": self.would_send,
+            "episodes": self.episodes,
+            "unsent": self.unsent,
         }
 
 
@@ -241,6 +258,7 @@ class BacktestReport:
         head = (
             "trigger",
             "users",
+            "episodes",
             "fires",
             "max/user",
             "first fire",
@@ -253,6 +271,7 @@ class BacktestReport:
             (
                 t.trigger_id,
                 str(t.users_fired),
+                str(t.episodes),
                 str(t.fires),
                 str(t.max_fires_per_user),
                 iso(t.first_fire) or "-",
@@ -267,7 +286,7 @@ class BacktestReport:
 
         def line(cells: tuple[str, ...]) -> str:
             return "  ".join(
-                c.ljust(w) if i in (0, 4, 5) else c.rjust(w)
+                c.ljust(w) if i in (0, 5, 6) else c.rjust(w)
                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             )
 
@@ -281,12 +300,18 @@ class BacktestReport:
         lines += [line(r) for r in rows]
         lines += [
             "",
+            "episodes: times a condition was met; fires: those with a message (an episode",
+            "decided past the trigger's lateness, or found in the past, counts without one);",
             "cooldown: fires within the trigger's cooldown of its previous message to the user;",
             "caps: fires over the caps of the fatigue config (or losing a last slot to priority);",
             "send: what would have gone out (quiet hours defer, they do not drop; the",
             "control group receives nothing).",
         ]
         return "\n".join(lines)
+
+
+def _window(value: Any) -> SendWindow | None:
+    return SendWindow.model_validate(value) if isinstance(value, dict) else None
 
 
 def _suppression(
@@ -320,6 +345,7 @@ def _suppression(
                 priority=f.priority,
                 cooldown_seconds=f.cooldown_seconds,
                 fired_at=f.at,
+                window=_window(f.action.get("send_window")),
             )
             for f in fires
         ]
@@ -419,4 +445,10 @@ def backtest(
         timezones=timezones,
     )
     rep.scheduler_calls = sim.scheduler_calls
+    for t in rep.triggers:
+        t.episodes = sum(
+            int((p.triggers.get(t.trigger_id) or {}).get("fired", 0))
+            for p in sim.profiles.values()
+            if not p.merged_into
+        )
     return rep
