@@ -4,8 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8080
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
-export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# Node.js: 22 LTS recommended. On Node 20 (end of life) the CDK's jsii runtime prints an
+# end-of-life banner on every synth; it is left visible on purpose.
 
 .PHONY: install browser-deps run test test-fast fuzz lint typecheck synth bench clean
 
