@@ -7,7 +7,7 @@ PORT   ?= 8080
 # Node.js: 22 LTS recommended. On Node 20 (end of life) the CDK's jsii runtime prints an
 # end-of-life banner on every synth; it is left visible on purpose.
 
-.PHONY: install browser-deps run test test-fast fuzz lint typecheck synth bench clean
+.PHONY: install browser-deps run test test-fast fuzz lint typecheck synth bench openapi clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ synth: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/nudge bench
+
+## openapi: regenerate docs/openapi.json from the handlers' routes (a test checks it)
+openapi: $(STAMP)
+	$(BIN)/nudge openapi
 
 clean:
 	rm -rf cdk.out build .pytest_cache .ruff_cache .mypy_cache

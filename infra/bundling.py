@@ -1,8 +1,9 @@
 """Builds the two Lambda layer folders on this machine, without Docker.
 
 - core: ``layers/nudge`` as ``python/nudge``, plus the user-edited definitions
-  (``triggers/``, ``templates/``, ``config/``) as ``nudge-config/...``, so that they
-  are at ``/opt/nudge-config/...`` at run time;
+  (``triggers/``, ``templates/``, ``config/``) and the OpenAPI document
+  (``docs/openapi.json``) as ``nudge-config/...``, so that they are at
+  ``/opt/nudge-config/...`` at run time;
 - deps: ``[project].dependencies`` of pyproject.toml minus the AWS SDK (the Lambda
   runtime has it), installed for the Lambda platform (arm64, CPython ``PYTHON_VERSION``)
   from binary wheels only.
@@ -44,6 +45,7 @@ IMPLEMENTATION = "cp"
 # In the Lambda Python runtime already; a copy in the layer would shadow it for nothing.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
 CONFIG_DIRS = ("triggers", "templates", "config")
+OPENAPI_FILE = "openapi.json"  # docs/openapi.json, served by the api function
 _SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".DS_Store"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")
 _BUILDER_VERSION = "1"  # bump to invalidate every cached layer
@@ -91,6 +93,10 @@ def _core_sources(root: Path) -> list[tuple[Path, Path]]:
             pairs += [
                 (f, Path("nudge-config") / name / f.relative_to(folder)) for f in _files(folder)
             ]
+    openapi = root / "docs" / OPENAPI_FILE
+    if not openapi.is_file():
+        raise LayerBuildError(f"{openapi} is missing: run `make openapi` to generate it")
+    pairs.append((openapi, Path("nudge-config") / OPENAPI_FILE))
     return pairs
 
 

@@ -1,15 +1,18 @@
 """api: read and manage (admin key) — profiles, inbox, deliveries, devices; plus the
-public unsubscribe endpoint (the signed token is the credential) and /health."""
+public unsubscribe endpoint (the signed token is the credential), /health and the
+OpenAPI document. Each route declares its operation in that document (nudge.openapi)."""
 
 from __future__ import annotations
 
 import contextlib
 from functools import cache
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge import openapi as doc
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
 from nudge.adapters.devices import SnsDevices
 from nudge.adapters.keys import DynamoKeyStore
@@ -55,43 +58,123 @@ def known_user(d: Deps, user_id: str) -> str:
     return user_id
 
 
-@app.get("/health")
+ADMIN_ERRORS = (401, 403, 404)  # no key, the write key, an unknown user
+
+
+@app.get(
+    "/health",
+    **doc.operation("health", "Liveness", tag=doc.SERVICE, returns="Health"),
+)
 def health() -> Any:
     return json_response({"status": "ok"})
 
 
-@app.get("/v1/users/<user_id>")
-def get_user(user_id: str) -> Any:
-    d = admin()
-    return json_response(users.profile_view(d.profiles, unquote(user_id), now=clock().now()))
+@cache
+def _openapi_text() -> str:
+    return Path(deps().settings.openapi_path).read_text(encoding="utf-8")
 
 
-@app.get("/v1/users/<user_id>/messages")
-def get_messages(user_id: str) -> Any:
+@app.get(
+    "/openapi.json",
+    **doc.operation(
+        "openapi",
+        "This OpenAPI 3.1 document",
+        tag=doc.SERVICE,
+        returns={"type": "object", "description": "an OpenAPI 3.1 document"},
+    ),
+)
+def openapi_document() -> Any:
+    return Response(status_code=200, content_type="application/json", body=_openapi_text())
+
+
+# Path parameters keep their public names (userId, messageId): the document shows them.
+@app.get(
+    "/v1/users/<userId>",
+    **doc.operation(
+        "getUser",
+        "A user's profile: traits, counts, RFM, trigger states",
+        tag=doc.USERS,
+        returns="UserProfile",
+        errors=ADMIN_ERRORS,
+        auth=doc.ADMIN_KEY,
+        description="An id merged by an alias answers with the profile it was merged into.",
+    ),
+)
+def get_user(userId: str) -> Any:
     d = admin()
-    uid = known_user(d, unquote(user_id))
+    return json_response(users.profile_view(d.profiles, unquote(userId), now=clock().now()))
+
+
+@app.get(
+    "/v1/users/<userId>/messages",
+    **doc.operation(
+        "getInbox",
+        "The user's in-app inbox, newest first",
+        tag=doc.USERS,
+        returns="Inbox",
+        errors=ADMIN_ERRORS,
+        auth=doc.ADMIN_KEY,
+    ),
+)
+def get_messages(userId: str) -> Any:
+    d = admin()
+    uid = known_user(d, unquote(userId))
     return json_response(inbox_view(d.inbox.messages(uid)))
 
 
-@app.post("/v1/users/<user_id>/messages/<message_id>/read")
-def read_message(user_id: str, message_id: str) -> Any:
+@app.post(
+    "/v1/users/<userId>/messages/<messageId>/read",
+    **doc.operation(
+        "markMessageRead",
+        "Mark an in-app message read",
+        tag=doc.USERS,
+        returns="MessageRead",
+        errors={**dict.fromkeys(ADMIN_ERRORS), 404: "No such message for this user"},
+        auth=doc.ADMIN_KEY,
+    ),
+)
+def read_message(userId: str, messageId: str) -> Any:
     d = admin()
-    if not d.inbox.mark_read(unquote(user_id), unquote(message_id)):
-        raise NotFoundError(f"no message {unquote(message_id)!r} for user {unquote(user_id)!r}")
-    return json_response({"id": unquote(message_id), "read": True})
+    user_id, message_id = unquote(userId), unquote(messageId)
+    if not d.inbox.mark_read(user_id, message_id):
+        raise NotFoundError(f"no message {message_id!r} for user {user_id!r}")
+    return json_response({"id": message_id, "read": True})
 
 
-@app.get("/v1/users/<user_id>/deliveries")
-def get_deliveries(user_id: str) -> Any:
+@app.get(
+    "/v1/users/<userId>/deliveries",
+    **doc.operation(
+        "getDeliveries",
+        "What happened to each action for this user, newest first",
+        tag=doc.USERS,
+        returns="Deliveries",
+        errors=ADMIN_ERRORS,
+        auth=doc.ADMIN_KEY,
+    ),
+)
+def get_deliveries(userId: str) -> Any:
     d = admin()
-    uid = known_user(d, unquote(user_id))
+    uid = known_user(d, unquote(userId))
     return json_response(deliveries_view(d.log.entries(uid)))
 
 
-@app.post("/v1/users/<user_id>/devices")
-def post_device(user_id: str) -> Any:
+@app.post(
+    "/v1/users/<userId>/devices",
+    **doc.operation(
+        "registerDevice",
+        "Register a push token (APNs or FCM) for the user",
+        tag=doc.USERS,
+        status=201,
+        returns="Device",
+        returns_description="Registered",
+        errors=(400, *ADMIN_ERRORS),
+        auth=doc.ADMIN_KEY,
+        body="DeviceRegistration",
+    ),
+)
+def post_device(userId: str) -> Any:
     d = admin()
-    uid = known_user(d, unquote(user_id))
+    uid = known_user(d, unquote(userId))
     body = app.current_event.json_body if app.current_event.body else None
     if not isinstance(body, dict):
         raise ValidationFailedError('send {"platform": "apns"|"fcm", "token": "..."}')
@@ -118,8 +201,37 @@ def _unsubscribe() -> Response[str]:
     )
 
 
-app.get("/v1/unsubscribe")(_unsubscribe)
-app.post("/v1/unsubscribe")(_unsubscribe)
+UNSUBSCRIBE_TOKEN = {
+    "name": "token",
+    "in": "query",
+    "required": True,
+    "description": "the signed token of the email's unsubscribe link (per user and channel)",
+    "schema": {"type": "string"},
+}
+UNSUBSCRIBE_ERRORS = {400: "Missing token", 403: "A forged token"}
+app.get(
+    "/v1/unsubscribe",
+    **doc.operation(
+        "unsubscribePage",
+        "Unsubscribe from the link's channel; answers a confirmation page",
+        tag=doc.UNSUBSCRIBE,
+        returns={"type": "string"},
+        media_type="text/html",
+        errors=UNSUBSCRIBE_ERRORS,
+        query=[UNSUBSCRIBE_TOKEN],
+    ),
+)(_unsubscribe)
+app.post(
+    "/v1/unsubscribe",
+    **doc.operation(
+        "unsubscribeOneClick",
+        "RFC 8058 one-click unsubscribe (what mail clients post to List-Unsubscribe)",
+        tag=doc.UNSUBSCRIBE,
+        returns="Unsubscribed",
+        errors=UNSUBSCRIBE_ERRORS,
+        query=[UNSUBSCRIBE_TOKEN],
+    ),
+)(_unsubscribe)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -5,6 +5,7 @@ Thin: parse the request, call nudge.domain.ingest.ingest, map the result."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
@@ -12,9 +13,10 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import constants as C
+from nudge import openapi as doc
 from nudge.adapters.keys import DynamoKeyStore
 from nudge.adapters.queues import SqsEventQueue
-from nudge.domain.ingest import RateLimiter, browser_settings, ingest
+from nudge.domain.ingest import INGEST_PATHS, RateLimiter, browser_settings, ingest
 from nudge.http import header, install_error_handlers, json_response, raw_body
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
@@ -37,7 +39,6 @@ def deps() -> Deps:
     return Deps()
 
 
-@app.post("/v1/<kind>")
 def post_event(kind: str) -> Any:
     d = deps()
     event = app.current_event.raw_event
@@ -56,14 +57,39 @@ def post_event(kind: str) -> Any:
     return json_response(result)
 
 
-@app.get("/v1/projects/<write_key>/settings")
-def get_browser_settings(write_key: str) -> Any:
+def _route_of(kind: str) -> Callable[[], Any]:
+    def post() -> Any:
+        return post_event(kind)
+
+    post.__name__ = f"post_{kind}"
+    return post
+
+
+# One route per endpoint (the stack routes the same INGEST_PATHS here), each described
+# in the OpenAPI document.
+for _kind in INGEST_PATHS:
+    app.post(f"/v1/{_kind}", **doc.ingest_operation(_kind))(_route_of(_kind))
+
+
+@app.get(
+    "/v1/projects/<writeKey>/settings",
+    **doc.operation(
+        "browserSettings",
+        "analytics.js settings for a write key (what Segment's CDN serves)",
+        tag=doc.INGEST,
+        returns="BrowserSettings",
+        errors={400: "No usable Host header", 404: "Not a write key"},
+        description="Public, as Segment's CDN is: write keys ship in web pages. Point "
+        "analytics.js's CDN here (docs/browser.md).",
+    ),
+)
+def get_browser_settings(writeKey: str) -> Any:  # the path parameter's public name
     """analytics.js's settings (what Segment's CDN serves), so the standard snippet only
     needs its CDN pointed here (docs/browser.md)."""
     event = app.current_event.raw_event
     settings = browser_settings(
         deps().keys,
-        write_key,
+        writeKey,
         host=header(event, "host") or event.get("requestContext", {}).get("domainName"),
         # API Gateway sets it (https); local mode has none and serves http
         protocol=header(event, "x-forwarded-proto"),

@@ -1,5 +1,5 @@
-"""The read-and-manage API: profiles, inbox, deliveries, recommendations, experiments,
-reports, unsubscribe, erase and the dashboard, on the HTTP API the ingest construct owns."""
+"""The read-and-manage API: profiles, inbox, deliveries, devices, unsubscribe, health and
+the OpenAPI document, on the HTTP API the ingest construct owns."""
 
 from __future__ import annotations
 
@@ -15,20 +15,26 @@ from nudge import constants as C
 
 from infra.constructs.delivery import Delivery
 from infra.constructs.function import NudgeFunction
+from infra.constructs.layers import OPENAPI_PATH
 from infra.constructs.scheduling import Scheduling
 from infra.constructs.state import State
 from infra.context import DeliveryContext
 
+# Exactly the routes functions/api/handler.py serves (docs/openapi.json lists them; a
+# test fails on a route here that the handler does not answer, or the other way round).
+# A feature adds its route here together with its handler.
 API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/health"),
-    (apigw.HttpMethod.ANY, "/v1/users/{proxy+}"),
-    (apigw.HttpMethod.GET, "/v1/experiments/{id}"),
-    (apigw.HttpMethod.GET, "/v1/reports/{proxy+}"),
+    (apigw.HttpMethod.GET, "/openapi.json"),
+    (apigw.HttpMethod.GET, "/v1/users/{userId}"),
+    (apigw.HttpMethod.GET, "/v1/users/{userId}/messages"),
+    (apigw.HttpMethod.POST, "/v1/users/{userId}/messages/{messageId}/read"),
+    (apigw.HttpMethod.GET, "/v1/users/{userId}/deliveries"),
+    (apigw.HttpMethod.POST, "/v1/users/{userId}/devices"),
     (apigw.HttpMethod.GET, "/v1/unsubscribe"),
     (apigw.HttpMethod.POST, "/v1/unsubscribe"),
-    (apigw.HttpMethod.GET, "/dashboard"),
 )
-PUBLIC_PATHS = frozenset({"/health", "/v1/unsubscribe"})
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/v1/unsubscribe"})
 
 
 class Api(Construct):
@@ -52,13 +58,14 @@ class Api(Construct):
             self,
             "Api",
             name=C.FN_API,
-            description="Profiles, inbox, reports, unsubscribe, erase, dashboard",
+            description="Profiles, inbox, deliveries, devices, unsubscribe, OpenAPI document",
             layers=layers,
             environment={
                 **environment,
                 **state.environment_for(C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX),
                 C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
                 C.ENV_UNSUBSCRIBE_SECRET_ARN: delivery.unsubscribe_secret.secret_arn,
+                C.ENV_OPENAPI_PATH: OPENAPI_PATH,  # docs/openapi.json, in the core layer
                 # "" when absent: registering a device of that platform answers 400.
                 C.ENV_APNS_APPLICATION_ARN: context.apns_application_arn,
                 C.ENV_FCM_APPLICATION_ARN: context.fcm_application_arn,
@@ -86,9 +93,9 @@ class Api(Construct):
             routes = http_api.add_routes(path=path, methods=[method], integration=integration)
             self.routes += routes
             reason = (
-                "Public by contract: the health check needs no key, and unsubscribe links "
-                "(GET, and the RFC 8058 one-click POST) carry a signed token, verified in "
-                "the api function (a forged token gets 403)."
+                "Public by contract: the health check and the OpenAPI document need no "
+                "key, and unsubscribe links (GET, and the RFC 8058 one-click POST) carry a "
+                "signed token, verified in the api function (a forged token gets 403)."
                 if path in PUBLIC_PATHS
                 else "Authenticated in the api function: a Bearer admin key checked against "
                 "SHA-256 digests in the keys table (no key 401, a write key 403), the "

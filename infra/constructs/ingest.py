@@ -105,7 +105,7 @@ class Ingest(Construct):
         self.http_api = apigw.HttpApi(
             self,
             "HttpApi",
-            description="nudge: Segment-compatible ingestion, profiles, reports, dashboard",
+            description="nudge: Segment-compatible ingestion and the read-and-manage API",
             create_default_stage=False,
             # Browser SDKs (analytics.js) post from the customer's pages; API Gateway
             # answers the preflights (local mode does the same from the same constants).

@@ -8,7 +8,7 @@ import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.bundling import build_core_layer, build_deps_layer
+from infra.bundling import OPENAPI_FILE, build_core_layer, build_deps_layer
 from infra.constructs.function import ARCHITECTURE, RUNTIME
 
 # Where the core layer puts the user-edited definitions at run time.
@@ -16,10 +16,12 @@ CONFIG_ROOT = "/opt/nudge-config"
 TRIGGERS_PATH = f"{CONFIG_ROOT}/triggers"
 TEMPLATES_PATH = f"{CONFIG_ROOT}/templates"
 CONFIG_PATH = f"{CONFIG_ROOT}/config"
+OPENAPI_PATH = f"{CONFIG_ROOT}/{OPENAPI_FILE}"  # what GET /openapi.json serves
 
 
 class Layers(Construct):
-    """``core``: the ``nudge`` package and the trigger, template and config definitions;
+    """``core``: the ``nudge`` package, the trigger, template and config definitions and
+    the OpenAPI document;
     ``deps``: its third-party dependencies for arm64 / CPython 3.12."""
 
     def __init__(self, scope: Construct, id: str, *, root: Path) -> None:

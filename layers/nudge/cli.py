@@ -100,11 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.set_defaults(func=_replay)
 
-    from nudge import cli_sql, cli_templates, cli_triggers
+    from nudge import cli_openapi, cli_sql, cli_templates, cli_triggers
 
     cli_triggers.register(sub)
     cli_templates.register(sub)
     cli_sql.register(sub)
+    cli_openapi.register(sub)
     return parser
 
 

@@ -26,6 +26,10 @@ STATUS: dict[type[E.NudgeError], int] = {
 }
 
 
+# How a function answers a path it has no route for (tests tell it from a 404 of a route).
+ROUTE_NOT_FOUND = "no route"
+
+
 def status_of(err: E.NudgeError) -> int:
     for cls in type(err).__mro__:
         if cls in STATUS:
@@ -73,7 +77,7 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.not_found
     def _not_found(_: RouteNotFound) -> Response[str]:
         ev = app.current_event
-        return error_response(404, "not_found", f"no route {ev.http_method} {ev.path}")
+        return error_response(404, "not_found", f"{ROUTE_NOT_FOUND} {ev.http_method} {ev.path}")
 
 
 def raw_body(event: dict[str, Any]) -> bytes:

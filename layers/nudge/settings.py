@@ -53,6 +53,7 @@ class ApiSettings(_Base):
     deliveries_table: str = Field(alias=C.ENV_DELIVERIES_TABLE)
     inbox_table: str = Field(alias=C.ENV_INBOX_TABLE)
     unsubscribe_secret_arn: str = Field(alias=C.ENV_UNSUBSCRIBE_SECRET_ARN)
+    openapi_path: str = Field(alias=C.ENV_OPENAPI_PATH)  # docs/openapi.json, as shipped
     apns_application_arn: str = Field("", alias=C.ENV_APNS_APPLICATION_ARN)
     fcm_application_arn: str = Field("", alias=C.ENV_FCM_APPLICATION_ARN)
     # The event archive (reports): "" where there is none (local mode without one).

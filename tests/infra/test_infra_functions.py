@@ -54,6 +54,7 @@ EXPECTED_ENV = {
         C.ENV_INBOX_TABLE,
         C.ENV_SCHEDULE_GROUP,
         C.ENV_UNSUBSCRIBE_SECRET_ARN,
+        C.ENV_OPENAPI_PATH,  # GET /openapi.json serves the file shipped in the core layer
         C.ENV_APNS_APPLICATION_ARN,
         C.ENV_FCM_APPLICATION_ARN,
         *ARCHIVE_READER_ENV,  # reports are SQL over the event archive

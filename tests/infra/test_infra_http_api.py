@@ -19,12 +19,14 @@ INGEST_ROUTES = [
 ]
 API_ROUTES = [
     "GET /health",
-    "ANY /v1/users/{proxy+}",
-    "GET /v1/experiments/{id}",
-    "GET /v1/reports/{proxy+}",
+    "GET /openapi.json",
+    "GET /v1/users/{userId}",
+    "GET /v1/users/{userId}/messages",
+    "POST /v1/users/{userId}/messages/{messageId}/read",
+    "GET /v1/users/{userId}/deliveries",
+    "POST /v1/users/{userId}/devices",
     "GET /v1/unsubscribe",
     "POST /v1/unsubscribe",
-    "GET /dashboard",
 ]
 
 

@@ -4,6 +4,7 @@ expects at /opt."""
 from __future__ import annotations
 
 import pytest
+from nudge import constants as C
 
 from infra import bundling
 
@@ -17,6 +18,18 @@ def test_core_layer_has_the_package_and_the_definition_folders(synth):
     for name in ("triggers", "templates", "config"):
         assert (core / "nudge-config" / name).is_dir()
     assert not list(core.rglob("__pycache__"))
+
+
+def test_core_layer_ships_the_openapi_document_the_api_function_serves(synth):
+    shipped = synth.stack.layers.core_dir / "nudge-config" / "openapi.json"
+    assert shipped.read_bytes() == (bundling.ROOT / "docs" / "openapi.json").read_bytes()
+    (api,) = [
+        r
+        for r in synth.resources("AWS::Lambda::Function").values()
+        if C.ENV_OPENAPI_PATH in r["Properties"].get("Environment", {}).get("Variables", {})
+    ]
+    env = api["Properties"]["Environment"]["Variables"]
+    assert env[C.ENV_OPENAPI_PATH] == "/opt/nudge-config/openapi.json"
 
 
 def test_deps_layer_leaves_the_sdk_to_the_runtime(synth):

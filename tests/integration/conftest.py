@@ -73,6 +73,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
         monkeypatch.setenv(C.ENV_TRIGGERS_PATH, str(ROOT / "triggers"))
         monkeypatch.setenv("NUDGE_TEMPLATES_PATH", str(ROOT / "templates"))
         monkeypatch.setenv("NUDGE_CONFIG_PATH", str(ROOT / "config"))
+        monkeypatch.setenv(C.ENV_OPENAPI_PATH, str(ROOT / "docs" / "openapi.json"))
         create_key("write", key=WRITE_KEY)
         create_key("admin", key=ADMIN_KEY)
         yield res

@@ -67,27 +67,28 @@ def message_fingerprint(message_id: str) -> str:
     return hashlib.blake2b(message_id.encode(), digest_size=8).hexdigest()
 
 
-class _RawEvent(BaseModel):
-    """What an SDK may send for one event (Segment HTTP Tracking API)."""
+class SegmentCall(BaseModel):
+    """What an SDK may send for one call (track, identify, ...) of Segment's HTTP Tracking
+    API. Also the request schema of the ingest routes in the OpenAPI document."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
-    type: str | None = None
-    messageId: str | None = None
-    userId: str | int | None = None
+    type: str | None = Field(None, description="implied by the path; required in a batch")
+    messageId: str | None = Field(None, description="deduplicates for 24 h; generated if absent")
+    userId: str | int | None = Field(None, description="userId or anonymousId is required")
     anonymousId: str | int | None = None
-    event: str | None = None
-    name: str | None = None
-    category: str | None = None
+    event: str | None = Field(None, description="track: the event name (required)")
+    name: str | None = Field(None, description="page/screen: counted as a property")
+    category: str | None = Field(None, description="page/screen: counted as a property")
     properties: dict[str, Any] | None = None
     traits: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
     integrations: dict[str, Any] | None = None
-    timestamp: datetime | None = None
+    timestamp: datetime | None = Field(None, description="event time; corrected with sentAt")
     originalTimestamp: datetime | None = None
-    sentAt: datetime | None = None
-    previousId: str | int | None = None
-    groupId: str | int | None = None
+    sentAt: datetime | None = Field(None, description="the client's clock when it sent")
+    previousId: str | int | None = Field(None, description="alias: the id merged into userId")
+    groupId: str | int | None = Field(None, description="group: required")
 
     @field_validator("userId", "anonymousId", "previousId", "groupId", mode="after")
     @classmethod
@@ -156,7 +157,7 @@ def normalize_event(
     if size > MAX_EVENT_BYTES:
         raise ValueError(f"event is {size} bytes, over the {MAX_EVENT_BYTES // 1024} KB limit")
     try:
-        ev = _RawEvent.model_validate(raw)
+        ev = SegmentCall.model_validate(raw)
     except ValidationError as err:
         raise ValueError(_pydantic_message(err)) from None
 

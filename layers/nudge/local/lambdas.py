@@ -61,6 +61,11 @@ class Function:
         self._lock = threading.Lock()
 
     @staticmethod
+    def load_module(name: str) -> ModuleType:
+        """functions/<name>/handler.py, imported once (its AWS clients are made lazily)."""
+        return Function._load(name)
+
+    @staticmethod
     def _load(name: str) -> ModuleType:
         path = repo_root() / "functions" / name / "handler.py"
         mod_name = f"nudge_function_{name}"

@@ -1,0 +1,473 @@
+"""The OpenAPI 3.1 document of nudge's HTTP API (docs/openapi.json).
+
+Generated, not written: the paths, methods and path parameters are the handlers' own
+route tables (Powertools' ``get_openapi_schema``), each route declaring its operation
+with ``operation(...)`` at its decorator; the schemas are pydantic models: the ingest
+validation model (``SegmentCall``) and the response models below, which the
+integration tests check real responses against. ``nudge openapi`` (``make openapi``)
+writes the file; the api function serves that same file at ``GET /openapi.json``.
+
+The local-only endpoints (``/_local/...``) are not in it: AWS does not serve them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+
+from nudge.constants import DEFAULT_RATE_LIMIT_PER_SECOND, MAX_BATCH_BYTES, MAX_EVENT_BYTES
+from nudge.domain.events import EVENT_TYPES, Rejection, SegmentCall
+from nudge.domain.ingest import SHORT_KINDS
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+OPENAPI_VERSION = "3.1.0"
+API_VERSION = "1"  # the /v1 of the paths
+REF = "#/components/schemas/{model}"
+
+# ---- security --------------------------------------------------------------------------
+WRITE_KEY = "writeKey"
+ADMIN_KEY = "adminKey"
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    WRITE_KEY: {
+        "type": "http",
+        "scheme": "basic",
+        "description": "The write key as the user name and an empty password, as Segment's "
+        "SDKs send it; a `writeKey` field in the JSON body is accepted too. Missing or "
+        "wrong: 401.",
+    },
+    ADMIN_KEY: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "`Authorization: Bearer <admin key>`. No key: 401; a write key: 403.",
+    },
+}
+
+# ---- tags (one per operation; the document lists paths in this order) -----------------
+INGEST = "ingest"
+USERS = "users"
+UNSUBSCRIBE = "unsubscribe"
+SERVICE = "service"
+TAGS = [
+    {
+        "name": INGEST,
+        "description": "Segment-compatible HTTP Tracking API (write key). Bodies may be "
+        "gzip-compressed (`Content-Encoding: gzip`); browsers get CORS preflights answered.",
+    },
+    {"name": USERS, "description": "Read and manage one user (admin key)."},
+    {
+        "name": UNSUBSCRIBE,
+        "description": "The List-Unsubscribe target of every email; the signed token is the "
+        "credential (no key).",
+    },
+    {"name": SERVICE, "description": "Health and this document (no key)."},
+]
+
+
+# ---- response and request models ------------------------------------------------------
+class Error(BaseModel):
+    """Every 4xx answer."""
+
+    error: str = Field(description="a stable code: `unauthorized`, `validation_failed`, ...")
+    message: str = Field(description="what went wrong, for a person")
+    details: list[Any] = Field(description="per-item findings (a batch: `{index, message}`)")
+
+
+class IngestAccepted(BaseModel):
+    success: Literal[True]
+    details: list[Rejection] = Field(
+        default_factory=list,
+        description="batch and import: the invalid items by index; the others were accepted",
+    )
+
+
+class BrowserSettings(BaseModel):
+    """What analytics.js loads before it sends (Segment's CDN serves it on Segment)."""
+
+    integrations: dict[str, Any] = Field(
+        description="`Segment.io`: `apiKey`, `apiHost` (this host + `/v1`), `protocol`"
+    )
+    plan: dict[str, Any]
+    enabledMiddleware: dict[str, Any]
+    metrics: dict[str, Any]
+    remotePlugins: list[Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Rfm(BaseModel):
+    """From `Order Completed` events (event time)."""
+
+    recency_days: int | None = Field(description="whole days from the last order to now")
+    frequency: int = Field(description="orders")
+    monetary: float = Field(description="summed `revenue`")
+    score: str | None = Field(
+        description="R, F, M quintiles 1-5 among all users (e.g. `545`), once segments "
+        "have been computed",
+        pattern="^[1-5]{3}$",
+    )
+
+
+class TriggerState(BaseModel):
+    fired: int = Field(
+        description="times the trigger's condition was met for this user, sent or not"
+    )
+    last_fired_at: datetime | None
+    armed_until: datetime | None
+
+
+class Sessions(BaseModel):
+    count: int
+    duration_seconds: float
+
+
+class Orders(BaseModel):
+    count: int
+    revenue: float
+
+
+class CartItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    product_id: str
+
+
+class RecentItem(BaseModel):
+    item_id: str
+    event: str
+    at: datetime
+
+
+class UserProfile(BaseModel):
+    user_id: str
+    traits: dict[str, Any]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    event_counts: dict[str, int] = Field(
+        description="by event name; page and screen calls count as `Page Viewed` and "
+        "`Screen Viewed`"
+    )
+    segment: str | None
+    rfm: Rfm
+    triggers: dict[str, TriggerState] = Field(description="by trigger id")
+    anonymous_ids: list[str]
+    sessions: Sessions
+    page_views: int
+    cart: list[CartItem]
+    orders: Orders
+    recent_items: list[RecentItem]
+
+
+class InboxMessage(BaseModel):
+    id: str
+    trigger: str
+    title: str
+    body: str
+    created_at: datetime
+    read: bool
+    cta: str | None = None
+    cta_url: str | None = None
+
+
+class Inbox(BaseModel):
+    messages: list[InboxMessage] = Field(description="newest first")
+
+
+class MessageRead(BaseModel):
+    id: str
+    read: Literal[True]
+
+
+class Delivery(BaseModel):
+    action_id: str
+    trigger: str
+    channel: Literal["email", "sms", "push", "inapp"]
+    status: Literal[
+        "sent", "deferred", "capped", "opted_out", "suppressed", "holdout", "failed", "sending"
+    ] = Field(description="`sending`: claimed by a delivery still in flight")
+    reason: str
+    at: datetime
+    defer_until: datetime | None = None
+    variant: str | None = None
+
+
+class Deliveries(BaseModel):
+    deliveries: list[Delivery] = Field(description="newest first")
+
+
+class DeviceRegistration(BaseModel):
+    platform: Literal["apns", "fcm"]
+    token: str = Field(min_length=1)
+
+
+class Device(BaseModel):
+    user_id: str
+    platform: Literal["apns", "fcm"]
+    token: str
+    endpoint_arn: str = Field(description="the SNS platform endpoint that push goes to")
+
+
+class Unsubscribed(BaseModel):
+    unsubscribed: Literal[True]
+    channel: Literal["email", "sms", "push", "inapp", "all"]
+
+
+_REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration)
+_RESPONSES: tuple[type[BaseModel], ...] = (
+    Error,
+    IngestAccepted,
+    BrowserSettings,
+    Health,
+    UserProfile,
+    Inbox,
+    MessageRead,
+    Deliveries,
+    Device,
+    Unsubscribed,
+)
+
+
+class _NoFieldTitles(GenerateJsonSchema):
+    """Models keep their titles; fields do not get `Userid`-style ones."""
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _call_schema(kind: str) -> dict[str, Any]:
+    """The body of `/v1/<kind>`: a SegmentCall with what that kind requires."""
+    required = {"track": ["event"], "alias": ["userId", "previousId"], "group": ["groupId"]}
+    schema: dict[str, Any] = {
+        "title": f"{kind.capitalize()}Call",
+        "allOf": [ref("SegmentCall")],
+        "properties": {
+            "type": {"const": kind},
+            "writeKey": {"type": "string", "description": "instead of HTTP Basic auth"},
+        },
+    }
+    if kind in required:
+        schema["required"] = required[kind]
+    if kind != "alias":
+        schema["anyOf"] = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
+    return schema
+
+
+def schemas() -> dict[str, Any]:
+    """components.schemas: the pydantic models, then the ingest bodies built on them."""
+    pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
+    _, top = models_json_schema(pairs, ref_template=REF, schema_generator=_NoFieldTitles)  # type: ignore[arg-type]
+    out: dict[str, Any] = dict(sorted(top.get("$defs", {}).items()))
+    for kind in EVENT_TYPES:
+        out[f"{kind.capitalize()}Call"] = _call_schema(kind)
+    out["BatchItem"] = {
+        "title": "BatchItem",
+        "allOf": [ref("SegmentCall")],
+        "properties": {"type": {"enum": list(EVENT_TYPES)}},
+        "required": ["type"],
+        "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}],
+    }
+    out["BatchRequest"] = {
+        "title": "BatchRequest",
+        "type": "object",
+        "description": "Top-level `context` and `integrations` merge into each item; `sentAt` "
+        "corrects the items' timestamps for client clock skew.",
+        "properties": {
+            "batch": {"type": "array", "minItems": 1, "items": ref("BatchItem")},
+            "context": {"type": "object"},
+            "integrations": {"type": "object"},
+            "sentAt": {"type": "string", "format": "date-time"},
+            "writeKey": {"type": "string", "description": "instead of HTTP Basic auth"},
+        },
+        "required": ["batch"],
+    }
+    return out
+
+
+# ---- operations -----------------------------------------------------------------------
+ERRORS: dict[int, str] = {
+    400: "Invalid request (bad JSON, a failed validation: `details` says which)",
+    401: "Missing or wrong key",
+    403: "The key is not allowed here",
+    404: "Not found",
+    413: f"Over {MAX_EVENT_BYTES // 1024} KB for an event or {MAX_BATCH_BYTES // 1024} KB for "
+    "a batch (Segment answers 400; SDKs retry neither)",
+    429: f"Over the rate limit (default {DEFAULT_RATE_LIMIT_PER_SECOND:,} requests/s per "
+    "write key)",
+}
+
+
+def error_response(status: int, description: str | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description or ERRORS[status],
+        "content": {"application/json": {"schema": ref("Error")}},
+    }
+    if status == 429:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "seconds to wait before retrying",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    return response
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    *,
+    tag: str,
+    returns: str | Mapping[str, Any],
+    returns_description: str = "OK",
+    status: int = 200,
+    media_type: str = "application/json",
+    errors: Iterable[int] | Mapping[int, str | None] = (),
+    auth: str | None = None,
+    body: str | None = None,
+    query: Sequence[Mapping[str, Any]] = (),
+    description: str | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI keyword arguments of a Powertools route decorator.
+
+    ``returns`` is a component name or an inline schema. Powertools derives a request
+    body and query parameters only from parameters it validates itself; these handlers
+    read raw bodies (gzip, base64) and query strings, so ``body`` and ``query`` go into
+    the operation through ``openapi_extensions``. Without ``auth`` the route needs no key.
+    """
+    schema = ref(returns) if isinstance(returns, str) else dict(returns)
+    responses: dict[int, dict[str, Any]] = {
+        status: {"description": returns_description, "content": {media_type: {"schema": schema}}}
+    }
+    overrides = errors if isinstance(errors, Mapping) else {code: None for code in errors}
+    for code, text in overrides.items():
+        responses[code] = error_response(code, text)
+    extensions: dict[str, Any] = {}
+    if body is not None:
+        extensions["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": ref(body)}},
+        }
+    if query:
+        extensions["parameters"] = [dict(q) for q in query]
+    return {
+        "operation_id": operation_id,
+        "summary": summary,
+        "description": description,
+        "tags": [tag],
+        "security": [{auth: []}] if auth else None,
+        "responses": responses,
+        "openapi_extensions": extensions or None,
+    }
+
+
+INGEST_SUMMARIES = {
+    "track": "Record an event a user did",
+    "identify": "Tie a user to their traits",
+    "page": "Record a page view (counts as `Page Viewed`)",
+    "screen": "Record a screen view (counts as `Screen Viewed`)",
+    "group": "Tie a user to a group",
+    "alias": "Merge a previous id into a user id",
+    "batch": "Several calls at once, each item with a `type`",
+    "import": "Historical backfill: updates state and analytics, never fires triggers or sends",
+}
+
+
+def ingest_operation(segment: str) -> dict[str, Any]:
+    """The operation of `POST /v1/<segment>` (a Segment endpoint, or analytics.js's
+    one-letter name for one)."""
+    kind = SHORT_KINDS.get(segment, segment)
+    batch = kind in ("batch", "import")
+    summary = INGEST_SUMMARIES[kind]
+    description = (
+        "200 with `details` listing the invalid items by index when some are invalid; "
+        "400 when none is valid."
+        if batch
+        else "One event; `userId` or `anonymousId` is required."
+    )
+    operation_id = {"import": "importHistory"}.get(kind, kind)
+    if segment != kind:
+        summary = f"analytics.js's name for /v1/{kind}: {summary[0].lower()}{summary[1:]}"
+        operation_id = f"{operation_id}Short"
+    return operation(
+        operation_id,
+        summary,
+        tag=INGEST,
+        returns="IngestAccepted",
+        errors=(400, 401, 413, 429),
+        auth=WRITE_KEY,
+        body="BatchRequest" if batch else f"{kind.capitalize()}Call",
+        description=description,
+    )
+
+
+# ---- the document ---------------------------------------------------------------------
+DESCRIPTION = """\
+nudge's HTTP API: the same paths in local mode (`nudge dev`) and on AWS.
+
+- Ingest (`/v1/track`, ... `/v1/batch`, `/v1/import`) is Segment's HTTP Tracking API:
+  HTTP Basic with the write key as user name (or a `writeKey` body field).
+- Everything under `/v1/users` needs `Authorization: Bearer <admin key>` (no key: 401,
+  the write key: 403).
+- `GET /health`, `GET /openapi.json` (this document), `/v1/unsubscribe` (the signed
+  token is the credential) and the analytics.js settings need no key.
+- Every 4xx body is `{"error": "<code>", "message": "...", "details": [...]}`; a 5xx is
+  a bug.
+
+Local mode also serves `/_local/...` (clock, settle, outbox, AWS emulation); AWS does
+not, and this document does not describe them (see the README).
+"""
+
+
+def document(apps: Sequence[APIGatewayHttpResolver]) -> dict[str, Any]:
+    """One document from the route tables of the functions behind the HTTP API."""
+    tag_order = [t["name"] for t in TAGS]
+    found: dict[str, dict[str, Any]] = {}
+    for app in apps:
+        part = json.loads(
+            app.get_openapi_json_schema(
+                title="nudge",
+                version=API_VERSION,
+                security_schemes=SECURITY_SCHEMES,  # type: ignore[arg-type]
+            )
+        )
+        for path, item in part["paths"].items():
+            for method, op in item.items():
+                if method in found.setdefault(path, {}):
+                    raise ValueError(f"{method.upper()} {path} is routed by two functions")
+                for param in op.get("parameters", []):
+                    param["schema"].pop("title", None)  # "Userid", from the handler's argument
+                found[path][method] = op
+
+    def order(path: str) -> tuple[int, bool, int]:
+        # by tag, then as registered (Powertools lists parameterized routes first)
+        tag = next(iter(found[path].values()))["tags"][0]
+        return tag_order.index(tag), "{" in path, list(found).index(path)
+
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "nudge",
+            "version": API_VERSION,
+            "summary": "Self-hosted behavioral engagement engine",
+            "description": DESCRIPTION,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": "/", "description": "wherever nudge answers (local or AWS)"}],
+        "tags": TAGS,
+        "paths": {path: found[path] for path in sorted(found, key=order)},
+        "components": {"schemas": schemas(), "securitySchemes": SECURITY_SCHEMES},
+    }
+
+
+def to_json(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
