@@ -58,6 +58,12 @@ def test_cart_abandonment_email_names_the_product_and_unsubscribe_works(
     link = html.unescape(
         re.search(r'href="([^"]*/v1/unsubscribe\?token=[^"]+)"', mail["body"]).group(1)
     )
+    # the headers SES was given point one-click unsubscribe at the same link, and the
+    # plain-text part was sent along with the HTML
+    assert mail["headers"]["List-Unsubscribe"] == f"<{link}>"
+    assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail["headers"]["To"] == mail["to"]
+    assert "Trail Runner 3" in mail["text"] and "<a " not in mail["text"]
     page = requests.get(link)
     assert page.status_code == 200 and "unsubscribed" in page.text.lower()
     assert requests.post(link).status_code == 200

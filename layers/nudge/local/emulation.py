@@ -173,6 +173,38 @@ def _buffer_moto_firehose() -> None:
     fm._nudge_patched = True  # type: ignore[attr-defined]
 
 
+def _keep_sesv2_content() -> None:
+    """moto's SES v2 keeps a Simple message's subject and one body (the HTML, or else the
+    text) and drops the rest of what was sent. Local mode keeps it on the stored message
+    too: the custom headers (List-Unsubscribe, ...), the text and the HTML parts, which
+    GET /moto-api/data.json then shows and /_local/outbox reads. A Raw message is kept
+    whole by moto already."""
+    import json
+
+    import moto.sesv2.responses as r
+
+    if getattr(r, "_nudge_patched", False):
+        return
+    original = r.SESV2Response.send_email
+
+    def send_email(self: Any) -> str:
+        out: str = original(self)
+        simple = (json.loads(self.body).get("Content") or {}).get("Simple")
+        if simple:
+            message_id = json.loads(out)["MessageId"]
+            body = simple.get("Body") or {}
+            for message in reversed(self.sesv2_backend.core_backend.sent_messages):
+                if message.id == message_id:
+                    message.headers = {h["Name"]: h["Value"] for h in simple.get("Headers") or []}
+                    message.text = (body.get("Text") or {}).get("Data")
+                    message.html = (body.get("Html") or {}).get("Data")
+                    break
+        return out
+
+    r.SESV2Response.send_email = send_email  # type: ignore[method-assign]
+    r._nudge_patched = True  # type: ignore[attr-defined]
+
+
 def _millis(dt: Any) -> float:
     from moto.core.utils import unix_time
 
@@ -184,6 +216,7 @@ def start_moto(host: str, port: int) -> Any:
 
     _speed_up_moto_sqs()
     _buffer_moto_firehose()
+    _keep_sesv2_content()
     ensure_free(host, port, "AWS emulation")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)

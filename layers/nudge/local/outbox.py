@@ -1,11 +1,16 @@
 """`/_local/outbox`: every message that left through SES or SNS in the emulation.
 
-moto keeps what SES v2 and SNS were asked to send (GET /moto-api/data.json); the
-delivery log says which user, trigger and variant each provider message id belongs to."""
+moto keeps what SES v2 and SNS were asked to send (GET /moto-api/data.json; for an SES v2
+Simple message, local mode keeps its headers and text part too: emulation.py); the
+delivery log says which user, trigger and variant each provider message id belongs to.
+Each message has `headers` (an email's as sent; `{}` for SMS and push) and `text` (an
+email's plain-text part; the body for SMS and push)."""
 
 from __future__ import annotations
 
 import json
+from email import policy
+from email.parser import Parser
 from typing import Any
 
 import requests
@@ -25,7 +30,14 @@ def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
 
     def entry(
-        channel: str, provider_id: str, to: str, subject: str | None, body: str
+        channel: str,
+        provider_id: str,
+        to: str,
+        subject: str | None,
+        body: str,
+        *,
+        headers: dict[str, str] | None = None,
+        text: str | None = None,
     ) -> dict[str, Any]:
         row = log.get(provider_id)
         return {
@@ -36,14 +48,24 @@ def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
             "variant": row.variant if row else None,
             "subject": subject,
             "body": body,
+            "headers": headers or {},
+            "text": body if text is None else text,
             "sent_at": iso(from_ms(row.at)) if row else None,
             "id": provider_id,
         }
 
-    for m in (data.get("ses") or {}).get("Message", []):
-        destinations = m.get("destinations") or {}
-        to = ", ".join(destinations.get("ToAddresses") or [])
-        out.append(entry("email", m.get("id", ""), to, m.get("subject"), m.get("body") or ""))
+    ses = data.get("ses") or {}
+    for m in ses.get("Message", []):
+        to = ", ".join((m.get("destinations") or {}).get("ToAddresses") or [])
+        headers = {"From": m.get("source") or "", "To": to, "Subject": m.get("subject") or ""}
+        headers.update(m.get("headers") or {})
+        body = m.get("body") or ""
+        text = m.get("text") or ""
+        out.append(
+            entry("email", m.get("id", ""), to, m.get("subject"), body, headers=headers, text=text)
+        )
+    for m in ses.get("RawMessage", []):
+        out.append(_raw_email(entry, m))
     sns = data.get("sns") or {}
     for m in sns.get("SMS", []):
         out.append(
@@ -69,3 +91,15 @@ def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
             out.append(entry("push", message_id, ep.get("arn", ""), title, body))
     out.sort(key=lambda m: m["sent_at"] or "")
     return out
+
+
+def _raw_email(entry: Any, m: dict[str, Any]) -> dict[str, Any]:
+    """An SES v2 Raw message: the MIME message as sent, read back."""
+    msg = Parser(policy=policy.default).parsestr(m.get("raw_data") or "")
+    headers = {k: str(v) for k, v in msg.items()}
+    text_part, html_part = msg.get_body(("plain",)), msg.get_body(("html",))
+    text = text_part.get_content() if text_part is not None else ""  # type: ignore[attr-defined]
+    html = html_part.get_content() if html_part is not None else None  # type: ignore[attr-defined]
+    to = headers.get("To") or ", ".join(m.get("destinations") or [])
+    subject = headers.get("Subject")
+    return entry("email", m.get("id", ""), to, subject, html or text, headers=headers, text=text)
