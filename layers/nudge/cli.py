@@ -33,6 +33,11 @@ def _dev(args: argparse.Namespace) -> int:
         return 2
     assert local.resources is not None
     took = time.perf_counter() - started
+    if args.aws_port is None and local.aws_port != args.port + 1:
+        print(
+            f"nudge dev: port {args.port + 1} is taken: the AWS emulation is on {local.aws_port}",
+            file=sys.stderr,
+        )
     print(
         f"""nudge local mode on {local.url}  (ready in {took:.1f} s)
 
@@ -77,7 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     dev.add_argument(
-        "--aws-port", type=int, default=None, help="moto server port (default: HTTP port + 1)"
+        "--aws-port",
+        type=int,
+        default=None,
+        help="moto server port (default: HTTP port + 1, or a free one if that is taken)",
     )
     dev.add_argument("--write-key", default=None)
     dev.add_argument("--admin-key", default=None)

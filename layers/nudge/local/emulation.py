@@ -24,15 +24,38 @@ class PortInUseError(RuntimeError):
     pass
 
 
-def ensure_free(host: str, port: int, what: str) -> None:
+def is_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
+            return False
+        return True
+
+
+def ensure_free(host: str, port: int, what: str) -> None:
+    if not is_free(host, port):
+        raise PortInUseError(
+            f"port {port} ({what}) is already in use on {host}: stop what holds it or pick another port"
+        )
+
+
+def aws_port_for(host: str, http_port: int, requested: int | None) -> int:
+    """The AWS emulation's port: the one asked for (taken: PortInUseError), else the HTTP
+    port + 1, else, when that one is taken, any free port."""
+    if requested is not None:
+        if not is_free(host, requested):
             raise PortInUseError(
-                f"port {port} ({what}) is already in use on {host}: stop what holds it or pick another port"
-            ) from None
+                f"--aws-port {requested} is already in use on {host}: free it, or leave "
+                "--aws-port out to let nudge pick a free port"
+            )
+        return requested
+    if http_port < 65535 and is_free(host, http_port + 1):
+        return http_port + 1
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 @dataclass

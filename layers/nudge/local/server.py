@@ -25,6 +25,7 @@ from nudge.domain.clock import SettableClock, iso, to_ms
 from nudge.domain.ingest import INGEST_PATHS as DOMAIN_INGEST_PATHS
 from nudge.local.emulation import (
     Resources,
+    aws_port_for,
     ensure_free,
     provision,
     set_fake_credentials,
@@ -100,7 +101,8 @@ class LocalError(Exception):
 class LocalMode:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
-        self.aws_port = config.aws_port or config.port + 1
+        # the HTTP port + 1 unless asked otherwise, or a free one if that is taken (start)
+        self.aws_port = config.aws_port if config.aws_port is not None else config.port + 1
         self.clock = SettableClock()
         self.resources: Resources | None = None
         self.functions: dict[str, Function] = {}
@@ -115,7 +117,7 @@ class LocalMode:
     def start(self) -> LocalMode:
         cfg = self.config
         ensure_free(cfg.host, cfg.port, "HTTP API")
-        ensure_free(cfg.host, self.aws_port, "AWS emulation")
+        self.aws_port = aws_port_for(cfg.host, cfg.port, cfg.aws_port)
         set_fake_credentials()
         self._moto = start_moto(cfg.host, self.aws_port)
         endpoint = f"http://{cfg.host}:{self.aws_port}"
