@@ -1,4 +1,4 @@
-"""`nudge bench`: what an event costs, measured on this machine (SPEC §9).
+"""`nudge bench`: what an event costs, measured on this machine (README, "Performance").
 
 Four measurements, printed as one JSON object (`--json`, progress on stderr) or a table:
 

@@ -74,7 +74,7 @@ PROCESS_BATCH_SIZE = 10
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 DEFAULT_RATE_LIMIT_PER_SECOND = 1000
-DEDUP_WINDOW_SECONDS = 25 * 3600  # SPEC: "at least 24 h"
+DEDUP_WINDOW_SECONDS = 25 * 3600  # docs/api.md: "at least 24 hours"
 
 # CORS of the HTTP API, answered by API Gateway on AWS and by `nudge dev` locally: browsers
 # post from customers' pages. analytics.js sends no cookies (any origin may post), an

@@ -1,4 +1,4 @@
-"""The api function's delivery routes under moto (SPEC §3): unsubscribe, devices, the in-app
+"""The api function's delivery routes under moto (docs/api.md): unsubscribe, devices, the in-app
 inbox and the delivery log, driven together with the deliver function."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The api function under mock_aws: health, the profile read with admin auth, and a fuzz
-test that no request gives a 5xx (SPEC §3, issue 2 part 4)."""
+test that no request gives a 5xx (docs/api.md, issue 2 part 4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The ingest function under mock_aws, invoked with API Gateway HTTP API (payload 2.0)
 events: every Segment endpoint, auth, limits, gzip, partial batches, the rate limit, and
-a fuzz test that no input gives a 5xx (SPEC §3, issue 2 part 2)."""
+a fuzz test that no input gives a 5xx (docs/api.md, issue 2 part 2)."""
 
 from __future__ import annotations
 

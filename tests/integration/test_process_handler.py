@@ -1,7 +1,7 @@
 """The process function under mock_aws, fed SQS batches as Lambda's event source builds
 them: exactly-once effects under duplicates and redelivery, order independence, a poison
 message, a failing user, racing writers, and one profile write per user per batch
-(SPEC §8, issue 2 parts 3 and 8)."""
+(docs/decisions.md D2-D5, issue 2 parts 3 and 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Normalization of Segment-format events at the edge (SPEC §3, Segment HTTP Tracking API)."""
+"""Normalization of Segment-format events at the edge (docs/api.md, Segment HTTP Tracking API)."""
 
 from __future__ import annotations
 

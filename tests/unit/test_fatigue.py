@@ -1,5 +1,5 @@
 """The fatigue guard: caps, cooldowns, quiet hours, opt-out, suppression, the control
-group and priority (SPEC §5). Pure functions, no I/O besides reading the YAML."""
+group and priority (docs/delivery.md). Pure functions, no I/O besides reading the YAML."""
 
 from __future__ import annotations
 

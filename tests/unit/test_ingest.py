@@ -1,4 +1,4 @@
-"""The ingest use case: body decoding, auth, validation by index, rate limiting (SPEC §3)."""
+"""The ingest use case: body decoding, auth, validation by index, rate limiting (docs/api.md)."""
 
 from __future__ import annotations
 

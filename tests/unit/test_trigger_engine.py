@@ -1,5 +1,5 @@
-"""The trigger engine with a simulated clock: the scenarios of SPEC §4 and issue 3, at the
-engine level (no I/O but reading the shipped definitions)."""
+"""The trigger engine with a simulated clock: the scenarios of docs/triggers.md and issue 3, at
+the engine level (no I/O but reading the shipped definitions)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The fatigue guard (SPEC §5): decides whether one action may reach its user now.
+"""The fatigue guard (docs/delivery.md): decides whether one action may reach its user now.
 
 Pure: no I/O besides reading `config/fatigue.yaml`, no clock. The caller passes the
 user's past sends (their delivery log), their preferences and the current time, and
@@ -232,8 +232,8 @@ def _default_caps() -> tuple[Cap, ...]:
 
 
 class FatigueConfig(_Strict):
-    """`config/fatigue.yaml`. Every key is optional; a missing one keeps the SPEC §5
-    default. `caps`, when given, replaces the default list as a whole."""
+    """`config/fatigue.yaml`. Every key is optional; a missing one keeps its default
+    (docs/delivery.md). `caps`, when given, replaces the default list as a whole."""
 
     caps: tuple[Cap, ...] = Field(default_factory=_default_caps)
     cooldown: Cooldown = Field(default_factory=Cooldown)

@@ -1,4 +1,5 @@
-"""Message templates (SPEC §5): `templates/<name>.yaml`, rendered with Jinja2 in a sandbox.
+"""Message templates: `templates/<name>.yaml`, rendered with Jinja2 in a sandbox
+(docs/delivery.md).
 
 A template file holds one section per channel it supports; a template need not define
 every channel, and rendering a channel it lacks is an error:
@@ -576,7 +577,7 @@ class TemplateStore:
         if ch.error is not None:
             raise TemplateRenderError(name, channel, ch.error, ch.error_part)
         if channel == "email" and not variables.get("unsubscribe_url"):
-            # SPEC §5: every email carries its unsubscribe link; never send one without
+            # docs/delivery.md: every email carries its unsubscribe link; never send one without
             raise TemplateRenderError(
                 name, channel, "unsubscribe_url is empty: an email needs its unsubscribe link"
             )
