@@ -44,8 +44,8 @@ fuzz: $(STAMP)
 	NUDGE_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration -k "not e2e"
 
 lint: $(STAMP)
-	$(BIN)/ruff check layers functions infra tests
-	$(BIN)/ruff format --check layers functions infra tests
+	$(BIN)/ruff check layers functions infra tests examples
+	$(BIN)/ruff format --check layers functions infra tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
