@@ -144,10 +144,11 @@ _AVOID_BOUGHT_AT_PROCESSING = True  # bug 1: an order and the views of its produ
 _AVOID_COUNT_CONSUMED_OUT_OF_ORDER = True  # bug 2: views of a product across requests
 _AVOID_COUNT_TRUNCATED = True  # bug 3: more views of a product than the count keeps, or
 # a batch reaching past the 7-day window of a view it still needs
-_AVOID_DWELL_MOVED_BY_CART = True  # bug 4: a cart change after a dwell's deadline
+_AVOID_DWELL_MOVED_BY_CART = True  # the one-order case is fixed; two orders after the add: the
+# profile keeps only the newest order time, so the first one the product left with is unknown  # bug 4: a cart change after a dwell's deadline
 _AVOID_DWELL_CART_FORGOTTEN = True  # bug 5: a cart change a week after the page's add
 _AVOID_CART_OLD_ITEMS = True  # bug 6: a late past cart episode holding week-old items
-_AVOID_DWELL_SESSION_BRIDGED = True  # bug 7: a track that keeps a product page's session
+_AVOID_DWELL_SESSION_BRIDGED = False  # fixed  # bug 7: a track that keeps a product page's session
 CART_HELD = 4 * DAY  # bug 6: items leave the cart within this (the history keeps 7 days)
 MAX_CART_EVENTS = 10  # bug 6: well within the cart history's 24 marks
 CART_MEMORY = 7 * DAY  # Profile forgets a product that left the cart this long before
@@ -1199,13 +1200,6 @@ def test_bug3_a_batch_reaching_past_the_window_of_its_first_view_loses_the_episo
     assert _of(flush, REPEAT) == _of(real, REPEAT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 4: DwellPattern._cart_allows_from (behaviors/presence.py) counts the page "
-    "from the product's removal or the cart's last order whenever it is after the entry, "
-    "also for a product that had left the cart before the page: an order after the "
-    "deadline moves the episode to the order when one batch holds both",
-)
 def test_bug4_an_order_after_the_dwell_deadline_moves_the_dwell_in_a_batch() -> None:
     events = _stream(
         ("add", 0),
@@ -1253,13 +1247,6 @@ def test_bug6_a_late_cart_episode_with_a_week_old_item_is_lost() -> None:
     assert flush.fired == real.fired and flush.episodes == real.episodes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 7: DwellPattern.relevant (behaviors/presence.py) re-checks a dwell only at "
-    "page and cart events (its window is under the session timeout), so a track that "
-    "arrives a request later and bridges the page's session (needed for a deadline lifted "
-    "by a removal 40 minutes on) never arms the dwell judged without it",
-)
 def test_bug7_a_track_later_in_the_flush_that_keeps_the_session_is_not_seen_by_dwell() -> None:
     events = _stream(
         ("add", 0, "p2"),

@@ -111,11 +111,9 @@ class DwellPattern(Pattern):
         self.horizon_ms = self.window
 
     def relevant(self, ev: Event) -> bool:
-        if self.window >= self.timeout:  # any activity keeps the session alive to the deadline
-            return ev.type in ACTIVITY_TYPES
-        # cart changes matter too: "already in the cart" is part of the condition, so a
-        # removal (or an order clearing the cart) can make a page visit count again
-        return ev.event in PAGE_EVENTS or ev.event in CART_EVENTS
+        # pages and cart changes ("already in the cart" is part of the condition), and any
+        # activity: a late event may bridge the session to the deadline
+        return ev.type in ACTIVITY_TYPES or ev.event in PAGE_EVENTS or ev.event in CART_EVENTS
 
     def observe(self, ps: dict[str, Any], ev: Event, t: int, fp: str) -> bool:
         if ev.event != PRODUCT_VIEWED:
@@ -136,9 +134,12 @@ class DwellPattern(Pattern):
         if not entry:
             return entered
         added = entry.get("add", 0)
-        left = max(entry.get("rm", 0), m.profile.cart_cleared_at)
-        if added >= entered or added > left:
+        removed, cleared = entry.get("rm", 0), m.profile.cart_cleared_at
+        if added >= entered or added > max(removed, cleared):
             return None
+        # it left the cart at the first removal or order after its last add
+        # (the newest removal and order are kept: an earlier order between them is not)
+        left = min((x for x in (removed, cleared) if x > added), default=0)
         return left if added > 0 and left > entered else entered
 
     def _session_alive_until(self, m: Moment, entered: int) -> int:
