@@ -142,7 +142,7 @@ assert MIN + WAKE_UP_MIN_LEAD_SECONDS * SEC < NEAR
 # Avoided engine bugs (see the xfail reproducers at the end of the file).
 _AVOID_BOUGHT_AT_PROCESSING = True  # bug 1: an order and the views of its product
 _AVOID_COUNT_CONSUMED_OUT_OF_ORDER = True  # bug 2: views of a product across requests
-_AVOID_COUNT_TRUNCATED = True  # bug 3: more views of a product than the count keeps, or
+_AVOID_COUNT_TRUNCATED = False  # fixed  # bug 3: more views of a product than the count keeps, or
 # a batch reaching past the 7-day window of a view it still needs
 _AVOID_DWELL_MOVED_BY_CART = True  # the one-order case is fixed; two orders after the add: the
 # profile keeps only the newest order time, so the first one the product left with is unknown  # bug 4: a cart change after a dwell's deadline
@@ -1170,13 +1170,7 @@ def test_bug2_the_newest_views_first_move_the_repeat_view_episode() -> None:
     assert _of(flush, REPEAT) == _of(real, REPEAT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 3: engine.py `_observe` bounds the count's state for the whole batch before "
-    "`_decide` checks its events: CountPattern.observe keeps the newest at_least - 1 + "
-    "COUNT_SLACK (6) views, so with 8 views in one batch the first two are gone",
-)
-def test_bug3_eight_views_in_one_batch_fire_at_the_fifth() -> None:
+def test_bug3_eight_views_in_one_batch_fire_at_the_third_as_in_real_time() -> None:
     events = _stream(*[("view", k * MIN) for k in range(8)])
     real = run(real_time(events))
     assert _of(real, REPEAT) == [(REPEAT, "p1", _at(2 * MIN))]
@@ -1184,13 +1178,7 @@ def test_bug3_eight_views_in_one_batch_fire_at_the_fifth() -> None:
     assert _of(batch, REPEAT) == _of(real, REPEAT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 3: CountPattern.prune drops the views older than the batch's newest event "
-    "minus `within` (engine.py `_observe`, ref) before the batch's older views are "
-    "checked: a batch that reaches past the first view's 7 days loses the episode",
-)
-def test_bug3_a_batch_reaching_past_the_window_of_its_first_view_loses_the_episode() -> None:
+def test_bug3_a_batch_reaching_past_the_window_of_its_first_view_keeps_the_episode() -> None:
     events = _stream(
         ("view", 0), ("view", 6 * DAY), ("view", 6 * DAY + HOUR), ("track", 7 * DAY + HOUR)
     )

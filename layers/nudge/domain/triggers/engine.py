@@ -106,7 +106,7 @@ class Engine:
         for ct in self._triggers:
             self._evaluations += 1
             st = states[ct.id]
-            self._observe(ct, st, timed, ref)
+            self._fold(ct, st, profile, timed, ref, now_ms, decisions)
             if live:
                 self._decide(ct, st, profile, live, now_ms, decisions)
                 self._recheck_waiting(ct, st, profile, live, now_ms, decisions)
@@ -152,25 +152,38 @@ class Engine:
             states[ct.id].store(profile.triggers, ct.id)
 
     # ---- events ----------------------------------------------------------------------------
-    @staticmethod
-    def _observe(ct: CompiledTrigger, st: TriggerState, events: list[TimedEvent], ref: int) -> None:
-        """Folds the events into each behavior's rolling state, in event time."""
+    def _fold(
+        self,
+        ct: CompiledTrigger,
+        st: TriggerState,
+        profile: Profile,
+        events: list[TimedEvent],
+        ref: int,
+        now: int,
+        out: Decisions,
+    ) -> None:
+        """Folds the events into each behavior's rolling state one at a time in event
+        time, deciding the instant behaviors at each live one as it comes (so the state a
+        check sees is the state at that event, as in real time, whatever the batching);
+        what can no longer matter is pruned after the batch."""
         live_slots = set(ct.patterns)
         for slot in [s for s in st.patterns if s not in live_slots]:
             del st.patterns[slot]  # the definition changed: its old state goes
-        for slot, pattern in ct.patterns.items():
-            ps = st.patterns.get(slot)
-            if ps is None:
-                ps = {}
-            touched = False
-            for t, fp, _, ev in events:
-                touched = pattern.observe(ps, ev, t, fp) or touched
-            if touched:
-                pattern.prune(ps, ref)
-            if ps:
-                st.patterns[slot] = ps
-            else:
-                st.patterns.pop(slot, None)
+        states = {slot: st.patterns.get(slot) or {} for slot in ct.patterns}
+        touched: set[str] = set()
+        for t, fp, _, ev in events:
+            for slot, pattern in ct.patterns.items():
+                if pattern.observe(states[slot], ev, t, fp):
+                    touched.add(slot)
+                    st.patterns[slot] = states[slot]
+            if not ev.historical:
+                for pattern, filters in ct.instant:
+                    if pattern.matches(ev):
+                        self._decide_instant(ct, st, profile, pattern, filters, ev, now, out)
+        for slot in touched:
+            ct.patterns[slot].prune(states[slot], ref)
+        for slot in [s for s, ps in st.patterns.items() if not ps]:
+            del st.patterns[slot]
 
     def _decide(
         self,
@@ -181,12 +194,8 @@ class Engine:
         now: int,
         out: Decisions,
     ) -> None:
-        """Fires the instant behaviors the live events complete, then settles the durable
-        ones for the keys the events may have moved."""
-        for ev in live:
-            for pattern, filters in ct.instant:
-                if pattern.matches(ev):
-                    self._decide_instant(ct, st, profile, pattern, filters, ev, now, out)
+        """Settles the durable behaviors for the keys the live events may have moved (the
+        instant ones were decided as the events were folded)."""
         if not ct.durable:
             return
         keys = {NONE_KEY} if any(ct.unsettled(ev) for ev in live) else set()

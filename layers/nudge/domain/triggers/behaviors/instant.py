@@ -22,6 +22,7 @@ from nudge.domain.triggers.model import CountCondition, EventCondition, Sequence
 from nudge.domain.triggers.values import Matcher, product_of, snapshot
 
 COUNT_SLACK = 4  # timestamps kept beyond at_least - 1, for late events
+LATE_SLACK_MS = 3_600_000  # events kept past their window: the default lateness
 
 
 class EventPattern(Pattern):
@@ -99,7 +100,7 @@ class CountPattern(Pattern):
         return True
 
     def prune(self, ps: dict[str, Any], ref: int) -> None:
-        floor = ref - self.window
+        floor = ref - self.window - LATE_SLACK_MS  # a view an hour late still completes a count
         for key in [k for k, times in ps.items() if not times or times[-1] < floor]:
             del ps[key]
         for key, times in ps.items():
