@@ -6,7 +6,6 @@ the very app that deploys, cdk-nag included.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -18,10 +17,8 @@ if sys.path and Path(sys.path[0]).resolve() == ROOT / "infra":
 elif str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-# The jsii runtime (Node.js) prints a banner about Node 20 to every synth: silence it
-# before jsii starts (a caller's own setting wins).
-os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# jsii's warning about an end-of-life Node.js (20) is left visible: Node 22 LTS is the
+# one to use (README). The infra tests silence it for their own output only.
 
 import aws_cdk as cdk  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
