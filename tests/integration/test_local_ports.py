@@ -5,15 +5,18 @@ that is taken is exit status 2 with one line saying so."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 from nudge.cli import main
 from nudge.local.emulation import aws_port_for
-from nudge.local.server import LocalConfig, LocalMode
 
 HOST = "127.0.0.1"
 
@@ -57,15 +60,34 @@ def test_a_taken_port_plus_one_gives_a_free_port_instead() -> None:
 
 
 def test_nudge_dev_starts_when_port_plus_one_is_taken() -> None:
+    # in a process of its own: moto's backends are per process, and other tests of the
+    # session may hold tables of the same names
     port = free_port_pair()
+    url = f"http://{HOST}:{port}"
     with taken(port + 1):
-        local = LocalMode(LocalConfig(host=HOST, port=port)).start()
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "nudge"), "dev", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
-            assert requests.get(f"{local.url}/health", timeout=10).status_code == 200
-            aws = requests.get(f"{local.url}/_local/aws", timeout=10).json()
-            assert urlsplit(aws["endpoint_url"]).port == local.aws_port != port + 1
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                        break
+                except requests.ConnectionError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    "nudge dev did not start"
+                )
+                time.sleep(0.2)
+            aws = requests.get(f"{url}/_local/aws", timeout=10).json()
+            assert urlsplit(aws["endpoint_url"]).port not in (None, port, port + 1)
         finally:
-            local.stop()
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def test_a_taken_aws_port_that_was_asked_for_exits_2_with_one_line(
