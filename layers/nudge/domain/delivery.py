@@ -163,13 +163,8 @@ def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candi
         priority=int(action.get("priority") or 0),
         cooldown_seconds=action.get("cooldown_seconds"),
         fired_at=_parse(action.get("at")) or from_ms(0),
-        window=_window(action["action"].get("send_window")),
+        window=SendWindow.from_action(action["action"].get("send_window")),
     )
-
-
-def _window(value: Any) -> SendWindow | None:
-    """The trigger's send window as its action message carries it (validated at load)."""
-    return SendWindow.model_validate(value) if isinstance(value, Mapping) else None
 
 
 def _parse(value: Any) -> datetime | None:

@@ -187,6 +187,11 @@ class SendWindow(_Strict):
             raise ValueError("`days` is empty: the window would never open")
         return self
 
+    @classmethod
+    def from_action(cls, value: Any) -> SendWindow | None:
+        """The window as an action message carries it (`as_dict`), None without one."""
+        return cls.model_validate(value) if isinstance(value, dict) else None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "days": list(self.days),

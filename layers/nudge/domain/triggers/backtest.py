@@ -310,10 +310,6 @@ class BacktestReport:
         return "\n".join(lines)
 
 
-def _window(value: Any) -> SendWindow | None:
-    return SendWindow.model_validate(value) if isinstance(value, dict) else None
-
-
 def _suppression(
     records: list[FireRecord],
     config: FatigueConfig,
@@ -345,7 +341,7 @@ def _suppression(
                 priority=f.priority,
                 cooldown_seconds=f.cooldown_seconds,
                 fired_at=f.at,
-                window=_window(f.action.get("send_window")),
+                window=SendWindow.from_action(f.action.get("send_window")),
             )
             for f in fires
         ]

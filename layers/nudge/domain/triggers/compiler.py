@@ -47,6 +47,7 @@ from nudge.domain.triggers.model import (
     TraitChangeCondition,
     TraitCondition,
     Trigger,
+    children,
     split,
 )
 from nudge.domain.triggers.values import MISSING, compile_filter
@@ -131,23 +132,9 @@ class Compiler:
         return holds
 
 
-def _reads_traits(node: BaseModel) -> bool:
-    """Whether a filter reads traits or the segment (which an `identify` can change)."""
-    if isinstance(node, SegmentCondition):
-        return True
-    return bool(_trait_names(node)) if not isinstance(node, TraitCondition) else True
-
-
-def _trait_names(node: BaseModel) -> set[str]:
-    """The traits a filter reads."""
-    if isinstance(node, TraitCondition):
-        return set(node.trait)
-    children = getattr(node, "all_", None) or getattr(node, "any_", None) or []
-    inner = getattr(node, "not_", None)
-    out: set[str] = set()
-    for child in [*children, *([inner] if inner is not None else [])]:
-        out |= _trait_names(child)
-    return out
+def _filter_nodes(node: BaseModel) -> list[BaseModel]:
+    """A filter and every condition nested in it (`model.children`)."""
+    return [node, *(n for _, child in children(node) for n in _filter_nodes(child))]
 
 
 class CompiledTrigger:
@@ -177,17 +164,20 @@ class CompiledTrigger:
         if trigger.send_window is not None:
             self.action["send_window"] = trigger.send_window.as_dict()
         self.lateness_ms = trigger.lateness * 1000
-        self.filtered_by_traits = any(
-            _reads_traits(f) for b in branches if b.pattern is not None for f in b.filters
-        )
+        nodes = [
+            n
+            for b in branches
+            if b.pattern is not None
+            for f in b.filters
+            for n in _filter_nodes(f)
+        ]
         self.filter_traits = sorted(
-            {
-                n
-                for b in branches
-                if b.pattern is not None
-                for f in b.filters
-                for n in _trait_names(f)
-            }
+            {t for n in nodes if isinstance(n, TraitCondition) for t in n.trait}
+        )
+        # what an `identify` can change (traits, the segment): an instant episode these stop
+        # waits a minute for one
+        self.filtered_by_traits = bool(self.filter_traits) or any(
+            isinstance(n, SegmentCondition) for n in nodes
         )
         self.priority = trigger.priority
         self.cooldown_seconds = trigger.cooldown_seconds

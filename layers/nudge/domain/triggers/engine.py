@@ -65,7 +65,7 @@ from nudge.domain.triggers.contract import (
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.triggers.model import Trigger
 from nudge.domain.triggers.state import KeyState, TriggerState
-from nudge.domain.triggers.values import snapshot
+from nudge.domain.triggers.values import event_context, snapshot
 
 MAX_WAITING = 8  # instant episodes kept waiting for an `identify` per trigger
 TimedEvent = tuple[int, str, int, Event]  # (event ms, fingerprint, arrival index, event)
@@ -252,7 +252,7 @@ class Engine:
         """Instant episodes whose trait filters failed are decided again when an
         `identify` (or `group`) stamped within LATE_FLUSH_MS of them arrives, in whatever
         order and request; those older than that behind the newest event are dropped."""
-        if not st.raw.get("w"):
+        if not st.waiting:
             return
         ids = [to_ms(ev.timestamp) for ev in live if ev.type in ("identify", "group")]
         newest = max(to_ms(ev.timestamp) for ev in live)
@@ -266,14 +266,12 @@ class Engine:
             for pattern, filters in ct.instant:
                 m = Moment(profile, now, None, key, st.patterns, product)
                 if filters_hold(filters, m):
-                    context = {"event": name, "properties": props}
-                    if product is not None:
-                        context["product"] = {**props, "product_id": product}
+                    context = event_context(name, props, product)
                     chk = Check(True, at=at, anchor=at, context=context, product=product)
                     self._fire(ct, st, profile, key, chk, out, now)
                     self._decided(st, pattern, m, at)
                     break
-        st.raw["w"] = kept
+        st.waiting = kept
 
     @staticmethod
     def _exited(ct: CompiledTrigger, st: TriggerState, chk: Check) -> bool:
@@ -327,7 +325,7 @@ class Engine:
                 if filters_hold(filters, m) and self._eligible(ct, st.key(key), chk):
                     self._fire(ct, st, profile, key, chk, out, now)
                 if pattern.late:
-                    pattern.decided(st.patterns.setdefault(pattern.slot, ps), m, chk.anchor)
+                    self._decided(st, pattern, m, chk.anchor)
                 if pattern.recurring:  # the next moment (next year's birthday) is due next
                     chk = pattern.check(ps, m, st.key(key).last_fire_ms or chk.at)
                     if chk.due is not None and not self._exited(ct, st, chk):
@@ -336,7 +334,7 @@ class Engine:
                 dues.append(chk.due)
             for late in past:
                 self._settle_late(ct, st, profile, filters, m, late)
-                pattern.decided(st.patterns.setdefault(pattern.slot, ps), m, late.anchor)
+                self._decided(st, pattern, m, late.anchor)
         if dues:
             st.key_for_update(key).deadline_ms = min(dues)
         else:
@@ -352,8 +350,8 @@ class Engine:
         late: Check,
     ) -> None:
         """A past episode a late event revealed: counted when the filters (with the traits
-        they read set by then) and the re-eligibility rule allow it, never sent (its state no longer holds: the cart it
-        was about has changed since)."""
+        they read set by then) and the re-eligibility rule allow it, never sent (its state
+        no longer holds: the cart it was about has changed since)."""
         m.product = late.product
         if any(int((profile.trait_at.get(n) or [0])[0]) > late.at for n in ct.filter_traits):
             return  # a trait its filters read was set after it: unknown whether they held

@@ -143,6 +143,10 @@ class TriggerState:
             w = self.raw["w"] = []
         return w
 
+    @waiting.setter
+    def waiting(self, items: list[list[Any]]) -> None:
+        self.raw["w"] = items
+
     # ---- keys ----------------------------------------------------------------------------
     def key(self, key: str) -> KeyState:
         """The key's state to read; an empty one (not stored) when the key has none."""

@@ -187,3 +187,12 @@ def snapshot(props: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(v, (int, float, bool)):
             out[k] = v
     return out
+
+
+def event_context(name: str | None, props: dict[str, Any], product: str | None) -> dict[str, Any]:
+    """A message's context from the event of its episode: its name and properties, and the
+    episode's product with the event's scalar properties."""
+    context: dict[str, Any] = {"event": name, "properties": dict(props)}
+    if product is not None:
+        context["product"] = {**snapshot(props), "product_id": product}
+    return context

@@ -19,7 +19,7 @@ from nudge.domain.triggers.behaviors.base import (
     evict,
 )
 from nudge.domain.triggers.model import CountCondition, EventCondition, SequenceCondition
-from nudge.domain.triggers.values import Matcher, product_of, snapshot
+from nudge.domain.triggers.values import Matcher, event_context, product_of, snapshot
 
 COUNT_SLACK = 4  # timestamps kept beyond at_least - 1, for late events
 LATE_SLACK_MS = 3_600_000  # events kept past their window: the default lateness
@@ -130,11 +130,9 @@ class CountPattern(Pattern):
             if tj - self.window > te:
                 break
             if j - bisect_left(times, tj - self.window) + 1 >= self.n:
-                props = dict(ev.properties)
-                context: dict[str, Any] = {"event": ev.event, "properties": props, "count": self.n}
+                props = ev.properties
                 product = m.key if self.key_prop == "product_id" else product_of(props)
-                if product is not None:
-                    context["product"] = {**snapshot(props), "product_id": product}
+                context = {**event_context(ev.event, props, product), "count": self.n}
                 return Check(True, at=tj, anchor=tj, context=context, product=product)
         return NO
 
@@ -207,9 +205,6 @@ class SequencePattern(Pattern):
         if not done:
             return NO
         at = min(done)
-        props = dict(ev.properties)
-        product = m.key if self.key_prop == "product_id" else product_of(props)
-        context: dict[str, Any] = {"event": ev.event, "properties": props}
-        if product is not None:
-            context["product"] = {**snapshot(props), "product_id": product}
+        product = m.key if self.key_prop == "product_id" else product_of(ev.properties)
+        context = event_context(ev.event, ev.properties, product)
         return Check(True, at=at, anchor=at, context=context, product=product)

@@ -11,6 +11,7 @@ from typing import Any
 
 from nudge.domain.clock import iso, to_ms
 from nudge.domain.events import Event
+from nudge.domain.fatigue import zone_of
 from nudge.domain.triggers.behaviors.base import NO, RETAIN_MS, Check, Moment, Pattern
 from nudge.domain.triggers.contract import NONE_KEY
 from nudge.domain.triggers.model import DateCondition, TraitChangeCondition
@@ -90,8 +91,6 @@ class TraitChangePattern(Pattern):
 def read_moment(value: Any, tz: str | None, spec_at: Any) -> tuple[datetime, bool] | None:
     """A trait value as an instant: an ISO date-time (with its offset, UTC without), or
     an ISO date at `spec_at` local time in `tz`; the flag says it was a plain date."""
-    from nudge.domain.fatigue import zone_of
-
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip().replace("Z", "+00:00")
@@ -108,8 +107,6 @@ def read_moment(value: Any, tz: str | None, spec_at: Any) -> tuple[datetime, boo
 
 def _same_day_in(year: int, moment: datetime, tz: str | None, plain: bool) -> datetime:
     """The moment's month, day and time of day in another year (29 February: the 28th)."""
-    from nudge.domain.fatigue import zone_of
-
     zone = zone_of(tz) if plain else UTC
     local = moment.astimezone(zone)
     day = min(local.day, calendar.monthrange(year, local.month)[1])
