@@ -7,10 +7,22 @@ from __future__ import annotations
 import os
 import threading
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Literal, overload
 
 import boto3
+from botocore.client import BaseClient
 from botocore.config import Config
+
+if TYPE_CHECKING:  # the stubs are a dev dependency (boto3-stubs), not shipped in the layer
+    from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_firehose import FirehoseClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sesv2 import SESV2Client
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 _lock = threading.Lock()
 
@@ -19,16 +31,43 @@ def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
+# One overload per service the code calls, so each call site is checked against that
+# service's API (boto3-stubs); a service not listed here is a type error until it is added.
+@overload
+def client(service: Literal["athena"]) -> AthenaClient: ...
+@overload
+def client(service: Literal["dynamodb"]) -> DynamoDBClient: ...
+@overload
+def client(service: Literal["firehose"]) -> FirehoseClient: ...
+@overload
+def client(service: Literal["s3"]) -> S3Client: ...
+@overload
+def client(service: Literal["scheduler"]) -> EventBridgeSchedulerClient: ...
+@overload
+def client(service: Literal["secretsmanager"]) -> SecretsManagerClient: ...
+@overload
+def client(service: Literal["sesv2"]) -> SESV2Client: ...
+@overload
+def client(service: Literal["sns"]) -> SNSClient: ...
+@overload
+def client(service: Literal["sqs"]) -> SQSClient: ...
+def client(service: str) -> BaseClient:
+    return _cached_client(service)
+
+
 @cache
-def client(service: str) -> Any:
+def _cached_client(service: str) -> BaseClient:
     with _lock:
-        return boto3.session.Session().client(
+        made: BaseClient = boto3.session.Session().client(
+            # a plain str matches none of boto3-stubs' per-service overloads; the overloads
+            # of client() above type what callers get
             service,  # type: ignore[call-overload]
             region_name=region(),
             config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=50),
         )
+        return made
 
 
 def reset_clients() -> None:
     """Forget cached clients (tests start a fresh moto per test)."""
-    client.cache_clear()
+    _cached_client.cache_clear()

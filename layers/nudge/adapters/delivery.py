@@ -7,10 +7,11 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
+from pynamodb.expressions.condition import Condition
 
 from nudge import constants as C
 from nudge.adapters.aws import client
@@ -26,6 +27,9 @@ from nudge.domain.delivery import (
     TransientSendError,
 )
 from nudge.domain.inbox import InboxMessage
+
+if TYPE_CHECKING:
+    from mypy_boto3_sesv2.type_defs import BodyTypeDef, MessageTagTypeDef
 
 THROTTLING = {
     "Throttling",
@@ -93,7 +97,7 @@ class DynamoDeliveryLog:
             expires_at=_ttl(C.DELIVERY_LOG_TTL_DAYS, entry.at),
         )
         statuses = sorted(s for s in expect if s is not None)
-        condition = None
+        condition: Condition | None = None
         if None in expect:
             condition = DeliveryRow.action_id.does_not_exist()
         if statuses:
@@ -193,13 +197,13 @@ class SesEmailSender:
         self.configuration_set = configuration_set
 
     def send(self, message: Outbound) -> str:
-        body: dict[str, Any] = {}
+        body: BodyTypeDef = {}
         content = message.content
         if content.html:
             body["Html"] = {"Data": content.html, "Charset": "UTF-8"}
         if content.text:
             body["Text"] = {"Data": content.text, "Charset": "UTF-8"}
-        tags = [
+        tags: list[MessageTagTypeDef] = [
             {"Name": "trigger", "Value": message.trigger_id[:256]},
             {"Name": "action_id", "Value": message.action_id[:256]},
         ]
@@ -294,24 +298,23 @@ class SchedulerDeferrer:
                 f"{action['action_id']}\x1f{until.isoformat()}".encode(), digest_size=16
             ).hexdigest()
         )
-        params: dict[str, Any] = {
-            "Name": name,
-            "GroupName": self.group,
-            "ScheduleExpression": at_expression(until),
-            "ScheduleExpressionTimezone": "UTC",
-            "FlexibleTimeWindow": {"Mode": "OFF"},
-            "ActionAfterCompletion": "DELETE",
-            "Target": {
-                "Arn": self.queue_arn,
-                "RoleArn": self.role_arn,
-                "Input": json.dumps(action, separators=(",", ":"), default=str),
-                "SqsParameters": {"MessageGroupId": message_group_id(str(action["user_id"]))},
-                "RetryPolicy": RETRY_POLICY,
-                "DeadLetterConfig": {"Arn": self.dlq_arn},
-            },
-        }
         try:
-            client("scheduler").create_schedule(**params)
+            client("scheduler").create_schedule(
+                Name=name,
+                GroupName=self.group,
+                ScheduleExpression=at_expression(until),
+                ScheduleExpressionTimezone="UTC",
+                FlexibleTimeWindow={"Mode": "OFF"},
+                ActionAfterCompletion="DELETE",
+                Target={
+                    "Arn": self.queue_arn,
+                    "RoleArn": self.role_arn,
+                    "Input": json.dumps(action, separators=(",", ":"), default=str),
+                    "SqsParameters": {"MessageGroupId": message_group_id(str(action["user_id"]))},
+                    "RetryPolicy": RETRY_POLICY,
+                    "DeadLetterConfig": {"Arn": self.dlq_arn},
+                },
+            )
         except ClientError as err:
             if err.response["Error"]["Code"] != "ConflictException":
                 raise

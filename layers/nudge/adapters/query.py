@@ -5,18 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nudge import constants as C
 from nudge.domain.ports import QueryEngine
 from nudge.settings import QuerySettings
 
+if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_s3 import S3Client
+
 
 def query_engine(
     settings: QuerySettings,
     *,
-    s3_client_factory: Callable[[], Any] | None = None,
-    athena_client: Any = None,
+    s3_client_factory: Callable[[], S3Client] | None = None,
+    athena_client: AthenaClient | None = None,
     glue_table: str = C.GLUE_EVENTS_TABLE,
     **engine_options: Any,
 ) -> QueryEngine:
@@ -42,7 +46,7 @@ def query_engine(
     if s3_client_factory is None:
         from nudge.adapters.aws import client
 
-        def s3_client_factory() -> Any:
+        def s3_client_factory() -> S3Client:
             return client("s3")
 
     return DuckDbQueryEngine(

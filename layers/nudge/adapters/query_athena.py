@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlglot
@@ -32,6 +32,10 @@ from nudge.domain.errors import (
     QueryTimeoutError,
 )
 from nudge.domain.query import ARRIVAL_SLACK, QueryResult, parse_json_value, received_bounds
+
+if TYPE_CHECKING:
+    from mypy_boto3_athena import AthenaClient
+    from mypy_boto3_athena.type_defs import RowTypeDef
 
 PAGE_SIZE = 1000  # GetQueryResults' maximum
 ERROR_CATEGORY_USER = 2  # AthenaError.ErrorCategory: 1 system, 2 user, 3 other
@@ -49,7 +53,7 @@ class AthenaQueryEngine:
         workgroup: str,
         database: str,
         table: str,
-        athena_client: Any,
+        athena_client: AthenaClient,
         *,
         timeout_seconds: float = 300.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -257,7 +261,7 @@ def _timestamp_tz(value: str) -> datetime:
         return at.replace(tzinfo=UTC)
 
 
-def _cells(row: dict[str, Any]) -> list[str | None]:
+def _cells(row: RowTypeDef) -> list[str | None]:
     return [d.get("VarCharValue") for d in row.get("Data", [])]
 
 

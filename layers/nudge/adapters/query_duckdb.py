@@ -54,7 +54,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import duckdb
 from botocore.exceptions import ClientError
@@ -69,6 +69,10 @@ from nudge.domain.errors import (
     QueryTimeoutError,
 )
 from nudge.domain.query import ARRIVAL_SLACK, QueryResult, parse_json_value, received_bounds
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectTypeDef
 
 LAYOUT = "v1"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -104,7 +108,7 @@ ALLOWED_STATEMENTS = frozenset(
 # DuckDB's errors that mean the query text is wrong
 _INVALID_QUERY = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)
 
-S3ClientFactory = Callable[[], Any]
+S3ClientFactory = Callable[[], "S3Client"]
 Progress = Callable[[int, int], None]
 
 
@@ -169,7 +173,7 @@ class DuckDbQueryEngine:
         self.timeout_seconds = timeout_seconds
         self.progress = progress
         self._factory = s3_client_factory or _default_s3_factory(endpoint_url, region, max_workers)
-        self._s3: Any = None
+        self._s3: S3Client | None = None
         self._lock = threading.Lock()
         self.downloaded = 0  # objects fetched by the last sync (0 on a warm cache)
 
@@ -325,7 +329,7 @@ class DuckDbQueryEngine:
             shutil.rmtree(run_dir, ignore_errors=True)
         return [files[i] for i in sorted(files)]
 
-    def _client(self) -> Any:
+    def _client(self) -> S3Client:
         with self._lock:
             if self._s3 is None:
                 self._s3 = self._factory()
@@ -365,7 +369,7 @@ class DuckDbQueryEngine:
             hour.sizes[obj["Key"]] = int(obj.get("Size", 0))
         return hour
 
-    def _list_objects(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _list_objects(self, kwargs: dict[str, Any]) -> Iterator[ObjectTypeDef]:
         try:
             for page in self._client().get_paginator("list_objects_v2").paginate(**kwargs):
                 yield from page.get("Contents", [])
@@ -479,7 +483,7 @@ class DuckDbQueryEngine:
         finally:
             con.close()
 
-    def _fetch(self, client: Any, key: str, size: int) -> tuple[IO[bytes] | None, int]:
+    def _fetch(self, client: S3Client, key: str, size: int) -> tuple[IO[bytes] | None, int]:
         """One object, decompressed when it is GZIP, as a file positioned at 0 (None when
         empty) and its number of lines (a missing final newline is added)."""
         if size == 0:
@@ -614,7 +618,7 @@ class DuckDbQueryEngine:
 def _default_s3_factory(
     endpoint_url: str | None, region: str | None, max_workers: int
 ) -> S3ClientFactory:
-    def make() -> Any:
+    def make() -> S3Client:
         import boto3
         from botocore.config import Config
 
@@ -652,7 +656,7 @@ def _in_range(hour_id: str, first: str | None, last: str | None) -> bool:
     return (first is None or hour_id >= first) and (last is None or hour_id <= last)
 
 
-def _etag(obj: dict[str, Any]) -> str:
+def _etag(obj: ObjectTypeDef) -> str:
     return str(obj.get("ETag", "")).strip('"')
 
 

@@ -8,11 +8,14 @@ import json
 import re
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nudge.adapters.aws import client
 from nudge.domain.errors import DependencyUnavailableError
 from nudge.domain.events import Event
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef as Entry
 
 MAX_ENTRIES = 10
 MAX_REQUEST_BYTES = 256 * 1024 - 4096  # leave room for attributes and ids
@@ -33,8 +36,8 @@ def message_group_id(user_id: str) -> str:
     return user_id if _GROUP_ID.fullmatch(user_id) else "h-" + dedup_id(user_id)[:64]
 
 
-def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
-    out: list[list[dict[str, Any]]] = []
+def _chunks(entries: list[Entry]) -> list[list[Entry]]:
+    out: list[list[Entry]] = []
     size = 0
     for entry in entries:
         n = len(entry["MessageBody"].encode())
@@ -46,7 +49,7 @@ def _chunks(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return out
 
 
-def send_fifo_batch(queue_url: str, entries: list[dict[str, Any]]) -> None:
+def send_fifo_batch(queue_url: str, entries: list[Entry]) -> None:
     """SendMessageBatch in chunks of 10 (and under the request size), retrying the entries
     SQS reports failed; raises DependencyUnavailableError if some never get in."""
     sqs = client("sqs")
@@ -73,7 +76,7 @@ class SqsEventQueue:
         self.queue_url = queue_url
 
     def send(self, events: Sequence[Event]) -> None:
-        entries = [
+        entries: list[Entry] = [
             {
                 "Id": str(i),
                 "MessageBody": ev.to_json(),
@@ -108,7 +111,7 @@ class SqsActionQueue:
         self.queue_url = queue_url
 
     def send(self, actions: Sequence[dict[str, Any]]) -> None:
-        entries = [
+        entries: list[Entry] = [
             {
                 "Id": str(i),
                 "MessageBody": json.dumps(a, separators=(",", ":"), default=str),

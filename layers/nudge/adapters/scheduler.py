@@ -18,7 +18,7 @@ import json
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from botocore.exceptions import ClientError
 
@@ -26,9 +26,13 @@ from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.tables import TimerRow, bind_tables
 from nudge.domain.clock import to_ms
+from nudge.domain.triggers.contract import Timer
 from nudge.domain.wakeups import bucket_of
 
-RETRY_POLICY = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
+if TYPE_CHECKING:
+    from mypy_boto3_scheduler.type_defs import RetryPolicyTypeDef
+
+RETRY_POLICY: RetryPolicyTypeDef = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
 BUCKET_FORMAT = "%Y-%m-%dT%H:%M"
 NAME_PREFIX = "wake-"
 
@@ -67,7 +71,7 @@ class WakeUps:
         self.dlq_arn = dlq_arn
         self.schedules_created = 0
 
-    def arm(self, user_id: str, timers: Iterable[Any], *, now: datetime) -> None:
+    def arm(self, user_id: str, timers: Iterable[Timer], *, now: datetime) -> None:
         rows = []
         buckets: set[datetime] = set()
         for timer in timers:
@@ -124,7 +128,19 @@ class WakeUps:
             self._known[name] = bucket
 
 
-def due_timers(bucket: str) -> list[dict[str, Any]]:
+class DueTimer(TypedDict):
+    """A timer message, as the check function sends it to the events queue (the process
+    function reads it back as its TimerMessage)."""
+
+    kind: Literal["timer"]
+    user_id: str
+    trigger_id: str
+    key: str | None
+    due: int  # epoch ms
+    bucket: str  # BUCKET_FORMAT
+
+
+def due_timers(bucket: str) -> list[DueTimer]:
     """The timer messages of one bucket, as the check function sends them to the events queue."""
     bind_tables()
     return [

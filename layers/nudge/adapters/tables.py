@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Literal
 
 from pynamodb.attributes import (
     BooleanAttribute,
@@ -144,10 +145,23 @@ TABLE_ENV = {
 }
 
 
+KeyType = Literal["S", "N", "B"]  # what DynamoDB allows a key attribute to be
+
+
+def _key_type(attr_type: str) -> KeyType:
+    if attr_type == "S":
+        return "S"
+    if attr_type == "N":
+        return "N"
+    if attr_type == "B":
+        return "B"
+    raise ValueError(f"a key attribute of type {attr_type!r}: DynamoDB keys are S, N or B")
+
+
 @dataclass(frozen=True)
 class KeySpec:
     name: str
-    type: str  # "S" | "N" | "B"
+    type: KeyType
 
 
 @dataclass(frozen=True)
@@ -164,15 +178,13 @@ def table_specs() -> list[TableSpec]:
     for logical, model in MODELS.items():
         attrs = model.get_attributes()
         hash_key = range_key = ttl = None
-        for name, attr in attrs.items():
-            spec = KeySpec(attr.attr_name, attr.attr_type)
+        for attr in attrs.values():
             if attr.is_hash_key:
-                hash_key = spec
+                hash_key = KeySpec(attr.attr_name, _key_type(attr.attr_type))
             elif attr.is_range_key:
-                range_key = spec
+                range_key = KeySpec(attr.attr_name, _key_type(attr.attr_type))
             if isinstance(attr, TTLAttribute):
                 ttl = attr.attr_name
-            del name
         assert hash_key is not None
         specs.append(TableSpec(logical, hash_key, range_key, ttl, TABLE_ENV[logical]))
     return specs

@@ -8,13 +8,17 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
 from nudge import constants as C
 from nudge.adapters.tables import table_specs
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import KeySchemaElementTypeDef
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -118,19 +122,23 @@ def _speed_up_moto_sqs() -> None:
 
     if getattr(m, "_nudge_patched", False):
         return
-    m.camelcase_to_underscores = functools.lru_cache(maxsize=1024)(m.camelcase_to_underscores)  # type: ignore[assignment]
-    m.unix_time_millis = lambda dt=None: time.time() * 1000.0 if dt is None else _millis(dt)  # type: ignore[assignment]
+    # both are moto.core.utils' helpers imported into moto.sqs.models (not re-exported
+    # there): replaced where SQS looks them up
+    m.camelcase_to_underscores = functools.lru_cache(maxsize=1024)(m.camelcase_to_underscores)  # type: ignore[attr-defined]
+    m.unix_time_millis = lambda dt=None: time.time() * 1000.0 if dt is None else _millis(dt)  # type: ignore[attr-defined]
+
+    def counted_when_asked(fget: Callable[[Any], int]) -> property:
+        def get(queue: Any) -> int:
+            return fget(queue) if getattr(_tls, "counts", False) else 0
+
+        return property(get)
+
     for name in (
         "approximate_number_of_messages",
         "approximate_number_of_messages_delayed",
         "approximate_number_of_messages_not_visible",
     ):
-        fget = getattr(m.Queue, name).fget
-        setattr(
-            m.Queue,
-            name,
-            property(lambda self, f=fget: f(self) if getattr(_tls, "counts", False) else 0),
-        )
+        setattr(m.Queue, name, counted_when_asked(getattr(m.Queue, name).fget))
     original = m.SQSBackend.get_queue_attributes
 
     def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> Any:
@@ -140,6 +148,8 @@ def _speed_up_moto_sqs() -> None:
         finally:
             _tls.counts = False
 
+    # moto's classes patched in place (method-assign) and a marker on its module
+    # (attr-defined): the point of this function
     m.SQSBackend.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
     m._nudge_patched = True  # type: ignore[attr-defined]
 
@@ -156,6 +166,8 @@ def _buffer_moto_firehose() -> None:
     those of Firehose, the object count close to it. The hour's object is rewritten on
     each call (a reader sees it grow, as it would see a new object appear)."""
     import moto.firehose.models as fm
+    from moto.moto_api._internal import mock_random
+    from moto.s3.models import s3_backends
 
     if getattr(fm, "_nudge_patched", False):
         return
@@ -176,7 +188,7 @@ def _buffer_moto_firehose() -> None:
         )
         hour = path.rsplit("/", 1)[0]
         data = b"".join(r["Data"] for r in records)
-        s3 = fm.s3_backends[self.account_id][self.partition]
+        s3 = s3_backends[self.account_id][self.partition]
         with lock:
             key, size = current.get((bucket, hour), (path, 0))
             if size and size + len(data) > FIREHOSE_BUFFER_BYTES:
@@ -184,13 +196,18 @@ def _buffer_moto_firehose() -> None:
             body = data
             if size:
                 try:
-                    body = s3.get_object(bucket, key).value + data
-                except Exception:  # deleted meanwhile (an erase): start a new object
+                    existing = s3.get_object(bucket, key)
+                except Exception:
+                    existing = None
+                if existing is None:  # deleted meanwhile (an erase): start a new object
                     key, body = path, data
+                else:
+                    body = existing.value + data
             s3.put_object(bucket, key, body)
             current[(bucket, hour)] = (key, len(body))
-        return [{"RecordId": str(fm.mock_random.uuid4())} for _ in records]
+        return [{"RecordId": str(mock_random.uuid4())} for _ in records]
 
+    # moto patched in place, the original kept for nudge.bench (see _speed_up_moto_sqs)
     fm.FirehoseBackend.put_s3_records = put_s3_records  # type: ignore[method-assign]
     fm._nudge_original_put_s3_records = original  # type: ignore[attr-defined]
     fm._nudge_patched = True  # type: ignore[attr-defined]
@@ -224,6 +241,7 @@ def _keep_sesv2_content() -> None:
                     break
         return out
 
+    # moto patched in place (see _speed_up_moto_sqs)
     r.SESV2Response.send_email = send_email  # type: ignore[method-assign]
     r._nudge_patched = True  # type: ignore[attr-defined]
 
@@ -266,14 +284,16 @@ def provision(endpoint_url: str | None) -> Resources:
     for spec in table_specs():
         name = C.local_table_name(spec.logical)
         keys = [spec.partition_key] + ([spec.sort_key] if spec.sort_key else [])
+        schema: list[KeySchemaElementTypeDef] = [
+            {"AttributeName": spec.partition_key.name, "KeyType": "HASH"}
+        ]
+        if spec.sort_key:
+            schema.append({"AttributeName": spec.sort_key.name, "KeyType": "RANGE"})
         ddb.create_table(
             TableName=name,
             BillingMode="PAY_PER_REQUEST",
             AttributeDefinitions=[{"AttributeName": k.name, "AttributeType": k.type} for k in keys],
-            KeySchema=[{"AttributeName": spec.partition_key.name, "KeyType": "HASH"}]
-            + (
-                [{"AttributeName": spec.sort_key.name, "KeyType": "RANGE"}] if spec.sort_key else []
-            ),
+            KeySchema=schema,
         )
         if spec.ttl_attribute:
             ddb.update_time_to_live(

@@ -9,13 +9,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nudge.local.emulation import ACCOUNT, REGION
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 
 def repo_root() -> Path:
@@ -149,12 +152,12 @@ def http_event(
     }
 
 
-def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+def sqs_event(messages: Sequence[MessageTypeDef], queue_arn: str) -> dict[str, Any]:
     """A Lambda SQS event from ReceiveMessage results (as the event source mapping builds it)."""
     records = []
     for m in messages:
         attrs = {k: str(v) for k, v in (m.get("Attributes") or {}).items()}
-        msg_attrs = {
+        msg_attrs: dict[str, dict[str, Any]] = {
             name: {
                 "stringValue": a.get("StringValue"),
                 "binaryValue": a.get("BinaryValue"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from email import policy
 from email.parser import Parser
-from typing import Any
+from typing import Any, Protocol, TypedDict
 
 import requests
 
@@ -24,10 +24,41 @@ def _log_by_provider_id() -> dict[str, DeliveryRow]:
     return {r.provider_id: r for r in DeliveryRow.scan() if r.provider_id}
 
 
-def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
-    data = requests.get(f"{endpoint_url}/moto-api/data.json", timeout=10).json()
+class OutboxMessage(TypedDict):
+    """One message of `/_local/outbox` (docs/api.md)."""
+
+    channel: str  # email | sms | push
+    to: str
+    user_id: str | None  # None: no delivery log entry has its provider id
+    trigger: str | None
+    variant: str | None
+    subject: str | None
+    body: str
+    headers: dict[str, str]
+    text: str
+    sent_at: str | None
+    id: str  # the provider's message id
+
+
+class _Entry(Protocol):
+    def __call__(
+        self,
+        channel: str,
+        provider_id: str,
+        to: str,
+        subject: str | None,
+        body: str,
+        *,
+        headers: dict[str, str] | None = None,
+        text: str | None = None,
+    ) -> OutboxMessage: ...
+
+
+def read_outbox(endpoint_url: str) -> list[OutboxMessage]:
+    # moto's own state dump, untyped JSON: read with .get() and defaults throughout
+    data: dict[str, Any] = requests.get(f"{endpoint_url}/moto-api/data.json", timeout=10).json()
     log = _log_by_provider_id()
-    out: list[dict[str, Any]] = []
+    out: list[OutboxMessage] = []
 
     def entry(
         channel: str,
@@ -38,7 +69,7 @@ def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
         *,
         headers: dict[str, str] | None = None,
         text: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> OutboxMessage:
         row = log.get(provider_id)
         return {
             "channel": channel,
@@ -93,13 +124,13 @@ def read_outbox(endpoint_url: str) -> list[dict[str, Any]]:
     return out
 
 
-def _raw_email(entry: Any, m: dict[str, Any]) -> dict[str, Any]:
+def _raw_email(entry: _Entry, m: dict[str, Any]) -> OutboxMessage:
     """An SES v2 Raw message: the MIME message as sent, read back."""
     msg = Parser(policy=policy.default).parsestr(m.get("raw_data") or "")
     headers = {k: str(v) for k, v in msg.items()}
     text_part, html_part = msg.get_body(("plain",)), msg.get_body(("html",))
-    text = text_part.get_content() if text_part is not None else ""  # type: ignore[attr-defined]
-    html = html_part.get_content() if html_part is not None else None  # type: ignore[attr-defined]
+    text = text_part.get_content() if text_part is not None else ""
+    html = html_part.get_content() if html_part is not None else None
     to = headers.get("To") or ", ".join(m.get("destinations") or [])
     subject = headers.get("Subject")
     return entry("email", m.get("id", ""), to, subject, html or text, headers=headers, text=text)

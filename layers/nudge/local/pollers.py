@@ -8,12 +8,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import boto3
 
 from nudge.local.emulation import REGION
 from nudge.local.lambdas import Function, sqs_event
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger("nudge.local")
 
@@ -93,7 +97,7 @@ class QueuePoller:
             with self._busy_lock:
                 self._busy -= 1
 
-    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+    def _deliver(self, messages: Sequence[MessageTypeDef]) -> None:
         self.batches += 1
         try:
             result = self.function.invoke(sqs_event(messages, self.queue_arn)) or {}

@@ -13,13 +13,19 @@ import contextlib
 import json
 import logging
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import boto3
 
 from nudge import constants as C
 from nudge.adapters.scheduler import parse_at
 from nudge.local.emulation import REGION
+
+if TYPE_CHECKING:
+    from mypy_boto3_scheduler.type_defs import GetScheduleOutputTypeDef, TargetOutputTypeDef
+    from mypy_boto3_sqs.type_defs import SendMessageRequestTypeDef
+
+    from nudge.local.server import LocalMode
 
 log = logging.getLogger("nudge.local")
 LOCAL_RETRIES = 2
@@ -31,9 +37,10 @@ class ScheduleReader:
     def __init__(self, endpoint_url: str, group: str) -> None:
         self.client = boto3.client("scheduler", endpoint_url=endpoint_url, region_name=REGION)
         self.group = group
-        self._cache: dict[str, tuple[Any, datetime, dict[str, Any]]] = {}
+        # name -> (its LastModificationDate, its time, its definition)
+        self._cache: dict[str, tuple[datetime | None, datetime, GetScheduleOutputTypeDef]] = {}
 
-    def due_list(self) -> list[tuple[datetime, str, dict[str, Any]]]:
+    def due_list(self) -> list[tuple[datetime, str, GetScheduleOutputTypeDef]]:
         out = []
         seen = set()
         for page in self.client.get_paginator("list_schedules").paginate(GroupName=self.group):
@@ -58,8 +65,9 @@ class ScheduleReader:
         self._cache.pop(name, None)
 
 
-def fire_due(local: Any, target: datetime) -> int:
-    reader: ScheduleReader = getattr(local, "_schedule_reader", None) or ScheduleReader(
+def fire_due(local: LocalMode, target: datetime) -> int:
+    assert local.resources is not None, "local mode is started"
+    reader = local._schedule_reader or ScheduleReader(
         local.resources.endpoint_url, C.SCHEDULE_GROUP
     )
     local._schedule_reader = reader
@@ -89,12 +97,13 @@ def fire_due(local: Any, target: datetime) -> int:
         local.settle()
 
 
-def _send_to_queue(local: Any, target: dict[str, Any], schedule_name: str) -> None:
+def _send_to_queue(local: LocalMode, target: TargetOutputTypeDef, schedule_name: str) -> None:
     """An SQS target: Scheduler sends the Input as the message body (FIFO: with the
     target's MessageGroupId, deduplicated per schedule)."""
+    assert local.resources is not None, "local mode is started"
     queue_name = target["Arn"].rsplit(":", 1)[1]
     sqs = boto3.client("sqs", endpoint_url=local.resources.endpoint_url, region_name=REGION)
-    params: dict[str, Any] = {
+    params: SendMessageRequestTypeDef = {
         "QueueUrl": local.resources.queues[queue_name],
         "MessageBody": target.get("Input") or "{}",
     }
@@ -106,7 +115,8 @@ def _send_to_queue(local: Any, target: dict[str, Any], schedule_name: str) -> No
     sqs.send_message(**params)
 
 
-def _dead_letter(local: Any, schedule: dict[str, Any], reason: str) -> None:
+def _dead_letter(local: LocalMode, schedule: GetScheduleOutputTypeDef, reason: str) -> None:
+    assert local.resources is not None, "local mode is started"
     sqs = boto3.client("sqs", endpoint_url=local.resources.endpoint_url, region_name=REGION)
     sqs.send_message(
         QueueUrl=local.resources.queues["nudge-scheduler-dlq"],

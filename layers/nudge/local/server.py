@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from nudge import constants as C
@@ -33,6 +33,9 @@ from nudge.local.emulation import (
 )
 from nudge.local.lambdas import Function, http_event, repo_root
 from nudge.local.pollers import QueuePoller, drain, settle
+
+if TYPE_CHECKING:
+    from nudge.local.schedules import ScheduleReader
 
 log = logging.getLogger("nudge.local")
 INGEST_PATHS = {f"/v1/{k}" for k in DOMAIN_INGEST_PATHS}  # POST: the tracking API
@@ -110,6 +113,7 @@ class LocalMode:
         self._moto: Any = None
         self._http: ThreadingHTTPServer | None = None
         self._clock_lock = threading.Lock()
+        self._schedule_reader: ScheduleReader | None = None  # made by the first fire_due
         self.write_key = ""
         self.admin_key = ""
 
