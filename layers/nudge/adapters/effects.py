@@ -10,9 +10,10 @@ from typing import Any
 from nudge.adapters.queues import SqsActionQueue
 from nudge.adapters.scheduler import WakeUps
 from nudge.domain.clock import iso
+from nudge.domain.triggers.contract import Decisions, Fire
 
 
-def action_message(user_id: str, fire: Any, now: datetime) -> dict[str, Any]:
+def action_message(user_id: str, fire: Fire, now: datetime) -> dict[str, Any]:
     """What delivery needs to act on one fired episode."""
     return {"user_id": user_id, **fire.to_dict(), "enqueued_at": iso(now)}
 
@@ -25,7 +26,7 @@ class TriggerEffects:
         self.sent_actions = 0
         self.armed = 0
 
-    def apply(self, user_id: str, decisions: Any) -> None:
+    def apply(self, user_id: str, decisions: Decisions) -> None:
         if decisions.fires:
             self.actions.send([action_message(user_id, f, self.now) for f in decisions.fires])
             self.sent_actions += len(decisions.fires)

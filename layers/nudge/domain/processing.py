@@ -12,13 +12,14 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from nudge.domain.archive import archive_line, archive_row
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.events import Event
 from nudge.domain.ports import ArchiveWriter, ProfileStore, StoredProfile
 from nudge.domain.profile import Profile
+from nudge.domain.triggers.contract import Decisions
 
 MAX_ATTEMPTS = 4
 MAX_REDIRECTS = 3
@@ -27,15 +28,17 @@ MAX_REDIRECTS = 3
 class Decider(Protocol):
     """The trigger engine as the processor sees it."""
 
-    def on_events(self, profile: Profile, events: list[Event], now: datetime) -> Any: ...
+    def on_events(self, profile: Profile, events: list[Event], now: datetime) -> Decisions: ...
 
     def on_timer(
         self, profile: Profile, trigger_id: str, key: str | None, now: datetime
-    ) -> Any: ...
+    ) -> Decisions: ...
 
 
 class Effects(Protocol):
-    def apply(self, user_id: str, decisions: Any) -> None: ...
+    """Applies what the engine decided for one user (sends, timers) before the commit."""
+
+    def apply(self, user_id: str, decisions: Decisions) -> None: ...
 
 
 @dataclass
@@ -60,7 +63,7 @@ class TimerDue:
     key: str | None
 
 
-def _combine(parts: Sequence[Any]) -> Any:
+def _combine(parts: Sequence[Decisions]) -> Decisions:
     if len(parts) == 1:
         return parts[0]
     first = parts[0]
