@@ -43,10 +43,13 @@ test-fast: $(STAMP)
 fuzz: $(STAMP)
 	NUDGE_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration -k "not e2e"
 
+## lint: ruff (rules and format), then mypy strict on the nudge package and functions/
 lint: $(STAMP)
 	$(BIN)/ruff check layers functions infra tests examples
 	$(BIN)/ruff format --check layers functions infra tests examples
+	$(BIN)/mypy
 
+## typecheck: mypy alone (its scope and strictness are set in pyproject.toml)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 

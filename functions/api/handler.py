@@ -33,7 +33,7 @@ install_error_handlers(app)
 
 class Deps:
     def __init__(self) -> None:
-        s = self.settings = ApiSettings()  # type: ignore[call-arg]
+        s = self.settings = ApiSettings()
         self.keys = DynamoKeyStore()
         self.profiles = DynamoProfileStore()
         self.inbox = DynamoInbox()

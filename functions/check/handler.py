@@ -27,7 +27,7 @@ class WakeUp(BaseModel):
 
 @cache
 def deps() -> CheckSettings:
-    return CheckSettings()  # type: ignore[call-arg]
+    return CheckSettings()
 
 
 @logger.inject_lambda_context

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.delivery import (
     DynamoDeliveryLog,
@@ -42,7 +43,7 @@ REQUIRED = ("user_id", "action_id", "trigger_id", "action")
 
 class Deps:
     def __init__(self) -> None:
-        s = self.settings = DeliverSettings()  # type: ignore[call-arg]
+        s = self.settings = DeliverSettings()
         key = SecretsManagerKey(s.unsubscribe_secret_arn)
         self.ports = DeliveryPorts(
             profiles=DynamoProfileStore(),
@@ -92,7 +93,7 @@ def deps() -> Deps:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     d = deps()
     by_user, failures = read_fifo_batch(
         event, context, parse=parse_action, dead_letters=d.dead_letters, what="action"

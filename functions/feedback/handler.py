@@ -17,7 +17,7 @@ from nudge.settings import FeedbackSettings
 
 @cache
 def deps() -> DynamoSuppressions:
-    FeedbackSettings()  # type: ignore[call-arg]
+    FeedbackSettings()
     return DynamoSuppressions()
 
 

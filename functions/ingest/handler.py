@@ -28,7 +28,7 @@ install_error_handlers(app)
 
 class Deps:
     def __init__(self) -> None:
-        self.settings = IngestSettings()  # type: ignore[call-arg]
+        self.settings = IngestSettings()
         self.keys = DynamoKeyStore()
         self.queue = SqsEventQueue(self.settings.events_queue_url)
         self.limiter = RateLimiter(self.settings.rate_limit_per_second)

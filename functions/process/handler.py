@@ -16,6 +16,7 @@ from functools import cache
 from typing import Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.effects import TriggerEffects
@@ -44,7 +45,7 @@ class TimerMessage(BaseModel):
 
 class Deps:
     def __init__(self) -> None:
-        s = self.settings = ProcessSettings()  # type: ignore[call-arg]
+        s = self.settings = ProcessSettings()
         self.store = DynamoProfileStore()
         self.dead_letters = SqsDeadLetters(s.events_dlq_url)
         self.engine = Engine(load_triggers(s.triggers_path))
@@ -76,7 +77,7 @@ def deps() -> Deps:
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     d = deps()
     items, failures = read_fifo_batch(
         event, context, parse=parse_message, dead_letters=d.dead_letters, what="message"

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailures
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
@@ -36,7 +37,7 @@ def read_fifo_batch(
     parse: Callable[[str], tuple[str, T]],
     dead_letters: DeadLetters,
     what: str,
-) -> tuple[dict[str, list[tuple[str, T]]], list[dict[str, str]]]:
+) -> tuple[dict[str, list[tuple[str, T]]], list[PartialItemFailures]]:
     """Returns the parsed items by user as (SQS message id, item), and the batch item
     failures so far. `parse` maps a body to (user id, item) or raises ValueError."""
     by_user: dict[str, list[tuple[str, T]]] = {}

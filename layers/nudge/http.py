@@ -33,7 +33,7 @@ ROUTE_NOT_FOUND = "no route"
 def status_of(err: E.NudgeError) -> int:
     for cls in type(err).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
@@ -64,7 +64,6 @@ def json_response(
 
 
 def install_error_handlers(app: APIGatewayHttpResolver) -> None:
-    @app.exception_handler(E.NudgeError)
     def _typed(err: E.NudgeError) -> Response[str]:
         status = status_of(err)
         headers = None
@@ -73,6 +72,10 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         if status >= 500:
             logger.warning("dependency unavailable", extra={"error": err.message})
         return error_response(status, err.code, err.message, err.details, headers)
+
+    # registered by a call, not as a decorator: Powertools' exception_handler is
+    # unannotated, and as a decorator it would make _typed untyped
+    app.exception_handler(E.NudgeError)(_typed)
 
     @app.not_found
     def _not_found(_: RouteNotFound) -> Response[str]:

@@ -20,6 +20,7 @@ def _drop_disabled_metrics() -> None:
 
     if is_metrics_disabled():
         provider = metrics.provider
+        # method-assign: this one provider's flush replaced, not Powertools' class
         provider.flush_metrics = lambda raise_on_empty_metrics=False: provider.clear_metrics()  # type: ignore[method-assign]
 
 

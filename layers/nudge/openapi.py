@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import GenerateJsonSchema, models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
 from nudge.constants import DEFAULT_RATE_LIMIT_PER_SECOND, MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from nudge.domain.events import EVENT_TYPES, Rejection, SegmentCall
@@ -265,8 +265,9 @@ def _call_schema(kind: str) -> dict[str, Any]:
 
 def schemas() -> dict[str, Any]:
     """components.schemas: the pydantic models, then the ingest bodies built on them."""
-    pairs = [(m, "validation") for m in _REQUESTS] + [(m, "serialization") for m in _RESPONSES]
-    _, top = models_json_schema(pairs, ref_template=REF, schema_generator=_NoFieldTitles)  # type: ignore[arg-type]
+    pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in _REQUESTS]
+    pairs += [(m, "serialization") for m in _RESPONSES]
+    _, top = models_json_schema(pairs, ref_template=REF, schema_generator=_NoFieldTitles)
     out: dict[str, Any] = dict(sorted(top.get("$defs", {}).items()))
     for kind in EVENT_TYPES:
         out[f"{kind.capitalize()}Call"] = _call_schema(kind)
@@ -437,6 +438,8 @@ def document(apps: Sequence[APIGatewayHttpResolver]) -> dict[str, Any]:
             app.get_openapi_json_schema(
                 title="nudge",
                 version=API_VERSION,
+                # typed as Powertools' SecurityScheme models, which pydantic builds from
+                # these dicts; the document's components take the dicts as they are
                 security_schemes=SECURITY_SCHEMES,  # type: ignore[arg-type]
             )
         )

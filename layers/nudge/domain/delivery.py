@@ -159,6 +159,7 @@ def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candi
         action_id=str(action["action_id"]),
         user_id=str(action["user_id"]),
         trigger_id=str(action["trigger_id"]),
+        # arg-type: a str from JSON; the trigger loader accepted only a Channel there
         channel=channel or str(action["action"]["channel"]),  # type: ignore[arg-type]
         priority=int(action.get("priority") or 0),
         cooldown_seconds=action.get("cooldown_seconds"),

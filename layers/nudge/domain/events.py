@@ -220,6 +220,8 @@ def normalize_event(
         if timestamp > received_at:
             timestamp = received_at
 
+    # arg-type: etype was checked against EVENT_TYPES above, and SegmentCall's id fields
+    # are declared str | int (what a caller may send) but _id_to_str made them str | None
     return Event(
         type=etype,  # type: ignore[arg-type]
         message_id=(ev.messageId or "").strip() or f"nudge-{uuid.uuid4()}",

@@ -191,6 +191,7 @@ class _Undefined(StrictUndefined):
     def _testable(self) -> bool:
         return self._undefined_obj is not missing and self._undefined_exception is UndefinedError
 
+    # override: Undefined declares these for any use; here they may raise (strict) instead
     def __bool__(self) -> bool:  # type: ignore[override]
         if self._testable():
             return False
