@@ -220,6 +220,8 @@ def test_two_matching_events_sent_later_first_are_two_episodes() -> None:
     in_order.deliver([b], T + M)
     reversed_.deliver([b], T + 2 * M)
     reversed_.deliver([a], T + 2 * M + S)
+    assert counted(reversed_, "welcome") == 0  # late: decided with the rest of the flush
+    reversed_.advance(T + 5 * M)
     assert counted(in_order, "welcome") == counted(reversed_, "welcome") == 2
     assert len(sent(reversed_, "welcome")) == 2
 

@@ -63,14 +63,16 @@ breaks one is dropped, merging two chunks, or a delay shortened):
    ahead of the first request fires before the next (the flush's requests then go at
    once).
 5. Duplicates arrive within 24 h of the first copy (the dedup window is 25 h).
+6. An event received on time (within LATE_EVENT_MS of its stamp) is decided at once:
+   the earlier views and orders of its product arrive before it or with it (a late
+   event waits LATE_FLUSH_MS for the rest of its flush; an on-time one does not).
 
 Engine bugs this test found are reproduced at the end of this file (xfail, strict); the
 generator and the plans avoid exactly those cases while they stand, each behind an
 `_AVOID_*` switch (set one to False to see the property find its bug):
 
-- bug 1: no order reaches the engine in one batch with, or before, an earlier-stamped
-  view of one of its products, and no view before an earlier order of its product;
-- bug 2: the views of one product reach the requests of a flush oldest first;
+- bugs 1 and 2 (fixed): an order in the batch of the views of its product, or before
+  them, and the views of a product reaching a flush newest first;
 - bug 3: a product is viewed at most 6 times, and the 7-day edge of every view falls in
   a gap over 48 h (a cut);
 - bug 4: a removal or an order on a product page whose deadline passed comes in a later
@@ -108,7 +110,7 @@ from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.events import Event, message_fingerprint, normalize_event
 from nudge.domain.triggers import Engine, TriggerSet, load_triggers
 from nudge.domain.triggers.backtest import Simulation
-from nudge.domain.triggers.contract import LATE_FLUSH_MS
+from nudge.domain.triggers.contract import LATE_EVENT_MS, LATE_FLUSH_MS
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIGGERS: TriggerSet = load_triggers(ROOT / "triggers")
@@ -140,8 +142,6 @@ assert MAX_SPREAD < LATE_FLUSH_MS and DUPLICATE_WITHIN < DEDUP_WINDOW_SECONDS * 
 assert MIN + WAKE_UP_MIN_LEAD_SECONDS * SEC < NEAR
 
 # Avoided engine bugs (see the xfail reproducers at the end of the file).
-_AVOID_BOUGHT_AT_PROCESSING = True  # bug 1: an order and the views of its product
-_AVOID_COUNT_CONSUMED_OUT_OF_ORDER = True  # bug 2: views of a product across requests
 _AVOID_COUNT_TRUNCATED = False  # fixed  # bug 3: more views of a product than the count keeps, or
 # a batch reaching past the 7-day window of a view it still needs
 _AVOID_DWELL_MOVED_BY_CART = True  # the one-order case is fixed; two orders after the add: the
@@ -588,8 +588,9 @@ def _assign(chunk: list[Ev], n: int, rng: random.Random, *, shuffle: bool) -> li
     prev = 0
     for e in chunk:  # event time
         slot = rng.randrange(n) if shuffle else prev
-        for p in e.touches():
-            slot = max(slot, _floor(e, p, viewed, ordered))
+        if chunk[-1].t - e.t <= LATE_EVENT_MS:  # it may arrive on time: boundary 6
+            for p in e.touches():
+                slot = max(slot, _floor(e, p, viewed, ordered))
         for p in e.touches():
             seen = viewed if e.kind == "view" else ordered
             seen[p] = max(seen.get(p, 0), slot)
@@ -667,7 +668,7 @@ class Problem:
 
 
 def _plan_problem(stream_events: list[Ev], plan: Plan) -> Problem | None:
-    """The first way the plan leaves the boundary (the module docstring's 1.-5.) or the
+    """The first way the plan leaves the boundary (the module docstring's 1.-6.) or the
     bug avoidances; None when it keeps them."""
     f = facts(stream_events)
     if f.avoid:
@@ -711,21 +712,15 @@ def _plan_problem(stream_events: list[Ev], plan: Plan) -> Problem | None:
 
 
 def _floor(e: Ev, p: str, viewed: dict[str, int], ordered: dict[str, int]) -> int:
-    """The earliest request of its flush an event of product p may reach, given the
-    requests of the flush's earlier events of p (views, orders): bugs 1 and 2."""
-    floor = 0
-    if e.kind == "view":
-        if _AVOID_COUNT_CONSUMED_OUT_OF_ORDER:  # bug 2: its views oldest first
-            floor = max(floor, viewed.get(p, 0))
-        if _AVOID_BOUGHT_AT_PROCESSING:  # bug 1: not before an earlier order of it
-            floor = max(floor, ordered.get(p, 0))
-    elif _AVOID_BOUGHT_AT_PROCESSING and p in viewed:  # bug 1: an order after its views
-        floor = max(floor, viewed[p] + 1)
-    return floor
+    """The earliest request of its flush an on-time view of product p may reach (boundary
+    6): not before the requests of the flush's earlier views and orders of p."""
+    if e.kind != "view":
+        return 0
+    return max(viewed.get(p, 0), ordered.get(p, 0))
 
 
 def _request_problem(chunk: list[Ev], reqs: list[Request]) -> str | None:
-    """Where a flush's requests break the avoidance of bugs 1, 2 (see `_floor`) or 7."""
+    """Where a flush's requests break boundary 6 (see `_floor`) or the avoidance of bug 7."""
     slot: dict[int, int] = {}
     for q, req in enumerate(reqs):
         for e in req.events:
@@ -733,9 +728,10 @@ def _request_problem(chunk: list[Ev], reqs: list[Request]) -> str | None:
     viewed: dict[str, int] = {}
     ordered: dict[str, int] = {}
     for e in chunk:
+        on_time = reqs[slot[e.i]].at - e.t <= LATE_EVENT_MS
         for p in e.touches():
-            if slot[e.i] < _floor(e, p, viewed, ordered):
-                return f"bugs 1-2: m{e.i} reaches its flush before an older event of {p}"
+            if on_time and slot[e.i] < _floor(e, p, viewed, ordered):
+                return f"boundary 6: on-time m{e.i} reaches its flush before an older event of {p}"
         for p in e.touches():
             seen = viewed if e.kind == "view" else ordered
             seen[p] = max(seen.get(p, 0), slot[e.i])
@@ -806,6 +802,7 @@ class Decision:
     at: int
     now: int
     sent: bool
+    pos: int  # 2k + 1 while request k is processed, 2k at the wake-ups before it
 
 
 class RecordingEngine(Engine):
@@ -814,12 +811,13 @@ class RecordingEngine(Engine):
     def __init__(self, triggers: TriggerSet) -> None:
         super().__init__(triggers)
         self.decisions: list[Decision] = []
+        self.position = 0
 
     def _fire(self, ct, st, profile, key, chk, out, now):  # type: ignore[no-untyped-def,override]
         before = len(out.fires) if out is not None else 0
         Engine._fire(ct, st, profile, key, chk, out, now)
         sent = out is not None and len(out.fires) > before
-        self.decisions.append(Decision(ct.id, key or None, chk.at, now, sent))
+        self.decisions.append(Decision(ct.id, key or None, chk.at, now, sent, self.position))
 
 
 assert isinstance(vars(Engine).get("_fire"), staticmethod), "RecordingEngine needs Engine._fire"
@@ -854,9 +852,13 @@ def run(plan: Plan) -> Result:
     engine = RecordingEngine(TRIGGERS)
     sim = Simulation(engine)
     last = 0
-    for req in plan.flat():
+    for k, req in enumerate(plan.flat()):
+        engine.position = 2 * k
+        sim.advance(from_ms(req.at))
+        engine.position = 2 * k + 1
         sim.deliver([e.event(req.at) for e in req.events], from_ms(req.at))
         last = max(last, req.at, *(e.t for e in req.events))
+    engine.position = 2 * len(plan.flat())
     sim.advance(from_ms(last + 5 * DAY))
     profile = sim.profiles.get(USER)
     states = profile.triggers if profile is not None else {}
@@ -869,11 +871,13 @@ def run(plan: Plan) -> Result:
     )
 
 
-def ends_state(trigger: str, e: Ev) -> bool:
+def ends_state(trigger: str, key: str | None, e: Ev) -> bool:
     """Whether an event stamped after an episode's moment ends the state it is about
     (rule 4; dwell keeps no history: a page left is no episode at all)."""
     if trigger == CART:
         return e.kind in CART_KINDS
+    if trigger == REPEAT:  # `not bought`: an order of the product ends it
+        return e.kind == "order" and key in e.products
     return trigger == WINBACK  # every event of a stream is activity
 
 
@@ -885,23 +889,36 @@ def rule_problems(events: list[Ev], plan: Plan, result: Result) -> list[str]:
     """Where a run's messages or decision times are not what docs/triggers.md says for
     the way its events arrived (rules 2-4; a wake-up up to a minute late)."""
     first: dict[int, int] = {}
-    for req in plan.flat():
+    position: dict[int, int] = {}  # as Decision.pos: an event is known to decisions from it on
+    for k, req in enumerate(plan.flat()):
         for e in req.events:
             first.setdefault(e.i, req.at)
+            position.setdefault(e.i, 2 * k + 1)
     out = []
     for d in result.decisions:
         name = f"{d.trigger} {d.key or ''} at {_iso(d.at)} decided {_iso(d.now)}"
-        past = any(ends_state(d.trigger, e) and e.t > d.at and first[e.i] < d.now for e in events)
+        past = any(
+            ends_state(d.trigger, d.key, e)
+            and (e.t >= d.at if d.trigger == REPEAT else e.t > d.at)  # `bought`: before it
+            and position[e.i] <= d.pos
+            for e in events
+        )
         expected = not past and d.at >= d.now - LATENESS[d.trigger]
         if d.sent != expected:
             why = "past" if past else "late" if d.at < d.now - LATENESS[d.trigger] else "current"
             out.append(f"{name}: {'sent' if d.sent else 'silent'}, but it is {why}")
         revealed = max((first[e.i] for e in events if e.t <= d.at), default=d.now)
-        if d.trigger == REPEAT:
-            bound = revealed  # an instant episode: when its events are in
+        flush_wait = revealed + MAX_SPREAD + LATE_FLUSH_MS + MIN + 5 * SEC
+        if d.trigger == REPEAT:  # an instant episode: when its events are in, unless late
+            late = any(
+                first[e.i] - e.t > LATE_EVENT_MS
+                for e in events
+                if e.t <= d.at and d.key in e.touches()
+            )
+            bound = flush_wait if late else revealed
         else:  # its wake-up, or the wake-up after the flush that found it passed
             wake = _minute_after(d.at + SEC) + MIN + WAKE_UP_MIN_LEAD_SECONDS * SEC
-            bound = max(wake, revealed + MAX_SPREAD + LATE_FLUSH_MS + MIN + 5 * SEC)
+            bound = max(wake, flush_wait)
         if d.now > bound:
             out.append(f"{name}: decided after {_iso(bound)}")
     sent = sorted((d.trigger, d.key, d.at) for d in result.decisions if d.sent)
@@ -1127,27 +1144,15 @@ def _of(result: Result, trigger: str) -> list[Episode]:
     return [e for e in result.episodes if e[0] == trigger]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 1: `bought` reads the profile after the whole batch (compiler.py, the "
-    "`bought` predicate reads m.profile.bought), so an order stamped after the third view "
-    "stops the count's episode when both come in one batch",
-)
 def test_bug1_an_order_after_the_third_view_in_the_same_batch_leaves_the_repeat_view() -> None:
     events = _stream(("view", 0), ("view", MIN), ("view", 2 * MIN), ("order", 3 * MIN))
     real = run(real_time(events))
     assert _of(real, REPEAT) == [(REPEAT, "p1", _at(2 * MIN))]  # not bought at the third view
     batch = _deliver((4 * MIN, events))
     assert _of(batch, REPEAT) == _of(real, REPEAT)
+    assert [m for m in batch.messages if m[0] == REPEAT] == []  # bought by now: silent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 1: an instant episode is decided when its request arrives and `bought` reads "
-    "the profile then (compiler.py); an order stamped before the third view, in a later "
-    "request of the same flush, comes too late to stop it (only trait filters wait for "
-    "the flush, engine.py `_recheck_waiting`)",
-)
 def test_bug1_an_order_before_the_third_view_in_the_next_request_does_not_stop_it() -> None:
     events = _stream(("view", 0), ("view", MIN), ("order", 90 * SEC), ("view", 2 * MIN))
     real = run(real_time(events))
@@ -1156,12 +1161,6 @@ def test_bug1_an_order_before_the_third_view_in_the_next_request_does_not_stop_i
     assert _of(flush, REPEAT) == _of(real, REPEAT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 2: CountPattern.check (behaviors/instant.py) counts only views after the "
-    "key's last fire; a request of newer views fires first and the older views of the "
-    "same flush, arriving seconds later, can no longer make the earlier episode",
-)
 def test_bug2_the_newest_views_first_move_the_repeat_view_episode() -> None:
     events = _stream(*[("view", k * MIN) for k in range(5)])
     real = run(real_time(events))

@@ -153,7 +153,7 @@ class Profile:
     revenue: float = 0.0
     first_order_at: int | None = None
     last_order_at: int | None = None
-    bought: list[str] = field(default_factory=list)
+    bought: dict[str, int] = field(default_factory=dict)  # product -> ms of its first order
     recent_items: list[list[Any]] = field(default_factory=list)  # [item_id, code, ms]
     last_page: dict[str, Any] | None = None  # {"at", "fp", "event", "product_id"}
     anonymous_ids: list[str] = field(default_factory=list)
@@ -180,6 +180,9 @@ class Profile:
         known = cls.__dataclass_fields__
         fields = {k: v for k, v in data.items() if k in known}
         fields["seen"] = unpack_seen(fields.get("seen"))
+        bought = fields.get("bought")
+        if isinstance(bought, list):  # stored before order times were kept: long ago
+            fields["bought"] = dict.fromkeys(bought, 0)
         return cls(**fields)
 
     # ---- dedup ---------------------------------------------------------------------
@@ -415,9 +418,25 @@ class Profile:
                 self._requantify(entry)
         for p in props.get("products") or []:
             pid = _product_id(p) if isinstance(p, dict) else None
-            if pid and pid not in self.bought:
-                self.bought = ([*self.bought, pid])[-MAX_BOUGHT:]
+            if pid:
+                self._bought(pid, t)
         self._prune_cart()
+
+    def _bought(self, pid: str, t: int) -> None:
+        """Records a product's order at `t`: the earliest is kept, whatever the arrival
+        order, so that `bought` can be read at a moment in event time."""
+        first = self.bought.get(pid)
+        if first is None or t < first:
+            self.bought[pid] = t
+            if len(self.bought) > MAX_BOUGHT:  # the products bought longest ago go
+                ranked = sorted(self.bought.items(), key=lambda kv: (kv[1], kv[0]))
+                self.bought = dict(ranked[-MAX_BOUGHT:])
+
+    def bought_by(self, pid: str, at: int | None) -> bool:
+        """Whether the product had been ordered before `at` (ms; an order at the same
+        instant is not before it), or at all so far when `at` is None."""
+        first = self.bought.get(pid)
+        return first is not None and (at is None or first < at)
 
     def _prune_cart(self) -> None:
         # products that left the cart (removed, or bought) more than a week before its
@@ -488,9 +507,8 @@ class Profile:
         for entry in self.cart.values():
             self._requantify(entry)  # the other's order may have cleared some of mine
         self._prune_cart()
-        for pid in other.bought:
-            if pid not in self.bought:
-                self.bought = ([*self.bought, pid])[-MAX_BOUGHT:]
+        for pid, t in other.bought.items():
+            self._bought(pid, t)
         for pid, code, t in other.recent_items:
             self._recent(pid, code, t)
         if other.last_page and (

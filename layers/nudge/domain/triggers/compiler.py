@@ -110,7 +110,11 @@ class Compiler:
             return lambda m: seg(MISSING if m.profile.segment is None else m.profile.segment)
         if isinstance(node, BoughtCondition):
             want = node.bought
-            return lambda m: (m.product is not None and m.product in m.profile.bought) == want
+            # in event time: bought at or before the moment (an order stamped after the
+            # third view does not stop the episode of the third view)
+            return lambda m: (
+                (m.product is not None and m.profile.bought_by(m.product, m.at)) == want
+            )
         return self._behavior_holds(self.pattern(node))
 
     @staticmethod
@@ -124,12 +128,17 @@ class Compiler:
             return any(
                 pattern.held(
                     m.states.get(pattern.slot) or {},
-                    Moment(m.profile, m.now, m.event, k, m.states, m.product),
+                    _moved(Moment(m.profile, m.now, m.event, k, m.states, m.product), m.at),
                 )
                 for k in keys
             )
 
         return holds
+
+
+def _moved(m: Moment, at: int | None) -> Moment:
+    m.at = at
+    return m
 
 
 def _filter_nodes(node: BaseModel) -> list[BaseModel]:

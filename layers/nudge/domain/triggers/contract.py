@@ -23,6 +23,9 @@ LOST_TIMER_MS = 3_600_000  # an armed timer this overdue is presumed lost and ar
 FORGET_TIMER_AHEAD_MS = 3_600_000  # with nothing pending, a timer this far ahead is forgotten
 LATE_FLUSH_MS = 60_000  # a passed deadline found by events waits this long for the rest of
 # their flush (decided at the wake-up after); a trait set this soon after an event counts for it
+LATE_EVENT_MS = 30_000  # an event received more than this after its timestamp is late: its
+# instant episodes wait LATE_FLUSH_MS for the rest of its flush too. 30 s is the default
+# flush interval of Segment's mobile SDKs: an event up to one interval old is on time
 
 
 @dataclass(frozen=True)

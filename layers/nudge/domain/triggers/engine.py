@@ -44,15 +44,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.events import Event
 from nudge.domain.profile import Profile
 from nudge.domain.triggers.behaviors import NO, Check, Moment, Pattern
+from nudge.domain.triggers.behaviors.base import MAX_DEFERRED
 from nudge.domain.triggers.compiler import CompiledTrigger, Pred, filters_hold
 from nudge.domain.triggers.contract import (
     DUE_TOLERANCE_MS,
     FORGET_TIMER_AHEAD_MS,
+    LATE_EVENT_MS,
     LATE_FLUSH_MS,
     LOST_TIMER_MS,
     NONE_KEY,
@@ -178,10 +181,17 @@ class Engine:
                     st.patterns[slot] = states[slot]
             if not ev.historical:
                 for pattern, filters in ct.instant:
-                    if pattern.matches(ev):
+                    if not pattern.matches(ev):
+                        continue
+                    if now - t > LATE_EVENT_MS or self._behind(st, pattern, ev):
+                        self._defer(ct, st, profile, pattern, ev, t, fp, now, out)
+                    else:
                         self._decide_instant(ct, st, profile, pattern, filters, ev, now, out)
+        held: dict[str, int] = {}
+        for e in st.deferred if st.raw.get("q") else []:
+            held[e[2]] = min(held.get(e[2], e[0]), e[0])
         for slot in touched:
-            ct.patterns[slot].prune(states[slot], ref)
+            ct.patterns[slot].prune(states[slot], ref, held.get(slot))
         for slot in [s for s, ps in st.patterns.items() if not ps]:
             del st.patterns[slot]
 
@@ -218,27 +228,127 @@ class Engine:
         ev: Event,
         now: int,
         out: Decisions,
+        *,
+        keys: list[str] | None = None,
+        deferred: bool = False,
     ) -> None:
-        """An instant behavior at a live event, for each key it touches: fires when it
-        completes and the filters hold; waits a minute for an `identify` when only trait
-        filters stood in the way."""
-        for key in pattern.keys(ev):
+        """An instant behavior at a live event, for each key it touches: counts the
+        episode when it completes and the filters hold at its moment, and sends it when
+        they still hold now (an order stamped after the third view, in the same flush,
+        leaves that episode counted but silent). When only trait filters stood in the
+        way, an on-time episode waits a minute for an `identify`; a `deferred` one (the
+        rest of its flush is in) is not counted when a trait its filters read was set
+        more than LATE_FLUSH_MS after it (whether they held then is unknown)."""
+        for key in pattern.keys(ev) if keys is None else keys:
             ks = st.key(key)
             m = Moment(profile, now, ev, key, st.patterns)
             chk = pattern.check(st.patterns.get(pattern.slot) or {}, m, ks.last_fire_ms)
             if not chk.holds:
                 continue
-            m.product = chk.product
+            m.product, m.at = chk.product, chk.at
             eligible = self._eligible_late if chk.late else self._eligible
             if not eligible(ct, ks, chk):
                 continue
             if filters_hold(filters, m):
-                self._fire(ct, st, profile, key, chk, out, now)
+                if deferred and self._traits_set_after(ct, profile, chk.at + LATE_FLUSH_MS):
+                    continue
+                m.at = None  # the state now: is it still true?
+                sends = filters_hold(filters, m)
+                self._fire(ct, st, profile, key, chk, out if sends else None, now)
                 self._decided(st, pattern, m, chk.anchor)
-            elif ct.filtered_by_traits and not chk.late:
+            elif ct.filtered_by_traits and not chk.late and not deferred:
                 waiting = st.waiting
                 waiting.append([chk.at, key, ev.event, snapshot(ev.properties), chk.product])
                 del waiting[: max(0, len(waiting) - MAX_WAITING)]
+
+    @staticmethod
+    def _traits_set_after(ct: CompiledTrigger, profile: Profile, at: int) -> bool:
+        return any(int((profile.trait_at.get(n) or [0])[0]) > at for n in ct.filter_traits)
+
+    # ---- late instant events ------------------------------------------------------------------
+    @staticmethod
+    def _behind(st: TriggerState, pattern: Pattern, ev: Event) -> bool:
+        """Whether an on-time event's keys have late events still waiting (it is decided
+        after them, in event time)."""
+        if not st.raw.get("q"):
+            return False
+        keys = set(pattern.keys(ev))
+        return any(e[2] == pattern.slot and e[3] in keys for e in st.deferred)
+
+    def _defer(
+        self,
+        ct: CompiledTrigger,
+        st: TriggerState,
+        profile: Profile,
+        pattern: Pattern,
+        ev: Event,
+        t: int,
+        fp: str,
+        now: int,
+        out: Decisions,
+    ) -> None:
+        """A late event (or one behind late ones) is decided at the wake-up LATE_FLUSH_MS
+        after it arrived, with the rest of its flush: the earlier views of its product, an
+        order stamped before it. Beyond MAX_DEFERRED waiting, the oldest are decided now."""
+        queue = st.deferred
+        ready = now + LATE_FLUSH_MS
+        props = snapshot(ev.properties)
+        for key in pattern.keys(ev):
+            queue.append([t, fp[:8], pattern.slot, key, ev.event, props, ready])
+            ks = st.key_for_update(key)
+            ks.deadline_ms = min(ks.deadline_ms or ready, ready)
+        if len(queue) > MAX_DEFERRED:
+            queue.sort(key=lambda e: (e[0], e[1]))
+            overflow = queue[: len(queue) - MAX_DEFERRED]
+            del queue[: len(overflow)]
+            self._decide_entries(ct, st, profile, overflow, now, out)
+
+    def _decide_deferred(
+        self,
+        ct: CompiledTrigger,
+        st: TriggerState,
+        profile: Profile,
+        key: str,
+        now: int,
+        out: Decisions,
+    ) -> list[int]:
+        """Decides the key's late events that are ready, oldest first; returns the ready
+        times of those still waiting (the key's wake-up must cover them)."""
+        if not st.raw.get("q"):
+            return []
+        ready = [e for e in st.deferred if e[3] == key and e[6] <= now]
+        waiting = [e[6] for e in st.deferred if e[3] == key and e[6] > now]
+        if ready:
+            st.deferred = [e for e in st.deferred if not (e[3] == key and e[6] <= now)]
+            ready.sort(key=lambda e: (e[0], e[1]))
+            self._decide_entries(ct, st, profile, ready, now, out)
+        return waiting
+
+    def _decide_entries(
+        self,
+        ct: CompiledTrigger,
+        st: TriggerState,
+        profile: Profile,
+        entries: list[list[Any]],
+        now: int,
+        out: Decisions,
+    ) -> None:
+        branches = {p.slot: (p, fs) for p, fs in ct.instant}
+        for t, _, slot, key, name, props, _ in entries:
+            if slot not in branches:
+                continue  # the definition changed since
+            pattern, filters = branches[slot]
+            ev = Event.model_construct(
+                type="track",
+                message_id="",
+                event=name,
+                properties=props,
+                timestamp=from_ms(t),
+                received_at=from_ms(now),
+            )
+            self._decide_instant(
+                ct, st, profile, pattern, filters, ev, now, out, keys=[key], deferred=True
+            )
 
     def _recheck_waiting(
         self,
@@ -308,6 +418,10 @@ class Engine:
         not decided yet but at the wake-up after LATE_FLUSH_MS, so that the rest of a late
         flush (the order after the add) can still cancel it."""
         dues: list[int] = []
+        if inline:
+            dues += [e[6] for e in st.deferred if e[3] == key] if st.raw.get("q") else []
+        else:
+            dues += self._decide_deferred(ct, st, profile, key, now, out)
         for pattern, filters in ct.durable:
             ps = st.patterns.get(pattern.slot) or {}
             m = Moment(profile, now, None, key, st.patterns)
@@ -372,6 +486,8 @@ class Engine:
         for ct in self._triggers:
             st = states[ct.id]
             due = [k for k, ks in st.keyed() if (d := ks.deadline_ms) is not None and d < now]
+            if st.raw.get("q"):  # late events ready, also of a key evicted since
+                due += sorted({e[3] for e in st.deferred if e[6] < now} - set(due))
             for key in due:
                 self._settle(ct, st, profile, key, now, out, inline=inline)
 

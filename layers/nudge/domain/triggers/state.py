@@ -19,6 +19,9 @@ Stored per trigger                      read as
   w               instant episodes whose TriggerState.waiting
                   trait filters failed, [[ms, key, event, properties, product], ...],
                   kept a minute (an `identify` just after may set the trait)
+  q               instant events that      TriggerState.deferred
+                  arrived late, to decide at a wake-up once the rest of their flush
+                  is in: [[ms, fp8, slot, key, event, properties, ready ms], ...]
 
 Stored per key (in `k`)
   n               episodes for the key   KeyState.episodes
@@ -147,6 +150,18 @@ class TriggerState:
     def waiting(self, items: list[list[Any]]) -> None:
         self.raw["w"] = items
 
+    @property
+    def deferred(self) -> list[list[Any]]:
+        """Late instant events waiting for the rest of their flush (see the table)."""
+        q = self.raw.get("q")
+        if not isinstance(q, list):
+            q = self.raw["q"] = []
+        return q
+
+    @deferred.setter
+    def deferred(self, items: list[list[Any]]) -> None:
+        self.raw["q"] = items
+
     # ---- keys ----------------------------------------------------------------------------
     def key(self, key: str) -> KeyState:
         """The key's state to read; an empty one (not stored) when the key has none."""
@@ -192,14 +207,16 @@ class TriggerState:
             raw["p"] = self.patterns
         else:
             raw.pop("p", None)
-        if not raw.get("w"):
-            raw.pop("w", None)
+        for name in ("w", "q"):
+            if not raw.get(name):
+                raw.pop(name, None)
         deadlines = [d for _, ks in self.keyed() if (d := ks.deadline_ms) is not None]
         raw["armed_until"] = min(deadlines) if deadlines else None
         if (
             not raw.get("k")
             and not raw.get("p")
             and not raw.get("w")
+            and not raw.get("q")
             and not raw.get("fired")
             and trigger_id not in triggers
         ):

@@ -65,7 +65,7 @@ class AbsencePattern(Pattern):
         evict(ps, lambda e: max(e.get("a", 0), e.get("b", 0)))
         return True
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
+    def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
         floor = ref - self.window - RETAIN_MS
         for key in [k for k, e in ps.items() if max(e.get("a", 0), e.get("b", 0)) < floor]:
             del ps[key]

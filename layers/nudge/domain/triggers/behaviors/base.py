@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from nudge.domain.clock import to_ms
 from nudge.domain.events import Event
 from nudge.domain.profile import ORDER_COMPLETED, PRODUCT_ADDED, PRODUCT_REMOVED, Profile
 from nudge.domain.triggers.contract import NONE_KEY, digest
@@ -22,15 +23,19 @@ from nudge.domain.triggers.state import MAX_KEYS
 from nudge.domain.triggers.values import key_values
 
 MAX_STEP_EVENTS = 8  # per sequence step and key; per correlated absence key
+MAX_DEFERRED = 16  # late instant events kept waiting for the rest of their flush per trigger
 RETAIN_MS = 7 * 86_400_000  # resolved absences are kept this long past their window
 CART_EVENTS = frozenset({PRODUCT_ADDED, PRODUCT_REMOVED, ORDER_COMPLETED})
 
 
 class Moment:
     """What a condition is evaluated against: the profile now, and the event being
-    processed (None at a timer)."""
+    processed (None at a timer). `at` is the moment in event time that filters reading
+    history (`bought`, a count under `not`) are judged at: the event's time, or None for
+    the state as it is now (at a timer, and when a message is about to go out); the
+    engine moves it to an episode's moment."""
 
-    __slots__ = ("event", "key", "now", "product", "profile", "states")
+    __slots__ = ("at", "event", "key", "now", "product", "profile", "states")
 
     def __init__(
         self,
@@ -47,6 +52,7 @@ class Moment:
         self.key = key
         self.states = states  # pattern slot -> rolling state, for behaviors under `not`
         self.product = product
+        self.at: int | None = None if event is None else to_ms(event.timestamp)
 
 
 class Check:
@@ -94,8 +100,12 @@ class Pattern(ABC):
         was relevant."""
         return False
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:  # noqa: B027 - optional hook
-        """Drops what can no longer matter, `ref` being the newest event time known."""
+    def prune(  # noqa: B027 - optional hook
+        self, ps: dict[str, Any], ref: int, held: int | None = None
+    ) -> None:
+        """Drops what can no longer matter, `ref` being the newest event time known and
+        `held` the oldest late event of an instant behavior still waiting to be decided
+        (what deciding it needs stays)."""
 
     def matches(self, ev: Event) -> bool:
         """Whether the event can complete an instant behavior."""

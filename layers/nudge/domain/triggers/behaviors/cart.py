@@ -70,7 +70,7 @@ class CartAbsencePattern(Pattern):
             del history[: len(history) - MAX_CART_HISTORY]
         return True
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
+    def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
         entry = ps.get(NONE_KEY)
         if not entry:
             return

@@ -37,7 +37,7 @@ class ExitPattern(Pattern):
             del times[: max(0, len(times) - MAX_STEP_EVENTS)]
         return True
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
+    def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
         times = [t for t in ps.get(NONE_KEY) or [] if t >= ref - RETAIN_MS]
         if times:
             ps[NONE_KEY] = times

@@ -10,6 +10,7 @@ from typing import Any
 from nudge.domain.clock import to_ms
 from nudge.domain.events import Event
 from nudge.domain.triggers.behaviors.base import (
+    MAX_DEFERRED,
     MAX_STEP_EVENTS,
     NO,
     RETAIN_MS,
@@ -47,8 +48,8 @@ class EventPattern(Pattern):
             del done[: max(0, len(done) - MAX_STEP_EVENTS)]
         evict(ps, lambda times: times[-1] if times else 0)
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
-        floor = ref - RETAIN_MS
+    def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
+        floor = min(ref, held or ref) - RETAIN_MS
         for key in [k for k, times in ps.items() if not times or times[-1] < floor]:
             del ps[key]
 
@@ -94,24 +95,28 @@ class CountPattern(Pattern):
             if not isinstance(times, list):
                 times = ps[key] = []
             insort(times, t)
-            if len(times) > self.keep:
-                del times[: len(times) - self.keep]
+            if len(times) > self.keep + MAX_DEFERRED:  # trimmed to `keep` by prune
+                del times[: len(times) - self.keep - MAX_DEFERRED]
         evict(ps, lambda times: times[-1] if times else 0)
         return True
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
-        floor = ref - self.window - LATE_SLACK_MS  # a view an hour late still completes a count
+    def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
+        """Keeps the window (an hour more: a view that late still completes a count) and
+        the newest `keep` timestamps, or, while late views wait (`held`: the oldest), all
+        from it on and the `keep` before it."""
+        floor = min(ref, held or ref) - self.window - LATE_SLACK_MS
         for key in [k for k, times in ps.items() if not times or times[-1] < floor]:
             del ps[key]
         for key, times in ps.items():
-            if times[0] < floor:
-                ps[key] = times[bisect_left(times, floor) :]
+            start = bisect_left(times, floor)
+            cut = len(times) if held is None else bisect_left(times, held)
+            ps[key] = times[max(start, cut - self.keep) :]
 
     def held(self, ps: dict[str, Any], m: Moment) -> bool:
         """As a filter (a history filter under `not`): at least `at_least` matching
         events in the window that ends at the moment (its event's time, or now)."""
         times = ps.get(m.key) or []
-        end = m.now if m.event is None else to_ms(m.event.timestamp)
+        end = m.now if m.at is None else m.at
         return bisect_right(times, end) - bisect_left(times, end - self.window) >= self.n
 
     def check(self, ps: dict[str, Any], m: Moment, since: int | None) -> Check:
@@ -170,8 +175,8 @@ class SequencePattern(Pattern):
         evict(ps, lambda steps: max((s[-1][0] for s in steps if s), default=0))
         return True
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
-        floor = ref - self.horizon_ms
+    def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
+        floor = min(ref, held or ref) - self.horizon_ms
         for key in list(ps):
             steps = ps[key]
             for i, marks in enumerate(steps):

@@ -61,7 +61,7 @@ class TraitChangePattern(Pattern):
         entry["v"], entry["t"] = value, t
         return True
 
-    def prune(self, ps: dict[str, Any], ref: int) -> None:
+    def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
         entry = ps.get(NONE_KEY) or {}
         kept = [c for c in entry.get("c") or [] if c[0] >= ref - RETAIN_MS]
         if kept:

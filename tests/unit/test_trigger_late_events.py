@@ -1,0 +1,106 @@
+"""Late instant events (docs/triggers.md, "Time, lateness and order"): an event received
+more than LATE_EVENT_MS after its timestamp is decided at the wake-up LATE_FLUSH_MS after
+it arrived, with the rest of its flush; an on-time one at once. `bought` is read in event
+time, and a message goes out only when its filters still hold now."""
+
+from __future__ import annotations
+
+from nudge.domain.profile import Profile
+from nudge.domain.triggers.backtest import Simulation
+from nudge.domain.triggers.behaviors.base import MAX_DEFERRED
+from nudge.domain.triggers.contract import LATE_EVENT_MS
+
+from tests.unit.test_trigger_reproducers import M, S, T, counted, custom, ev, sent
+
+EVERY_VIEW = """
+triggers:
+  - id: viewed
+    when: {event: Product Viewed}
+    action: {channel: inapp, template: product_dwell_upsell}
+    cooldown: 0s
+"""
+
+VIEWED_NOT_BOUGHT = """
+triggers:
+  - id: third_view
+    when:
+      all:
+        - count: {event: Product Viewed, per: product_id, at_least: 3, within: 7d}
+        - not: {bought: true}
+    action: {channel: inapp, template: product_dwell_upsell}
+    cooldown: 0s
+"""
+
+
+def _view(at, received=None, pid="p1"):  # type: ignore[no-untyped-def]
+    return ev("Product Viewed", at, received=received, product_id=pid)
+
+
+def _order(at, received=None, pid="p1"):  # type: ignore[no-untyped-def]
+    return ev("Order Completed", at, received=received, products=[{"product_id": pid}])
+
+
+def test_an_on_time_event_is_decided_at_once() -> None:
+    sim = Simulation(custom(EVERY_VIEW))
+    sim.deliver([_view(T)], T + 10 * S)
+    assert 10 * S < LATE_EVENT_MS * S / 1000
+    assert counted(sim, "viewed") == 1 and len(sent(sim, "viewed")) == 1
+
+
+def test_a_late_event_waits_for_the_rest_of_its_flush() -> None:
+    sim = Simulation(custom(EVERY_VIEW))
+    sim.deliver([_view(T)], T + 5 * M)
+    assert counted(sim, "viewed") == 0
+    assert sim.profiles["u1"].triggers["viewed"]["armed_until"] is not None
+    sim.advance(T + 8 * M)
+    assert counted(sim, "viewed") == 1 and len(sent(sim, "viewed")) == 1
+
+
+def test_an_on_time_event_behind_late_ones_of_its_key_waits_with_them() -> None:
+    sim = Simulation(custom(VIEWED_NOT_BOUGHT))
+    sim.deliver([_view(T), _view(T + M)], T + 4 * M)  # late
+    sim.deliver([_view(T + 4 * M)], T + 4 * M + S)  # on time, but behind them
+    assert counted(sim, "third_view") == 0
+    sim.advance(T + 8 * M)
+    assert counted(sim, "third_view") == 1
+
+
+def test_an_order_before_the_third_view_later_in_the_flush_stops_it() -> None:
+    sim = Simulation(custom(VIEWED_NOT_BOUGHT))
+    sim.deliver([_view(T), _view(T + M), _view(T + 2 * M)], T + 3 * M)
+    sim.deliver([_order(T + 90 * S)], T + 3 * M + 5 * S)
+    sim.advance(T + 8 * M)
+    assert counted(sim, "third_view") == 0
+
+
+def test_an_order_after_the_third_view_counts_it_but_sends_nothing() -> None:
+    sim = Simulation(custom(VIEWED_NOT_BOUGHT))
+    sim.deliver([_view(T), _view(T + M), _view(T + 2 * M), _order(T + 3 * M)], T + 4 * M)
+    sim.advance(T + 8 * M)
+    assert counted(sim, "third_view") == 1
+    assert sent(sim, "third_view") == []  # not true now: the product is bought
+
+
+def test_beyond_max_deferred_the_oldest_late_events_are_decided_at_once() -> None:
+    sim = Simulation(custom(EVERY_VIEW))
+    views = [_view(T + k * S, pid=f"p{k}") for k in range(MAX_DEFERRED + 3)]
+    sim.deliver(views, T + 10 * M)
+    assert counted(sim, "viewed") == 3
+    assert len(sim.profiles["u1"].triggers["viewed"]["q"]) == MAX_DEFERRED
+    sim.advance(T + 15 * M)
+    assert counted(sim, "viewed") == MAX_DEFERRED + 3
+    assert "q" not in sim.profiles["u1"].triggers["viewed"]
+
+
+def test_bought_keeps_the_first_order_of_each_product_whatever_the_arrival_order() -> None:
+    p = Profile(user_id="u1")
+    p.apply([_order(T + M), _order(T)])
+    assert p.bought == {"p1": int(T.timestamp() * 1000)}
+    assert not p.bought_by("p1", int(T.timestamp() * 1000))  # not before itself
+    assert p.bought_by("p1", int(T.timestamp() * 1000) + 1)
+    assert p.bought_by("p1", None)
+
+
+def test_a_profile_stored_with_the_old_bought_list_loads() -> None:
+    p = Profile.from_dict({"user_id": "u1", "bought": ["p1", "p2"]})
+    assert p.bought_by("p1", 1) and p.bought_by("p2", None) and not p.bought_by("p3", None)
