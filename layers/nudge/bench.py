@@ -46,7 +46,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, TextIO
+
+import typer
 
 from nudge import constants as C
 
@@ -1126,48 +1128,85 @@ def lambda_memory_mb() -> dict[str, int]:
 
 
 class Progress:
-    """Progress on stderr: a rich bar on a terminal, else a line per tenth."""
+    """The bench's phases on stderr. On a terminal, one rich display: a line per phase,
+    a bar for a counted one (`task`), a spinner for the others (`note`), each with its
+    time. Elsewhere (a log, a pipe), a line per phase and per tenth of a counted one,
+    with the time since the start."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.tty = stream.isatty()
+        self.started = time.perf_counter()
+        self._bar: Any = None
+        self._open: Any = None  # the spinner of the phase a note started
 
-    @contextlib.contextmanager
-    def task(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
-        started = time.perf_counter()
-        if self.tty:
+    def _display(self) -> Any:
+        if self._bar is None:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TimeElapsedColumn
 
-            with Progress(
+            self._bar = Progress(
+                SpinnerColumn(finished_text="[green]✓"),
                 "[progress.description]{task.description}",
                 BarColumn(),
-                MofNCompleteColumn(),
+                "{task.fields[count]}",
                 TimeElapsedColumn(),
                 console=Console(file=self.stream),
                 transient=False,
-            ) as bar:
-                task = bar.add_task(label, total=total)
-                yield lambda n: bar.advance(task, n)
+            )
+            self._bar.start()
+        return self._bar
+
+    def _close_phase(self) -> None:
+        if self._open is not None:
+            self._bar.update(self._open, total=1, completed=1)
+            self._open = None
+
+    def _line(self, text: str) -> None:
+        at = time.perf_counter() - self.started
+        print(f"bench [{at:5.0f} s] {text}", file=self.stream, flush=True)
+
+    @contextlib.contextmanager
+    def task(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
+        if self.tty:
+            bar = self._display()
+            self._close_phase()
+            task = bar.add_task(label, total=total, count=f"0/{total:,}")
+            done = [0]
+
+            def advance_bar(n: int) -> None:
+                done[0] += n
+                bar.update(task, advance=n, count=f"{done[0]:,}/{total:,}")
+
+            yield advance_bar
+            bar.update(task, completed=total)
             return
-        done = [0, 0]
+        count = [0, 0]
 
         def advance(n: int) -> None:
-            done[0] += n
-            tenth = int(10 * done[0] / max(total, 1))
-            if tenth > done[1]:
-                done[1] = tenth
-                print(
-                    f"bench: {label}: {done[0]}/{total} ({time.perf_counter() - started:.0f} s)",
-                    file=self.stream,
-                    flush=True,
-                )
+            count[0] += n
+            tenth = int(10 * count[0] / max(total, 1))
+            if tenth > count[1]:
+                count[1] = tenth
+                self._line(f"{label}: {count[0]:,}/{total:,}")
 
-        print(f"bench: {label} ...", file=self.stream, flush=True)
+        self._line(f"{label} ...")
         yield advance
 
     def note(self, text: str) -> None:
-        print(f"bench: {text}", file=self.stream, flush=True)
+        """A phase that is not counted: it lasts until the next phase starts."""
+        if self.tty:
+            bar = self._display()
+            self._close_phase()
+            self._open = bar.add_task(text, total=None, count="")
+            return
+        self._line(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._close_phase()
+            self._bar.stop()
+            self._bar = None
 
 
 # ---- aws: requests per event through the real handlers ------------------------------------
@@ -1786,41 +1825,81 @@ def _dig(d: Any, path: Sequence[str]) -> Any:
     return round(d, 4) if isinstance(d, float) else d
 
 
-def render_table(r: dict[str, Any]) -> str:
-    """The report for people: the summary, the workloads side by side, the sparse costs."""
+def report_tables(r: dict[str, Any]) -> list[Any]:
+    """The report for people, as rich renderables: the summary, the workloads side by
+    side, the sparse event path's costs, local mode end to end."""
+    from rich.table import Table
+    from rich.text import Text
+
+    def titled(title: str, table: Table) -> list[Any]:
+        return [Text(""), Text(title, style="bold"), table]
+
     m = r["machine"]
-    lines = [
+    heading = (
         f"nudge bench — {m['cpus_usable']} cores, Python {m['python']} ({m['machine']}), "
-        f"{r['elapsed_s']} s",
-        "",
-        "summary (sparse workload unless the key says otherwise)",
-    ]
-    lines += [f"  {k:<38} {r['summary'][k]!s:>14}" for k in SUMMARY_KEYS]
+        f"{r['elapsed_s']} s"
+    )
+    summary = Table(show_header=False)
+    summary.add_column(no_wrap=True)
+    summary.add_column(justify="right", style="bold")
+    for k in SUMMARY_KEYS:
+        summary.add_row(k, str(r["summary"][k]))
     names = list(r["workloads"])
-    lines += ["", f"  {'per workload (event path)':<38}" + "".join(f"{n:>14}" for n in names)]
+    per = Table()
+    per.add_column("", no_wrap=True)
+    for n in names:
+        per.add_column(n, justify="right")
     for label, path in TABLE_ROWS:
-        cells = "".join(f"{_dig(r['workloads'][n], path)!s:>14}" for n in names)
-        lines.append(f"  {label:<38}{cells}")
-    lines += ["", "sparse event path, $ per million events"]
-    lines += [
-        f"  {k:<38} {v:>14.4f}"
-        for k, v in r["workloads"]["sparse"]["aws"]["cost"]["event_path"].items()
-    ]
+        per.add_row(label, *(str(_dig(r["workloads"][n], path)) for n in names))
+    costs = Table(show_header=False)
+    costs.add_column(no_wrap=True)
+    costs.add_column(justify="right")
+    for k, v in r["workloads"]["sparse"]["aws"]["cost"]["event_path"].items():
+        costs.add_row(k, f"{v:.4f}")
     loc = r["local"]
     lat, idle = loc["inapp_latency_ms"], loc["inapp_latency_unloaded_ms"]
-    lines += [
-        "",
-        f"local mode end to end ({loc['events']:,} events, {loc['users']} users, {loc['client']})",
-        f"  accepted events/s {loc['accepted_events_per_second']}, end to end events/s "
-        f"{loc['end_to_end_events_per_second']}",
-        f"  event accepted → in-app message, ms: p50 {lat['p50']}, p99 {lat['p99']}, "
-        f"max {lat['max']} ({loc['inapp_messages_verified_via_api']}/"
-        f"{loc['inapp_messages_expected']} read back); nothing queued: p50 {idle['p50']}",
-        "",
-        "anchors: " + ", ".join(f"{k} {v}" for k, v in r["anchors"].items()),
-        "`nudge bench --json` has every figure, the prices and the assumptions.",
+    local = Table(show_header=False)
+    local.add_column(no_wrap=True)
+    local.add_column(justify="right")
+    local.add_row("accepted events/s", str(loc["accepted_events_per_second"]))
+    local.add_row("end to end events/s", str(loc["end_to_end_events_per_second"]))
+    local.add_row(
+        "event accepted → in-app message, ms",
+        f"p50 {lat['p50']}, p99 {lat['p99']}, max {lat['max']}",
+    )
+    local.add_row(
+        "in-app messages read back",
+        f"{loc['inapp_messages_verified_via_api']}/{loc['inapp_messages_expected']}",
+    )
+    local.add_row("nothing queued: latency p50, ms", str(idle["p50"]))
+    anchors = ", ".join(f"{k} {v}" for k, v in r["anchors"].items())
+    return [
+        Text(heading, style="bold"),
+        *titled("summary (sparse workload unless the key says otherwise)", summary),
+        *titled("per workload (event path)", per),
+        *titled("sparse event path, $ per million events", costs),
+        *titled(
+            f"local mode end to end ({loc['events']:,} events, {loc['users']} users, "
+            f"{loc['client']})",
+            local,
+        ),
+        Text(""),
+        Text(f"anchors: {anchors}", style="dim"),
+        Text("`nudge bench --json` has every figure, the prices and the assumptions.", style="dim"),
     ]
-    return "\n".join(lines)
+
+
+def render_table(r: dict[str, Any]) -> str:
+    """The report for people as plain text (what `nudge bench` prints, without colours)."""
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    console = Console(file=out, width=120, color_system=None, highlight=False)
+    for part in report_tables(r):
+        console.print(part)
+    return out.getvalue()
 
 
 def config_from(args: argparse.Namespace) -> BenchConfig:
@@ -1843,39 +1922,84 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
 def main(
     *, json_output: bool = False, quick: bool = False, config: BenchConfig | None = None
 ) -> int:
+    """Runs the bench: progress on stderr, the report on stdout (`json_output`: one JSON
+    object and nothing else)."""
+    from nudge.cli_output import out_console, print_json
+
     # the handlers log to stdout (as on Lambda): stdout is kept for the report alone
     out = sys.stdout
     cfg = config or (QUICK if quick else DEFAULT)
     progress = Progress(sys.stderr)
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run(cfg, progress=progress)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run(cfg, progress=progress)
+    finally:
+        progress.close()
     if json_output:
-        print(json.dumps(result), file=out)
+        print_json(result)
     else:
-        print(render_table(result), file=out)
+        console = out_console(out)
+        for part in report_tables(result):
+            console.print(part)
     return 0
 
 
-def register(subparsers: Any) -> None:
-    """Adds `bench` to the `nudge` parser."""
-    p = subparsers.add_parser(
-        "bench",
-        help="performance benchmark (JSON with --json)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def bench(
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="print the report as one JSON object (progress on stderr)"),
+    ] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="smaller workloads (a few minutes)")
+    ] = False,
+    events: Annotated[
+        int | None,
+        typer.Option(help=f"events per workload (default {DEFAULT.events:,})", show_default=False),
+    ] = None,
+    users: Annotated[
+        int | None,
+        typer.Option(
+            help=f"users of the sparse workload (default {DEFAULT.sparse_users:,})",
+            show_default=False,
+        ),
+    ] = None,
+    local_events: Annotated[
+        int | None,
+        typer.Option(
+            help=f"events sent end to end (default {DEFAULT.local_events:,})", show_default=False
+        ),
+    ] = None,
+    local_users: Annotated[
+        int | None,
+        typer.Option(help=f"their users (default {DEFAULT.local_users})", show_default=False),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(help=f"core rounds (default {DEFAULT.core_rounds})", show_default=False),
+    ] = None,
+) -> None:
+    """Performance benchmark: what an event costs, measured on this machine.
+
+    A table for people, or --json: one JSON object with every figure, the prices and the
+    assumptions. Progress on stderr. The default run takes about 25 minutes; --quick a
+    few."""
+    args = argparse.Namespace(
+        quick=quick,
+        events=events,
+        users=users,
+        local_events=local_events,
+        local_users=local_users,
+        rounds=rounds,
     )
-    p.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    p.add_argument("--quick", action="store_true", help="smaller workloads (a few minutes)")
-    p.add_argument("--events", type=int, help="events per workload (default 10,000)")
-    p.add_argument("--users", type=int, help="users of the sparse workload (default 2,000)")
-    p.add_argument("--local-events", type=int, help="events sent end to end (default 5,000)")
-    p.add_argument("--local-users", type=int, help="their users (default 200)")
-    p.add_argument("--rounds", type=int, help="core rounds (default 3)")
-    p.set_defaults(func=lambda a: main(json_output=a.json, config=config_from(a)))
+    raise typer.Exit(main(json_output=json_output, config=config_from(args)))
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m nudge.bench")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["bench", *sys.argv[1:]])
-    sys.exit(args.func(args))
+def register(app: typer.Typer) -> None:
+    """Adds `bench` to the `nudge` app (the module's docstring is its long help)."""
+    app.command("bench", epilog=__doc__)(bench)
+
+
+if __name__ == "__main__":  # python -m nudge.bench [OPTIONS]: the same as `nudge bench`
+    from nudge.cli import main as cli_main
+
+    sys.exit(cli_main(["bench", *sys.argv[1:]]))

@@ -1,41 +1,99 @@
-"""The `nudge` command line."""
+"""The `nudge` command line: one typer app.
+
+A command group is a typer sub-app in its own module (`nudge triggers`: cli_triggers.py,
+`nudge templates`: cli_templates.py); a single command registers itself on the app
+(`nudge sql`: cli_sql.py, `nudge bench`: bench.py, `nudge openapi`: cli_openapi.py). Each
+module has `register(app)`, so a new group (`recs`, `report`, `keys`) is one module and
+one line in `build_app`. What commands print, and how they fail, is cli_output.py's.
+
+The Lambda functions never import this package's CLI modules: typer and rich are the
+`local` extra, not in the Lambda layer.
+"""
 
 from __future__ import annotations
 
-import argparse
-import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import Annotated, Any
+
+try:
+    import typer
+except ImportError:  # installed without the `local` extra
+    sys.stderr.write("error: the nudge CLI needs its extra: pip install 'nudge[local]'\n")
+    raise SystemExit(2) from None
+
+from nudge.cli_output import USER_ERROR, UserError, error, exit_code, fail, new_app
+
+DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-def _dev(args: argparse.Namespace) -> int:
+def dev(
+    host: Annotated[str, typer.Option(help="interface the HTTP API listens on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="PORT", help="HTTP API port")] = 8080,
+    aws_port: Annotated[
+        int | None,
+        typer.Option(
+            help="moto server port (default: HTTP port + 1, or a free one if that is taken; "
+            "a taken --aws-port is exit status 2)",
+            show_default=False,
+        ),
+    ] = None,
+    write_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NUDGE_WRITE_KEY",
+            help="the write key clients send events with (default: a new one each start)",
+            show_default=False,
+        ),
+    ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NUDGE_ADMIN_KEY",
+            help="the admin key of the profile, report and key routes (default: a new one "
+            "each start)",
+            show_default=False,
+        ),
+    ] = None,
+    triggers: Annotated[
+        str | None,
+        typer.Option(help="trigger definitions folder (default: ./triggers)", show_default=False),
+    ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="log every HTTP request, and the handlers at INFO"),
+    ] = False,
+) -> None:
+    """Run local mode (what `make run` starts), until Ctrl-C.
+
+    The HTTP API and the same handlers as on AWS, against an embedded AWS emulation (a moto
+    server). It prints the URL, the keys, and curl commands to try."""
     from nudge.local.emulation import PortInUseError
     from nudge.local.server import LocalConfig, LocalMode
 
     started = time.perf_counter()
     config = LocalConfig(
-        host=args.host,
-        port=args.port,
-        aws_port=args.aws_port,
-        write_key=args.write_key or os.environ.get("NUDGE_WRITE_KEY") or None,
-        admin_key=args.admin_key or os.environ.get("NUDGE_ADMIN_KEY") or None,
-        triggers_path=args.triggers,
-        verbose=args.verbose,
+        host=host,
+        port=port,
+        aws_port=aws_port,
+        write_key=write_key or None,
+        admin_key=admin_key or None,
+        triggers_path=triggers,
+        verbose=verbose,
     )
     local = LocalMode(config)
     try:
         local.start()
     except PortInUseError as err:
-        print(f"nudge dev: {err}", file=sys.stderr)
-        return 2
+        fail(str(err))
     assert local.resources is not None
     took = time.perf_counter() - started
-    if args.aws_port is None and local.aws_port != args.port + 1:
+    if aws_port is None and local.aws_port != port + 1:
         print(
-            f"nudge dev: port {args.port + 1} is taken: the AWS emulation is on {local.aws_port}",
+            f"nudge dev: port {port + 1} is taken: the AWS emulation is on {local.aws_port}",
             file=sys.stderr,
         )
     print(
@@ -63,64 +121,115 @@ def _dev(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     local.stop()
-    return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from nudge.replay import replay
+REPLAY_EPILOG = """\
+FILE.jsonl holds one Segment call a line (`type` required, as in a `/v1/batch` item). The
+events are sent as they are: an event without `timestamp` is dated when nudge receives it,
+as Segment does, and `sentAt` corrects the client's clock. To see what the triggers would
+have done in the file's own time, use `nudge triggers backtest --events FILE.jsonl`.
 
-    return replay(args.file, url=args.url, write_key=args.write_key, use_import=args.use_import)
+Output: a summary line; with --json `{"sent", "rejected", "seconds"}`. Progress on stderr.
+Exit status: 0 all accepted; 1 some events rejected (their reasons on stderr) or the server
+failed; 2 an unreadable file or line, no write key, or no server at --url.
+"""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nudge", description="Self-hosted behavioral engagement engine."
+def replay(
+    file: Annotated[
+        str, typer.Argument(metavar="FILE.jsonl", help="Segment-format events, one JSON a line")
+    ],
+    url: Annotated[
+        str, typer.Option(envvar="NUDGE_URL", help="the nudge endpoint (local mode or the API)")
+    ] = DEFAULT_URL,
+    write_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NUDGE_WRITE_KEY",
+            help="the write key (`nudge dev` prints it)",
+            show_default=False,
+        ),
+    ] = None,
+    use_import: Annotated[
+        bool,
+        typer.Option(
+            "--import",
+            help="send to /v1/import: profiles and the archive only, no trigger fires "
+            "(backfilling history)",
+        ),
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help='print {"sent", "rejected", "seconds"} as JSON')
+    ] = False,
+) -> None:
+    """Send a JSONL file of Segment events to an endpoint, in batches of up to 100."""
+    from nudge.replay import replay as send
+
+    exit_code(
+        send(file, url=url, write_key=write_key, use_import=use_import, json_output=json_output)
     )
-    sub = parser.add_subparsers(dest="command", required=True)
 
-    dev = sub.add_parser("dev", help="run local mode (what `make run` starts)")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    dev.add_argument(
-        "--aws-port",
-        type=int,
-        default=None,
-        help="moto server port (default: HTTP port + 1, or a free one if that is taken)",
-    )
-    dev.add_argument("--write-key", default=None)
-    dev.add_argument("--admin-key", default=None)
-    dev.add_argument(
-        "--triggers", default=None, help="trigger definitions folder (default: ./triggers)"
-    )
-    dev.add_argument("--verbose", "-v", action="store_true")
-    dev.set_defaults(func=_dev)
 
-    from nudge import bench
+def build_app() -> typer.Typer:
+    """The `nudge` app with every command."""
+    from nudge import bench, cli_openapi, cli_sql, cli_templates, cli_triggers
 
-    bench.register(sub)  # --json, --quick, --events, --users, --local-events, ...
+    app = new_app("nudge", "Self-hosted behavioral engagement engine.")
+    app.command(epilog=None)(dev)
+    app.command(epilog=REPLAY_EPILOG)(replay)
+    cli_triggers.register(app)
+    cli_templates.register(app)
+    cli_sql.register(app)
+    bench.register(app)
+    cli_openapi.register(app)
+    return app
 
-    replay = sub.add_parser("replay", help="send a JSONL file of Segment events to an endpoint")
-    replay.add_argument("file")
-    replay.add_argument("--url", default=os.environ.get("NUDGE_URL", "http://127.0.0.1:8080"))
-    replay.add_argument("--write-key", default=os.environ.get("NUDGE_WRITE_KEY"))
-    replay.add_argument(
-        "--import", dest="use_import", action="store_true", help="use /v1/import (no triggers)"
-    )
-    replay.set_defaults(func=_replay)
 
-    from nudge import cli_openapi, cli_sql, cli_templates, cli_triggers
+def command() -> Any:
+    """The click command tree typer builds (what `--help` walks)."""
+    return typer.main.get_command(build_app())
 
-    cli_triggers.register(sub)
-    cli_templates.register(sub)
-    cli_sql.register(sub)
-    cli_openapi.register(sub)
-    return parser
+
+def is_click_error(err: BaseException, name: str = "ClickException") -> bool:
+    """Whether `err` is click's `name` (or a subclass): by class name, as typer itself
+    tells them apart, since typer may carry a click of its own (typer._click)."""
+    return any(cls.__name__ == name for cls in type(err).__mro__)
+
+
+def usage_line(err: Any) -> str:
+    """A usage error in one line, pointing at the command's --help."""
+    ctx = getattr(err, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"{err.format_message()}{where}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    """Runs `nudge ARGV...` and returns its exit status: a usage error or a user's mistake
+    is one line on stderr and 2, never a traceback."""
+    cli = command()
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="nudge",
+            standalone_mode=False,
+        )
+    except UserError as err:
+        error(err.message)
+        return err.code
+    except typer.Abort:
+        error("interrupted")
+        return 130
+    except Exception as err:
+        if is_click_error(err, "NoArgsIsHelpError"):
+            return USER_ERROR  # the help is printed already
+        if is_click_error(err, "UsageError"):
+            error(usage_line(err))
+            return USER_ERROR
+        if is_click_error(err):
+            error(err.format_message())  # type: ignore[attr-defined]
+            return int(err.exit_code)  # type: ignore[attr-defined]
+        raise
+    return int(result or 0)
 
 
 if __name__ == "__main__":

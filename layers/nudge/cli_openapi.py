@@ -3,11 +3,13 @@ of the functions behind the HTTP API, or checks that the committed one is curren
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
-from typing import Any
+from typing import Annotated
+
+import typer
 
 from nudge import constants as C
+from nudge.cli_output import fail
 
 # The functions the HTTP API routes to (infra/constructs/ingest.py, api.py), in the
 # document's order.
@@ -30,23 +32,38 @@ def default_path() -> Path:
     return repo_root() / "docs" / "openapi.json"
 
 
-def _run(args: argparse.Namespace) -> int:
-    path = Path(args.output) if args.output else default_path()
+def openapi(
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="where to write it (default: docs/openapi.json)",
+            show_default=False,
+        ),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="write nothing; exit 1 if the file differs from the code"),
+    ] = False,
+) -> None:
+    """Write docs/openapi.json from the handlers' routes (or check that it is current)."""
+    path = Path(output) if output else default_path()
     text = generated()
-    if args.check:
+    if check:
         current = path.read_text(encoding="utf-8") if path.is_file() else ""
         if current != text:
             print(f"{path} is out of date with the handlers' routes: run {REGENERATE}")
-            return 1
+            raise typer.Exit(1)
         print(f"{path} is up to date")
-        return 0
-    path.write_text(text, encoding="utf-8")
+        return
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        fail(f"cannot write {path}: {err.strerror or err}")
     print(f"wrote {path}")
-    return 0
 
 
-def register(sub: Any) -> None:
-    p = sub.add_parser("openapi", help="write docs/openapi.json from the handlers' routes")
-    p.add_argument("--output", "-o", default=None, help="where (default: docs/openapi.json)")
-    p.add_argument("--check", action="store_true", help="exit 1 if the file differs from the code")
-    p.set_defaults(func=_run)
+def register(app: typer.Typer) -> None:
+    """Adds `openapi` to the `nudge` app."""
+    app.command("openapi")(openapi)

@@ -7,13 +7,17 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
+
+import typer
 
 from nudge import constants as C
+from nudge.cli_output import CONTEXT, USER_ERROR, UserError, error, out_console
 from nudge.domain.clock import SystemClock
 from nudge.domain.errors import NudgeError, QueryForbiddenError, QuerySyntaxError
 from nudge.domain.ports import QueryEngine
@@ -61,44 +65,122 @@ class TargetError(Exception):
     """No archive could be found where the command looked (one line for the user)."""
 
 
-def register(subparsers: Any) -> None:
-    """Adds `sql` to the `nudge` parser."""
-    p = subparsers.add_parser(
-        "sql",
-        help="SQL over the event archive (DuckDB locally, or Athena)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("query", help='the SQL statement ("-": read it from stdin)')
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--url", default=None, help=f"a local mode (default: ${ENV_URL})")
-    where.add_argument("--stack", default=None, help="a deployed stack's name")
-    p.add_argument(
-        "--engine",
-        choices=("duckdb", "athena"),
-        default=None,
-        help=f"for a deployed stack (default: ${C.ENV_QUERY_ENGINE} or duckdb)",
-    )
-    p.add_argument("--json", action="store_true", help='print {"columns": [...], "rows": [...]}')
-    p.add_argument(
-        "--since",
-        type=parse_since,
-        default=None,
-        metavar="DURATION",
-        help="only events received in the last DURATION (30m, 24h, 7d, 1h30m) or since "
-        "an ISO date/time (UTC unless it says)",
-    )
-    p.add_argument(
-        "--refresh",
-        action="store_true",
-        help="list the whole archive again (the cache trusts hours older than 3 h for a day)",
-    )
-    p.set_defaults(func=_sql)
+def _since(text: str) -> datetime:
+    try:
+        return parse_since(text)
+    except argparse.ArgumentTypeError as err:
+        raise typer.BadParameter(str(err)) from None
 
 
-def _sql(args: argparse.Namespace) -> int:
-    return sql_command(args)
+def sql(
+    query: Annotated[str, typer.Argument(help='the SQL statement ("-": read it from stdin)')],
+    url: Annotated[
+        str | None,
+        typer.Option(help=f"a local mode (default: ${ENV_URL})", show_default=False),
+    ] = None,
+    stack: Annotated[
+        str | None, typer.Option(help="a deployed stack's name", show_default=False)
+    ] = None,
+    engine: Annotated[
+        Literal["duckdb", "athena"] | None,
+        typer.Option(
+            help=f"for a deployed stack (default: ${C.ENV_QUERY_ENGINE} or duckdb)",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help='print {"columns": [...], "rows": [...]}')
+    ] = False,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=_since,
+            metavar="DURATION",
+            help="only events received in the last DURATION (30m, 24h, 7d, 1h30m) or since "
+            "an ISO date/time (UTC unless it says)",
+            show_default=False,
+        ),
+    ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="list the whole archive again (the cache trusts hours older than 3 h for a day)",
+        ),
+    ] = False,
+) -> None:
+    """SQL over the event archive (DuckDB locally, or Athena)."""
+    args = sql_args(
+        query=query,
+        url=url,
+        stack=stack,
+        engine=engine,
+        json_output=json_output,
+        since=since,
+        refresh=refresh,
+    )
+    raise typer.Exit(sql_command(args))
+
+
+def sql_args(
+    *,
+    query: str,
+    url: str | None = None,
+    stack: str | None = None,
+    engine: str | None = None,
+    json_output: bool = False,
+    since: datetime | None = None,
+    refresh: bool = False,
+) -> argparse.Namespace:
+    """The options as sql_command takes them; --url and --stack exclude each other."""
+    if url and stack:
+        raise UserError("--url and --stack exclude each other: give one")
+    return argparse.Namespace(
+        query=query,
+        url=url,
+        stack=stack,
+        engine=engine,
+        json=json_output,
+        since=since,
+        refresh=refresh,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Adds `sql` to the `nudge` app."""
+    app.command("sql", help=f"{sql.__doc__}\n\n{DESCRIPTION}", epilog=EPILOG)(sql)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The options of `nudge sql ARGV...` as sql_command takes them, without running the
+    query; a usage error exits as the command does (one line on stderr, status 2)."""
+    single = typer.Typer(context_settings=CONTEXT)
+    single.command()(sql)
+    command = typer.main.get_command(single)
+    try:
+        with command.make_context("nudge sql", list(argv)) as ctx:
+            return sql_args(**ctx.params)
+    except UserError as err:
+        error(err.message)
+        raise SystemExit(err.code) from None
+    except Exception as err:
+        from nudge.cli import is_click_error, usage_line
+
+        if not is_click_error(err, "UsageError"):
+            raise
+        error(usage_line(err))
+        raise SystemExit(USER_ERROR) from None
+
+
+@contextmanager
+def archive_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """The download bar of a cold cache, on a terminal's stderr (None elsewhere)."""
+    bar = _Progress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def sql_command(
@@ -341,11 +423,10 @@ def _stack_engine(
 
 def print_table(result: QueryResult, out: TextIO) -> None:
     """A table for people (at most MAX_TABLE_ROWS rows)."""
-    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    console = Console(file=out, highlight=False, soft_wrap=False)
+    console = out_console(out)
     if not result.columns:
         console.print("done (no result)")
         return

@@ -7,11 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+import typer
 
 from nudge import constants as C
+from nudge.cli_output import error, fail, new_app, print_json, print_problems
 from nudge.domain.templates import (
-    CHANNELS,
     TemplateRenderError,
     TemplateStore,
     build_variables,
@@ -53,55 +55,80 @@ def default_templates_path() -> Path:
     return Path(os.environ.get(C.ENV_TEMPLATES_PATH) or "templates")
 
 
-def register(subparsers: Any) -> None:
-    """Adds `templates` and its subcommands to the `nudge` parser."""
-    templates = subparsers.add_parser("templates", help="preview and check message templates")
-    sub = templates.add_subparsers(dest="templates_command", required=True)
+# the channels of nudge.domain.templates.CHANNELS (a test keeps them the same)
+Channel = Literal["email", "sms", "push", "inapp"]
 
-    render = sub.add_parser(
-        "render",
-        help="render a template for a user, as delivery would (nothing is sent)",
-        description="Render TEMPLATE with the variables in FILE.json and print every part.",
-        epilog=RENDER_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    render.add_argument("template", metavar="TEMPLATE", help="template name (templates/NAME.yaml)")
-    render.add_argument(
-        "--user", required=True, metavar="FILE.json", help="the variables (see below); - for stdin"
-    )
-    render.add_argument(
-        "--channel",
-        choices=CHANNELS,
-        default=None,
-        help="only this channel (default: every channel the template defines)",
-    )
-    render.add_argument(
-        "--templates",
-        default=None,
+TemplatesOpt = Annotated[
+    str | None,
+    typer.Option(
         metavar="PATH",
         help="templates folder (default: $NUDGE_TEMPLATES_PATH or ./templates)",
-    )
-    render.add_argument("--json", action="store_true", help="print {channel: {part: text}} as JSON")
-    render.set_defaults(func=_render)
+        show_default=False,
+    ),
+]
 
-    validate = sub.add_parser(
-        "validate",
-        help="check templates: syntax, sections, variables; exit 1 with file:line: message each",
+
+def register(app: typer.Typer) -> None:
+    """Adds `templates` and its subcommands to the `nudge` app."""
+    templates = new_app("templates", "Preview and check message templates.")
+    templates.command("render", epilog=RENDER_HELP)(render_command)
+    templates.command("validate")(validate_command)
+    app.add_typer(templates)
+
+
+def render_command(
+    template: Annotated[
+        str, typer.Argument(metavar="TEMPLATE", help="template name (templates/NAME.yaml)")
+    ],
+    user: Annotated[
+        str,
+        typer.Option(metavar="FILE.json", help="the variables (see below); - for stdin"),
+    ],
+    channel: Annotated[
+        Channel | None,
+        typer.Option(
+            help="only this channel (default: every channel the template defines)",
+            show_default=False,
+        ),
+    ] = None,
+    templates: TemplatesOpt = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help='print {"template", "channels": {channel: {part: text}}}')
+    ] = False,
+) -> None:
+    """Render a template for a user, as delivery would (nothing is sent).
+
+    TEMPLATE with the variables in FILE.json: every part of every channel it defines."""
+    args = argparse.Namespace(
+        template=template, user=user, channel=channel, templates=templates, json=json_output
     )
-    validate.add_argument(
-        "path",
-        nargs="?",
-        default=None,
-        help="a folder or one template file (default: $NUDGE_TEMPLATES_PATH or ./templates)",
-    )
-    validate.add_argument(
-        "--triggers",
-        default=None,
-        metavar="PATH",
-        help="also check that every trigger's template has its action and fallback channels "
-        "(default: ./triggers or $NUDGE_TRIGGERS_PATH when it exists; 'none' to skip)",
-    )
-    validate.set_defaults(func=_validate)
+    raise typer.Exit(_render(args))
+
+
+def validate_command(
+    path: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="PATH",
+            help="a folder or one template file (default: $NUDGE_TEMPLATES_PATH or ./templates)",
+            show_default=False,
+        ),
+    ] = None,
+    triggers: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH",
+            help="also check that every trigger's template has its action and fallback "
+            "channels (default: ./triggers or $NUDGE_TRIGGERS_PATH when it exists; 'none' "
+            "to skip)",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check templates: syntax, sections, variables.
+
+    Exit status 1 with `file:line: message` per problem (piped; a table on a terminal)."""
+    raise typer.Exit(_validate(argparse.Namespace(path=path, triggers=triggers)))
 
 
 def variables_from_json(data: Any, template: str) -> dict[str, Any]:
@@ -152,19 +179,17 @@ def _render(args: argparse.Namespace) -> int:
     try:
         variables = variables_from_json(_read_json(args.user), args.template)
     except OSError as err:
-        print(f"cannot read {args.user}: {err.strerror or err}", file=sys.stderr)
-        return 2
+        fail(f"cannot read {args.user}: {err.strerror or err}")
     except ValueError as err:  # json.JSONDecodeError included
-        print(f"{args.user}: {err}", file=sys.stderr)
-        return 2
+        fail(f"{args.user}: {err}")
     try:
         channels = [args.channel] if args.channel else list(store.channels(args.template))
         rendered = {ch: store.render(args.template, ch, variables).parts() for ch in channels}
     except TemplateRenderError as err:
-        print(f"template error: {err}", file=sys.stderr)
+        error(f"template error: {err}")
         return 1
     if args.json:
-        print(json.dumps({"template": args.template, "channels": rendered}, indent=2))
+        print_json({"template": args.template, "channels": rendered}, indent=2)
         return 0
     for number, (channel, parts) in enumerate(rendered.items()):
         if number:
@@ -209,12 +234,12 @@ def _validate(args: argparse.Namespace) -> int:
     try:
         required = _required_channels(args.triggers, path if path.is_dir() else path.parent)
     except FileNotFoundError:
-        print(f"{args.triggers}: no such file or folder", file=sys.stderr)
-        return 2
+        fail(f"{args.triggers}: no such file or folder")
+    if not path.exists():
+        fail(f"{path}: no such file or folder")
     problems = validate_templates(path, required_channels=required)
     if problems:
-        for problem in problems:
-            print(problem)
+        print_problems(problems)
         print(f"{len(problems)} problem{'s' if len(problems) != 1 else ''}", file=sys.stderr)
         return 1
     store = TemplateStore(path if path.is_dir() else path.parent)

@@ -47,7 +47,7 @@ class FakeEngine:
 
 
 def parse(*argv: str) -> argparse.Namespace:
-    return cli.build_parser().parse_args(["sql", *argv])
+    return cli_sql.parse_args(argv)
 
 
 def run(engine: FakeEngine, *argv: str) -> tuple[int, str, str]:

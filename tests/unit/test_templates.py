@@ -4,7 +4,6 @@ naming template, part and reason, and `nudge templates render|validate` work."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import textwrap
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nudge.cli_templates import register
+from nudge.cli import main
 from nudge.domain.errors import NudgeError
 from nudge.domain.templates import (
     CHANNEL_PARTS,
@@ -439,10 +438,7 @@ def test_one_line_parts_are_collapsed_and_empty_optional_parts_are_none(tmp_path
 
 # ---- CLI ------------------------------------------------------------------------------------------
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="nudge")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
 def test_cli_render_prints_every_channel(

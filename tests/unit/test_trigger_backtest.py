@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
@@ -11,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nudge.cli_triggers import read_events, register
+from nudge.cli import main
+from nudge.cli_triggers import read_events
 from nudge.domain.clock import to_ms
 from nudge.domain.events import Event, normalize_event
 from nudge.domain.profile import Profile
@@ -234,10 +234,7 @@ triggers:
 
 # ---- the command line ---------------------------------------------------------------------------------
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="nudge")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    return main(argv)
 
 
 def test_validate_ok(capsys: pytest.CaptureFixture[str]) -> None:
