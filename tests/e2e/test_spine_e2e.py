@@ -10,6 +10,7 @@ import uuid
 import boto3
 import pytest
 import requests
+from nudge.adapters.profiles import decode_item
 from segment.analytics import Client as SegmentClient
 
 from tests.e2e.conftest import Client
@@ -165,7 +166,8 @@ def test_local_aws_names_the_emulation_where_boto3_finds_the_profile_and_queues(
     ddb = boto3.client("dynamodb", endpoint_url=info["endpoint_url"], region_name=info["region"])
     table = next(t for t in info["tables"] if "profiles" in t)
     item = ddb.get_item(TableName=table, Key={"user_id": {"S": uid}})["Item"]
-    assert json.loads(item["state"]["S"])["event_counts"] == {"Seen": 1}
+    doc = decode_item(item)
+    assert doc is not None and doc["event_counts"] == {"Seen": 1}
     sqs = boto3.client("sqs", endpoint_url=info["endpoint_url"], region_name=info["region"])
     events_url = sqs.get_queue_url(
         QueueName=next(q for q in info["queues"] if q.startswith("nudge-events."))

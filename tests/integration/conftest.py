@@ -16,6 +16,7 @@ from nudge import constants as C
 from nudge import runtime
 from nudge.adapters.aws import reset_clients
 from nudge.adapters.keys import create_key
+from nudge.adapters.profiles import decode_item
 from nudge.domain.clock import SettableClock
 from nudge.local.emulation import Resources, provision
 from nudge.local.lambdas import Function, http_event, sqs_event
@@ -239,7 +240,7 @@ def stored_state(res: Resources, user_id: str) -> dict[str, Any] | None:
         )
         .get("Item")
     )
-    return json.loads(item["state"]["S"]) if item else None
+    return decode_item(item) if item else None
 
 
 class AwsCalls:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from pynamodb.attributes import (
+    BinaryAttribute,
     BooleanAttribute,
     NumberAttribute,
     TTLAttribute,
@@ -26,14 +27,18 @@ class _Base(Model):
 
 
 class ProfileRow(_Base):
-    """The hot per-user item: one JSON document, written once per user per SQS batch."""
+    """The hot per-user item: one JSON document, written once per user per SQS batch,
+    zlib-compressed (`packed`): DynamoDB bills every write by the whole item's size, and
+    the document compresses about 2-3x. `state` (the plain JSON) is only read, from
+    items written before (`nudge.adapters.profiles.decode_item`)."""
 
     class Meta:
         table_name = C.local_table_name(C.PROFILES)
         region = "us-east-1"
 
     user_id = UnicodeAttribute(hash_key=True)
-    state = UnicodeAttribute()
+    packed = BinaryAttribute(null=True, legacy_encoding=False)
+    state = UnicodeAttribute(null=True)
     version = VersionAttribute()
     updated_at = NumberAttribute(default=0)
     expires_at = TTLAttribute(null=True)
