@@ -353,9 +353,8 @@ def run_backtest(args: argparse.Namespace) -> int:
     else:
         history = _file_events(args.events)
     chosen = args.trigger or f"{len(loaded)} trigger{'s' if len(loaded) != 1 else ''}"
-    with progress(f"replaying through {chosen}", None, unit="events") as advance:
-        result = backtest(history, loaded, args.trigger, fatigue=fatigue)
-        advance(len(history))
+    with progress(f"replaying through {chosen}", len(history), unit="events") as advance:
+        result = backtest(history, loaded, args.trigger, fatigue=fatigue, on_delivered=advance)
     if args.json:
         print_json(result.to_dict(), indent=2)
     else:

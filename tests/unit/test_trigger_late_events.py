@@ -104,3 +104,12 @@ def test_bought_keeps_the_first_order_of_each_product_whatever_the_arrival_order
 def test_a_profile_stored_with_the_old_bought_list_loads() -> None:
     p = Profile.from_dict({"user_id": "u1", "bought": ["p1", "p2"]})
     assert p.bought_by("p1", 1) and p.bought_by("p2", None) and not p.bought_by("p3", None)
+
+
+def test_backtest_reports_each_batch_it_delivered() -> None:
+    from nudge.domain.triggers.backtest import backtest
+
+    seen: list[int] = []
+    events = [_view(T), _view(T + S), _view(T + M, received=T + M)]
+    backtest(events, custom(EVERY_VIEW), on_delivered=seen.append)
+    assert sum(seen) == 3 and len(seen) == 3

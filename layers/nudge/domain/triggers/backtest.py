@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -405,11 +405,13 @@ def backtest(
     trigger_id: str | None = None,
     *,
     fatigue: FatigueConfig | None = None,
+    on_delivered: Callable[[int], None] | None = None,
 ) -> BacktestReport:
     """Replays events (in any order) as they were received: sorted by `received_at`
     (then event time), the events received at the same moment delivered as one batch,
     the wake-up buckets due in between firing first; after the last event, the buckets
-    due within the longest threshold of it (plus the minute rounding)."""
+    due within the longest threshold of it (plus the minute rounding). `on_delivered`
+    is told how many events each batch held, once it is processed (a progress bar)."""
     chosen = triggers.only(trigger_id) if trigger_id is not None else triggers
     sim = Simulation(chosen)
     ordered = sorted(
@@ -421,6 +423,8 @@ def backtest(
         while j < len(ordered) and ordered[j].received_at == ordered[i].received_at:
             j += 1
         sim.deliver(ordered[i:j], ordered[i].received_at)
+        if on_delivered is not None:
+            on_delivered(j - i)
         i = j
     start = min((ev.timestamp for ev in ordered), default=None)
     end = max((ev.received_at for ev in ordered), default=None)
