@@ -38,6 +38,21 @@ class ProfileStore(Protocol):
     def delete(self, user_id: str) -> None: ...
 
 
+MAX_MERGE_HOPS = 3  # pointers followed from an id to the profile it was merged into
+
+
+def resolve_profile(store: ProfileStore, user_id: str) -> StoredProfile | None:
+    """The profile that answers for `user_id` when reading: its own, or the one an alias
+    or identify merged it into (the merged id is left as a pointer, `merged_into`),
+    followed up to MAX_MERGE_HOPS pointers. None for an unknown user."""
+    stored = store.get(user_id)
+    hops = 0
+    while stored is not None and stored.profile.merged_into and hops < MAX_MERGE_HOPS:
+        stored = store.get(stored.profile.merged_into)
+        hops += 1
+    return stored
+
+
 class ArchiveWriter(Protocol):
     """Where accepted events go for history (Firehose → S3 on AWS and in local mode)."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from nudge.domain.errors import ConcurrentUpdateError, NotFoundError
 from nudge.domain.events import MAX_ID_LENGTH
-from nudge.domain.ports import ProfileStore
+from nudge.domain.ports import ProfileStore, resolve_profile
 from nudge.domain.profile import Profile
 
 
@@ -16,11 +16,7 @@ def profile_view(store: ProfileStore, user_id: str, *, now: datetime) -> dict[st
     if len(user_id) > MAX_ID_LENGTH:
         # never stored (ingest refuses longer ids), and DynamoDB would refuse the key
         raise NotFoundError(f"no user with an id of {len(user_id)} characters")
-    stored = store.get(user_id)
-    hops = 0
-    while stored is not None and stored.profile.merged_into and hops < 3:
-        stored = store.get(stored.profile.merged_into)
-        hops += 1
+    stored = resolve_profile(store, user_id)
     if stored is None:
         raise NotFoundError(f"no user {user_id!r}")
     return stored.profile.view(now)
@@ -33,11 +29,7 @@ def update_profile(store: ProfileStore, user_id: str, change: Callable[[Profile]
     """Read-modify-write with optimistic concurrency (the process function writes the same
     item): `change` returns False when there is nothing to write."""
     for attempt in range(4):
-        stored = store.get(user_id)
-        hops = 0
-        while stored is not None and stored.profile.merged_into and hops < 3:
-            stored = store.get(stored.profile.merged_into)
-            hops += 1
+        stored = resolve_profile(store, user_id)
         if stored is None:
             raise NotFoundError(f"no user {user_id!r}")
         if not change(stored.profile):
