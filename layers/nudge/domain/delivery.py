@@ -1,8 +1,16 @@
 """The deliver use case: one fired episode (an action) becomes at most one message.
 
-resolve the channel → fatigue guard → render → claim → send → log. Every action leaves
-exactly one entry in the user's delivery log, keyed by its action id, whose status
-moves `deferred → sent` (or capped, opted_out, suppressed, holdout, failed).
+`deliver_action` runs named steps, each a function below with a unit test on in-memory
+ports (tests/unit/test_delivery.py): `recover` (what an earlier attempt left) →
+`draft_entry` → `find_profile` (through merges) → `staleness` → `resolve_channel` →
+`judge` (the fatigue guard, fed by `history_of`, `suppressed_channels`, `prefs_of`) →
+`defer` or `settle`, or `compose` (render) → `claim` → `send`; a disabled push endpoint
+is forgotten and the action delivered again on its fallback channel. `deliver_batch`
+takes each user's actions in priority order (fatigue.order_by_priority).
+
+Every action leaves exactly one entry in the user's delivery log, keyed by its action
+id, whose status moves `deferred → sent` (or capped, opted_out, suppressed, holdout,
+failed).
 
 At most once: before sending, the entry is claimed with a conditional write
 (`sending`); a redelivery or a concurrent delivery finds the claim and does not send
@@ -19,15 +27,24 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nudge.domain.channels import CHANNELS
 from nudge.domain.clock import from_ms, iso, to_ms
 from nudge.domain.errors import NudgeError
-from nudge.domain.fatigue import Candidate, FatigueConfig, SendWindow, Sent, UserPrefs, decide
-from nudge.domain.ports import ProfileStore
+from nudge.domain.fatigue import (
+    Candidate,
+    FatigueConfig,
+    SendWindow,
+    Sent,
+    UserPrefs,
+    Verdict,
+    decide,
+    order_by_priority,
+)
+from nudge.domain.ports import ProfileStore, resolve_profile
 from nudge.domain.profile import ITEM_CODES, Profile
 from nudge.domain.templates import Rendered, build_variables
 
 FINAL = frozenset({"sent", "capped", "opted_out", "suppressed", "holdout", "failed"})
-CHANNELS = ("email", "sms", "push", "inapp")
 DEFER_TOLERANCE = timedelta(seconds=90)
 # A claim older than this belongs to an attempt that died (the deliver function times out
 # after 30 s; SQS redelivers after the 180 s visibility timeout).
@@ -106,11 +123,11 @@ class Outbound:
     trigger_id: str
     channel: str
     to: str
+    at: datetime  # when it is sent (the clock port's now)
     content: Rendered = field(default_factory=Rendered)  # the channel's rendered parts
     unsubscribe_url: str | None = None
     variant: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    at: datetime | None = None  # when it is sent (the clock port's now)
 
 
 class DeliveryLog(Protocol):
@@ -142,6 +159,9 @@ class Suppressions(Protocol):
 
 @dataclass
 class DeliveryPorts:
+    """Everything the deliver use case talks to: the deliver function wires the AWS
+    adapters, tests the in-memory fakes of tests/fakes.py."""
+
     profiles: ProfileStore
     log: DeliveryLog
     senders: Mapping[str, Sender]
@@ -256,121 +276,181 @@ def variables(
     )
 
 
-def deliver_action(
-    action: dict[str, Any],
-    *,
-    now: datetime,
-    ports: DeliveryPorts,
-    competing: Sequence[Candidate] = (),
+# ---- the steps of one delivery --------------------------------------------------------------------
+# deliver_action runs them in this order; each returns what the next needs, or the entry
+# that ends the delivery (recorded in the log, or left as it is).
+OPEN: frozenset[str | None] = frozenset({None, "deferred"})  # entries a delivery may settle
+
+
+def entry_of(entries: Sequence[DeliveryEntry], action_id: str) -> DeliveryEntry | None:
+    return next((e for e in entries if e.action_id == action_id), None)
+
+
+def recover(existing: DeliveryEntry, *, now: datetime, log: DeliveryLog) -> DeliveryEntry | None:
+    """What an earlier attempt at the same action left: the entry that answers this one
+    (nothing is sent), or None when this delivery goes on. A decided action stays
+    decided; a fresh claim belongs to a delivery still sending; a claim older than
+    CLAIM_TIMEOUT belongs to one that died, perhaps after sending: it is marked failed
+    (interrupted) rather than risk a second message; a deferred action that comes back
+    well before its time is an early duplicate."""
+    if existing.status in FINAL:
+        return existing  # a redelivery: already decided
+    if existing.status == "sending":
+        if now - existing.at < CLAIM_TIMEOUT:
+            return existing  # another delivery holds the claim right now
+        failed = replace(
+            existing,
+            status="failed",
+            at=now,
+            reason="interrupted: an earlier attempt may have sent it; not sent again",
+        )
+        log.record(failed, expect=frozenset({"sending"}))
+        return failed
+    if (
+        existing.status == "deferred"
+        and existing.defer_until
+        and now + DEFER_TOLERANCE < existing.defer_until
+    ):
+        return existing  # an early duplicate of a deferred action
+    return None
+
+
+def draft_entry(
+    action: Mapping[str, Any], *, now: datetime, existing: DeliveryEntry | None = None
 ) -> DeliveryEntry:
-    """Takes one action to its final (or deferred) status. Raises TemplateRenderError and
-    PermanentSendError after logging them (the handler dead-letters the action), and
-    TransientSendError after releasing the claim (the queue retries)."""
-    user_id = str(action["user_id"])
-    action_id = str(action["action_id"])
-    trigger_id = str(action["trigger_id"])
-    fired_at = _parse(action.get("at"))
-    entries = ports.log.entries(user_id)
-    existing = next((e for e in entries if e.action_id == action_id), None)
-    base = DeliveryEntry(
-        user_id=user_id,
-        action_id=action_id,
-        trigger_id=trigger_id,
-        channel=str((action.get("action") or {}).get("channel") or "inapp"),
+    """The action's log entry before its status is known (the channel is the wanted one,
+    or the one an earlier attempt resolved)."""
+    return DeliveryEntry(
+        user_id=str(action["user_id"]),
+        action_id=str(action["action_id"]),
+        trigger_id=str(action["trigger_id"]),
+        channel=existing.channel
+        if existing is not None
+        else str((action.get("action") or {}).get("channel") or "inapp"),
         status="",
         reason="",
         at=now,
-        fired_at=fired_at,
+        fired_at=_parse(action.get("at")),
         priority=int(action.get("priority") or 0),
         variant=action.get("variant"),
     )
-    if existing is not None:
-        if existing.status in FINAL:
-            return existing  # a redelivery: already decided
-        if existing.status == "sending":
-            if now - existing.at < CLAIM_TIMEOUT:
-                return existing  # another delivery holds the claim right now
-            failed = replace(
-                existing,
-                status="failed",
-                at=now,
-                reason="interrupted: an earlier attempt may have sent it; not sent again",
-            )
-            ports.log.record(failed, expect=frozenset({"sending"}))
-            return failed
-        if (
-            existing.status == "deferred"
-            and existing.defer_until
-            and now + DEFER_TOLERANCE < existing.defer_until
-        ):
-            return existing  # an early duplicate of a deferred action
-        base = replace(base, channel=existing.channel)
-    open_states: frozenset[str | None] = frozenset({None, "deferred"})
 
-    def final(status: str, reason: str, **kw: Any) -> DeliveryEntry:
-        entry = replace(base, status=status, reason=reason, at=now, **kw)
-        ports.log.record(entry, expect=open_states)
-        return entry
 
-    stored = ports.profiles.get(user_id)
-    hops = 0
-    while stored is not None and stored.profile.merged_into and hops < 3:
-        stored = ports.profiles.get(stored.profile.merged_into)
-        hops += 1
-    if stored is None:
-        enqueued = _parse(action.get("enqueued_at")) or fired_at
-        if enqueued is not None and now - enqueued < PROFILE_WAIT:
-            raise ProfileNotReadyError(f"no profile for {user_id!r} yet")
-        return final("failed", "unknown_user")
-    profile = stored.profile
+def settle(
+    log: DeliveryLog, draft: DeliveryEntry, status: str, reason: str, **kw: Any
+) -> DeliveryEntry:
+    """Records the action's outcome, unless another delivery settled it first."""
+    entry = replace(draft, status=status, reason=reason, **kw)
+    log.record(entry, expect=OPEN)
+    return entry
+
+
+def find_profile(
+    action: Mapping[str, Any], *, now: datetime, profiles: ProfileStore
+) -> Profile | None:
+    """The user's profile (the one an alias merged them into, if so), None for a user
+    unknown for good. Raises ProfileNotReadyError while the action may have overtaken
+    the profile write that fired it (effects are applied before the commit)."""
+    stored = resolve_profile(profiles, str(action["user_id"]))
+    if stored is not None:
+        return stored.profile
+    enqueued = _parse(action.get("enqueued_at")) or _parse(action.get("at"))
+    if enqueued is not None and now - enqueued < PROFILE_WAIT:
+        raise ProfileNotReadyError(f"no profile for {action['user_id']!r} yet")
+    return None
+
+
+def staleness(action: Mapping[str, Any], profile: Profile) -> str | None:
+    """Why the action no longer applies to the profile as it is now, or None."""
     if "cart" in (action.get("context") or {}) and not profile.cart_items():
         # a cart trigger whose cart was emptied (ordered, removed) before it could go out
-        return final("suppressed", "stale: the cart is empty now")
-    resolved = resolve_channel(profile, action)
-    if resolved is None:
-        wanted = (action.get("action") or {}).get("channel")
-        return final("failed", f"no_contact:{wanted}")
-    channel, to = resolved
-    base = replace(base, channel=channel)
+        return "stale: the cart is empty now"
+    return None
 
-    history = [
+
+def history_of(entries: Sequence[DeliveryEntry], action_id: str) -> list[Sent]:
+    """The user's past sends (caps and cooldowns count them), the action itself aside."""
+    return [
         Sent(at=e.at, channel=e.channel, trigger_id=e.trigger_id, priority=e.priority)
         for e in entries
         if e.status == "sent" and e.action_id != action_id
     ]
-    suppressed = (
-        frozenset({"email"})
-        if channel == "email" and ports.suppressions.is_suppressed(to)
-        else frozenset()
-    )
-    if channel == "sms" and ports.suppressions.is_suppressed(to):
-        suppressed = frozenset({"sms"})
-    prefs = UserPrefs(
-        timezone=profile.traits.get("timezone")
-        if isinstance(profile.traits.get("timezone"), str)
-        else None,
+
+
+def suppressed_channels(channel: str, to: str, suppressions: Suppressions) -> frozenset[str]:
+    """The channel, when its address bounced or complained (email and SMS keep a list)."""
+    if channel in ("email", "sms") and suppressions.is_suppressed(to):
+        return frozenset({channel})
+    return frozenset()
+
+
+def prefs_of(profile: Profile, suppressed: frozenset[str] = frozenset()) -> UserPrefs:
+    tz = profile.traits.get("timezone")
+    return UserPrefs(
+        timezone=tz if isinstance(tz, str) else None,
         opted_out=opted_out(profile),
         suppressed_channels=suppressed,
     )
-    verdict = decide(
+
+
+def judge(
+    action: Mapping[str, Any],
+    profile: Profile,
+    channel: str,
+    to: str,
+    *,
+    entries: Sequence[DeliveryEntry],
+    now: datetime,
+    ports: DeliveryPorts,
+    competing: Sequence[Candidate] = (),
+) -> Verdict:
+    """The fatigue guard's verdict (nudge.domain.fatigue) for the action on `channel`."""
+    return decide(
         candidate_of(action, channel),
-        history=history,
-        prefs=prefs,
+        history=history_of(entries, str(action["action_id"])),
+        prefs=prefs_of(profile, suppressed_channels(channel, to, ports.suppressions)),
         now=now,
         config=ports.fatigue,
         competing=competing,
     )
-    if verdict.status == "deferred":
-        assert verdict.defer_until is not None
-        ports.deferrer.defer(
-            {**action, "deferred_until": iso(verdict.defer_until)}, verdict.defer_until
-        )
-        return final("deferred", verdict.reason, defer_until=verdict.defer_until)
-    if verdict.status != "send":
-        return final(verdict.status, verdict.reason)
 
+
+def defer(
+    action: Mapping[str, Any],
+    draft: DeliveryEntry,
+    until: datetime,
+    reason: str,
+    *,
+    log: DeliveryLog,
+    deferrer: Deferrer,
+) -> DeliveryEntry:
+    """Puts the action back on its queue for `until` and logs it `deferred`."""
+    deferrer.defer({**action, "deferred_until": iso(until)}, until)
+    return settle(log, draft, "deferred", reason, defer_until=until)
+
+
+def email_headers(unsubscribe: str) -> dict[str, str]:
+    """One-click unsubscribe (RFC 8058), which Gmail and Yahoo require of bulk senders."""
+    return {
+        "List-Unsubscribe": f"<{unsubscribe}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def compose(
+    action: Mapping[str, Any],
+    profile: Profile,
+    channel: str,
+    to: str,
+    *,
+    draft: DeliveryEntry,
+    now: datetime,
+    ports: DeliveryPorts,
+) -> Outbound:
+    """Renders the action's template for the channel into the message to send. A template
+    error is logged `failed` and raised (nothing broken is sent)."""
     unsubscribe = ports.unsubscribe_url(profile.user_id, channel)
-    template = str((action.get("action") or {}).get("template") or trigger_id)
+    template = str((action.get("action") or {}).get("template") or draft.trigger_id)
     try:
         rendered = ports.renderer.render(
             template,
@@ -378,69 +458,145 @@ def deliver_action(
             variables(profile, action, channel, unsubscribe_url=unsubscribe, app_url=ports.app_url),
         )
     except NudgeError as err:
-        final("failed", f"template: {err.message}")
+        settle(ports.log, draft, "failed", f"template: {err.message}")
         raise
-    message = Outbound(
+    email = channel == "email"
+    return Outbound(
         user_id=profile.user_id,
-        action_id=action_id,
-        trigger_id=trigger_id,
+        action_id=draft.action_id,
+        trigger_id=draft.trigger_id,
         channel=channel,
         to=to,
-        content=rendered,
-        unsubscribe_url=unsubscribe if channel == "email" else None,
-        variant=action.get("variant"),
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
-        if channel == "email"
-        else {},
         at=now,
+        content=rendered,
+        unsubscribe_url=unsubscribe if email else None,
+        variant=action.get("variant"),
+        headers=email_headers(unsubscribe) if email else {},
     )
-    claim = replace(base, status="sending", reason="claimed", at=now, to=to)
-    if not ports.log.record(claim, expect=open_states):
-        current = next((e for e in ports.log.entries(user_id) if e.action_id == action_id), claim)
-        return current  # a concurrent delivery holds it
+
+
+def claim(draft: DeliveryEntry, to: str, log: DeliveryLog) -> tuple[bool, DeliveryEntry]:
+    """Claims the entry (`sending`, a conditional write) so that no other delivery sends
+    the action: (True, the claim), or (False, the entry of the delivery that holds it)."""
+    claimed = replace(draft, status="sending", reason="claimed", to=to)
+    if log.record(claimed, expect=OPEN):
+        return True, claimed
+    return False, entry_of(log.entries(draft.user_id), draft.action_id) or claimed
+
+
+def send(
+    message: Outbound, claimed: DeliveryEntry, *, log: DeliveryLog, senders: Mapping[str, Sender]
+) -> DeliveryEntry:
+    """Sends the claimed message and logs it `sent`. A send that certainly did not happen
+    releases the claim and raises (TransientSendError: the queue retries;
+    EndpointDisabledError: the caller forgets the device and falls back); a permanent
+    refusal is logged `failed` and raised."""
     try:
-        provider_id = ports.senders[channel].send(message)
-    except TransientSendError:
-        ports.log.release(user_id, action_id)
+        provider_id = senders[message.channel].send(message)
+    except (TransientSendError, EndpointDisabledError):
+        log.release(claimed.user_id, claimed.action_id)
         raise
-    except EndpointDisabledError as err:
-        # the device is gone: forget it and deliver on the fallback channel instead
-        ports.log.release(user_id, action_id)
-        ports.forget_device(profile.user_id, err.endpoint)
-        return deliver_action(action, now=now, ports=ports, competing=competing)
     except PermanentSendError as err:
-        failed = replace(claim, status="failed", reason=f"send: {err.message}", at=now)
-        ports.log.record(failed, expect=frozenset({"sending"}))
+        failed = replace(claimed, status="failed", reason=f"send: {err.message}")
+        log.record(failed, expect=frozenset({"sending"}))
         raise
+    content = message.content
     sent = replace(
-        claim,
+        claimed,
         status="sent",
         reason="ok",
-        at=now,
         provider_id=provider_id,
-        subject=rendered.subject or rendered.title,
-        body=(rendered.text or rendered.body or "")[:500],
+        subject=content.subject or content.title,
+        body=(content.text or content.body or "")[:500],
     )
     # `failed` too: a delivery that found our claim mid-send marked it "interrupted";
     # the message did go out, and this attempt is the one that knows it
-    ports.log.record(sent, expect=frozenset({"sending", "failed"}))
+    log.record(sent, expect=frozenset({"sending", "failed"}))
     return sent
 
 
-def order_actions(actions: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A user's actions of one batch, highest priority first (then fired first)."""
-    return sorted(
-        actions,
-        key=lambda a: (-int(a.get("priority") or 0), str(a.get("at") or ""), str(a["action_id"])),
+def deliver_action(
+    action: dict[str, Any],
+    *,
+    now: datetime,
+    ports: DeliveryPorts,
+    competing: Sequence[Candidate] = (),
+) -> DeliveryEntry:
+    """Takes one action to its final (or deferred) status, step by step (the functions
+    above). Raises TemplateRenderError and PermanentSendError after logging them (the
+    handler dead-letters the action), TransientSendError after releasing the claim and
+    ProfileNotReadyError (the queue retries)."""
+    entries = ports.log.entries(str(action["user_id"]))
+    existing = entry_of(entries, str(action["action_id"]))
+    if existing is not None:
+        earlier = recover(existing, now=now, log=ports.log)
+        if earlier is not None:
+            return earlier
+    draft = draft_entry(action, now=now, existing=existing)
+
+    profile = find_profile(action, now=now, profiles=ports.profiles)
+    if profile is None:
+        return settle(ports.log, draft, "failed", "unknown_user")
+    if reason := staleness(action, profile):
+        return settle(ports.log, draft, "suppressed", reason)
+    resolved = resolve_channel(profile, action)
+    if resolved is None:
+        wanted = (action.get("action") or {}).get("channel")
+        return settle(ports.log, draft, "failed", f"no_contact:{wanted}")
+    channel, to = resolved
+    draft = replace(draft, channel=channel)
+
+    verdict = judge(
+        action, profile, channel, to, entries=entries, now=now, ports=ports, competing=competing
     )
+    if verdict.status == "deferred":
+        assert verdict.defer_until is not None
+        return defer(
+            action,
+            draft,
+            verdict.defer_until,
+            verdict.reason,
+            log=ports.log,
+            deferrer=ports.deferrer,
+        )
+    if not verdict.sends:
+        return settle(ports.log, draft, verdict.status, verdict.reason)
+
+    message = compose(action, profile, channel, to, draft=draft, now=now, ports=ports)
+    won, claimed = claim(draft, to, ports.log)
+    if not won:
+        return claimed  # a concurrent delivery holds it
+    try:
+        return send(message, claimed, log=ports.log, senders=ports.senders)
+    except EndpointDisabledError as err:
+        # the device is gone: forget it and deliver on the fallback channel instead
+        ports.forget_device(profile.user_id, err.endpoint)
+        return deliver_action(action, now=now, ports=ports, competing=competing)
 
 
 def deliveries_view(entries: Sequence[DeliveryEntry]) -> dict[str, Any]:
     ordered = sorted(entries, key=lambda e: (to_ms(e.at), e.action_id), reverse=True)
     return {"deliveries": [e.view() for e in ordered]}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An action waiting in a batch, ranked as the fatigue guard ranks competitors
+    (nudge.domain.fatigue.order_by_priority)."""
+
+    action: dict[str, Any]
+    priority: int
+    fired_at: datetime
+    action_id: str
+
+    @classmethod
+    def of(cls, action: dict[str, Any]) -> Pending:
+        return cls(
+            action=action,
+            priority=int(action.get("priority") or 0),
+            fired_at=_parse(action.get("at")) or from_ms(0),
+            action_id=str(action["action_id"]),
+        )
 
 
 @dataclass
@@ -459,7 +615,7 @@ def deliver_batch(
     remaining actions so the queue redelivers them in order."""
     result = BatchResult()
     for user_id, actions in actions_by_user.items():
-        ordered = order_actions(actions)
+        ordered = [p.action for p in order_by_priority(Pending.of(a) for a in actions)]
         for i, action in enumerate(ordered):
             rest = [candidate_of(a) for a in ordered[i + 1 :]]
             try:

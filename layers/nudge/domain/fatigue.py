@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Protocol, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -381,13 +381,30 @@ def _wall_clock(at: datetime, zone: ZoneInfo) -> datetime:
     return at.astimezone(zone).replace(tzinfo=None)
 
 
-def _rank(candidate: Candidate) -> tuple[int, datetime, str]:
+class Ranked(Protocol):
+    """What ranks an action against the user's others: a Candidate, or a queued action."""
+
+    @property
+    def priority(self) -> int: ...
+
+    @property
+    def fired_at(self) -> datetime: ...
+
+    @property
+    def action_id(self) -> str: ...
+
+
+R = TypeVar("R", bound=Ranked)
+
+
+def _rank(candidate: Ranked) -> tuple[int, datetime, str]:
     return (-candidate.priority, utc(candidate.fired_at), candidate.action_id)
 
 
-def order_by_priority(candidates: Iterable[Candidate]) -> list[Candidate]:
+def order_by_priority(candidates: Iterable[R]) -> list[R]:
     """One user's actions in the order they should claim slots: highest priority first,
-    then the earliest fired, then by action id."""
+    then the earliest fired, then by action id (the order `decide` ranks competitors in,
+    and the one the deliver function takes a user's actions in)."""
     return sorted(candidates, key=_rank)
 
 
