@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.delivery import DynamoSuppressions
 from nudge.domain.feedback import addresses_to_suppress
 from nudge.observability import logger, metrics, tracer
+from nudge.runtime import clock
 from nudge.settings import FeedbackSettings
 
 
@@ -35,7 +36,7 @@ def handler(event: SNSEvent, context: LambdaContext) -> dict[str, Any]:
             logger.warning("not an SES notification", extra={"message_id": record.sns.message_id})
             continue
         for address, reason in addresses_to_suppress(notification):
-            suppressions.suppress(address, reason)
+            suppressions.suppress(address, reason, at=clock().now())
             count += 1
     metrics.add_metric("AddressesSuppressed", MetricUnit.Count, count)
     return {"suppressed": count}

@@ -1,12 +1,12 @@
 """Delivery adapters: the delivery log, inbox and suppression list in DynamoDB
 (PynamoDB), email through SES v2, SMS and push through SNS, deferral through an
-EventBridge Scheduler one-time schedule that puts the action back on its queue."""
+EventBridge Scheduler one-time schedule that puts the action back on its queue. No wall
+clock here: times come with the entry, the message (`Outbound.at`) or the call."""
 
 from __future__ import annotations
 
 import json
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -42,8 +42,8 @@ THROTTLING = {
 }
 
 
-def _ttl(days: int, since: datetime | None = None) -> datetime:
-    return (since or datetime.now(UTC)) + timedelta(days=days)
+def _ttl(days: int, since: datetime) -> datetime:
+    return since + timedelta(days=days)
 
 
 def _ms(dt: datetime | None) -> int | None:
@@ -126,7 +126,7 @@ class DynamoInbox:
         bind_tables()
 
     def send(self, message: Outbound) -> str:
-        now = to_ms(message.at) if message.at else int(time.time() * 1000)
+        now = to_ms(message.at)
         message_id = f"{now:013d}-{message.action_id[:12]}"
         InboxRow(
             message.user_id,
@@ -179,8 +179,8 @@ class DynamoSuppressions:
         except DoesNotExist:
             return False
 
-    def suppress(self, address: str, reason: str) -> None:
-        SuppressionRow(address.strip().lower(), reason=reason[:500], at=int(time.time())).save()
+    def suppress(self, address: str, reason: str, *, at: datetime) -> None:
+        SuppressionRow(address.strip().lower(), reason=reason[:500], at=to_ms(at) // 1000).save()
 
 
 def _raise_for(err: ClientError) -> None:
