@@ -361,15 +361,16 @@ def test_a_second_identify_does_not_merge_again(store: InMemoryProfileStore) -> 
     assert len(store.transactions) == 1
 
 
-def test_alias_merges_the_previous_id(store: InMemoryProfileStore) -> None:
-    process_users(store, by_user(ev("Signed Up", 0, user="old-id", traits={}, mid="o1")), now=NOW)
+def test_alias_merges_the_previous_anonymous_id(store: InMemoryProfileStore) -> None:
+    # (an identified previousId is refused: tests/unit/test_identity.py)
+    process_users(store, by_user(ev("Signed Up", 0, user=None, anon="old-id", mid="o1")), now=NOW)
     process_users(
         store, by_user(ev(type="alias", minute=1, user="new-id", previous="old-id")), now=NOW
     )
     assert store.profile("new-id").event_counts == {"Signed Up": 1}
     assert store.profile("old-id").merged_into == "new-id"
     # later events under the old id follow
-    process_users(store, by_user(ev("Signed Up", 2, user="old-id")), now=NOW)
+    process_users(store, by_user(ev("Signed Up", 2, user=None, anon="old-id")), now=NOW)
     assert store.profile("new-id").event_counts == {"Signed Up": 2}
 
 

@@ -9,6 +9,7 @@ and the commit only repeats them harmlessly when the batch is retried.
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,11 +19,19 @@ from nudge.domain.archive import archive_line, archive_row
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.events import Event
 from nudge.domain.ports import ArchiveWriter, ProfileStore, StoredProfile
-from nudge.domain.profile import Profile
+from nudge.domain.profile import ANONYMOUS, MAX_MERGED_IDS, Profile
 from nudge.domain.triggers.contract import Decisions
 
 MAX_ATTEMPTS = 4
 MAX_REDIRECTS = 3
+# a child of the functions' Powertools logger ("nudge"): its records come out as the
+# same structured JSON, with the extra keys as fields
+log = logging.getLogger("nudge.identity")
+
+# Why a merge was refused (docs/identity.md), as the conflict log's `rule` says.
+IDENTIFIED_USER = "identified_user"  # the other id is an identified user's
+MERGED_ELSEWHERE = "merged_elsewhere"  # the anonymous id already joined another user
+MERGE_LIMIT = "merge_limit"  # this profile has absorbed MAX_MERGED_IDS anonymous ids
 
 
 class Decider(Protocol):
@@ -41,6 +50,16 @@ class Effects(Protocol):
     def apply(self, user_id: str, decisions: Decisions) -> None: ...
 
 
+@dataclass(frozen=True)
+class IdentityConflict:
+    """A merge a write-key call asked for and the identity rules refused."""
+
+    user_id: str  # the profile the call was folded into (its userId)
+    other_id: str  # the id it would have merged (previousId or anonymousId)
+    rule: str  # IDENTIFIED_USER, MERGED_ELSEWHERE or MERGE_LIMIT
+    message_id: str  # the call that asked
+
+
 @dataclass
 class FoldOutcome:
     user_id: str
@@ -48,6 +67,7 @@ class FoldOutcome:
     duplicates: int = 0
     writes: int = 0
     merged: list[str] = field(default_factory=list)
+    conflicts: list[IdentityConflict] = field(default_factory=list)
 
 
 def _new(user_id: str) -> StoredProfile:
@@ -88,21 +108,30 @@ def fold_user(
     optimistic concurrency: on a concurrent update the profile is read again and the
     (deduplicated) fold repeated. One write, and only when something changed."""
     outcome = FoldOutcome(user_id)
-    target = user_id
+    # an id some event names as its userId is that user's own: a pointer left there (an
+    # anonymous id merged, or an id an alias linked before it was ever seen) does not
+    # take the user's events to another profile — the profile becomes the user's again
+    claimed = any(ev.user_id == user_id for ev in events)
     stored = preloaded
     for attempt in range(MAX_ATTEMPTS):
+        target = user_id
         if stored is None or attempt > 0:
             stored = store.get(target) or _new(target)
+        if claimed and stored.profile.merged_into:
+            stored = StoredProfile(Profile(user_id=target), stored.version)
         redirects = 0
         while stored.profile.merged_into and redirects < MAX_REDIRECTS:
             target = stored.profile.merged_into
             stored = store.get(target) or _new(target)
             redirects += 1
         outcome.user_id = target
+        outcome.merged, outcome.conflicts = [], []
         profile = stored.profile
+        if stored.version is None and profile.identity is None:
+            profile.identity = ANONYMOUS  # new: identified below if a userId names it
         try:
             pointers = _merge_identities(store, profile, events, outcome)
-            merged = bool(pointers) or bool(outcome.merged)
+            merged = bool(pointers) or bool(outcome.merged) or bool(outcome.conflicts)
             fresh = profile.apply(events)
             outcome.fresh, outcome.duplicates = len(fresh), len(events) - len(fresh)
             if not fresh and not merged and not timers:
@@ -127,6 +156,7 @@ def fold_user(
             else:
                 store.save(stored)
                 outcome.writes += 1
+            _log_conflicts(outcome.conflicts)
             return outcome
         except ConcurrentUpdateError:
             if attempt == MAX_ATTEMPTS - 1:
@@ -138,36 +168,64 @@ def fold_user(
 def _merge_identities(
     store: ProfileStore, profile: Profile, events: Sequence[Event], outcome: FoldOutcome
 ) -> list[StoredProfile]:
-    """Segment identity: `alias` (previousId → userId) and any event that carries both
-    ids (the `identify` at login and every call after it) merge the other profile into
-    this one, once; the other becomes a pointer. Any such event, not only the identify:
-    when a later call is folded before the identify (out of order), the merge must
-    still happen, and it happens only once (the id is then in anonymous_ids)."""
-    others: list[str] = []
+    """Segment identity under the rules of docs/identity.md: `alias` (previousId →
+    userId) and any event that carries both ids (the `identify` at login and every call
+    after it) merge the other profile into this one, once; the other becomes a pointer.
+    Any such event, not only the identify: when a later call is folded before the
+    identify (out of order), the merge must still happen, and it happens only once (the
+    id is then in anonymous_ids).
+
+    The write key is public, so a merge is refused (a conflict, logged, not applied) when
+    the other id is an identified user's, when it already joined another user, or when
+    this profile has absorbed MAX_MERGED_IDS anonymous ids."""
+    asks: dict[str, str] = {}  # other id -> the message that asked first
     for ev in events:
-        if ev.type == "alias" and ev.previous_id and ev.previous_id != profile.user_id:
-            others.append(ev.previous_id)
-        elif (
-            ev.user_id
-            and ev.anonymous_id
-            and ev.anonymous_id != profile.user_id
-            and ev.anonymous_id not in profile.anonymous_ids
+        other_id = ev.previous_id if ev.type == "alias" else ev.anonymous_id if ev.user_id else None
+        if (
+            other_id
+            and other_id != profile.user_id
+            and other_id not in profile.anonymous_ids
+            and other_id not in profile.unmerged_ids
         ):
-            others.append(ev.anonymous_id)
+            asks.setdefault(other_id, ev.message_id)
     pointers: list[StoredProfile] = []
-    for other_id in dict.fromkeys(others):
+    for other_id, message_id in asks.items():
         other = store.get(other_id)
+        rule = None
         if other is not None and other.profile.merged_into:
-            continue  # already merged (into this profile or another)
+            if other.profile.merged_into == profile.user_id:
+                profile._add_anonymous_id(other_id)  # ours already (fell off the list)
+                continue
+            rule = MERGED_ELSEWHERE
+        elif other is not None and other.profile.identified:
+            rule = IDENTIFIED_USER
+        elif profile.merges >= MAX_MERGED_IDS:
+            rule = MERGE_LIMIT
+        if rule is not None:
+            profile.refuse_id(other_id)
+            outcome.conflicts.append(IdentityConflict(profile.user_id, other_id, rule, message_id))
+            continue
+        profile.link_anonymous_id(other_id)
         if other is not None:
             profile.absorb(other.profile)
             outcome.merged.append(other_id)
-        elif other_id not in profile.anonymous_ids:
-            profile.anonymous_ids = ([*profile.anonymous_ids, other_id])[-10:]
         # a pointer, so that later events carrying only the old id fold in here
         pointer = Profile(user_id=other_id, merged_into=profile.user_id)
         pointers.append(StoredProfile(pointer, other.version if other else None))
     return pointers
+
+
+def _log_conflicts(conflicts: Sequence[IdentityConflict]) -> None:
+    for c in conflicts:
+        log.warning(
+            "identity conflict: merge not applied",
+            extra={
+                "identity_conflict": c.rule,
+                "user_id": c.user_id,
+                "other_id": c.other_id,
+                "message_id": c.message_id,
+            },
+        )
 
 
 @dataclass
@@ -177,6 +235,7 @@ class BatchOutcome:
     writes: int = 0
     archived: int = 0
     failed_users: dict[str, Exception] = field(default_factory=dict)
+    conflicts: list[IdentityConflict] = field(default_factory=list)
 
 
 def process_users(
@@ -223,6 +282,7 @@ def process_users(
         result.fresh += outcome.fresh
         result.duplicates += outcome.duplicates
         result.writes += outcome.writes
+        result.conflicts.extend(outcome.conflicts)
         if events_by_user.get(user_id):
             to_archive[user_id] = (outcome.user_id, events_by_user[user_id])
     if archive is not None and to_archive:

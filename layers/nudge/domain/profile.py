@@ -43,6 +43,12 @@ CART_MEMORY_MS = 7 * 86_400_000
 MAX_RECENT_ITEMS = 20
 MAX_BOUGHT = 100
 MAX_ANON_IDS = 10
+# Identity (docs/identity.md): how many anonymous ids a profile may absorb, ever (merged
+# profiles and ids linked before they were seen); past it a merge is refused and logged
+MAX_MERGED_IDS = 100
+MAX_UNMERGED_IDS = 10  # refused ids remembered, so a conflict is read and logged once
+IDENTIFIED = "identified"  # an event arrived with userId == the profile's id
+ANONYMOUS = "anonymous"  # created by events that named it only as an anonymousId
 OTHER_EVENTS = "(other)"
 
 ITEM_CODES = {PRODUCT_VIEWED: "v", PRODUCT_ADDED: "a", ORDER_COMPLETED: "p"}
@@ -156,8 +162,13 @@ class Profile:
     bought: dict[str, int] = field(default_factory=dict)  # product -> ms of its first order
     recent_items: list[list[Any]] = field(default_factory=list)  # [item_id, code, ms]
     last_page: dict[str, Any] | None = None  # {"at", "fp", "event", "product_id"}
-    anonymous_ids: list[str] = field(default_factory=list)
+    anonymous_ids: list[str] = field(default_factory=list)  # the ids merged into this one
     merged_into: str | None = None
+    # IDENTIFIED, ANONYMOUS, or None: stored before nudge kept it, and then counted as
+    # identified (the safe side: such a profile is never merged into another)
+    identity: str | None = None
+    merges: int = 0  # anonymous ids merged into or linked to this profile, ever
+    unmerged_ids: list[str] = field(default_factory=list)  # refused merges, the newest
     seen: dict[str, int] = field(default_factory=dict)  # fingerprint -> received minute
     segment: str | None = None
     rfm_score: str | None = None
@@ -203,6 +214,12 @@ class Profile:
         self.seen = kept
 
     # ---- derived views ---------------------------------------------------------------
+    @property
+    def identified(self) -> bool:
+        """Whether the profile belongs to a known user: an event named its id as userId.
+        A profile stored before the marker existed counts as identified."""
+        return self.identity != ANONYMOUS
+
     @property
     def sessions(self) -> int:
         return self.sessions_closed + len(self.open_sessions)
@@ -269,8 +286,8 @@ class Profile:
         fp = ev.fingerprint
         received = to_ms(ev.received_at)
         self.last_received = max(self.last_received or received, received)
-        if ev.user_id and ev.anonymous_id and ev.anonymous_id != self.user_id:
-            self._add_anonymous_id(ev.anonymous_id)
+        if ev.user_id is not None and ev.user_id == self.user_id:
+            self.identity = IDENTIFIED  # for good: an identified profile stays one
 
         if ev.traits:
             self._merge_traits(ev.traits, t, fp)
@@ -315,6 +332,18 @@ class Profile:
     def _add_anonymous_id(self, anon: str) -> None:
         if anon not in self.anonymous_ids:
             self.anonymous_ids = ([*self.anonymous_ids, anon])[-MAX_ANON_IDS:]
+
+    def link_anonymous_id(self, anon: str) -> None:
+        """Records an anonymous id merged into (or linked to) this profile, counted
+        against MAX_MERGED_IDS."""
+        if anon not in self.anonymous_ids:
+            self.merges += 1
+        self._add_anonymous_id(anon)
+
+    def refuse_id(self, other: str) -> None:
+        """Remembers an id whose merge was refused (the newest MAX_UNMERGED_IDS)."""
+        kept = [i for i in self.unmerged_ids if i != other]
+        self.unmerged_ids = [*kept, other][-MAX_UNMERGED_IDS:]
 
     def _merge_traits(self, traits: dict[str, Any], t: int, fp: str) -> None:
         for key, value in traits.items():
@@ -471,7 +500,11 @@ class Profile:
 
     # ---- identity --------------------------------------------------------------------
     def absorb(self, other: Profile) -> None:
-        """Merges another profile of the same person (alias, identify of an anonymous id)."""
+        """Merges another profile of the same person (alias, identify of an anonymous id).
+        Whether the merge is allowed is the identity rules' to decide (nudge.domain.
+        processing, docs/identity.md); this is the fold of two histories into one."""
+        if other.identity == IDENTIFIED:
+            self.identity = IDENTIFIED
         for key, value in other.traits.items():
             at = other.trait_at.get(key, [0, ""])
             prior = self.trait_at.get(key)
@@ -517,9 +550,10 @@ class Profile:
             > (self.last_page["at"], self.last_page["fp"])
         ):
             self.last_page = dict(other.last_page)
-        for anon in [other.user_id, *other.anonymous_ids]:
+        for anon in [*other.anonymous_ids, other.user_id]:
             if anon != self.user_id:
                 self._add_anonymous_id(anon)
+        self.merges += other.merges
         self.seen.update(other.seen)
         self._prune_seen()
 
