@@ -8,6 +8,7 @@ reports the user's remaining records so SQS redelivers them."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,9 @@ from nudge.adapters.delivery import (
 from nudge.adapters.devices import SnsDevices
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
-from nudge.batch import read_fifo_batch
+from nudge.batch import DeadLetters, read_fifo_batch
 from nudge.domain import users
+from nudge.domain.clock import Clock
 from nudge.domain.delivery import DeliveryPorts, deliver_batch
 from nudge.domain.fatigue import load_fatigue_config
 from nudge.domain.templates import TemplateStore
@@ -41,12 +43,26 @@ from nudge.settings import DeliverSettings
 REQUIRED = ("user_id", "action_id", "trigger_id", "action")
 
 
+@dataclass
 class Deps:
-    def __init__(self) -> None:
-        s = self.settings = DeliverSettings()
+    """What the deliver function talks to. `from_settings` wires the AWS adapters once
+    per cold start; a test passes in-memory ones (tests/fakes.py) to `handler`."""
+
+    ports: DeliveryPorts
+    dead_letters: DeadLetters
+    clock: Clock
+
+    @classmethod
+    def from_settings(cls, s: DeliverSettings) -> Deps:
         key = SecretsManagerKey(s.unsubscribe_secret_arn)
-        self.ports = DeliveryPorts(
-            profiles=DynamoProfileStore(),
+        profiles = DynamoProfileStore()
+
+        def forget_device(user_id: str, endpoint_arn: str) -> None:
+            SnsDevices(apns_arn="", fcm_arn="").delete(endpoint_arn)
+            users.remove_device(profiles, user_id, endpoint_arn)
+
+        ports = DeliveryPorts(
+            profiles=profiles,
             log=DynamoDeliveryLog(),
             senders={
                 "email": SesEmailSender(
@@ -69,13 +85,9 @@ class Deps:
             ),
             fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
             app_url=s.app_url,
-            forget_device=self.forget_device,
+            forget_device=forget_device,
         )
-        self.dead_letters = SqsDeadLetters(s.actions_dlq_url)
-
-    def forget_device(self, user_id: str, endpoint_arn: str) -> None:
-        SnsDevices(apns_arn="", fcm_arn="").delete(endpoint_arn)
-        users.remove_device(self.ports.profiles, user_id, endpoint_arn)
+        return cls(ports=ports, dead_letters=SqsDeadLetters(s.actions_dlq_url), clock=clock())
 
 
 def parse_action(body: str) -> tuple[str, dict[str, Any]]:
@@ -87,20 +99,29 @@ def parse_action(body: str) -> tuple[str, dict[str, Any]]:
 
 @cache
 def deps() -> Deps:
-    return Deps()
+    """The AWS adapters, built at cold start (local mode and tests clear the cache)."""
+    return Deps.from_settings(DeliverSettings())
+
+
+def _cold_start_deps() -> Deps:
+    return deps()  # the module's deps(): handler's argument of that name hides it
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    d = deps()
+def handler(
+    event: dict[str, Any], context: LambdaContext, deps: Deps | None = None
+) -> PartialItemFailureResponse:
+    """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
+    adapters, as a unit test does."""
+    d = deps if deps is not None else _cold_start_deps()
     by_user, failures = read_fifo_batch(
         event, context, parse=parse_action, dead_letters=d.dead_letters, what="action"
     )
 
     result = deliver_batch(
-        {u: [a for _, a in items] for u, items in by_user.items()}, now=clock().now(), ports=d.ports
+        {u: [a for _, a in items] for u, items in by_user.items()}, now=d.clock.now(), ports=d.ports
     )
     for action, reason in result.dead_lettered:
         logger.error(
