@@ -7,12 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 
 from nudge import constants as C
 from nudge.cli_output import error, fail, new_app, print_json, print_problems
+from nudge.domain.channels import Channel
 from nudge.domain.templates import (
     TemplateRenderError,
     TemplateStore,
@@ -54,9 +55,6 @@ def default_templates_path() -> Path:
     """NUDGE_TEMPLATES_PATH when set, else ./templates."""
     return Path(os.environ.get(C.ENV_TEMPLATES_PATH) or "templates")
 
-
-# the channels of nudge.domain.templates.CHANNELS (a test keeps them the same)
-Channel = Literal["email", "sms", "push", "inapp"]
 
 TemplatesOpt = Annotated[
     str | None,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
 
 from nudge.constants import DEFAULT_RATE_LIMIT_PER_SECOND, MAX_BATCH_BYTES, MAX_EVENT_BYTES
+from nudge.domain.channels import Channel, OptOutChannel
 from nudge.domain.events import EVENT_TYPES, Rejection, SegmentCall
 from nudge.domain.ingest import SHORT_KINDS
 
@@ -188,7 +189,7 @@ class MessageRead(BaseModel):
 class Delivery(BaseModel):
     action_id: str
     trigger: str
-    channel: Literal["email", "sms", "push", "inapp"]
+    channel: Channel
     status: Literal[
         "sent", "deferred", "capped", "opted_out", "suppressed", "holdout", "failed", "sending"
     ] = Field(description="`sending`: claimed by a delivery still in flight")
@@ -216,7 +217,7 @@ class Device(BaseModel):
 
 class Unsubscribed(BaseModel):
     unsubscribed: Literal[True]
-    channel: Literal["email", "sms", "push", "inapp", "all"]
+    channel: OptOutChannel
 
 
 _REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration)

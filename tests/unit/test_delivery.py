@@ -540,3 +540,14 @@ def test_a_transient_failure_stops_the_user_s_remaining_actions_and_not_the_othe
     assert isinstance(result.failed_users["u1"], TransientSendError)
     assert [e.user_id for e in result.entries] == ["u2"]
     assert fx.log.entries("u1") == []  # released: the queue retries both in order
+
+
+# ---- one list of channels -------------------------------------------------------------------------
+def test_every_channel_has_its_template_parts_and_can_be_unsubscribed_from() -> None:
+    from nudge.domain.channels import ALL_CHANNELS, CHANNELS
+    from nudge.domain.templates import CHANNEL_PARTS
+    from nudge.domain.unsubscribe import make_token, verify_token
+
+    assert tuple(CHANNEL_PARTS) == CHANNELS
+    for channel in (*CHANNELS, ALL_CHANNELS):
+        assert verify_token(b"k", make_token(b"k", "u1", channel)) == ("u1", channel)

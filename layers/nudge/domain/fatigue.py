@@ -39,13 +39,13 @@ from pydantic import (
     model_validator,
 )
 
+from nudge.domain.channels import ALL_CHANNELS
+from nudge.domain.channels import Channel as Channel  # re-exported: the backtest imports it here
 from nudge.domain.clock import utc
 from nudge.domain.triggers.durations import parse_duration
 
-Channel = Literal["email", "sms", "push", "inapp"]
 Status = Literal["send", "deferred", "capped", "opted_out", "suppressed", "holdout"]
 
-ALL_CHANNELS = "all"  # in UserPrefs.opted_out: the user opted out of every channel
 MINUTE = timedelta(minutes=1)
 _CONTROL_SALT = b"nudge:control-group:"  # changing it reshuffles who is held out
 _TIME_RE = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
@@ -310,7 +310,7 @@ class Candidate:
 @dataclass(frozen=True)
 class UserPrefs:
     timezone: str | None = None  # the `timezone` trait; UTC when absent or unknown
-    opted_out: frozenset[str] = field(default_factory=frozenset)  # channels, or "all"
+    opted_out: frozenset[str] = field(default_factory=frozenset)  # channels, or ALL_CHANNELS
     suppressed_channels: frozenset[str] = field(default_factory=frozenset)  # bounced, complained
 
 

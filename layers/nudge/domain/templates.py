@@ -68,6 +68,7 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import missing
 
+from nudge.domain.channels import CHANNELS as DELIVERY_CHANNELS
 from nudge.domain.errors import NudgeError
 
 VARIABLES: tuple[str, ...] = (
@@ -92,7 +93,7 @@ CHANNEL_PARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "push": (("title", "body"), ()),
     "inapp": (("title", "body", "cta"), ("cta_url",)),
 }
-CHANNELS: tuple[str, ...] = tuple(CHANNEL_PARTS)
+CHANNELS: tuple[str, ...] = DELIVERY_CHANNELS  # every channel has its parts above
 HTML_PARTS = frozenset({("email", "html")})
 ONE_LINE_PARTS = frozenset({"subject", "title", "cta", "cta_url"})
 TOP_LEVEL_KEYS = frozenset({*CHANNELS, "description"})

@@ -9,9 +9,10 @@ import hmac
 import json
 from urllib.parse import quote
 
+from nudge.domain.channels import ALL_CHANNELS, OPT_OUT_CHANNELS
 from nudge.domain.errors import BadRequestError, ForbiddenError
 
-CHANNELS = frozenset({"email", "sms", "push", "inapp", "all"})
+CHANNELS = frozenset(OPT_OUT_CHANNELS)  # what a token may name: a channel, or all of them
 
 
 def _b64(data: bytes) -> str:
@@ -59,7 +60,7 @@ def unsubscribe_url(base_url: str, secret: bytes, user_id: str, channel: str) ->
 def confirmation_page(channel: str) -> str:
     what = (
         "messages"
-        if channel == "all"
+        if channel == ALL_CHANNELS
         else {
             "email": "emails",
             "sms": "text messages",
