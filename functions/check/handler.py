@@ -1,11 +1,10 @@
 """check: the EventBridge Scheduler target. A minute's wake-up came due: its timers (from
-the wake-up index) go to their users' FIFO groups on the events queue, where the process
-function re-checks each trigger against the user's current state, serialized with the
-user's events. An exception makes Scheduler retry (retry policy) and finally dead-letter."""
+the wake-up index) go to their users' FIFO groups on the events queue, one TimersMessage
+per user (nudge.domain.messages), where the process function re-checks each trigger
+against the user's current state, serialized with the user's events. An exception makes Scheduler retry (retry policy) and finally dead-letter."""
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
@@ -14,6 +13,7 @@ from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.queues import dedup_id, message_group_id, send_fifo_batch
 from nudge.adapters.scheduler import due_timers
+from nudge.domain.messages import TimerItem, TimersMessage
 from nudge.observability import logger, metrics, tracer
 from nudge.settings import CheckSettings
 from pydantic import BaseModel, Field
@@ -37,18 +37,24 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = deps()
     wake = parse(event=event, model=WakeUp)
     timers = due_timers(wake.bucket)
+    by_user: dict[str, list[TimerItem]] = {}
+    for t in timers:
+        item = TimerItem(trigger_id=t["trigger_id"], key=t["key"], due=t["due"])
+        by_user.setdefault(t["user_id"], []).append(item)
+    messages = [
+        TimersMessage(user_id=u, bucket=wake.bucket, timers=ts) for u, ts in by_user.items()
+    ]
     send_fifo_batch(
         settings.events_queue_url,
         [
             {
                 "Id": str(i),
-                "MessageBody": json.dumps(t, separators=(",", ":")),
-                "MessageGroupId": message_group_id(t["user_id"]),
-                "MessageDeduplicationId": dedup_id(
-                    f"{wake.bucket}\x1f{t['user_id']}\x1f{t['trigger_id']}\x1f{t['key']}"
-                ),
+                "MessageBody": m.to_json(),
+                "MessageGroupId": message_group_id(m.user_id),
+                # one message per user and bucket: a retried wake-up is dropped by SQS
+                "MessageDeduplicationId": dedup_id(f"{wake.bucket}\x1f{m.user_id}"),
             }
-            for i, t in enumerate(timers)
+            for i, m in enumerate(messages)
         ],
     )
     metrics.add_metric("TimersDue", MetricUnit.Count, len(timers))

@@ -1,7 +1,8 @@
 """process: SQS FIFO "events" → fold into user state (DynamoDB) → trigger engine.
 
-The queue carries the user's events and, from the check function, the user's trigger
-timers that came due; both are folded in the user's message group. Records are parsed
+The queue carries the user's events (one message per user and request) and, from the
+check function, the user's trigger timers that came due (nudge.domain.messages); both
+are folded in the user's message group. Records are parsed
 with Powertools' FIFO batch processor; a record that can never be parsed goes to the
 dead-letter queue at once (it would otherwise block its user's message group); each
 user's events and timers are then folded with at most one conditional write per user,
@@ -11,9 +12,8 @@ events could not be archived is reported failed too, and the retry archives them
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
@@ -24,23 +24,13 @@ from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
 from nudge.adapters.scheduler import WakeUps
 from nudge.batch import read_fifo_batch
-from nudge.domain.events import Event
+from nudge.domain.messages import Parsed, parse_message
 from nudge.domain.processing import TimerDue, process_users
 from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ProcessSettings
-from pydantic import BaseModel
-
-
-class TimerMessage(BaseModel):
-    """A trigger timer that came due, as the check function queues it."""
-
-    kind: Literal["timer"]
-    user_id: str
-    trigger_id: str
-    key: str | None = None
 
 
 class Deps:
@@ -59,14 +49,10 @@ class Deps:
         self.archive = FirehoseArchive(s.archive_stream)
 
 
-def parse_message(body: str) -> tuple[str, Event | TimerDue]:
-    """An event, or a timer the check function queued (raises ValueError when neither)."""
-    data = json.loads(body)
-    if isinstance(data, dict) and data.get("kind") == "timer":
-        t = TimerMessage.model_validate(data)
-        return t.user_id, TimerDue(t.user_id, t.trigger_id, t.key)
-    ev = Event.model_validate(data)
-    return ev.profile_id, ev
+def parse_body(body: str) -> tuple[str, Parsed]:
+    """A queue message (nudge.domain.messages): events or timers of one user."""
+    parsed = parse_message(body)
+    return parsed.user_id, parsed
 
 
 @cache
@@ -80,10 +66,13 @@ def deps() -> Deps:
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     d = deps()
     items, failures = read_fifo_batch(
-        event, context, parse=parse_message, dead_letters=d.dead_letters, what="message"
+        event, context, parse=parse_body, dead_letters=d.dead_letters, what="message"
     )
-    events = {u: [x for _, x in its if isinstance(x, Event)] for u, its in items.items()}
-    timers = {u: [x for _, x in its if isinstance(x, TimerDue)] for u, its in items.items()}
+    events = {u: [ev for _, p in its for ev in p.events] for u, its in items.items()}
+    timers = {
+        u: [TimerDue(u, t.trigger_id, t.key) for _, p in its for t in p.timers]
+        for u, its in items.items()
+    }
 
     now = clock().now()
     effects = TriggerEffects(actions=d.actions, wakeups=d.wakeups, now=now)

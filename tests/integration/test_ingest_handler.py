@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from nudge import constants as C
 from nudge.adapters.queues import message_group_id
 from nudge.domain.events import Event
+from nudge.domain.messages import parse_message
 from nudge.local.emulation import Resources
 
 from tests.integration.conftest import (
@@ -54,11 +55,30 @@ def post(
 
 
 def queued(res: Resources) -> list[tuple[str, Event]]:
-    """(MessageGroupId, event) of every message on the events queue."""
+    """(MessageGroupId, event) of every event on the events queue (a message holds the
+    events of one user and request)."""
     return [
-        (m["Attributes"]["MessageGroupId"], Event.model_validate_json(m["Body"]))
+        (m["Attributes"]["MessageGroupId"], ev)
         for m in queue_messages(res, C.EVENTS_QUEUE)
+        for ev in parse_message(m["Body"]).events
     ]
+
+
+def test_a_batch_is_one_message_per_user_with_their_events_in_order(
+    aws: Resources, ingest_fn: Fn
+) -> None:
+    items = [
+        {"type": "track", "userId": u, "event": f"E{i}", "messageId": f"m{i}"}
+        for i, u in enumerate(["u1", "u2", "u1", "u1", "u2"])
+    ]
+    resp = post(ingest_fn, "/v1/batch", {"batch": items}, auth=basic())
+    assert resp["statusCode"] == 200
+    messages = queue_messages(aws, C.EVENTS_QUEUE)
+    assert len(messages) == 2
+    by_group = {m["Attributes"]["MessageGroupId"]: parse_message(m["Body"]) for m in messages}
+    assert [ev.message_id for ev in by_group["u1"].events] == ["m0", "m2", "m3"]
+    assert [ev.message_id for ev in by_group["u2"].events] == ["m1", "m4"]
+    assert all(json.loads(m["Body"])["v"] == 1 for m in messages)
 
 
 def assert_error(resp: dict[str, Any], status: int, code: str | None = None) -> dict[str, Any]:
@@ -274,7 +294,7 @@ def test_queued_bodies_use_only_characters_sqs_accepts(aws: Resources, ingest_fn
     [m] = queue_messages(aws, C.EVENTS_QUEUE)
     allowed = re.compile("[\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*")
     assert allowed.fullmatch(m["Body"])
-    assert Event.model_validate_json(m["Body"]).properties == props
+    assert parse_message(m["Body"]).events[0].properties == props
 
 
 # ---- gzip ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ message, a failing user, racing writers, and one profile write per user per batc
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import UTC, datetime
@@ -118,6 +119,32 @@ def test_the_same_batch_sent_twice_counts_once(
     drain(aws, process_fn)
     assert counts(aws, "u1") == {"Product Viewed": 5}
     assert counts(aws, "u2") == {"Signed Up": 1}
+
+
+def test_overlapping_requests_packed_per_user_count_each_event_once(
+    aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn
+) -> None:
+    # a retried request beside new events: each message holds new and seen events alike
+    ingest(ingest_fn, [track("u1", "A", "a"), track("u1", "B", "b"), track("u2", "A", "x")])
+    ingest(ingest_fn, [track("u1", "B", "b"), track("u1", "C", "c"), track("u2", "A", "x")])
+    responses = drain(aws, process_fn)  # a message per user and request
+    assert all(r["batchItemFailures"] == [] for r in responses)
+    assert counts(aws, "u1") == {"A": 1, "B": 1, "C": 1}
+    assert counts(aws, "u2") == {"A": 1}
+
+
+def test_a_packed_message_of_an_unknown_version_goes_to_the_dlq(
+    aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn
+) -> None:
+    ingest(ingest_fn, [track("u1", "A", "a")])
+    [good] = queue_messages(aws, C.EVENTS_QUEUE)
+    body = json.loads(good["Body"])
+    future = {**good, "MessageId": "future", "Body": json.dumps({**body, "v": 99})}
+    resp = process_fn(batch_event(aws, [future, good]))
+    assert resp["batchItemFailures"] == []
+    [dead] = queue_messages(aws, C.EVENTS_QUEUE + "-dlq")
+    assert "version 99" in dead["MessageAttributes"]["reason"]["StringValue"]
+    assert counts(aws, "u1") == {"A": 1}
 
 
 def test_the_same_events_after_the_sqs_dedup_window_count_once(

@@ -20,7 +20,7 @@ from infra import bundling
 ROOT = Path(__file__).resolve().parents[2]
 NUDGE = Path(sys.executable).parent / "nudge"
 
-# SPEC section 2 and the README's table: commands and the options scripts rely on
+# The README's command table: the commands and the options scripts rely on
 CONTRACT = {
     ("dev",): {"--port", "--aws-port", "--write-key", "--admin-key"},
     ("triggers", "validate"): {"--templates"},

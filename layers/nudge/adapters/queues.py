@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nudge.adapters.aws import client
 from nudge.domain.errors import DependencyUnavailableError
 from nudge.domain.events import Event
+from nudge.domain.messages import pack_events
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef as Entry
@@ -72,6 +73,8 @@ def send_fifo_batch(queue_url: str, entries: list[Entry]) -> None:
 
 
 class SqsEventQueue:
+    """The events queue: a request's events, one message per user (EventsMessage)."""
+
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
 
@@ -79,13 +82,15 @@ class SqsEventQueue:
         entries: list[Entry] = [
             {
                 "Id": str(i),
-                "MessageBody": ev.to_json(),
-                "MessageGroupId": message_group_id(ev.profile_id),
-                # SQS drops a retried send of the same messageId within 5 minutes; the
+                "MessageBody": body,
+                "MessageGroupId": message_group_id(user),
+                # SQS drops a retried send of the same events within 5 minutes; the
                 # profile's fingerprints cover the rest of the 24 h dedup window.
-                "MessageDeduplicationId": dedup_id(f"{ev.profile_id}\x00{ev.message_id}"),
+                "MessageDeduplicationId": dedup_id(
+                    "\x00".join([user, *(ev.message_id for ev in packed)])
+                ),
             }
-            for i, ev in enumerate(events)
+            for i, (user, body, packed) in enumerate(pack_events(events))
         ]
         send_fifo_batch(self.queue_url, entries)
 

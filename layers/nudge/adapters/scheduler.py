@@ -130,7 +130,7 @@ class WakeUps:
 
 class DueTimer(TypedDict):
     """A timer message, as the check function sends it to the events queue (the process
-    function reads it back as its TimerMessage)."""
+    function reads it back as a TimersMessage, nudge.domain.messages)."""
 
     kind: Literal["timer"]
     user_id: str

@@ -1,0 +1,41 @@
+"""The check function under moto: a wake-up bucket's timers go to the events queue as
+one TimersMessage per user, which the process function reads back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nudge import constants as C
+from nudge.adapters.scheduler import BUCKET_FORMAT, WakeUps
+from nudge.domain.messages import parse_message
+from nudge.domain.triggers.contract import Timer
+from nudge.domain.wakeups import bucket_of
+from nudge.local.emulation import Resources
+
+from tests.integration.conftest import Fn, queue_messages
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def test_a_buckets_timers_are_one_message_per_user(aws: Resources, clock: Any) -> None:
+    due = NOW + timedelta(minutes=5)
+    wake = WakeUps(
+        group=aws.schedule_groups[0],
+        target_arn=aws.check_function_arn,
+        role_arn=aws.scheduler_role_arn,
+        dlq_arn=aws.scheduler_dlq_arn,
+    )
+    wake.arm("u1", [Timer("t1", None, due), Timer("t2", "p1", due)], now=NOW)
+    wake.arm("u2", [Timer("t1", None, due)], now=NOW)
+    bucket = bucket_of(due, NOW).strftime(BUCKET_FORMAT)
+    out = Fn(C.FN_CHECK)({"bucket": bucket})
+    assert out == {"bucket": bucket, "timers": 3}
+    messages = queue_messages(aws, C.EVENTS_QUEUE)
+    assert sorted(m["Attributes"]["MessageGroupId"] for m in messages) == ["u1", "u2"]
+    parsed = {p.user_id: p for p in (parse_message(m["Body"]) for m in messages)}
+    assert sorted((t.trigger_id, t.key) for t in parsed["u1"].timers) == [
+        ("t1", None),
+        ("t2", "p1"),
+    ]
+    assert [t.trigger_id for t in parsed["u2"].timers] == ["t1"]
