@@ -113,3 +113,27 @@ def test_backtest_reports_each_batch_it_delivered() -> None:
     events = [_view(T), _view(T + S), _view(T + M, received=T + M)]
     backtest(events, custom(EVERY_VIEW), on_delivered=seen.append)
     assert sum(seen) == 3 and len(seen) == 3
+
+
+INACTIVE_10M = """
+triggers:
+  - id: idle
+    when: {inactivity: {for: 10m}}
+    action: {channel: inapp, template: product_dwell_upsell}
+    cooldown: 0s
+"""
+
+
+def test_a_wake_up_that_only_re_arms_files_the_timer_without_a_profile_write() -> None:
+    sim = Simulation(custom(INACTIVE_10M))
+    sim.deliver([ev("Seen", T)], T)
+    sim.deliver([ev("Seen", T + 5 * M)], T + 5 * M)  # the deadline moves to T + 15m
+    writes, arms = sim.store._versions["u1"], sim.arms
+    sim.advance(T + 12 * M)  # the first wake-up: nothing due, armed again for T + 15m
+    assert sim.arms == arms + 1
+    assert sim.store._versions["u1"] == writes  # only bookkeeping changed: not written
+    sim.advance(T + 20 * M)
+    assert counted(sim, "idle") == 1 and len(sent(sim, "idle")) == 1
+    sim.deliver([ev("Seen", T + 21 * M)], T + 21 * M)  # the stale due recorded covers nothing
+    sim.advance(T + 40 * M)
+    assert counted(sim, "idle") == 2

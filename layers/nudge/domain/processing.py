@@ -21,6 +21,7 @@ from nudge.domain.events import Event
 from nudge.domain.ports import ArchiveWriter, ProfileStore, StoredProfile
 from nudge.domain.profile import ANONYMOUS, MAX_MERGED_IDS, Profile
 from nudge.domain.triggers.contract import Decisions
+from nudge.domain.triggers.state import without_timers
 
 MAX_ATTEMPTS = 4
 MAX_REDIRECTS = 3
@@ -146,8 +147,12 @@ def fold_user(
                 decisions = _combine(parts) if parts else None
                 if effects is not None and decisions:
                     effects.apply(profile.user_id, decisions)
-            if before is not None and not decisions and profile.triggers == before:
-                return outcome  # a stale timer: nothing changed
+            if (
+                before is not None
+                and not (decisions and decisions.fires)
+                and without_timers(profile.triggers) == without_timers(before)
+            ):
+                return outcome  # a stale timer, or one that only re-armed: no write
             if pointers:
                 # the merged profiles become pointers in the same transaction, so a
                 # retry never absorbs twice nor loses what was absorbed

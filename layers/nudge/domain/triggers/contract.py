@@ -19,7 +19,8 @@ from nudge.domain.clock import iso
 
 NONE_KEY = ""  # the key of a trigger (or behavior) without a key property
 DUE_TOLERANCE_MS = 60_000  # a timer firing this close to its due counts as that timer
-LOST_TIMER_MS = 3_600_000  # an armed timer this overdue is presumed lost and armed again
+PASSED_TIMER_MS = 300_000  # a recorded timer this far past its due has fired or was lost:
+# it covers nothing (a wake-up that only re-armed leaves it recorded, to save the write)
 FORGET_TIMER_AHEAD_MS = 3_600_000  # with nothing pending, a timer this far ahead is forgotten
 LATE_FLUSH_MS = 60_000  # a passed deadline found by events waits this long for the rest of
 # their flush (decided at the wake-up after); a trait set this soon after an event counts for it

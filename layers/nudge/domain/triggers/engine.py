@@ -57,8 +57,8 @@ from nudge.domain.triggers.contract import (
     FORGET_TIMER_AHEAD_MS,
     LATE_EVENT_MS,
     LATE_FLUSH_MS,
-    LOST_TIMER_MS,
     NONE_KEY,
+    PASSED_TIMER_MS,
     Decisions,
     Fire,
     Timer,
@@ -506,8 +506,8 @@ class Engine:
                     earliest = (d, i, key)
                 due = ks.timer_due_ms
                 if due is not None:
-                    if due + LOST_TIMER_MS < now:
-                        ks.timer_due_ms = None  # never came: presumed lost
+                    if due + PASSED_TIMER_MS < now:
+                        ks.timer_due_ms = None  # it fired (or never came): covers nothing
                     elif armed is None or due < armed:
                         armed = due
         if earliest is None:

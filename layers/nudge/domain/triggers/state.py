@@ -45,6 +45,22 @@ from nudge.domain.triggers.contract import NONE_KEY
 MAX_KEYS = 30  # keys kept per behavior and per trigger (products, correlation values)
 
 
+def without_timers(triggers: dict[str, Any]) -> dict[str, Any]:
+    """`profile.triggers` without the armed timers' bookkeeping (each key's `due`, and
+    keys holding nothing else): what a wake-up that only re-armed changed. The process
+    use case then files the new timer and skips the profile write; the recorded `due`
+    it leaves behind has passed and covers nothing (contract.PASSED_TIMER_MS)."""
+    out: dict[str, Any] = {}
+    for tid, raw in triggers.items():
+        keys = raw.get("k") if isinstance(raw, dict) else None
+        if not isinstance(keys, dict):
+            out[tid] = raw
+            continue
+        slim = {k: {n: v for n, v in ks.items() if n != "due"} for k, ks in keys.items()}
+        out[tid] = {**raw, "k": {k: ks for k, ks in slim.items() if ks}}
+    return out
+
+
 class KeyState:
     """The bookkeeping of one (trigger, key): its episodes, its last fire, its timer and
     its pending deadline. A view on the stored mapping: writes go to the profile."""
