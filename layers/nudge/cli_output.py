@@ -37,6 +37,9 @@ def new_app(name: str, help: str) -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
         context_settings=CONTEXT,
+        # docstrings are wrapped at 88 columns: markdown joins their lines into paragraphs
+        # (rich mode keeps each line break, and the help came out ragged at 80 columns)
+        rich_markup_mode="markdown",
     )
 
 
