@@ -47,6 +47,7 @@ from pydantic import (
     model_validator,
 )
 
+from nudge.domain.channels import Channel
 from nudge.domain.fatigue import ClockTime, SendWindow
 from nudge.domain.triggers.durations import PATTERN as DURATION_PATTERN
 from nudge.domain.triggers.durations import parse_duration
@@ -67,14 +68,12 @@ BEHAVIORS = (
 COMBINATORS = ("all", "any", "not")
 FILTERS = ("trait", "segment", "bought")
 CONDITION_KINDS = BEHAVIORS + COMBINATORS + FILTERS
-CHANNELS = ("email", "sms", "push", "inapp")
 MAX_BRANCHES = 16
 MAX_COUNT = 1000
 ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 Scalar = str | int | float | bool | None
-Channel = Literal["email", "sms", "push", "inapp"]
 
 
 class _Strict(BaseModel):
