@@ -57,11 +57,20 @@ def test_a_late_event_waits_for_the_rest_of_its_flush() -> None:
 
 
 def test_an_on_time_event_behind_late_ones_of_its_key_waits_with_them() -> None:
-    sim = Simulation(custom(VIEWED_NOT_BOUGHT))
-    sim.deliver([_view(T), _view(T + M)], T + 4 * M)  # late
-    sim.deliver([_view(T + 4 * M)], T + 4 * M + S)  # on time, but behind them
-    assert counted(sim, "third_view") == 0
+    sim = Simulation(custom(EVERY_VIEW))
+    sim.deliver([_view(T)], T + 4 * M)  # late
+    sim.deliver([_view(T + 4 * M)], T + 4 * M + S)  # on time, but behind it
+    assert counted(sim, "viewed") == 0
     sim.advance(T + 8 * M)
+    assert counted(sim, "viewed") == 2
+
+
+def test_a_late_event_that_completes_nothing_needs_no_wake_up() -> None:
+    sim = Simulation(custom(VIEWED_NOT_BOUGHT))
+    sim.deliver([_view(T), _view(T + M)], T + 4 * M)  # late, two of three views
+    assert "q" not in (sim.profiles["u1"].triggers.get("third_view") or {})
+    assert sim.arms == 0
+    sim.deliver([_view(T + 4 * M)], T + 4 * M + S)  # the third, on time: at once
     assert counted(sim, "third_view") == 1
 
 

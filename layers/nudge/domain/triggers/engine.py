@@ -287,13 +287,20 @@ class Engine:
         now: int,
         out: Decisions,
     ) -> None:
-        """A late event (or one behind late ones) is decided at the wake-up LATE_FLUSH_MS
-        after it arrived, with the rest of its flush: the earlier views of its product, an
-        order stamped before it. Beyond MAX_DEFERRED waiting, the oldest are decided now."""
+        """A late event (or one behind late ones) that completes the behavior for a key is
+        decided at the wake-up LATE_FLUSH_MS after it arrived, with the rest of its flush:
+        the earlier views of its product, an order stamped before it. One that completes
+        nothing needs no wake-up: it is in the behavior's state for the events that
+        follow. Beyond MAX_DEFERRED waiting, the oldest are decided now."""
         queue = st.deferred
         ready = now + LATE_FLUSH_MS
-        props = snapshot(ev.properties)
+        props: dict[str, Any] | None = None
+        ps = st.patterns.get(pattern.slot) or {}
         for key in pattern.keys(ev):
+            m = Moment(profile, now, ev, key, st.patterns)
+            if not pattern.check(ps, m, st.key(key).last_fire_ms).holds:
+                continue
+            props = snapshot(ev.properties) if props is None else props
             queue.append([t, fp[:8], pattern.slot, key, ev.event, props, ready])
             ks = st.key_for_update(key)
             ks.deadline_ms = min(ks.deadline_ms or ready, ready)
