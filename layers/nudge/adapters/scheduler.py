@@ -14,6 +14,7 @@ to fire (within WAKE_UP_MIN_LEAD_SECONDS) takes no new timers: they go to the ne
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Iterable
@@ -53,8 +54,18 @@ def schedule_name(bucket: datetime) -> str:
     return f"{NAME_PREFIX}{bucket:%Y%m%dT%H%M}"
 
 
+MAX_REF_BYTES = 1024  # DynamoDB's limit for a sort key
+
+
 def ref_of(user_id: str, trigger_id: str, key: str | None) -> str:
-    return json.dumps([user_id, trigger_id, key], separators=(",", ":"))
+    """The wake-up's sort key: one per (user, trigger, key) in a bucket. Readable JSON
+    while it fits the sort key's 1,024 bytes (JSON's ASCII escapes make a non-ASCII id or
+    key up to 3 times its UTF-8 size), else a digest of it: the item's own attributes
+    carry the user, trigger and key either way."""
+    ref = json.dumps([user_id, trigger_id, key], separators=(",", ":"))
+    if len(ref) <= MAX_REF_BYTES:  # ASCII: characters are bytes
+        return ref
+    return "#" + hashlib.blake2b(ref.encode(), digest_size=16).hexdigest()
 
 
 class WakeUps:
@@ -72,9 +83,14 @@ class WakeUps:
         self.schedules_created = 0
 
     def arm(self, user_id: str, timers: Iterable[Timer], *, now: datetime) -> None:
+        self.arm_many([(user_id, t) for t in timers], now=now)
+
+    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> None:
+        """Files (user, timer) pairs of any users: BatchWriteItem in chunks of 25, then
+        the bucket schedules not known to exist."""
         rows = []
         buckets: set[datetime] = set()
-        for timer in timers:
+        for user_id, timer in timers:
             bucket = bucket_of(timer.due, now)
             buckets.add(bucket)
             rows.append(

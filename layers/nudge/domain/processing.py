@@ -46,7 +46,9 @@ class Decider(Protocol):
 
 
 class Effects(Protocol):
-    """Applies what the engine decided for one user (sends, timers) before the commit."""
+    """Applies what the engine decided for one user (sends, timers) before the commit.
+    An implementation may also take a batch's users at once,
+    `apply_all([(user_id, decisions), ...])` (process_users uses it when present)."""
 
     def apply(self, user_id: str, decisions: Decisions) -> None: ...
 
@@ -94,6 +96,84 @@ def _combine(parts: Sequence[Decisions]) -> Decisions:
     return first
 
 
+@dataclass
+class _Decided:
+    """One user's fold and decisions, not yet applied: the effects to apply, then the
+    write (`stored`, with `pointers` in the same transaction) when one is needed."""
+
+    stored: StoredProfile
+    pointers: list[StoredProfile]
+    decisions: Decisions | None
+    write: bool
+    outcome: FoldOutcome
+
+
+def _decide_user(
+    store: ProfileStore,
+    user_id: str,
+    events: Sequence[Event],
+    stored: StoredProfile | None,
+    *,
+    now: datetime,
+    engine: Decider | None,
+    timers: Sequence[TimerDue],
+) -> _Decided:
+    """One attempt of a user's fold (`stored`: the profile read, None to read it): the
+    identity merges, the events folded, the engine's decisions. Reads only."""
+    outcome = FoldOutcome(user_id)
+    # an id some event names as its userId is that user's own: a pointer left there (an
+    # anonymous id merged, or an id an alias linked before it was ever seen) does not
+    # take the user's events to another profile — the profile becomes the user's again
+    claimed = any(ev.user_id == user_id for ev in events)
+    target = user_id
+    if stored is None:
+        stored = store.get(target) or _new(target)
+    if claimed and stored.profile.merged_into:
+        stored = StoredProfile(Profile(user_id=target), stored.version)
+    redirects = 0
+    while stored.profile.merged_into and redirects < MAX_REDIRECTS:
+        target = stored.profile.merged_into
+        stored = store.get(target) or _new(target)
+        redirects += 1
+    outcome.user_id = target
+    profile = stored.profile
+    if stored.version is None and profile.identity is None:
+        profile.identity = ANONYMOUS  # new: identified below if a userId names it
+    pointers = _merge_identities(store, profile, events, outcome)
+    merged = bool(pointers) or bool(outcome.merged) or bool(outcome.conflicts)
+    fresh = profile.apply(events)
+    outcome.fresh, outcome.duplicates = len(fresh), len(events) - len(fresh)
+    if not fresh and not merged and not timers:
+        return _Decided(stored, pointers, None, False, outcome)
+    before = copy.deepcopy(profile.triggers) if timers and not fresh and not merged else None
+    decisions = None
+    if engine is not None:
+        parts = [engine.on_events(profile, fresh, now)] if fresh else []
+        parts += [engine.on_timer(profile, t.trigger_id, t.key, now) for t in timers]
+        decisions = _combine(parts) if parts else None
+    # a stale timer, or one that only re-armed: its timers are filed, the profile not written
+    write = not (
+        before is not None
+        and not (decisions and decisions.fires)
+        and without_timers(profile.triggers) == without_timers(before)
+    )
+    return _Decided(stored, pointers, decisions, write, outcome)
+
+
+def _commit(store: ProfileStore, d: _Decided) -> None:
+    if not d.write:
+        return
+    if d.pointers:
+        # the merged profiles become pointers in the same transaction, so a retry never
+        # absorbs twice nor loses what was absorbed
+        store.save_all([d.stored, *d.pointers])
+        d.outcome.writes += 1 + len(d.pointers)
+    else:
+        store.save(d.stored)
+        d.outcome.writes += 1
+    _log_conflicts(d.outcome.conflicts)
+
+
 def fold_user(
     store: ProfileStore,
     user_id: str,
@@ -107,67 +187,33 @@ def fold_user(
 ) -> FoldOutcome:
     """Folds one user's events, then re-checks the user's timers that came due, with
     optimistic concurrency: on a concurrent update the profile is read again and the
-    (deduplicated) fold repeated. One write, and only when something changed."""
-    outcome = FoldOutcome(user_id)
-    # an id some event names as its userId is that user's own: a pointer left there (an
-    # anonymous id merged, or an id an alias linked before it was ever seen) does not
-    # take the user's events to another profile — the profile becomes the user's again
-    claimed = any(ev.user_id == user_id for ev in events)
+    (deduplicated) fold repeated. One write, and only when something changed; the
+    effects (idempotent) are applied before it."""
     stored = preloaded
     for attempt in range(MAX_ATTEMPTS):
-        target = user_id
-        if stored is None or attempt > 0:
-            stored = store.get(target) or _new(target)
-        if claimed and stored.profile.merged_into:
-            stored = StoredProfile(Profile(user_id=target), stored.version)
-        redirects = 0
-        while stored.profile.merged_into and redirects < MAX_REDIRECTS:
-            target = stored.profile.merged_into
-            stored = store.get(target) or _new(target)
-            redirects += 1
-        outcome.user_id = target
-        outcome.merged, outcome.conflicts = [], []
-        profile = stored.profile
-        if stored.version is None and profile.identity is None:
-            profile.identity = ANONYMOUS  # new: identified below if a userId names it
+        d = _decide_user(store, user_id, events, stored, now=now, engine=engine, timers=timers)
+        if effects is not None and d.decisions:
+            effects.apply(d.stored.profile.user_id, d.decisions)
         try:
-            pointers = _merge_identities(store, profile, events, outcome)
-            merged = bool(pointers) or bool(outcome.merged) or bool(outcome.conflicts)
-            fresh = profile.apply(events)
-            outcome.fresh, outcome.duplicates = len(fresh), len(events) - len(fresh)
-            if not fresh and not merged and not timers:
-                return outcome
-            before = (
-                copy.deepcopy(profile.triggers) if timers and not fresh and not merged else None
-            )
-            decisions = None
-            if engine is not None:
-                parts = [engine.on_events(profile, fresh, now)] if fresh else []
-                parts += [engine.on_timer(profile, t.trigger_id, t.key, now) for t in timers]
-                decisions = _combine(parts) if parts else None
-                if effects is not None and decisions:
-                    effects.apply(profile.user_id, decisions)
-            if (
-                before is not None
-                and not (decisions and decisions.fires)
-                and without_timers(profile.triggers) == without_timers(before)
-            ):
-                return outcome  # a stale timer, or one that only re-armed: no write
-            if pointers:
-                # the merged profiles become pointers in the same transaction, so a
-                # retry never absorbs twice nor loses what was absorbed
-                store.save_all([stored, *pointers])
-                outcome.writes += 1 + len(pointers)
-            else:
-                store.save(stored)
-                outcome.writes += 1
-            _log_conflicts(outcome.conflicts)
-            return outcome
+            _commit(store, d)
+            return d.outcome
         except ConcurrentUpdateError:
             if attempt == MAX_ATTEMPTS - 1:
                 raise
             stored = None
-    return outcome
+    raise AssertionError("unreachable")
+
+
+def _apply_all(effects: Effects, decided: Sequence[_Decided]) -> None:
+    """The effects of several users: in one go when the effects take them so (fewer
+    queue and table requests), else one user at a time."""
+    items = [(d.stored.profile.user_id, d.decisions) for d in decided if d.decisions]
+    apply_all = getattr(effects, "apply_all", None)
+    if apply_all is not None:
+        apply_all(items)
+    else:
+        for user_id, decisions in items:
+            effects.apply(user_id, decisions)
 
 
 def _merge_identities(
@@ -268,19 +314,44 @@ def process_users(
     timers_by_user = timers_by_user or {}
     users = list(dict.fromkeys([*events_by_user, *timers_by_user]))
     preloaded = store.get_many(users)
+    decided: list[tuple[str, _Decided]] = []
     for user_id in users:
         try:
-            outcome = fold_user(
+            d = _decide_user(
                 store,
                 user_id,
                 events_by_user.get(user_id, []),
+                preloaded.get(user_id) or _new(user_id),  # absent from the batch read: new
                 now=now,
-                preloaded=preloaded.get(user_id)
-                or _new(user_id),  # absent from the batch read: new
                 engine=engine,
-                effects=effects,
                 timers=timers_by_user.get(user_id, []),
             )
+        except Exception as err:  # reported per user: the batch goes on
+            result.failed_users[user_id] = err
+            continue
+        decided.append((user_id, d))
+    if effects is not None:
+        try:  # every user's effects in one go, then the writes (effects come first)
+            _apply_all(effects, [d for _, d in decided])
+        except Exception as err:  # nothing was written: every user of the batch retries
+            for user_id, _ in decided:
+                result.failed_users[user_id] = err
+            decided = []
+    for user_id, d in decided:
+        try:
+            try:
+                _commit(store, d)
+                outcome = d.outcome
+            except ConcurrentUpdateError:  # read again and fold again, on its own
+                outcome = fold_user(
+                    store,
+                    user_id,
+                    events_by_user.get(user_id, []),
+                    now=now,
+                    engine=engine,
+                    effects=effects,
+                    timers=timers_by_user.get(user_id, []),
+                )
         except Exception as err:  # reported per user: the batch goes on
             result.failed_users[user_id] = err
             continue
