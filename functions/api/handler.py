@@ -20,9 +20,11 @@ from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain import users
 from nudge.domain.delivery import deliveries_view
 from nudge.domain.errors import NotFoundError, ValidationFailedError
+from nudge.domain.events import unstorable
 from nudge.domain.inbox import inbox_view
+from nudge.domain.ingest import decode_body
 from nudge.domain.unsubscribe import confirmation_page, verify_token
-from nudge.http import header, install_error_handlers, json_response, require_admin
+from nudge.http import header, install_error_handlers, json_response, raw_body, require_admin
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ApiSettings
@@ -59,6 +61,8 @@ def known_user(d: Deps, user_id: str) -> str:
 
 
 ADMIN_ERRORS = (401, 403, 404)  # no key, the write key, an unknown user
+DEVICE_BODY = 8 * 1024  # a device registration's body
+MAX_DEVICE_TOKEN_BYTES = 1024  # kept in the profile (up to MAX_DEVICES of them)
 
 
 @app.get(
@@ -175,12 +179,23 @@ def get_deliveries(userId: str) -> Any:
 def post_device(userId: str) -> Any:
     d = admin()
     uid = known_user(d, unquote(userId))
-    body = app.current_event.json_body if app.current_event.body else None
+    event = app.current_event.raw_event
+    # nudge's own JSON decoding: a body that is not JSON, not UTF-8 or holds a number
+    # past Python's digit limit is a 400, as at ingest
+    body = decode_body(
+        raw_body(event), content_encoding=header(event, "content-encoding"), limit=DEVICE_BODY
+    )
     if not isinstance(body, dict):
         raise ValidationFailedError('send {"platform": "apns"|"fcm", "token": "..."}')
     platform, token = body.get("platform"), body.get("token")
     if platform not in ("apns", "fcm") or not isinstance(token, str) or not token.strip():
         raise ValidationFailedError('platform must be "apns" or "fcm" and token a non-empty string')
+    problem = unstorable(token, ("token",))
+    if problem or len(token.strip().encode()) > MAX_DEVICE_TOKEN_BYTES:
+        raise ValidationFailedError(
+            problem
+            or f"token: over {MAX_DEVICE_TOKEN_BYTES} bytes (APNs and FCM tokens are far shorter)"
+        )
     endpoint_arn = d.devices.register(uid, platform, token.strip())
     device = {"platform": platform, "token": token.strip(), "endpoint_arn": endpoint_arn}
     users.add_device(d.profiles, uid, device)

@@ -17,14 +17,17 @@ from nudge.adapters.tables import ProfileRow, bind_tables
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
+from nudge.domain.sizes import encode_document
 
 ZLIB_LEVEL = 6  # zlib's default: ~40 us for a 3 KB document, 2-3x smaller
 
 
 def encode_state(doc: dict[str, Any]) -> bytes:
-    """The stored form of a profile document: compact JSON, zlib-compressed."""
-    text = json.dumps(doc, separators=(",", ":"), sort_keys=True)
-    return zlib.compress(text.encode(), ZLIB_LEVEL)
+    """The stored form of a profile document: compact JSON in UTF-8 (non-ASCII text takes
+    its UTF-8 bytes, not 6-12 bytes of \\u escapes: the profile's size caps are stated in
+    these bytes, nudge.domain.sizes), zlib-compressed. Documents written with escapes
+    read the same."""
+    return zlib.compress(encode_document(doc), ZLIB_LEVEL)
 
 
 def decode_item(item: dict[str, Any]) -> dict[str, Any] | None:

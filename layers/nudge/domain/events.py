@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,9 +24,21 @@ EventType = Literal["track", "identify", "page", "screen", "group", "alias"]
 EVENT_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "group", "alias")
 PAGE_VIEWED = "Page Viewed"
 SCREEN_VIEWED = "Screen Viewed"
+# Admission (docs/api.md, "Limits"): what would fail later is refused here with a 400.
+# An id (userId, anonymousId, previousId, groupId) is at most 256 characters and 256
+# bytes of UTF-8: every DynamoDB key built from it then fits
+# (a profile's partition key, 2,048 bytes; a wake-up's sort key, 1,024 bytes after JSON's
+# ASCII escapes, nudge.adapters.scheduler.ref_of), and so does the profile document. A
+# product id (`product_id`, `sku`) keys the cart and the engine's per-product state: at
+# most 128 bytes.
 MAX_ID_LENGTH = 256
+MAX_ID_BYTES = 256
+MAX_PRODUCT_ID_BYTES = 128
 MAX_EVENT_NAME_LENGTH = 200
 MAX_NESTING = 64  # well under the JSON depth pydantic parses back in the process function
+MAX_FIELD_NAME_BYTES = 256  # a key of an object anywhere in the event
+MAX_INTEGER = 2**63 - 1
+PRODUCT_ID_FIELDS = ("product_id", "sku")
 
 
 class Event(BaseModel):
@@ -96,9 +109,20 @@ class SegmentCall(BaseModel):
         if value is None:
             return None
         text = str(value).strip()
-        if len(text) > MAX_ID_LENGTH:
-            raise ValueError(f"longer than {MAX_ID_LENGTH} characters")
+        problem = id_problem(text)
+        if problem:
+            raise ValueError(problem)
         return text or None
+
+
+def id_problem(text: str, max_bytes: int = MAX_ID_BYTES) -> str | None:
+    """Why an id cannot be stored, or None (the id rule above)."""
+    if len(text) > MAX_ID_LENGTH:
+        return f"longer than {MAX_ID_LENGTH} characters"
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        return f"{size} bytes in UTF-8, over the {max_bytes}-byte limit of an id"
+    return None
 
 
 class Rejection(BaseModel):
@@ -114,17 +138,114 @@ def _pydantic_message(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _nested_deeper_than(value: Any, limit: int) -> bool:
+def _bad_text(text: str) -> bool:
+    """A lone surrogate (a JSON `\\ud800` escape with no pair): not Unicode, so neither
+    DynamoDB, SQS nor the archive can store it."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    """A field's place as people write it, `properties.products[2].price` (cut at 200
+    characters: field names may be long)."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return (out[:200] + "..." if len(out) > 200 else out) or "event"
+
+
+def unstorable(value: Any, path: tuple[str | int, ...] = ()) -> str | None:
+    """The first part of a JSON value that could not be stored, as `where: rule`, or None:
+    nesting deeper than MAX_NESTING, a number that is not finite (NaN, Infinity, or a
+    literal like 1e999 that overflows), text with a lone surrogate, a field name over
+    MAX_FIELD_NAME_BYTES, an integer beyond 64 bits (the archive's engines read integers
+    as 64-bit)."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
+    while stack:
+        item, at = stack.pop()
+        if len(at) - len(path) > MAX_NESTING:
+            return f"{_where(at)}: nested deeper than {MAX_NESTING} levels"
+        if isinstance(item, str):
+            if _bad_text(item):
+                return f"{_where(at)}: invalid Unicode (an unpaired surrogate)"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{_where(at)}: not a finite number (NaN and Infinity cannot be stored)"
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if not -MAX_INTEGER <= item <= MAX_INTEGER:
+                return f"{_where(at)}: an integer beyond 64 bits (send it as a string)"
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                key = str(k)
+                if _bad_text(key):
+                    return (
+                        f"{_where(at)}: a field name with invalid Unicode (an unpaired surrogate)"
+                    )
+                if len(key) * 4 > MAX_FIELD_NAME_BYTES and len(key.encode()) > MAX_FIELD_NAME_BYTES:
+                    return (
+                        f"{_where((*at, key[:40] + '...'))}: a field name over "
+                        f"{MAX_FIELD_NAME_BYTES} bytes"
+                    )
+                stack.append((v, (*at, key)))
+        elif isinstance(item, list):
+            stack.extend((v, (*at, i)) for i, v in enumerate(item))
+    return None
+
+
+def _suspect(value: Any) -> bool:
+    """Whether `unstorable` may find something json.dumps does not: nesting, a long field
+    name, a large integer (a quick walk, no paths)."""
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
-            return True
         if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
+            if depth >= MAX_NESTING:
+                return True
+            for k, v in item.items():
+                if len(k) * 4 > MAX_FIELD_NAME_BYTES:
+                    return True
+                if type(v) is int:
+                    if not -MAX_INTEGER <= v <= MAX_INTEGER:
+                        return True
+                elif isinstance(v, (dict, list)):
+                    stack.append((v, depth + 1))
         elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+            if depth >= MAX_NESTING:
+                return True
+            for v in item:
+                if type(v) is int:
+                    if not -MAX_INTEGER <= v <= MAX_INTEGER:
+                        return True
+                elif isinstance(v, (dict, list)):
+                    stack.append((v, depth + 1))
     return False
+
+
+def _product_id_problem(properties: dict[str, Any]) -> str | None:
+    """A product id (`product_id`, `sku`, also in `products`) is an id: it keys the cart,
+    the trigger engine's per-product state and wake-ups."""
+    products = properties.get("products")
+    places: list[tuple[str, Any]] = [
+        (f"properties.{k}", properties.get(k)) for k in PRODUCT_ID_FIELDS
+    ]
+    if isinstance(products, list):
+        for i, item in enumerate(products):
+            if isinstance(item, dict):
+                places += [
+                    (f"properties.products[{i}].{k}", item.get(k)) for k in PRODUCT_ID_FIELDS
+                ]
+    for where, value in places:
+        if value is None or isinstance(value, (dict, list, bool)):
+            continue
+        problem = id_problem(str(value), MAX_PRODUCT_ID_BYTES)
+        if problem:
+            return f"{where}: {problem}"
+    return None
 
 
 def _utc(dt: datetime) -> datetime:
@@ -148,12 +269,16 @@ def normalize_event(
     """
     if not isinstance(raw, dict):
         raise ValueError("an event must be a JSON object")
-    if _nested_deeper_than(raw, MAX_NESTING):
-        raise ValueError(f"event is nested deeper than {MAX_NESTING} levels")
-    try:
-        size = len(json.dumps(raw, separators=(",", ":"), default=str, ensure_ascii=False).encode())
-    except UnicodeEncodeError:
-        raise ValueError("event contains invalid Unicode (an unpaired surrogate)") from None
+    try:  # the common case at C speed: NaN, Infinity and lone surrogates raise here
+        text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        size = len(text.encode())
+        suspect = _suspect(raw)
+    except (ValueError, UnicodeEncodeError):
+        suspect = True
+    if suspect:  # then say where, and which rule
+        problem = unstorable(raw)
+        if problem:
+            raise ValueError(problem)
     if size > MAX_EVENT_BYTES:
         raise ValueError(f"event is {size} bytes, over the {MAX_EVENT_BYTES // 1024} KB limit")
     try:
@@ -176,6 +301,9 @@ def normalize_event(
 
     name: str | None
     properties = dict(ev.properties or {})
+    problem = _product_id_problem(properties)
+    if problem:
+        raise ValueError(problem)
     if etype == "track":
         name = (ev.event or "").strip()
         if not name:

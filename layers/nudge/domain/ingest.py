@@ -30,7 +30,7 @@ from nudge.domain.errors import (
     UnauthorizedError,
     ValidationFailedError,
 )
-from nudge.domain.events import EVENT_TYPES, Event, Rejection, normalize_event
+from nudge.domain.events import EVENT_TYPES, Event, Rejection, normalize_event, unstorable
 from nudge.domain.ports import EventQueue
 
 KeyKind = Literal["write", "admin"]
@@ -153,6 +153,14 @@ def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestRe
             raise ValidationFailedError('a batch needs a "batch" array of events')
         if not items:
             raise ValidationFailedError("the batch is empty")
+        # the batch's own fields (`context` and `integrations` merge into every item): a
+        # value there that cannot be stored makes every item invalid
+        problem = unstorable({k: v for k, v in payload.items() if k != "batch"})
+        if problem:
+            raise ValidationFailedError(
+                f"batch {problem}",
+                details=[{"index": i, "message": f"batch {problem}"} for i in range(len(items))],
+            )
         ctx = payload.get("context") if isinstance(payload.get("context"), dict) else None
         integ = (
             payload.get("integrations") if isinstance(payload.get("integrations"), dict) else None

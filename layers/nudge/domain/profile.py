@@ -20,7 +20,8 @@ from typing import Any
 
 from nudge.constants import DEDUP_WINDOW_SECONDS, SESSION_TIMEOUT_SECONDS
 from nudge.domain.clock import from_ms, iso, to_ms
-from nudge.domain.events import PAGE_VIEWED, SCREEN_VIEWED, Event
+from nudge.domain.events import MAX_PRODUCT_ID_BYTES, PAGE_VIEWED, SCREEN_VIEWED, Event
+from nudge.domain.sizes import clip, stored_len
 
 # Segment e-commerce spec event names.
 PRODUCT_VIEWED = "Product Viewed"
@@ -31,10 +32,21 @@ ACTIVITY_TYPES = frozenset({"track", "page", "screen", "identify", "group"})
 COUNTED_TYPES = frozenset({"track", "page", "screen"})
 PAGE_EVENTS = frozenset({PRODUCT_VIEWED, PAGE_VIEWED, SCREEN_VIEWED})
 
-# Bounds that keep the hot item small (DynamoDB bills a write by the item's size).
+# Bounds that keep the hot item small (DynamoDB bills a write by the item's size) and
+# under a stated size whatever the events hold (docs/api.md, "Limits"). Byte sizes are
+# of the value as stored: UTF-8 JSON (nudge.domain.sizes).
+# The profile's own fields (all but the trigger engine's `triggers`) stay under this
+# whatever the events, every cap below reached (tests/unit/test_profile_bound.py)
+MAX_FIELDS_BYTES = 192 * 1024
+# and, with the default triggers, the whole document (DynamoDB's item limit: 400 KB)
+PROFILE_BOUND_BYTES = 256 * 1024
 MAX_EVENT_NAMES = 200
+MAX_EVENT_NAME_BYTES = 128  # a longer name is counted under its first 128 bytes
 MAX_TRAITS = 100
-MAX_TRAIT_BYTES = 1024
+MAX_TRAIT_KEY_BYTES = 100
+MAX_TRAIT_BYTES = 1024  # a text trait is cut to this; another value over it is not kept
+MAX_TRAITS_BYTES = 32 * 1024  # all traits: past it a value is cut to fit, or not kept
+_TRAIT_WORST = MAX_TRAIT_KEY_BYTES + MAX_TRAIT_BYTES + 6  # one trait, quotes and commas
 MAX_SEEN = 2000
 MAX_OPEN_SESSIONS = 8
 MAX_CART_ENTRIES = 50
@@ -46,13 +58,25 @@ MAX_ANON_IDS = 10
 # Identity (docs/identity.md): how many anonymous ids a profile may absorb, ever (merged
 # profiles and ids linked before they were seen); past it a merge is refused and logged
 MAX_MERGED_IDS = 100
-MAX_UNMERGED_IDS = 10  # refused ids remembered, so a conflict is read and logged once
+MAX_UNMERGED_IDS = 5  # refused ids remembered, so a conflict is read and logged once
 IDENTIFIED = "identified"  # an event arrived with userId == the profile's id
 ANONYMOUS = "anonymous"  # created by events that named it only as an anonymousId
 OTHER_EVENTS = "(other)"
 
 ITEM_CODES = {PRODUCT_VIEWED: "v", PRODUCT_ADDED: "a", ORDER_COMPLETED: "p"}
 CART_ATTRS = ("name", "price", "category", "image_url", "url")
+# the most a cart attribute keeps: text is cut, a longer URL is dropped (a cut one would be
+# a broken link), a number or flag over CART_VALUE_BYTES (a 300-digit integer) is dropped
+CART_TEXT_BYTES = {"name": 256, "category": 128}
+CART_URL_BYTES = 1024
+CART_VALUE_BYTES = 32
+MAX_CART_BYTES = 32 * 1024  # the whole cart: past it the entries changed longest ago go
+# an entry at its caps: product id, attributes, MAX_CART_ADDS adds, times, keys
+_CART_ENTRY_WORST = 2 * MAX_PRODUCT_ID_BYTES + sum(CART_TEXT_BYTES.values()) + 3 * 1024 + 300
+# amounts as the profile sums them: an order's revenue and a price are counted up to
+# MAX_AMOUNT either way, a quantity up to MAX_QUANTITY (so no sum ever overflows to inf)
+MAX_AMOUNT = 1e12
+MAX_QUANTITY = 1_000_000
 
 
 def _cart_adds(entry: dict[str, Any]) -> list[list[int]]:
@@ -66,9 +90,23 @@ def _cart_adds(entry: dict[str, Any]) -> list[list[int]]:
 
 
 def _cart_attrs(source: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: source[k] for k in CART_ATTRS if k in source and not isinstance(source[k], (dict, list))
-    }
+    """The attributes an add keeps to describe its cart item, each within its cap."""
+    out: dict[str, Any] = {}
+    for k in CART_ATTRS:
+        if k not in source:
+            continue
+        v = source[k]
+        if isinstance(v, (dict, list)):
+            continue
+        if isinstance(v, str):
+            if k in CART_TEXT_BYTES:
+                v = clip(v, CART_TEXT_BYTES[k])
+            elif stored_len(v) - 2 > (CART_URL_BYTES if k != "price" else CART_VALUE_BYTES):
+                continue
+        elif stored_len(v) > CART_VALUE_BYTES:
+            continue
+        out[k] = v
+    return out
 
 
 def _attrs_rank(attrs: dict[str, Any]) -> str:
@@ -80,18 +118,23 @@ def _product_id(props: dict[str, Any]) -> str | None:
     pid = props.get("product_id", props.get("sku"))
     if pid is None or isinstance(pid, (dict, list)):
         return None
-    return str(pid)[:200] or None
+    # as the trigger engine reads keys (200 characters); ingest refuses product ids over
+    # MAX_PRODUCT_ID_BYTES, and the cut keeps any other event's within it too
+    return clip(str(pid)[:200], MAX_PRODUCT_ID_BYTES) or None
 
 
-def _num(value: Any, default: float = 0.0) -> float:
-    """A finite number from an event property, else the default (never inf or NaN)."""
+def _num(value: Any, default: float = 0.0, bound: float = MAX_AMOUNT) -> float:
+    """A finite number from an event property within +-bound, else the default (never inf
+    or NaN: 1e308 is a valid JSON number, and two of them sum to inf)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return default
     try:
         number = float(value)
     except (ValueError, OverflowError):
         return default
-    return number if math.isfinite(number) else default
+    if not math.isfinite(number):
+        return default
+    return max(-bound, min(bound, number))
 
 
 def order_revenue(props: dict[str, Any]) -> float:
@@ -102,8 +145,9 @@ def order_revenue(props: dict[str, Any]) -> float:
     total = 0.0
     for p in props.get("products") or []:
         if isinstance(p, dict):
-            total += _num(p.get("price")) * (_num(p.get("quantity"), 1.0) or 1.0)
-    return total
+            quantity = _num(p.get("quantity"), 1.0, MAX_QUANTITY) or 1.0
+            total += _num(p.get("price")) * quantity
+    return max(-MAX_AMOUNT, min(MAX_AMOUNT, total))
 
 
 def pack_seen(seen: dict[str, int]) -> str:
@@ -298,7 +342,7 @@ class Profile:
         if ev.type not in COUNTED_TYPES or not ev.event:
             return
         self._add_to_session(t)
-        name = ev.event
+        name = clip(ev.event, MAX_EVENT_NAME_BYTES)
         if name not in self.event_counts and len(self.event_counts) >= MAX_EVENT_NAMES:
             name = OTHER_EVENTS
         self.event_counts[name] = self.event_counts.get(name, 0) + 1
@@ -347,18 +391,36 @@ class Profile:
 
     def _merge_traits(self, traits: dict[str, Any], t: int, fp: str) -> None:
         for key, value in traits.items():
-            key = str(key)[:100]
-            prior = self.trait_at.get(key)
-            if prior is not None and [t, fp] <= list(prior):
-                continue
-            if key not in self.traits and len(self.traits) >= MAX_TRAITS:
-                continue
-            if isinstance(value, (dict, list)) and len(str(value)) > MAX_TRAIT_BYTES:
-                continue
-            if isinstance(value, str) and len(value) > MAX_TRAIT_BYTES:
-                value = value[:MAX_TRAIT_BYTES]
-            self.traits[key] = value
-            self.trait_at[key] = [t, fp]
+            self._set_trait(clip(str(key)[:100], MAX_TRAIT_KEY_BYTES), value, [t, fp])
+
+    def _set_trait(self, key: str, value: Any, at: list[Any]) -> None:
+        """Last writer wins by (event time, fingerprint), within the caps: MAX_TRAITS
+        traits, each value MAX_TRAIT_BYTES (text is cut, another value over it is not
+        kept), all of them MAX_TRAITS_BYTES (a value that would pass it is cut to fit, or
+        not kept)."""
+        prior = self.trait_at.get(key)
+        if prior is not None and list(at) <= list(prior):
+            return
+        if key not in self.traits and len(self.traits) >= MAX_TRAITS:
+            return
+        room = self._trait_room(key) - 2  # text: without its quotes
+        if isinstance(value, str):
+            if room < 0:
+                return
+            value = clip(value, room)
+        elif stored_len(value) > room:
+            return
+        self.traits[key] = value
+        self.trait_at[key] = list(at)
+
+    def _trait_room(self, key: str) -> int:
+        """The bytes a value of `key` may take: MAX_TRAIT_BYTES, less once the traits
+        near MAX_TRAITS_BYTES (measured only then: most profiles hold a few)."""
+        if (len(self.traits) + 1) * _TRAIT_WORST <= MAX_TRAITS_BYTES:
+            return MAX_TRAIT_BYTES + 2
+        others = stored_len({k: v for k, v in self.traits.items() if k != key})
+        # the others, then `,"key":value`
+        return min(MAX_TRAIT_BYTES + 2, MAX_TRAITS_BYTES - others - stored_len(key) - 2)
 
     def _add_to_session(self, t: int) -> None:
         self._add_session_interval(t, t)
@@ -397,7 +459,8 @@ class Profile:
             return
         self.cart_adds += 1
         entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
-        entry["qa"] = [*_cart_adds(entry), [t, max(1, int(_num(props.get("quantity"), 1)))]]
+        quantity = max(1, int(_num(props.get("quantity"), 1, MAX_QUANTITY)))
+        entry["qa"] = [*_cart_adds(entry), [t, quantity]]
         self._describe_cart_item(entry, _cart_attrs(props), t)
         entry["add"] = max(entry.get("add", 0), t)
         self._requantify(entry)
@@ -482,12 +545,22 @@ class Profile:
                 for pid, e in self.cart.items()
                 if last(e) >= horizon or e.get("add", 0) > max(e.get("rm", 0), self.cart_cleared_at)
             }
-        if len(self.cart) <= MAX_CART_ENTRIES:
+        if (
+            len(self.cart) <= MAX_CART_ENTRIES
+            and len(self.cart) * _CART_ENTRY_WORST <= MAX_CART_BYTES
+        ):
             return
-        ranked = sorted(
-            self.cart.items(), key=lambda kv: max(kv[1].get("add", 0), kv[1].get("rm", 0))
-        )
-        self.cart = dict(ranked[-MAX_CART_ENTRIES:])
+        # over the count or (measured only when it may be) the bytes: the entries changed
+        # longest ago go
+        ranked = sorted(self.cart.items(), key=lambda kv: (last(kv[1]), kv[0]))
+        ranked = ranked[-MAX_CART_ENTRIES:]
+        sizes = [stored_len(pid) + stored_len(e) + 2 for pid, e in ranked]
+        total = sum(sizes) + 2
+        drop = 0
+        while total > MAX_CART_BYTES and drop < len(ranked):
+            total -= sizes[drop]
+            drop += 1
+        self.cart = dict(ranked[drop:])
 
     def _recent(self, pid: str, code: str, t: int) -> None:
         items = [i for i in self.recent_items if not (i[0] == pid and i[1] == code and i[2] >= t)]
@@ -506,11 +579,7 @@ class Profile:
         if other.identity == IDENTIFIED:
             self.identity = IDENTIFIED
         for key, value in other.traits.items():
-            at = other.trait_at.get(key, [0, ""])
-            prior = self.trait_at.get(key)
-            if prior is None or list(at) > list(prior):
-                self.traits[key] = value
-                self.trait_at[key] = at
+            self._set_trait(key, value, other.trait_at.get(key, [0, ""]))
         for attr in ("first_seen", "first_order_at"):
             a, b = getattr(self, attr), getattr(other, attr)
             setattr(self, attr, b if a is None else a if b is None else min(a, b))
