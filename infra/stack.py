@@ -124,6 +124,7 @@ class NudgeStack(cdk.Stack):
                 C.EVENTS_QUEUE: self.ingest.events_dlq,
                 C.ACTIONS_QUEUE: self.delivery.actions_dlq,
                 "scheduler": self.scheduling.dlq,
+                "check-failures": self.scheduling.check_failures,
             },
             work_queues={
                 C.EVENTS_QUEUE: self.ingest.events_queue,
@@ -146,6 +147,7 @@ class NudgeStack(cdk.Stack):
             "ActionsQueueName": self.delivery.actions_queue.queue_name,
             "ActionsDlqName": self.delivery.actions_dlq.queue_name,
             "SchedulerDlqName": self.scheduling.dlq.queue_name,
+            "CheckFailuresQueueName": self.scheduling.check_failures.queue_name,
             "ScheduleGroupName": C.SCHEDULE_GROUP,
             "UnsubscribeSecretName": C.UNSUBSCRIBE_SECRET_NAME,
             "SenderEmail": self.context.sender_email,

@@ -3,8 +3,14 @@ one-time schedule per minute bucket of trigger timers (and deliver one per defer
 delivery), the check function the bucket schedules invoke (it Queries the bucket's timers
 in the timers table and sends one message per timer onto the events FIFO queue, grouped
 by user, for process), the role Scheduler assumes to invoke it (and, for deferred
-deliveries, to put an action back on the actions queue), and the dead-letter queue for
-schedules whose target fails."""
+deliveries, to put an action back on the actions queue), the dead-letter queue for
+schedules whose target fails, and the check function's own on-failure destination.
+
+Scheduler invokes the check function asynchronously: once Lambda has accepted the event,
+Scheduler's retry policy and DLQ are done with it, and a check that fails is retried by
+Lambda (CHECK_RETRY_ATTEMPTS more times, within CHECK_MAX_EVENT_AGE), then sent with its
+error to ``check_failures`` (a queue with an alarm) rather than dropped with the minute's
+timers."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -21,6 +28,12 @@ from nudge import constants as C
 from infra.constructs.function import NudgeFunction
 from infra.constructs.queues import dead_letter_queue
 from infra.constructs.state import State
+
+# Lambda's asynchronous retries of a failed check: the most it allows, within the longest
+# age it allows (a late check is harmless: every timer is re-checked against current
+# state), then the event goes to the on-failure destination.
+CHECK_RETRY_ATTEMPTS = 2
+CHECK_MAX_EVENT_AGE = cdk.Duration.hours(6)
 
 _SCHEDULES_IN_GROUP_FINDING = (
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:"
@@ -37,7 +50,9 @@ _SCHEDULES_IN_GROUP_REASON = (
 class Scheduling(Construct):
     """``group``, ``role`` (assumed by Scheduler), ``dlq`` (standard queue: Scheduler
     target DLQs cannot be FIFO), ``check`` (the NudgeFunction), ``check_function_arn``,
-    ``environment`` (what a function that creates schedules must know)."""
+    ``check_failures`` (the check function's on-failure destination: the bucket events
+    Lambda gave up on, with their error), ``environment`` (what a function that creates
+    schedules must know)."""
 
     def __init__(
         self,
@@ -133,6 +148,27 @@ class Scheduling(Construct):
         # (SendMessageBatch): no profile, no action, no schedule of its own.
         state.grant_timer_query(self.function)
         events_queue.grant_send_messages(self.function)
+
+        # Its asynchronous invocations (Scheduler's): explicit retries, then a queue, so
+        # that a failed bucket is kept (with its error) for an operator to look at and
+        # invoke again, not dropped. A standard queue: Lambda destinations cannot be FIFO.
+        self.check_failures = dead_letter_queue(self, "CheckFailures", fifo=False)
+        cdk.Validations.of(self.check_failures).acknowledge(
+            cdk.Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason=(
+                    "This queue is itself a dead-letter queue: the on-failure destination "
+                    "of the check function's asynchronous invocations (EventInvokeConfig), "
+                    "where Lambda sends a bucket event it gave up on, which cdk-nag does not "
+                    "recognize as a dead-letter queue."
+                ),
+            )
+        )
+        self.function.configure_async_invoke(
+            retry_attempts=CHECK_RETRY_ATTEMPTS,
+            max_event_age=CHECK_MAX_EVENT_AGE,
+            on_failure=destinations.SqsDestination(self.check_failures),
+        )
 
     def schedule_arns(self) -> str:
         """Every schedule of the nudge group (names are made at run time)."""

@@ -98,7 +98,10 @@ def test_check_queries_timers_and_sends_to_the_events_queue_only(synth):
     perms = synth.allowed(_role(synth, C.FN_CHECK))
     assert _table_actions(synth, perms) == {C.TIMERS: {"dynamodb:Query"}}
     assert perms["dynamodb:Query"] == [_getatt(synth, s.state.timers)]
-    assert perms["sqs:SendMessage"] == [_getatt(synth, s.ingest.events_queue)]
+    # the events queue, and its own on-failure destination (Lambda sends with its role)
+    assert sorted(map(str, perms["sqs:SendMessage"])) == sorted(
+        str(_getatt(synth, q)) for q in (s.ingest.events_queue, s.scheduling.check_failures)
+    )
     data_actions = {a for a in perms if not a.startswith(("logs:", "xray:"))}
     assert data_actions == {
         "dynamodb:Query",

@@ -13,7 +13,12 @@ def _alarms(synth):  # type: ignore[no-untyped-def]
 
 def test_every_dead_letter_queue_alarms_when_it_holds_a_message(synth):
     s = synth.stack
-    dlqs = {s.ingest.events_dlq, s.delivery.actions_dlq, s.scheduling.dlq}
+    dlqs = {
+        s.ingest.events_dlq,
+        s.delivery.actions_dlq,
+        s.scheduling.dlq,
+        s.scheduling.check_failures,
+    }
     watched = set()
     for alarm in _alarms(synth):
         p = alarm["Properties"]

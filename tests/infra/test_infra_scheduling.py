@@ -1,6 +1,8 @@
 """EventBridge Scheduler: the group, the role it assumes (invoke check only), and the
 schedule permissions of the functions that create schedules (that group only): process
-one per minute bucket of timers, deliver one per deferred delivery; check creates none."""
+one per minute bucket of timers, deliver one per deferred delivery; check creates none.
+Scheduler invokes check asynchronously: Lambda's retries of it are explicit, and what
+they give up on goes to an on-failure queue with an alarm, not away."""
 
 from __future__ import annotations
 
@@ -100,3 +102,58 @@ def test_functions_are_told_where_schedules_go(synth):
             }
         },
     )
+
+
+def test_check_function_retries_asynchronous_invocations_explicitly_then_keeps_the_failures(
+    synth,
+):
+    s = synth.stack
+    (config,) = synth.resources("AWS::Lambda::EventInvokeConfig").values()
+    props = config["Properties"]
+    assert props["FunctionName"] == {"Ref": synth.logical_id(s.scheduling.function)}
+    assert props["Qualifier"] == "$LATEST"
+    assert props["MaximumRetryAttempts"] == 2  # the most Lambda allows
+    assert props["MaximumEventAgeInSeconds"] == 6 * 3600  # the longest Lambda allows
+    assert props["DestinationConfig"] == {
+        "OnFailure": {
+            "Destination": {"Fn::GetAtt": [synth.logical_id(s.scheduling.check_failures), "Arn"]}
+        }
+    }
+
+
+def test_check_failures_queue_is_encrypted_tls_only_kept_14_days_and_standard(synth):
+    s = synth.stack
+    queue = synth.template_json["Resources"][synth.logical_id(s.scheduling.check_failures)]
+    props = queue["Properties"]
+    assert props["SqsManagedSseEnabled"] is True
+    assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert "FifoQueue" not in props  # Lambda destinations cannot be FIFO
+    synth.template.has_resource_properties(
+        "AWS::SQS::QueuePolicy",
+        {
+            "Queues": [{"Ref": synth.logical_id(s.scheduling.check_failures)}],
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
+
+
+def test_a_check_failure_alarms(synth):
+    s = synth.stack
+    alarm = s.monitoring.dlq_alarms["check-failures"]
+    props = synth.template_json["Resources"][synth.logical_id(alarm)]["Properties"]
+    assert props["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    (dim,) = props["Dimensions"]
+    assert dim["Value"] == {
+        "Fn::GetAtt": [synth.logical_id(s.scheduling.check_failures), "QueueName"]
+    }
