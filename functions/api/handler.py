@@ -23,7 +23,7 @@ from nudge.domain.errors import NotFoundError, ValidationFailedError
 from nudge.domain.events import unstorable
 from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import decode_body
-from nudge.domain.unsubscribe import confirmation_page, verify_token
+from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
 from nudge.http import header, install_error_handlers, json_response, raw_body, require_admin
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
@@ -202,18 +202,42 @@ def post_device(userId: str) -> Any:
     return json_response({"user_id": uid, **device}, status=201)
 
 
-def _unsubscribe() -> Response[str]:
-    d = deps()
+def _verified() -> tuple[str, str, str]:
+    """The token of the request and the (user, channel) it signs: 400 without, 403 forged."""
     token = (app.current_event.query_string_parameters or {}).get("token")
-    user_id, channel = verify_token(d.unsubscribe_key.get(), token)
-    with contextlib.suppress(NotFoundError):  # an erased user: nothing left to send to
-        users.opt_out(d.profiles, user_id, channel)
-    logger.info("unsubscribed", extra={"channel": channel})
-    if app.current_event.http_method == "POST":  # RFC 8058 one-click: the mail client posts
-        return json_response({"unsubscribed": True, "channel": channel})
+    user_id, channel = verify_token(deps().unsubscribe_key.get(), token)
+    assert token is not None  # verify_token refused a missing one
+    return token, user_id, channel
+
+
+def unsubscribe_page() -> Response[str]:
+    """GET: the confirmation page. It unsubscribes nothing: link scanners and mail
+    previews follow links (RFC 8058 keeps the action for a POST)."""
+    token, _, channel = _verified()
     return Response(
-        status_code=200, content_type="text/html; charset=utf-8", body=confirmation_page(channel)
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=confirmation_page(channel, token),
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
     )
+
+
+def unsubscribe() -> Response[str]:
+    """POST: unsubscribes, whether the page's button or a mail client's one-click
+    (RFC 8058: body `List-Unsubscribe=One-Click`) posted it. A browser gets a page, any
+    other client JSON."""
+    _, user_id, channel = _verified()
+    with contextlib.suppress(NotFoundError):  # an erased user: nothing left to send to
+        users.opt_out(deps().profiles, user_id, channel)
+    logger.info("unsubscribed", extra={"channel": channel})
+    if "text/html" in (header(app.current_event.raw_event, "accept") or ""):
+        return Response(
+            status_code=200,
+            content_type="text/html; charset=utf-8",
+            body=unsubscribed_page(channel),
+            headers={"Cache-Control": "no-store"},
+        )
+    return json_response({"unsubscribed": True, "channel": channel})
 
 
 UNSUBSCRIBE_TOKEN = {
@@ -228,25 +252,30 @@ app.get(
     "/v1/unsubscribe",
     **doc.operation(
         "unsubscribePage",
-        "Unsubscribe from the link's channel; answers a confirmation page",
+        "The unsubscribe link's confirmation page, with a button that posts it",
         tag=doc.UNSUBSCRIBE,
         returns={"type": "string"},
         media_type="text/html",
         errors=UNSUBSCRIBE_ERRORS,
         query=[UNSUBSCRIBE_TOKEN],
+        description="Opening the link unsubscribes nothing (mail scanners and previews "
+        "follow links): the page's button POSTs to the same URL.",
     ),
-)(_unsubscribe)
+)(unsubscribe_page)
 app.post(
     "/v1/unsubscribe",
     **doc.operation(
         "unsubscribeOneClick",
-        "RFC 8058 one-click unsubscribe (what mail clients post to List-Unsubscribe)",
+        "Unsubscribe from the token's channel: the page's button, and RFC 8058 one-click",
         tag=doc.UNSUBSCRIBE,
         returns="Unsubscribed",
         errors=UNSUBSCRIBE_ERRORS,
         query=[UNSUBSCRIBE_TOKEN],
+        description="What mail clients post to every email's List-Unsubscribe URL (body "
+        "`List-Unsubscribe=One-Click`). A request that accepts text/html (the page's "
+        "form) is answered with a page instead of JSON.",
     ),
-)(_unsubscribe)
+)(unsubscribe)
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

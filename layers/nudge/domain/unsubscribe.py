@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 from urllib.parse import quote
 
@@ -57,21 +58,49 @@ def unsubscribe_url(base_url: str, secret: bytes, user_id: str, channel: str) ->
     )
 
 
-def confirmation_page(channel: str) -> str:
-    what = (
-        "messages"
-        if channel == ALL_CHANNELS
-        else {
-            "email": "emails",
-            "sms": "text messages",
-            "push": "push notifications",
-            "inapp": "in-app messages",
-        }[channel]
-    )
+def _what(channel: str) -> str:
+    if channel == ALL_CHANNELS:
+        return "messages"
+    return {
+        "email": "emails",
+        "sms": "text messages",
+        "push": "push notifications",
+        "inapp": "in-app messages",
+    }[channel]
+
+
+def _page(title: str, body: str) -> str:
     return (
         "<!doctype html><html lang=en><meta charset=utf-8>"
-        "<meta name=viewport content='width=device-width,initial-scale=1'><title>Unsubscribed</title>"
-        "<body style='font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem'>"
-        f"<h1>You are unsubscribed</h1><p>You will not receive these {what} from us any more.</p>"
-        "</body></html>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        "<meta name=robots content=noindex>"
+        f"<title>{title}</title>"
+        "<body style='font-family:system-ui,sans-serif;max-width:32rem;margin:4rem auto;"
+        f"padding:0 1rem'>{body}</body></html>"
+    )
+
+
+def confirmation_page(channel: str, token: str) -> str:
+    """What the link of an email shows (GET): a question and a button that posts it.
+    Opening the link changes nothing: mail scanners and previews follow links, and RFC
+    8058 keeps the unsubscribe itself for a POST. The form posts what a one-click mail
+    client posts, to the same URL (relative, so any path prefix of the API works)."""
+    action = html.escape(f"unsubscribe?token={quote(token, safe='')}", quote=True)
+    return _page(
+        "Unsubscribe",
+        f"<h1>Unsubscribe from {_what(channel)}?</h1>"
+        f"<p>Press the button and we will not send you these {_what(channel)} any more.</p>"
+        f'<form method=post action="{action}">'
+        "<input type=hidden name=List-Unsubscribe value=One-Click>"
+        "<button type=submit style='font-size:1rem;padding:.5rem 1rem'>Unsubscribe</button>"
+        "</form>",
+    )
+
+
+def unsubscribed_page(channel: str) -> str:
+    """What a browser sees once the form was posted."""
+    return _page(
+        "Unsubscribed",
+        f"<h1>You are unsubscribed</h1><p>You will not receive these {_what(channel)} "
+        "from us any more.</p>",
     )
