@@ -1,7 +1,16 @@
 """check: the EventBridge Scheduler target. A minute's wake-up came due: its timers (from
 the wake-up index) go to their users' FIFO groups on the events queue, one TimersMessage
 per user (nudge.domain.messages), where the process function re-checks each trigger
-against the user's current state, serialized with the user's events. An exception makes Scheduler retry (retry policy) and finally dead-letter."""
+against the user's current state, serialized with the user's events.
+
+Scheduler invokes this function asynchronously: its retry policy and dead-letter queue
+cover only handing the event to Lambda. An exception here is retried by Lambda, twice
+within 6 hours (the function's EventInvokeConfig, infra/constructs/scheduling.py), and
+then the event goes with its error to the CheckFailures queue (alarmed) rather than
+being dropped; re-invoking the function with its `requestPayload` replays the bucket
+(docs/architecture.md, "Timers"). A replay or a retry is harmless: the timers are
+re-checked against current state (and a retry within SQS's 5 minutes is dropped as a
+duplicate)."""
 
 from __future__ import annotations
 
