@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from nudge import constants as C
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain.ports import StoredProfile
-from nudge.domain.profile import Profile
+from nudge.domain.profile import Profile, unpack_seen
 from nudge.local.emulation import Resources
 from nudge.local.lambdas import sqs_event
 
@@ -257,6 +257,8 @@ def _in_order_and_reversed(
     assert forward is not None and backward is not None
     for state in (forward, backward):
         state.pop("user_id")
+        if "seen" in state:  # kept in the order remembered: the set is what must agree
+            state["seen"] = unpack_seen(state["seen"])  # dicts compare as sets of items
     return forward, backward
 
 

@@ -3,8 +3,10 @@ idempotent per messageId, and bounded (issue 2 part 3, docs/decisions.md D1, D2,
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
+import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +22,7 @@ from nudge.domain.profile import (
     OTHER_EVENTS,
     Profile,
     order_revenue,
+    unpack_seen,
 )
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -403,6 +406,34 @@ def test_seen_fingerprints_are_kept_for_24_hours() -> None:
     assert p.event_counts == {"Signed Up": 2}
 
 
+def test_past_max_seen_the_newest_fingerprints_are_kept() -> None:
+    # the audit: 2,100 events, then 100 old and 100 recent messageIds sent again counted
+    # 70 and 56 again (the kept ones were the top 2,000 by fingerprint, not the newest)
+    p = Profile("u1")
+    n = MAX_SEEN + 100
+    for k in range(0, n, 100):  # 21 requests within one minute: one received minute
+        p.apply(
+            [
+                ev(mid=f"m{i}", received=RECEIVED + timedelta(seconds=k // 100))
+                for i in range(k, k + 100)
+            ]
+        )
+    again = RECEIVED + timedelta(seconds=30)
+    recent = [ev(mid=f"m{i}", received=again) for i in range(n - 100, n)]
+    assert p.apply(recent) == []
+    assert len(p.seen) == MAX_SEEN
+    restored = Profile.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert list(restored.seen.items()) == list(p.seen.items())  # order kept when stored
+    assert restored.apply(recent) == []
+
+
+def test_dedup_fingerprints_stored_in_the_older_single_block_form_still_read() -> None:
+    fps = {"00112233445566aa": 100, "ffeeddccbbaa9988": 95}
+    raw = b"".join(bytes.fromhex(fp) + struct.pack(">H", 100 - m) for fp, m in sorted(fps.items()))
+    old = f"100:{base64.b64encode(raw).decode()}"
+    assert list(unpack_seen(old).items()) == [("ffeeddccbbaa9988", 95), ("00112233445566aa", 100)]
+
+
 # ---- bounded state ------------------------------------------------------------------------------
 
 
@@ -632,8 +663,11 @@ def _from_spec(i: int, spec: tuple[Any, ...]) -> Event:
 def comparable(p: Profile) -> dict[str, Any]:
     """to_dict() minus what is documented as order dependent: the cart's `qty` is
     approximate; `anonymous_ids` and `bought` are sets kept as lists in arrival order
-    (their membership, compared here, is order independent under their caps)."""
-    d = p.to_dict()  # asdict: already a deep copy
+    (their membership, compared here, is order independent under their caps); the dedup
+    fingerprints are kept in the order remembered (the set is compared)."""
+    d = copy.deepcopy(p.to_dict())  # to_dict hands out the profile's own values
+    if "seen" in d:
+        d["seen"] = sorted(unpack_seen(d["seen"]).items())
     for entry in d.get("cart", {}).values():
         entry.pop("qty", None)
     for key in ("anonymous_ids", "bought"):

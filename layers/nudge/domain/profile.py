@@ -13,6 +13,8 @@ import base64
 import json
 import math
 import struct
+import sys
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -151,30 +153,52 @@ def order_revenue(props: dict[str, Any]) -> float:
 
 
 def pack_seen(seen: dict[str, int]) -> str:
-    """The dedup fingerprints as stored: `newest_minute:base64(8-byte fingerprint + 2-byte
-    age in minutes, ...)`, 10 bytes an entry instead of ~30 as a JSON object, so the hot
-    item (billed by its size on every write) stays small."""
+    """The dedup fingerprints as stored: `newest_minute:base64(8-byte fingerprints):
+    base64(2-byte ages in minutes)`, in the order they were remembered (oldest first),
+    10 bytes an entry instead of ~30 as a JSON object, so that the hot item (billed by
+    its size on every write) stays small. Two blocks, so that each is packed by one C
+    call (2,000 entries in well under a millisecond)."""
     if not seen:
         return ""
-    newest = max(seen.values())
-    raw = b"".join(
-        bytes.fromhex(fp) + struct.pack(">H", min(newest - minute, 0xFFFF))
-        for fp, minute in sorted(seen.items())
-    )
-    return f"{newest}:{base64.b64encode(raw).decode()}"
+    minutes = seen.values()
+    newest = max(minutes)
+    fps = bytes.fromhex("".join(seen))
+    # ages fit 2 bytes: the window (25 h) is 1,500 minutes; clamped for merged leftovers
+    ages = array("H", [newest - m if newest - m < 0xFFFF else 0xFFFF for m in minutes])
+    if sys.byteorder == "little":
+        ages.byteswap()  # stored big-endian
+    return f"{newest}:{base64.b64encode(fps).decode()}:{base64.b64encode(ages.tobytes()).decode()}"
 
 
 def unpack_seen(value: Any) -> dict[str, int]:
-    if isinstance(value, dict):  # the readable form, as tests and older items hold it
-        return {str(k): int(v) for k, v in value.items()}
+    """The fingerprints in the order remembered (oldest first). Also reads the readable
+    form (a mapping, as tests and older items hold it) and the single-block form of
+    before (fingerprint and age interleaved, in fingerprint order: sorted by age here)."""
+    if isinstance(value, dict):
+        return _by_minute({str(k): int(v) for k, v in value.items()})
     if not value:
         return {}
-    newest_text, _, encoded = str(value).partition(":")
-    newest, raw = int(newest_text), base64.b64decode(encoded)
-    return {
-        raw[i : i + 8].hex(): newest - struct.unpack(">H", raw[i + 8 : i + 10])[0]
-        for i in range(0, len(raw), 10)
-    }
+    newest_text, _, rest = str(value).partition(":")
+    newest = int(newest_text)
+    fps_text, sep, ages_text = rest.partition(":")
+    if sep:
+        fps, ages = base64.b64decode(fps_text), base64.b64decode(ages_text)
+        n = len(ages) // 2
+        return {
+            fps[8 * i : 8 * i + 8].hex(): newest - age
+            for i, age in enumerate(struct.unpack(f">{n}H", ages))
+        }
+    raw = base64.b64decode(rest)
+    return _by_minute(
+        {
+            raw[i : i + 8].hex(): newest - struct.unpack(">H", raw[i + 8 : i + 10])[0]
+            for i in range(0, len(raw), 10)
+        }
+    )
+
+
+def _by_minute(seen: dict[str, int]) -> dict[str, int]:
+    return dict(sorted(seen.items(), key=lambda kv: kv[1]))
 
 
 def _stamp(ev: Event) -> tuple[int, str]:
@@ -248,14 +272,19 @@ class Profile:
         self.seen[ev.fingerprint] = to_ms(ev.received_at) // 60000
 
     def _prune_seen(self) -> None:
-        if not self.seen:
+        """Keeps the fingerprints of the dedup window, the newest MAX_SEEN of them: they
+        are in the order remembered (by received minute, oldest first), so the oldest go
+        from the front, without a sort or a pass over the rest."""
+        seen = self.seen
+        if not seen:
             return
-        newest = max(self.seen.values())
+        newest = (self.last_received or 0) // 60000
         horizon = newest - DEDUP_WINDOW_SECONDS // 60
-        kept = {fp: m for fp, m in self.seen.items() if m >= horizon}
-        if len(kept) > MAX_SEEN:
-            kept = dict(sorted(kept.items(), key=lambda kv: (kv[1], kv[0]))[-MAX_SEEN:])
-        self.seen = kept
+        while seen:
+            first = next(iter(seen))
+            if len(seen) <= MAX_SEEN and seen[first] >= horizon:
+                break
+            del seen[first]
 
     # ---- derived views ---------------------------------------------------------------
     @property
@@ -318,10 +347,11 @@ class Profile:
             if fp in self.seen or fp in taken:
                 continue
             self._apply_one(ev)
-            self._remember(ev)
             fresh.append(ev)
             taken.add(fp)
         if fresh:
+            for ev in sorted(fresh, key=lambda e: e.received_at):  # oldest first (_prune_seen)
+                self._remember(ev)
             self._prune_seen()
         return fresh
 
@@ -623,7 +653,7 @@ class Profile:
             if anon != self.user_id:
                 self._add_anonymous_id(anon)
         self.merges += other.merges
-        self.seen.update(other.seen)
+        self.seen = _by_minute({**other.seen, **self.seen})
         self._prune_seen()
 
     # ---- the public view (GET /v1/users/{id}) ------------------------------------------
