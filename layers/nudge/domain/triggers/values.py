@@ -14,12 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from nudge.domain.events import Event
+from nudge.domain.sizes import clip
 from nudge.domain.triggers.model import EventMatch, PropertyFilter
 
 MISSING: Any = object()
 SNAPSHOT_FIELDS = 8  # scalar properties kept in a snapshot
-SNAPSHOT_TEXT = 200  # characters kept of a text property in a snapshot
-KEY_TEXT = 200  # characters kept of a key value
+SNAPSHOT_TEXT = 200  # stored bytes kept of a text property in a snapshot
+SNAPSHOT_NAME = 64  # stored bytes kept of a property's name in a snapshot
+KEY_TEXT = 200  # stored bytes kept of a key value
 KEY_PRODUCTS = 50  # items of a `products` list read for key values
 
 ValuePred = Callable[[Any], bool]
@@ -142,7 +144,7 @@ class Matcher:
 def _key_text(v: Any) -> str | None:
     if v is None or v is MISSING or isinstance(v, (dict, list, bool)):
         return None
-    text = str(v)[:KEY_TEXT]
+    text = clip(str(v), KEY_TEXT)
     return text or None
 
 
@@ -177,15 +179,19 @@ def product_of(props: dict[str, Any]) -> str | None:
 
 
 def snapshot(props: dict[str, Any]) -> dict[str, Any]:
-    """A small copy of an event's scalar properties, kept in state for a message's context."""
+    """A small copy of an event's scalar properties, kept in state for a message's
+    context: at most SNAPSHOT_FIELDS, names and texts cut to SNAPSHOT_NAME and
+    SNAPSHOT_TEXT stored bytes (the profile item's bound counts every snapshot kept)."""
     out: dict[str, Any] = {}
     for k, v in props.items():
         if len(out) >= SNAPSHOT_FIELDS:
             break
-        if isinstance(v, str):
-            out[k] = v[:SNAPSHOT_TEXT]
-        elif isinstance(v, (int, float, bool)):
-            out[k] = v
+        if not isinstance(v, (str, int, float, bool)):
+            continue
+        name = clip(k, SNAPSHOT_NAME)
+        if name in out:
+            continue  # two long names alike once cut
+        out[name] = clip(v, SNAPSHOT_TEXT) if isinstance(v, str) else v
     return out
 
 
