@@ -5,6 +5,7 @@ time, and a message goes out only when its filters still hold now."""
 
 from __future__ import annotations
 
+from nudge.domain.events import normalize_event
 from nudge.domain.profile import Profile
 from nudge.domain.triggers.backtest import Simulation
 from nudge.domain.triggers.behaviors.base import MAX_DEFERRED
@@ -146,3 +147,27 @@ def test_a_wake_up_that_only_re_arms_files_the_timer_without_a_profile_write() -
     sim.deliver([ev("Seen", T + 21 * M)], T + 21 * M)  # the stale due recorded covers nothing
     sim.advance(T + 40 * M)
     assert counted(sim, "idle") == 2
+
+
+def test_episodes_of_an_anonymous_visitor_count_on_the_user_after_login() -> None:
+    sim = Simulation(custom(EVERY_VIEW))
+    raw = {
+        "type": "track",
+        "anonymousId": "anon-1",
+        "event": "Product Viewed",
+        "messageId": "a1",
+        "timestamp": T.isoformat(),
+        "properties": {"product_id": "p1"},
+    }
+    sim.deliver([normalize_event(raw, kind=None, received_at=T)], T)
+    sim.deliver([ev("Product Viewed", T + M, product_id="p2")], T + M)
+    assert counted(sim, "viewed", user="anon-1") == 1 and counted(sim, "viewed") == 1
+    login = ev(None, T + 2 * M, type="identify", email="a@example.com")
+    login = login.model_copy(update={"anonymous_id": "anon-1"})
+    sim.deliver([login], T + 2 * M)
+    assert counted(sim, "viewed") == 2  # the visitor's episode is the user's now
+    state = sim.profiles["u1"].triggers["viewed"]
+    assert state["last_fired_at"] == int((T + M).timestamp() * 1000)
+    sim.deliver([ev("Product Viewed", T + 3 * M, product_id="p1")], T + 3 * M)
+    ids = [f.action_id for f in sent(sim, "viewed")]
+    assert len(ids) == len(set(ids)) == 3  # no action id reused after the merge

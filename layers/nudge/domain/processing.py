@@ -21,7 +21,7 @@ from nudge.domain.events import Event
 from nudge.domain.ports import ArchiveWriter, ProfileStore, StoredProfile
 from nudge.domain.profile import ANONYMOUS, MAX_MERGED_IDS, Profile
 from nudge.domain.triggers.contract import Decisions
-from nudge.domain.triggers.state import without_timers
+from nudge.domain.triggers.state import merge_states, without_timers
 
 MAX_ATTEMPTS = 4
 MAX_REDIRECTS = 3
@@ -259,6 +259,7 @@ def _merge_identities(
         profile.link_anonymous_id(other_id)
         if other is not None:
             profile.absorb(other.profile)
+            merge_states(profile.triggers, other.profile.triggers)
             outcome.merged.append(other_id)
         # a pointer, so that later events carrying only the old id fold in here
         pointer = Profile(user_id=other_id, merged_into=profile.user_id)

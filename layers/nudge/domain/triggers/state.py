@@ -61,6 +61,37 @@ def without_timers(triggers: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def merge_states(mine: dict[str, Any], other: dict[str, Any]) -> None:
+    """Folds another profile's trigger state into this one's (`profile.triggers` of
+    each) when an identity merge absorbs it: a trigger only the other had comes whole;
+    for one both had, episodes add up (`fired`, and each key's `n`, so that episode
+    numbers and action ids never repeat), the latest fire wins, keys only the other had
+    come along, and this profile's behavior state stays (the merged profile's events
+    are in the fold from now on)."""
+    for tid, theirs in other.items():
+        if not isinstance(theirs, dict):
+            continue
+        ours = mine.get(tid)
+        if not isinstance(ours, dict):
+            mine[tid] = theirs
+            continue
+        ours["fired"] = int(ours.get("fired") or 0) + int(theirs.get("fired") or 0)
+        lasts = [v for v in (ours.get("last_fired_at"), theirs.get("last_fired_at")) if v]
+        ours["last_fired_at"] = max(lasts) if lasts else None
+        ours["e"] = max(int(ours.get("e") or 0), int(theirs.get("e") or 0))
+        our_keys, their_keys = ours.setdefault("k", {}), theirs.get("k") or {}
+        for key, ks in their_keys.items():
+            if key not in our_keys:
+                our_keys[key] = ks
+                continue
+            mine_ks = our_keys[key]
+            mine_ks["n"] = int(mine_ks.get("n") or 0) + int(ks.get("n") or 0)
+            if ks.get("at") is not None:
+                mine_ks["at"] = max(int(mine_ks.get("at") or 0), int(ks["at"]))
+        if not our_keys:
+            del ours["k"]
+
+
 class KeyState:
     """The bookkeeping of one (trigger, key): its episodes, its last fire, its timer and
     its pending deadline. A view on the stored mapping: writes go to the profile."""
