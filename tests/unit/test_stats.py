@@ -310,7 +310,7 @@ def test_sample_size_needed_waits_for_a_baseline():
     ("d", "v", "tau2"), [(0.01, 4e-5, 1e-4), (-0.03, 1e-4, 1e-4), (0.0, 2e-5, 4e-4), (2.0, 0.5, 0.25)]
 )  # fmt: skip
 def test_mixture_likelihood_ratio_is_the_integral_that_defines_it(d, v, tau2):
-    # Johari, Pekelis & Walsh (2017), "Peeking at A/B tests", KDD, eq. (7): the
+    # Johari, Koomen, Pekelis & Walsh (2017), "Peeking at A/B tests", KDD: the
     # likelihood ratio of N(theta, V) against N(0, V), averaged over theta ~ N(0, tau2)
     sd = math.sqrt(tau2)
 
@@ -444,7 +444,7 @@ def test_cuped_equals_the_definition_on_raw_values():
     y_t = 2 * x_t + rng.normal(1.0, 2.0, 300)
     y_c = 2 * x_c + rng.normal(0.0, 2.0, 280)
     result = S.cuped(CovariateSummary.from_values(y_t, x_t), CovariateSummary.from_values(y_c, x_c))
-    # Deng et al. (2013), §3.2: theta over the pooled data, Y - theta (X - mean X) per user
+    # Deng et al. (2013): theta over the pooled data, Y - theta (X - mean X) per user
     y, x = np.concatenate([y_t, y_c]), np.concatenate([x_t, x_c])
     theta = np.cov(y, x)[0, 1] / np.var(x, ddof=1)
     adj_t, adj_c = y_t - theta * (x_t - x.mean()), y_c - theta * (x_c - x.mean())

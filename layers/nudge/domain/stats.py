@@ -48,8 +48,9 @@ from scipy import stats as sps
 DEFAULT_ALPHA = 0.05
 DEFAULT_POWER = 0.8
 # A sample-ratio mismatch is an alarm about the assignment or the logging, not a result:
-# a stricter threshold than the tests' so that a report with several checks rarely cries
-# wolf (the convention of Fabijan et al. 2019, "Diagnosing Sample Ratio Mismatch").
+# a much stricter threshold than the tests' (a common convention; Fabijan et al. 2019,
+# "Diagnosing Sample Ratio Mismatch in Online Controlled Experiments"), so that it does
+# not fire by chance.
 SRM_ALPHA = 0.001
 # mSPRT's mixing distribution N(0, tau²) over the true difference (docs/measurement.md):
 # for conversion rates, tau = 2 percentage points (tau² = 4e-4), the size of effect a
@@ -369,7 +370,7 @@ def required_sample_size(
     user (the weights' ratio). `mde` is relative to the baseline (0.1: +10 %) unless
     `relative=False` (then absolute: 0.01 is one percentage point).
 
-    The normal approximation on the arcsine scale (Cohen 1988, §6.2; what statsmodels'
+    The normal approximation on the arcsine scale (Cohen 1988, ch. 6; what statsmodels'
     `NormalIndPower` solves), with Cohen's effect size h = 2·asin(√p_t) - 2·asin(√p_c):
 
         n_control = ((z_{1-alpha/2} + z_{power}) / h)² · (1 + 1/ratio),
@@ -461,7 +462,7 @@ def mixture_likelihood_ratio(
 ) -> float:
     """The mSPRT statistic for an estimate `difference` ~ N(θ, `variance`) against
     H0: θ = `null`, mixing the alternatives over θ ~ N(null, tau²) (Robbins 1970;
-    Johari, Pekelis & Walsh 2017, "Peeking at A/B tests", §4):
+    Johari, Koomen, Pekelis & Walsh 2017, "Peeking at A/B tests"):
 
         Λ = ∫ φ(d; θ, V) / φ(d; null, V) · φ(θ; null, τ²) dθ
           = sqrt(V / (V + τ²)) · exp(τ² (d - null)² / (2V (V + τ²)))
@@ -491,7 +492,7 @@ def always_valid_p_values(
     difference: npt.ArrayLike, variance: npt.ArrayLike, *, tau2: float
 ) -> npt.NDArray[np.float64]:
     """Always-valid p-values of looks in order along the last axis: p_n = min(p_{n-1},
-    1/Λ_n), p_0 = 1 (Johari et al. 2017, eq. 9). Vectorized: many simulated experiments
+    1/Λ_n), p_0 = 1 (Johari et al. 2017). Vectorized: many simulated experiments
     at once, one row each."""
     if tau2 <= 0:
         raise StatsInputError(f"the mixing variance tau² must be > 0, not {tau2}")
@@ -575,7 +576,7 @@ def msprt_means(
 def sequential_over_looks(looks: Sequence[SequentialResult]) -> SequentialResult:
     """The looks so far (e.g. the cumulative counts at the end of each day) as one
     result: the running minimum of the p-value and the intersection of the confidence
-    sequences (both stay valid; Johari et al. 2017, §4.1), the latest estimate."""
+    sequences (both stay valid; Johari et al. 2017), the latest estimate."""
     if not looks:
         raise StatsInputError("no look to combine")
     last = looks[-1]
@@ -660,7 +661,7 @@ def cuped(
     treatment: CovariateSummary, control: CovariateSummary, *, alpha: float = DEFAULT_ALPHA
 ) -> CupedResult:
     """CUPED (Deng, Xu, Kohavi & Walker 2013, "Improving the sensitivity of online
-    controlled experiments by utilizing pre-experiment data", §3.2):
+    controlled experiments by utilizing pre-experiment data"):
 
         theta   = cov(Y, X) / var(X)                    over both arms pooled
         Ŷ_arm   = Ȳ_arm - theta · (X̄_arm - X̄)          X̄ the pooled mean
