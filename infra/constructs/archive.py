@@ -181,13 +181,13 @@ class Archive(Construct):
     needs, and no others.
 
     Encryption: S3-managed keys (SSE-S3) on every bucket and an AWS owned key on the
-    stream, as for the queues and tables (decisions I4): no key policy to get wrong, no
+    stream, as for the queues and tables (decisions D11): no key policy to get wrong, no
     KMS request per object that DuckDB or Athena reads, no kms:Decrypt to grant to every
     reader; and S3 server access logs can only be delivered to an SSE-S3 bucket.
 
     Names: the Glue database, its table and the Athena workgroup take their names from
     ``nudge.constants``, like the schedule group: one nudge stack per account and region
-    (decisions I8). The CLI finds them through the stack's outputs.
+    (decisions D14). The CLI finds them through the stack's outputs.
     """
 
     def __init__(self, scope: Construct, id: str) -> None:

@@ -1,9 +1,9 @@
-"""What the Lambda functions import, the deps layer must ship (docs/decisions.md D22).
+"""What the Lambda functions import, the deps layer must ship (docs/decisions.md D29).
 
 scipy and numpy are the package's `stats` extra, not in the deps layer (with them every
 function would be within 1.5 MiB of Lambda's 250 MiB). This fails as soon as a handler
 reaches them, through any chain of `nudge` imports, so that the route that needs them
-comes with the layer D22 proposes instead of an ImportError on AWS.
+comes with the layer D29 proposes instead of an ImportError on AWS.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def test_no_lambda_function_imports_what_the_deps_layer_leaves_out(handler):
     reached = _reached(handler)
     assert "nudge" not in reached
     wrong = {top: by for top, by in reached.items() if top in NOT_IN_THE_LAYER}
-    assert not wrong, f"{handler.parent.name} reaches {wrong}: see docs/decisions.md D22"
+    assert not wrong, f"{handler.parent.name} reaches {wrong}: see docs/decisions.md D29"
 
 
 def test_the_walk_finds_scipy_behind_the_statistics_module():

@@ -1,5 +1,5 @@
 """The fold of events into a user's state: what it keeps, that it is order independent,
-idempotent per messageId, and bounded (issue 2 part 3, docs/decisions.md D1, D2, D13)."""
+idempotent per messageId, and bounded (issue 2 part 3, docs/decisions.md D1, D2, D20)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ tests/unit/test_stats.py:
   applied to the arms of one experiment.
 
 scipy (with numpy) is the `stats` extra of the package, not yet in the Lambda deps
-layer (docs/decisions.md D22): only code that reports imports this module.
+layer (docs/decisions.md D29): only code that reports imports this module.
 """
 
 from __future__ import annotations

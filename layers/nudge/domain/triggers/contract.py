@@ -4,7 +4,7 @@ constants those promises are measured by.
 
 The process use case (`nudge.domain.processing`) applies Decisions; the scheduler adapter
 and the backtest file each Timer in the bucket of the minute it falls due
-(`nudge.domain.wakeups`, docs/decisions.md D10), keyed by (user, trigger, key): arming
+(`nudge.domain.wakeups`, docs/decisions.md D17), keyed by (user, trigger, key): arming
 the same (trigger, key) again replaces its timer.
 """
 
@@ -70,7 +70,7 @@ class Fire:
 class Decisions:
     """What one call of the engine decided for one user: the episodes to send and the
     timers to arm. A timer no longer needed is left to fire: its check changes nothing,
-    which costs less than a call to delete it (docs/decisions.md D10)."""
+    which costs less than a call to delete it (docs/decisions.md D17)."""
 
     fires: list[Fire] = field(default_factory=list)
     arm: list[Timer] = field(default_factory=list)

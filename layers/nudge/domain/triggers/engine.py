@@ -10,7 +10,7 @@ The flow
   queue in the user's message group, and `on_timer` is called for each. Both return
   Decisions (`contract.py`): the Fires to enqueue as actions and the Timers to arm.
 - A Timer is filed in the per-minute wake-up index (`nudge.domain.wakeups.bucket_of`,
-  docs/decisions.md D10), keyed by (user, trigger, key): arming the same (trigger, key)
+  docs/decisions.md D17), keyed by (user, trigger, key): arming the same (trigger, key)
   again replaces it. A timer no longer needed is never deleted: its check finds nothing
   due and changes nothing.
 - `on_events`, per trigger: `_observe` folds every event (historical `/v1/import` ones
@@ -29,7 +29,7 @@ deadline is ahead and the filters hold, the deadline is recorded on the key; a b
 that keeps history (`Pattern.late`) also reports the past episodes late events revealed,
 each decided once. At events (`inline`), an episode whose deadline has passed, or a past
 one, is not decided but LATE_FLUSH_MS later at a wake-up, so the rest of a late flush
-can still cancel it. Lateness (docs/decisions.md D18): a past episode counts but never
+can still cancel it. Lateness (docs/decisions.md D25): a past episode counts but never
 sends; any episode whose moment is more than the trigger's `lateness` before its
 decision counts but sends nothing. An instant episode stopped only by trait filters
 waits LATE_FLUSH_MS for an `identify` (`_recheck_waiting`).

@@ -1,6 +1,6 @@
 """The per-trigger state the engine keeps in the profile, with named access.
 
-The profile (one DynamoDB item per user, docs/decisions.md D13) holds it under
+The profile (one DynamoDB item per user, docs/decisions.md D20) holds it under
 `profile.triggers[trigger_id]`; the stored keys are short because every byte of the item
 is read and written with every event. They must not change: stored profiles hold them.
 This module is the one place that knows them; the engine goes through the names below.
