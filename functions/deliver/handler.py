@@ -54,8 +54,9 @@ class Deps:
 
     @classmethod
     def from_settings(cls, s: DeliverSettings) -> Deps:
+        c = clock()  # the process-wide clock: local mode installs a settable one
         key = SecretsManagerKey(s.unsubscribe_secret_arn)
-        profiles = DynamoProfileStore()
+        profiles = DynamoProfileStore(table=s.profiles_table, clock=c)
 
         def forget_device(user_id: str, endpoint_arn: str) -> None:
             SnsDevices(apns_arn="", fcm_arn="").delete(endpoint_arn)
@@ -63,14 +64,14 @@ class Deps:
 
         ports = DeliveryPorts(
             profiles=profiles,
-            log=DynamoDeliveryLog(),
+            log=DynamoDeliveryLog(table=s.deliveries_table),
             senders={
                 "email": SesEmailSender(
                     sender=s.sender_email, configuration_set=s.ses_configuration_set
                 ),
                 "sms": SnsSmsSender(sms_type=s.sms_type),
                 "push": SnsPushSender(),
-                "inapp": DynamoInbox(),
+                "inapp": DynamoInbox(table=s.inbox_table),
             },
             renderer=TemplateStore(Path(s.templates_path)),
             deferrer=SchedulerDeferrer(
@@ -79,7 +80,7 @@ class Deps:
                 role_arn=s.scheduler_role_arn,
                 dlq_arn=s.scheduler_dlq_arn,
             ),
-            suppressions=DynamoSuppressions(),
+            suppressions=DynamoSuppressions(table=s.suppressions_table),
             unsubscribe_url=lambda user, channel: unsubscribe_url(
                 s.public_url, key.get(), user, channel
             ),
@@ -87,7 +88,7 @@ class Deps:
             app_url=s.app_url,
             forget_device=forget_device,
         )
-        return cls(ports=ports, dead_letters=SqsDeadLetters(s.actions_dlq_url), clock=clock())
+        return cls(ports=ports, dead_letters=SqsDeadLetters(s.actions_dlq_url), clock=c)
 
 
 def parse_action(body: str) -> tuple[str, dict[str, Any]]:

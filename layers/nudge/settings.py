@@ -15,6 +15,46 @@ class _Base(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
 
+class AwsSettings(_Base):
+    """boto3's own variables, read by every client and table binding
+    (nudge.adapters.aws, nudge.adapters.tables): the region (AWS_REGION as Lambda sets
+    it, else AWS_DEFAULT_REGION, else us-east-1) and the endpoint (AWS_ENDPOINT_URL:
+    local mode's moto server; unset on AWS)."""
+
+    aws_region: str = Field("", alias="AWS_REGION")
+    aws_default_region: str = Field("", alias="AWS_DEFAULT_REGION")
+    endpoint_url: str | None = Field(None, alias="AWS_ENDPOINT_URL")
+
+    @property
+    def region(self) -> str:
+        return self.aws_region or self.aws_default_region or "us-east-1"
+
+
+class TableSettings(_Base):
+    """The table names the environment sets, each optional: what a caller without a
+    function's settings binds the tables to (local mode's tools, the moto tests). A
+    function passes its own validated names to its adapters instead."""
+
+    profiles: str = Field("", alias=C.ENV_PROFILES_TABLE)
+    keys: str = Field("", alias=C.ENV_KEYS_TABLE)
+    deliveries: str = Field("", alias=C.ENV_DELIVERIES_TABLE)
+    inbox: str = Field("", alias=C.ENV_INBOX_TABLE)
+    suppressions: str = Field("", alias=C.ENV_SUPPRESSIONS_TABLE)
+    timers: str = Field("", alias=C.ENV_TIMERS_TABLE)
+
+    def names(self) -> dict[str, str]:
+        """Logical table name (nudge.constants) → table name, for those set."""
+        named = {
+            C.PROFILES: self.profiles,
+            C.KEYS: self.keys,
+            C.DELIVERIES: self.deliveries,
+            C.INBOX: self.inbox,
+            C.SUPPRESSIONS: self.suppressions,
+            C.TIMERS: self.timers,
+        }
+        return {logical: name for logical, name in named.items() if name}
+
+
 class IngestSettings(_Base):
     events_queue_url: str = Field(alias=C.ENV_EVENTS_QUEUE_URL)
     keys_table: str = Field(alias=C.ENV_KEYS_TABLE)

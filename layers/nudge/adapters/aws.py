@@ -4,7 +4,6 @@ which local mode points at its embedded moto server."""
 
 from __future__ import annotations
 
-import os
 import threading
 from functools import cache
 from typing import TYPE_CHECKING, Literal, overload
@@ -12,6 +11,8 @@ from typing import TYPE_CHECKING, Literal, overload
 import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
+
+from nudge.settings import AwsSettings
 
 if TYPE_CHECKING:  # the stubs are a dev dependency (boto3-stubs), not shipped in the layer
     from mypy_boto3_athena import AthenaClient
@@ -28,7 +29,7 @@ _lock = threading.Lock()
 
 
 def region() -> str:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return AwsSettings().region
 
 
 # One overload per service the code calls, so each call site is checked against that

@@ -17,7 +17,7 @@ from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.queues import message_group_id
 from nudge.adapters.scheduler import RETRY_POLICY, at_expression
-from nudge.adapters.tables import DeliveryRow, InboxRow, SuppressionRow, bind_tables
+from nudge.adapters.tables import DeliveryRow, InboxRow, SuppressionRow, bind_table
 from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.delivery import (
     DeliveryEntry,
@@ -51,8 +51,9 @@ def _ms(dt: datetime | None) -> int | None:
 
 
 class DynamoDeliveryLog:
-    def __init__(self) -> None:
-        bind_tables()
+    def __init__(self, *, table: str | None = None) -> None:
+        """`table`: the deliveries table of the function's settings (None: the environment's)."""
+        bind_table(C.DELIVERIES, table)
 
     def entries(self, user_id: str) -> list[DeliveryEntry]:
         return [self._entry(r) for r in DeliveryRow.query(user_id, consistent_read=True)]
@@ -120,10 +121,11 @@ class DynamoDeliveryLog:
 
 
 class DynamoInbox:
-    """The in-app channel: 'sending' is writing the message into the user's inbox."""
+    """The in-app channel: 'sending' is writing the message into the user's inbox.
+    `table`: the inbox table of the function's settings (None: the environment's)."""
 
-    def __init__(self) -> None:
-        bind_tables()
+    def __init__(self, *, table: str | None = None) -> None:
+        bind_table(C.INBOX, table)
 
     def send(self, message: Outbound) -> str:
         now = to_ms(message.at)
@@ -169,8 +171,9 @@ class DynamoInbox:
 
 
 class DynamoSuppressions:
-    def __init__(self) -> None:
-        bind_tables()
+    def __init__(self, *, table: str | None = None) -> None:
+        """`table`: the suppressions table of the function's settings (None: the environment's)."""
+        bind_table(C.SUPPRESSIONS, table)
 
     def is_suppressed(self, address: str) -> bool:
         try:

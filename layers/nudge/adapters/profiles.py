@@ -5,7 +5,6 @@ every save conditional)."""
 from __future__ import annotations
 
 import json
-import time
 import zlib
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -13,7 +12,9 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from nudge.adapters.tables import ProfileRow, bind_tables
+from nudge import constants as C
+from nudge.adapters.tables import ProfileRow, bind_table
+from nudge.domain.clock import Clock, SystemClock, to_ms
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
@@ -49,8 +50,12 @@ def _to_domain(row: ProfileRow) -> StoredProfile:
 
 
 class DynamoProfileStore:
-    def __init__(self) -> None:
-        bind_tables()
+    """`table`: the profiles table of the function's settings (None: the environment's,
+    nudge.adapters.tables.bind_tables); `clock` stamps `updated_at`."""
+
+    def __init__(self, *, table: str | None = None, clock: Clock | None = None) -> None:
+        bind_table(C.PROFILES, table)
+        self._clock: Clock = clock or SystemClock()
 
     def get(self, user_id: str) -> StoredProfile | None:
         try:
@@ -100,12 +105,11 @@ class DynamoProfileStore:
         for s, row in zip(stored, rows, strict=True):
             s.version = row.version
 
-    @staticmethod
-    def _row(stored: StoredProfile) -> ProfileRow:
+    def _row(self, stored: StoredProfile) -> ProfileRow:
         row = ProfileRow(
             stored.profile.user_id,
             packed=encode_state(stored.profile.to_dict()),
-            updated_at=int(time.time()),
+            updated_at=to_ms(self._clock.now()) // 1000,
         )
         if stored.version is not None:
             row.version = stored.version

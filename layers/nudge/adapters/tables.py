@@ -3,7 +3,7 @@ from here (table_specs), so infrastructure and code cannot drift."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,6 +18,7 @@ from pynamodb.attributes import (
 from pynamodb.models import Model
 
 from nudge import constants as C
+from nudge.settings import AwsSettings, TableSettings
 
 
 class _Base(Model):
@@ -195,17 +196,24 @@ def table_specs() -> list[TableSpec]:
     return specs
 
 
-def bind_tables() -> None:
-    """Point the models at the tables named in the environment (set by CDK or local mode)."""
-    from nudge.adapters.aws import region
-
+def bind_tables(names: Mapping[str, str] | None = None) -> None:
+    """Point the models at their tables: those `names` gives (logical name → table name,
+    from a function's validated settings, as each adapter's constructor passes its own),
+    or, without `names`, every table the environment names (TableSettings: local mode's
+    tools and the moto tests). Region and endpoint are boto3's (AwsSettings)."""
+    aws = AwsSettings()
+    tables = TableSettings().names() if names is None else names
     for logical, model in MODELS.items():
-        name = os.environ.get(TABLE_ENV[logical])
-        if name and (model.Meta.table_name != name or model.Meta.region != region()):
+        name = tables.get(logical)
+        if name and (model.Meta.table_name != name or model.Meta.region != aws.region):
             model.Meta.table_name = name
-            model.Meta.region = region()
+            model.Meta.region = aws.region
             model._connection = None  # PynamoDB caches the connection per model
-        endpoint = os.environ.get("AWS_ENDPOINT_URL")
-        if getattr(model.Meta, "host", None) != endpoint:
-            model.Meta.host = endpoint
+        if getattr(model.Meta, "host", None) != aws.endpoint_url:
+            model.Meta.host = aws.endpoint_url
             model._connection = None
+
+
+def bind_table(logical: str, name: str | None) -> None:
+    """One model's table: `name` (a function's settings), or the environment's without."""
+    bind_tables(None if name is None else {logical: name})
