@@ -1,5 +1,9 @@
 """In-memory implementations of the domain's ports, for every test tier: a unit test
 builds the core (or a handler, through its `deps` argument) on these instead of moto.
+Every function's handler has its fakes here: deliver (FakeDelivery), ingest (keys,
+events queue), process (profiles, events and actions queues, wake-ups, archive, dead
+letters), check (wake-ups, events queue), api (keys, profiles, inbox, delivery log,
+devices, signing key), feedback (suppressions).
 
 Each fake keeps the semantics of its adapter that the core relies on: profiles are
 stored as documents (a caller's changes count once saved) and every save is
@@ -9,7 +13,10 @@ status; the inbox answers newest first. What they record (`sent`, `deferred`,
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -24,12 +31,16 @@ from nudge.domain.delivery import (
     PermanentSendError,
 )
 from nudge.domain.errors import ConcurrentUpdateError
+from nudge.domain.events import Event
 from nudge.domain.fatigue import FatigueConfig
 from nudge.domain.inbox import InboxMessage
+from nudge.domain.ingest import KeyKind, hash_key
+from nudge.domain.messages import Parsed, TimerItem, TimersMessage, pack_events, parse_message
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.templates import Rendered, TemplateRenderError
-from nudge.domain.triggers.contract import action_id
+from nudge.domain.triggers.contract import Timer, action_id
+from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, noon UTC: outside quiet hours
 
@@ -45,6 +56,7 @@ class MemoryProfileStore:
 
     def __init__(self, profiles: Iterable[Profile] = ()) -> None:
         self.rows: dict[str, tuple[dict[str, Any], int]] = {}
+        self.fail_saves: dict[str, Exception] = {}  # user id → what saving it raises
         for p in profiles:
             self.save(StoredProfile(p, None))
 
@@ -58,6 +70,9 @@ class MemoryProfileStore:
         return {u: s for u in user_ids if (s := self.get(u)) is not None}
 
     def _check(self, stored: StoredProfile) -> None:
+        failure = self.fail_saves.get(stored.profile.user_id)
+        if failure is not None:
+            raise failure
         row = self.rows.get(stored.profile.user_id)
         if stored.version != (row[1] if row else None):
             raise ConcurrentUpdateError(f"{stored.profile.user_id} changed concurrently")
@@ -219,6 +234,131 @@ class MemoryDeadLetters:
         self.dead_lettered.append((body, group_id, reason))
 
 
+# ---- ingest, process, check ----------------------------------------------------------------------
+class MemoryKeyStore:
+    """The KeyStore port: API keys by SHA-256 digest, as the keys table holds them."""
+
+    def __init__(self, keys: Mapping[str, KeyKind] | None = None) -> None:
+        self.rows: dict[str, KeyKind] = {hash_key(k): kind for k, kind in (keys or {}).items()}
+
+    def kind_of(self, key_hash: str) -> KeyKind | None:
+        return self.rows.get(key_hash)
+
+
+class MemoryEventQueue:
+    """The events queue (EventQueue and TimersQueue ports): the bodies the SQS adapter
+    sends, one EventsMessage per user and request and one TimersMessage per user and
+    bucket, with their message group, in order; `parsed()` reads them back as the
+    process function does. The errors in `fail_with` are raised by the next sends."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str]] = []  # (message group = user id, body)
+        self.fail_with: list[Exception] = []
+
+    def _fail(self) -> None:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+
+    def send(self, events: Sequence[Event]) -> None:
+        self._fail()
+        self.messages += [(user, body) for user, body, _ in pack_events(events)]
+
+    def send_timers(self, messages: Sequence[TimersMessage]) -> None:
+        self._fail()
+        self.messages += [(m.user_id, m.to_json()) for m in messages]
+
+    def parsed(self) -> list[Parsed]:
+        return [parse_message(body) for _, body in self.messages]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The queued messages as the SQS records of the process function's batch."""
+        return [
+            {
+                "MessageId": f"m{i}",
+                "ReceiptHandle": f"r{i}",
+                "Body": body,
+                "Attributes": {"MessageGroupId": group, "SequenceNumber": str(i)},
+            }
+            for i, (group, body) in enumerate(self.messages)
+        ]
+
+
+class MemoryActionQueue:
+    """The ActionQueue port: the action messages queued for the deliver function."""
+
+    def __init__(self) -> None:
+        self.actions: list[dict[str, Any]] = []
+
+    def send(self, actions: Sequence[dict[str, Any]]) -> None:
+        self.actions += [copy.deepcopy(a) for a in actions]
+
+
+class MemoryWakeUps:
+    """The wake-up index (WakeUpIndex and DueTimers ports): each timer filed in its
+    minute bucket (nudge.domain.wakeups.bucket_of, as the scheduler adapter does), one
+    per (user, trigger, key) and bucket; `due` reads a bucket back for the check
+    function."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[str, dict[tuple[str, str, str | None], TimerItem]] = {}
+
+    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> None:
+        for user_id, t in timers:
+            bucket = bucket_of(t.due, now).strftime(BUCKET_FORMAT)
+            item = TimerItem(trigger_id=t.trigger_id, key=t.key, due=to_ms(t.due))
+            self.buckets.setdefault(bucket, {})[(user_id, t.trigger_id, t.key)] = item
+
+    def due(self, bucket: str) -> list[tuple[str, TimerItem]]:
+        return [(user, item) for (user, _, _), item in self.buckets.get(bucket, {}).items()]
+
+    def armed(self) -> list[tuple[str, str, str, str | None]]:
+        """(bucket, user, trigger, key) of every timer filed."""
+        return [(b, *ref) for b, rows in sorted(self.buckets.items()) for ref in rows]
+
+
+class MemoryArchive:
+    """The ArchiveWriter port: the lines written, each a JSON event; the errors in
+    `fail_with` are raised by the next writes (nothing is kept then)."""
+
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.fail_with: list[Exception] = []
+
+    def write(self, lines: Iterable[bytes]) -> None:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        self.lines += list(lines)
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.lines]
+
+
+# ---- api, feedback ------------------------------------------------------------------------------
+class MemoryDevices:
+    """The DeviceRegistry port: an endpoint id per registration, as SNS makes one."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[str, tuple[str, str, str]] = {}  # arn → (user, platform, token)
+
+    def register(self, user_id: str, platform: str, token: str) -> str:
+        arn = f"arn:aws:sns:us-east-1:000000000000:endpoint/{platform}/{len(self.endpoints)}"
+        self.endpoints[arn] = (user_id, platform, token)
+        return arn
+
+    def delete(self, endpoint_arn: str) -> None:
+        self.endpoints.pop(endpoint_arn, None)
+
+
+@dataclass
+class StaticKey:
+    """The SigningKey port: the unsubscribe signing key."""
+
+    value: bytes = b"unit-test-unsubscribe-key"
+
+    def get(self) -> bytes:
+        return self.value
+
+
 @dataclass
 class FakeDelivery:
     """Every port of the deliver use case in memory, and `ports` wired from them. A
@@ -337,4 +477,115 @@ def an_action(
         "context": context,
         "enqueued_at": iso(at),
         **extra,
+    }
+
+
+def an_http_request(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = None,
+    bearer: str | None = None,
+    query: str = "",
+    headers: Mapping[str, str] | None = None,
+    at: datetime = NOW,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API request event (payload 2.0) as the ingest and api
+    functions receive it: `key` goes as HTTP Basic user (Segment's SDKs), `bearer` as an
+    admin key; a body that is not bytes is sent as JSON."""
+    from nudge.local.lambdas import http_event
+
+    all_headers = {"host": "nudge.example.test", **(headers or {})}
+    if key is not None:
+        all_headers["authorization"] = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    if bearer is not None:
+        all_headers["authorization"] = f"Bearer {bearer}"
+    data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+    return http_event(
+        method=method,
+        path=path,
+        query=query,
+        headers=all_headers,
+        body=data,
+        source_ip="198.51.100.7",
+        now_ms=to_ms(at),
+    )
+
+
+def an_sqs_batch(records: Sequence[Any], queue: str = "nudge-events.fifo") -> dict[str, Any]:
+    """A Lambda SQS event of ReceiveMessage-shaped records (MessageId, Body, Attributes)."""
+    from nudge.local.lambdas import sqs_event
+
+    return sqs_event(list(records), f"arn:aws:sqs:us-east-1:000000000000:{queue}")
+
+
+def an_sns_event(*notifications: dict[str, Any] | str) -> dict[str, Any]:
+    """A Lambda SNS event carrying SES notifications (what the SES feedback topic sends
+    to the feedback function)."""
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": "arn:aws:sns:us-east-1:123456789012:nudge-ses-feedback:"
+                + str(uuid.uuid4()),
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": str(uuid.uuid4()),
+                    "TopicArn": "arn:aws:sns:us-east-1:123456789012:nudge-ses-feedback",
+                    "Subject": None,
+                    "Message": n if isinstance(n, str) else json.dumps(n),
+                    "Timestamp": "2026-03-02T12:00:00.000Z",
+                    "SignatureVersion": "1",
+                    "Signature": "EXAMPLE",
+                    "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/cert.pem",
+                    "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+                    "MessageAttributes": {},
+                },
+            }
+            for n in notifications
+        ]
+    }
+
+
+def a_bounce(
+    address: str, kind: str = "Permanent", sub: str = "General", *, key: str = "notificationType"
+) -> dict[str, Any]:
+    """An SES bounce notification (`key`: notificationType for identity notifications,
+    eventType for a configuration set's event publishing)."""
+    return {
+        key: "Bounce",
+        "bounce": {
+            "bounceType": kind,
+            "bounceSubType": sub,
+            "bouncedRecipients": [{"emailAddress": address, "action": "failed", "status": "5.1.1"}],
+            "timestamp": "2026-03-02T12:00:00.000Z",
+            "feedbackId": "0100-" + uuid.uuid4().hex,
+        },
+        "mail": {
+            "timestamp": "2026-03-02T11:59:59.000Z",
+            "source": "nudge@example.com",
+            "messageId": uuid.uuid4().hex,
+            "destination": [address],
+        },
+    }
+
+
+def a_complaint(address: str) -> dict[str, Any]:
+    """An SES complaint, as a configuration set's event publishing sends it."""
+    return {
+        "eventType": "Complaint",  # configuration-set event publishing format
+        "complaint": {
+            "complainedRecipients": [{"emailAddress": address}],
+            "timestamp": "2026-03-02T12:00:00.000Z",
+            "feedbackId": "0100-" + uuid.uuid4().hex,
+            "complaintFeedbackType": "abuse",
+        },
+        "mail": {
+            "timestamp": "2026-03-02T11:59:59.000Z",
+            "source": "nudge@example.com",
+            "messageId": uuid.uuid4().hex,
+            "destination": [address],
+        },
     }

@@ -5,6 +5,7 @@ OpenAPI document. Each route declares its operation in that document (nudge.open
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,13 @@ from nudge.adapters.devices import SnsDevices
 from nudge.adapters.keys import DynamoKeyStore
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain import users
-from nudge.domain.delivery import deliveries_view
+from nudge.domain.clock import Clock
+from nudge.domain.delivery import DeliveryLog, deliveries_view
 from nudge.domain.errors import NotFoundError, ValidationFailedError
 from nudge.domain.events import unstorable
 from nudge.domain.inbox import inbox_view
-from nudge.domain.ingest import decode_body
+from nudge.domain.ingest import KeyStore, decode_body
+from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, SigningKey
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
 from nudge.http import header, install_error_handlers, json_response, raw_body, require_admin
 from nudge.observability import logger, metrics, tracer
@@ -33,30 +36,55 @@ app = APIGatewayHttpResolver()
 install_error_handlers(app)
 
 
+@dataclass
 class Deps:
-    def __init__(self) -> None:
-        s = self.settings = ApiSettings()
-        self.keys = DynamoKeyStore()
-        self.profiles = DynamoProfileStore()
-        self.inbox = DynamoInbox()
-        self.log = DynamoDeliveryLog()
-        self.unsubscribe_key = SecretsManagerKey(s.unsubscribe_secret_arn)
-        self.devices = SnsDevices(apns_arn=s.apns_application_arn, fcm_arn=s.fcm_application_arn)
+    """What the api function talks to. `from_settings` wires the AWS adapters once per
+    cold start; a test passes in-memory ones (tests/fakes.py) to `handler`."""
+
+    keys: KeyStore
+    profiles: ProfileStore
+    inbox: Inbox
+    log: DeliveryLog
+    unsubscribe_key: SigningKey
+    devices: DeviceRegistry
+    openapi_path: str
+    clock: Clock
+
+    @classmethod
+    def from_settings(cls, s: ApiSettings) -> Deps:
+        c = clock()  # the process-wide clock: local mode installs a settable one
+        return cls(
+            keys=DynamoKeyStore(table=s.keys_table),
+            profiles=DynamoProfileStore(table=s.profiles_table, clock=c),
+            inbox=DynamoInbox(table=s.inbox_table),
+            log=DynamoDeliveryLog(table=s.deliveries_table),
+            unsubscribe_key=SecretsManagerKey(s.unsubscribe_secret_arn),
+            devices=SnsDevices(apns_arn=s.apns_application_arn, fcm_arn=s.fcm_application_arn),
+            openapi_path=s.openapi_path,
+            clock=c,
+        )
 
 
 @cache
 def deps() -> Deps:
-    return Deps()
+    """The AWS adapters, built at cold start (local mode and tests clear the cache)."""
+    return Deps.from_settings(ApiSettings())
+
+
+def current() -> Deps:
+    """The deps of this invocation: those passed to `handler`, else the cold start's."""
+    passed: Deps | None = app.context.get("deps")
+    return passed if passed is not None else deps()
 
 
 def admin() -> Deps:
-    d = deps()
+    d = current()
     require_admin(d.keys, header(app.current_event.raw_event, "authorization"))
     return d
 
 
 def known_user(d: Deps, user_id: str) -> str:
-    users.profile_view(d.profiles, user_id, now=clock().now())  # 404 for an unknown user
+    users.profile_view(d.profiles, user_id, now=d.clock.now())  # 404 for an unknown user
     return user_id
 
 
@@ -74,8 +102,8 @@ def health() -> Any:
 
 
 @cache
-def _openapi_text() -> str:
-    return Path(deps().settings.openapi_path).read_text(encoding="utf-8")
+def _openapi_text(path: str) -> str:
+    return Path(path).read_text(encoding="utf-8")
 
 
 @app.get(
@@ -88,7 +116,8 @@ def _openapi_text() -> str:
     ),
 )
 def openapi_document() -> Any:
-    return Response(status_code=200, content_type="application/json", body=_openapi_text())
+    body = _openapi_text(current().openapi_path)
+    return Response(status_code=200, content_type="application/json", body=body)
 
 
 # Path parameters keep their public names (userId, messageId): the document shows them.
@@ -106,7 +135,7 @@ def openapi_document() -> Any:
 )
 def get_user(userId: str) -> Any:
     d = admin()
-    return json_response(users.profile_view(d.profiles, unquote(userId), now=clock().now()))
+    return json_response(users.profile_view(d.profiles, unquote(userId), now=d.clock.now()))
 
 
 @app.get(
@@ -205,7 +234,7 @@ def post_device(userId: str) -> Any:
 def _verified() -> tuple[str, str, str]:
     """The token of the request and the (user, channel) it signs: 400 without, 403 forged."""
     token = (app.current_event.query_string_parameters or {}).get("token")
-    user_id, channel = verify_token(deps().unsubscribe_key.get(), token)
+    user_id, channel = verify_token(current().unsubscribe_key.get(), token)
     assert token is not None  # verify_token refused a missing one
     return token, user_id, channel
 
@@ -228,7 +257,7 @@ def unsubscribe() -> Response[str]:
     other client JSON."""
     _, user_id, channel = _verified()
     with contextlib.suppress(NotFoundError):  # an erased user: nothing left to send to
-        users.opt_out(deps().profiles, user_id, channel)
+        users.opt_out(current().profiles, user_id, channel)
     logger.info("unsubscribed", extra={"channel": channel})
     if "text/html" in (header(app.current_event.raw_event, "accept") or ""):
         return Response(
@@ -281,5 +310,11 @@ app.post(
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: LambdaContext, deps: Deps | None = None
+) -> dict[str, Any]:
+    """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
+    adapters, as a unit test does; the routes read it through `current()`."""
+    if deps is not None:
+        app.context["deps"] = deps  # Powertools clears app.context when resolve() returns
     return app.resolve(event, context)

@@ -14,15 +14,18 @@ duplicate)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from nudge.adapters.queues import dedup_id, message_group_id, send_fifo_batch
-from nudge.adapters.scheduler import due_timers
-from nudge.domain.messages import TimerItem, TimersMessage
+from nudge.adapters.queues import SqsEventQueue
+from nudge.adapters.scheduler import DynamoDueTimers
+from nudge.domain.messages import timers_messages
+from nudge.domain.ports import DueTimers, TimersQueue
+from nudge.domain.wakeups import BUCKET_PATTERN
 from nudge.observability import logger, metrics, tracer
 from nudge.settings import CheckSettings
 from pydantic import BaseModel, Field
@@ -31,41 +34,46 @@ from pydantic import BaseModel, Field
 class WakeUp(BaseModel):
     """The schedule's Input, as nudge.adapters.scheduler writes it."""
 
-    bucket: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$")
+    bucket: str = Field(pattern=BUCKET_PATTERN)
+
+
+@dataclass
+class Deps:
+    """What the check function talks to. `from_settings` wires the AWS adapters once
+    per cold start; a test passes in-memory ones (tests/fakes.py) to `handler`."""
+
+    timers: DueTimers
+    queue: TimersQueue
+
+    @classmethod
+    def from_settings(cls, s: CheckSettings) -> Deps:
+        return cls(
+            timers=DynamoDueTimers(table=s.timers_table), queue=SqsEventQueue(s.events_queue_url)
+        )
 
 
 @cache
-def deps() -> CheckSettings:
-    return CheckSettings()
+def deps() -> Deps:
+    """The AWS adapters, built at cold start (local mode and tests clear the cache)."""
+    return Deps.from_settings(CheckSettings())
+
+
+def _cold_start_deps() -> Deps:
+    return deps()  # the module's deps(): handler's argument of that name hides it
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    settings = deps()
+def handler(
+    event: dict[str, Any], context: LambdaContext, deps: Deps | None = None
+) -> dict[str, Any]:
+    """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
+    adapters, as a unit test does."""
+    d = deps if deps is not None else _cold_start_deps()
     wake = parse(event=event, model=WakeUp)
-    timers = due_timers(wake.bucket)
-    by_user: dict[str, list[TimerItem]] = {}
-    for t in timers:
-        item = TimerItem(trigger_id=t["trigger_id"], key=t["key"], due=t["due"])
-        by_user.setdefault(t["user_id"], []).append(item)
-    messages = [
-        TimersMessage(user_id=u, bucket=wake.bucket, timers=ts) for u, ts in by_user.items()
-    ]
-    send_fifo_batch(
-        settings.events_queue_url,
-        [
-            {
-                "Id": str(i),
-                "MessageBody": m.to_json(),
-                "MessageGroupId": message_group_id(m.user_id),
-                # one message per user and bucket: a retried wake-up is dropped by SQS
-                "MessageDeduplicationId": dedup_id(f"{wake.bucket}\x1f{m.user_id}"),
-            }
-            for i, m in enumerate(messages)
-        ],
-    )
-    metrics.add_metric("TimersDue", MetricUnit.Count, len(timers))
-    logger.info("wake-up", extra={"bucket": wake.bucket, "timers": len(timers)})
-    return {"bucket": wake.bucket, "timers": len(timers)}
+    due = d.timers.due(wake.bucket)
+    d.queue.send_timers(timers_messages(wake.bucket, due))
+    metrics.add_metric("TimersDue", MetricUnit.Count, len(due))
+    logger.info("wake-up", extra={"bucket": wake.bucket, "timers": len(due)})
+    return {"bucket": wake.bucket, "timers": len(due)}

@@ -6,6 +6,7 @@ Thin: parse the request, call nudge.domain.ingest.ingest, map the result."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -16,7 +17,9 @@ from nudge import constants as C
 from nudge import openapi as doc
 from nudge.adapters.keys import DynamoKeyStore
 from nudge.adapters.queues import SqsEventQueue
-from nudge.domain.ingest import INGEST_PATHS, RateLimiter, browser_settings, ingest
+from nudge.domain.clock import Clock
+from nudge.domain.ingest import INGEST_PATHS, KeyStore, RateLimiter, browser_settings, ingest
+from nudge.domain.ports import EventQueue
 from nudge.http import header, install_error_handlers, json_response, raw_body
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
@@ -26,28 +29,47 @@ app = APIGatewayHttpResolver()
 install_error_handlers(app)
 
 
+@dataclass
 class Deps:
-    def __init__(self) -> None:
-        self.settings = IngestSettings()
-        self.keys = DynamoKeyStore()
-        self.queue = SqsEventQueue(self.settings.events_queue_url)
-        self.limiter = RateLimiter(self.settings.rate_limit_per_second)
+    """What the ingest function talks to. `from_settings` wires the AWS adapters once
+    per cold start; a test passes in-memory ones (tests/fakes.py) to `handler`."""
+
+    keys: KeyStore
+    queue: EventQueue
+    limiter: RateLimiter
+    clock: Clock
+
+    @classmethod
+    def from_settings(cls, s: IngestSettings) -> Deps:
+        return cls(
+            keys=DynamoKeyStore(table=s.keys_table),
+            queue=SqsEventQueue(s.events_queue_url),
+            limiter=RateLimiter(s.rate_limit_per_second),
+            clock=clock(),
+        )
 
 
 @cache
 def deps() -> Deps:
-    return Deps()
+    """The AWS adapters, built at cold start (local mode and tests clear the cache)."""
+    return Deps.from_settings(IngestSettings())
+
+
+def current() -> Deps:
+    """The deps of this invocation: those passed to `handler`, else the cold start's."""
+    passed: Deps | None = app.context.get("deps")
+    return passed if passed is not None else deps()
 
 
 def post_event(kind: str) -> Any:
-    d = deps()
+    d = current()
     event = app.current_event.raw_event
     result = ingest(
         kind,
         raw_body(event),
         content_encoding=header(event, "content-encoding"),
         authorization=header(event, "authorization"),
-        received_at=clock().now(),
+        received_at=d.clock.now(),
         keys=d.keys,
         queue=d.queue,
         limiter=d.limiter,
@@ -88,7 +110,7 @@ def get_browser_settings(writeKey: str) -> Any:  # the path parameter's public n
     needs its CDN pointed here (docs/browser.md)."""
     event = app.current_event.raw_event
     settings = browser_settings(
-        deps().keys,
+        current().keys,
         writeKey,
         host=header(event, "host") or event.get("requestContext", {}).get("domainName"),
         # API Gateway sets it (https); local mode has none and serves http
@@ -101,5 +123,11 @@ def get_browser_settings(writeKey: str) -> Any:  # the path parameter's public n
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: LambdaContext, deps: Deps | None = None
+) -> dict[str, Any]:
+    """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
+    adapters, as a unit test does; the routes read it through `current()`."""
+    if deps is not None:
+        app.context["deps"] = deps  # Powertools clears app.context when resolve() returns
     return app.resolve(event, context)

@@ -12,6 +12,7 @@ events could not be archived is reported failed too, and the retry archives them
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -23,9 +24,11 @@ from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
 from nudge.adapters.scheduler import WakeUps
-from nudge.batch import read_fifo_batch
+from nudge.batch import DeadLetters, read_fifo_batch
+from nudge.domain.clock import Clock
 from nudge.domain.messages import Parsed, parse_message
-from nudge.domain.processing import TimerDue, process_users
+from nudge.domain.ports import ActionQueue, ArchiveWriter, ProfileStore, WakeUpIndex
+from nudge.domain.processing import Decider, TimerDue, process_users
 from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import load_triggers
 from nudge.observability import logger, metrics, tracer
@@ -33,20 +36,37 @@ from nudge.runtime import clock
 from nudge.settings import ProcessSettings
 
 
+@dataclass
 class Deps:
-    def __init__(self) -> None:
-        s = self.settings = ProcessSettings()
-        self.store = DynamoProfileStore()
-        self.dead_letters = SqsDeadLetters(s.events_dlq_url)
-        self.engine = Engine(load_triggers(s.triggers_path))
-        self.actions = SqsActionQueue(s.actions_queue_url)
-        self.wakeups = WakeUps(
-            group=s.schedule_group,
-            target_arn=s.check_function_arn,
-            role_arn=s.scheduler_role_arn,
-            dlq_arn=s.scheduler_dlq_arn,
+    """What the process function talks to. `from_settings` wires the AWS adapters once
+    per cold start; a test passes in-memory ones (tests/fakes.py) to `handler`."""
+
+    store: ProfileStore
+    dead_letters: DeadLetters
+    engine: Decider
+    actions: ActionQueue
+    wakeups: WakeUpIndex
+    archive: ArchiveWriter
+    clock: Clock
+
+    @classmethod
+    def from_settings(cls, s: ProcessSettings) -> Deps:
+        c = clock()  # the process-wide clock: local mode installs a settable one
+        return cls(
+            store=DynamoProfileStore(table=s.profiles_table, clock=c),
+            dead_letters=SqsDeadLetters(s.events_dlq_url),
+            engine=Engine(load_triggers(s.triggers_path)),
+            actions=SqsActionQueue(s.actions_queue_url),
+            wakeups=WakeUps(
+                group=s.schedule_group,
+                target_arn=s.check_function_arn,
+                role_arn=s.scheduler_role_arn,
+                dlq_arn=s.scheduler_dlq_arn,
+                table=s.timers_table,
+            ),
+            archive=FirehoseArchive(s.archive_stream),
+            clock=c,
         )
-        self.archive = FirehoseArchive(s.archive_stream)
 
 
 def parse_body(body: str) -> tuple[str, Parsed]:
@@ -57,14 +77,23 @@ def parse_body(body: str) -> tuple[str, Parsed]:
 
 @cache
 def deps() -> Deps:
-    return Deps()
+    """The AWS adapters, built at cold start (local mode and tests clear the cache)."""
+    return Deps.from_settings(ProcessSettings())
+
+
+def _cold_start_deps() -> Deps:
+    return deps()  # the module's deps(): handler's argument of that name hides it
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    d = deps()
+def handler(
+    event: dict[str, Any], context: LambdaContext, deps: Deps | None = None
+) -> PartialItemFailureResponse:
+    """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
+    adapters, as a unit test does."""
+    d = deps if deps is not None else _cold_start_deps()
     items, failures = read_fifo_batch(
         event, context, parse=parse_body, dead_letters=d.dead_letters, what="message"
     )
@@ -74,7 +103,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         for u, its in items.items()
     }
 
-    now = clock().now()
+    now = d.clock.now()
     effects = TriggerEffects(actions=d.actions, wakeups=d.wakeups, now=now)
     outcome = process_users(
         d.store,

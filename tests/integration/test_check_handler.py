@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from nudge import constants as C
-from nudge.adapters.scheduler import BUCKET_FORMAT, WakeUps
+from nudge.adapters.scheduler import WakeUps
 from nudge.domain.messages import parse_message
 from nudge.domain.triggers.contract import Timer
-from nudge.domain.wakeups import bucket_of
+from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
 from nudge.local.emulation import Resources
 
 from tests.integration.conftest import Fn, queue_messages

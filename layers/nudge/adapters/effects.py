@@ -8,9 +8,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from nudge.adapters.queues import SqsActionQueue
-from nudge.adapters.scheduler import WakeUps
 from nudge.domain.clock import iso
+from nudge.domain.ports import ActionQueue, WakeUpIndex
 from nudge.domain.triggers.contract import Decisions, Fire
 
 
@@ -20,7 +19,7 @@ def action_message(user_id: str, fire: Fire, now: datetime) -> dict[str, Any]:
 
 
 class TriggerEffects:
-    def __init__(self, *, actions: SqsActionQueue, wakeups: WakeUps, now: datetime) -> None:
+    def __init__(self, *, actions: ActionQueue, wakeups: WakeUpIndex, now: datetime) -> None:
         self.actions = actions
         self.wakeups = wakeups
         self.now = now

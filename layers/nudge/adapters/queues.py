@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from nudge.adapters.aws import client
 from nudge.domain.errors import DependencyUnavailableError
 from nudge.domain.events import Event
-from nudge.domain.messages import pack_events
+from nudge.domain.messages import TimersMessage, pack_events
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef as Entry
@@ -73,7 +73,8 @@ def send_fifo_batch(queue_url: str, entries: list[Entry]) -> None:
 
 
 class SqsEventQueue:
-    """The events queue: a request's events, one message per user (EventsMessage)."""
+    """The events queue: a request's events, one message per user (EventsMessage), and
+    a wake-up bucket's timers, one message per user (TimersMessage)."""
 
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
@@ -91,6 +92,20 @@ class SqsEventQueue:
                 ),
             }
             for i, (user, body, packed) in enumerate(pack_events(events))
+        ]
+        send_fifo_batch(self.queue_url, entries)
+
+    def send_timers(self, messages: Sequence[TimersMessage]) -> None:
+        """A wake-up bucket's timers, one TimersMessage per user in the user's group."""
+        entries: list[Entry] = [
+            {
+                "Id": str(i),
+                "MessageBody": m.to_json(),
+                "MessageGroupId": message_group_id(m.user_id),
+                # one message per user and bucket: a retried wake-up is dropped by SQS
+                "MessageDeduplicationId": dedup_id(f"{m.bucket}\x1f{m.user_id}"),
+            }
+            for i, m in enumerate(messages)
         ]
         send_fifo_batch(self.queue_url, entries)
 

@@ -19,22 +19,22 @@ import json
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from nudge import constants as C
 from nudge.adapters.aws import client
-from nudge.adapters.tables import TimerRow, bind_tables
+from nudge.adapters.tables import TimerRow, bind_table
 from nudge.domain.clock import to_ms
+from nudge.domain.messages import TimerItem
 from nudge.domain.triggers.contract import Timer
-from nudge.domain.wakeups import bucket_of
+from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
 
 if TYPE_CHECKING:
     from mypy_boto3_scheduler.type_defs import RetryPolicyTypeDef
 
 RETRY_POLICY: RetryPolicyTypeDef = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
-BUCKET_FORMAT = "%Y-%m-%dT%H:%M"
 NAME_PREFIX = "wake-"
 
 
@@ -72,8 +72,17 @@ class WakeUps:
     """Arms the engine's timers. Disarming is free: a stale timer is re-checked against
     the user's state when it comes due and changes nothing."""
 
-    def __init__(self, *, group: str, target_arn: str, role_arn: str, dlq_arn: str) -> None:
-        bind_tables()
+    def __init__(
+        self,
+        *,
+        group: str,
+        target_arn: str,
+        role_arn: str,
+        dlq_arn: str,
+        table: str | None = None,
+    ) -> None:
+        """`table`: the timers table of the function's settings (None: the environment's)."""
+        bind_table(C.TIMERS, table)
         self._known: dict[str, datetime] = {}  # buckets this container created or saw exist
         self._lock = threading.Lock()
         self.group = group
@@ -144,29 +153,15 @@ class WakeUps:
             self._known[name] = bucket
 
 
-class DueTimer(TypedDict):
-    """A timer message, as the check function sends it to the events queue (the process
-    function reads it back as a TimersMessage, nudge.domain.messages)."""
+class DynamoDueTimers:
+    """Reads the wake-up index for the check function: a bucket's timers, with their
+    users. `table`: the timers table of the function's settings (None: the environment's)."""
 
-    kind: Literal["timer"]
-    user_id: str
-    trigger_id: str
-    key: str | None
-    due: int  # epoch ms
-    bucket: str  # BUCKET_FORMAT
+    def __init__(self, *, table: str | None = None) -> None:
+        bind_table(C.TIMERS, table)
 
-
-def due_timers(bucket: str) -> list[DueTimer]:
-    """The timer messages of one bucket, as the check function sends them to the events queue."""
-    bind_tables()
-    return [
-        {
-            "kind": "timer",
-            "user_id": r.user_id,
-            "trigger_id": r.trigger_id,
-            "key": r.key,
-            "due": int(r.due),
-            "bucket": bucket,
-        }
-        for r in TimerRow.query(bucket, consistent_read=True)
-    ]
+    def due(self, bucket: str) -> list[tuple[str, TimerItem]]:
+        return [
+            (r.user_id, TimerItem(trigger_id=r.trigger_id, key=r.key, due=int(r.due)))
+            for r in TimerRow.query(bucket, consistent_read=True)
+        ]

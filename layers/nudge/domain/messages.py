@@ -51,6 +51,15 @@ class TimersMessage(BaseModel):
         return self.model_dump_json(exclude_none=True)
 
 
+def timers_messages(bucket: str, due: Iterable[tuple[str, TimerItem]]) -> list[TimersMessage]:
+    """A wake-up bucket's timers (user, timer) as one TimersMessage per user, users in
+    the order they first come."""
+    by_user: dict[str, list[TimerItem]] = {}
+    for user_id, timer in due:
+        by_user.setdefault(user_id, []).append(timer)
+    return [TimersMessage(user_id=u, bucket=bucket, timers=ts) for u, ts in by_user.items()]
+
+
 class _LegacyTimer(BaseModel):
     """One timer per message, as the check function sent them before TimersMessage."""
 

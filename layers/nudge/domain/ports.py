@@ -6,16 +6,80 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nudge.domain.events import Event
+from nudge.domain.inbox import InboxMessage
+from nudge.domain.messages import TimerItem, TimersMessage
 from nudge.domain.profile import Profile
 from nudge.domain.query import QueryResult
+
+if TYPE_CHECKING:  # the triggers package imports this module (through processing)
+    from nudge.domain.triggers.contract import Timer
 
 
 class EventQueue(Protocol):
     def send(self, events: Sequence[Event]) -> None:
-        """Durably queues every event (grouped by user) or raises QueueUnavailableError."""
+        """Durably queues every event (one EventsMessage per user, in the user's group)
+        or raises DependencyUnavailableError."""
+
+
+class TimersQueue(Protocol):
+    """The events queue as the check function writes to it."""
+
+    def send_timers(self, messages: Sequence[TimersMessage]) -> None:
+        """Queues each message in its user's group (a retried bucket is dropped)."""
+
+
+class DueTimers(Protocol):
+    """The wake-up index as the check function reads it."""
+
+    def due(self, bucket: str) -> list[tuple[str, TimerItem]]:
+        """The (user, timer) pairs filed in a minute bucket (BUCKET_FORMAT)."""
+        ...
+
+
+class WakeUpIndex(Protocol):
+    """The wake-up index as the process function files the engine's timers in it."""
+
+    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> None:
+        """Files (user, timer) pairs in their minute buckets and makes sure each bucket
+        wakes the check function."""
+
+
+class ActionQueue(Protocol):
+    def send(self, actions: Sequence[dict[str, Any]]) -> None:
+        """Queues the action messages (nudge.adapters.effects.action_message) for the
+        deliver function, each in its user's group, idempotently by action id."""
+
+
+class Inbox(Protocol):
+    """The in-app inbox as the api reads it (the deliver function writes it, a Sender)."""
+
+    def messages(self, user_id: str, limit: int = 100) -> list[InboxMessage]:
+        """Newest first."""
+        ...
+
+    def mark_read(self, user_id: str, message_id: str) -> bool:
+        """False when the user has no such message."""
+        ...
+
+
+class DeviceRegistry(Protocol):
+    def register(self, user_id: str, platform: str, token: str) -> str:
+        """A push endpoint for the token; its id (an SNS endpoint ARN)."""
+        ...
+
+
+class SigningKey(Protocol):
+    def get(self) -> bytes:
+        """The key that signs unsubscribe tokens."""
+        ...
+
+
+class SuppressionList(Protocol):
+    def suppress(self, address: str, reason: str, *, at: datetime) -> None:
+        """Never mails `address` again (SES bounce or complaint)."""
 
 
 @dataclass

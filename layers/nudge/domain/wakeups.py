@@ -8,6 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 from nudge import constants as C
 
+BUCKET_FORMAT = "%Y-%m-%dT%H:%M"  # a bucket's name: its minute in UTC
+BUCKET_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"  # what BUCKET_FORMAT writes
+
 
 def bucket_of(due: datetime, now: datetime) -> datetime:
     """The minute whose wake-up takes a timer: due rounded up to the minute, and later

@@ -1,0 +1,63 @@
+"""The check function's handler on in-memory ports (its `deps` argument), without moto: a
+wake-up bucket in, one TimersMessage per user on the events queue out. The same handler
+runs against moto in tests/integration/test_check_handler.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import ModuleType
+
+import pytest
+from aws_lambda_powertools.utilities.parser import ValidationError
+from nudge.domain.triggers.contract import Timer
+from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
+from nudge.local.lambdas import Function, LambdaContext
+
+from tests.fakes import NOW, MemoryEventQueue, MemoryWakeUps
+
+
+@pytest.fixture(scope="module")
+def module() -> ModuleType:
+    return Function.load_module("check")
+
+
+def test_a_bucket_s_timers_go_to_the_events_queue_as_one_message_per_user(
+    module: ModuleType,
+) -> None:
+    due = NOW + timedelta(minutes=5)
+    wakeups, queue = MemoryWakeUps(), MemoryEventQueue()
+    wakeups.arm_many(
+        [
+            ("u1", Timer("t1", None, due)),
+            ("u2", Timer("t1", None, due)),
+            ("u1", Timer("t2", "p1", due)),
+        ],
+        now=NOW,
+    )
+    bucket = bucket_of(due, NOW).strftime(BUCKET_FORMAT)
+
+    out = module.handler(
+        {"bucket": bucket}, LambdaContext("nudge-check"), deps=module.Deps(wakeups, queue)
+    )
+
+    assert out == {"bucket": bucket, "timers": 3}
+    assert [group for group, _ in queue.messages] == ["u1", "u2"]
+    u1, u2 = queue.parsed()
+    assert [(t.trigger_id, t.key) for t in u1.timers] == [("t1", None), ("t2", "p1")]
+    assert [t.trigger_id for t in u2.timers] == ["t1"]
+
+
+def test_an_empty_bucket_sends_nothing(module: ModuleType) -> None:
+    queue = MemoryEventQueue()
+    deps = module.Deps(MemoryWakeUps(), queue)
+
+    out = module.handler({"bucket": "2026-03-02T12:05"}, LambdaContext("nudge-check"), deps=deps)
+
+    assert out == {"bucket": "2026-03-02T12:05", "timers": 0} and queue.messages == []
+
+
+def test_an_event_that_names_no_bucket_fails_for_lambda_to_retry(module: ModuleType) -> None:
+    deps = module.Deps(MemoryWakeUps(), MemoryEventQueue())
+
+    with pytest.raises(ValidationError):
+        module.handler({"bucket": "tomorrow"}, LambdaContext("nudge-check"), deps=deps)
