@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -224,6 +225,18 @@ def _suspect(value: Any) -> bool:
                 elif isinstance(v, (dict, list)):
                     stack.append((v, depth + 1))
     return False
+
+
+def product_id_of(properties: Mapping[str, Any]) -> str | None:
+    """The product an event's properties (or an item of its `products`) name, as every
+    reader takes it (the profile's cart and items, the trigger engine's keys): `product_id`,
+    falling back to `sku` when there is no `product_id`; None when that names none (null,
+    empty, an object, a list). Uncut: each reader cuts it to its own bound (ingest refused
+    ids over MAX_PRODUCT_ID_BYTES)."""
+    pid = properties.get("product_id", properties.get("sku"))
+    if pid is None or isinstance(pid, (dict, list)):
+        return None
+    return str(pid) or None
 
 
 def _product_id_problem(properties: dict[str, Any]) -> str | None:

@@ -22,7 +22,13 @@ from typing import Any
 
 from nudge.constants import DEDUP_WINDOW_SECONDS, SESSION_TIMEOUT_SECONDS
 from nudge.domain.clock import from_ms, iso, to_ms
-from nudge.domain.events import MAX_PRODUCT_ID_BYTES, PAGE_VIEWED, SCREEN_VIEWED, Event
+from nudge.domain.events import (
+    MAX_PRODUCT_ID_BYTES,
+    PAGE_VIEWED,
+    SCREEN_VIEWED,
+    Event,
+    product_id_of,
+)
 from nudge.domain.sizes import clip, stored_len
 
 # Segment e-commerce spec event names.
@@ -117,12 +123,12 @@ def _attrs_rank(attrs: dict[str, Any]) -> str:
 
 
 def _product_id(props: dict[str, Any]) -> str | None:
-    pid = props.get("product_id", props.get("sku"))
-    if pid is None or isinstance(pid, (dict, list)):
+    pid = product_id_of(props)
+    if pid is None:
         return None
     # as the trigger engine reads keys (200 characters); ingest refuses product ids over
     # MAX_PRODUCT_ID_BYTES, and the cut keeps any other event's within it too
-    return clip(str(pid)[:200], MAX_PRODUCT_ID_BYTES) or None
+    return clip(pid[:200], MAX_PRODUCT_ID_BYTES) or None
 
 
 def _num(value: Any, default: float = 0.0, bound: float = MAX_AMOUNT) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nudge.domain.events import Event
+from nudge.domain.events import Event, product_id_of
 from nudge.domain.sizes import clip
 from nudge.domain.triggers.model import EventMatch, PropertyFilter
 
@@ -148,14 +148,16 @@ def _key_text(v: Any) -> str | None:
     return text or None
 
 
+def _key_of(props: dict[str, Any], prop: str) -> Any:
+    # `product_id` is read as the profile reads it (nudge.domain.events.product_id_of)
+    return product_id_of(props) if prop == "product_id" else lookup(props, prop)
+
+
 def key_values(props: dict[str, Any], prop: str) -> list[str]:
     """The values of a key property in an event: the property itself, else those of the
     `products` list (Segment's e-commerce spec), so an `Order Completed` correlates with
     the products it holds. `product_id` falls back to `sku` as the profile does."""
-    own = lookup(props, prop)
-    if (own is MISSING or own is None) and prop == "product_id":
-        own = props.get("sku", MISSING)
-    text = _key_text(own)
+    text = _key_text(_key_of(props, prop))
     if text is not None:
         return [text]
     out: list[str] = []
@@ -163,10 +165,7 @@ def key_values(props: dict[str, Any], prop: str) -> list[str]:
     if isinstance(products, list):
         for item in products[:KEY_PRODUCTS]:
             if isinstance(item, dict):
-                value = lookup(item, prop)
-                if (value is MISSING or value is None) and prop == "product_id":
-                    value = item.get("sku", MISSING)
-                text = _key_text(value)
+                text = _key_text(_key_of(item, prop))
                 if text is not None and text not in out:
                     out.append(text)
     return out
