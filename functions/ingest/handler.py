@@ -18,9 +18,16 @@ from nudge import openapi as doc
 from nudge.adapters.keys import DynamoKeyStore
 from nudge.adapters.queues import SqsEventQueue
 from nudge.domain.clock import Clock
-from nudge.domain.ingest import INGEST_PATHS, KeyStore, RateLimiter, browser_settings, ingest
+from nudge.domain.ingest import (
+    BROWSER_SETTINGS_ROUTE,
+    INGEST_ROUTES,
+    KeyStore,
+    RateLimiter,
+    browser_settings,
+    ingest,
+)
 from nudge.domain.ports import EventQueue
-from nudge.http import header, install_error_handlers, json_response, raw_body
+from nudge.http import header, install_error_handlers, json_response, raw_body, resolver_route
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import IngestSettings
@@ -87,14 +94,14 @@ def _route_of(kind: str) -> Callable[[], Any]:
     return post
 
 
-# One route per endpoint (the stack routes the same INGEST_PATHS here), each described
+# One route per endpoint (the stack routes the same INGEST_ROUTES here), each described
 # in the OpenAPI document.
-for _kind in INGEST_PATHS:
-    app.post(f"/v1/{_kind}", **doc.ingest_operation(_kind))(_route_of(_kind))
+for _segment, _route in INGEST_ROUTES.items():
+    app.post(resolver_route(_route), **doc.ingest_operation(_segment))(_route_of(_segment))
 
 
 @app.get(
-    "/v1/projects/<writeKey>/settings",
+    resolver_route(BROWSER_SETTINGS_ROUTE),
     **doc.operation(
         "browserSettings",
         "analytics.js settings for a write key (what Segment's CDN serves)",

@@ -15,14 +15,11 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 from nudge import constants as C
-from nudge.domain.ingest import INGEST_PATHS
+from nudge.domain.ingest import BROWSER_SETTINGS_ROUTE, INGEST_ROUTES
 
 from infra.constructs.function import LOG_RETENTION, NudgeFunction
 from infra.constructs.queues import VISIBILITY_TO_TIMEOUT, fifo_queue_with_dlq
 from infra.constructs.state import State
-
-# analytics.js fetches this before it sends (Segment's CDN serves it; docs/browser.md)
-BROWSER_SETTINGS_PATH = "/v1/projects/{writeKey}/settings"
 
 # JSON access log with HTTP API context variables only; no header is logged, so no key
 # ever reaches the logs.
@@ -140,9 +137,9 @@ class Ingest(Construct):
 
         integration = integrations.HttpLambdaIntegration("IngestIntegration", self.function)
         self.routes: list[apigw.HttpRoute] = []
-        for path in INGEST_PATHS:
+        for path in INGEST_ROUTES.values():  # nudge.domain.ingest: the one list of them
             self.routes += self.http_api.add_routes(
-                path=f"/v1/{path}", methods=[apigw.HttpMethod.POST], integration=integration
+                path=path, methods=[apigw.HttpMethod.POST], integration=integration
             )
         for route in self.routes:
             cdk.Validations.of(route).acknowledge(
@@ -158,7 +155,7 @@ class Ingest(Construct):
                 )
             )
         self.settings_routes = self.http_api.add_routes(
-            path=BROWSER_SETTINGS_PATH, methods=[apigw.HttpMethod.GET], integration=integration
+            path=BROWSER_SETTINGS_ROUTE, methods=[apigw.HttpMethod.GET], integration=integration
         )
         for route in self.settings_routes:
             cdk.Validations.of(route).acknowledge(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -28,6 +29,12 @@ STATUS: dict[type[E.NudgeError], int] = {
 
 # How a function answers a path it has no route for (tests tell it from a 404 of a route).
 ROUTE_NOT_FOUND = "no route"
+
+
+def resolver_route(route: str) -> str:
+    """An API Gateway route (`/v1/projects/{writeKey}/settings`) in the syntax of
+    Powertools' resolver (`/v1/projects/<writeKey>/settings`), so a route is written once."""
+    return re.sub(r"\{(\w+)\}", r"<\1>", route)
 
 
 def status_of(err: E.NudgeError) -> int:

@@ -22,7 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json
 from nudge.constants import DEFAULT_RATE_LIMIT_PER_SECOND, MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from nudge.domain.channels import Channel, OptOutChannel
 from nudge.domain.events import EVENT_TYPES, Rejection, SegmentCall
-from nudge.domain.ingest import SHORT_KINDS
+from nudge.domain.ingest import endpoint_kind
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -387,7 +387,7 @@ INGEST_SUMMARIES = {
 def ingest_operation(segment: str) -> dict[str, Any]:
     """The operation of `POST /v1/<segment>` (a Segment endpoint, or analytics.js's
     one-letter name for one)."""
-    kind = SHORT_KINDS.get(segment, segment)
+    kind = endpoint_kind(segment)
     batch = kind in ("batch", "import")
     summary = INGEST_SUMMARIES[kind]
     description = (

@@ -48,6 +48,11 @@ SHORT_KINDS = {
     "b": "batch",
 }
 INGEST_PATHS = (*INGEST_KINDS, *SHORT_KINDS)  # every `/v1/<segment>` ingest accepts
+# The ingest function's HTTP routes, in API Gateway's syntax, listed once: the stack routes
+# them to the function (infra/constructs/ingest.py), its handler serves them
+# (nudge.http.resolver_route), the OpenAPI document describes them.
+INGEST_ROUTES = {segment: f"/v1/{segment}" for segment in INGEST_PATHS}  # POST, by segment
+BROWSER_SETTINGS_ROUTE = "/v1/projects/{writeKey}/settings"  # GET: what analytics.js loads
 MAX_DECOMPRESSED_BYTES = 4 * MAX_BATCH_BYTES
 
 
