@@ -9,7 +9,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, TextIO
@@ -18,7 +18,7 @@ import typer
 
 from nudge import constants as C
 from nudge.cli_output import CONTEXT, USER_ERROR, UserError, error, out_console
-from nudge.domain.clock import SystemClock
+from nudge.domain.clock import SystemClock, utc
 from nudge.domain.errors import NudgeError, QueryForbiddenError, QuerySyntaxError
 from nudge.domain.ports import QueryEngine
 from nudge.domain.query import QueryResult, json_safe
@@ -264,7 +264,7 @@ def parse_since(text: str, *, now: datetime | None = None) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a duration (30m, 24h, 7d, 1h30m) nor an ISO date/time"
         ) from None
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+    return utc(at)
 
 
 # ---- where the archive is -------------------------------------------------------------

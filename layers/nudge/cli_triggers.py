@@ -28,6 +28,7 @@ from nudge.cli_output import (
     progress,
 )
 from nudge.domain.archive import event_from_row
+from nudge.domain.clock import utc
 from nudge.domain.events import Event, normalize_event
 from nudge.domain.fatigue import FatigueConfigError, load_fatigue_config
 from nudge.domain.triggers.backtest import BacktestReport, backtest
@@ -176,7 +177,7 @@ def _parse_time(raw: dict[str, Any], name: str) -> datetime | None:
         at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"`{name}` is not an ISO-8601 date-time: {value!r}") from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return utc(at)
 
 
 def _event_time(raw: dict[str, Any]) -> datetime | None:
@@ -228,13 +229,13 @@ def archived_events(args: argparse.Namespace) -> list[Event]:
         )
     rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
     if since is not None:
-        rows = [r for r in rows if _utc(r["received_at"]) >= since]
+        rows = [r for r in rows if _received_at(r) >= since]
     return [event_from_row(r) for r in rows]
 
 
-def _utc(value: Any) -> datetime:
-    at = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+def _received_at(row: dict[str, Any]) -> datetime:
+    value = row["received_at"]
+    return utc(value if isinstance(value, datetime) else datetime.fromisoformat(str(value)))
 
 
 # ---- nudge triggers backtest --------------------------------------------------------------

@@ -43,6 +43,7 @@ from nudge.constants import (
     ARCHIVE_PREFIX,
     ARCHIVE_RECORD_MAX_BYTES,
 )
+from nudge.domain.clock import utc
 from nudge.domain.events import Event
 
 ARCHIVE_VERSION = 1
@@ -70,9 +71,8 @@ COLUMN_NAMES: tuple[str, ...] = tuple(c for c, _, _ in ARCHIVE_COLUMNS)
 
 def iso_ms(at: datetime) -> str:
     """UTC, milliseconds, `Z`: sortable as text and read by DuckDB and Athena alike."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    at = utc(at)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def archive_row(event: Event, user_id: str) -> dict[str, Any]:
@@ -196,7 +196,7 @@ QUALIFY row_number() OVER (PARTITION BY message_id ORDER BY received_at, user_id
 
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+        return utc(value)
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 

@@ -14,12 +14,13 @@ import json
 import math
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from nudge.constants import MAX_EVENT_BYTES
+from nudge.domain.clock import utc
 
 EventType = Literal["track", "identify", "page", "screen", "group", "alias"]
 EVENT_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "group", "alias")
@@ -261,10 +262,6 @@ def _product_id_problem(properties: dict[str, Any]) -> str | None:
     return None
 
 
-def _utc(dt: datetime) -> datetime:
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def normalize_event(
     raw: Any,
     *,
@@ -346,16 +343,16 @@ def normalize_event(
     if etype == "identify" and not traits and isinstance(context.get("traits"), dict):
         traits = dict(context["traits"])
 
-    received_at = _utc(received_at)
+    received_at = utc(received_at)
     stamp = ev.timestamp or ev.originalTimestamp
     sent_at = ev.sentAt or batch_sent_at
     if stamp is None:
         timestamp = received_at
     else:
         try:
-            timestamp = _utc(stamp)
+            timestamp = utc(stamp)
             if sent_at is not None:
-                timestamp = timestamp + (received_at - _utc(sent_at))
+                timestamp = timestamp + (received_at - utc(sent_at))
         except OverflowError:
             raise ValueError("timestamp or sentAt out of range") from None
         if timestamp > received_at:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from nudge.domain.clock import utc
 from nudge.domain.errors import QueryError
 
 # An event received at t reaches the archive (Firehose's arrival-hour prefix) at t or
@@ -106,12 +107,8 @@ def received_bounds(
     since: datetime | None, until: datetime | None
 ) -> tuple[datetime | None, datetime | None]:
     """The range in UTC; QueryError when since is after until."""
-    s = _utc(since) if since is not None else None
-    u = _utc(until) if until is not None else None
+    s = utc(since) if since is not None else None
+    u = utc(until) if until is not None else None
     if s is not None and u is not None and s > u:
         raise QueryError(f"since ({s.isoformat()}) is after until ({u.isoformat()})")
     return s, u
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
