@@ -1,5 +1,6 @@
 """HTTP glue shared by the API Gateway handlers: typed errors mapped to statuses in one
-place, raw bodies (gzip arrives base64-encoded), admin auth."""
+place (STATUS, also what local mode's own endpoints answer with), raw bodies (gzip
+arrives base64-encoded), admin auth."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ def status_of(err: E.NudgeError) -> int:
     return 500
 
 
+def error_body(code: str, message: str, details: list[Any] | None = None) -> str:
+    """The JSON of every error answer, the functions' and local mode's alike."""
+    return json.dumps({"error": code, "message": message, "details": details or []})
+
+
 def error_response(
     status: int,
     code: str,
@@ -54,7 +60,7 @@ def error_response(
     return Response(
         status_code=status,
         content_type="application/json",
-        body=json.dumps({"error": code, "message": message, "details": details or []}),
+        body=error_body(code, message, details),
         headers=headers,
     )
 

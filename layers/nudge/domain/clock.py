@@ -6,6 +6,8 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from nudge.domain.errors import ClockMovedBackwardsError
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
@@ -14,10 +16,6 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-class ClockMovedBackwardsError(ValueError):
-    """A settable clock only moves forward."""
 
 
 class SettableClock:

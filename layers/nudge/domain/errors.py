@@ -1,5 +1,10 @@
-"""Typed errors of the core. Handlers map them to HTTP statuses or batch failures in
-one place (nudge.http.errors), never by matching message text."""
+"""Typed errors of the core. Handlers and local mode's own endpoints map them to HTTP
+statuses in one place (nudge.http.STATUS, by class), never by matching message text;
+the queue consumers turn them into batch item failures or dead letters.
+
+Errors of one use case live beside it and derive from NudgeError: delivery's send
+errors (nudge.domain.delivery), TemplateRenderError (nudge.domain.templates),
+DefinitionError (nudge.domain.triggers.loader)."""
 
 from __future__ import annotations
 
@@ -43,6 +48,12 @@ class ConflictError(NudgeError):
     code = "conflict"
 
 
+class ClockMovedBackwardsError(ConflictError, ValueError):
+    """A settable clock only moves forward (local mode's `/_local/clock`, the backtest)."""
+
+    code = "clock_backwards"
+
+
 class PayloadTooLargeError(NudgeError):
     code = "payload_too_large"
 
@@ -53,13 +64,6 @@ class RateLimitedError(NudgeError):
     def __init__(self, message: str, retry_after_seconds: int) -> None:
         super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
-
-
-class PoisonMessageError(NudgeError):
-    """A queued message that can never be processed (it failed validation). It is
-    moved to the dead-letter queue at once instead of blocking its message group."""
-
-    code = "poison_message"
 
 
 class ConcurrentUpdateError(NudgeError):
