@@ -27,7 +27,15 @@ from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import KeyStore, decode_body
 from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, SigningKey
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
-from nudge.http import header, install_error_handlers, json_response, raw_body, require_admin
+from nudge.http import (
+    header,
+    install_error_handlers,
+    json_response,
+    passed_deps,
+    raw_body,
+    require_admin,
+    resolve,
+)
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ApiSettings
@@ -73,7 +81,7 @@ def deps() -> Deps:
 
 def current() -> Deps:
     """The deps of this invocation: those passed to `handler`, else the cold start's."""
-    passed: Deps | None = app.context.get("deps")
+    passed: Deps | None = passed_deps(app)
     return passed if passed is not None else deps()
 
 
@@ -315,6 +323,4 @@ def handler(
 ) -> dict[str, Any]:
     """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
     adapters, as a unit test does; the routes read it through `current()`."""
-    if deps is not None:
-        app.context["deps"] = deps  # Powertools clears app.context when resolve() returns
-    return app.resolve(event, context)
+    return resolve(app, event, context, deps=deps)

@@ -27,7 +27,15 @@ from nudge.domain.ingest import (
     ingest,
 )
 from nudge.domain.ports import EventQueue
-from nudge.http import header, install_error_handlers, json_response, raw_body, resolver_route
+from nudge.http import (
+    header,
+    install_error_handlers,
+    json_response,
+    passed_deps,
+    raw_body,
+    resolve,
+    resolver_route,
+)
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import IngestSettings
@@ -64,7 +72,7 @@ def deps() -> Deps:
 
 def current() -> Deps:
     """The deps of this invocation: those passed to `handler`, else the cold start's."""
-    passed: Deps | None = app.context.get("deps")
+    passed: Deps | None = passed_deps(app)
     return passed if passed is not None else deps()
 
 
@@ -135,6 +143,4 @@ def handler(
 ) -> dict[str, Any]:
     """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
     adapters, as a unit test does; the routes read it through `current()`."""
-    if deps is not None:
-        app.context["deps"] = deps  # Powertools clears app.context when resolve() returns
-    return app.resolve(event, context)
+    return resolve(app, event, context, deps=deps)

@@ -96,6 +96,22 @@ def install_error_handlers(app: APIGatewayHttpResolver) -> None:
         return error_response(404, "not_found", f"{ROUTE_NOT_FOUND} {ev.http_method} {ev.path}")
 
 
+def resolve(
+    app: APIGatewayHttpResolver, event: dict[str, Any], context: Any, *, deps: object | None
+) -> dict[str, Any]:
+    """Answers one request. A handler's `deps` argument (its ports, passed by a test) is
+    kept in the app's context for the routes to read (`passed_deps`) while it is
+    answered: Powertools clears the context when `resolve` returns."""
+    if deps is not None:
+        app.context["deps"] = deps
+    return app.resolve(event, context)
+
+
+def passed_deps(app: APIGatewayHttpResolver) -> Any:
+    """The `deps` passed to the handler answering this request, None when none was."""
+    return app.context.get("deps")
+
+
 def raw_body(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
