@@ -38,11 +38,16 @@ def resolver_route(route: str) -> str:
     return re.sub(r"\{(\w+)\}", r"<\1>", route)
 
 
-def status_of(err: E.NudgeError) -> int:
-    for cls in type(err).__mro__:
+def status_for(kind: type[E.NudgeError]) -> int:
+    """The status of an error class: that of its nearest class in STATUS, else 500."""
+    for cls in kind.__mro__:
         if cls in STATUS:
             return STATUS[cls]
     return 500
+
+
+def status_of(err: E.NudgeError) -> int:
+    return status_for(type(err))
 
 
 def error_body(code: str, message: str, details: list[Any] | None = None) -> str:

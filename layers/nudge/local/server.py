@@ -21,8 +21,10 @@ from urllib.parse import urlsplit
 
 from nudge import constants as C
 from nudge import runtime
+from nudge.domain import errors as E
 from nudge.domain.clock import SettableClock, iso, to_ms
 from nudge.domain.ingest import INGEST_PATHS as DOMAIN_INGEST_PATHS
+from nudge.http import status_for
 from nudge.local.emulation import (
     Resources,
     aws_port_for,
@@ -95,10 +97,19 @@ class LocalConfig:
     background_pollers: bool = True
 
 
-class LocalError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+class NotSettledError(E.DependencyUnavailableError):
+    """The queues did not drain in time (`/_local/settle`, `/_local/clock`)."""
+
+    code = "not_settled"
+
+
+class LocalError(E.NudgeError):
+    """An error of local mode's own endpoints (`/_local/*`), answered as the typed error
+    `kind`: its code, and its status from the functions' one map (nudge.http.STATUS)."""
+
+    def __init__(self, kind: type[E.NudgeError], message: str) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.kind, self.code, self.status = kind, kind.code, status_for(kind)
 
 
 class LocalMode:
@@ -202,7 +213,7 @@ class LocalMode:
     def settle(self, timeout_s: float = 120.0) -> None:
         run = settle if self.config.background_pollers else drain
         if not run(self.pollers, timeout_s):
-            raise LocalError(503, "not_settled", f"queues still busy after {timeout_s:g} s")
+            raise LocalError(NotSettledError, f"queues still busy after {timeout_s:g} s")
 
     def move_clock(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._clock_lock:
@@ -211,22 +222,22 @@ class LocalMode:
                 try:
                     target = datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00"))
                 except ValueError:
-                    raise LocalError(400, "bad_request", "set must be an ISO-8601 time") from None
+                    raise LocalError(E.BadRequestError, "set must be an ISO-8601 time") from None
             elif "advance_seconds" in body:
                 try:
                     seconds = float(body["advance_seconds"])
                 except (TypeError, ValueError):
                     raise LocalError(
-                        400, "bad_request", "advance_seconds must be a number"
+                        E.BadRequestError, "advance_seconds must be a number"
                     ) from None
                 if seconds < 0:
-                    raise LocalError(409, "clock_backwards", "the clock only moves forward")
+                    raise LocalError(E.ClockMovedBackwardsError, "the clock only moves forward")
                 from datetime import timedelta
 
                 target = now + timedelta(seconds=seconds)
             else:
                 raise LocalError(
-                    400, "bad_request", 'send {"set": ISO-8601} or {"advance_seconds": N}'
+                    E.BadRequestError, 'send {"set": ISO-8601} or {"advance_seconds": N}'
                 )
             if target.tzinfo is None:
                 from datetime import UTC
@@ -234,7 +245,7 @@ class LocalMode:
                 target = target.replace(tzinfo=UTC)
             if target < now:
                 raise LocalError(
-                    409, "clock_backwards", f"the clock is at {iso(now)}; it only moves forward"
+                    E.ClockMovedBackwardsError, f"the clock is at {iso(now)}; it only moves forward"
                 )
             self.settle()
             fired = self.fire_due(target)
@@ -342,7 +353,7 @@ class LocalMode:
                     timeout = float((json.loads(body or b"{}") or {}).get("timeout_seconds", 120))
                 except (ValueError, TypeError, AttributeError):
                     raise LocalError(
-                        400, "bad_request", "timeout_seconds must be a number"
+                        E.BadRequestError, "timeout_seconds must be a number"
                     ) from None
                 self.settle(timeout)
                 return ok({"settled": True})
@@ -350,15 +361,15 @@ class LocalMode:
                 try:
                     payload = json.loads(body or b"{}")
                 except json.JSONDecodeError:
-                    raise LocalError(400, "invalid_json", "body must be JSON") from None
+                    raise LocalError(E.InvalidJsonError, "body must be JSON") from None
                 if not isinstance(payload, dict):
-                    raise LocalError(400, "bad_request", "body must be a JSON object")
+                    raise LocalError(E.BadRequestError, "body must be a JSON object")
                 return ok(self.move_clock(payload))
             if path == "/_local/clock" and method == "GET":
                 return ok({"now": iso(self.clock.now())})
             if path == "/_local/outbox" and method == "GET":
                 return ok(self.outbox())
-            raise LocalError(404, "not_found", f"no local route {method} {path}")
+            raise LocalError(E.NotFoundError, f"no local route {method} {path}")
         except LocalError as err:
             return (
                 err.status,
