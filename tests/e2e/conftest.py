@@ -113,4 +113,24 @@ def client(local: LocalMode) -> Client:
 
 @pytest.fixture
 def uid() -> str:
-    return f"u-{uuid.uuid4().hex[:10]}"
+    """A new user whom the shipped experiment sends the cart reminder (its `reminder`
+    variant: a tenth of users are in `holdout` and get none; tests of the holdout pick
+    theirs with `holdout_uid`)."""
+    return _user_in("reminder")
+
+
+@pytest.fixture
+def holdout_uid() -> str:
+    return _user_in("holdout")
+
+
+def _user_in(variant: str) -> str:
+    from nudge.domain.triggers import load_triggers
+    from nudge.domain.triggers.experiments import draw
+
+    cart = load_triggers(ROOT / "triggers").get("cart_abandonment")
+    exp = cart.experiment if cart is not None else None
+    while True:
+        user = f"u-{uuid.uuid4().hex[:10]}"
+        if exp is None or draw(exp, user).name == variant:
+            return user

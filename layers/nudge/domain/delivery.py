@@ -38,6 +38,7 @@ from nudge.domain.fatigue import (
     UserPrefs,
     Verdict,
     decide,
+    holdout_of,
     order_by_priority,
 )
 from nudge.domain.ports import ProfileStore, resolve_profile
@@ -185,6 +186,7 @@ def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candi
         cooldown_seconds=action.get("cooldown_seconds"),
         fired_at=_parse(action.get("at")) or from_ms(0),
         window=SendWindow.from_action(action["action"].get("send_window")),
+        holdout=holdout_of(action.get("experiment")),
     )
 
 

@@ -305,6 +305,7 @@ class Candidate:
     cooldown_seconds: int | None
     fired_at: datetime
     window: SendWindow | None = None  # the trigger's send window, if it has one
+    holdout: str | None = None  # the experiment whose holdout variant the user is in
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,13 @@ class Verdict:
 
 
 SEND = Verdict("send", "ok")
+
+
+def holdout_of(experiment: Any) -> str | None:
+    """The experiment's id when an action's variant is its holdout (it sends nothing)."""
+    if isinstance(experiment, dict) and experiment.get("holdout"):
+        return str(experiment.get("id"))
+    return None
 
 
 # ---- the rules ----------------------------------------------------------------------------------
@@ -430,6 +438,8 @@ def decide(
 
     if in_control_group(candidate.user_id, config.control_group_percent):
         return Verdict("holdout", "control_group")
+    if candidate.holdout is not None:
+        return Verdict("holdout", f"experiment:{candidate.holdout}")
     if channel in prefs.opted_out or ALL_CHANNELS in prefs.opted_out:
         which = channel if channel in prefs.opted_out else ALL_CHANNELS
         return Verdict("opted_out", f"opted_out:{which}")

@@ -20,7 +20,7 @@ from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.events import Event
 from nudge.domain.ports import ArchiveWriter, ProfileStore, StoredProfile
 from nudge.domain.profile import ANONYMOUS, MAX_MERGED_IDS, Profile
-from nudge.domain.triggers.contract import Decisions
+from nudge.domain.triggers.contract import Decisions, Fire
 from nudge.domain.triggers.state import merge_states, without_timers
 
 MAX_ATTEMPTS = 4
@@ -71,6 +71,33 @@ class FoldOutcome:
     writes: int = 0
     merged: list[str] = field(default_factory=list)
     conflicts: list[IdentityConflict] = field(default_factory=list)
+    exposures: list[Event] = field(default_factory=list)  # Experiment Viewed, to archive
+
+
+EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment's A/B testing spec
+
+
+def exposure_event(user_id: str, fire: Fire, now: datetime) -> Event:
+    """An episode of a trigger under experiment, as the archive keeps it: Segment's
+    `Experiment Viewed`, for holdout users too; one per action (its id is the messageId,
+    so a retried batch archives it once)."""
+    exp = fire.experiment or {}
+    return Event(
+        type="track",
+        message_id=f"exposure-{fire.action_id}",
+        user_id=user_id,
+        event=EXPERIMENT_VIEWED,
+        properties={
+            "experiment_id": exp.get("id"),
+            "experiment_name": exp.get("name"),
+            "variation_id": exp.get("variant"),
+            "variation_name": exp.get("variant"),
+            "trigger_id": fire.trigger_id,
+            "action_id": fire.action_id,
+        },
+        timestamp=fire.at,
+        received_at=now,
+    )
 
 
 def _new(user_id: str) -> StoredProfile:
@@ -151,6 +178,8 @@ def _decide_user(
         parts = [engine.on_events(profile, fresh, now)] if fresh else []
         parts += [engine.on_timer(profile, t.trigger_id, t.key, now) for t in timers]
         decisions = _combine(parts) if parts else None
+    fires: list[Fire] = getattr(decisions, "fires", None) or []  # (a test's engine may differ)
+    outcome.exposures = [exposure_event(target, f, now) for f in fires if f.experiment]
     # a stale timer, or one that only re-armed: its timers are filed, the profile not written
     write = not (
         before is not None
@@ -360,8 +389,9 @@ def process_users(
         result.duplicates += outcome.duplicates
         result.writes += outcome.writes
         result.conflicts.extend(outcome.conflicts)
-        if events_by_user.get(user_id):
-            to_archive[user_id] = (outcome.user_id, events_by_user[user_id])
+        if events_by_user.get(user_id) or outcome.exposures:
+            evs = [*events_by_user.get(user_id, []), *outcome.exposures]
+            to_archive[user_id] = (outcome.user_id, evs)
     if archive is not None and to_archive:
         lines = [
             archive_line(archive_row(ev, resolved))

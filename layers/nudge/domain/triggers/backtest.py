@@ -32,6 +32,7 @@ from nudge.domain.fatigue import (
     Sent,
     UserPrefs,
     decide,
+    holdout_of,
 )
 from nudge.domain.ports import StoredProfile
 from nudge.domain.processing import TimerDue, process_users
@@ -342,6 +343,7 @@ def _suppression(
                 cooldown_seconds=f.cooldown_seconds,
                 fired_at=f.at,
                 window=SendWindow.from_action(f.action.get("send_window")),
+                holdout=holdout_of(f.experiment),
             )
             for f in fires
         ]

@@ -173,6 +173,7 @@ class CompiledTrigger:
         if trigger.send_window is not None:
             self.action["send_window"] = trigger.send_window.as_dict()
         self.lateness_ms = trigger.lateness * 1000
+        self.experiment = trigger.experiment
         nodes = [
             n
             for b in branches

@@ -51,6 +51,8 @@ class Fire:
     priority: int
     cooldown_seconds: int
     context: dict[str, Any]
+    # the trigger's experiment: {"id", "name", "variant", "holdout"} (experiments.exposure)
+    experiment: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,6 +65,7 @@ class Fire:
             "priority": self.priority,
             "cooldown_seconds": self.cooldown_seconds,
             "context": self.context,
+            "experiment": self.experiment,
         }
 
 

@@ -65,6 +65,7 @@ from nudge.domain.triggers.contract import (
     action_id,
     timer_due,
 )
+from nudge.domain.triggers.experiments import apply_variant, draw, exposure, variant_named
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.triggers.model import Trigger
 from nudge.domain.triggers.state import KeyState, TriggerState
@@ -573,9 +574,18 @@ class Engine:
         episode) or its moment is more than the trigger's `lateness` behind now (it is
         decided now, so now is the moment from which the message would go out)."""
         episode = st.count_fire(key, chk.at)
+        variant = None
+        if ct.experiment is not None:
+            variant = variant_named(ct.experiment, st.variant)
+            if variant is None:  # drawn at the first episode, kept for good
+                variant = draw(ct.experiment, profile.user_id)
+                st.variant = variant.name
         if out is None or chk.at < now - ct.lateness_ms:
             return
         k = None if key == NONE_KEY else key
+        action, experiment = dict(ct.action), None
+        if ct.experiment is not None and variant is not None:
+            action, experiment = apply_variant(action, variant), exposure(ct.experiment, variant)
         out.fires.append(
             Fire(
                 trigger_id=ct.id,
@@ -583,9 +593,10 @@ class Engine:
                 at=from_ms(chk.at),
                 episode=episode,
                 action_id=action_id(profile.user_id, ct.id, k, episode),
-                action=dict(ct.action),
+                action=action,
                 priority=ct.priority,
                 cooldown_seconds=ct.cooldown_seconds,
                 context=chk.context,
+                experiment=experiment,
             )
         )

@@ -381,20 +381,24 @@ def _claim_id(item: Any, base: Loc, file: str, lines: _Lines, ctx: _Context) -> 
 def _unknown_template(item: Any, base: Loc, ctx: _Context) -> list[tuple[Loc, str]]:
     """The action's template when it is not among the known ones (checked before the
     model, so that it is reported next to the trigger's other problems)."""
-    action = item.get("action") if isinstance(item, dict) else None
-    template = action.get("template") if isinstance(action, dict) else None
-    if (
-        ctx.known_templates is None
-        or not isinstance(template, str)
-        or not TEMPLATE_RE.match(template)
-        or template in ctx.known_templates
-    ):
+    if not isinstance(item, dict):
         return []
+    places: list[tuple[Loc, Any]] = []
+    action = item.get("action")
+    if isinstance(action, dict):
+        places.append(((*base, "action", "template"), action.get("template")))
+    experiment = item.get("experiment")
+    variants = experiment.get("variants") if isinstance(experiment, dict) else None
+    for i, variant in enumerate(variants if isinstance(variants, list) else []):
+        if isinstance(variant, dict) and "template" in variant:
+            places.append(((*base, "experiment", "variants", i, "template"), variant["template"]))
     return [
-        (
-            (*base, "action", "template"),
-            f"unknown template '{template}': no {ctx.templates_label}/{template}.yaml",
-        )
+        (loc, f"unknown template '{template}': no {ctx.templates_label}/{template}.yaml")
+        for loc, template in places
+        if ctx.known_templates is not None
+        and isinstance(template, str)
+        and TEMPLATE_RE.match(template)
+        and template not in ctx.known_templates
     ]
 
 
@@ -430,6 +434,14 @@ def _template_problems(
             out.append(((*base, "action", name), f"{name}: {problem.message}"))
         else:
             out.append(((*base, "action", "template"), problem.message))
+    experiment = trigger.experiment
+    for i, v in enumerate(experiment.variants if experiment is not None else []):
+        if v.holdout or (v.template is None and v.channel is None):
+            continue
+        at = (*base, "experiment", "variants", i, "template" if v.template else "channel")
+        channel = v.channel or action.channel
+        for problem in checker.sending_problems(v.template or action.template, [channel]):
+            out.append((at, f"variant {v.name}: {problem.message}"))
     return out
 
 

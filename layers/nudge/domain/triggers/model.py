@@ -476,6 +476,45 @@ class Action(_Strict):
         return {"channel": self.channel, "template": self.template, "fallback": self.fallback}
 
 
+class Variant(_Strict):
+    """One arm of an experiment: a share of the users, and what it changes."""
+
+    name: TriggerId = Field(description="the variant's id (Segment's variation_id)")
+    weight: float = Field(gt=0, description="its share of the users, relative to the others'")
+    holdout: bool = Field(default=False, description="sends nothing (the exposure is logged)")
+    channel: Channel | None = Field(default=None, description="instead of the action's channel")
+    template: TemplateName | None = Field(
+        default=None, description="instead of the action's template"
+    )
+
+
+class Goal(_Strict):
+    event: str = Field(min_length=1, description="the conversion event, e.g. Order Completed")
+    within: PositiveDuration = Field(description="the attribution window after the exposure")
+
+
+class Experiment(_Strict):
+    """An A/B test on a trigger: each user is assigned a variant once, by a hash of the
+    experiment's id and the user's id, when an episode of the trigger first fires for
+    them; every episode exposes them (holdout users too) and is archived as Segment's
+    `Experiment Viewed`."""
+
+    id: TriggerId
+    name: str | None = Field(default=None, description="shown in reports (default: the id)")
+    variants: list[Variant] = Field(min_length=2, max_length=10)
+    goal: Goal
+    minimum_detectable_effect: float = Field(
+        default=0.02, gt=0, lt=1, description="absolute, for the sample size still needed"
+    )
+
+    @model_validator(mode="after")
+    def _distinct_variants(self) -> Experiment:
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names must be distinct")
+        return self
+
+
 class OncePer(_Strict):
     once_per: PositiveDuration
 
@@ -523,6 +562,9 @@ class Trigger(_Strict):
         default=None,
         description="days (mon..sun) and local hours (start, end) when its messages may go out; "
         "outside, they wait for the next opening in the user's time zone",
+    )
+    experiment: Experiment | None = Field(
+        default=None, description="an A/B test of this trigger's message, with a holdout"
     )
 
     @property

@@ -19,6 +19,8 @@ Stored per trigger                      read as
   w               instant episodes whose TriggerState.waiting
                   trait filters failed, [[ms, key, event, properties, product], ...],
                   kept a minute (an `identify` just after may set the trait)
+  x               the user's variant of    TriggerState.variant
+                  the trigger's experiment (its name), once drawn
   q               instant events that      TriggerState.deferred
                   arrived late, to decide at a wake-up once the rest of their flush
                   is in: [[ms, fp8, slot, key, event, properties, ready ms], ...]
@@ -196,6 +198,16 @@ class TriggerState:
     @waiting.setter
     def waiting(self, items: list[list[Any]]) -> None:
         self.raw["w"] = items
+
+    @property
+    def variant(self) -> str | None:
+        """The user's variant of the trigger's experiment, once drawn (kept for good)."""
+        x = self.raw.get("x")
+        return x if isinstance(x, str) else None
+
+    @variant.setter
+    def variant(self, name: str) -> None:
+        self.raw["x"] = name
 
     @property
     def deferred(self) -> list[list[Any]]:
