@@ -154,6 +154,155 @@ def _speed_up_moto_sqs() -> None:
     m._nudge_patched = True  # type: ignore[attr-defined]
 
 
+# moto 5.2's SQS operations run under this lock in local mode (_serialize_moto_sqs); a
+# long poll waits on SQS_CHANGED, which the operations that change a queue notify
+SQS_LOCK = threading.RLock()
+SQS_CHANGED = threading.Condition(SQS_LOCK)
+# SQSBackend's operations on queues and their messages, and whether they change them
+_SQS_OPERATIONS = {
+    "create_queue": False,
+    "delete_queue": True,
+    "get_queue_attributes": False,
+    "set_queue_attributes": True,
+    "send_message": True,
+    "send_message_batch": True,
+    "delete_message": True,
+    "delete_message_batch": True,
+    "change_message_visibility": True,
+    "change_message_visibility_batch": True,
+    "purge_queue": True,
+}
+# a long poll looks again at least this often: visibility timeouts run out on their own
+LONG_POLL_RECHECK_S = 0.25
+
+
+def _serialize_moto_sqs() -> None:
+    """moto 5.2 (checked on 5.2.5) has no lock around an SQS queue's message list, and the
+    moto server runs each request in a thread of its own. Queue.delete_message rebuilds
+    the list from the messages it read and assigns it back, so two DeleteMessageBatch
+    calls on one queue at once (two of local mode's process pollers) undo each other's
+    deletions: deleted messages come back after the visibility timeout (4 to 17 in a
+    5,000-event run), to be processed again, and `settle` waits the timeout out; a
+    message sent while a delete rebuilds is lost. Local mode runs moto's queue operations
+    one at a time, under SQS_LOCK (re-entrant: a batch calls the single operation, and a
+    receive moves messages to the dead-letter queue).
+
+    A long poll (WaitTimeSeconds > 0) releases the lock while it waits, and looks again
+    when an operation changed a queue (a send, a delete that frees a FIFO group, a
+    visibility change) or LONG_POLL_RECHECK_S passed; moto's own wait would hold the
+    lock, or spin while the visible messages all belong to busy FIFO groups."""
+    import time
+
+    import moto.sqs.models as m
+
+    if getattr(m, "_nudge_serialized", False):
+        return
+
+    def locked(original: Callable[..., Any], changes: bool) -> Callable[..., Any]:
+        @functools.wraps(original)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with SQS_LOCK:
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    if changes:
+                        SQS_CHANGED.notify_all()
+
+        return run
+
+    for name, changes in _SQS_OPERATIONS.items():
+        setattr(m.SQSBackend, name, locked(getattr(m.SQSBackend, name), changes))
+    receive = m.SQSBackend.receive_message
+
+    def receive_message(
+        self: Any,
+        queue_name: str,
+        count: int,
+        wait_seconds_timeout: int,
+        visibility_timeout: int,
+        message_attribute_names: list[str] | None = None,
+    ) -> Any:
+        deadline = time.monotonic() + (wait_seconds_timeout or 0)
+        with SQS_LOCK:
+            while True:
+                got = receive(
+                    self, queue_name, count, 0, visibility_timeout, message_attribute_names
+                )
+                left = deadline - time.monotonic()
+                if got or left <= 0:
+                    return got
+                SQS_CHANGED.wait(min(LONG_POLL_RECHECK_S, left))
+
+    # moto's backend patched in place (method-assign) and a marker on its module
+    # (attr-defined), as in _speed_up_moto_sqs
+    m.SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    m._nudge_serialized = True  # type: ignore[attr-defined]
+
+
+def _index_moto_sqs_deletes() -> None:
+    """moto 5.2's Queue.delete_message finds a receipt handle by going through every
+    message of the queue twice, building each message's list of handles on the way, and
+    rebuilds the list without it: a batch of 10 deletes walks a backed-up queue 20 times.
+    Local mode notes each handle a receive hands out (handle -> message, per queue) and
+    deletes by it; a handle it does not know (from another queue, or a message moved to
+    the dead-letter queue or purged) goes to moto's own delete, which keeps its answers
+    (already deleted: nothing; unknown: ReceiptHandleIsInvalid). Runs under SQS_LOCK."""
+    import moto.sqs.models as m
+
+    if getattr(m, "_nudge_indexed", False):
+        return
+    receiving = threading.local()
+    mark_received = m.Message.mark_received
+    receive = m.SQSBackend.receive_message
+    delete = m.Queue.delete_message
+
+    def noted_mark_received(self: Any, visibility_timeout: int | None = None) -> None:
+        mark_received(self, visibility_timeout)
+        queue = getattr(receiving, "queue", None)
+        if queue is not None:
+            queue.__dict__.setdefault("_nudge_by_handle", {})[self.receipt_handle] = self
+
+    def receive_message(self: Any, queue_name: str, *args: Any, **kwargs: Any) -> Any:
+        receiving.queue = self.get_queue(queue_name)
+        try:
+            return receive(self, queue_name, *args, **kwargs)
+        finally:
+            receiving.queue = None
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        if receipt_handle in self.deleted_messages:
+            return
+        by_handle: dict[str, Any] = self.__dict__.get("_nudge_by_handle", {})
+        message = by_handle.pop(receipt_handle, None)
+        try:
+            if message is None:
+                raise ValueError(receipt_handle)
+            self._messages.remove(message)  # by identity: Message has no __eq__
+        except ValueError:
+            delete(self, receipt_handle)
+            return
+        self.pending_messages.discard(message)
+        handles = message.all_receipt_handles
+        self.deleted_messages.update(handles)
+        for handle in handles:
+            by_handle.pop(handle, None)
+
+    # moto patched in place (see _serialize_moto_sqs)
+    m.Message.mark_received = noted_mark_received  # type: ignore[method-assign]
+    m.SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
+    m.Queue.delete_message = delete_message  # type: ignore[method-assign]
+    m._nudge_indexed = True  # type: ignore[attr-defined]
+
+
+def patch_moto() -> None:
+    """Local mode's changes to moto, in the process that runs the moto server."""
+    _speed_up_moto_sqs()
+    _index_moto_sqs_deletes()
+    _serialize_moto_sqs()
+    _buffer_moto_firehose()
+    _keep_sesv2_content()
+
+
 FIREHOSE_BUFFER_BYTES = 4 * 1024 * 1024
 
 
@@ -255,9 +404,7 @@ def _millis(dt: Any) -> float:
 def start_moto(host: str, port: int) -> Any:
     from moto.server import ThreadedMotoServer
 
-    _speed_up_moto_sqs()
-    _buffer_moto_firehose()
-    _keep_sesv2_content()
+    patch_moto()
     ensure_free(host, port, "AWS emulation")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
