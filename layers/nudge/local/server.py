@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -110,6 +111,58 @@ class LocalError(E.NudgeError):
     def __init__(self, kind: type[E.NudgeError], message: str) -> None:
         super().__init__(message)
         self.kind, self.code, self.status = kind, kind.code, status_for(kind)
+
+
+# The latest time the local clock can be set to. The handlers compute times later than the
+# clock (timers, send windows, retention, TTLs: days to years ahead); near datetime's end
+# (9999-12-31) that arithmetic overflows, so a move past this bound is a 400, not a 500
+# later in some timer.
+LATEST_CLOCK = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def clock_target(body: dict[str, Any], now: datetime) -> datetime:
+    """Where `POST /_local/clock` moves the clock: `{"set": ISO-8601}` or
+    `{"advance_seconds": N}` (a finite number, not negative), up to LATEST_CLOCK."""
+    if "set" in body:
+        try:
+            target = datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00"))
+        except ValueError:
+            raise LocalError(E.BadRequestError, "set must be an ISO-8601 time") from None
+        if target.tzinfo is None:
+            target = target.replace(tzinfo=UTC)
+    elif "advance_seconds" in body:
+        seconds = body["advance_seconds"]
+        if isinstance(seconds, str):
+            try:
+                seconds = float(seconds)
+            except ValueError:
+                seconds = None
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+            raise LocalError(E.BadRequestError, "advance_seconds must be a number")
+        if not math.isfinite(seconds):
+            raise LocalError(E.BadRequestError, "advance_seconds must be a finite number")
+        if seconds < 0:
+            raise LocalError(E.ClockMovedBackwardsError, "the clock only moves forward")
+        room = (LATEST_CLOCK - now).total_seconds()
+        if seconds > room:
+            raise LocalError(E.BadRequestError, _too_late(now))
+        target = now + timedelta(seconds=seconds)
+    else:
+        raise LocalError(E.BadRequestError, 'send {"set": ISO-8601} or {"advance_seconds": N}')
+    if target > LATEST_CLOCK:
+        raise LocalError(E.BadRequestError, _too_late(now))
+    if target < now:
+        raise LocalError(
+            E.ClockMovedBackwardsError, f"the clock is at {iso(now)}; it only moves forward"
+        )
+    return target
+
+
+def _too_late(now: datetime) -> str:
+    return (
+        f"the local clock goes up to {iso(LATEST_CLOCK)} (the timers computed from it must "
+        f"stay representable); it is at {iso(now)}"
+    )
 
 
 class LocalMode:
@@ -218,35 +271,7 @@ class LocalMode:
     def move_clock(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._clock_lock:
             now = self.clock.now()
-            if "set" in body:
-                try:
-                    target = datetime.fromisoformat(str(body["set"]).replace("Z", "+00:00"))
-                except ValueError:
-                    raise LocalError(E.BadRequestError, "set must be an ISO-8601 time") from None
-            elif "advance_seconds" in body:
-                try:
-                    seconds = float(body["advance_seconds"])
-                except (TypeError, ValueError):
-                    raise LocalError(
-                        E.BadRequestError, "advance_seconds must be a number"
-                    ) from None
-                if seconds < 0:
-                    raise LocalError(E.ClockMovedBackwardsError, "the clock only moves forward")
-                from datetime import timedelta
-
-                target = now + timedelta(seconds=seconds)
-            else:
-                raise LocalError(
-                    E.BadRequestError, 'send {"set": ISO-8601} or {"advance_seconds": N}'
-                )
-            if target.tzinfo is None:
-                from datetime import UTC
-
-                target = target.replace(tzinfo=UTC)
-            if target < now:
-                raise LocalError(
-                    E.ClockMovedBackwardsError, f"the clock is at {iso(now)}; it only moves forward"
-                )
+            target = clock_target(body, now)
             self.settle()
             fired = self.fire_due(target)
             # time ran on while the schedules fired: never step back over it
@@ -355,6 +380,10 @@ class LocalMode:
                     raise LocalError(
                         E.BadRequestError, "timeout_seconds must be a number"
                     ) from None
+                if not (math.isfinite(timeout) and timeout > 0):
+                    raise LocalError(
+                        E.BadRequestError, "timeout_seconds must be a positive finite number"
+                    )
                 self.settle(timeout)
                 return ok({"settled": True})
             if path == "/_local/clock" and method == "POST":
