@@ -118,3 +118,25 @@ def test_sms_and_push_have_no_headers_and_their_body_as_text(
     assert by_channel["sms"]["headers"] == {} and by_channel["push"]["headers"] == {}
     assert by_channel["sms"]["text"] == by_channel["sms"]["body"] == "Your cart misses you"
     assert by_channel["push"]["text"] == by_channel["push"]["body"] == "Come back"
+
+
+def test_the_outbox_reads_what_was_sent_not_moto_s_whole_state(
+    emulation: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto's /moto-api/data.json holds every DynamoDB item and SQS message ever made:
+    # seconds to build after a load test
+    endpoint, _ = emulation
+    asked: list[str] = []
+    get = requests.get
+
+    def recorded(url: str, **kw: Any) -> requests.Response:
+        asked.append(url)
+        return get(url, **kw)
+
+    monkeypatch.setattr("nudge.local.outbox.requests.get", recorded)
+    boto3.client("sns", endpoint_url=endpoint).publish(PhoneNumber="+15555550101", Message="Hi")
+
+    [sms] = read_outbox(endpoint)
+
+    assert sms["body"] == "Hi" and sms["user_id"] is None  # no delivery log entry
+    assert asked == [f"{endpoint}/_nudge/sent.json"]

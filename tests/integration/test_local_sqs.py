@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 from nudge.local.emulation import REGION, start_moto
 
 
@@ -151,3 +152,11 @@ def test_a_long_poll_lets_a_send_in_and_returns_it(sqs: Any) -> None:
 
     assert [m["Body"] for m in got] == ["late"]
     assert took < 3
+
+
+def test_the_server_answers_what_ses_and_sns_sent(endpoint: str) -> None:
+    # the route /_local/outbox reads instead of moto's whole state
+    sent = requests.get(f"{endpoint}/_nudge/sent.json", timeout=10).json()
+    assert set(sent) == {"ses", "sns"}
+    assert set(sent["ses"]) == {"Message", "RawMessage"}
+    assert set(sent["sns"]) == {"SMS", "PlatformEndpoint"}

@@ -10,7 +10,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 
@@ -401,15 +401,21 @@ def _millis(dt: Any) -> float:
     return float(unix_time(dt) * 1000.0)
 
 
-def start_moto(host: str, port: int) -> Any:
-    from moto.server import ThreadedMotoServer
+class AwsServer(Protocol):
+    def stop(self) -> None: ...
 
-    patch_moto()
+
+def start_moto(host: str, port: int, *, own_process: bool = False) -> AwsServer:
+    """The moto server on host:port, with local mode's patches: in a thread of this
+    process, or in a process of its own (nudge.local.moto_server)."""
+    from nudge.local.moto_server import ProcessServer, ThreadServer
+
     ensure_free(host, port, "AWS emulation")
+    if own_process:
+        return ProcessServer(host, port)
+    patch_moto()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
-    server.start()
-    return server
+    return ThreadServer(host, port)
 
 
 def set_fake_credentials() -> None:

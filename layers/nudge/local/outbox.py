@@ -1,8 +1,12 @@
 """`/_local/outbox`: every message that left through SES or SNS in the emulation.
 
-moto keeps what SES v2 and SNS were asked to send (GET /moto-api/data.json; for an SES v2
-Simple message, local mode keeps its headers and text part too: emulation.py); the
-delivery log says which user, trigger and variant each provider message id belongs to.
+moto keeps what SES v2 and SNS were asked to send; local mode's moto server answers those
+messages alone at GET /_nudge/sent.json (moto_server.py), as /moto-api/data.json shows
+them but without the rest of moto's state (every DynamoDB item and SQS message ever made).
+For an SES v2 Simple message local mode keeps its headers and text part too
+(emulation.py). The delivery log says which user, trigger and variant each provider
+message id belongs to: read only when something was sent, and only the rows that hold a
+provider id, with the four attributes used.
 Each message has `headers` (an email's as sent; `{}` for SMS and push) and `text` (an
 email's plain-text part; the body for SMS and push)."""
 
@@ -17,11 +21,16 @@ import requests
 
 from nudge.adapters.tables import DeliveryRow, bind_tables
 from nudge.domain.clock import from_ms, iso
+from nudge.local.moto_server import SENT_PATH
 
 
 def _log_by_provider_id() -> dict[str, DeliveryRow]:
     bind_tables()
-    return {r.provider_id: r for r in DeliveryRow.scan() if r.provider_id}
+    rows = DeliveryRow.scan(
+        DeliveryRow.provider_id.exists(),
+        attributes_to_get=["provider_id", "user_id", "trigger_id", "variant", "at"],
+    )
+    return {r.provider_id: r for r in rows if r.provider_id}
 
 
 class OutboxMessage(TypedDict):
@@ -55,9 +64,16 @@ class _Entry(Protocol):
 
 
 def read_outbox(endpoint_url: str) -> list[OutboxMessage]:
-    # moto's own state dump, untyped JSON: read with .get() and defaults throughout
-    data: dict[str, Any] = requests.get(f"{endpoint_url}/moto-api/data.json", timeout=10).json()
-    log = _log_by_provider_id()
+    # moto's sent messages as its state dump shows them, untyped JSON: read with .get()
+    data: dict[str, Any] = requests.get(f"{endpoint_url}{SENT_PATH}", timeout=10).json()
+    ses, sns = data.get("ses") or {}, data.get("sns") or {}
+    anything = (
+        ses.get("Message")
+        or ses.get("RawMessage")
+        or sns.get("SMS")
+        or any(ep.get("messages") for ep in sns.get("PlatformEndpoint", []))
+    )
+    log = _log_by_provider_id() if anything else {}
     out: list[OutboxMessage] = []
 
     def entry(
@@ -85,7 +101,6 @@ def read_outbox(endpoint_url: str) -> list[OutboxMessage]:
             "id": provider_id,
         }
 
-    ses = data.get("ses") or {}
     for m in ses.get("Message", []):
         to = ", ".join((m.get("destinations") or {}).get("ToAddresses") or [])
         headers = {"From": m.get("source") or "", "To": to, "Subject": m.get("subject") or ""}
@@ -97,7 +112,6 @@ def read_outbox(endpoint_url: str) -> list[OutboxMessage]:
         )
     for m in ses.get("RawMessage", []):
         out.append(_raw_email(entry, m))
-    sns = data.get("sns") or {}
     for m in sns.get("SMS", []):
         out.append(
             entry(

@@ -27,6 +27,7 @@ from nudge.domain.clock import SettableClock, iso, to_ms
 from nudge.domain.ingest import INGEST_PATHS as DOMAIN_INGEST_PATHS
 from nudge.http import status_for
 from nudge.local.emulation import (
+    AwsServer,
     Resources,
     aws_port_for,
     ensure_free,
@@ -96,6 +97,11 @@ class LocalConfig:
     # False: no poller threads; settle() runs the queued batches in the caller's thread
     # (deterministic runs: `nudge bench` counts the requests of each batch)
     background_pollers: bool = True
+    # the moto server in a process of its own (a core of its own), or in a thread of
+    # this one; None: its own process when the pollers run in the background, in this
+    # one for the deterministic runs, whose callers may patch moto's backends in process
+    # (`nudge bench`'s request counting does)
+    aws_process: bool | None = None
 
 
 class NotSettledError(E.DependencyUnavailableError):
@@ -174,7 +180,7 @@ class LocalMode:
         self.resources: Resources | None = None
         self.functions: dict[str, Function] = {}
         self.pollers: list[QueuePoller] = []
-        self._moto: Any = None
+        self._moto: AwsServer | None = None
         self._http: ThreadingHTTPServer | None = None
         self._clock_lock = threading.Lock()
         self._schedule_reader: ScheduleReader | None = None  # made by the first fire_due
@@ -187,7 +193,8 @@ class LocalMode:
         ensure_free(cfg.host, cfg.port, "HTTP API")
         self.aws_port = aws_port_for(cfg.host, cfg.port, cfg.aws_port)
         set_fake_credentials()
-        self._moto = start_moto(cfg.host, self.aws_port)
+        own_process = cfg.background_pollers if cfg.aws_process is None else cfg.aws_process
+        self._moto = start_moto(cfg.host, self.aws_port, own_process=own_process)
         endpoint = f"http://{cfg.host}:{self.aws_port}"
         self.resources = provision(endpoint)
         root = repo_root()

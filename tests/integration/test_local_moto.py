@@ -1,0 +1,117 @@
+"""Local mode's moto server (nudge.local.moto_server): in a process of its own it serves
+the same AWS to boto3 and ends with its parent; its connections stay open between
+requests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from nudge.local.emulation import REGION, start_moto
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "local")  # moto takes any
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "local")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_moto_in_its_own_process_serves_boto3_and_stops_with_its_handle() -> None:
+    port = _free_port()
+    server: Any = start_moto("127.0.0.1", port, own_process=True)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        sqs = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+        url = sqs.create_queue(QueueName="own-process")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody="hello")
+        [message] = sqs.receive_message(QueueUrl=url)["Messages"]
+        assert message["Body"] == "hello"
+        # another client (the AWS CLI, a user's boto3) sees the same queue
+        other = boto3.client("sqs", endpoint_url=endpoint, region_name=REGION)
+        assert url in other.list_queues()["QueueUrls"]
+        assert server.pid != os.getpid()
+    finally:
+        server.stop()
+    assert _gone_within(server.pid, 10)
+
+
+def test_moto_s_process_ends_when_its_parent_dies() -> None:
+    # a parent that starts it and is killed, without stopping it
+    port = _free_port()
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import os, sys, time
+                from nudge.local.emulation import start_moto
+                server = start_moto("127.0.0.1", {port}, own_process=True)
+                print(server.pid, flush=True)
+                time.sleep(120)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert requests.get(f"http://127.0.0.1:{port}/moto-api/data.json", timeout=10).ok
+    finally:
+        parent.kill()
+        parent.wait(timeout=10)
+    assert _gone_within(child, 10), "moto's process outlived its parent"
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    port = _free_port()
+    server = start_moto("127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def test_requests_share_one_connection(endpoint: str) -> None:
+    with requests.Session() as s:
+        first = s.get(f"{endpoint}/_nudge/sent.json", timeout=10)
+        second = s.get(f"{endpoint}/_nudge/sent.json", timeout=10)
+    assert first.ok and second.ok
+    assert "close" not in first.headers.get("Connection", "").lower()
+    assert first.headers["Content-Length"] == str(len(first.content))
