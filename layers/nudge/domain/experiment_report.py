@@ -244,3 +244,66 @@ def build_report(
         "srm_p_value": srm_p_value([v.users for v in variants], [v.weight for v in variants]),
         "metrics": metrics,
     }
+
+
+# ---- the aggregates, in SQL over the archive's `events` view ------------------------------
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal (quotes doubled; NUL refused, as no engine takes it)."""
+    if "\x00" in value:
+        raise ValueError("a SQL string cannot hold NUL")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def aggregates_sql(experiment_id: str, goal_event: str, within_seconds: int) -> str:
+    """DuckDB SQL over `events`: one row (variant, users, conversions) per variant seen.
+    A user counts in the variant of their first `Experiment Viewed` of the experiment
+    (earliest event time, ties by message_id) and converts with a track of the goal event
+    by the same user_id in (first exposure, first exposure + within]."""
+    within = int(within_seconds)
+    if within <= 0:
+        raise ValueError("the goal window must be positive")
+    return f"""
+WITH first_exposure AS (
+    SELECT user_id,
+           json_extract_string(properties, '$.variation_id') AS variant,
+           "timestamp" AS exposed_at
+    FROM events
+    WHERE type = 'track' AND event = 'Experiment Viewed' AND user_id IS NOT NULL
+      AND json_extract_string(properties, '$.experiment_id') = {sql_string(experiment_id)}
+    QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY "timestamp", message_id) = 1
+),
+converted AS (
+    SELECT DISTINCT f.user_id
+    FROM first_exposure AS f
+    JOIN events AS e ON e.user_id = f.user_id
+    WHERE e.type = 'track' AND e.event = {sql_string(goal_event)}
+      AND e."timestamp" > f.exposed_at
+      AND e."timestamp" <= f.exposed_at + INTERVAL '{within}' SECOND
+)
+SELECT f.variant AS variant,
+       count(*) AS users,
+       count(c.user_id) AS conversions
+FROM first_exposure AS f
+LEFT JOIN converted AS c ON c.user_id = f.user_id
+GROUP BY f.variant
+ORDER BY f.variant
+"""
+
+
+def variant_aggregates(
+    variants: Sequence[tuple[str, float, bool]], rows: Sequence[Sequence[Any]]
+) -> tuple[list[VariantAggregate], int]:
+    """The configured variants (name, weight, holdout), in their order, with the counts of
+    `aggregates_sql`'s rows (0 for a variant nobody saw yet); and the users exposed under a
+    variant name the experiment does not define (left out of the report)."""
+    counts = {str(r[0]): (int(r[1]), int(r[2])) for r in rows if r[0] is not None}
+    names = {name for name, _, _ in variants}
+    unknown = sum(u for name, (u, _) in counts.items() if name not in names)
+    unknown += sum(int(r[1]) for r in rows if r[0] is None)
+    out = [
+        VariantAggregate(name, weight, holdout, *counts.get(name, (0, 0)))
+        for name, weight, holdout in variants
+    ]
+    return out, unknown
