@@ -1,6 +1,6 @@
 """Local mode's moto server (nudge.local.moto_server): in a process of its own it serves
 the same AWS to boto3 and ends with its parent; its connections stay open between
-requests."""
+requests; DynamoDB reads come back as they were written, whatever the attribute types."""
 
 from __future__ import annotations
 
@@ -115,3 +115,50 @@ def test_requests_share_one_connection(endpoint: str) -> None:
     assert first.ok and second.ok
     assert "close" not in first.headers.get("Connection", "").lower()
     assert first.headers["Content-Length"] == str(len(first.content))
+
+
+def test_dynamodb_reads_return_every_attribute_type_as_written(endpoint: str) -> None:
+    ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name=REGION)
+    table = f"types-{time.monotonic_ns()}"
+    ddb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+    )
+    item = {
+        "pk": {"S": "u1"},
+        "sk": {"N": "1"},
+        "blob": {"B": b"\x00\xff zlib"},
+        "n": {"N": "3.5"},
+        "text": {"S": 'é \u2028 "quoted"'},
+        "list": {"L": [{"S": "x"}, {"N": "2"}, {"BOOL": True}, {"NULL": True}]},
+        "map": {"M": {"bs": {"BS": [b"1", b"2"]}, "ss": {"SS": ["p", "q"]}, "ns": {"NS": ["1"]}}},
+    }
+    ddb.put_item(TableName=table, Item=item)
+    ddb.put_item(TableName=table, Item={**item, "sk": {"N": "2"}})
+    key = {"pk": item["pk"], "sk": item["sk"]}
+
+    got = ddb.get_item(TableName=table, Key=key, ConsistentRead=True)["Item"]
+    batch = ddb.batch_get_item(
+        RequestItems={table: {"Keys": [key, {"pk": {"S": "nobody"}, "sk": {"N": "1"}}]}}
+    )
+    page = ddb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "u1"}},
+        Limit=1,
+    )
+    scanned = ddb.scan(TableName=table)
+
+    assert got == item
+    assert batch["Responses"][table] == [item] and batch["UnprocessedKeys"] == {}
+    assert page["Items"] == [item] and page["LastEvaluatedKey"] == key
+    assert scanned["Count"] == 2 and item in scanned["Items"]
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": "no"}, "sk": {"N": "0"}})
