@@ -1,7 +1,11 @@
 """SQS → Lambda event source mappings, as local threads: receive up to 10 messages,
 invoke the handler with the SQS event, delete what succeeded, and leave the reported
 batch item failures to come back (with a short backoff) until the queue's redrive
-policy moves them to the dead-letter queue."""
+policy moves them to the dead-letter queue.
+
+The background threads long-poll (WaitTimeSeconds=LONG_POLL_S), as Lambda's pollers do:
+an idle queue costs no requests, and a message sent is received at once rather than
+after the next of a backing-off series of empty receives."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger("nudge.local")
+LONG_POLL_S = 1  # the background threads' WaitTimeSeconds: how long stop() may wait
 
 
 class QueuePoller:
@@ -53,49 +58,49 @@ class QueuePoller:
         for t in self._threads:
             t.start()
 
-    def stop(self) -> None:
+    def stop(self, *, wait: bool = True) -> None:
+        """Stops the threads (after their current poll: up to LONG_POLL_S); wait=False
+        only tells them, so that several pollers stop at once."""
         self._stop.set()
+        if not wait:
+            return
         for t in self._threads:
             if t.is_alive():
-                t.join(timeout=5)
+                t.join(timeout=LONG_POLL_S + 5)
 
     @property
     def busy(self) -> bool:
+        """A batch is being handled. A receive under way is not counted: the messages it
+        takes are in flight, which pending() counts, until the batch deletes them."""
         return self._busy > 0
 
     def _run(self) -> None:
-        idle = 0.005
         while not self._stop.is_set():
             try:
-                got = self.poll_once()
+                self.poll_once(wait_seconds=LONG_POLL_S)
             except Exception:  # keep polling: a poller that dies silently loses the queue
                 log.exception("poller %s failed", self.function.name)
-                got = False
-            if got:
-                idle = 0.005
-            else:
-                self._stop.wait(idle)
-                idle = min(idle * 2, 0.1)
+                self._stop.wait(0.1)
 
-    def poll_once(self) -> bool:
+    def poll_once(self, wait_seconds: int = 0) -> bool:
+        resp = self._sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=wait_seconds,
+        )
+        messages = resp.get("Messages", [])
+        if not messages:
+            return False
         with self._busy_lock:
             self._busy += 1
         try:
-            resp = self._sqs.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=self.batch_size,
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-                WaitTimeSeconds=0,
-            )
-            messages = resp.get("Messages", [])
-            if not messages:
-                return False
             self._deliver(messages)
-            return True
         finally:
             with self._busy_lock:
                 self._busy -= 1
+        return True
 
     def _deliver(self, messages: Sequence[MessageTypeDef]) -> None:
         self.batches += 1
