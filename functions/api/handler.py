@@ -5,6 +5,7 @@ OpenAPI document. Each route declares its operation in that document (nudge.open
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -13,6 +14,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge import constants as C
 from nudge import openapi as doc
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
 from nudge.adapters.devices import SnsDevices
@@ -21,11 +23,13 @@ from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain import users
 from nudge.domain.clock import Clock
 from nudge.domain.delivery import DeliveryLog, deliveries_view
-from nudge.domain.errors import NotFoundError, ValidationFailedError
+from nudge.domain.errors import DependencyUnavailableError, NotFoundError, ValidationFailedError
 from nudge.domain.events import unstorable
+from nudge.domain.experiment_report import experiment_report
 from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import KeyStore, decode_body
-from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, SigningKey
+from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, QueryEngine, SigningKey
+from nudge.domain.triggers.model import Experiment
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
 from nudge.http import (
     header,
@@ -57,6 +61,10 @@ class Deps:
     devices: DeviceRegistry
     openapi_path: str
     clock: Clock
+    # The trigger definitions (their experiments) and the event archive's query engine:
+    # absent where the function has none (reports then answer 503).
+    triggers_path: str = ""
+    query: QueryEngine | None = None
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
@@ -70,7 +78,30 @@ class Deps:
             devices=SnsDevices(apns_arn=s.apns_application_arn, fcm_arn=s.fcm_application_arn),
             openapi_path=s.openapi_path,
             clock=c,
+            triggers_path=s.triggers_path,
+            query=_archive_engine(s),
         )
+
+
+def _archive_engine(s: ApiSettings) -> QueryEngine | None:
+    """DuckDB over the archive bucket (or Athena), when the function has one."""
+    from nudge.adapters.query import query_engine
+    from nudge.settings import QuerySettings
+
+    if s.query_engine == "duckdb" and not s.archive_bucket:
+        return None
+    cache = s.archive_cache_dir or str(Path(tempfile.gettempdir()) / "nudge-archive")
+    return query_engine(
+        QuerySettings.model_validate(
+            {
+                C.ENV_QUERY_ENGINE: s.query_engine,
+                C.ENV_ARCHIVE_BUCKET: s.archive_bucket,
+                C.ENV_ARCHIVE_CACHE_DIR: cache,
+                C.ENV_ATHENA_WORKGROUP: s.athena_workgroup,
+                C.ENV_GLUE_DATABASE: s.glue_database,
+            }
+        )
+    )
 
 
 @cache
@@ -237,6 +268,42 @@ def post_device(userId: str) -> Any:
     device = {"platform": platform, "token": token.strip(), "endpoint_arn": endpoint_arn}
     users.add_device(d.profiles, uid, device)
     return json_response({"user_id": uid, **device}, status=201)
+
+
+@cache
+def _experiments(triggers_path: str) -> dict[str, Experiment]:
+    from nudge.domain.triggers.loader import load_triggers
+
+    found: dict[str, Experiment] = {}
+    for trigger in load_triggers(triggers_path):
+        if trigger.experiment is not None:
+            found.setdefault(trigger.experiment.id, trigger.experiment)
+    return found
+
+
+@app.get(
+    "/v1/experiments/<experimentId>",
+    **doc.operation(
+        "getExperiment",
+        "An experiment's report: users, conversions, rates, lift and tests per variant",
+        tag=doc.REPORTS,
+        returns="ExperimentReport",
+        errors={401: None, 403: None, 404: "No such experiment", 503: "No event archive"},
+        auth=doc.ADMIN_KEY,
+        description="Each user counts in the variant of their first `Experiment Viewed` "
+        "and converts with the goal event within the window after it; the control is the "
+        "holdout variant, else the first (docs/measurement.md).",
+    ),
+)
+def get_experiment(experimentId: str) -> Any:
+    d = admin()
+    experiment_id = unquote(experimentId)
+    experiment = _experiments(d.triggers_path).get(experiment_id) if d.triggers_path else None
+    if experiment is None:
+        raise NotFoundError(f"no experiment {experiment_id!r}")
+    if d.query is None:
+        raise DependencyUnavailableError("this deployment has no event archive to report on")
+    return json_response(experiment_report(experiment, d.query))
 
 
 def _verified() -> tuple[str, str, str]:

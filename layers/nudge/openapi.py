@@ -54,6 +54,7 @@ INGEST = "ingest"
 USERS = "users"
 UNSUBSCRIBE = "unsubscribe"
 SERVICE = "service"
+REPORTS = "reports"
 TAGS = [
     {
         "name": INGEST,
@@ -66,6 +67,7 @@ TAGS = [
         "description": "The List-Unsubscribe target of every email; the signed token is the "
         "credential (no key).",
     },
+    {"name": REPORTS, "description": "Experiments and reports over the event archive (admin key)."},
     {"name": SERVICE, "description": "Health and this document (no key)."},
 ]
 
@@ -220,6 +222,33 @@ class Unsubscribed(BaseModel):
     channel: OptOutChannel
 
 
+class ExperimentGoal(BaseModel):
+    event: str
+    within_seconds: int = Field(description="the attribution window after the first exposure")
+
+
+class ExperimentVariant(BaseModel):
+    name: str
+    users: int = Field(description="users whose first exposure was in this variant")
+    conversions: int = Field(description="of them, with the goal event within the window")
+    conversion_rate: float | None
+    ci_low: float | None = Field(description="Wilson 95 % interval of the rate")
+    ci_high: float | None
+    lift: float | None = Field(description="rate / control's rate - 1; null for the control")
+    p_value: float | None = Field(description="two-proportion z-test against the control")
+
+
+class ExperimentReport(BaseModel):
+    experiment: str
+    goal: ExperimentGoal
+    variants: list[ExperimentVariant]
+    srm_p_value: float | None = Field(description="sample-ratio mismatch; below 0.001: broken")
+    metrics: dict[str, Any] = Field(
+        description="control, sample_size (per variant, still needed), chi_square (more "
+        "than two variants), unknown_variant_users"
+    )
+
+
 _REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
@@ -232,6 +261,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     Deliveries,
     Device,
     Unsubscribed,
+    ExperimentReport,
 )
 
 

@@ -101,6 +101,9 @@ class ApiSettings(_Base):
     query_engine: str = Field("duckdb", alias=C.ENV_QUERY_ENGINE, pattern="^(duckdb|athena)$")
     athena_workgroup: str = Field("", alias=C.ENV_ATHENA_WORKGROUP)
     glue_database: str = Field("", alias=C.ENV_GLUE_DATABASE)
+    # The definitions (experiments are on triggers): "" where none are bundled.
+    triggers_path: str = Field("", alias=C.ENV_TRIGGERS_PATH)
+    archive_cache_dir: str = Field("", alias=C.ENV_ARCHIVE_CACHE_DIR)
 
 
 class DeliverSettings(_Base):

@@ -99,7 +99,12 @@ SETTINGS = _settings_models()
 # value deployed is the one decided here, not one buried in the code.
 OPTIONAL_SET = {
     C.FN_INGEST: {C.ENV_RATE_LIMIT},
-    C.FN_API: {C.ENV_APNS_APPLICATION_ARN, C.ENV_FCM_APPLICATION_ARN, *ARCHIVE_READER_ENV},
+    C.FN_API: {
+        C.ENV_APNS_APPLICATION_ARN,
+        C.ENV_FCM_APPLICATION_ARN,
+        C.ENV_TRIGGERS_PATH,  # experiments' definitions, for their reports
+        *ARCHIVE_READER_ENV,
+    },
     C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE},
 }
 

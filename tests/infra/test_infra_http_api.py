@@ -25,6 +25,7 @@ API_ROUTES = [
     "POST /v1/users/{userId}/messages/{messageId}/read",
     "GET /v1/users/{userId}/deliveries",
     "POST /v1/users/{userId}/devices",
+    "GET /v1/experiments/{experimentId}",
     "GET /v1/unsubscribe",
     "POST /v1/unsubscribe",
 ]

@@ -19,7 +19,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nudge.domain.ports import QueryEngine
+    from nudge.domain.triggers.model import Experiment
 
 # z_{1 - 0.05/2} and z_{0.8}: the report's fixed alpha and power.
 Z_ALPHA = 1.959963984540054
@@ -307,3 +311,21 @@ def variant_aggregates(
         for name, weight, holdout in variants
     ]
     return out, unknown
+
+
+def experiment_report(experiment: Experiment, engine: QueryEngine) -> dict[str, Any]:
+    """The report of one experiment, its aggregates read from the archive by `engine`."""
+    result = engine.query(
+        aggregates_sql(experiment.id, experiment.goal.event, experiment.goal.within)
+    )
+    variants, unknown = variant_aggregates(
+        [(v.name, v.weight, v.holdout) for v in experiment.variants], result.rows
+    )
+    report = build_report(
+        experiment.id,
+        {"event": experiment.goal.event, "within_seconds": experiment.goal.within},
+        variants,
+        minimum_detectable_effect=experiment.minimum_detectable_effect,
+    )
+    report["metrics"]["unknown_variant_users"] = unknown
+    return report
