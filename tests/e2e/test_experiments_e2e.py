@@ -46,3 +46,42 @@ def test_the_holdout_gets_no_cart_email_and_both_exposures_are_archived(
             [uid, "cart_abandonment_holdout", "reminder"],
         ]
     )
+
+
+def _report(client: Client) -> dict[str, tuple[int, int]]:
+    r = client.admin_get("/v1/experiments/cart_abandonment_holdout")
+    assert r.status_code == 200, r.text
+    return {v["name"]: (v["users"], v["conversions"]) for v in r.json()["variants"]}
+
+
+def test_the_report_counts_each_variants_users_and_conversions_within_the_window(
+    client: Client,
+) -> None:
+    from tests.e2e.conftest import _user_in
+
+    # given: the report so far (other tests share this local mode: only the change counts)
+    before = _report(client)
+    reminder = [_user_in("reminder") for _ in range(3)]
+    holdout = [_user_in("holdout") for _ in range(2)]
+    next_utc(client, 14)
+    for user in reminder + holdout:
+        _abandon(client, user)
+    # when: the trigger fires for all five, two reminded users and one held-out user order
+    # within the 72 h window, and the last reminded user orders only after it
+    client.clock(advance_seconds=16 * 60)
+    for user in (reminder[0], reminder[1], holdout[0]):
+        client.track(user, "Order Completed", {"order_id": f"o-{user}", "revenue": 99})
+    client.clock(advance_seconds=73 * 3600)
+    client.track(reminder[2], "Order Completed", {"order_id": f"o-{reminder[2]}", "revenue": 99})
+    client.settle()
+    after = _report(client)
+
+    # then
+    def change(name: str) -> tuple[int, int]:
+        was = before.get(name, (0, 0))
+        return after[name][0] - was[0], after[name][1] - was[1]
+
+    assert change("reminder") == (3, 2)
+    assert change("holdout") == (2, 1)
+    r = client.admin_get("/v1/experiments/no_such_experiment")
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
