@@ -172,7 +172,7 @@ def replay(
 
 def build_app() -> typer.Typer:
     """The `nudge` app with every command."""
-    from nudge import bench, cli_openapi, cli_sql, cli_templates, cli_triggers
+    from nudge import bench, cli_openapi, cli_report, cli_sql, cli_templates, cli_triggers
 
     app = new_app("nudge", "Self-hosted behavioral engagement engine.")
     app.command(epilog=None)(dev)
@@ -182,6 +182,7 @@ def build_app() -> typer.Typer:
     cli_sql.register(app)
     bench.register(app)
     cli_openapi.register(app)
+    cli_report.register(app)
     return app
 
 

@@ -39,6 +39,7 @@ CONTRACT = {
     ("templates", "render"): {"--user", "--channel", "--templates", "--json"},
     ("templates", "validate"): {"--triggers"},
     ("openapi",): {"--check", "--output"},
+    ("report", "experiment"): {"--url", "--json"},
 }
 
 
