@@ -4,10 +4,12 @@ the archive as Segment's `Experiment Viewed`."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.e2e.conftest import Client
-from tests.e2e.test_archive_e2e import sql
+from tests.e2e.test_archive_e2e import nudge, sql
 from tests.e2e.test_delivery_e2e import identify, next_utc
 
 pytestmark = pytest.mark.e2e
@@ -83,5 +85,19 @@ def test_the_report_counts_each_variants_users_and_conversions_within_the_window
 
     assert change("reminder") == (3, 2)
     assert change("holdout") == (2, 1)
+    # and `nudge report experiment --json` prints the same document
+    code, out, err = nudge(
+        "report",
+        "experiment",
+        "cart_abandonment_holdout",
+        "--url",
+        client.url,
+        "--admin-key",
+        client.local.admin_key,
+        "--json",
+    )
+    assert code == 0, err
+    printed = {v["name"]: (v["users"], v["conversions"]) for v in json.loads(out)["variants"]}
+    assert printed == after
     r = client.admin_get("/v1/experiments/no_such_experiment")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
