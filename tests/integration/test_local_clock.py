@@ -1,5 +1,5 @@
 """`POST /_local/clock` and `/_local/settle` answer a move they cannot make with a 4xx in
-the API's error shape (SPEC §3), never a 500: a time so late that the timers computed
+the API's error shape, never a 500: a time so late that the timers computed
 from it overflow, a number that is not finite, a timeout that is not positive."""
 
 from __future__ import annotations
