@@ -218,8 +218,10 @@ def test_two_matching_events_sent_later_first_are_two_episodes() -> None:
     a, b = ev("Signed Up", T), ev("Signed Up", T + M)
     in_order.deliver([a], T)
     in_order.deliver([b], T + M)
-    reversed_.deliver([b], T + 2 * M)
-    reversed_.deliver([a], T + 2 * M + S)
+    late_b = ev("Signed Up", T + M, received=T + 2 * M)
+    late_a = ev("Signed Up", T, received=T + 2 * M + S)
+    reversed_.deliver([late_b], T + 2 * M)
+    reversed_.deliver([late_a], T + 2 * M + S)
     assert counted(reversed_, "welcome") == 0  # late: decided with the rest of the flush
     reversed_.advance(T + 5 * M)
     assert counted(in_order, "welcome") == counted(reversed_, "welcome") == 2

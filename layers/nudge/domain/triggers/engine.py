@@ -184,7 +184,10 @@ class Engine:
                 for pattern, filters in ct.instant:
                     if not pattern.matches(ev):
                         continue
-                    if now - t > LATE_EVENT_MS or self._behind(st, pattern, ev):
+                    # late at the door (received long after its timestamp), not late
+                    # because a queue backed up: a backlog must not hold back messages
+                    late = to_ms(ev.received_at) - t > LATE_EVENT_MS
+                    if late or self._behind(st, pattern, ev):
                         self._defer(ct, st, profile, pattern, ev, t, fp, now, out)
                     else:
                         self._decide_instant(ct, st, profile, pattern, filters, ev, now, out)
