@@ -31,7 +31,7 @@ from nudge.domain.archive import event_from_row
 from nudge.domain.clock import utc
 from nudge.domain.events import Event, normalize_event
 from nudge.domain.fatigue import FatigueConfigError, load_fatigue_config
-from nudge.domain.triggers.backtest import BacktestReport, backtest
+from nudge.domain.triggers.backtest import TABLE_COLUMNS, BacktestReport, backtest
 from nudge.domain.triggers.loader import (
     DefinitionError,
     default_triggers_path,
@@ -404,19 +404,7 @@ def print_report(result: BacktestReport) -> None:
 
     from nudge.domain.clock import iso
 
-    table = plain_table(
-        "trigger",
-        "users",
-        "episodes",
-        "fires",
-        "max/user",
-        "first fire",
-        "last fire",
-        "cooldown",
-        "caps",
-        "send",
-        right=(1, 2, 3, 4, 7, 8, 9),
-    )
+    table = plain_table(*TABLE_COLUMNS, right=(1, 2, 3, 4, 7, 8, 9))
     tty = sys.stdout.isatty()
 
     def when(at: datetime | None) -> str:
@@ -425,22 +413,10 @@ def print_report(result: BacktestReport) -> None:
             return "-"
         return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if tty else iso(at) or "-"
 
-    for t in result.triggers:
-        table.add_row(
-            t.trigger_id,
-            str(t.users_fired),
-            str(t.episodes),
-            str(t.fires),
-            str(t.max_fires_per_user),
-            when(t.first_fire),
-            when(t.last_fire),
-            str(t.cooldown_suppressed),
-            str(t.cap_suppressed),
-            Text(str(t.would_send), style="bold"),
-        )
-    span = f"{iso(result.start)} .. {iso(result.end)}" if result.start else "no events"
+    for *cells, send in result.rows(when):
+        table.add_row(*cells, Text(send, style="bold"))
     console = out_console()
-    console.print(f"{result.events} events, {result.users} users, {span}", markup=False)
+    console.print(result.summary(), markup=False)
     console.print()
     console.print(table)
     console.print()

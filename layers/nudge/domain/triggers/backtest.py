@@ -226,6 +226,20 @@ class TriggerReport:
         }
 
 
+TABLE_COLUMNS = (
+    "trigger",
+    "users",
+    "episodes",
+    "fires",
+    "max/user",
+    "first fire",
+    "last fire",
+    "cooldown",
+    "caps",
+    "send",
+)  # the backtest report's table, as `nudge triggers backtest` prints it
+
+
 @dataclass
 class BacktestReport:
     events: int
@@ -255,34 +269,33 @@ class BacktestReport:
             out["fires"] = [f.to_dict() for f in self.fires]
         return out
 
-    def table(self) -> str:
-        head = (
-            "trigger",
-            "users",
-            "episodes",
-            "fires",
-            "max/user",
-            "first fire",
-            "last fire",
-            "cooldown",
-            "caps",
-            "send",
-        )
-        rows = [
+    def rows(self, when: Callable[[datetime | None], str] | None = None) -> list[tuple[str, ...]]:
+        """One row a trigger, cells as TABLE_COLUMNS name them; `when` formats the fire
+        times (ISO-8601 by default)."""
+        fmt = when or (lambda at: iso(at) or "-")
+        return [
             (
                 t.trigger_id,
                 str(t.users_fired),
                 str(t.episodes),
                 str(t.fires),
                 str(t.max_fires_per_user),
-                iso(t.first_fire) or "-",
-                iso(t.last_fire) or "-",
+                fmt(t.first_fire),
+                fmt(t.last_fire),
                 str(t.cooldown_suppressed),
                 str(t.cap_suppressed),
                 str(t.would_send),
             )
             for t in self.triggers
         ]
+
+    def summary(self) -> str:
+        span = f"{iso(self.start)} .. {iso(self.end)}" if self.start else "no events"
+        return f"{self.events} events, {self.users} users, {span}"
+
+    def table(self) -> str:
+        head = TABLE_COLUMNS
+        rows = self.rows()
         widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
 
         def line(cells: tuple[str, ...]) -> str:
@@ -291,9 +304,8 @@ class BacktestReport:
                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))
             )
 
-        span = f"{iso(self.start)} .. {iso(self.end)}" if self.start else "no events"
         lines = [
-            f"{self.events} events, {self.users} users, {span}",
+            self.summary(),
             "",
             line(head),
             line(tuple("-" * w for w in widths)),
