@@ -160,15 +160,21 @@ def openapi_document() -> Any:
 
 
 # Path parameters keep their public names (userId, messageId): the document shows them.
+def user_operation(
+    operation_id: str, summary: str, *, errors: Any = ADMIN_ERRORS, **kw: Any
+) -> dict[str, Any]:
+    """The OpenAPI description of a user route: the users tag, the admin key."""
+    return doc.operation(
+        operation_id, summary, tag=doc.USERS, errors=errors, auth=doc.ADMIN_KEY, **kw
+    )
+
+
 @app.get(
     "/v1/users/<userId>",
-    **doc.operation(
+    **user_operation(
         "getUser",
         "A user's profile: traits, counts, RFM, trigger states",
-        tag=doc.USERS,
         returns="UserProfile",
-        errors=ADMIN_ERRORS,
-        auth=doc.ADMIN_KEY,
         description="An id merged by an alias answers with the profile it was merged into.",
     ),
 )
@@ -179,13 +185,10 @@ def get_user(userId: str) -> Any:
 
 @app.get(
     "/v1/users/<userId>/messages",
-    **doc.operation(
+    **user_operation(
         "getInbox",
         "The user's in-app inbox, newest first",
-        tag=doc.USERS,
         returns="Inbox",
-        errors=ADMIN_ERRORS,
-        auth=doc.ADMIN_KEY,
     ),
 )
 def get_messages(userId: str) -> Any:
@@ -196,13 +199,11 @@ def get_messages(userId: str) -> Any:
 
 @app.post(
     "/v1/users/<userId>/messages/<messageId>/read",
-    **doc.operation(
+    **user_operation(
         "markMessageRead",
         "Mark an in-app message read",
-        tag=doc.USERS,
         returns="MessageRead",
         errors={**dict.fromkeys(ADMIN_ERRORS), 404: "No such message for this user"},
-        auth=doc.ADMIN_KEY,
     ),
 )
 def read_message(userId: str, messageId: str) -> Any:
@@ -215,13 +216,10 @@ def read_message(userId: str, messageId: str) -> Any:
 
 @app.get(
     "/v1/users/<userId>/deliveries",
-    **doc.operation(
+    **user_operation(
         "getDeliveries",
         "What happened to each action for this user, newest first",
-        tag=doc.USERS,
         returns="Deliveries",
-        errors=ADMIN_ERRORS,
-        auth=doc.ADMIN_KEY,
     ),
 )
 def get_deliveries(userId: str) -> Any:
@@ -232,15 +230,13 @@ def get_deliveries(userId: str) -> Any:
 
 @app.post(
     "/v1/users/<userId>/devices",
-    **doc.operation(
+    **user_operation(
         "registerDevice",
         "Register a push token (APNs or FCM) for the user",
-        tag=doc.USERS,
         status=201,
         returns="Device",
         returns_description="Registered",
         errors=(400, *ADMIN_ERRORS),
-        auth=doc.ADMIN_KEY,
         body="DeviceRegistration",
     ),
 )
