@@ -25,9 +25,16 @@ except ImportError:  # installed without the `local` extra
     sys.stderr.write("error: the nudge CLI needs its extra: pip install 'nudge[local]'\n")
     raise SystemExit(2) from None
 
-from nudge.cli_output import USER_ERROR, UserError, error, exit_code, fail, new_app
-
-DEFAULT_URL = "http://127.0.0.1:8080"
+from nudge.cli_output import (
+    DEFAULT_URL,
+    USER_ERROR,
+    EndpointUrl,
+    UserError,
+    error,
+    exit_code,
+    fail,
+    new_app,
+)
 
 
 def dev(
@@ -139,9 +146,7 @@ def replay(
     file: Annotated[
         str, typer.Argument(metavar="FILE.jsonl", help="Segment-format events, one JSON a line")
     ],
-    url: Annotated[
-        str, typer.Option(envvar="NUDGE_URL", help="the nudge endpoint (local mode or the API)")
-    ] = DEFAULT_URL,
+    url: EndpointUrl = DEFAULT_URL,
     write_key: Annotated[
         str | None,
         typer.Option(

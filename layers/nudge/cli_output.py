@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import IO, Any, Literal, NoReturn
+from typing import IO, Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -25,6 +25,14 @@ from rich.table import Table
 USER_ERROR = 2  # exit status of a user's mistake (click's, for a usage error, too)
 PIPED_WIDTH = 10_000  # a table's rows are not folded when piped
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+DEFAULT_URL = "http://127.0.0.1:8080"  # local mode (`make run`, `nudge dev`)
+
+# the --url option of the commands that talk to a nudge endpoint
+EndpointUrl = Annotated[
+    str, typer.Option(envvar="NUDGE_URL", help="the nudge endpoint (local mode or the API)")
+]
 
 
 def new_app(name: str, help: str) -> typer.Typer:

@@ -11,9 +11,16 @@ from urllib.parse import quote
 
 import typer
 
-from nudge.cli_output import fail, new_app, out_console, plain_table, print_json
+from nudge.cli_output import (
+    DEFAULT_URL,
+    EndpointUrl,
+    fail,
+    new_app,
+    out_console,
+    plain_table,
+    print_json,
+)
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT_S = 60.0
 
 EXPERIMENT_EPILOG = """\
@@ -97,9 +104,7 @@ def print_experiment(report: dict[str, Any]) -> None:
 
 def experiment_command(
     experiment_id: Annotated[str, typer.Argument(metavar="ID", help="the experiment's id")],
-    url: Annotated[
-        str, typer.Option(envvar="NUDGE_URL", help="the nudge endpoint (local mode or the API)")
-    ] = DEFAULT_URL,
+    url: EndpointUrl = DEFAULT_URL,
     admin_key: Annotated[
         str | None,
         typer.Option(

@@ -17,13 +17,12 @@ from typing import Annotated, Any, Literal, TextIO
 import typer
 
 from nudge import constants as C
-from nudge.cli_output import CONTEXT, USER_ERROR, UserError, error, out_console
+from nudge.cli_output import CONTEXT, DEFAULT_URL, USER_ERROR, UserError, error, out_console
 from nudge.domain.clock import SystemClock, utc
 from nudge.domain.errors import NudgeError, QueryForbiddenError, QuerySyntaxError
 from nudge.domain.ports import QueryEngine
 from nudge.domain.query import QueryResult, json_safe
 
-DEFAULT_URL = "http://127.0.0.1:8080"
 DEFAULT_STACK = "Nudge"  # infra/app.py STACK_NAME
 ENV_URL = "NUDGE_URL"
 MAX_TABLE_ROWS = 1000  # the table for people; --json prints every row
