@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,6 +24,8 @@ from nudge.adapters.query_duckdb import DuckDbQueryEngine
 from nudge.domain.archive import COLUMN_NAMES, archive_line
 from nudge.domain.errors import QueryError, QuerySyntaxError
 from nudge.domain.query import QueryResult
+
+from tests.integration.conftest import free_port
 
 DUCKDB_SYNTAX_ERROR = (
     'Parser Error: syntax error at or near "selec"\n\nLINE 1: selec 1\n        ^^^^^'
@@ -201,12 +202,6 @@ def test_main_syntax_error_exit_code(
 
 
 # ---- where the archive is ------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -5,12 +5,10 @@ requests; DynamoDB reads come back as they were written, whatever the attribute 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -18,11 +16,7 @@ import pytest
 import requests
 from nudge.local.emulation import REGION, start_moto
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.integration.conftest import free_port
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +43,7 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 
 def test_moto_in_its_own_process_serves_boto3_and_stops_with_its_handle() -> None:
-    port = _free_port()
+    port = free_port()
     server: Any = start_moto("127.0.0.1", port, own_process=True)
     try:
         endpoint = f"http://127.0.0.1:{port}"
@@ -69,7 +63,7 @@ def test_moto_in_its_own_process_serves_boto3_and_stops_with_its_handle() -> Non
 
 def test_moto_s_process_ends_when_its_parent_dies() -> None:
     # a parent that starts it and is killed, without stopping it
-    port = _free_port()
+    port = free_port()
     parent = subprocess.Popen(
         [
             sys.executable,
@@ -96,16 +90,6 @@ def test_moto_s_process_ends_when_its_parent_dies() -> None:
         parent.kill()
         parent.wait(timeout=10)
     assert _gone_within(child, 10), "moto's process outlived its parent"
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    port = _free_port()
-    server = start_moto("127.0.0.1", port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 def test_requests_share_one_connection(endpoint: str) -> None:

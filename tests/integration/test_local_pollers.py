@@ -5,31 +5,13 @@ receives, a message sent is handed over at once, settle() counts a batch being h
 
 from __future__ import annotations
 
-import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from nudge.local.emulation import REGION, start_moto
+from nudge.local.emulation import REGION
 from nudge.local.pollers import LONG_POLL_S, QueuePoller, settle
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    port = _free_port()
-    server = start_moto("127.0.0.1", port)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 class SlowFunction:

@@ -5,34 +5,14 @@ moto's answers kept; a long poll that lets sends in while it waits."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 import requests
-from nudge.local.emulation import REGION, start_moto
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """A moto server as local mode starts it in process (with its patches)."""
-    port = _free_port()
-    server = start_moto("127.0.0.1", port)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        yield url
-    finally:
-        server.stop()
+from nudge.local.emulation import REGION
 
 
 @pytest.fixture
