@@ -29,7 +29,7 @@ from nudge.domain.experiment_report import experiment_report
 from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import KeyStore, decode_body
 from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, QueryEngine, SigningKey
-from nudge.domain.triggers.model import Experiment
+from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
 from nudge.http import (
     header,
@@ -267,14 +267,10 @@ def post_device(userId: str) -> Any:
 
 
 @cache
-def _experiments(triggers_path: str) -> dict[str, Experiment]:
+def _triggers(triggers_path: str) -> TriggerSet:
     from nudge.domain.triggers.loader import load_triggers
 
-    found: dict[str, Experiment] = {}
-    for trigger in load_triggers(triggers_path):
-        if trigger.experiment is not None:
-            found.setdefault(trigger.experiment.id, trigger.experiment)
-    return found
+    return load_triggers(triggers_path)
 
 
 @app.get(
@@ -294,7 +290,7 @@ def _experiments(triggers_path: str) -> dict[str, Experiment]:
 def get_experiment(experimentId: str) -> Any:
     d = admin()
     experiment_id = unquote(experimentId)
-    experiment = _experiments(d.triggers_path).get(experiment_id) if d.triggers_path else None
+    experiment = _triggers(d.triggers_path).experiment(experiment_id) if d.triggers_path else None
     if experiment is None:
         raise NotFoundError(f"no experiment {experiment_id!r}")
     if d.query is None:

@@ -26,6 +26,7 @@ from nudge.domain.triggers.model import (
     OPERATORS,
     TAG,
     TEMPLATE_RE,
+    Experiment,
     Loc,
     Trigger,
     check_structure,
@@ -88,6 +89,17 @@ class TriggerSet:
     @property
     def ids(self) -> list[str]:
         return [t.id for t in self._triggers]
+
+    def experiment(self, experiment_id: str) -> Experiment | None:
+        """The experiment of that id, on whichever trigger carries it."""
+        return next(
+            (
+                t.experiment
+                for t in self._triggers
+                if t.experiment is not None and t.experiment.id == experiment_id
+            ),
+            None,
+        )
 
     def source(self, trigger_id: str) -> tuple[str, int] | None:
         """(file, line) where the trigger is defined, when loaded from YAML."""
