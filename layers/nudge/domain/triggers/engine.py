@@ -327,13 +327,15 @@ class Engine:
         times of those still waiting (the key's wake-up must cover them)."""
         if not st.raw.get("q"):
             return []
-        ready = [e for e in st.deferred if e[3] == key and e[6] <= now]
-        waiting = [e[6] for e in st.deferred if e[3] == key and e[6] > now]
+        ready: list[list[Any]] = []
+        kept: list[list[Any]] = []
+        for e in st.deferred:
+            (ready if e[3] == key and e[6] <= now else kept).append(e)
         if ready:
-            st.deferred = [e for e in st.deferred if not (e[3] == key and e[6] <= now)]
+            st.deferred = kept
             ready.sort(key=lambda e: (e[0], e[1]))
             self._decide_entries(ct, st, profile, ready, now, out)
-        return waiting
+        return [e[6] for e in kept if e[3] == key]
 
     def _decide_entries(
         self,
