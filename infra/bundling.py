@@ -44,7 +44,7 @@ IMPLEMENTATION = "cp"
 
 # In the Lambda Python runtime already; a copy in the layer would shadow it for nothing.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
-CONFIG_DIRS = ("triggers", "templates", "config")
+CONFIG_DIRS = ("triggers", "templates", "config", "tracking-plan")
 OPENAPI_FILE = "openapi.json"  # docs/openapi.json, served by the api function
 _SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".DS_Store"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")

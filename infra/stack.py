@@ -14,7 +14,13 @@ from infra.constructs.archive import Archive
 from infra.constructs.delivery import Delivery, Sending
 from infra.constructs.email_channel import EmailChannel
 from infra.constructs.ingest import Ingest
-from infra.constructs.layers import CONFIG_PATH, TEMPLATES_PATH, TRIGGERS_PATH, Layers
+from infra.constructs.layers import (
+    CONFIG_PATH,
+    TEMPLATES_PATH,
+    TRACKING_PLAN_PATH,
+    TRIGGERS_PATH,
+    Layers,
+)
 from infra.constructs.monitoring import Monitoring
 from infra.constructs.processing import PROCESS_TIMEOUT, Processing
 from infra.constructs.scheduling import Scheduling
@@ -42,6 +48,7 @@ class NudgeStack(cdk.Stack):
             C.ENV_TRIGGERS_PATH: TRIGGERS_PATH,
             C.ENV_TEMPLATES_PATH: TEMPLATES_PATH,
             C.ENV_CONFIG_PATH: CONFIG_PATH,
+            C.ENV_TRACKING_PLAN_PATH: TRACKING_PLAN_PATH,
         }
         layers = self.layers.all
 
@@ -107,6 +114,7 @@ class NudgeStack(cdk.Stack):
             environment=common_env,
         )
         self.archive.grant_write(self.processing.handler)
+        self.archive.grant_write(self.ingest.handler)  # the tracking plan's violations
         self.archive.grant_query(self.api.handler)  # reports are SQL over the archive
         self.functions = {
             C.FN_INGEST: self.ingest.function,

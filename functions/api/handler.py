@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from nudge.domain.experiment_report import experiment_report
 from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import KeyStore, decode_body
 from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, QueryEngine, SigningKey
+from nudge.domain.tracking import MAX_REPORT_DAYS, violations_report, violations_sql
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
 from nudge.http import (
@@ -296,6 +298,49 @@ def get_experiment(experimentId: str) -> Any:
     if d.query is None:
         raise DependencyUnavailableError("this deployment has no event archive to report on")
     return json_response(experiment_report(experiment, d.query))
+
+
+TRACKING_DAYS = {
+    "name": "days",
+    "in": "query",
+    "required": False,
+    "description": "how many days back (event time), 1 to 365; default 7",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_REPORT_DAYS, "default": 7},
+}
+
+
+@app.get(
+    "/v1/reports/tracking",
+    **doc.operation(
+        "getTrackingReport",
+        "Tracking-plan violations per event and rule, with the latest one as a sample",
+        tag=doc.REPORTS,
+        returns="TrackingReport",
+        errors={400: "Bad days", 401: None, 403: None, 503: "No event archive"},
+        auth=doc.ADMIN_KEY,
+        query=[TRACKING_DAYS],
+        description="Counted from the `Violation Generated` events ingest archives for "
+        "every event that breaks the tracking plan, blocked or reported "
+        "(docs/tracking-plan.md).",
+    ),
+)
+def get_tracking_report() -> Any:
+    d = admin()
+    raw = (app.current_event.query_string_parameters or {}).get("days", "7")
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= MAX_REPORT_DAYS:
+        raise ValidationFailedError(
+            f"days must be a whole number from 1 to {MAX_REPORT_DAYS}",
+            details=[{"field": "days", "message": f"got {raw!r}"}],
+        )
+    if d.query is None:
+        raise DependencyUnavailableError("this deployment has no event archive to report on")
+    since = d.clock.now() - timedelta(days=days)
+    result = d.query.query(violations_sql(since), since=since)
+    return json_response(violations_report(result.rows, days=days))
 
 
 def _verified() -> tuple[str, str, str]:

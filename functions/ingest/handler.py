@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import constants as C
 from nudge import openapi as doc
+from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.keys import DynamoKeyStore
 from nudge.adapters.queues import SqsEventQueue
 from nudge.domain.clock import Clock
@@ -23,10 +24,12 @@ from nudge.domain.ingest import (
     INGEST_ROUTES,
     KeyStore,
     RateLimiter,
+    archive_violations,
     browser_settings,
     ingest,
 )
-from nudge.domain.ports import EventQueue
+from nudge.domain.ports import ArchiveWriter, EventQueue
+from nudge.domain.tracking import TrackingPlan, load_plan
 from nudge.http import (
     header,
     install_error_handlers,
@@ -53,14 +56,21 @@ class Deps:
     queue: EventQueue
     limiter: RateLimiter
     clock: Clock
+    plan: TrackingPlan | None = None  # the tracking plan (None: nothing is checked)
+    violations: ArchiveWriter | None = None  # where its `Violation Generated` events go
 
     @classmethod
     def from_settings(cls, s: IngestSettings) -> Deps:
+        # a plan that does not load fails the cold start, loudly, rather than letting
+        # every event through unchecked (`nudge tracking validate` finds it before deploy)
+        plan = load_plan(s.tracking_plan_path) if s.tracking_plan_path else None
         return cls(
             keys=DynamoKeyStore(table=s.keys_table),
             queue=SqsEventQueue(s.events_queue_url),
             limiter=RateLimiter(s.rate_limit_per_second),
             clock=clock(),
+            plan=plan,
+            violations=FirehoseArchive(s.archive_stream) if plan and s.archive_stream else None,
         )
 
 
@@ -88,10 +98,21 @@ def post_event(kind: str) -> Any:
         keys=d.keys,
         queue=d.queue,
         limiter=d.limiter,
+        plan=d.plan,
     )
-    rejected = len(result.get("details", []))
-    metrics.add_metric("EventsRejected", MetricUnit.Count, rejected)
-    return json_response(result)
+    metrics.add_metric("EventsRejected", MetricUnit.Count, len(result.rejected))
+    if result.violations and d.violations is not None:
+        # after the events are queued: a violation that is not archived is a lost
+        # statistic, never a lost event (the client would retry events already queued)
+        try:
+            archived = archive_violations(result, d.violations)
+            metrics.add_metric("TrackingPlanViolations", MetricUnit.Count, archived)
+        except Exception:
+            logger.exception("tracking plan violations not archived")
+            metrics.add_metric(
+                "TrackingPlanViolationsLost", MetricUnit.Count, len(result.violations)
+            )
+    return json_response(result.response())
 
 
 def _route_of(kind: str) -> Callable[[], Any]:

@@ -16,6 +16,7 @@ CONFIG_ROOT = "/opt/nudge-config"
 TRIGGERS_PATH = f"{CONFIG_ROOT}/triggers"
 TEMPLATES_PATH = f"{CONFIG_ROOT}/templates"
 CONFIG_PATH = f"{CONFIG_ROOT}/config"
+TRACKING_PLAN_PATH = f"{CONFIG_ROOT}/tracking-plan"
 OPENAPI_PATH = f"{CONFIG_ROOT}/{OPENAPI_FILE}"  # what GET /openapi.json serves
 
 

@@ -249,6 +249,28 @@ class ExperimentReport(BaseModel):
     )
 
 
+class TrackingSample(BaseModel):
+    message_id: str | None = Field(description="the messageId of the latest violating event")
+    description: str | None
+    value: str | None = Field(description="the offending value (cut to 200 characters)")
+
+
+class TrackingViolation(BaseModel):
+    event: str = Field(description="the event name (`identify` for traits)")
+    rule: str = Field(description="the JSON Schema keyword broken, or `unplanned`")
+    field: str = Field(description="where: `properties.revenue`, `traits.email`, ...")
+    violations: int
+    events: int = Field(description="distinct events with this violation")
+    blocked: int = Field(description="of them refused at ingest (block mode)")
+    last_seen: str | None
+    sample: TrackingSample
+
+
+class TrackingReport(BaseModel):
+    days: int
+    violations: list[TrackingViolation]
+
+
 _REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
@@ -262,6 +284,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     Device,
     Unsubscribed,
     ExperimentReport,
+    TrackingReport,
 )
 
 

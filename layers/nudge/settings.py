@@ -61,6 +61,9 @@ class IngestSettings(_Base):
     rate_limit_per_second: float = Field(
         C.DEFAULT_RATE_LIMIT_PER_SECOND, alias=C.ENV_RATE_LIMIT, gt=0
     )
+    # the tracking plan (a folder of YAML; missing: no plan) and where its violations go
+    tracking_plan_path: str = Field("", alias=C.ENV_TRACKING_PLAN_PATH)
+    archive_stream: str = Field("", alias=C.ENV_ARCHIVE_STREAM)
 
 
 class CheckSettings(_Base):

@@ -84,7 +84,7 @@ def run(
         keys=FakeKeys(),
         queue=queue if queue is not None else FakeQueue(),
         limiter=limiter,
-    )
+    ).response()
 
 
 # ---- decode_body ----------------------------------------------------------------------------

@@ -75,8 +75,9 @@ def iso_ms(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
-def archive_row(event: Event, user_id: str) -> dict[str, Any]:
-    """The archived form of an accepted event, folded into the profile `user_id`."""
+def archive_row(event: Event, user_id: str | None) -> dict[str, Any]:
+    """The archived form of an accepted event, folded into the profile `user_id` (None: an
+    event of nudge's own about no user, such as a tracking-plan violation)."""
     return {
         "v": ARCHIVE_VERSION,
         "message_id": event.message_id,

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from nudge.constants import MAX_BATCH_BYTES, MAX_EVENT_BYTES
+from nudge.domain.archive import archive_line, archive_row
 from nudge.domain.errors import (
     BadRequestError,
     InvalidJsonError,
@@ -31,7 +32,8 @@ from nudge.domain.errors import (
     ValidationFailedError,
 )
 from nudge.domain.events import EVENT_TYPES, Event, Rejection, normalize_event, unstorable
-from nudge.domain.ports import EventQueue
+from nudge.domain.ports import ArchiveWriter, EventQueue
+from nudge.domain.tracking import TrackingPlan, violation_events
 
 KeyKind = Literal["write", "admin"]
 INGEST_KINDS = (*EVENT_TYPES, "batch", "import")
@@ -125,6 +127,23 @@ class IngestResult:
     accepted: list[Event] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     write_key: str | None = None
+    # the tracking plan's `Violation Generated` events, of accepted and blocked events alike
+    violations: list[Event] = field(default_factory=list)
+
+    def admit(self, event: Event, index: int, plan: TrackingPlan | None) -> str | None:
+        """Accepts the event unless the tracking plan blocks it (then: the reason)."""
+        found = plan.check(event) if plan is not None else []
+        blocked = plan is not None and plan.blocks(event, found)
+        if found:
+            self.violations.extend(
+                violation_events(event, found, blocked=blocked, received_at=event.received_at)
+            )
+        if blocked:
+            reason = "; ".join(v.describe() for v in found)
+            self.rejected.append(Rejection(index=index, message=reason))
+            return reason
+        self.accepted.append(event)
+        return None
 
     def response(self) -> dict[str, Any]:
         body: dict[str, Any] = {"success": True}
@@ -138,11 +157,14 @@ def endpoint_kind(segment: str) -> str:
     return SHORT_KINDS.get(segment, segment)
 
 
-def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestResult:
+def parse_request(
+    kind: str, payload: Any, *, received_at: datetime, plan: TrackingPlan | None = None
+) -> IngestResult:
     """Validate a decoded request of one of the Segment ingest endpoints.
 
     Single-event endpoints raise on an invalid event (400); a batch accepts the valid
-    items and reports the invalid ones by index, and raises only when none is valid.
+    items and reports the invalid ones by index, and raises only when none is valid. An
+    event the tracking `plan` blocks is invalid; its violations are in the result either way.
     """
     if endpoint_kind(kind) not in INGEST_KINDS:
         raise ValidationFailedError(f"unknown endpoint /v1/{kind}")
@@ -173,19 +195,19 @@ def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestRe
         sent_at = _parse_time(payload.get("sentAt"))
         for i, item in enumerate(items):
             try:
-                result.accepted.append(
-                    normalize_event(
-                        item,
-                        kind=None,
-                        received_at=received_at,
-                        batch_context=ctx,
-                        batch_integrations=integ,
-                        batch_sent_at=sent_at,
-                        historical=kind == "import",
-                    )
+                event = normalize_event(
+                    item,
+                    kind=None,
+                    received_at=received_at,
+                    batch_context=ctx,
+                    batch_integrations=integ,
+                    batch_sent_at=sent_at,
+                    historical=kind == "import",
                 )
             except ValueError as err:
                 result.rejected.append(Rejection(index=i, message=str(err)))
+                continue
+            result.admit(event, i, plan)
         if not result.accepted:
             raise ValidationFailedError(
                 "no valid event in the batch", details=[r.model_dump() for r in result.rejected]
@@ -200,9 +222,12 @@ def parse_request(kind: str, payload: Any, *, received_at: datetime) -> IngestRe
     if size > MAX_EVENT_BYTES:
         raise PayloadTooLargeError(f"event is over the {MAX_EVENT_BYTES // 1024} KB limit")
     try:
-        result.accepted.append(normalize_event(payload, kind=kind, received_at=received_at))
+        event = normalize_event(payload, kind=kind, received_at=received_at)
     except ValueError as err:
         raise ValidationFailedError(str(err), details=[{"index": 0, "message": str(err)}]) from None
+    reason = result.admit(event, 0, plan)
+    if reason is not None:
+        raise ValidationFailedError(reason, details=[{"index": 0, "message": reason}])
     return result
 
 
@@ -268,10 +293,15 @@ def ingest(
     keys: KeyStore,
     queue: EventQueue,
     limiter: RateLimiter | None = None,
-) -> dict[str, Any]:
+    plan: TrackingPlan | None = None,
+    violations: ArchiveWriter | None = None,
+) -> IngestResult:
     """One request of the Segment HTTP Tracking API: authenticate, validate, queue.
 
-    Answers only once every accepted event is queued (the queue raises otherwise)."""
+    Answers only once every accepted event is queued (the queue raises otherwise). The
+    tracking `plan`'s violations go to the archive (`violations`) after the events are
+    queued; they are analytics: a failure to archive them is the caller's to log, never a
+    reason to refuse events already queued (`archive_violations`)."""
     if endpoint_kind(kind) not in INGEST_KINDS:
         raise ValidationFailedError(f"unknown endpoint /v1/{kind}")
     kind = endpoint_kind(kind)
@@ -287,9 +317,17 @@ def ingest(
         )
     if limiter is not None:
         limiter.take(key_hash)
-    result = parse_request(kind, payload, received_at=received_at)
+    result = parse_request(kind, payload, received_at=received_at, plan=plan)
     queue.send(result.accepted)
-    return result.response()
+    return result
+
+
+def archive_violations(result: IngestResult, archive: ArchiveWriter) -> int:
+    """Archives the request's `Violation Generated` events; their number."""
+    if not result.violations:
+        return 0
+    archive.write(archive_line(archive_row(v, None)) for v in result.violations)
+    return len(result.violations)
 
 
 # A host as a browser reached us: a name or address and an optional port, nothing else.

@@ -209,6 +209,7 @@ class LocalMode:
             C.ENV_TRIGGERS_PATH: cfg.triggers_path or str(root / "triggers"),
             C.ENV_TEMPLATES_PATH: str(root / "templates"),
             C.ENV_CONFIG_PATH: str(root / "config"),
+            C.ENV_TRACKING_PLAN_PATH: str(root / "tracking-plan"),
             C.ENV_OPENAPI_PATH: str(root / "docs" / "openapi.json"),
             C.ENV_PUBLIC_URL: f"http://{cfg.host}:{cfg.port}",
             "POWERTOOLS_SERVICE_NAME": C.SERVICE,
