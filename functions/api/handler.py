@@ -19,7 +19,7 @@ from nudge import constants as C
 from nudge import openapi as doc
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
 from nudge.adapters.devices import SnsDevices
-from nudge.adapters.keys import DynamoKeyStore
+from nudge.adapters.keys import DynamoKeyAdmin, DynamoKeyStore
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain import users
 from nudge.domain.clock import Clock
@@ -29,6 +29,7 @@ from nudge.domain.events import unstorable
 from nudge.domain.experiment_report import experiment_report
 from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import KeyStore, decode_body
+from nudge.domain.keys import KeyAdmin, key_request
 from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, QueryEngine, SigningKey
 from nudge.domain.tracking import MAX_REPORT_DAYS, violations_report, violations_sql
 from nudge.domain.triggers.loader import TriggerSet
@@ -67,12 +68,14 @@ class Deps:
     # absent where the function has none (reports then answer 503).
     triggers_path: str = ""
     query: QueryEngine | None = None
+    key_admin: KeyAdmin | None = None  # `/v1/keys` (absent: those routes answer 503)
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
         c = clock()  # the process-wide clock: local mode installs a settable one
+        keys = DynamoKeyStore(table=s.keys_table)
         return cls(
-            keys=DynamoKeyStore(table=s.keys_table),
+            keys=keys,
             profiles=DynamoProfileStore(table=s.profiles_table, clock=c),
             inbox=DynamoInbox(table=s.inbox_table),
             log=DynamoDeliveryLog(table=s.deliveries_table),
@@ -82,6 +85,7 @@ class Deps:
             clock=c,
             triggers_path=s.triggers_path,
             query=_archive_engine(s),
+            key_admin=DynamoKeyAdmin(table=s.keys_table, clock=c, cache=keys),
         )
 
 
@@ -341,6 +345,77 @@ def get_tracking_report() -> Any:
     since = d.clock.now() - timedelta(days=days)
     result = d.query.query(violations_sql(since), since=since)
     return json_response(violations_report(result.rows, days=days))
+
+
+KEY_BODY = 4 * 1024
+
+
+def key_admin() -> KeyAdmin:
+    d = admin()
+    if d.key_admin is None:
+        raise DependencyUnavailableError("this deployment cannot manage keys")
+    return d.key_admin
+
+
+@app.post(
+    "/v1/keys",
+    **doc.operation(
+        "createKey",
+        "Create a write or admin key; the key is in this answer only",
+        tag=doc.KEYS,
+        returns="CreatedKey",
+        status=201,
+        errors={400: "Bad kind or label", 401: None, 403: None},
+        auth=doc.ADMIN_KEY,
+        body="KeyRequest",
+        description="Only the key's SHA-256 digest is stored: keep the key from this "
+        "answer, nudge cannot show it again.",
+    ),
+)
+def post_key() -> Any:
+    keys = key_admin()
+    event = app.current_event.raw_event
+    body = decode_body(
+        raw_body(event), content_encoding=header(event, "content-encoding"), limit=KEY_BODY
+    )
+    problem = unstorable(body)
+    if problem:
+        raise ValidationFailedError(problem)
+    kind, label = key_request(body)
+    key, info = keys.create(kind, label)
+    return json_response({**info.view(), "key": key}, status=201)
+
+
+@app.get(
+    "/v1/keys",
+    **doc.operation(
+        "listKeys",
+        "The keys: id, kind, label and creation time (never the key)",
+        tag=doc.KEYS,
+        returns="KeyList",
+        errors={401: None, 403: None},
+        auth=doc.ADMIN_KEY,
+    ),
+)
+def get_keys() -> Any:
+    return json_response({"keys": [k.view() for k in key_admin().list()]})
+
+
+@app.delete(
+    "/v1/keys/<keyId>",
+    **doc.operation(
+        "revokeKey",
+        "Revoke a key: it stops working within a minute everywhere",
+        tag=doc.KEYS,
+        returns="KeyInfo",
+        errors={401: None, 403: None, 404: "No such key", 409: "The last admin key"},
+        auth=doc.ADMIN_KEY,
+        description="Functions cache a key for up to 60 s, so a revoked key may still be "
+        "accepted for that long. The last admin key cannot be revoked.",
+    ),
+)
+def delete_key(keyId: str) -> Any:
+    return json_response(key_admin().revoke(unquote(keyId)).view())
 
 
 def _verified() -> tuple[str, str, str]:

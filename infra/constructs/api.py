@@ -33,6 +33,9 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.POST, "/v1/users/{userId}/devices"),
     (apigw.HttpMethod.GET, "/v1/experiments/{experimentId}"),
     (apigw.HttpMethod.GET, "/v1/reports/tracking"),
+    (apigw.HttpMethod.POST, "/v1/keys"),
+    (apigw.HttpMethod.GET, "/v1/keys"),
+    (apigw.HttpMethod.DELETE, "/v1/keys/{keyId}"),
     (apigw.HttpMethod.GET, "/v1/unsubscribe"),
     (apigw.HttpMethod.POST, "/v1/unsubscribe"),
 )
@@ -77,7 +80,7 @@ class Api(Construct):
         )
         self.function = self.handler.function
         state.grant_profile_manage(self.function)
-        state.grant_key_lookup(self.function)
+        state.grant_key_manage(self.function)  # looks keys up; /v1/keys manages them
         state.grant_inbox_read(self.function)
         state.grant_delivery_log_read(self.function)
         scheduling.grant_erase_schedules(self.handler)

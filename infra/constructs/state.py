@@ -29,6 +29,14 @@ PROFILE_MANAGE_ACTIONS = (
     "dynamodb:ConditionCheckItem",
 )
 KEY_LOOKUP_ACTIONS = ("dynamodb:GetItem",)  # keys are looked up by digest, never listed
+# the api function: /v1/keys creates (PutItem), lists (Scan: a handful of rows) and
+# revokes (DeleteItem) keys, and reads the created one back
+KEY_MANAGE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Scan",
+    "dynamodb:DeleteItem",
+)
 
 # deliver reads a user's profile and writes it back when it forgets a disabled device.
 PROFILE_DELIVER_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem")
@@ -139,6 +147,9 @@ class State(Construct):
 
     def grant_key_lookup(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.keys.grant(grantee, *KEY_LOOKUP_ACTIONS)
+
+    def grant_key_manage(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.keys.grant(grantee, *KEY_MANAGE_ACTIONS)
 
     def grant_profile_read_write(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.profiles.grant(grantee, *PROFILE_READ_WRITE_ACTIONS)

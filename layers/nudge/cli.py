@@ -179,6 +179,7 @@ def build_app() -> typer.Typer:
     """The `nudge` app with every command."""
     from nudge import (
         bench,
+        cli_keys,
         cli_openapi,
         cli_report,
         cli_sql,
@@ -197,6 +198,7 @@ def build_app() -> typer.Typer:
     cli_openapi.register(app)
     cli_report.register(app)
     cli_tracking.register(app)
+    cli_keys.register(app)
     return app
 
 

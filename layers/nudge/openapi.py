@@ -55,6 +55,7 @@ USERS = "users"
 UNSUBSCRIBE = "unsubscribe"
 SERVICE = "service"
 REPORTS = "reports"
+KEYS = "keys"
 TAGS = [
     {
         "name": INGEST,
@@ -68,6 +69,7 @@ TAGS = [
         "credential (no key).",
     },
     {"name": REPORTS, "description": "Experiments and reports over the event archive (admin key)."},
+    {"name": KEYS, "description": "Create, list and revoke API keys (admin key; `nudge keys`)."},
     {"name": SERVICE, "description": "Health and this document (no key)."},
 ]
 
@@ -249,6 +251,26 @@ class ExperimentReport(BaseModel):
     )
 
 
+class KeyRequest(BaseModel):
+    kind: Literal["write", "admin"]
+    label: str = Field("", max_length=100, description="what the key is for")
+
+
+class KeyInfo(BaseModel):
+    id: str = Field(description="the first 16 hex digits of the key's SHA-256 digest")
+    kind: Literal["write", "admin"]
+    label: str
+    created_at: str | None
+
+
+class CreatedKey(KeyInfo):
+    key: str = Field(description="the key itself: shown once, never stored")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyInfo]
+
+
 class TrackingSample(BaseModel):
     message_id: str | None = Field(description="the messageId of the latest violating event")
     description: str | None
@@ -271,7 +293,7 @@ class TrackingReport(BaseModel):
     violations: list[TrackingViolation]
 
 
-_REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration)
+_REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration, KeyRequest)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
     IngestAccepted,
@@ -285,6 +307,9 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     Unsubscribed,
     ExperimentReport,
     TrackingReport,
+    KeyInfo,
+    CreatedKey,
+    KeyList,
 )
 
 
