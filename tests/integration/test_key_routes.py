@@ -115,3 +115,20 @@ def test_a_revoked_key_is_refused_by_a_warm_function_after_the_cache_period(
         DynamoKeyAdmin().revoke(key_id_of(hash_key(key)))
     with pytest.raises(ConflictError):
         DynamoKeyAdmin().revoke(key_id_of(hash_key(ADMIN_KEY)))
+
+
+def test_nudge_keys_with_table_bootstraps_a_deployment_without_an_admin_key(
+    aws: Resources, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nudge.cli import main
+
+    table = aws.env()[C.ENV_KEYS_TABLE]
+    assert main(["keys", "create", "--kind", "admin", "--table", table, "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert DynamoKeyStore().kind_of(hash_key(created["key"])) == "admin"
+    assert main(["keys", "list", "--table", table, "--json"]) == 0
+    ids = {k["id"] for k in json.loads(capsys.readouterr().out)["keys"]}
+    assert created["id"] in ids
+    assert main(["keys", "revoke", created["id"], "--table", table]) == 0
+    assert main(["keys", "revoke", created["id"], "--table", table]) == 2
+    assert "no key" in capsys.readouterr().err
