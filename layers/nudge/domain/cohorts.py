@@ -41,7 +41,7 @@ from nudge.domain.experiment_report import sql_string
 from nudge.domain.triggers.durations import DurationError, format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from nudge.domain.ports import QueryEngine
+    from nudge.domain.ports import ProfileStore, QueryEngine
 
 Period = Literal["week", "month"]
 PERIODS: tuple[Period, ...] = ("week", "month")
@@ -221,6 +221,28 @@ def cohort_report(query: CohortQuery, engine: QueryEngine, *, now: datetime) -> 
     """`{"period", "cohorts": [{"cohort", "size", "retention"}], ...}` from the archive."""
     result = engine.query(cohorts_sql(query.period, query.event))
     return build_cohorts(result.rows, query, now)
+
+
+def profile_segments(store: ProfileStore) -> SegmentLookup:
+    """The segment lookup of `funnel_report` over the profile store: each id's profile's
+    `segment`, through one merge pointer (an archived id an alias merged later)."""
+
+    def lookup(user_ids: Sequence[str]) -> dict[str, str | None]:
+        found = store.get_many(user_ids)
+        out: dict[str, str | None] = {}
+        pointers: dict[str, str] = {}
+        for user, stored in found.items():
+            if stored.profile.merged_into:
+                pointers[user] = stored.profile.merged_into
+            else:
+                out[user] = stored.profile.segment
+        if pointers:
+            targets = store.get_many(sorted(set(pointers.values())))
+            for user, target in pointers.items():
+                out[user] = targets[target].profile.segment if target in targets else None
+        return out
+
+    return lookup
 
 
 # ---- funnels ----------------------------------------------------------------------------
