@@ -205,7 +205,10 @@ def events(rows: list[dict[str, Any]]) -> pd.DataFrame:
 # ---- pandas: the definitions, independently ----------------------------------------------
 
 
-def pandas_cohorts(events: pd.DataFrame, period: str, event: str | None) -> list[dict[str, Any]]:
+def pandas_cohorts(
+    events: pd.DataFrame, period: str, event: str | None, now: datetime = NOW
+) -> list[dict[str, Any]]:
+    """The report's cohorts from the view's rows (columns user_id, event, ts in UTC)."""
     freq = "W-SUN" if period == "week" else "M"  # weeks ending Sunday: Monday first
     activity = events[~events["event"].isin(SYSTEM_EVENTS)].copy()
     naive = activity["ts"].dt.tz_localize(None)
@@ -218,7 +221,7 @@ def pandas_cohorts(events: pd.DataFrame, period: str, event: str | None) -> list
         named["p"] = named["ts"].dt.tz_localize(None).dt.to_period(freq)
         active = named[["user_id", "p"]]
     active = active.drop_duplicates().join(cohort, on="user_id", how="inner")
-    current = pd.Timestamp(NOW.replace(tzinfo=None)).to_period(freq)
+    current = pd.Timestamp(now.astimezone(UTC).replace(tzinfo=None)).to_period(freq)
     out = []
     for c, members in cohort.groupby(cohort):
         size = len(members)
