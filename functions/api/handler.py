@@ -23,6 +23,15 @@ from nudge.adapters.keys import DynamoKeyAdmin, DynamoKeyStore
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain import users
 from nudge.domain.clock import Clock
+from nudge.domain.cohorts import (
+    GROUPINGS,
+    PERIODS,
+    CohortQuery,
+    FunnelQuery,
+    cohort_report,
+    funnel_report,
+    profile_segments,
+)
 from nudge.domain.delivery import DeliveryLog, deliveries_view
 from nudge.domain.errors import DependencyUnavailableError, NotFoundError, ValidationFailedError
 from nudge.domain.events import unstorable
@@ -416,6 +425,102 @@ def get_keys() -> Any:
 )
 def delete_key(keyId: str) -> Any:
     return json_response(key_admin().revoke(unquote(keyId)).view())
+
+
+def _query_params() -> dict[str, str]:
+    return dict(app.current_event.query_string_parameters or {})
+
+
+def _archive(d: Deps) -> QueryEngine:
+    if d.query is None:
+        raise DependencyUnavailableError("this deployment has no event archive to report on")
+    return d.query
+
+
+def _param(name: str, description: str, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+REPORT_ERRORS = {
+    400: "A bad parameter (`details` names it)",
+    401: None,
+    403: None,
+    503: "No event archive",
+}
+
+
+@app.get(
+    "/v1/reports/cohorts",
+    **doc.operation(
+        "getCohorts",
+        "Retention of each cohort of users (by the week or month of their first event)",
+        tag=doc.REPORTS,
+        returns="CohortReport",
+        errors=REPORT_ERRORS,
+        auth=doc.ADMIN_KEY,
+        query=[
+            _param(
+                "period",
+                "ISO weeks (UTC, `2026-W03`) or months (`2026-01`)",
+                enum=list(PERIODS),
+                default="week",
+            ),
+            _param("event", "count retention with this event only (default: any activity)"),
+        ],
+        description="A user's cohort is the period of their first event (event time, "
+        "`/v1/import` history included; nudge's own sending events excluded); `retention[k]` "
+        "is the share of the cohort active in period cohort + k, up to the current period "
+        "(docs/measurement.md).",
+    ),
+)
+def get_cohorts() -> Any:
+    d = admin()
+    query = CohortQuery.from_params(_query_params())
+    return json_response(cohort_report(query, _archive(d), now=d.clock.now()))
+
+
+@app.get(
+    "/v1/reports/funnel",
+    **doc.operation(
+        "getFunnel",
+        "Users who did the steps in order within a window, with drop-off per step",
+        tag=doc.REPORTS,
+        returns="FunnelReport",
+        errors=REPORT_ERRORS,
+        auth=doc.ADMIN_KEY,
+        query=[
+            {
+                **_param("steps", "2 to 10 event names, comma-separated (repeats allowed)"),
+                "required": True,
+            },
+            _param("within", "each step within this long of the first: 30m, 48h, 7d", default="7d"),
+            _param(
+                "by",
+                "also split by the profile's segment or the experiment variant",
+                enum=list(GROUPINGS),
+            ),
+            _param(
+                "experiment",
+                "with by=variant: the experiment (needed when the archive "
+                "holds exposures of several)",
+            ),
+        ],
+        description="From each occurrence of the first step the earliest next steps are "
+        "taken; a user counts up to the furthest step any occurrence reaches, every step "
+        "within `within` of the first step's time; events at the same instant count in step "
+        "order (docs/measurement.md).",
+    ),
+)
+def get_funnel() -> Any:
+    d = admin()
+    query = FunnelQuery.from_params(_query_params())
+    return json_response(funnel_report(query, _archive(d), segments=profile_segments(d.profiles)))
 
 
 def _verified() -> tuple[str, str, str]:

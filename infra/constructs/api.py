@@ -33,6 +33,8 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.POST, "/v1/users/{userId}/devices"),
     (apigw.HttpMethod.GET, "/v1/experiments/{experimentId}"),
     (apigw.HttpMethod.GET, "/v1/reports/tracking"),
+    (apigw.HttpMethod.GET, "/v1/reports/cohorts"),
+    (apigw.HttpMethod.GET, "/v1/reports/funnel"),
     (apigw.HttpMethod.POST, "/v1/keys"),
     (apigw.HttpMethod.GET, "/v1/keys"),
     (apigw.HttpMethod.DELETE, "/v1/keys/{keyId}"),

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from enum import StrEnum
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import typer
 
@@ -36,6 +37,8 @@ def register(app: typer.Typer) -> None:
     """Adds `report` and its subcommands to the `nudge` app."""
     report = new_app("report", "Experiment and engagement reports (admin key).")
     report.command("experiment", epilog=EXPERIMENT_EPILOG)(experiment_command)
+    report.command("cohorts", epilog=COHORTS_EPILOG)(cohorts_command)
+    report.command("funnel", epilog=FUNNEL_EPILOG)(funnel_command)
     app.add_typer(report)
 
 
@@ -125,3 +128,188 @@ def experiment_command(
         print_json(report)
     else:
         print_experiment(report)
+
+
+# ---- cohorts and funnels (GET /v1/reports/cohorts, /v1/reports/funnel) -------------------
+
+COHORTS_EPILOG = """\
+Output: one row per cohort (the week or month of its users' first event), its size, then
+the share of it active in each later period up to the current one (+0 is the cohort
+period itself: 100 %), shaded like a heatmap on a terminal. With --json the API's
+document `{"period", "cohorts": [{"cohort", "size", "retention"}], ...}`.
+Exit status: 0; 2 no admin key, no server at --url, or a bad parameter.
+"""
+
+FUNNEL_EPILOG = """\
+Output: one row per step (users who reached it in order within --within of the first
+step, conversion from step 1, drop-off from the previous step, a bar), then with --by
+one row per segment or variant. With --json the API's document `{"steps": [{"event",
+"users", "conversion", "drop_off"}], "groups": {...}, ...}`.
+Exit status: 0; 2 no admin key, no server at --url, or a bad parameter (fewer than 2
+steps, a bad duration, several experiments and no --experiment).
+"""
+
+AdminKey = Annotated[
+    str | None,
+    typer.Option(
+        envvar="NUDGE_ADMIN_KEY", help="the admin key (`nudge dev` prints it)", show_default=False
+    ),
+]
+JsonOutput = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
+
+
+class CohortPeriod(StrEnum):
+    week = "week"
+    month = "month"
+
+
+class FunnelBy(StrEnum):
+    segment = "segment"
+    variant = "variant"
+
+
+def report_url(url: str, path: str, params: dict[str, str | None]) -> str:
+    """`url` + `path` + the query string of the parameters given (spaces as %20)."""
+    given = {k: v for k, v in params.items() if v is not None}
+    query = urlencode(given, quote_via=quote, safe=",")
+    return f"{url.rstrip('/')}{path}" + (f"?{query}" if query else "")
+
+
+def _shade(value: float) -> str:
+    """A heatmap cell's style: darker for a higher share (on a terminal; piped, none)."""
+    low, high = (235, 245, 255), (8, 69, 148)  # light to dark blue
+    r, g, b = (round(lo + (hi - lo) * value) for lo, hi in zip(low, high, strict=True))
+    text = "white" if value > 0.45 else "black"
+    return f"{text} on rgb({r},{g},{b})"
+
+
+def print_cohorts(report: dict[str, Any]) -> None:
+    """The cohorts as a retention table, one column per period after the cohort's."""
+    from rich.text import Text
+
+    console = out_console()
+    cohorts = report.get("cohorts") or []
+    what = f"with {report['event']}" if report.get("event") else "active"
+    console.print(
+        f"cohorts by {report['period']} (share {what} in each later {report['period']},"
+        f" up to {report.get('current')})",
+        markup=False,
+    )
+    if not cohorts:
+        console.print("no events in the archive", markup=False)
+        return
+    width = max(len(c["retention"]) for c in cohorts)
+    table = plain_table(
+        "cohort", "size", *(f"+{k}" for k in range(width)), right=tuple(range(1, width + 2))
+    )
+    for c in cohorts:
+        cells: list[Text | str] = [c["cohort"], str(c["size"])]
+        for value in c["retention"]:
+            cells.append(Text(f"{100 * value:.1f} %", style=_shade(value)))
+        cells += [""] * (width - len(c["retention"]))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _bar(value: float | None, width: int = 30) -> str:
+    return "" if value is None else "█" * round(value * width)
+
+
+def print_funnel(report: dict[str, Any]) -> None:
+    """The steps with their conversion bars; then, split by segment or variant, the users
+    (and conversion) of each group at each step."""
+    console = out_console()
+    steps = report["steps"]
+    title = f"funnel within {report.get('within')} of the first step"
+    if report.get("experiment"):
+        title += f" (variants of {report['experiment']})"
+    console.print(title, markup=False)
+    table = plain_table("step", "event", "users", "conversion", "drop-off", "", right=(2, 3, 4))
+    for k, s in enumerate(steps, start=1):
+        table.add_row(
+            str(k),
+            s["event"],
+            str(s["users"]),
+            _pct(s["conversion"]),
+            _pct(s["drop_off"]),
+            _bar(s["conversion"]),
+        )
+    console.print(table)
+    groups = report.get("groups") or {}
+    if not groups:
+        return
+    console.print(f"by {report.get('by')}:", markup=False)
+    split = plain_table(
+        report.get("by") or "group",
+        *(f"{k}. {s['event']}" for k, s in enumerate(steps, start=1)),
+        right=tuple(range(1, len(steps) + 1)),
+    )
+    for name, group in groups.items():
+        split.add_row(
+            name,
+            *(
+                f"{g['users']} ({_pct(g['conversion'])})" if k else str(g["users"])
+                for k, g in enumerate(group["steps"])
+            ),
+        )
+    console.print(split)
+
+
+def cohorts_command(
+    period: Annotated[
+        CohortPeriod, typer.Option(help="ISO weeks (2026-W03) or months (2026-01)")
+    ] = CohortPeriod.week,
+    event: Annotated[
+        str | None,
+        typer.Option(help="retention counts this event only (default: any activity)"),
+    ] = None,
+    url: EndpointUrl = DEFAULT_URL,
+    admin_key: AdminKey = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Retention of each cohort of users, by the week or month of their first event."""
+    if not admin_key:
+        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
+    report = get_json(
+        report_url(url, "/v1/reports/cohorts", {"period": period.value, "event": event}),
+        admin_key,
+    )
+    if json_output:
+        print_json(report)
+    else:
+        print_cohorts(report)
+
+
+def funnel_command(
+    steps: Annotated[
+        str,
+        typer.Option(help="the steps' event names, in order, comma-separated: A,B,C"),
+    ],
+    within: Annotated[
+        str, typer.Option(help="each step within this long of the first: 30m, 48h, 7d")
+    ] = "7d",
+    by: Annotated[
+        FunnelBy | None, typer.Option(help="also split by segment or experiment variant")
+    ] = None,
+    experiment: Annotated[
+        str | None,
+        typer.Option(help="with --by variant: the experiment (needed when there are several)"),
+    ] = None,
+    url: EndpointUrl = DEFAULT_URL,
+    admin_key: AdminKey = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Users who did the steps in order within a window, with drop-off per step."""
+    if not admin_key:
+        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
+    params = {
+        "steps": steps,
+        "within": within,
+        "by": by.value if by else None,
+        "experiment": experiment,
+    }
+    report = get_json(report_url(url, "/v1/reports/funnel", params), admin_key)
+    if json_output:
+        print_json(report)
+    else:
+        print_funnel(report)

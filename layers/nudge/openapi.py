@@ -294,6 +294,55 @@ class TrackingReport(BaseModel):
 
 
 _REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration, KeyRequest)
+
+
+class Cohort(BaseModel):
+    cohort: str = Field(description="the period of the users' first event: `2026-W03`, `2026-01`")
+    size: int = Field(description="users whose first event fell in it")
+    retention: list[float] = Field(
+        description="[1.0, r1, r2, ...]: rk is the share of the cohort active (with an event "
+        "named `event`, if given) in period cohort + k, up to the current period"
+    )
+    retained: list[int] = Field(description="the users behind each value: [size, n1, n2, ...]")
+    start: str = Field(description="the period's first day (UTC), ISO-8601")
+    event_users_in_cohort_period: int | None = Field(
+        None, description="with `event`: the cohort's users who did it in the cohort period"
+    )
+
+
+class CohortReport(BaseModel):
+    period: Literal["week", "month"]
+    event: str | None = Field(description="the event retention counts; null: any activity")
+    current: str = Field(description="the current period: the last value of each list")
+    cohorts: list[Cohort] = Field(description="oldest first")
+
+
+class FunnelStep(BaseModel):
+    event: str
+    users: int = Field(description="users who reached this step (in order, within the window)")
+    conversion: float | None = Field(description="users / the first step's users")
+    drop_off: float | None = Field(
+        description="1 - users / the previous step's users; null for the first step"
+    )
+
+
+class FunnelGroup(BaseModel):
+    steps: list[FunnelStep]
+
+
+class FunnelReport(BaseModel):
+    steps: list[FunnelStep]
+    groups: dict[str, FunnelGroup] = Field(
+        description="with `by`: the same steps per segment or variant (`none`: without one)"
+    )
+    within: str = Field(description="the window after the first step, e.g. `7d`")
+    within_seconds: int
+    by: Literal["segment", "variant"] | None
+    experiment: str | None = Field(
+        None, description="with by=variant: the experiment whose variants group the users"
+    )
+
+
 _RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
     IngestAccepted,
@@ -310,6 +359,8 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     KeyInfo,
     CreatedKey,
     KeyList,
+    CohortReport,
+    FunnelReport,
 )
 
 

@@ -26,6 +26,12 @@ API_ROUTES = [
     "GET /v1/users/{userId}/deliveries",
     "POST /v1/users/{userId}/devices",
     "GET /v1/experiments/{experimentId}",
+    "GET /v1/reports/tracking",
+    "GET /v1/reports/cohorts",
+    "GET /v1/reports/funnel",
+    "POST /v1/keys",
+    "GET /v1/keys",
+    "DELETE /v1/keys/{keyId}",
     "GET /v1/unsubscribe",
     "POST /v1/unsubscribe",
 ]
