@@ -128,9 +128,11 @@ def encode_user(user_id: str) -> str | None:
 
 def decode_user(value: str) -> str | None:
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        padded = value + "=" * (-len(value) % 4)
+        decoded = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return None
+    return decoded or None
 
 
 def email_tags(
