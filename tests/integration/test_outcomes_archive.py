@@ -17,10 +17,10 @@ from nudge import constants as C
 from nudge.adapters.query import query_engine
 from nudge.settings import QuerySettings
 
+from tests.fakes import an_sns_event
 from tests.integration.conftest import Fn
 from tests.integration.delivery_support import Delivery, dx_fixture  # noqa: F401
 from tests.ses_events import an_ses_event
-from tests.fakes import an_sns_event
 
 
 @pytest.fixture(autouse=True)
