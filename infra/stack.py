@@ -115,6 +115,10 @@ class NudgeStack(cdk.Stack):
         )
         self.archive.grant_write(self.processing.handler)
         self.archive.grant_write(self.ingest.handler)  # the tracking plan's violations
+        # message outcomes: delivery statuses, SES events, in-app reads and unsubscribes
+        self.archive.grant_write(self.sending.handler)
+        self.archive.grant_write(self.email.feedback)
+        self.archive.grant_write(self.api.handler)
         self.archive.grant_query(self.api.handler)  # reports are SQL over the archive
         self.functions = {
             C.FN_INGEST: self.ingest.function,

@@ -148,6 +148,7 @@ class MemoryInbox:
             cta_url=c.cta_url,
             created_at=message.at,
             read=False,
+            action_id=message.action_id,
         )
         return message_id
 
@@ -155,12 +156,12 @@ class MemoryInbox:
         rows = self.rows.get(user_id, {})
         return [rows[k] for k in sorted(rows, reverse=True)][:limit]
 
-    def mark_read(self, user_id: str, message_id: str) -> bool:
+    def mark_read(self, user_id: str, message_id: str) -> InboxMessage | None:
         rows = self.rows.get(user_id, {})
         if message_id not in rows:
-            return False
+            return None
         rows[message_id] = replace(rows[message_id], read=True)
-        return True
+        return rows[message_id]
 
 
 class MemorySuppressions:

@@ -4,7 +4,6 @@ OpenAPI document. Each route declares its operation in that document (nudge.open
 
 from __future__ import annotations
 
-import contextlib
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +16,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import constants as C
 from nudge import openapi as doc
+from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
 from nudge.adapters.devices import SnsDevices
 from nudge.adapters.keys import DynamoKeyAdmin, DynamoKeyStore
@@ -34,13 +34,22 @@ from nudge.domain.cohorts import (
 )
 from nudge.domain.delivery import DeliveryLog, deliveries_view
 from nudge.domain.errors import DependencyUnavailableError, NotFoundError, ValidationFailedError
-from nudge.domain.events import unstorable
+from nudge.domain.events import Event, unstorable
 from nudge.domain.experiment_report import experiment_report
 from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import KeyStore, decode_body
 from nudge.domain.keys import KeyAdmin, key_request
-from nudge.domain.ports import DeviceRegistry, Inbox, ProfileStore, QueryEngine, SigningKey
+from nudge.domain.outcomes import outcome_lines, read_event, unsubscribed_event
+from nudge.domain.ports import (
+    ArchiveWriter,
+    DeviceRegistry,
+    Inbox,
+    ProfileStore,
+    QueryEngine,
+    SigningKey,
+)
 from nudge.domain.tracking import MAX_REPORT_DAYS, violations_report, violations_sql
+from nudge.domain.trigger_report import DEFAULT_DAYS, MAX_DAYS, triggers_report
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
 from nudge.http import (
@@ -78,6 +87,8 @@ class Deps:
     triggers_path: str = ""
     query: QueryEngine | None = None
     key_admin: KeyAdmin | None = None  # `/v1/keys` (absent: those routes answer 503)
+    # Where in-app reads and unsubscribes are archived (None: nowhere).
+    archive: ArchiveWriter | None = None
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
@@ -95,6 +106,7 @@ class Deps:
             triggers_path=s.triggers_path,
             query=_archive_engine(s),
             key_admin=DynamoKeyAdmin(table=s.keys_table, clock=c, cache=keys),
+            archive=FirehoseArchive(s.archive_stream) if s.archive_stream else None,
         )
 
 
@@ -135,6 +147,17 @@ def admin() -> Deps:
     d = current()
     require_admin(d.keys, header(app.current_event.raw_event, "authorization"))
     return d
+
+
+def archive(d: Deps, event: Event) -> None:
+    """Archives what the user did (a read, an unsubscribe) without failing the request:
+    the action is done, and a 5xx would only make a client repeat it (D33)."""
+    if d.archive is None:
+        return
+    try:
+        d.archive.write(outcome_lines([event]))
+    except Exception as err:
+        logger.warning("not archived", extra={"event": event.event, "error": repr(err)})
 
 
 def known_user(d: Deps, user_id: str) -> str:
@@ -224,8 +247,19 @@ def get_messages(userId: str) -> Any:
 def read_message(userId: str, messageId: str) -> Any:
     d = admin()
     user_id, message_id = unquote(userId), unquote(messageId)
-    if not d.inbox.mark_read(user_id, message_id):
+    message = d.inbox.mark_read(user_id, message_id)
+    if message is None:
         raise NotFoundError(f"no message {message_id!r} for user {user_id!r}")
+    archive(
+        d,
+        read_event(
+            user_id,
+            message_id,
+            trigger_id=message.trigger,
+            action_id=message.action_id,
+            now=d.clock.now(),
+        ),
+    )
     return json_response({"id": message_id, "read": True})
 
 
@@ -319,6 +353,13 @@ TRACKING_DAYS = {
     "required": False,
     "description": "how many days back (event time), 1 to 365; default 7",
     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_REPORT_DAYS, "default": 7},
+}
+DAYS_QUERY = {
+    "name": "days",
+    "in": "query",
+    "required": False,
+    "description": f"the UTC days reported, ending today (1 to {MAX_DAYS})",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": DEFAULT_DAYS},
 }
 
 
@@ -523,6 +564,42 @@ def get_funnel() -> Any:
     return json_response(funnel_report(query, _archive(d), segments=profile_segments(d.profiles)))
 
 
+@app.get(
+    "/v1/reports/triggers",
+    **doc.operation(
+        "getTriggersReport",
+        "Per trigger: fired, sent, response, conversion, engagement, retention versus "
+        "holdout, and a daily series with anomaly flags",
+        tag=doc.REPORTS,
+        returns="TriggersReport",
+        errors={
+            400: "days is not an integer from 1 to 365",
+            401: None,
+            403: None,
+            503: "No event archive",
+        },
+        auth=doc.ADMIN_KEY,
+        query=[DAYS_QUERY],
+        description="Every loaded trigger is listed, with zeros when it was quiet. The "
+        "counts come from the archived message outcomes (docs/archive.md) over the `days` "
+        "UTC days ending today; each KPI is defined in docs/measurement.md.",
+    ),
+)
+def get_triggers_report() -> Any:
+    d = admin()
+    raw = (app.current_event.query_string_parameters or {}).get("days")
+    days = DEFAULT_DAYS
+    if raw is not None:
+        text = raw.strip()
+        if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+            raise ValidationFailedError(f"days must be an integer from 1 to {MAX_DAYS}")
+        days = int(text)
+    if d.query is None:
+        raise DependencyUnavailableError("this deployment has no event archive to report on")
+    triggers = _triggers(d.triggers_path) if d.triggers_path else TriggerSet([])
+    return json_response(triggers_report(triggers, d.query, days=days, now=d.clock.now()))
+
+
 def _verified() -> tuple[str, str, str]:
     """The token of the request and the (user, channel) it signs: 400 without, 403 forged."""
     token = (app.current_event.query_string_parameters or {}).get("token")
@@ -548,8 +625,13 @@ def unsubscribe() -> Response[str]:
     (RFC 8058: body `List-Unsubscribe=One-Click`) posted it. A browser gets a page, any
     other client JSON."""
     _, user_id, channel = _verified()
-    with contextlib.suppress(NotFoundError):  # an erased user: nothing left to send to
-        users.opt_out(current().profiles, user_id, channel)
+    d = current()
+    try:
+        users.opt_out(d.profiles, user_id, channel)
+    except NotFoundError:  # an erased user: nothing left to send to, nothing to archive
+        pass
+    else:
+        archive(d, unsubscribed_event(user_id, channel, now=d.clock.now()))
     logger.info("unsubscribed", extra={"channel": channel})
     if "text/html" in (header(app.current_event.raw_event, "accept") or ""):
         return Response(

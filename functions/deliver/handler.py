@@ -3,7 +3,12 @@
 Records are parsed with Powertools' FIFO batch processor; each user's actions are then
 delivered in priority order by nudge.domain.delivery. A template error or a permanent
 send failure moves that action to the actions DLQ with its reason; a transient failure
-reports the user's remaining records so SQS redelivers them."""
+reports the user's remaining records so SQS redelivers them.
+
+Then every outcome of the batch is archived (`Message Outcome`, nudge.domain.outcomes),
+after the log writes: a failed archive write sends nothing again, it reports the batch's
+records failed, and their redelivery finds each action decided (nothing sent twice) and
+archives the same outcome events, whose deterministic ids the view keeps once (D33)."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import (
     DynamoDeliveryLog,
     DynamoInbox,
@@ -32,8 +38,10 @@ from nudge.adapters.queues import SqsDeadLetters
 from nudge.batch import DeadLetters, read_fifo_batch
 from nudge.domain import users
 from nudge.domain.clock import Clock
-from nudge.domain.delivery import DeliveryPorts, deliver_batch
+from nudge.domain.delivery import BatchResult, DeliveryPorts, deliver_batch, entry_of
 from nudge.domain.fatigue import load_fatigue_config
+from nudge.domain.outcomes import outcome_event, outcome_lines
+from nudge.domain.ports import ArchiveWriter
 from nudge.domain.templates import TemplateStore
 from nudge.domain.unsubscribe import unsubscribe_url
 from nudge.observability import logger, metrics, tracer
@@ -51,6 +59,7 @@ class Deps:
     ports: DeliveryPorts
     dead_letters: DeadLetters
     clock: Clock
+    archive: ArchiveWriter | None = None  # where outcomes go (None: not archived)
 
     @classmethod
     def from_settings(cls, s: DeliverSettings) -> Deps:
@@ -88,7 +97,12 @@ class Deps:
             app_url=s.app_url,
             forget_device=forget_device,
         )
-        return cls(ports=ports, dead_letters=SqsDeadLetters(s.actions_dlq_url), clock=c)
+        return cls(
+            ports=ports,
+            dead_letters=SqsDeadLetters(s.actions_dlq_url),
+            clock=c,
+            archive=FirehoseArchive(s.archive_stream),
+        )
 
 
 def parse_action(body: str) -> tuple[str, dict[str, Any]]:
@@ -143,4 +157,42 @@ def handler(
         )
     for entry in result.entries:
         metrics.add_metric(f"Deliveries_{entry.status}", MetricUnit.Count, 1)
+    if d.archive is not None and not archive_outcomes(d, result, by_user):
+        # nothing is sent again: the redelivery finds each action decided and archives
+        # its outcome once more (the same ids)
+        failed = {f["itemIdentifier"] for f in failures}
+        failures.extend(
+            {"itemIdentifier": mid}
+            for items in by_user.values()
+            for mid, _ in items
+            if mid not in failed
+        )
     return {"batchItemFailures": failures}
+
+
+def archive_outcomes(
+    d: Deps, result: BatchResult, by_user: dict[str, list[tuple[str, dict[str, Any]]]]
+) -> bool:
+    """Archives the batch's outcomes (those decided now and those a redelivery found);
+    False when the archive write failed."""
+    assert d.archive is not None
+    actions = {str(a["action_id"]): a for items in by_user.values() for _, a in items}
+    entries = list(result.entries)
+    for action, _ in result.dead_lettered:  # logged `failed` before they were parked
+        found = entry_of(d.ports.log.entries(str(action["user_id"])), str(action["action_id"]))
+        if found is not None:
+            entries.append(found)
+    now = d.clock.now()
+    lines = outcome_lines(outcome_event(e, actions.get(e.action_id), now=now) for e in entries)
+    if not lines:
+        return True
+    try:
+        d.archive.write(lines)
+    except Exception as err:  # the records come back; nothing is sent twice
+        logger.warning(
+            "outcomes not archived, the batch will be retried", extra={"error": repr(err)}
+        )
+        metrics.add_metric("OutcomesNotArchived", MetricUnit.Count, len(lines))
+        return False
+    metrics.add_metric("OutcomesArchived", MetricUnit.Count, len(lines))
+    return True

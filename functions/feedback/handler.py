@@ -1,4 +1,10 @@
-"""feedback: SES bounce and complaint notifications (SNS) → the suppression list."""
+"""feedback: SES event notifications (SNS) → the suppression list and the event archive.
+
+Bounces and complaints put the address on the suppression list; every event the
+configuration set publishes (Delivery, Open, Click, Bounce, Complaint) is archived under
+Segment's email spec name, linked to its action by the email's tags
+(nudge.domain.outcomes). A failed archive write fails the invocation: SNS's retries
+suppress again (idempotent) and archive the same ids, which the view keeps once."""
 
 from __future__ import annotations
 
@@ -10,10 +16,13 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import DynamoSuppressions
 from nudge.domain.clock import Clock
+from nudge.domain.events import Event
 from nudge.domain.feedback import addresses_to_suppress
-from nudge.domain.ports import SuppressionList
+from nudge.domain.outcomes import outcome_lines, ses_event
+from nudge.domain.ports import ArchiveWriter, SuppressionList
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import FeedbackSettings
@@ -26,10 +35,15 @@ class Deps:
 
     suppressions: SuppressionList
     clock: Clock
+    archive: ArchiveWriter | None = None  # where the email events go (None: not archived)
 
     @classmethod
     def from_settings(cls, s: FeedbackSettings) -> Deps:
-        return cls(suppressions=DynamoSuppressions(table=s.suppressions_table), clock=clock())
+        return cls(
+            suppressions=DynamoSuppressions(table=s.suppressions_table),
+            clock=clock(),
+            archive=FirehoseArchive(s.archive_stream),
+        )
 
 
 @cache
@@ -53,14 +67,22 @@ def handler(
     rather than by its event_source decorator, which passes no keyword on."""
     d = deps if deps is not None else _cold_start_deps()
     count = 0
+    archived: list[Event | None] = []
     for record in SNSEvent(event).records:
         try:
             notification = json.loads(record.sns.message)
         except ValueError:
             logger.warning("not an SES notification", extra={"message_id": record.sns.message_id})
             continue
+        if not isinstance(notification, dict):
+            continue
         for address, reason in addresses_to_suppress(notification):
             d.suppressions.suppress(address, reason, at=d.clock.now())
             count += 1
+        archived.append(ses_event(notification, now=d.clock.now()))
     metrics.add_metric("AddressesSuppressed", MetricUnit.Count, count)
-    return {"suppressed": count}
+    lines = outcome_lines(archived)
+    if d.archive is not None and lines:
+        d.archive.write(lines)  # raises: the invocation fails and SNS retries it
+        metrics.add_metric("EmailEventsArchived", MetricUnit.Count, len(lines))
+    return {"suppressed": count, "archived": len(lines) if d.archive is not None else 0}

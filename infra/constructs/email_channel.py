@@ -1,7 +1,8 @@
 """The email channel: the SES v2 identity of the sender's domain, the configuration set
-every email is sent with, and the way back for bounces and complaints: an event
-destination to an encrypted SNS topic, and the feedback function subscribed to it, which
-puts the addresses on the suppression list."""
+every email is sent with, and the way back for what happened to each email: an event
+destination (deliveries, opens, clicks, bounces, complaints) to an encrypted SNS topic,
+and the feedback function subscribed to it, which puts bounced and complaining addresses
+on the suppression list and archives every event (the stack grants it the archive)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,19 @@ from infra.constructs.function import NudgeFunction
 from infra.constructs.state import State
 from infra.context import DeliveryContext
 
-# SES feedback that makes an address unsendable. DELIVERY (one event per email sent) is
-# left off: nothing acts on it, and it would cost an invocation per message.
-FEEDBACK_EVENTS = (ses.EmailSendingEvent.BOUNCE, ses.EmailSendingEvent.COMPLAINT)
+# The SES events the configuration set publishes: bounces and complaints make an address
+# unsendable; all five are archived as Segment's email events (Email Delivered, Opened,
+# Link Clicked, Bounced, Marked as Spam), for response rates (D33). Delivery costs an
+# invocation per email sent, which the response rate is worth. SES adds open tracking
+# (a pixel) and click tracking (links rewritten through its domain) to emails of a
+# configuration set that publishes OPEN and CLICK.
+FEEDBACK_EVENTS = (
+    ses.EmailSendingEvent.DELIVERY,
+    ses.EmailSendingEvent.OPEN,
+    ses.EmailSendingEvent.CLICK,
+    ses.EmailSendingEvent.BOUNCE,
+    ses.EmailSendingEvent.COMPLAINT,
+)
 
 
 class EmailChannel(Construct):
@@ -65,7 +76,7 @@ class EmailChannel(Construct):
         self.feedback_key = kms.Key(
             self,
             "FeedbackKey",
-            description="nudge: encrypts SES bounce and complaint notifications in SNS",
+            description="nudge: encrypts SES event notifications in SNS",
             enable_key_rotation=True,
             # Only messages in flight are encrypted with it: nothing to keep.
             removal_policy=cdk.RemovalPolicy.DESTROY,
@@ -101,7 +112,7 @@ class EmailChannel(Construct):
             self,
             "Feedback",
             name=C.FN_FEEDBACK,
-            description="SES bounces and complaints (SNS) into the suppression list",
+            description="SES events (SNS): bounces and complaints suppress; all are archived",
             layers=layers,
             environment={**environment, **state.environment_for(C.SUPPRESSIONS)},
             memory_size=256,

@@ -39,6 +39,7 @@ def register(app: typer.Typer) -> None:
     report.command("experiment", epilog=EXPERIMENT_EPILOG)(experiment_command)
     report.command("cohorts", epilog=COHORTS_EPILOG)(cohorts_command)
     report.command("funnel", epilog=FUNNEL_EPILOG)(funnel_command)
+    report.command("triggers", epilog=TRIGGERS_EPILOG)(triggers_command)
     app.add_typer(report)
 
 
@@ -313,3 +314,77 @@ def funnel_command(
         print_json(report)
     else:
         print_funnel(report)
+
+
+TRIGGERS_EPILOG = """\
+Output: one row per trigger over the last N UTC days (today included): fired (episodes
+with an action), sent, response rate (opened, clicked, read or tapped), conversion rate
+(the goal within the window after a send), engagement seconds after a send, retention
+versus holdout, and the days flagged as anomalies. With --json the API's document
+`{"triggers": [{"id", "fired", "sent", "response_rate", "conversion_rate",
+"engagement_seconds", "retention_vs_holdout", "daily": [...]}]}`.
+Exit status: 0; 2 no admin key, no server at --url, or days outside 1 to 365.
+"""
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} s"
+
+
+def _points(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:+.2f} pp"
+
+
+def print_triggers(report: dict[str, Any]) -> None:
+    """The report as a table, one row per trigger, its anomalous days after it."""
+    console = out_console()
+    table = plain_table(
+        "trigger",
+        "fired",
+        "sent",
+        "response",
+        "conversion",
+        "engagement",
+        "retention vs holdout",
+        "anomalies",
+        right=(1, 2, 3, 4, 5, 6),
+    )
+    for t in report["triggers"]:
+        flagged = [d["date"] for d in t.get("daily") or [] if d.get("anomaly")]
+        table.add_row(
+            t["id"],
+            str(t["fired"]),
+            str(t["sent"]),
+            _pct(t["response_rate"]),
+            _pct(t["conversion_rate"]),
+            _seconds(t["engagement_seconds"]),
+            _points(t["retention_vs_holdout"]),
+            ", ".join(flagged) or "-",
+        )
+    console.print(table)
+
+
+def triggers_command(
+    days: Annotated[
+        int,
+        typer.Option(min=1, max=365, help="the UTC days reported, ending today"),
+    ] = 28,
+    url: EndpointUrl = DEFAULT_URL,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="NUDGE_ADMIN_KEY",
+            help="the admin key (`nudge dev` prints it)",
+            show_default=False,
+        ),
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+) -> None:
+    """Per trigger: fired, sent, response, conversion, engagement, retention vs holdout."""
+    if not admin_key:
+        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
+    report = get_json(f"{url.rstrip('/')}/v1/reports/triggers?days={days}", admin_key)
+    if json_output:
+        print_json(report)
+    else:
+        print_triggers(report)

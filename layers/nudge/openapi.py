@@ -343,6 +343,39 @@ class FunnelReport(BaseModel):
     )
 
 
+class TriggerDay(BaseModel):
+    date: str = Field(description="a UTC day, YYYY-MM-DD")
+    fired: int = Field(description="actions whose first outcome fell on that day")
+    sent: int = Field(description="actions sent that day")
+    conversions: int = Field(description="users sent a message that day who converted")
+    anomaly: bool = Field(description="fired, sent or conversions left its usual range")
+
+
+class TriggerKpis(BaseModel):
+    id: str
+    fired: int = Field(description="episodes with an action in the period, any status")
+    sent: int
+    response_rate: float | None = Field(
+        description="sent messages opened, clicked, read or tapped within the window"
+    )
+    conversion_rate: float | None = Field(
+        description="users sent a message who did the goal within the window after it"
+    )
+    engagement_seconds: float | None = Field(
+        description="mean session seconds in the window after a sent message"
+    )
+    retention_vs_holdout: float | None = Field(
+        description="share active within 7 days, sent minus held out; null without holdout"
+    )
+    goal: dict[str, Any] = Field(description="event and within_seconds of the window")
+    daily: list[TriggerDay]
+
+
+class TriggersReport(BaseModel):
+    days: int
+    triggers: list[TriggerKpis]
+
+
 _RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
     IngestAccepted,
@@ -361,6 +394,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     KeyList,
     CohortReport,
     FunnelReport,
+    TriggersReport,
 )
 
 

@@ -107,6 +107,8 @@ class ApiSettings(_Base):
     # The definitions (experiments are on triggers): "" where none are bundled.
     triggers_path: str = Field("", alias=C.ENV_TRIGGERS_PATH)
     archive_cache_dir: str = Field("", alias=C.ENV_ARCHIVE_CACHE_DIR)
+    # Where in-app reads and unsubscribes are archived: "" where there is no archive.
+    archive_stream: str = Field("", alias=C.ENV_ARCHIVE_STREAM)
 
 
 class DeliverSettings(_Base):
@@ -131,12 +133,15 @@ class DeliverSettings(_Base):
     sms_type: str = Field(
         "Transactional", alias=C.ENV_SMS_TYPE, pattern="^(Transactional|Promotional)$"
     )
+    archive_stream: str = Field(alias=C.ENV_ARCHIVE_STREAM)  # each outcome is archived
 
 
 class FeedbackSettings(_Base):
-    """The feedback function (SES bounce and complaint notifications through SNS)."""
+    """The feedback function (SES event notifications through SNS: bounces and
+    complaints suppress; every event is archived)."""
 
     suppressions_table: str = Field(alias=C.ENV_SUPPRESSIONS_TABLE)
+    archive_stream: str = Field(alias=C.ENV_ARCHIVE_STREAM)  # opens, clicks... archived
 
 
 class QuerySettings(_Base):

@@ -314,12 +314,29 @@ def test_process_may_only_put_records_into_the_stream(synth):
     assert perms["firehose:PutRecord"] == [_arn(synth, a.stream)]
 
 
-def test_only_process_may_put_records_into_the_stream(synth):
-    process_role = _ref(synth, synth.stack.functions[C.FN_PROCESS].role)
+# process archives events and exposures; deliver, feedback and api message outcomes
+WRITERS = (C.FN_PROCESS, C.FN_DELIVER, C.FN_FEEDBACK, C.FN_API)
+
+
+@pytest.mark.parametrize("name", WRITERS)
+def test_the_writers_may_only_put_records_into_the_stream(synth, name):
+    a = synth.stack.archive
+    perms = synth.allowed(synth.stack.functions[name].role)
+    firehose = {x for x in perms if x.startswith("firehose:")}
+    assert firehose == {"firehose:PutRecord", "firehose:PutRecordBatch"}
+    assert perms["firehose:PutRecordBatch"] == [_arn(synth, a.stream)]
+
+
+def test_only_the_writers_may_put_records_into_the_stream(synth):
+    roles = [_ref(synth, synth.stack.functions[n].role) for n in WRITERS]
+    seen = []
     for policy in synth.resources("AWS::IAM::Policy").values():
         for st in policy["Properties"]["PolicyDocument"]["Statement"]:
             if any(x.startswith("firehose:") for x in _as_list(st["Action"])):
-                assert policy["Properties"]["Roles"] == [process_role]
+                assert len(policy["Properties"]["Roles"]) == 1
+                assert policy["Properties"]["Roles"][0] in roles
+                seen.append(policy["Properties"]["Roles"][0])
+    assert sorted(map(str, seen)) == sorted(map(str, roles))
 
 
 def test_api_may_read_the_archive_and_query_it_with_athena(synth):
@@ -358,25 +375,28 @@ def test_api_may_read_the_archive_and_query_it_with_athena(synth):
         "s3:ListMultipartUploadParts",
     }
     assert perms["s3:ListBucketMultipartUploads"] == [_arn(synth, a.results_bucket)]
-    assert not any(x.startswith("firehose:") for x in perms)
 
 
 def test_no_other_function_may_touch_the_archive(synth):
-    for name in (C.FN_INGEST, C.FN_CHECK, C.FN_DELIVER, C.FN_FEEDBACK):
+    for name in (C.FN_INGEST, C.FN_CHECK):
         perms = synth.allowed(synth.stack.functions[name].role)
         assert not any(x.startswith(("firehose:", "s3:", "athena:", "glue:")) for x in perms), name
+    for name in (C.FN_DELIVER, C.FN_FEEDBACK):  # writers only: they read nothing back
+        perms = synth.allowed(synth.stack.functions[name].role)
+        assert not any(x.startswith(("s3:", "athena:", "glue:")) for x in perms), name
 
 
-def test_process_is_told_the_stream_and_api_where_the_archive_is(synth):
+def test_the_writers_are_told_the_stream_and_api_where_the_archive_is(synth):
     a = synth.stack.archive
-    assert _env(synth, C.FN_PROCESS)[C.ENV_ARCHIVE_STREAM] == _ref(synth, a.stream)
+    for name in WRITERS:
+        assert _env(synth, name)[C.ENV_ARCHIVE_STREAM] == _ref(synth, a.stream), name
     env = _env(synth, C.FN_API)
     assert env[C.ENV_ARCHIVE_BUCKET] == _ref(synth, a.bucket)
     assert env[C.ENV_QUERY_ENGINE] == "duckdb"  # context query_engine, absent from cdk.json
     assert env[C.ENV_ATHENA_WORKGROUP] == _ref(synth, a.workgroup)
     assert env[C.ENV_GLUE_DATABASE] == _ref(synth, a.database)
-    assert C.ENV_ARCHIVE_STREAM not in env
-    assert C.ENV_ARCHIVE_BUCKET not in _env(synth, C.FN_PROCESS)
+    for name in (C.FN_PROCESS, C.FN_DELIVER, C.FN_FEEDBACK):
+        assert C.ENV_ARCHIVE_BUCKET not in _env(synth, name), name
 
 
 def test_outputs_name_the_archive_for_the_cli(synth):

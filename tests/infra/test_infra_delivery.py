@@ -1,5 +1,5 @@
 """Delivery: the deliver function on the actions queue, the SES identity and
-configuration set with bounces and complaints flowing back to the feedback function, the
+configuration set with its email events flowing back to the feedback function, the
 unsubscribe signing key, and the deployment settings read from CDK context."""
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def test_ses_identity_is_the_sender_domain(synth):
     assert _props(synth, synth.stack.email.identity)["EmailIdentity"] == "example.com"
 
 
-def test_configuration_set_sends_bounces_and_complaints_to_the_feedback_topic(synth):
+def test_configuration_set_publishes_every_email_event_to_the_feedback_topic(synth):
     s = synth.stack
     synth.template.resource_count_is("AWS::SES::ConfigurationSet", 1)
     assert _props(synth, s.email.configuration_set)["Name"] == C.SES_CONFIGURATION_SET
@@ -69,7 +69,15 @@ def test_configuration_set_sends_bounces_and_complaints_to_the_feedback_topic(sy
     assert props["ConfigurationSetName"] == {"Ref": synth.logical_id(s.email.configuration_set)}
     event = props["EventDestination"]
     assert event["Enabled"] is True
-    assert sorted(event["MatchingEventTypes"]) == ["bounce", "complaint"]
+    # deliveries, opens and clicks for the response rates; bounces and complaints also
+    # suppress
+    assert sorted(event["MatchingEventTypes"]) == [
+        "bounce",
+        "click",
+        "complaint",
+        "delivery",
+        "open",
+    ]
     assert event["SnsDestination"] == {
         "TopicARN": {"Ref": synth.logical_id(s.email.feedback_topic)}
     }

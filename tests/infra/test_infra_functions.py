@@ -58,6 +58,7 @@ EXPECTED_ENV = {
         C.ENV_APNS_APPLICATION_ARN,
         C.ENV_FCM_APPLICATION_ARN,
         *ARCHIVE_READER_ENV,  # reports are SQL over the event archive
+        C.ENV_ARCHIVE_STREAM,  # in-app reads and unsubscribes are archived
     },
     C.FN_DELIVER: COMMON_ENV
     | {
@@ -76,8 +77,9 @@ EXPECTED_ENV = {
         C.ENV_PUBLIC_URL,
         C.ENV_APP_URL,
         C.ENV_SMS_TYPE,
+        C.ENV_ARCHIVE_STREAM,  # each outcome is archived
     },
-    C.FN_FEEDBACK: COMMON_ENV | {C.ENV_SUPPRESSIONS_TABLE},
+    C.FN_FEEDBACK: COMMON_ENV | {C.ENV_SUPPRESSIONS_TABLE, C.ENV_ARCHIVE_STREAM},
 }
 
 
@@ -104,6 +106,7 @@ OPTIONAL_SET = {
         C.ENV_FCM_APPLICATION_ARN,
         C.ENV_TRIGGERS_PATH,  # experiments' definitions, for their reports
         *ARCHIVE_READER_ENV,
+        C.ENV_ARCHIVE_STREAM,
     },
     C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE},
 }

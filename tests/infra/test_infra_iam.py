@@ -204,11 +204,11 @@ def test_deliver_may_only_create_schedules_and_pass_the_scheduler_role(synth):
     assert perms["iam:PassRole"] == [_getatt(synth, s.scheduling.role)]
 
 
-def test_feedback_may_only_add_suppressions(synth):
+def test_feedback_may_only_add_suppressions_and_archive(synth):
     perms = synth.allowed(_role(synth, C.FN_FEEDBACK))
     assert _table_actions(synth, perms) == {C.SUPPRESSIONS: {"dynamodb:PutItem"}}
     data = {a for a in perms if not a.startswith(("logs:", "xray:"))}
-    assert data == {"dynamodb:PutItem"}
+    assert data == {"dynamodb:PutItem", "firehose:PutRecord", "firehose:PutRecordBatch"}
 
 
 def test_only_the_functions_that_create_schedules_may_pass_the_scheduler_role(synth):

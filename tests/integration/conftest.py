@@ -63,7 +63,7 @@ ADMIN_KEY = "ak_integration"
 
 
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
+def aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Resources]:
     with mock_aws():
         reset_clients()
         res = provision(None)
@@ -76,6 +76,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
         monkeypatch.setenv("NUDGE_TEMPLATES_PATH", str(ROOT / "templates"))
         monkeypatch.setenv("NUDGE_CONFIG_PATH", str(ROOT / "config"))
         monkeypatch.setenv(C.ENV_OPENAPI_PATH, str(ROOT / "docs" / "openapi.json"))
+        # each test's archive is new: the api's DuckDB copies of it must be too (its cache
+        # trusts an hour it has read before, and every test's bucket has the same name)
+        monkeypatch.setenv(C.ENV_ARCHIVE_CACHE_DIR, str(tmp_path / "archive-cache"))
         create_key("write", key=WRITE_KEY)
         create_key("admin", key=ADMIN_KEY)
         yield res

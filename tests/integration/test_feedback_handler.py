@@ -23,7 +23,7 @@ def test_a_permanent_bounce_suppresses_the_address_and_later_emails_are_logged_s
 ) -> None:
     dx.seed("u1", email="Ana@Example.com")
 
-    assert feedback(sns_event(bounce("ana@example.com"))) == {"suppressed": 1}
+    assert feedback(sns_event(bounce("ana@example.com")))["suppressed"] == 1
     action = dx.action("u1", "cart_abandonment")
     dx.run([action])
 
@@ -35,9 +35,8 @@ def test_a_permanent_bounce_suppresses_the_address_and_later_emails_are_logged_s
 def test_a_transient_bounce_does_not_suppress(dx: Delivery, feedback: Fn) -> None:
     dx.seed("u1", email="ana@example.com")
 
-    assert feedback(sns_event(bounce("ana@example.com", "Transient", "MailboxFull"))) == {
-        "suppressed": 0
-    }
+    out = feedback(sns_event(bounce("ana@example.com", "Transient", "MailboxFull")))
+    assert out["suppressed"] == 0
     action = dx.action("u1", "cart_abandonment")
     dx.run([action])
 
@@ -50,11 +49,12 @@ def test_a_complaint_suppresses_and_a_suppressed_email_leaves_other_channels_ope
 ) -> None:
     dx.seed("u1", email="ana@example.com")
 
-    assert feedback(
+    out = feedback(
         sns_event(
             complaint("ana@example.com"), "not json", bounce("other@example.com", key="eventType")
         )
-    ) == {"suppressed": 2}
+    )
+    assert out["suppressed"] == 2
     mail, inapp = dx.action("u1", "cart_abandonment"), dx.action("u1", "product_dwell_upsell")
     dx.run([mail, inapp])
 

@@ -40,6 +40,7 @@ CONTRACT = {
     ("templates", "validate"): {"--triggers"},
     ("openapi",): {"--check", "--output"},
     ("report", "experiment"): {"--url", "--json"},
+    ("report", "triggers"): {"--days", "--url", "--json"},
 }
 
 

@@ -27,6 +27,7 @@ from nudge.domain.delivery import (
     TransientSendError,
 )
 from nudge.domain.inbox import InboxMessage
+from nudge.domain.outcomes import email_tags
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.type_defs import BodyTypeDef, MessageTagTypeDef
@@ -147,27 +148,29 @@ class DynamoInbox:
 
     def messages(self, user_id: str, limit: int = 100) -> list[InboxMessage]:
         rows = InboxRow.query(user_id, scan_index_forward=False, limit=limit, consistent_read=True)
-        return [
-            InboxMessage(
-                id=r.message_id,
-                trigger=r.trigger_id,
-                title=r.title,
-                body=r.body,
-                cta=r.cta,
-                cta_url=r.cta_url,
-                created_at=from_ms(r.created_at),
-                read=bool(r.read),
-            )
-            for r in rows
-        ]
+        return [self._message(r) for r in rows]
 
-    def mark_read(self, user_id: str, message_id: str) -> bool:
+    @staticmethod
+    def _message(r: InboxRow) -> InboxMessage:
+        return InboxMessage(
+            id=r.message_id,
+            trigger=r.trigger_id,
+            title=r.title,
+            body=r.body,
+            cta=r.cta,
+            cta_url=r.cta_url,
+            created_at=from_ms(r.created_at),
+            read=bool(r.read),
+            action_id=r.action_id,
+        )
+
+    def mark_read(self, user_id: str, message_id: str) -> InboxMessage | None:
         try:
             row = InboxRow.get(user_id, message_id)
         except DoesNotExist:
-            return False
+            return None
         row.update(actions=[InboxRow.read.set(True)])
-        return True
+        return self._message(row)
 
 
 class DynamoSuppressions:
@@ -206,12 +209,17 @@ class SesEmailSender:
             body["Html"] = {"Data": content.html, "Charset": "UTF-8"}
         if content.text:
             body["Text"] = {"Data": content.text, "Charset": "UTF-8"}
+        # the feedback function links SES events back to the action by these tags
         tags: list[MessageTagTypeDef] = [
-            {"Name": "trigger", "Value": message.trigger_id[:256]},
-            {"Name": "action_id", "Value": message.action_id[:256]},
+            {"Name": name, "Value": value}
+            for name, value in email_tags(
+                user_id=message.user_id,
+                action_id=message.action_id,
+                trigger_id=message.trigger_id,
+                variant=message.variant,
+                experiment_id=message.experiment_id,
+            ).items()
         ]
-        if message.variant:
-            tags.append({"Name": "variant", "Value": message.variant[:256]})
         try:
             resp = client("sesv2").send_email(
                 FromEmailAddress=self.sender,

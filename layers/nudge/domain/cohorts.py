@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from nudge.domain.clock import utc
 from nudge.domain.errors import ValidationFailedError
 from nudge.domain.experiment_report import sql_string
+from nudge.domain.outcomes import NUDGE_EVENTS
+from nudge.domain.tracking import VIOLATION_GENERATED
 from nudge.domain.triggers.durations import DurationError, format_duration, parse_duration
 
 if TYPE_CHECKING:
@@ -47,15 +49,10 @@ Period = Literal["week", "month"]
 PERIODS: tuple[Period, ...] = ("week", "month")
 GROUPINGS = ("segment", "variant")
 EXPERIMENT_VIEWED = "Experiment Viewed"
-# What nudge archives about its own sending: no user did it, so it starts no cohort and
-# retains no one (unless asked for by name with `event`). Segment's spec names.
-SYSTEM_EVENTS: tuple[str, ...] = (
-    EXPERIMENT_VIEWED,
-    "Email Delivered",
-    "Email Bounced",
-    "Push Notification Received",
-    "Push Notification Bounced",
-)
+# What nudge archives about its own sending (nudge.domain.outcomes) and the tracking
+# plan's violations: no user did it, so it starts no cohort and retains no one (unless
+# asked for by name with `event`).
+SYSTEM_EVENTS: tuple[str, ...] = (*NUDGE_EVENTS, VIOLATION_GENERATED)
 MAX_STEPS = 10
 MAX_NAME_CHARS = 256  # an event name, as ingest bounds them
 NO_GROUP = "none"  # the group of a user without a segment, or never exposed

@@ -129,6 +129,7 @@ class Outbound:
     unsubscribe_url: str | None = None
     variant: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    experiment_id: str | None = None  # the trigger's experiment (email tags carry it)
 
 
 class DeliveryLog(Protocol):
@@ -188,6 +189,12 @@ def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candi
         window=SendWindow.from_action(action["action"].get("send_window")),
         holdout=holdout_of(action.get("experiment")),
     )
+
+
+def experiment_id_of(action: Mapping[str, Any] | None) -> str | None:
+    """The id of the action's experiment (its trigger's), if it has one."""
+    exp = (action or {}).get("experiment")
+    return str(exp["id"]) if isinstance(exp, dict) and exp.get("id") else None
 
 
 def _parse(value: Any) -> datetime | None:
@@ -474,6 +481,7 @@ def compose(
         unsubscribe_url=unsubscribe if email else None,
         variant=action.get("variant"),
         headers=email_headers(unsubscribe) if email else {},
+        experiment_id=experiment_id_of(action),
     )
 
 

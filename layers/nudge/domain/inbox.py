@@ -20,6 +20,7 @@ class InboxMessage:
     cta_url: str | None
     created_at: datetime
     read: bool
+    action_id: str | None = None  # the action that sent it (not shown in the inbox)
 
     def view(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -60,8 +60,8 @@ class Inbox(Protocol):
         """Newest first."""
         ...
 
-    def mark_read(self, user_id: str, message_id: str) -> bool:
-        """False when the user has no such message."""
+    def mark_read(self, user_id: str, message_id: str) -> InboxMessage | None:
+        """The message, now read; None when the user has no such message."""
         ...
 
 
