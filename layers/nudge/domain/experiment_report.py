@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from nudge.domain.report_stats import (
@@ -94,9 +94,10 @@ class VariantAggregate:
     holdout: bool
     users: int
     conversions: int
-    # per exposure day, in order (from the archive); without them the report has one
-    # look of the conversions and no revenue or engagement
-    daily: tuple[DayAggregate, ...] = field(default=())
+    # per exposure day, in order (from the archive; () while nobody was exposed); None:
+    # only the totals above are known, so one look of the conversions and no revenue or
+    # engagement
+    daily: tuple[DayAggregate, ...] | None = None
 
 
 def gamma_q(a: float, x: float) -> float:
@@ -260,7 +261,7 @@ def newcombe(xt: int, nt: int, xc: int, nc: int) -> tuple[float | None, float | 
 
 def _daily(v: VariantAggregate) -> tuple[DayAggregate, ...]:
     """The variant's days, or one pseudo-day of its conversion totals without them."""
-    if v.daily:
+    if v.daily is not None:
         return v.daily
     totals = Moments(v.users, float(v.conversions), float(v.conversions))
     return (DayAggregate("", {"conversion": totals}),)
@@ -306,7 +307,7 @@ def _metric_rows(
             "users": m.n,
             "mean": m.mean_y,
             "std": math.sqrt(m.var_y) if m.n > 1 else None,
-            "pre_exposure_mean": m.mean_x if v.daily else None,
+            "pre_exposure_mean": m.mean_x if v.daily is not None else None,
             "difference": None,
             "ci_low": None,
             "ci_high": None,
@@ -342,7 +343,8 @@ def _metric_rows(
                 }
                 result = sequential_means(looks)
             row["sequential"] = asdict(result) | {"p_value_holm": None}
-            row["cuped"] = _json(cuped(m, c)) if v.daily and variants[control].daily else None
+            known = v.daily is not None and variants[control].daily is not None
+            row["cuped"] = _json(cuped(m, c)) if known else None
         rows.append(row)
     return rows
 
