@@ -14,6 +14,7 @@ on nudge.domain.report_stats, plain Python as on Lambda):
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pytest
+from jsonschema.exceptions import ValidationError
 from nudge.domain import stats as S
 from nudge.domain.archive import EVENTS_VIEW_SQL
 from nudge.domain.experiment_report import (
@@ -36,6 +38,7 @@ from nudge.domain.experiment_report import (
 from nudge.domain.query import QueryResult
 from nudge.domain.report_stats import Moments, cuped, holm
 from nudge.domain.triggers.loader import load_triggers
+from openapi_schema_validator import OAS31Validator
 from scipy import stats as sps
 
 approx = pytest.approx
@@ -379,3 +382,11 @@ def test_the_report_from_archived_events_equals_the_references_on_the_users_valu
         if metric != "conversion":
             assert row["p_value"] == approx(float(sps.ttest_ind(yt, yc, equal_var=False).pvalue), rel=1e-8)  # fmt: skip
     assert report["metrics"]["unknown_variant_users"] == 0
+    # and the document fits the ExperimentReport schema that docs/openapi.json publishes
+    doc = json.loads((ROOT / "docs" / "openapi.json").read_text(encoding="utf-8"))
+    schema = {"$ref": "#/components/schemas/ExperimentReport", "components": doc["components"]}
+    OAS31Validator(schema).validate(json.loads(json.dumps(report, allow_nan=False)))
+    broken = copy.deepcopy(report)
+    broken["variants"][1]["sequential"]["verdict"] = "stop"
+    with pytest.raises(ValidationError):
+        OAS31Validator(schema).validate(broken)
