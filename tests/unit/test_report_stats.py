@@ -164,7 +164,7 @@ def test_verdicts() -> None:
     assert jumped.verdict == "inconsistent"
     nothing = R.sequential_proportions([(0, 0, 3, 10), (0, 100, 0, 100)], tau2=4e-4)
     assert (nothing.p_value, nothing.ci_low, nothing.ci_high) == (1.0, None, None)
-    assert nothing.looks == 1 and nothing.verdict == "continue"
+    assert nothing.looks == 0 and nothing.verdict == "continue"
     empty = R.sequential([])
     assert (empty.difference, empty.p_value, empty.looks) == (None, 1.0, 0)
     huge = R.sequential([(5.0, 1e-6, 1.0)])  # Λ overflows a float: p is 0, not an error

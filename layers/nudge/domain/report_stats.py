@@ -295,13 +295,16 @@ def sequential_proportions(
 ) -> SequentialResult:
     """The mSPRT of p_t - p_c over cumulative looks (x_t, n_t, x_c, n_c), with the
     plug-in variance p_t(1 - p_t)/n_t + p_c(1 - p_c)/n_c (as Optimizely's stats engine
-    and nudge.domain.stats.msprt_proportions). Looks with an empty arm are skipped."""
+    and nudge.domain.stats.msprt_proportions). Looks with an empty arm or no variance
+    (no conversion anywhere yet) are skipped."""
     estimates = []
     for xt, nt, xc, nc in looks:
         if nt == 0 or nc == 0:
             continue
         pt, pc = xt / nt, xc / nc
-        estimates.append((pt - pc, pt * (1 - pt) / nt + pc * (1 - pc) / nc, tau2))
+        variance = pt * (1 - pt) / nt + pc * (1 - pc) / nc
+        if variance > 0:
+            estimates.append((pt - pc, variance, tau2))
     return sequential(estimates, alpha)
 
 
