@@ -44,16 +44,18 @@ def test_betainc_equals_scipy(a: float, b: float, x: float) -> None:
     assert R.betainc(a, b, x) == approx(float(special.betainc(a, b, x)), rel=1e-10, abs=1e-300)
 
 
-@pytest.mark.parametrize("df", [1.0, 2.5, 7.3, 30.0, 1234.5])
+@pytest.mark.parametrize("df", [1.0, 2.5, 7.3, 30.0, 1234.5, 2e6, 1e9])
 @pytest.mark.parametrize("t", [-6.0, -1.5, 0.0, 0.3, 2.0, 12.0])
 def test_t_sf_equals_scipy(t: float, df: float) -> None:
-    assert R.t_sf(t, df) == approx(float(sps.t.sf(t, df)), rel=1e-9)
+    # with millions of degrees of freedom lgamma's cancellation leaves ~1e-7 at worst
+    assert R.t_sf(t, df) == approx(float(sps.t.sf(t, df)), rel=1e-9 if df < 1e5 else 1e-6)
 
 
-@pytest.mark.parametrize("df", [1.0, 3.7, 29.0, 5000.0])
+@pytest.mark.parametrize("df", [1.0, 3.7, 29.0, 5000.0, 3e7])
 @pytest.mark.parametrize("q", [0.001, 0.5, 0.9, 0.975])
 def test_t_ppf_equals_scipy(q: float, df: float) -> None:
-    assert R.t_ppf(q, df) == approx(float(sps.t.ppf(q, df)), rel=1e-9, abs=1e-12)
+    rel = 1e-9 if df < 1e5 else 1e-6
+    assert R.t_ppf(q, df) == approx(float(sps.t.ppf(q, df)), rel=rel, abs=1e-12)
 
 
 # ---- moments and Welch ----------------------------------------------------------------
