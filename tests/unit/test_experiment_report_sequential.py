@@ -284,6 +284,7 @@ def test_an_empty_experiment_reports_nothing_it_cannot_know() -> None:
         minimum_detectable_effect=0.02,
     )
     seq = report["variants"][1]["sequential"]
+    assert seq["p_value_holm"] is None
     assert (seq["p_value"], seq["verdict"], seq["ci_low"], seq["looks"]) == (
         1.0,
         "continue",
@@ -294,6 +295,32 @@ def test_an_empty_experiment_reports_nothing_it_cannot_know() -> None:
         row = report["metrics"][metric]["variants"][1]
         assert row["mean"] is None and row["cuped"] is None and row["p_value"] is None
     json.dumps(report, allow_nan=False)
+
+
+def test_holm_counts_only_the_metrics_that_have_data() -> None:
+    # conversions, but no revenue and no engagement yet: those tests do not exist, so the
+    # conversion's p-values are not adjusted for them
+    def day(n: int, x: int) -> dict[str, Moments]:
+        nothing = Moments(n, 0.0, 0.0)
+        return {"conversion": Moments(n, x, x), "revenue": nothing, "engagement": nothing}
+
+    report = build_report(
+        "e",
+        GOAL,
+        [
+            _variant("holdout", 1, True, [day(500, 40)]),
+            _variant("reminder", 1, False, [day(500, 70)]),
+        ],
+        minimum_detectable_effect=0.02,
+    )
+    metrics = report["metrics"]
+    conversion = metrics["conversion"]["variants"][1]
+    assert conversion["p_value_holm"] == conversion["p_value"]
+    assert conversion["sequential"]["p_value_holm"] == conversion["sequential"]["p_value"]
+    for metric in ("revenue", "engagement"):
+        row = metrics[metric]["variants"][1]
+        assert row["p_value_holm"] is None and row["sequential"]["p_value_holm"] is None
+        assert row["sequential"]["looks"] == 0 and row["sequential"]["verdict"] == "continue"
 
 
 # ---- from archived events to the report ------------------------------------------------

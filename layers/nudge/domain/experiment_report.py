@@ -283,6 +283,10 @@ def _looks(
     return out
 
 
+def _copy(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if value is None else dict(value)
+
+
 def _json(result: Any) -> dict[str, Any] | None:
     return None if result is None else asdict(result)
 
@@ -363,7 +367,10 @@ def _metrics(
             continue
         rows = [blocks[name][i] for name in names]
         fixed = holm([r["p_value"] for r in rows])
-        always_valid = holm([r["sequential"]["p_value"] for r in rows])
+        # a test without a look yet (p = 1 by definition) is no test: not in Holm's m
+        always_valid = holm(
+            [r["sequential"]["p_value"] if r["sequential"]["looks"] else None for r in rows]
+        )
         for row, p_fixed, p_sequential in zip(rows, fixed, always_valid, strict=True):
             row["p_value_holm"] = p_fixed
             row["sequential"]["p_value_holm"] = p_sequential
@@ -411,7 +418,7 @@ def build_report(
                 "ci_high": high,
                 "lift": lift,
                 "p_value": p_value,
-                "sequential": per_metric["conversion"]["variants"][i]["sequential"],
+                "sequential": _copy(per_metric["conversion"]["variants"][i]["sequential"]),
             }
         )
     metrics: dict[str, Any] = {
