@@ -229,6 +229,19 @@ class ExperimentGoal(BaseModel):
     within_seconds: int = Field(description="the attribution window after the first exposure")
 
 
+class ExperimentSequential(BaseModel):
+    difference: float | None = Field(description="rate - control's rate at the latest look")
+    p_value: float = Field(
+        description="mSPRT always-valid p-value: valid however often the report is read"
+    )
+    p_value_holm: float | None = Field(description="Holm-adjusted over the report's metrics")
+    ci_low: float | None = Field(description="95 % confidence sequence of the difference")
+    ci_high: float | None
+    verdict: Literal["continue", "variant_better", "variant_worse", "inconsistent"]
+    looks: int = Field(description="daily looks so far (UTC days of first exposure)")
+    tau2: float | None = Field(description="the mixing variance (the MDE squared for rates)")
+
+
 class ExperimentVariant(BaseModel):
     name: str
     users: int = Field(description="users whose first exposure was in this variant")
@@ -238,6 +251,10 @@ class ExperimentVariant(BaseModel):
     ci_high: float | None
     lift: float | None = Field(description="rate / control's rate - 1; null for the control")
     p_value: float | None = Field(description="two-proportion z-test against the control")
+    sequential: ExperimentSequential | None = Field(
+        description="the conversion rate's sequential test against the control; null for "
+        "the control"
+    )
 
 
 class ExperimentReport(BaseModel):
@@ -247,7 +264,11 @@ class ExperimentReport(BaseModel):
     srm_p_value: float | None = Field(description="sample-ratio mismatch; below 0.001: broken")
     metrics: dict[str, Any] = Field(
         description="control, sample_size (per variant, still needed), chi_square (more "
-        "than two variants), unknown_variant_users"
+        "than two variants), unknown_variant_users, methods (alpha, the sequential test's "
+        "looks and mixing variance, CUPED's pre-exposure days, Holm's family), and per "
+        "metric (conversion, revenue, engagement) {variants: [{name, users, mean, std, "
+        "pre_exposure_mean, difference, ci_low, ci_high, lift, p_value, p_value_holm, "
+        "sequential, cuped}]} (docs/measurement.md)"
     )
 
 

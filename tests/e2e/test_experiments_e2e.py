@@ -85,6 +85,15 @@ def test_the_report_counts_each_variants_users_and_conversions_within_the_window
 
     assert change("reminder") == (3, 2)
     assert change("holdout") == (2, 1)
+    # and the report carries the sequential test, revenue and engagement with CUPED
+    full = client.admin_get("/v1/experiments/cart_abandonment_holdout").json()
+    reminder_row = next(v for v in full["variants"] if v["name"] == "reminder")
+    assert reminder_row["sequential"]["verdict"] in {
+        "continue", "variant_better", "variant_worse", "inconsistent",
+    }  # fmt: skip
+    revenue = {r["name"]: r for r in full["metrics"]["revenue"]["variants"]}
+    assert revenue["reminder"]["mean"] > 0 and revenue["reminder"]["cuped"] is not None
+    assert {"conversion", "engagement"} <= set(full["metrics"])
     # and `nudge report experiment --json` prints the same document
     code, out, err = nudge(
         "report",

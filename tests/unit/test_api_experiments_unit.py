@@ -4,12 +4,13 @@ aggregates a (fake) query engine returns; 404 for an unknown experiment."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from nudge.domain.experiment_report import METRICS, SUMS
 from nudge.domain.query import QueryResult
 from nudge.local.lambdas import Function, LambdaContext
 
@@ -30,14 +31,23 @@ WRITE_KEY, ADMIN_KEY = "wk_unit", "ak_unit"
 
 class FakeEngine:
     def __init__(self, rows: list[list[Any]]) -> None:
-        self.rows = rows
+        """rows: (variant, users, conversions) of one exposure day; no revenue, no
+        engagement, no pre-exposure activity."""
+        self.rows = [[v, date(2026, 3, 1), u, x, *sums(x)] for v, u, x in rows]
         self.sql: list[str] = []
 
     def query(
         self, sql: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> QueryResult:
         self.sql.append(sql)
-        return QueryResult(["variant", "users", "conversions"], self.rows)
+        return QueryResult(COLUMNS, self.rows)
+
+
+COLUMNS = ["variant", "day", "users", "conversions"] + [f"{m}_{s}" for m in METRICS for s in SUMS]
+
+
+def sums(conversions: int) -> list[float]:
+    return [conversions, conversions, 0, 0, 0] + [0.0] * 5 * (len(METRICS) - 1)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +90,7 @@ def test_the_shipped_experiments_report(module: ModuleType) -> None:
     assert reminder["lift"] == pytest.approx(0.2 / 0.1 - 1)
     assert report["srm_p_value"] == pytest.approx(1.0)
     assert report["metrics"]["control"] == "holdout"
+    assert reminder["sequential"]["looks"] == 1 and set(report["metrics"]) >= set(METRICS)
     assert "'cart_abandonment_holdout'" in engine.sql[0] and "'Order Completed'" in engine.sql[0]
 
 

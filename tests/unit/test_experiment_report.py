@@ -132,8 +132,10 @@ def test_report_two_variants() -> None:
         "ci_high",
         "lift",
         "p_value",
+        "sequential",  # beyond the SPEC's keys: tests/unit/test_experiment_report_sequential.py
     }
     assert holdout["lift"] is None and holdout["p_value"] is None
+    assert holdout["sequential"] is None and reminder["sequential"]["verdict"] == "continue"
     assert close(reminder["conversion_rate"], 120 / 905)
     assert close(reminder["lift"], (120 / 905) / (8 / 98) - 1)
     counts_t, counts_c = stats.Counts(120, 905), stats.Counts(8, 98)
