@@ -120,6 +120,7 @@ class NudgeStack(cdk.Stack):
         self.archive.grant_write(self.email.feedback)
         self.archive.grant_write(self.api.handler)
         self.archive.grant_query(self.api.handler)  # reports are SQL over the archive
+        self.archive.grant_erase(self.api.handler)  # erase lists the user's ids there
         self.functions = {
             C.FN_INGEST: self.ingest.function,
             C.FN_PROCESS: self.processing.function,

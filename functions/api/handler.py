@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -33,6 +33,16 @@ from nudge.domain.cohorts import (
     profile_segments,
 )
 from nudge.domain.delivery import DeliveryLog, deliveries_view
+from nudge.domain.erase import (
+    Devices,
+    ErasedIds,
+    EraseStores,
+    Suppressions,
+    Timers,
+    UserRows,
+    erase_user,
+    tombstone_until,
+)
 from nudge.domain.errors import DependencyUnavailableError, NotFoundError, ValidationFailedError
 from nudge.domain.events import Event, unstorable
 from nudge.domain.experiment_report import experiment_report
@@ -89,6 +99,8 @@ class Deps:
     key_admin: KeyAdmin | None = None  # `/v1/keys` (absent: those routes answer 503)
     # Where in-app reads and unsubscribes are archived (None: nowhere).
     archive: ArchiveWriter | None = None
+    # What DELETE /v1/users/{id} clears besides the profile, inbox and log (None: nothing)
+    erase: EraseExtras | None = None
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
@@ -107,7 +119,36 @@ class Deps:
             query=_archive_engine(s),
             key_admin=DynamoKeyAdmin(table=s.keys_table, clock=c, cache=keys),
             archive=FirehoseArchive(s.archive_stream) if s.archive_stream else None,
+            erase=_erase_extras(s),
         )
+
+
+@dataclass
+class EraseExtras:
+    """The stores erase reaches beyond the profile, inbox and log."""
+
+    timers: Timers | None = None
+    devices: Devices | None = None
+    suppressions: Suppressions | None = None
+    archive: ErasedIds | None = None
+
+
+def _erase_extras(s: ApiSettings) -> EraseExtras:
+    from nudge.adapters.delivery import DynamoSuppressions
+    from nudge.adapters.erased import S3ErasedIds
+    from nudge.adapters.scheduler import WakeUps
+
+    signing = SecretsManagerKey(s.unsubscribe_secret_arn)
+    return EraseExtras(
+        timers=WakeUps(group="", target_arn="", role_arn="", dlq_arn="", table=s.timers_table)
+        if s.timers_table
+        else None,
+        devices=SnsDevices(apns_arn=s.apns_application_arn, fcm_arn=s.fcm_application_arn),
+        suppressions=DynamoSuppressions(table=s.suppressions_table, secret=signing.get)
+        if s.suppressions_table
+        else None,
+        archive=S3ErasedIds(s.archive_bucket) if s.archive_bucket else None,
+    )
 
 
 def _archive_engine(s: ApiSettings) -> QueryEngine | None:
@@ -219,6 +260,38 @@ def user_operation(
 def get_user(userId: str) -> Any:
     d = admin()
     return json_response(users.profile_view(d.profiles, unquote(userId), now=d.clock.now()))
+
+
+@app.delete(
+    "/v1/users/<userId>",
+    **user_operation(
+        "eraseUser",
+        "Erase a user: profile, merged profiles, inbox, delivery log, timers, devices, "
+        "suppressed addresses (kept as keyed hashes) and archived events",
+        returns="Erased",
+        status=202,
+        description="Answers when every store is cleared; the profile stays a tombstone "
+        "for 14 days so that events still in flight do not bring the user back (their "
+        "id may then be used again). Archived events are left out of every query at once "
+        "(docs/erase.md). Then `GET /v1/users/{userId}` is a 404.",
+    ),
+)
+def delete_user(userId: str) -> Any:
+    d = admin()
+    extras = d.erase or EraseExtras()
+    stores = EraseStores(
+        profiles=d.profiles,
+        inbox=cast("UserRows", d.inbox),
+        log=cast("UserRows", d.log),
+        timers=extras.timers,
+        devices=extras.devices,
+        suppressions=extras.suppressions,
+        archive=extras.archive,
+    )
+    now = d.clock.now()
+    report = erase_user(stores, unquote(userId), now=now)
+    logger.info("user erased", extra={"ids": len(report.ids), "profiles": report.profiles})
+    return json_response(report.view(tombstone_until(now)), status=202)
 
 
 @app.get(

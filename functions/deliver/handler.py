@@ -89,7 +89,7 @@ class Deps:
                 role_arn=s.scheduler_role_arn,
                 dlq_arn=s.scheduler_dlq_arn,
             ),
-            suppressions=DynamoSuppressions(table=s.suppressions_table),
+            suppressions=DynamoSuppressions(table=s.suppressions_table, secret=key.get),
             unsubscribe_url=lambda user, channel: unsubscribe_url(
                 s.public_url, key.get(), user, channel
             ),

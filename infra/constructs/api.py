@@ -27,6 +27,7 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/health"),
     (apigw.HttpMethod.GET, "/openapi.json"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}"),
+    (apigw.HttpMethod.DELETE, "/v1/users/{userId}"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/messages"),
     (apigw.HttpMethod.POST, "/v1/users/{userId}/messages/{messageId}/read"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/deliveries"),
@@ -69,7 +70,9 @@ class Api(Construct):
             layers=layers,
             environment={
                 **environment,
-                **state.environment_for(C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX),
+                **state.environment_for(
+                    C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX, C.TIMERS, C.SUPPRESSIONS
+                ),
                 C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
                 C.ENV_UNSUBSCRIBE_SECRET_ARN: delivery.unsubscribe_secret.secret_arn,
                 C.ENV_OPENAPI_PATH: OPENAPI_PATH,  # docs/openapi.json, in the core layer
@@ -85,13 +88,21 @@ class Api(Construct):
         state.grant_key_manage(self.function)  # looks keys up; /v1/keys manages them
         state.grant_inbox_read(self.function)
         state.grant_delivery_log_read(self.function)
-        scheduling.grant_erase_schedules(self.handler)
+        state.grant_erase(self.function)  # DELETE /v1/users/{id} (docs/erase.md)
         delivery.grant_unsubscribe_key(self.function)  # verifies unsubscribe tokens
         if context.platform_application_arns:  # POST /v1/users/{id}/devices
             iam.Grant.add_to_principal(
                 grantee=self.function,
                 actions=["sns:CreatePlatformEndpoint"],
                 resource_arns=context.platform_application_arns,
+            )
+            iam.Grant.add_to_principal(  # erase deletes the user's endpoints
+                grantee=self.function,
+                actions=["sns:DeleteEndpoint"],
+                resource_arns=[
+                    arn.replace(":app/", ":endpoint/", 1) + "/*"
+                    for arn in context.platform_application_arns
+                ],
             )
 
         integration = integrations.HttpLambdaIntegration("ApiIntegration", self.function)

@@ -28,6 +28,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct, Node
 from nudge import constants as C
+from nudge.adapters.erased import ERASED_PREFIX
 from nudge.domain.archive import ARCHIVE_COLUMNS
 
 from infra.constructs.function import LOG_RETENTION, NudgeFunction
@@ -425,6 +426,11 @@ class Archive(Construct):
         return firehose.DeliveryStreamGrants.from_delivery_stream(self.stream).put_records(
             fn.function
         )
+
+    def grant_erase(self, fn: NudgeFunction) -> None:
+        """List an erased user's id (DELETE /v1/users/{id}): one object each under
+        `erased/`, which every query then leaves out (nudge.adapters.erased)."""
+        self.bucket.grants.actions_on_object_keys(fn.function, f"{ERASED_PREFIX}*", "s3:PutObject")
 
     def grant_query(self, fn: NudgeFunction) -> None:
         """Read the archived events (DuckDB in the function, or Athena as the function),

@@ -192,22 +192,6 @@ class Scheduling(Construct):
         self.role.grant_pass_role(fn.role)
         self._acknowledge_group_wildcard(fn)
 
-    def grant_erase_schedules(self, fn: NudgeFunction) -> None:
-        """Find and delete a user's schedules when the user is erased."""
-        self.group.grant_delete_schedules(fn.function)
-        fn.grant_unscoped(
-            "ListSchedules",
-            actions=["scheduler:ListSchedules"],
-            reason=(
-                "scheduler:ListSchedules supports no resource-level permissions (Service "
-                "Authorization Reference), so its resource must be '*'. It only lists "
-                "schedule names, to find those of a user being erased; deleting them is "
-                "granted on the nudge group's schedules only."
-            ),
-        )
-        self._acknowledge_group_wildcard(fn)
-
-    @staticmethod
     def _acknowledge_group_wildcard(fn: NudgeFunction) -> None:
         cdk.Validations.of(fn.role).acknowledge(
             cdk.Acknowledgment(id=_SCHEDULES_IN_GROUP_FINDING, reason=_SCHEDULES_IN_GROUP_REASON)

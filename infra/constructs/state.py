@@ -52,12 +52,19 @@ DELIVERY_LOG_READ_ACTIONS = ("dynamodb:Query",)  # GET /v1/users/{id}/deliveries
 INBOX_WRITE_ACTIONS = ("dynamodb:PutItem",)  # the in-app channel
 # GET /v1/users/{id}/messages and POST .../messages/{mid}/read
 INBOX_READ_ACTIONS = ("dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
-SUPPRESSION_CHECK_ACTIONS = ("dynamodb:GetItem",)  # one address at a time
+# one address at a time, in its plain and its hashed form (an erased user's: one BatchGetItem)
+SUPPRESSION_CHECK_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem")
 SUPPRESSION_WRITE_ACTIONS = ("dynamodb:PutItem",)  # SES bounce and complaint feedback
 # The wake-up index: process files each timer under its minute bucket (one BatchWriteItem
 # per SQS batch); check Queries the bucket that came due. Neither deletes: TTL does.
 TIMER_WRITE_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:PutItem")
 TIMER_QUERY_ACTIONS = ("dynamodb:Query",)
+# DELETE /v1/users/{id} (the api): the user's rows of the inbox and the delivery log
+# (Query, then BatchWriteItem deletes), the wake-up index entries of their armed timers
+# (BatchWriteItem deletes), their suppressed addresses rewritten as keyed hashes
+ERASE_USER_ROWS_ACTIONS = ("dynamodb:Query", "dynamodb:BatchWriteItem")
+ERASE_TIMER_ACTIONS = ("dynamodb:BatchWriteItem",)
+ERASE_SUPPRESSION_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
 
 # Tables kept when the stack is deleted (or a table replaced): all but the wake-up index.
 # Profiles are the product's data, keys are what clients hold, the delivery log and the
@@ -182,6 +189,13 @@ class State(Construct):
     def grant_timer_write(self, grantee: iam.IGrantable) -> iam.Grant:
         """File timers in the wake-up index (process)."""
         return self.timers.grant(grantee, *TIMER_WRITE_ACTIONS)
+
+    def grant_erase(self, grantee: iam.IGrantable) -> None:
+        """What DELETE /v1/users/{id} needs beyond the api's reads (docs/erase.md)."""
+        self.inbox.grant(grantee, *ERASE_USER_ROWS_ACTIONS)
+        self.deliveries.grant(grantee, *ERASE_USER_ROWS_ACTIONS)
+        self.timers.grant(grantee, *ERASE_TIMER_ACTIONS)
+        self.suppressions.grant(grantee, *ERASE_SUPPRESSION_ACTIONS)
 
     def grant_timer_query(self, grantee: iam.IGrantable) -> iam.Grant:
         """Read the timers of a bucket that came due (check)."""

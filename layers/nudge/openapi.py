@@ -272,6 +272,23 @@ class ExperimentReport(BaseModel):
     )
 
 
+class ErasedStores(BaseModel):
+    ids: list[str] = Field(description="the user's id and every id merged into it")
+    profiles: int = Field(description="profiles replaced by tombstones")
+    inbox_messages: int
+    deliveries: int = Field(description="delivery log entries (addresses, bodies) deleted")
+    timers: int = Field(description="wake-up index entries deleted")
+    devices: int = Field(description="push endpoints deleted")
+    suppressions_hashed: int = Field(description="suppressed addresses now kept as hashes")
+    archive: str = Field(description="what became of the archived events")
+
+
+class Erased(BaseModel):
+    user_id: str
+    erased: ErasedStores
+    tombstone_until: str = Field(description="until when events in flight are dropped")
+
+
 class KeyRequest(BaseModel):
     kind: Literal["write", "admin"]
     label: str = Field("", max_length=100, description="what the key is for")
@@ -413,6 +430,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     KeyInfo,
     CreatedKey,
     KeyList,
+    Erased,
     CohortReport,
     FunnelReport,
     TriggersReport,

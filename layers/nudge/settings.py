@@ -109,6 +109,9 @@ class ApiSettings(_Base):
     archive_cache_dir: str = Field("", alias=C.ENV_ARCHIVE_CACHE_DIR)
     # Where in-app reads and unsubscribes are archived: "" where there is no archive.
     archive_stream: str = Field("", alias=C.ENV_ARCHIVE_STREAM)
+    # What DELETE /v1/users/{id} also clears: "" where the function has no such table.
+    timers_table: str = Field("", alias=C.ENV_TIMERS_TABLE)
+    suppressions_table: str = Field("", alias=C.ENV_SUPPRESSIONS_TABLE)
 
 
 class DeliverSettings(_Base):

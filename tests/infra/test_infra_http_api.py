@@ -21,6 +21,7 @@ API_ROUTES = [
     "GET /health",
     "GET /openapi.json",
     "GET /v1/users/{userId}",
+    "DELETE /v1/users/{userId}",
     "GET /v1/users/{userId}/messages",
     "POST /v1/users/{userId}/messages/{messageId}/read",
     "GET /v1/users/{userId}/deliveries",

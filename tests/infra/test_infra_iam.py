@@ -121,19 +121,30 @@ def test_check_can_not_read_profiles_send_actions_or_touch_schedules(synth):
     assert not any(a.startswith(("scheduler:", "iam:")) for a in perms)
 
 
-def test_api_manages_profiles_reads_keys_inbox_and_log_and_erases_schedules(synth):
+def test_api_manages_profiles_and_keys_reads_inbox_and_log_and_erases_users(synth):
     s = synth.stack
     perms = synth.allowed(_role(synth, C.FN_API))
     for action in ("GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"):
         assert _getatt(synth, s.state.profiles) in perms[f"dynamodb:{action}"]
     tables = _table_actions(synth, perms)
-    assert tables[C.KEYS] == {"dynamodb:GetItem"}
-    assert tables[C.INBOX] == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem"}
-    assert tables[C.DELIVERIES] == {"dynamodb:Query"}
-    assert C.SUPPRESSIONS not in tables
-    assert "scheduler:DeleteSchedule" in perms
-    assert perms["scheduler:ListSchedules"] == ["*"]  # no resource-level permissions
-    assert "scheduler:CreateSchedule" not in perms
+    assert tables[C.KEYS] == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Scan",
+        "dynamodb:DeleteItem",
+    }
+    # reads, plus what erase deletes (docs/erase.md)
+    assert tables[C.INBOX] == {
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:BatchWriteItem",
+    }
+    assert tables[C.DELIVERIES] == {"dynamodb:Query", "dynamodb:BatchWriteItem"}
+    assert tables[C.TIMERS] == {"dynamodb:BatchWriteItem"}
+    assert tables[C.SUPPRESSIONS] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
+    # schedules are per minute bucket, shared by users: erase has none of its own to delete
+    assert not any(a.startswith("scheduler:") for a in perms)
     assert not any(a.startswith("sqs:") for a in perms)
     assert not any(a.startswith(("ses:", "sns:")) for a in perms)  # no push app in context
 
@@ -150,7 +161,7 @@ def test_deliver_reads_and_writes_exactly_what_a_delivery_needs(synth):
             "dynamodb:DeleteItem",
         },
         C.INBOX: {"dynamodb:PutItem"},
-        C.SUPPRESSIONS: {"dynamodb:GetItem"},
+        C.SUPPRESSIONS: {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
     }
     # consumes the actions queue, parks poison actions in its DLQ, sends nowhere else
     assert perms["sqs:ReceiveMessage"] == [_getatt(synth, s.delivery.actions_queue)]

@@ -5,7 +5,10 @@ clock here: times come with the entry, the message (`Outbound.at`) or the call."
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,8 @@ from nudge.domain.delivery import (
 )
 from nudge.domain.inbox import InboxMessage
 from nudge.domain.outcomes import email_tags
+
+HASHED_PREFIX = "hmac-sha256:"  # an erased user's address, kept suppressed (docs/erase.md)
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.type_defs import BodyTypeDef, MessageTagTypeDef
@@ -113,6 +118,10 @@ class DynamoDeliveryLog:
                 return False
             raise
 
+    def erase_user(self, user_id: str) -> int:
+        """Deletes the user's whole log (addresses, subjects and bodies with it)."""
+        return _erase_rows(DeliveryRow, user_id)
+
     def release(self, user_id: str, action_id: str) -> None:
         try:
             DeliveryRow(user_id, action_id).delete(condition=DeliveryRow.status == "sending")
@@ -164,6 +173,9 @@ class DynamoInbox:
             action_id=r.action_id,
         )
 
+    def erase_user(self, user_id: str) -> int:
+        return _erase_rows(InboxRow, user_id)
+
     def mark_read(self, user_id: str, message_id: str) -> InboxMessage | None:
         try:
             row = InboxRow.get(user_id, message_id)
@@ -174,19 +186,56 @@ class DynamoInbox:
 
 
 class DynamoSuppressions:
-    def __init__(self, *, table: str | None = None) -> None:
-        """`table`: the suppressions table of the function's settings (None: the environment's)."""
+    """`table`: the suppressions table of the function's settings (None: the
+    environment's). `secret`: the key of the hashes an erased user's addresses are kept
+    under (the unsubscribe signing key); without it only plain addresses are looked up."""
+
+    def __init__(
+        self, *, table: str | None = None, secret: Callable[[], bytes] | None = None
+    ) -> None:
         bind_table(C.SUPPRESSIONS, table)
+        self._secret = secret
+
+    def _hashed(self, address: str) -> str | None:
+        if self._secret is None:
+            return None
+        digest = hmac.new(self._secret(), address.strip().lower().encode(), hashlib.sha256)
+        return HASHED_PREFIX + digest.hexdigest()
 
     def is_suppressed(self, address: str) -> bool:
+        plain, hashed = address.strip().lower(), self._hashed(address)
+        if hashed is not None:  # one BatchGetItem for both forms
+            return any(True for _ in SuppressionRow.batch_get([plain, hashed]))
         try:
-            SuppressionRow.get(address.strip().lower())
+            SuppressionRow.get(plain)
             return True
         except DoesNotExist:
             return False
 
+    def anonymize(self, address: str) -> bool:
+        """An erased user's address stays suppressed under its keyed hash only."""
+        plain = address.strip().lower()
+        hashed = self._hashed(address)
+        try:
+            row = SuppressionRow.get(plain)
+        except DoesNotExist:
+            return False
+        if hashed is not None:
+            SuppressionRow(hashed, reason=row.reason, at=row.at).save()
+        row.delete()
+        return True
+
     def suppress(self, address: str, reason: str, *, at: datetime) -> None:
         SuppressionRow(address.strip().lower(), reason=reason[:500], at=to_ms(at) // 1000).save()
+
+
+def _erase_rows(model: Any, user_id: str) -> int:
+    """Deletes every row of a table keyed (user_id, ...) for the user; how many."""
+    rows = list(model.query(user_id, consistent_read=True))
+    with model.batch_write() as batch:
+        for row in rows:
+            batch.delete(row)
+    return len(rows)
 
 
 def _raise_for(err: ClientError) -> None:

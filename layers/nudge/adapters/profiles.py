@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
@@ -14,7 +15,8 @@ from pynamodb.transactions import TransactWrite
 
 from nudge import constants as C
 from nudge.adapters.tables import ProfileRow, bind_table
-from nudge.domain.clock import Clock, SystemClock, to_ms
+from nudge.domain.clock import Clock, SystemClock, from_ms, to_ms
+from nudge.domain.erase import TOMBSTONE_DAYS
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
@@ -111,6 +113,9 @@ class DynamoProfileStore:
             packed=encode_state(stored.profile.to_dict()),
             updated_at=to_ms(self._clock.now()) // 1000,
         )
+        if stored.profile.erased:  # a tombstone lasts until nothing in flight can return
+            erased_at = from_ms(int(stored.profile.extra[Profile.ERASED]))
+            row.expires_at = erased_at + timedelta(days=TOMBSTONE_DAYS)
         if stored.version is not None:
             row.version = stored.version
         return row

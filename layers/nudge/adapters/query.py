@@ -27,6 +27,17 @@ def query_engine(
     """The engine; clients are created only when first needed (default: nudge's cached
     clients, honouring AWS_ENDPOINT_URL). `engine_options` go to the engine's
     constructor (timeout_seconds, progress, ...)."""
+    from nudge.adapters.erased import S3ErasedIds
+
+    def s3() -> S3Client:
+        if s3_client_factory is not None:
+            return s3_client_factory()
+        from nudge.adapters.aws import client
+
+        return client("s3")
+
+    erased = S3ErasedIds(settings.archive_bucket, s3=_Lazy(s3)) if settings.archive_bucket else None
+    engine_options.setdefault("erased", erased.digests if erased is not None else None)
     if settings.engine == "athena":
         from nudge.adapters.query_athena import AthenaQueryEngine
 
@@ -55,3 +66,16 @@ def query_engine(
         s3_client_factory=s3_client_factory,
         **engine_options,
     )
+
+
+class _Lazy:
+    """An S3 client made on first use (the engines make theirs only when they query)."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self._factory = factory
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return getattr(self._client, name)

@@ -60,7 +60,10 @@ class AthenaQueryEngine:
         monotonic: Callable[[], float] = time.monotonic,
         first_poll_seconds: float = 0.25,
         max_poll_seconds: float = 5.0,
+        erased: Callable[[], frozenset[str]] | None = None,
     ) -> None:
+        # the digests of erased ids (nudge.adapters.erased): their events are left out
+        self.erased = erased
         self.workgroup = workgroup
         self.database = database
         self.table = table
@@ -123,6 +126,13 @@ class AthenaQueryEngine:
         if until is not None:
             where.append(f"dt <= '{(until + ARRIVAL_SLACK).astimezone(UTC):%Y/%m/%d/%H}'")
             where.append(f"received_at <= '{iso_ms(until)}'")
+        digests = sorted(d for d in (self.erased() if self.erased else ()) if d.isalnum())
+        if digests:
+            listed = ", ".join(f"'{d}'" for d in digests)
+            for column in ("user_id", "anonymous_id"):
+                where.append(
+                    f"lower(to_hex(sha256(to_utf8(coalesce({column}, ''))))) NOT IN ({listed})"
+                )
         table = f'"{_ident(self.database)}"."{_ident(self.table)}"'
         return f"""
 SELECT message_id, type, event, user_id, anonymous_id,

@@ -163,8 +163,11 @@ class DuckDbQueryEngine:
         progress: Progress | None = None,
         clock: Clock | None = None,
         refresh: bool = False,
+        erased: Callable[[], frozenset[str]] | None = None,
     ) -> None:
         self.bucket = bucket
+        # the digests of erased ids (nudge.adapters.erased): their events are left out
+        self.erased = erased
         self.prefix = prefix
         self.root = Path(cache_dir) / LAYOUT / (prefix.strip("/").replace("/", "_") or "_")
         self.clock = clock or SystemClock()
@@ -609,6 +612,15 @@ class DuckDbQueryEngine:
                 )
             except duckdb.Error as err:
                 raise QueryError(f"cannot read the archive's cache: {_first_line(err)}") from err
+        digests = sorted(self.erased()) if self.erased is not None else []
+        if digests:  # erased users: gone from every query (the objects are rewritten later)
+            con.execute("CREATE TEMP TABLE erased_ids (h VARCHAR)")
+            con.executemany("INSERT INTO erased_ids VALUES (?)", [[d] for d in digests])
+            con.execute(
+                "DELETE FROM archive_raw WHERE sha256(coalesce(user_id, '')) IN "
+                "(SELECT h FROM erased_ids) OR sha256(coalesce(anonymous_id, '')) IN "
+                "(SELECT h FROM erased_ids)"
+            )
         con.execute(f"CREATE VIEW events AS {EVENTS_VIEW_SQL}")
 
 

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.tables import TimerRow, bind_table
-from nudge.domain.clock import to_ms
+from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.messages import TimerItem
 from nudge.domain.triggers.contract import Timer
 from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
@@ -66,6 +66,11 @@ def ref_of(user_id: str, trigger_id: str, key: str | None) -> str:
     if len(ref) <= MAX_REF_BYTES:  # ASCII: characters are bytes
         return ref
     return "#" + hashlib.blake2b(ref.encode(), digest_size=16).hexdigest()
+
+
+# buckets tried per timer when erasing: the deadline's minute and those the arming lead
+# (C.WAKE_UP_MIN_LEAD_SECONDS) can push it to
+DISARM_BUCKETS = 3
 
 
 class WakeUps:
@@ -120,6 +125,24 @@ class WakeUps:
                 batch.save(row)
         for bucket in sorted(buckets):
             self._ensure_schedule(bucket, now)
+
+    def disarm(self, user_id: str, timers: Iterable[tuple[str, str | None, int]]) -> int:
+        """Deletes a user's wake-up index entries (erase): for each (trigger, key, due ms),
+        the minute buckets a timer of that deadline can have been filed in (its minute
+        and the few after it, where the arming lead pushes it). A bucket already past
+        was deleted by the check function; an entry missed here finds a tombstone when
+        it fires and changes nothing. Returns the deletes made (existing or not)."""
+        keys: set[tuple[str, str]] = set()
+        for trigger_id, key, due in timers:
+            start = bucket_of(from_ms(due), from_ms(due) - timedelta(days=1))
+            for minute in range(DISARM_BUCKETS):
+                bucket = (start + timedelta(minutes=minute)).strftime(BUCKET_FORMAT)
+                keys.add((bucket, ref_of(user_id, trigger_id, key)))
+        rows = [TimerRow(bucket, ref) for bucket, ref in sorted(keys)]
+        with TimerRow.batch_write() as batch:
+            for row in rows:
+                batch.delete(row)
+        return len(rows)
 
     def _ensure_schedule(self, bucket: datetime, now: datetime) -> None:
         name = schedule_name(bucket)

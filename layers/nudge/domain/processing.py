@@ -72,6 +72,7 @@ class FoldOutcome:
     merged: list[str] = field(default_factory=list)
     conflicts: list[IdentityConflict] = field(default_factory=list)
     exposures: list[Event] = field(default_factory=list)  # Experiment Viewed, to archive
+    erased: bool = False  # the user was erased: the events are dropped, not archived
 
 
 EXPERIMENT_VIEWED = "Experiment Viewed"  # Segment's A/B testing spec
@@ -164,6 +165,9 @@ def _decide_user(
         redirects += 1
     outcome.user_id = target
     profile = stored.profile
+    if profile.erased:  # in flight when the user was erased: it brings nothing back
+        outcome.erased, outcome.duplicates = True, len(events)
+        return _Decided(stored, [], None, False, outcome)
     if stored.version is None and profile.identity is None:
         profile.identity = ANONYMOUS  # new: identified below if a userId names it
     pointers = _merge_identities(store, profile, events, outcome)
@@ -389,7 +393,7 @@ def process_users(
         result.duplicates += outcome.duplicates
         result.writes += outcome.writes
         result.conflicts.extend(outcome.conflicts)
-        if events_by_user.get(user_id) or outcome.exposures:
+        if (events_by_user.get(user_id) or outcome.exposures) and not outcome.erased:
             evs = [*events_by_user.get(user_id, []), *outcome.exposures]
             to_archive[user_id] = (outcome.user_id, evs)
     if archive is not None and to_archive:

@@ -18,7 +18,7 @@ from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from nudge.constants import DEDUP_WINDOW_SECONDS, SESSION_TIMEOUT_SECONDS
 from nudge.domain.clock import from_ms, iso, to_ms
@@ -293,6 +293,13 @@ class Profile:
             del seen[first]
 
     # ---- derived views ---------------------------------------------------------------
+    ERASED: ClassVar[str] = "erased_at"  # in `extra` of a tombstone (nudge.domain.erase)
+
+    @property
+    def erased(self) -> bool:
+        """A tombstone: the user was erased; events still in flight change nothing."""
+        return self.ERASED in self.extra
+
     @property
     def identified(self) -> bool:
         """Whether the profile belongs to a known user: an event named its id as userId.

@@ -17,7 +17,7 @@ def profile_view(store: ProfileStore, user_id: str, *, now: datetime) -> dict[st
         # never stored (ingest refuses longer ids), and DynamoDB would refuse the key
         raise NotFoundError(f"no user with an id of {len(user_id)} characters")
     stored = resolve_profile(store, user_id)
-    if stored is None:
+    if stored is None or stored.profile.erased:
         raise NotFoundError(f"no user {user_id!r}")
     return stored.profile.view(now)
 

@@ -1,0 +1,192 @@
+"""Erasing a user (`DELETE /v1/users/{userId}`, GDPR's right to erasure): every store that
+holds something of theirs is cleared, and the profile becomes a tombstone for
+`TOMBSTONE_DAYS`, so that an event still in flight (a queue, a retry, a dead-letter
+redrive, a wake-up) does not bring the user back.
+
+What goes, per store (docs/erase.md):
+- the profile and every profile merged into it or pointing at it (tombstones);
+- the in-app inbox and the delivery log (address, subject and body with it);
+- the wake-up index entries of the user's armed timers;
+- the push devices (their SNS endpoints);
+- the suppression list's entries of the user's email and phone: replaced by a keyed
+  hash, so the address stays suppressed without being kept;
+- the archived events: their ids are listed as erased and every query of the archive
+  leaves them out from then on.
+
+Pure: the stores are ports (nudge.domain.ports, nudge.domain.delivery)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from nudge.domain.clock import to_ms
+from nudge.domain.errors import ConcurrentUpdateError, NotFoundError
+from nudge.domain.ports import ProfileStore, StoredProfile
+from nudge.domain.profile import Profile
+from nudge.domain.triggers.contract import NONE_KEY
+
+TOMBSTONE_DAYS = 14  # the events queue's dead-letter retention: nothing older can return
+MAX_ATTEMPTS = 3
+
+
+class UserRows(Protocol):
+    """A store with rows per user (the inbox, the delivery log)."""
+
+    def erase_user(self, user_id: str) -> int:
+        """Deletes every row of the user; how many."""
+        ...
+
+
+class Devices(Protocol):
+    def delete(self, endpoint_arn: str) -> None: ...
+
+
+class Timers(Protocol):
+    def disarm(self, user_id: str, timers: Iterable[tuple[str, str | None, int]]) -> int:
+        """Deletes the wake-up index entries of (trigger, key, due ms); how many."""
+        ...
+
+
+class Suppressions(Protocol):
+    def anonymize(self, address: str) -> bool:
+        """Keeps the address suppressed under a keyed hash only; whether it was there."""
+        ...
+
+
+class ErasedIds(Protocol):
+    def add(self, ids: Iterable[str], *, at: datetime) -> None:
+        """Lists ids whose archived events every query leaves out."""
+        ...
+
+
+@dataclass
+class EraseStores:
+    profiles: ProfileStore
+    inbox: UserRows
+    log: UserRows
+    timers: Timers | None = None
+    devices: Devices | None = None
+    suppressions: Suppressions | None = None
+    archive: ErasedIds | None = None
+
+
+@dataclass
+class EraseReport:
+    user_id: str
+    ids: list[str] = field(default_factory=list)
+    profiles: int = 0
+    inbox: int = 0
+    deliveries: int = 0
+    timers: int = 0
+    devices: int = 0
+    suppressions: int = 0
+    archive: str = "none"
+
+    def view(self, until: datetime) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "erased": {
+                "ids": self.ids,
+                "profiles": self.profiles,
+                "inbox_messages": self.inbox,
+                "deliveries": self.deliveries,
+                "timers": self.timers,
+                "devices": self.devices,
+                "suppressions_hashed": self.suppressions,
+                "archive": self.archive,
+            },
+            "tombstone_until": until.isoformat().replace("+00:00", "Z"),
+        }
+
+
+def tombstone(user_id: str, now: datetime) -> Profile:
+    """The profile that stands in for an erased user: nothing of theirs but the id."""
+    profile = Profile(user_id=user_id)
+    profile.extra[Profile.ERASED] = to_ms(now)
+    return profile
+
+
+def _ids_of(requested: str, profile: Profile, store: ProfileStore) -> list[str]:
+    ids = [profile.user_id, requested, *profile.anonymous_ids, *profile.unmerged_ids]
+    return list(dict.fromkeys(i for i in ids if i))
+
+
+def _armed(profile: Profile) -> list[tuple[str, str | None, int]]:
+    """(trigger, key, due ms) of the timers the engine may have filed for the profile:
+    each key's recorded `due`, and its deadline `d` (the timer is filed a moment after
+    it), and the trigger's `armed_until`."""
+    out: set[tuple[str, str | None, int]] = set()
+    for trigger_id, state in profile.triggers.items():
+        if not isinstance(state, dict):
+            continue
+        keys = state.get("k")
+        for key, entry in keys.items() if isinstance(keys, dict) else ():
+            if not isinstance(entry, dict):
+                continue
+            name = None if key == NONE_KEY else str(key)
+            for at in (entry.get("due"), entry.get("d")):
+                if isinstance(at, int):
+                    out.update({(trigger_id, name, at), (trigger_id, name, at + 1000)})
+        until = state.get("armed_until")
+        if isinstance(until, int):
+            out.update({(trigger_id, None, until), (trigger_id, None, until + 1000)})
+    return sorted(out, key=lambda t: (t[0], t[1] or "", t[2]))
+
+
+def erase_user(stores: EraseStores, user_id: str, *, now: datetime) -> EraseReport:
+    """Erases the user named `user_id` (or the profile it was merged into). 404 for a
+    user nudge does not know, or one already erased."""
+    for attempt in range(MAX_ATTEMPTS):
+        stored = stores.profiles.get(user_id)
+        hops = 0
+        while stored is not None and stored.profile.merged_into and hops < 8:
+            stored = stores.profiles.get(stored.profile.merged_into)
+            hops += 1
+        if stored is None or stored.profile.erased:
+            raise NotFoundError(f"no user {user_id!r}")
+        profile = stored.profile
+        ids = _ids_of(user_id, profile, stores.profiles)
+        others = stores.profiles.get_many([i for i in ids if i != profile.user_id])
+        report = EraseReport(user_id=profile.user_id, ids=ids)
+        # the stores first, the tombstones last: a retry after a failure finds the
+        # profile still there and erases what is left
+        for uid in ids:
+            report.inbox += stores.inbox.erase_user(uid)
+            report.deliveries += stores.log.erase_user(uid)
+        if stores.timers is not None:
+            report.timers = stores.timers.disarm(profile.user_id, _armed(profile))
+        if stores.devices is not None:
+            for device in profile.extra.get("devices") or []:
+                arn = device.get("endpoint_arn") if isinstance(device, dict) else None
+                if arn:
+                    stores.devices.delete(str(arn))
+                    report.devices += 1
+        if stores.suppressions is not None:
+            for trait in ("email", "phone"):
+                value = profile.traits.get(trait)
+                if isinstance(value, str) and value.strip():
+                    report.suppressions += int(stores.suppressions.anonymize(value))
+        if stores.archive is not None:
+            stores.archive.add(ids, at=now)
+            report.archive = "hidden from every query"
+        stones = [StoredProfile(tombstone(profile.user_id, now), stored.version)]
+        for uid in ids:
+            if uid != profile.user_id:
+                version = others[uid].version if uid in others else None
+                stones.append(StoredProfile(tombstone(uid, now), version))
+        try:
+            stores.profiles.save_all(stones)
+        except ConcurrentUpdateError:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+            continue  # an event folded meanwhile: erase again what it brought
+        report.profiles = len(stones)
+        return report
+    raise AssertionError("unreachable")
+
+
+def tombstone_until(now: datetime) -> datetime:
+    return now + timedelta(days=TOMBSTONE_DAYS)
