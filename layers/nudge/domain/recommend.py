@@ -34,8 +34,8 @@ ARTIFACT_VERSION = 1
 # The profile's item codes (nudge.domain.profile.ITEM_CODES): viewed, added, purchased
 DEFAULT_CODE_WEIGHTS = {"v": 1.0, "a": 2.0, "p": 3.0}
 DEFAULT_PARAMS: dict[str, Any] = {
-    "position_decay": 0.7,  # weight of the k-th most recent distinct item: decay ** k
-    "pop_weight": 0.02,  # popularity's share in a personal list (and the whole of a cold one)
+    "position_decay": 0.8,  # weight of the k-th most recent distinct item: decay ** k
+    "pop_weight": 0.01,  # popularity's share in a personal list (and the whole of a cold one)
     "cat_boost": 0.5,  # how far the categories of the user's recent items lift theirs
     "code_weights": DEFAULT_CODE_WEIGHTS,
     "explore_below": 100,  # an item shown fewer times than this is under-exposed

@@ -324,13 +324,13 @@ def score_item_model(
 
 # the grid searched on the validation split: fit-time, then request-time parameters
 FIT_GRID: list[dict[str, Any]] = [
-    {"window": 3, "beta": 0.5},
-    {"window": 8, "beta": 0.5},
-    {"window": 8, "beta": 0.25},
+    {"window": 5, "beta": 0.5},
+    {"window": 20, "beta": 0.5},
+    {"window": 20, "beta": 0.25},
 ]
 PARAM_GRID = [
     {"position_decay": decay, "pop_weight": pw}
-    for decay, pw in product((0.5, 0.7, 0.85), (0.01, 0.1))
+    for decay, pw in product((0.6, 0.8, 0.9), (0.01, 0.1))
 ]
 
 

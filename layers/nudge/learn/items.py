@@ -39,8 +39,8 @@ Floats = npt.NDArray[np.float64]
 class FitParams:
     """What the fit is tuned by (nudge.learn.evaluate tunes some on a validation split)."""
 
-    window: int = 5
-    lag_decay: float = 0.8
+    window: int = 20
+    lag_decay: float = 0.9
     backward: float = 0.5
     alpha: float = 0.5
     beta: float = 0.5
@@ -118,29 +118,22 @@ def transitions(
     starts = np.flatnonzero(~same)
     w = np.maximum.reduceat(weights, starts)
     u, i = users[starts], items[starts]
-    rows: list[Ints] = []
-    cols: list[Ints] = []
-    vals: list[Floats] = []
-    for d in range(1, p.window + 1):
+    out = sp.csr_matrix((n_items, n_items), dtype=np.float64)
+    for d in range(1, p.window + 1):  # one lag at a time: memory stays a lag's pairs
         if d >= len(u):
             break
         m = u[:-d] == u[d:]
         src, dst = i[:-d][m], i[d:][m]
         g = p.lag_decay ** (d - 1)
-        rows.append(src)
-        cols.append(dst)
-        vals.append(g * w[d:][m])
+        rows, cols, vals = [src], [dst], [g * w[d:][m]]
         if p.backward:
             rows.append(dst)
             cols.append(src)
             vals.append(p.backward * g * w[:-d][m])
-    if not rows:
-        return sp.csr_matrix((n_items, n_items), dtype=np.float64)
-    r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-    keep = r != c
-    coo = sp.coo_matrix((v[keep], (r[keep], c[keep])), shape=(n_items, n_items))
-    out = coo.tocsr()
-    out.sum_duplicates()
+        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        keep = r != c
+        lag = sp.coo_matrix((v[keep], (r[keep], c[keep])), shape=(n_items, n_items)).tocsr()
+        out = sp.csr_matrix(out + lag)
     return out
 
 
