@@ -177,7 +177,15 @@ def replay(
 
 def build_app() -> typer.Typer:
     """The `nudge` app with every command."""
-    from nudge import bench, cli_openapi, cli_report, cli_sql, cli_templates, cli_triggers
+    from nudge import (
+        bench,
+        cli_openapi,
+        cli_recs,
+        cli_report,
+        cli_sql,
+        cli_templates,
+        cli_triggers,
+    )
 
     app = new_app("nudge", "Self-hosted behavioral engagement engine.")
     app.command(epilog=None)(dev)
@@ -188,6 +196,7 @@ def build_app() -> typer.Typer:
     bench.register(app)
     cli_openapi.register(app)
     cli_report.register(app)
+    cli_recs.register(app)
     return app
 
 
