@@ -222,6 +222,27 @@ class Unsubscribed(BaseModel):
     channel: OptOutChannel
 
 
+class Recommendation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    item_id: str
+    score: float = Field(description="the model's score: higher is a better match")
+    reason: Literal["similar", "category", "popular", "explore", "recent"] = Field(
+        description="`similar`: follows the user's recent items; `category`: in the "
+        "categories of those; `popular`: a popular item; `explore`: an under-exposed item "
+        "(exploration share); `recent`: the user's own recent item (no model yet)"
+    )
+    name: str | None = None
+    price: float | str | None = None
+    url: str | None = None
+    image_url: str | None = None
+    category: str | None = None
+
+
+class Recommendations(BaseModel):
+    items: list[Recommendation] = Field(description="in the order to show")
+
+
 class ExperimentGoal(BaseModel):
     event: str
     within_seconds: int = Field(description="the attribution window after the first exposure")
@@ -262,6 +283,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     Device,
     Unsubscribed,
     ExperimentReport,
+    Recommendations,
 )
 
 
