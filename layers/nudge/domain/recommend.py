@@ -285,7 +285,8 @@ def recommend(
         scored.append((score, j))
     scored.sort(key=lambda sj: (-sj[0], -pop[sj[1]], model.items[sj[1]]))
 
-    n_explore = min(limit, math.ceil(limit * exploration)) if exploration > 0 else 0
+    # (less a hair: 10 x 0.3 is 3.0000000000000004 in floating point)
+    n_explore = min(limit, math.ceil(limit * exploration - 1e-9)) if exploration > 0 else 0
     cap = math.ceil(limit / 2) if diversity else limit
     per_cat: dict[str, int] = {}
 
@@ -311,10 +312,12 @@ def recommend(
         below = model.param("explore_below")
         rng = rng or random.Random()
         pool = []
-        for j in rest[: 5 * limit]:
+        for j in rest:  # the next best under-exposed candidates that the diversity rule allows
             shown, won = model.exposure.get(model.items[j], [0, 0])
-            if shown < below:
+            if shown < below and fits(j):
                 pool.append((rng.betavariate(won + 1, max(shown - won, 0) + 1), j))
+                if len(pool) >= 5 * limit:
+                    break
         for _, j in sorted(pool, reverse=True):
             if len(explored) < n_explore and fits(j):
                 take(j, explored)
@@ -346,6 +349,9 @@ def recommend(
             }
             attrs = (catalog or {}).get(item) or {}
             rec.update({key: attrs[key] for key in CATALOG_KEYS if attrs.get(key) is not None})
+            cat = category(j)
+            if cat is not None:
+                rec["category"] = cat
             out.append(rec)
     return out
 
