@@ -3,7 +3,6 @@ offline evaluation (nudge.learn.evaluate, docs/personalization.md)."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,9 +87,7 @@ def evaluate_command(
         fail(f"{interactions}: {err}")
     except InteractionsFileError as err:
         fail(f"{interactions}: {err}")
-    with stages() as progress, warnings.catch_warnings():
-        # implicit warns about BLAS threads; the figures are the same either way
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with stages() as progress:
         result = evaluate(data, k=k, progress=progress)
     if not result["users"]:
         fail(f"{interactions}: no user has both a held-out item and an earlier one")

@@ -380,8 +380,11 @@ def als_factors(
         (train.weights.astype(np.float32), (train.users, train.items)), shape=(n_users, n_items)
     )
     m.sum_duplicates()
-    model = AlternatingLeastSquares(factors=ALS_FACTORS, random_state=seed)
-    model.fit(m, show_progress=False)
+    from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # implicit's
+
+    with threadpool_limits(1, "blas"):  # implicit's advice: its own threads, not BLAS's
+        model = AlternatingLeastSquares(factors=ALS_FACTORS, random_state=seed)
+        model.fit(m, show_progress=False)
     return np.asarray(model.user_factors), np.asarray(model.item_factors)
 
 
