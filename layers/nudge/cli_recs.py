@@ -91,7 +91,7 @@ def evaluate_command(
         result = evaluate(data, k=k, progress=progress)
     if not result["users"]:
         fail(f"{interactions}: no user has both a held-out item and an earlier one")
-    if as_json:  # exactly the keys SPEC §2 names (the rest is on a terminal's last line)
+    if as_json:  # exactly the documented keys (the rest is on a terminal's last line)
         print_json(
             {key: result[key] for key in ("model", "popularity", "als", "k") if key in result}
         )

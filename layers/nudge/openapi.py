@@ -376,6 +376,9 @@ def error_response(status: int, description: str | None = None) -> dict[str, Any
     return response
 
 
+QUERY_EXTENSION = "x-nudge-query"  # an operation's query parameters, until `document`
+
+
 def operation(
     operation_id: str,
     summary: str,
@@ -411,8 +414,8 @@ def operation(
             "required": True,
             "content": {"application/json": {"schema": ref(body)}},
         }
-    if query:
-        extensions["parameters"] = [dict(q) for q in query]
+    if query:  # merged into `parameters` by `document` (Powertools writes the path's there)
+        extensions[QUERY_EXTENSION] = [dict(q) for q in query]
     return {
         "operation_id": operation_id,
         "summary": summary,
@@ -502,6 +505,15 @@ def document(apps: Sequence[APIGatewayHttpResolver]) -> dict[str, Any]:
                     raise ValueError(f"{method.upper()} {path} is routed by two functions")
                 for param in op.get("parameters", []):
                     param["schema"].pop("title", None)  # "Userid", from the handler's argument
+                query = op.pop(QUERY_EXTENSION, [])
+                if query:  # after the path's own, where Powertools puts parameters
+                    params = [*op.pop("parameters", []), *query]
+                    at = list(op).index("operationId") + 1
+                    op = {
+                        **dict(list(op.items())[:at]),
+                        "parameters": params,
+                        **dict(list(op.items())[at:]),
+                    }
                 found[path][method] = op
 
     def order(path: str) -> tuple[int, bool, int]:
