@@ -92,7 +92,7 @@ def read_interactions(path: str | Path) -> Encoded:
         }.items()
     }
     code_of.update({code: n for n, code in enumerate(CODES)})
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # (a BOM is no part of user_id)
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         need = ("user_id", "item_id", "timestamp")
@@ -303,16 +303,46 @@ def fit_arrays(train: Encoded, n_items: int, fit: FitParams) -> Fitted:
     return Fitted(s, pop.astype(np.float32).astype(np.float64))
 
 
+@dataclass
+class Scoring:
+    """What scoring a split needs besides the model, computed once per split: the users'
+    training items, and their history matrices by position decay."""
+
+    split: Split
+    seen: sp.csr_matrix
+    histories: dict[tuple[float, tuple[tuple[str, float], ...]], sp.csr_matrix]
+
+    @classmethod
+    def of(cls, split: Split) -> Scoring:
+        train = split.train
+        return cls(split, seen_matrix(train, len(train.user_ids), len(train.item_ids)), {})
+
+    def history(self, params: dict[str, Any]) -> sp.csr_matrix:
+        key = (float(params["position_decay"]), tuple(sorted(params["code_weights"].items())))
+        if key not in self.histories:
+            train = self.split.train
+            self.histories[key] = history_matrix(
+                train, self.split.users, len(train.item_ids), params
+            )
+        return self.histories[key]
+
+
 def score_item_model(
-    split: Split, fitted: Fitted, params: dict[str, Any], k: int, *, stage: str, progress: Progress
+    scoring: Scoring,
+    fitted: Fitted,
+    params: dict[str, Any],
+    k: int,
+    *,
+    stage: str,
+    progress: Progress,
+    tie: Ints | None = None,
 ) -> tuple[dict[str, float], Ints]:
-    n_items = len(split.train.item_ids)
-    seen = seen_matrix(split.train, len(split.train.user_ids), n_items)
-    hist = history_matrix(split.train, split.users, n_items, params)
-    tie = tie_order(fitted.pop, split.train.item_ids)
+    split = scoring.split
+    if tie is None:
+        tie = tie_order(fitted.pop, split.train.item_ids)
     rank = ranks(
-        item_model_scores(fitted.s, hist, fitted.pop, params),
-        seen,
+        item_model_scores(fitted.s, scoring.history(params), fitted.pop, params),
+        scoring.seen,
         split.users,
         split.targets,
         tie,
@@ -341,12 +371,16 @@ def tune(train: Encoded, k: int, progress: Progress) -> tuple[FitParams, dict[st
     best: tuple[tuple[float, float], FitParams, dict[str, Any]] | None = None
     total = len(FIT_GRID) * len(PARAM_GRID)
     done = 0
+    scoring = Scoring.of(val)
     for fit_point in FIT_GRID:
         fit = replace(FitParams(), **fit_point)
         fitted = fit_arrays(val.train, n_items, fit)
+        tie = tie_order(fitted.pop, val.train.item_ids)
         for point in PARAM_GRID:
             params = {**DEFAULT_PARAMS, **point}
-            m, _ = score_item_model(val, fitted, params, k, stage="tuning", progress=_no_progress)
+            m, _ = score_item_model(
+                scoring, fitted, params, k, stage="tuning", progress=_no_progress, tie=tie
+            )
             done += 1
             progress("tuning", done, total)
             key = (m["hr"], m["ndcg"])
@@ -402,7 +436,8 @@ def evaluate(
     split = leave_last_out(data)
     train = split.train
     n_users, n_items = len(train.user_ids), len(train.item_ids)
-    seen = seen_matrix(train, n_users, n_items)
+    scoring = Scoring.of(split)
+    seen = scoring.seen
     if tuning and len(split.users):
         fit, params = tune(train, k, progress)
     else:
@@ -410,7 +445,7 @@ def evaluate(
     progress("fitting", 0, 1)
     fitted = fit_arrays(train, n_items, fit)
     progress("fitting", 1, 1)
-    model, _ = score_item_model(split, fitted, params, k, stage="model", progress=progress)
+    model, _ = score_item_model(scoring, fitted, params, k, stage="model", progress=progress)
 
     counts = popularity_scores(train, n_items)
     tie = tie_order(counts, train.item_ids)
