@@ -268,16 +268,15 @@ def history_matrix(
 def item_model_scores(
     s: sp.csr_matrix, hist: sp.csr_matrix, pop: Floats, params: dict[str, Any]
 ) -> Callable[[Ints], Floats]:
-    """recommend()'s score for every item: personal / its max + pop_weight * pop."""
-    personal = sp.csr_matrix(hist @ s)
-    top = np.asarray(personal.max(axis=1).todense()).ravel()
-    personal = sp.csr_matrix(
-        sp.diags(np.where(top > 0, 1.0 / np.where(top > 0, top, 1.0), 0.0)) @ personal
-    )
+    """recommend()'s score for every item: personal / its max + pop_weight * pop (a
+    batch of users at a time: the product of all of them can be large)."""
     pop_part = float(params["pop_weight"]) * pop[None, :]
 
     def scores(rows: Ints) -> Floats:
-        return np.asarray(personal[rows].toarray()) + pop_part
+        personal = np.asarray(sp.csr_matrix(hist[rows] @ s).toarray())
+        top = personal.max(axis=1, initial=0.0)
+        personal /= np.where(top > 0, top, 1.0)[:, None]
+        return personal + pop_part
 
     return scores
 
