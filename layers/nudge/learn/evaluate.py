@@ -56,10 +56,11 @@ def _no_progress(stage: str, done: int, total: int) -> None:
 
 
 # ---- reading ----------------------------------------------------------------------------------
-def _to_ms(text: str, line: int) -> float:
-    """A timestamp as a number (seconds or ms: decided per file) or ISO 8601 (ms)."""
+def _to_ms(text: str, line: int) -> tuple[float, bool]:
+    """A timestamp as a number (seconds or ms: decided per file), or ISO 8601 as ms
+    (True: already ms)."""
     try:
-        return float(text)
+        return float(text), False
     except ValueError:
         pass
     try:
@@ -70,7 +71,7 @@ def _to_ms(text: str, line: int) -> float:
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return -dt.timestamp() * 1000.0 - 1.0  # marked (negative) as already in ms
+    return dt.timestamp() * 1000.0, True
 
 
 def read_interactions(path: str | Path) -> Encoded:
@@ -82,6 +83,7 @@ def read_interactions(path: str | Path) -> Encoded:
     u: list[int] = []
     i: list[int] = []
     t: list[float] = []
+    iso: list[bool] = []
     c: list[int] = []
     code_of = {
         name: CODES.index(code)
@@ -113,13 +115,15 @@ def read_interactions(path: str | Path) -> Encoded:
                 ) from None
             u.append(users.setdefault(user, len(users)))
             i.append(items.setdefault(item, len(items)))
-            t.append(_to_ms(stamp, line))
+            ms, is_iso = _to_ms(stamp, line)
+            t.append(ms)
+            iso.append(is_iso)
             c.append(code_of.get(row[ce].strip(), 0) if 0 <= ce < len(row) else 0)
     raw = np.asarray(t, dtype=np.float64)
-    iso = raw < 0
-    numbers = raw[~iso]
+    is_ms = np.asarray(iso, dtype=bool)
+    numbers = raw[~is_ms]
     scale = 1.0 if numbers.size and np.abs(numbers).max() > 1e11 else 1000.0
-    ms = np.where(iso, -(raw + 1.0), raw * scale)
+    stamps = np.where(is_ms, raw, raw * scale)
     codes = np.asarray(c, dtype=np.int64)
     weights = np.asarray(
         [EVENT_WEIGHTS[n] for n in ("Product Viewed", "Product Added", "Order Completed")]
@@ -128,7 +132,7 @@ def read_interactions(path: str | Path) -> Encoded:
         np.asarray(u, dtype=np.int64),
         np.asarray(i, dtype=np.int64),
         weights.astype(np.float64),
-        np.round(ms).astype(np.int64),
+        np.round(stamps).astype(np.int64),
         list(items),
         list(users),
         codes,
