@@ -11,6 +11,7 @@ the event-weighted count decayed with a half-life, scaled to [0, 1].
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,22 +190,23 @@ def model_from_arrays(
     s = similarity(u, i, w, n_items, fit)
     offsets, nbrs, scores = s.indptr, s.indices, s.data.astype(np.float32)
     pop = popularity(i, w, t, n_items, now_ms=now_ms, half_life_days=fit.half_life_days)
-    model = ItemModel(
+    known = set(data.item_ids)
+    # the arrays as the artifact keeps them (4-byte values), filled by one C call each
+    return ItemModel(
         items=list(data.item_ids),
-        categories=[(categories or {}).get(item) for item in data.item_ids] if categories else [],
+        popularity=array("f", pop.astype(np.float32).tobytes()),
+        offsets=array("I", offsets.astype(np.uint32).tobytes()),
+        neighbours=array("I", nbrs.astype(np.uint32).tobytes()),
+        scores=array("f", scores.tobytes()),
+        categories=[categories.get(item) for item in data.item_ids] if categories else [],
         exposure={
             str(item): [int(v[0]), int(v[1])]
             for item, v in (exposure or {}).items()
-            if item in set(data.item_ids)
+            if item in known
         },
         params={**DEFAULT_PARAMS, **dict(params or {})},
         trained_at=int(now_ms),
     )
-    model.popularity.extend(pop.astype(np.float32).tolist())
-    model.offsets = model.offsets.__class__("I", offsets.tolist())
-    model.neighbours.extend(nbrs.tolist())
-    model.scores.extend(scores.tolist())
-    return model
 
 
 def fit_item_model(
