@@ -40,6 +40,7 @@ CONTRACT = {
     ("templates", "validate"): {"--triggers"},
     ("openapi",): {"--check", "--output"},
     ("report", "experiment"): {"--url", "--json"},
+    ("recs", "evaluate"): {"--interactions", "--k", "--json"},
 }
 
 
