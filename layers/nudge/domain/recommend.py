@@ -268,11 +268,15 @@ def recommend(
         candidates[j] = None
     if affinity and cat_boost:
         found = dict.fromkeys(affinity, 0)
+        full = 0
         for j in model.by_popularity:
             c = category(j)
             if c in found and found[c] < wanted:
                 found[c] += 1
                 candidates[j] = None
+                full += found[c] == wanted
+                if full == len(found):
+                    break
     scored: list[tuple[float, int]] = []
     for j in candidates:
         if model.items[j] in excluded:
@@ -322,7 +326,8 @@ def recommend(
             if len(explored) < n_explore and fits(j):
                 take(j, explored)
     chosen = set(exploit) | set(explored)
-    # slots still open (too few candidates, or the diversity rule left them): the best rest
+    # slots still open (too few candidates, or only candidates of full categories left):
+    # the best of the rest, whatever their category
     for j in rest:
         if len(exploit) + len(explored) >= limit:
             break
