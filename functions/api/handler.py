@@ -5,6 +5,7 @@ OpenAPI document. Each route declares its operation in that document (nudge.open
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -48,6 +49,7 @@ from nudge.domain.ports import (
     QueryEngine,
     SigningKey,
 )
+from nudge.domain.recommend import ItemModel, recommender
 from nudge.domain.tracking import MAX_REPORT_DAYS, violations_report, violations_sql
 from nudge.domain.trigger_report import DEFAULT_DAYS, MAX_DAYS, triggers_report
 from nudge.domain.triggers.loader import TriggerSet
@@ -89,6 +91,12 @@ class Deps:
     key_admin: KeyAdmin | None = None  # `/v1/keys` (absent: those routes answer 503)
     # Where in-app reads and unsubscribes are archived (None: nowhere).
     archive: ArchiveWriter | None = None
+    # The recommendation model (the train function's artifact) and the product catalog
+    # (item id -> name, price, category, url, image_url), each read once per cache
+    # period by the callable; None until there is one (recommendations then come from the
+    # profile alone).
+    load_items: Callable[[], ItemModel | None] = lambda: None
+    load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = lambda: None
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
@@ -313,6 +321,52 @@ def post_device(userId: str) -> Any:
     device = {"platform": platform, "token": token.strip(), "endpoint_arn": endpoint_arn}
     users.add_device(d.profiles, uid, device)
     return json_response({"user_id": uid, **device}, status=201)
+
+
+MAX_RECOMMENDATIONS = 100
+LIMIT_QUERY = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "description": f"how many items, 1 to {MAX_RECOMMENDATIONS} (default 10)",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECOMMENDATIONS, "default": 10},
+}
+
+
+def _limit() -> int:
+    text = (app.current_event.query_string_parameters or {}).get("limit")
+    if text is None:
+        return 10
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_RECOMMENDATIONS:
+        raise ValidationFailedError(f"limit must be a whole number from 1 to {MAX_RECOMMENDATIONS}")
+    return limit
+
+
+@app.get(
+    "/v1/users/<userId>/recommendations",
+    **user_operation(
+        "getRecommendations",
+        "Items to recommend to the user, following their latest events",
+        returns="Recommendations",
+        errors=(400, *ADMIN_ERRORS),
+        query=[LIMIT_QUERY],
+        description="The trained item model applied to the user's recent items as they "
+        "are now (no training run needed to follow a session), bought items excluded, "
+        "with an exploration share and at most half the list in one category; popular "
+        "items for a user with no history; the user's own recent items until a model has "
+        "been trained (docs/personalization.md).",
+    ),
+)
+def get_recommendations(userId: str) -> Any:
+    d = admin()
+    limit = _limit()
+    profile = users.profile_of(d.profiles, unquote(userId))
+    strategy = recommender("personal", d.load_items(), catalog=d.load_catalog())
+    return json_response({"items": strategy.recommend(profile, limit)})
 
 
 @cache

@@ -31,6 +31,7 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.POST, "/v1/users/{userId}/messages/{messageId}/read"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/deliveries"),
     (apigw.HttpMethod.POST, "/v1/users/{userId}/devices"),
+    (apigw.HttpMethod.GET, "/v1/users/{userId}/recommendations"),
     (apigw.HttpMethod.GET, "/v1/experiments/{experimentId}"),
     (apigw.HttpMethod.GET, "/v1/reports/tracking"),
     (apigw.HttpMethod.GET, "/v1/reports/cohorts"),

@@ -224,6 +224,27 @@ class Unsubscribed(BaseModel):
     channel: OptOutChannel
 
 
+class Recommendation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    item_id: str
+    score: float = Field(description="the model's score: higher is a better match")
+    reason: Literal["similar", "category", "popular", "explore", "recent"] = Field(
+        description="`similar`: follows the user's recent items; `category`: in the "
+        "categories of those; `popular`: a popular item; `explore`: an under-exposed item "
+        "(exploration share); `recent`: the user's own recent item (no model yet)"
+    )
+    name: str | None = None
+    price: float | str | None = None
+    url: str | None = None
+    image_url: str | None = None
+    category: str | None = None
+
+
+class Recommendations(BaseModel):
+    items: list[Recommendation] = Field(description="in the order to show")
+
+
 class ExperimentGoal(BaseModel):
     event: str
     within_seconds: int = Field(description="the attribution window after the first exposure")
@@ -416,6 +437,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     CohortReport,
     FunnelReport,
     TriggersReport,
+    Recommendations,
 )
 
 
@@ -508,6 +530,9 @@ def error_response(status: int, description: str | None = None) -> dict[str, Any
     return response
 
 
+QUERY_EXTENSION = "x-nudge-query"  # an operation's query parameters, until `document`
+
+
 def operation(
     operation_id: str,
     summary: str,
@@ -543,8 +568,8 @@ def operation(
             "required": True,
             "content": {"application/json": {"schema": ref(body)}},
         }
-    if query:
-        extensions["parameters"] = [dict(q) for q in query]
+    if query:  # merged into `parameters` by `document` (Powertools writes the path's there)
+        extensions[QUERY_EXTENSION] = [dict(q) for q in query]
     return {
         "operation_id": operation_id,
         "summary": summary,
@@ -634,6 +659,15 @@ def document(apps: Sequence[APIGatewayHttpResolver]) -> dict[str, Any]:
                     raise ValueError(f"{method.upper()} {path} is routed by two functions")
                 for param in op.get("parameters", []):
                     param["schema"].pop("title", None)  # "Userid", from the handler's argument
+                query = op.pop(QUERY_EXTENSION, [])
+                if query:  # after the path's own, where Powertools puts parameters
+                    params = [*op.pop("parameters", []), *query]
+                    at = list(op).index("operationId") + 1
+                    op = {
+                        **dict(list(op.items())[:at]),
+                        "parameters": params,
+                        **dict(list(op.items())[at:]),
+                    }
                 found[path][method] = op
 
     def order(path: str) -> tuple[int, bool, int]:
