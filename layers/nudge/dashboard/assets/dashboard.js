@@ -171,15 +171,17 @@
           h("td", { text: seconds(t.engagement_seconds) }),
           h("td", { text: signedPct(t.retention_vs_holdout) }),
           h("td", null, sparkline(daily)),
-          h("td", flagged.length ? { class: "anomaly" } : null,
-            flagged.length ? "⚠ " + flagged.map(function (d) { return d.date; }).join(", ") : "none"));
+          h("td", flagged.length ? { class: "anomaly", title: flagged.map(function (d) { return d.date; }).join(", ") } : null,
+            flagged.length ? "⚠ " + flagged.length + (flagged.length === 1 ? " day" : " days") : "none"));
       });
-      body("triggers", h("div", { class: "scroll" }, h("table", null,
-        h("caption", { text: "Last " + days + " days; sparkline: fired (blue), sent (grey, dashed), anomalies (red)" }),
+      body("triggers", [h("p", { class: "help", id: "triggers-note",
+        text: "Last " + days + " days. Daily: fired (blue), sent (grey, dashed), anomalies (red dots)." }),
+      h("div", { class: "scroll" }, h("table", { "aria-describedby": "triggers-note" },
+        h("caption", { text: "KPIs per trigger" }),
         h("thead", null, h("tr", null,
           ["Trigger", "Fired", "Sent", "Response", "Conversion", "Engagement", "Retention vs holdout", "Daily", "Anomalies"]
             .map(function (c) { return h("th", { scope: "col", text: c }); }))),
-        h("tbody", null, rows))));
+        h("tbody", null, rows)))]);
     }).catch(function (err) { failed("triggers", err); });
   }
 
@@ -189,7 +191,9 @@
     var top = 0;
     vs.forEach(function (v) { top = Math.max(top, v.ci_high || 0, v.conversion_rate || 0); });
     top = top > 0 ? Math.min(1, Math.ceil(top * 11) / 10) : 0.1;
-    var W = 600, left = 110, right = 24, rowH = 30, axisH = 26;
+    // drawn at the width it is shown at, so its text keeps its size on a phone
+    var shown = document.querySelector("#experiments .body").clientWidth || 600;
+    var W = Math.max(300, Math.min(720, shown)), left = 110, right = 24, rowH = 30, axisH = 26;
     var H = vs.length * rowH + axisH + 6;
     var x = function (v) { return left + (W - left - right) * (v / top); };
     var control = report.metrics && report.metrics.control;
@@ -247,7 +251,7 @@
     var hours = goal.within_seconds ? Math.round(goal.within_seconds / 3600) + " h" : "";
     var srm = typeof r.srm_p_value === "number" && r.srm_p_value < 0.001
       ? h("p", { class: "warn", role: "alert",
-        text: "Sample-ratio mismatch (p = " + pval(r.srm_p_value) + "): the variants' user counts are not in their configured weights; the assignment or exposure logging is broken, do not trust this result." })
+        text: "Sample-ratio mismatch (p < 0.001): the variants' user counts are not in their configured weights; the assignment or exposure logging is broken, do not trust this result." })
       : null;
     var rows = (r.variants || []).map(function (v) {
       return h("tr", null,
@@ -265,8 +269,10 @@
         (hours ? " within " + hours : "") + " · control " + ((r.metrics && r.metrics.control) || "?") +
         " · SRM p " + pval(r.srm_p_value) }),
       srm, intervals(r),
-      h("div", { class: "scroll" }, h("table", null,
-        h("caption", { text: "Per variant: users exposed, conversions, rate with its 95 % Wilson interval, lift over the control, p-value, sequential verdict" }),
+      h("p", { class: "help", id: "note-" + meta.id,
+        text: "Per variant: users exposed, conversions, conversion rate with its 95 % Wilson interval (the bars above), lift over the control, p-value, sequential verdict." }),
+      h("div", { class: "scroll" }, h("table", { "aria-describedby": "note-" + meta.id },
+        h("caption", { text: "Variants of " + meta.id }),
         h("thead", null, h("tr", null,
           ["Variant", "Users", "Conversions", "Rate", "95 % CI", "Lift", "p-value", "Sequential"]
             .map(function (c) { return h("th", { scope: "col", text: c }); }))),
@@ -312,10 +318,12 @@
         }
         return h("tr", null, h("th", { scope: "row", text: c.cohort }), h("td", { text: num(c.size) }), cells);
       });
-      body("cohorts", h("div", { class: "scroll" }, h("table", { class: "heat" },
-        h("caption", { text: "Share of each " + period + "'s new users active " + period + "s later (+k)" }),
+      body("cohorts", [h("p", { class: "help", id: "cohorts-note",
+        text: "Share of each " + period + "'s new users with an event " + period + "s later (+k); darker is more." }),
+      h("div", { class: "scroll" }, h("table", { class: "heat", "aria-describedby": "cohorts-note" },
+        h("caption", { text: "Retention by " + period + " cohort" }),
         h("thead", null, h("tr", null, head.map(function (c) { return h("th", { scope: "col", text: c }); }))),
-        h("tbody", null, rows))));
+        h("tbody", null, rows)))]);
     }).catch(function (err) { failed("cohorts", err); });
   }
 
