@@ -8,6 +8,7 @@ reports the user's remaining records so SQS redelivers them."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,7 +37,15 @@ from nudge.domain.delivery import DeliveryPorts, deliver_batch
 from nudge.domain.fatigue import load_fatigue_config
 from nudge.domain.templates import TemplateStore
 from nudge.domain.unsubscribe import unsubscribe_url
-from nudge.observability import logger, metrics, tracer
+from nudge.observability import (
+    DELIVERIES,
+    DIM_CHANNEL,
+    DIM_STATUS,
+    count_by,
+    logger,
+    metrics,
+    tracer,
+)
 from nudge.runtime import clock
 from nudge.settings import DeliverSettings
 
@@ -143,4 +152,6 @@ def handler(
         )
     for entry in result.entries:
         metrics.add_metric(f"Deliveries_{entry.status}", MetricUnit.Count, 1)
+    by: Counter[tuple[str, ...]] = Counter((e.channel, e.status) for e in result.entries)
+    count_by(DELIVERIES, (DIM_CHANNEL, DIM_STATUS), by)
     return {"batchItemFailures": failures}

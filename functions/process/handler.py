@@ -31,7 +31,7 @@ from nudge.domain.ports import ActionQueue, ArchiveWriter, ProfileStore, WakeUpI
 from nudge.domain.processing import Decider, TimerDue, process_users
 from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import load_triggers
-from nudge.observability import logger, metrics, tracer
+from nudge.observability import DIM_TRIGGER, TRIGGER_FIRED, count_by, logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ProcessSettings
 
@@ -127,4 +127,5 @@ def handler(
     metrics.add_metric("TimersChecked", MetricUnit.Count, sum(len(v) for v in timers.values()))
     metrics.add_metric("TriggersFired", MetricUnit.Count, effects.sent_actions)
     metrics.add_metric("TimersArmed", MetricUnit.Count, effects.armed)
+    count_by(TRIGGER_FIRED, (DIM_TRIGGER,), {(t,): n for t, n in effects.fired.items()})
     return {"batchItemFailures": failures}
