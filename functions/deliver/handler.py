@@ -31,21 +31,14 @@ from nudge.adapters.devices import SnsDevices
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
 from nudge.batch import DeadLetters, read_fifo_batch
+from nudge.constants import DELIVERIES, DIM_CHANNEL, DIM_STATUS
 from nudge.domain import users
 from nudge.domain.clock import Clock
 from nudge.domain.delivery import DeliveryPorts, deliver_batch
 from nudge.domain.fatigue import load_fatigue_config
 from nudge.domain.templates import TemplateStore
 from nudge.domain.unsubscribe import unsubscribe_url
-from nudge.observability import (
-    DELIVERIES,
-    DIM_CHANNEL,
-    DIM_STATUS,
-    count_by,
-    logger,
-    metrics,
-    tracer,
-)
+from nudge.observability import count_by, logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import DeliverSettings
 

@@ -29,14 +29,6 @@ def _drop_disabled_metrics() -> None:
 
 _drop_disabled_metrics()
 
-# Dimensions of the per-value metrics, each bounded: trigger ids by the definitions,
-# channels and delivery statuses by their enums (never a user, product or free text).
-TRIGGER_FIRED = "TriggerFired"  # per trigger_id: episodes sent on to delivery
-DELIVERIES = "Deliveries"  # per channel and status
-DIM_TRIGGER = "trigger_id"
-DIM_CHANNEL = "channel"
-DIM_STATUS = "status"
-
 
 def count_by(name: str, dimensions: Sequence[str], counts: Mapping[tuple[str, ...], int]) -> None:
     """One count per combination of dimension values (with the service dimension all

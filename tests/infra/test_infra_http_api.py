@@ -25,7 +25,10 @@ API_ROUTES = [
     "POST /v1/users/{userId}/messages/{messageId}/read",
     "GET /v1/users/{userId}/deliveries",
     "POST /v1/users/{userId}/devices",
+    "GET /v1/experiments",
     "GET /v1/experiments/{experimentId}",
+    "GET /dashboard",
+    "GET /dashboard/assets/{name}",
     "GET /v1/unsubscribe",
     "POST /v1/unsubscribe",
 ]

@@ -12,12 +12,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from nudge.constants import METRICS_NAMESPACE, SERVICE
+from nudge.constants import DELIVERIES, METRICS_NAMESPACE, SERVICE, TRIGGER_FIRED
 from nudge.domain.messages import timers_messages
 from nudge.domain.ports import StoredProfile
 from nudge.domain.triggers.engine import Engine
 from nudge.local.lambdas import Function
-from nudge.observability import DELIVERIES, TRIGGER_FIRED, count_by
+from nudge.observability import count_by
 
 from tests.fakes import NOW, SHOE, FakeDelivery, a_profile, an_action
 from tests.unit import test_deliver_handler_unit as deliver_unit
