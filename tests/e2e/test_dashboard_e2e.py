@@ -110,6 +110,7 @@ def test_the_dashboard_asks_for_the_key_and_draws_the_experiment(
         "return p ? p.startTime : null;",
     )
     assert paint is not None and paint < 1000, f"first contentful paint {paint} ms"
+    print(f"dashboard first contentful paint: {paint:.0f} ms")  # shown with -s
     wait_until(browser, "the key form", lambda: d.find_element("id", "key").is_displayed())
     assert js(browser, "return document.activeElement.id") == "key"
     assert js(browser, "return document.querySelector('label[for=key]').textContent") == (
