@@ -504,6 +504,16 @@ def test_every_report_shape_is_drawn(
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
     )
     assert overflow <= 0
+
+    # and the intervals are redrawn at the phone's width, their text kept readable
+    def view_width() -> int:
+        box = js(
+            browser,
+            "return document.querySelector('[data-experiment=steady] svg').getAttribute('viewBox')",
+        )
+        return int(float(box.split()[2]))
+
+    wait_until(browser, "the intervals redrawn", lambda: view_width() <= 375)
     screenshot(browser, 375, tmp_path)
 
     # a key refused later (revoked) asks for it again

@@ -285,10 +285,30 @@
       var list = res.data && res.data.experiments;
       if (res.missing || !list || !list.length) return empty("experiments", res);
       return Promise.all(list.map(function (meta) {
-        return api("v1/experiments/" + encodeURIComponent(meta.id)).then(function (r) { return experimentBlock(meta, r); });
-      })).then(function (blocks) { body("experiments", blocks); });
+        return api("v1/experiments/" + encodeURIComponent(meta.id)).then(function (r) { return [meta, r]; });
+      })).then(function (results) {
+        shownExperiments = results;
+        drawExperiments();
+      });
     }).catch(function (err) { failed("experiments", err); });
   }
+
+  // The reports last shown, redrawn (not fetched again) when the width changes, so the
+  // intervals keep readable text after a phone turns or a window narrows.
+  var shownExperiments = null;
+  function drawExperiments() {
+    if (!shownExperiments) return;
+    body("experiments", shownExperiments.map(function (x) { return experimentBlock(x[0], x[1]); }));
+  }
+  var drawnWidth = window.innerWidth, resizeTimer = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () {
+      if (Math.abs(window.innerWidth - drawnWidth) < 40) return;
+      drawnWidth = window.innerWidth;
+      drawExperiments();
+    }, 150);
+  });
 
   // ---- cohorts: a retention heatmap -------------------------------------------------------
   function heatCell(r) {
