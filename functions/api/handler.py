@@ -1,6 +1,7 @@
-"""api: read and manage (admin key) — profiles, inbox, deliveries, devices; plus the
-public unsubscribe endpoint (the signed token is the credential), /health and the
-OpenAPI document. Each route declares its operation in that document (nudge.openapi)."""
+"""api: read and manage (admin key) — profiles, inbox, deliveries, devices, experiments;
+plus the public unsubscribe endpoint (the signed token is the credential), /health, the
+OpenAPI document and the dashboard's page and assets (no data in them: their data routes
+need the admin key, docs/decisions.md D34). Each route declares its operation in that document (nudge.openapi)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import constants as C
+from nudge import dashboard
 from nudge import openapi as doc
 from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
@@ -652,6 +654,81 @@ def get_triggers_report() -> Any:
         raise DependencyUnavailableError("this deployment has no event archive to report on")
     triggers = _triggers(d.triggers_path) if d.triggers_path else TriggerSet([])
     return json_response(triggers_report(triggers, d.query, days=days, now=d.clock.now()))
+
+
+@app.get(
+    "/v1/experiments",
+    **doc.operation(
+        "listExperiments",
+        "The experiments of the loaded trigger definitions",
+        tag=doc.REPORTS,
+        returns="ExperimentList",
+        errors=(401, 403),
+        auth=doc.ADMIN_KEY,
+        description="Each experiment's id (for `GET /v1/experiments/{id}`), name and trigger.",
+    ),
+)
+def list_experiments() -> Any:
+    d = admin()
+    found = []
+    if d.triggers_path:
+        for trigger in _triggers(d.triggers_path):
+            if trigger.experiment is not None:
+                exp = trigger.experiment
+                found.append({"id": exp.id, "name": exp.name or exp.id, "trigger": trigger.id})
+    return json_response({"experiments": found})
+
+
+@app.get(
+    "/dashboard",
+    **doc.operation(
+        "dashboard",
+        "The dashboard page: triggers, experiments, cohorts, funnels",
+        tag=doc.DASHBOARD,
+        returns={"type": "string"},
+        media_type="text/html",
+        description="A page with no data in it: its script asks for the admin key, keeps it "
+        "in the tab's sessionStorage and reads the report routes with it "
+        "(docs/dashboard.md).",
+    ),
+)
+def dashboard_page() -> Response[str]:
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=dashboard.page(),
+        headers={**dashboard.SECURITY_HEADERS, "Cache-Control": dashboard.PAGE_CACHE},
+        compress=True,
+    )
+
+
+@app.get(
+    "/dashboard/assets/<name>",
+    **doc.operation(
+        "dashboardAsset",
+        "A script, style sheet or licence of the dashboard page (served by nudge: no CDN)",
+        tag=doc.DASHBOARD,
+        returns={"type": "string"},
+        media_type="text/javascript",
+        errors={404: "No such asset"},
+        description="Cached for a year when asked for with the `v` the page names.",
+    ),
+)
+def dashboard_asset(name: str) -> Response[str]:
+    found = dashboard.asset(unquote(name))
+    if found is None:
+        raise NotFoundError(f"no dashboard asset {unquote(name)!r}")
+    version = (app.current_event.query_string_parameters or {}).get("v")
+    return Response(
+        status_code=200,
+        content_type=found.content_type,
+        body=found.body,
+        headers={
+            **dashboard.SECURITY_HEADERS,
+            "Cache-Control": dashboard.cache_control(found, version),
+        },
+        compress=True,
+    )
 
 
 def _verified() -> tuple[str, str, str]:

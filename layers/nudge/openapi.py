@@ -56,6 +56,7 @@ UNSUBSCRIBE = "unsubscribe"
 SERVICE = "service"
 REPORTS = "reports"
 KEYS = "keys"
+DASHBOARD = "dashboard"
 TAGS = [
     {
         "name": INGEST,
@@ -70,6 +71,11 @@ TAGS = [
     },
     {"name": REPORTS, "description": "Experiments and reports over the event archive (admin key)."},
     {"name": KEYS, "description": "Create, list and revoke API keys (admin key; `nudge keys`)."},
+    {
+        "name": DASHBOARD,
+        "description": "The dashboard page and its assets (no key: they hold no data; the "
+        "page reads the report routes with the admin key).",
+    },
     {"name": SERVICE, "description": "Health and this document (no key)."},
 ]
 
@@ -418,6 +424,16 @@ class TriggersReport(BaseModel):
     triggers: list[TriggerKpis]
 
 
+class ExperimentSummary(BaseModel):
+    id: str = Field(description="for `GET /v1/experiments/{experimentId}`")
+    name: str = Field(description="the experiment's name (its id when it has none)")
+    trigger: str = Field(description="the trigger the experiment is on")
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentSummary] = Field(description="in definition order")
+
+
 _RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
     IngestAccepted,
@@ -438,6 +454,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     FunnelReport,
     TriggersReport,
     Recommendations,
+    ExperimentList,
 )
 
 
@@ -630,7 +647,8 @@ nudge's HTTP API: the same paths in local mode (`nudge dev`) and on AWS.
 - Everything under `/v1/users` needs `Authorization: Bearer <admin key>` (no key: 401,
   the write key: 403).
 - `GET /health`, `GET /openapi.json` (this document), `/v1/unsubscribe` (the signed
-  token is the credential) and the analytics.js settings need no key.
+  token is the credential), the analytics.js settings and the dashboard's page and
+  assets (no data in them) need no key.
 - Every 4xx body is `{"error": "<code>", "message": "...", "details": [...]}`; a 5xx is
   a bug.
 

@@ -25,6 +25,7 @@ API_ROUTES = [
     "POST /v1/users/{userId}/messages/{messageId}/read",
     "GET /v1/users/{userId}/deliveries",
     "POST /v1/users/{userId}/devices",
+    "GET /v1/experiments",
     "GET /v1/experiments/{experimentId}",
     "GET /v1/reports/tracking",
     "GET /v1/reports/cohorts",
@@ -32,6 +33,8 @@ API_ROUTES = [
     "POST /v1/keys",
     "GET /v1/keys",
     "DELETE /v1/keys/{keyId}",
+    "GET /dashboard",
+    "GET /dashboard/assets/{name}",
     "GET /v1/unsubscribe",
     "POST /v1/unsubscribe",
 ]
