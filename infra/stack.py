@@ -18,7 +18,6 @@ from infra.constructs.ingest import Ingest
 from infra.constructs.layers import (
     CONFIG_PATH,
     TEMPLATES_PATH,
-    TRACKING_PLAN_PATH,
     TRIGGERS_PATH,
     Layers,
 )
@@ -49,7 +48,6 @@ class NudgeStack(cdk.Stack):
             C.ENV_TRIGGERS_PATH: TRIGGERS_PATH,
             C.ENV_TEMPLATES_PATH: TEMPLATES_PATH,
             C.ENV_CONFIG_PATH: CONFIG_PATH,
-            C.ENV_TRACKING_PLAN_PATH: TRACKING_PLAN_PATH,
         }
         layers = self.layers.all
 

@@ -36,6 +36,7 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/v1/reports/tracking"),
     (apigw.HttpMethod.GET, "/v1/reports/cohorts"),
     (apigw.HttpMethod.GET, "/v1/reports/funnel"),
+    (apigw.HttpMethod.GET, "/v1/reports/triggers"),
     (apigw.HttpMethod.POST, "/v1/keys"),
     (apigw.HttpMethod.GET, "/v1/keys"),
     (apigw.HttpMethod.DELETE, "/v1/keys/{keyId}"),

@@ -30,6 +30,8 @@ API_ROUTES = [
     "GET /v1/reports/tracking",
     "GET /v1/reports/cohorts",
     "GET /v1/reports/funnel",
+    "GET /v1/reports/triggers",
+    "GET /v1/users/{userId}/recommendations",
     "POST /v1/keys",
     "GET /v1/keys",
     "DELETE /v1/keys/{keyId}",

@@ -127,7 +127,12 @@ def test_api_manages_profiles_reads_keys_inbox_and_log_and_erases_schedules(synt
     for action in ("GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"):
         assert _getatt(synth, s.state.profiles) in perms[f"dynamodb:{action}"]
     tables = _table_actions(synth, perms)
-    assert tables[C.KEYS] == {"dynamodb:GetItem"}
+    assert tables[C.KEYS] == {  # looked up, and managed by /v1/keys
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Scan",
+        "dynamodb:DeleteItem",
+    }
     assert tables[C.INBOX] == {"dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem"}
     assert tables[C.DELIVERIES] == {"dynamodb:Query"}
     assert C.SUPPRESSIONS not in tables
