@@ -8,6 +8,7 @@ from typing import Any
 import aws_cdk as cdk
 from constructs import Construct
 from nudge import constants as C
+from nudge.domain.triggers.loader import load_triggers
 
 from infra.constructs.api import Api
 from infra.constructs.archive import Archive
@@ -17,7 +18,6 @@ from infra.constructs.ingest import Ingest
 from infra.constructs.layers import (
     CONFIG_PATH,
     TEMPLATES_PATH,
-    TRACKING_PLAN_PATH,
     TRIGGERS_PATH,
     Layers,
 )
@@ -48,7 +48,6 @@ class NudgeStack(cdk.Stack):
             C.ENV_TRIGGERS_PATH: TRIGGERS_PATH,
             C.ENV_TEMPLATES_PATH: TEMPLATES_PATH,
             C.ENV_CONFIG_PATH: CONFIG_PATH,
-            C.ENV_TRACKING_PLAN_PATH: TRACKING_PLAN_PATH,
         }
         layers = self.layers.all
 
@@ -145,6 +144,8 @@ class NudgeStack(cdk.Stack):
             },
             http_api=self.ingest.http_api,
             delivery_streams={C.ARCHIVE: self.archive.stream_name},
+            # the shipped definitions: one fired metric and anomaly alarm per trigger
+            trigger_ids=load_triggers(ROOT / "triggers").ids,
         )
 
         outputs = {
@@ -168,6 +169,7 @@ class NudgeStack(cdk.Stack):
             "SesConfigurationSetName": self.email.configuration_set.configuration_set_name,
             "SesFeedbackTopicArn": self.email.feedback_topic.topic_arn,
             "DashboardName": self.monitoring.dashboard.dashboard_name,
+            "AlarmTopicArn": self.monitoring.topic.topic_arn,
             # The CLI finds the stack's archive by these names.
             "ArchiveBucketName": self.archive.bucket.bucket_name,
             "ArchiveStreamName": self.archive.stream_name,

@@ -1,10 +1,12 @@
-"""api: read and manage (admin key) — profiles, inbox, deliveries, devices; plus the
-public unsubscribe endpoint (the signed token is the credential), /health and the
-OpenAPI document. Each route declares its operation in that document (nudge.openapi)."""
+"""api: read and manage (admin key) — profiles, inbox, deliveries, devices, experiments;
+plus the public unsubscribe endpoint (the signed token is the credential), /health, the
+OpenAPI document and the dashboard's page and assets (no data in them: their data routes
+need the admin key, docs/decisions.md D34). Each route declares its operation in that document (nudge.openapi)."""
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -15,6 +17,7 @@ from urllib.parse import unquote
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge import constants as C
+from nudge import dashboard
 from nudge import openapi as doc
 from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
@@ -58,6 +61,7 @@ from nudge.domain.ports import (
     QueryEngine,
     SigningKey,
 )
+from nudge.domain.recommend import ItemModel, recommender
 from nudge.domain.tracking import MAX_REPORT_DAYS, violations_report, violations_sql
 from nudge.domain.trigger_report import DEFAULT_DAYS, MAX_DAYS, triggers_report
 from nudge.domain.triggers.loader import TriggerSet
@@ -101,6 +105,12 @@ class Deps:
     archive: ArchiveWriter | None = None
     # What DELETE /v1/users/{id} clears besides the profile, inbox and log (None: nothing)
     erase: EraseExtras | None = None
+    # The recommendation model (the train function's artifact) and the product catalog
+    # (item id -> name, price, category, url, image_url), each read once per cache
+    # period by the callable; None until there is one (recommendations then come from the
+    # profile alone).
+    load_items: Callable[[], ItemModel | None] = lambda: None
+    load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = lambda: None
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
@@ -388,6 +398,52 @@ def post_device(userId: str) -> Any:
     return json_response({"user_id": uid, **device}, status=201)
 
 
+MAX_RECOMMENDATIONS = 100
+LIMIT_QUERY = {
+    "name": "limit",
+    "in": "query",
+    "required": False,
+    "description": f"how many items, 1 to {MAX_RECOMMENDATIONS} (default 10)",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECOMMENDATIONS, "default": 10},
+}
+
+
+def _limit() -> int:
+    text = (app.current_event.query_string_parameters or {}).get("limit")
+    if text is None:
+        return 10
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_RECOMMENDATIONS:
+        raise ValidationFailedError(f"limit must be a whole number from 1 to {MAX_RECOMMENDATIONS}")
+    return limit
+
+
+@app.get(
+    "/v1/users/<userId>/recommendations",
+    **user_operation(
+        "getRecommendations",
+        "Items to recommend to the user, following their latest events",
+        returns="Recommendations",
+        errors=(400, *ADMIN_ERRORS),
+        query=[LIMIT_QUERY],
+        description="The trained item model applied to the user's recent items as they "
+        "are now (no training run needed to follow a session), bought items excluded, "
+        "with an exploration share and at most half the list in one category; popular "
+        "items for a user with no history; the user's own recent items until a model has "
+        "been trained (docs/personalization.md).",
+    ),
+)
+def get_recommendations(userId: str) -> Any:
+    d = admin()
+    limit = _limit()
+    profile = users.profile_of(d.profiles, unquote(userId))
+    strategy = recommender("personal", d.load_items(), catalog=d.load_catalog())
+    return json_response({"items": strategy.recommend(profile, limit)})
+
+
 @cache
 def _triggers(triggers_path: str) -> TriggerSet:
     from nudge.domain.triggers.loader import load_triggers
@@ -671,6 +727,81 @@ def get_triggers_report() -> Any:
         raise DependencyUnavailableError("this deployment has no event archive to report on")
     triggers = _triggers(d.triggers_path) if d.triggers_path else TriggerSet([])
     return json_response(triggers_report(triggers, d.query, days=days, now=d.clock.now()))
+
+
+@app.get(
+    "/v1/experiments",
+    **doc.operation(
+        "listExperiments",
+        "The experiments of the loaded trigger definitions",
+        tag=doc.REPORTS,
+        returns="ExperimentList",
+        errors=(401, 403),
+        auth=doc.ADMIN_KEY,
+        description="Each experiment's id (for `GET /v1/experiments/{id}`), name and trigger.",
+    ),
+)
+def list_experiments() -> Any:
+    d = admin()
+    found = []
+    if d.triggers_path:
+        for trigger in _triggers(d.triggers_path):
+            if trigger.experiment is not None:
+                exp = trigger.experiment
+                found.append({"id": exp.id, "name": exp.name or exp.id, "trigger": trigger.id})
+    return json_response({"experiments": found})
+
+
+@app.get(
+    "/dashboard",
+    **doc.operation(
+        "dashboard",
+        "The dashboard page: triggers, experiments, cohorts, funnels",
+        tag=doc.DASHBOARD,
+        returns={"type": "string"},
+        media_type="text/html",
+        description="A page with no data in it: its script asks for the admin key, keeps it "
+        "in the tab's sessionStorage and reads the report routes with it "
+        "(docs/dashboard.md).",
+    ),
+)
+def dashboard_page() -> Response[str]:
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=dashboard.page(),
+        headers={**dashboard.SECURITY_HEADERS, "Cache-Control": dashboard.PAGE_CACHE},
+        compress=True,
+    )
+
+
+@app.get(
+    "/dashboard/assets/<name>",
+    **doc.operation(
+        "dashboardAsset",
+        "A script, style sheet or licence of the dashboard page (served by nudge: no CDN)",
+        tag=doc.DASHBOARD,
+        returns={"type": "string"},
+        media_type="text/javascript",
+        errors={404: "No such asset"},
+        description="Cached for a year when asked for with the `v` the page names.",
+    ),
+)
+def dashboard_asset(name: str) -> Response[str]:
+    found = dashboard.asset(unquote(name))
+    if found is None:
+        raise NotFoundError(f"no dashboard asset {unquote(name)!r}")
+    version = (app.current_event.query_string_parameters or {}).get("v")
+    return Response(
+        status_code=200,
+        content_type=found.content_type,
+        body=found.body,
+        headers={
+            **dashboard.SECURITY_HEADERS,
+            "Cache-Control": dashboard.cache_control(found, version),
+        },
+        compress=True,
+    )
 
 
 def _verified() -> tuple[str, str, str]:

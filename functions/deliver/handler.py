@@ -13,6 +13,7 @@ archives the same outcome events, whose deterministic ids the view keeps once (D
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,6 +37,7 @@ from nudge.adapters.devices import SnsDevices
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
 from nudge.batch import DeadLetters, read_fifo_batch
+from nudge.constants import DELIVERIES, DIM_CHANNEL, DIM_STATUS
 from nudge.domain import users
 from nudge.domain.clock import Clock
 from nudge.domain.delivery import BatchResult, DeliveryPorts, deliver_batch, entry_of
@@ -44,7 +46,7 @@ from nudge.domain.outcomes import outcome_event, outcome_lines
 from nudge.domain.ports import ArchiveWriter
 from nudge.domain.templates import TemplateStore
 from nudge.domain.unsubscribe import unsubscribe_url
-from nudge.observability import logger, metrics, tracer
+from nudge.observability import count_by, logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import DeliverSettings
 
@@ -167,6 +169,8 @@ def handler(
             for mid, _ in items
             if mid not in failed
         )
+    by: Counter[tuple[str, ...]] = Counter((e.channel, e.status) for e in result.entries)
+    count_by(DELIVERIES, (DIM_CHANNEL, DIM_STATUS), by)
     return {"batchItemFailures": failures}
 
 

@@ -25,13 +25,14 @@ from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
 from nudge.adapters.scheduler import WakeUps
 from nudge.batch import DeadLetters, read_fifo_batch
+from nudge.constants import DIM_TRIGGER, TRIGGER_FIRED
 from nudge.domain.clock import Clock
 from nudge.domain.messages import Parsed, parse_message
 from nudge.domain.ports import ActionQueue, ArchiveWriter, ProfileStore, WakeUpIndex
 from nudge.domain.processing import Decider, TimerDue, process_users
 from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import load_triggers
-from nudge.observability import logger, metrics, tracer
+from nudge.observability import count_by, logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import ProcessSettings
 
@@ -127,4 +128,5 @@ def handler(
     metrics.add_metric("TimersChecked", MetricUnit.Count, sum(len(v) for v in timers.values()))
     metrics.add_metric("TriggersFired", MetricUnit.Count, effects.sent_actions)
     metrics.add_metric("TimersArmed", MetricUnit.Count, effects.armed)
+    count_by(TRIGGER_FIRED, (DIM_TRIGGER,), {(t,): n for t, n in effects.fired.items()})
     return {"batchItemFailures": failures}

@@ -32,17 +32,24 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.POST, "/v1/users/{userId}/messages/{messageId}/read"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/deliveries"),
     (apigw.HttpMethod.POST, "/v1/users/{userId}/devices"),
+    (apigw.HttpMethod.GET, "/v1/users/{userId}/recommendations"),
     (apigw.HttpMethod.GET, "/v1/experiments/{experimentId}"),
     (apigw.HttpMethod.GET, "/v1/reports/tracking"),
     (apigw.HttpMethod.GET, "/v1/reports/cohorts"),
     (apigw.HttpMethod.GET, "/v1/reports/funnel"),
+    (apigw.HttpMethod.GET, "/v1/reports/triggers"),
     (apigw.HttpMethod.POST, "/v1/keys"),
     (apigw.HttpMethod.GET, "/v1/keys"),
     (apigw.HttpMethod.DELETE, "/v1/keys/{keyId}"),
+    (apigw.HttpMethod.GET, "/v1/experiments"),
+    (apigw.HttpMethod.GET, "/dashboard"),
+    (apigw.HttpMethod.GET, "/dashboard/assets/{name}"),
     (apigw.HttpMethod.GET, "/v1/unsubscribe"),
     (apigw.HttpMethod.POST, "/v1/unsubscribe"),
 )
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/v1/unsubscribe"})
+PUBLIC_PATHS = frozenset(
+    {"/health", "/openapi.json", "/v1/unsubscribe", "/dashboard", "/dashboard/assets/{name}"}
+)
 
 
 class Api(Construct):
@@ -111,8 +118,9 @@ class Api(Construct):
             routes = http_api.add_routes(path=path, methods=[method], integration=integration)
             self.routes += routes
             reason = (
-                "Public by contract: the health check and the OpenAPI document need no "
-                "key, and unsubscribe links (GET, and the RFC 8058 one-click POST) carry a "
+                "Public by contract: the health check, the OpenAPI document and the "
+                "dashboard's page and assets (static, no data: the page reads the admin "
+                "routes with the key the user types) need no key, and unsubscribe links (GET, and the RFC 8058 one-click POST) carry a "
                 "signed token, verified in the api function (a forged token gets 403)."
                 if path in PUBLIC_PATHS
                 else "Authenticated in the api function: a Bearer admin key checked against "

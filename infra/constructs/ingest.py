@@ -18,6 +18,7 @@ from nudge import constants as C
 from nudge.domain.ingest import BROWSER_SETTINGS_ROUTE, INGEST_ROUTES
 
 from infra.constructs.function import LOG_RETENTION, NudgeFunction
+from infra.constructs.layers import TRACKING_PLAN_PATH
 from infra.constructs.queues import VISIBILITY_TO_TIMEOUT, fifo_queue_with_dlq
 from infra.constructs.state import State
 
@@ -89,6 +90,7 @@ class Ingest(Construct):
             environment={
                 **environment,
                 **state.environment_for(C.KEYS),
+                C.ENV_TRACKING_PLAN_PATH: TRACKING_PLAN_PATH,  # tracking-plan/, in the core layer
                 C.ENV_EVENTS_QUEUE_URL: self.events_queue.queue_url,
                 C.ENV_RATE_LIMIT: str(C.DEFAULT_RATE_LIMIT_PER_SECOND),
             },

@@ -181,6 +181,7 @@ def build_app() -> typer.Typer:
         bench,
         cli_keys,
         cli_openapi,
+        cli_recs,
         cli_report,
         cli_sql,
         cli_templates,
@@ -199,6 +200,7 @@ def build_app() -> typer.Typer:
     cli_report.register(app)
     cli_tracking.register(app)
     cli_keys.register(app)
+    cli_recs.register(app)
     return app
 
 

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 SERVICE = "nudge"
 METRICS_NAMESPACE = "Nudge"
+# Metrics with per-value dimensions (nudge.observability.count_by), read by the CloudWatch
+# dashboard and alarms. Each dimension is bounded: trigger ids by the definitions,
+# channels and delivery statuses by their enums (never a user, product or free text).
+TRIGGER_FIRED = "TriggerFired"  # per trigger_id: episodes sent on to delivery
+DELIVERIES = "Deliveries"  # per channel and status
+DIM_TRIGGER = "trigger_id"
+DIM_CHANNEL = "channel"
+DIM_STATUS = "status"
 
 # Environment variables read by the functions (validated by nudge.settings).
 ENV_PROFILES_TABLE = "NUDGE_PROFILES_TABLE"

@@ -56,6 +56,7 @@ UNSUBSCRIBE = "unsubscribe"
 SERVICE = "service"
 REPORTS = "reports"
 KEYS = "keys"
+DASHBOARD = "dashboard"
 TAGS = [
     {
         "name": INGEST,
@@ -70,6 +71,11 @@ TAGS = [
     },
     {"name": REPORTS, "description": "Experiments and reports over the event archive (admin key)."},
     {"name": KEYS, "description": "Create, list and revoke API keys (admin key; `nudge keys`)."},
+    {
+        "name": DASHBOARD,
+        "description": "The dashboard page and its assets (no key: they hold no data; the "
+        "page reads the report routes with the admin key).",
+    },
     {"name": SERVICE, "description": "Health and this document (no key)."},
 ]
 
@@ -222,6 +228,27 @@ class Device(BaseModel):
 class Unsubscribed(BaseModel):
     unsubscribed: Literal[True]
     channel: OptOutChannel
+
+
+class Recommendation(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    item_id: str
+    score: float = Field(description="the model's score: higher is a better match")
+    reason: Literal["similar", "category", "popular", "explore", "recent"] = Field(
+        description="`similar`: follows the user's recent items; `category`: in the "
+        "categories of those; `popular`: a popular item; `explore`: an under-exposed item "
+        "(exploration share); `recent`: the user's own recent item (no model yet)"
+    )
+    name: str | None = None
+    price: float | str | None = None
+    url: str | None = None
+    image_url: str | None = None
+    category: str | None = None
+
+
+class Recommendations(BaseModel):
+    items: list[Recommendation] = Field(description="in the order to show")
 
 
 class ExperimentGoal(BaseModel):
@@ -414,6 +441,16 @@ class TriggersReport(BaseModel):
     triggers: list[TriggerKpis]
 
 
+class ExperimentSummary(BaseModel):
+    id: str = Field(description="for `GET /v1/experiments/{experimentId}`")
+    name: str = Field(description="the experiment's name (its id when it has none)")
+    trigger: str = Field(description="the trigger the experiment is on")
+
+
+class ExperimentList(BaseModel):
+    experiments: list[ExperimentSummary] = Field(description="in definition order")
+
+
 _RESPONSES: tuple[type[BaseModel], ...] = (
     Error,
     IngestAccepted,
@@ -434,6 +471,8 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     CohortReport,
     FunnelReport,
     TriggersReport,
+    Recommendations,
+    ExperimentList,
 )
 
 
@@ -526,6 +565,9 @@ def error_response(status: int, description: str | None = None) -> dict[str, Any
     return response
 
 
+QUERY_EXTENSION = "x-nudge-query"  # an operation's query parameters, until `document`
+
+
 def operation(
     operation_id: str,
     summary: str,
@@ -561,8 +603,8 @@ def operation(
             "required": True,
             "content": {"application/json": {"schema": ref(body)}},
         }
-    if query:
-        extensions["parameters"] = [dict(q) for q in query]
+    if query:  # merged into `parameters` by `document` (Powertools writes the path's there)
+        extensions[QUERY_EXTENSION] = [dict(q) for q in query]
     return {
         "operation_id": operation_id,
         "summary": summary,
@@ -623,7 +665,8 @@ nudge's HTTP API: the same paths in local mode (`nudge dev`) and on AWS.
 - Everything under `/v1/users` needs `Authorization: Bearer <admin key>` (no key: 401,
   the write key: 403).
 - `GET /health`, `GET /openapi.json` (this document), `/v1/unsubscribe` (the signed
-  token is the credential) and the analytics.js settings need no key.
+  token is the credential), the analytics.js settings and the dashboard's page and
+  assets (no data in them) need no key.
 - Every 4xx body is `{"error": "<code>", "message": "...", "details": [...]}`; a 5xx is
   a bug.
 
@@ -652,6 +695,15 @@ def document(apps: Sequence[APIGatewayHttpResolver]) -> dict[str, Any]:
                     raise ValueError(f"{method.upper()} {path} is routed by two functions")
                 for param in op.get("parameters", []):
                     param["schema"].pop("title", None)  # "Userid", from the handler's argument
+                query = op.pop(QUERY_EXTENSION, [])
+                if query:  # after the path's own, where Powertools puts parameters
+                    params = [*op.pop("parameters", []), *query]
+                    at = list(op).index("operationId") + 1
+                    op = {
+                        **dict(list(op.items())[:at]),
+                        "parameters": params,
+                        **dict(list(op.items())[at:]),
+                    }
                 found[path][method] = op
 
     def order(path: str) -> tuple[int, bool, int]:

@@ -314,8 +314,9 @@ def test_process_may_only_put_records_into_the_stream(synth):
     assert perms["firehose:PutRecord"] == [_arn(synth, a.stream)]
 
 
-# process archives events and exposures; deliver, feedback and api message outcomes
-WRITERS = (C.FN_PROCESS, C.FN_DELIVER, C.FN_FEEDBACK, C.FN_API)
+# process archives events and exposures; deliver, feedback and api message outcomes;
+# ingest the tracking plan's violations
+WRITERS = (C.FN_PROCESS, C.FN_DELIVER, C.FN_FEEDBACK, C.FN_API, C.FN_INGEST)
 
 
 @pytest.mark.parametrize("name", WRITERS)
@@ -378,10 +379,9 @@ def test_api_may_read_the_archive_and_query_it_with_athena(synth):
 
 
 def test_no_other_function_may_touch_the_archive(synth):
-    for name in (C.FN_INGEST, C.FN_CHECK):
-        perms = synth.allowed(synth.stack.functions[name].role)
-        assert not any(x.startswith(("firehose:", "s3:", "athena:", "glue:")) for x in perms), name
-    for name in (C.FN_DELIVER, C.FN_FEEDBACK):  # writers only: they read nothing back
+    perms = synth.allowed(synth.stack.functions[C.FN_CHECK].role)
+    assert not any(x.startswith(("firehose:", "s3:", "athena:", "glue:")) for x in perms)
+    for name in (C.FN_DELIVER, C.FN_FEEDBACK, C.FN_INGEST):  # writers only: they read nothing
         perms = synth.allowed(synth.stack.functions[name].role)
         assert not any(x.startswith(("s3:", "athena:", "glue:")) for x in perms), name
 
@@ -395,7 +395,7 @@ def test_the_writers_are_told_the_stream_and_api_where_the_archive_is(synth):
     assert env[C.ENV_QUERY_ENGINE] == "duckdb"  # context query_engine, absent from cdk.json
     assert env[C.ENV_ATHENA_WORKGROUP] == _ref(synth, a.workgroup)
     assert env[C.ENV_GLUE_DATABASE] == _ref(synth, a.database)
-    for name in (C.FN_PROCESS, C.FN_DELIVER, C.FN_FEEDBACK):
+    for name in (C.FN_PROCESS, C.FN_DELIVER, C.FN_FEEDBACK, C.FN_INGEST):
         assert C.ENV_ARCHIVE_BUCKET not in _env(synth, name), name
 
 

@@ -89,7 +89,12 @@ def test_feedback_topic_is_kms_encrypted_with_a_rotated_key_and_tls_only(synth):
     key_id = synth.logical_id(s.email.feedback_key)
     assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
     assert synth.template_json["Resources"][key_id]["Properties"]["EnableKeyRotation"] is True
-    (policy,) = synth.resources("AWS::SNS::TopicPolicy").values()
+    topic_ref = {"Ref": synth.logical_id(s.email.feedback_topic)}
+    (policy,) = [  # the feedback topic's (the alarm topic has its own)
+        p
+        for p in synth.resources("AWS::SNS::TopicPolicy").values()
+        if topic_ref in p["Properties"]["Topics"]
+    ]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert any(
         st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

@@ -34,7 +34,14 @@ ARCHIVE_READER_ENV = {
     C.ENV_GLUE_DATABASE,
 }
 EXPECTED_ENV = {
-    C.FN_INGEST: COMMON_ENV | {C.ENV_KEYS_TABLE, C.ENV_EVENTS_QUEUE_URL, C.ENV_RATE_LIMIT},
+    C.FN_INGEST: COMMON_ENV
+    | {
+        C.ENV_KEYS_TABLE,
+        C.ENV_EVENTS_QUEUE_URL,
+        C.ENV_RATE_LIMIT,
+        C.ENV_TRACKING_PLAN_PATH,  # the tracking plan it checks events against
+        C.ENV_ARCHIVE_STREAM,  # where it archives the plan's violations
+    },
     C.FN_PROCESS: COMMON_ENV
     | SCHEDULER_ENV
     | {
@@ -100,7 +107,7 @@ SETTINGS = _settings_models()
 # Variables a handler reads with a default: set by the stack all the same, so that the
 # value deployed is the one decided here, not one buried in the code.
 OPTIONAL_SET = {
-    C.FN_INGEST: {C.ENV_RATE_LIMIT},
+    C.FN_INGEST: {C.ENV_RATE_LIMIT, C.ENV_TRACKING_PLAN_PATH, C.ENV_ARCHIVE_STREAM},
     C.FN_API: {
         C.ENV_APNS_APPLICATION_ARN,
         C.ENV_FCM_APPLICATION_ARN,

@@ -127,7 +127,7 @@ def test_api_manages_profiles_and_keys_reads_inbox_and_log_and_erases_users(synt
     for action in ("GetItem", "Query", "Scan", "PutItem", "UpdateItem", "DeleteItem"):
         assert _getatt(synth, s.state.profiles) in perms[f"dynamodb:{action}"]
     tables = _table_actions(synth, perms)
-    assert tables[C.KEYS] == {
+    assert tables[C.KEYS] == {  # looked up, and managed by /v1/keys
         "dynamodb:GetItem",
         "dynamodb:PutItem",
         "dynamodb:Scan",

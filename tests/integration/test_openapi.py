@@ -31,6 +31,8 @@ PUBLIC = {
     "GET /v1/unsubscribe",
     "POST /v1/unsubscribe",
     "GET /v1/projects/{writeKey}/settings",
+    "GET /dashboard",  # the page and its assets hold no data (docs/decisions.md D34)
+    "GET /dashboard/assets/{name}",
 }
 
 

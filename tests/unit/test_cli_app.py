@@ -41,6 +41,7 @@ CONTRACT = {
     ("openapi",): {"--check", "--output"},
     ("report", "experiment"): {"--url", "--json"},
     ("report", "triggers"): {"--days", "--url", "--json"},
+    ("recs", "evaluate"): {"--interactions", "--k", "--json"},
 }
 
 

@@ -132,7 +132,7 @@ def test_report_two_variants() -> None:
         "ci_high",
         "lift",
         "p_value",
-        "sequential",  # beyond the SPEC's keys: tests/unit/test_experiment_report_sequential.py
+        "sequential",  # beyond the documented keys: tests/unit/test_experiment_report_sequential.py
     }
     assert holdout["lift"] is None and holdout["p_value"] is None
     assert holdout["sequential"] is None and reminder["sequential"]["verdict"] == "continue"

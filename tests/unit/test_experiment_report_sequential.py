@@ -5,7 +5,7 @@ on nudge.domain.report_stats, plain Python as on Lambda):
   report's sequential 5 % boundary in at most 5 % of runs, while its fixed-horizon
   p-value read the same way crosses far more often; CUPED reduces the variance of the
   lift estimate on a workload with correlated pre-period behavior;
-- the report's JSON: every SPEC key, `sequential` per variant, `metrics.<name>` with
+- the report's JSON: every documented key, `sequential` per variant, `metrics.<name>` with
   `p_value_holm`, `sequential` and `cuped`;
 - the whole path from archived events: the SQL's sums over DuckDB give the same numbers
   as scipy / nudge.domain.stats on the users' raw values.

@@ -4,6 +4,7 @@ bucket, user, trigger and key)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,7 @@ class TriggerEffects:
         self.now = now
         self.sent_actions = 0
         self.armed = 0
+        self.fired: Counter[str] = Counter()  # actions sent, by trigger id
 
     def apply(self, user_id: str, decisions: Decisions) -> None:
         self.apply_all([(user_id, decisions)])
@@ -36,6 +38,7 @@ class TriggerEffects:
         if actions:
             self.actions.send(actions)
             self.sent_actions += len(actions)
+            self.fired.update(f.trigger_id for _, d in items for f in d.fires)
         # a timer no longer needed is not deleted: it is re-checked and changes nothing
         timers = [(u, t) for u, d in items for t in d.arm]
         if timers:

@@ -43,6 +43,7 @@ from nudge.domain.fatigue import (
 )
 from nudge.domain.ports import ProfileStore, resolve_profile
 from nudge.domain.profile import ITEM_CODES, Profile
+from nudge.domain.recommend import ItemModel, recommend
 from nudge.domain.templates import Rendered, build_variables
 
 FINAL = frozenset({"sent", "capped", "opted_out", "suppressed", "holdout", "failed"})
@@ -174,6 +175,10 @@ class DeliveryPorts:
     fatigue: FatigueConfig
     app_url: str = ""
     forget_device: Callable[[str, str], None] = lambda user_id, endpoint: None
+    # the recommendation model and the catalog for the templates' `recommendations`
+    # (nudge.domain.recommend); None: the user's own recently viewed items
+    load_items: Callable[[], ItemModel | None] = lambda: None
+    load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = lambda: None
 
 
 def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candidate:
@@ -239,10 +244,25 @@ def resolve_channel(profile: Profile, action: Mapping[str, Any]) -> tuple[str, s
 
 
 def recommendations(
-    profile: Profile, limit: int = 4, exclude: frozenset[str] = frozenset()
+    profile: Profile,
+    limit: int = 4,
+    exclude: frozenset[str] = frozenset(),
+    *,
+    model: ItemModel | None = None,
+    catalog: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Items the user looked at and has neither in the cart nor bought, most recent first."""
+    """With a model: its recommendations for the user's recent items (nudge.domain.
+    recommend), neither in the cart nor bought nor `exclude`d. Without one: the items the
+    user looked at and has neither in the cart nor bought, most recent first."""
     in_cart = {i["product_id"] for i in profile.cart_items()} | exclude
+    if model is not None and len(model):
+        return recommend(
+            model,
+            profile.recent_items,
+            exclude=in_cart | set(profile.bought),
+            limit=limit,
+            catalog=catalog,
+        )
     seen: list[dict[str, Any]] = []
     for item_id, code, _t in profile.recent_items:
         if (
@@ -263,7 +283,14 @@ def recommendations(
 
 
 def variables(
-    profile: Profile, action: Mapping[str, Any], channel: str, *, unsubscribe_url: str, app_url: str
+    profile: Profile,
+    action: Mapping[str, Any],
+    channel: str,
+    *,
+    unsubscribe_url: str,
+    app_url: str,
+    model: ItemModel | None = None,
+    catalog: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The template variables (nudge.domain.templates' contract) for one action."""
     ctx = action.get("context") or {}
@@ -278,6 +305,8 @@ def variables(
         recommendations=recommendations(
             profile,
             exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
+            model=model,
+            catalog=catalog,
         ),
         unsubscribe_url=unsubscribe_url if channel == "email" else "",
         variant=action.get("variant"),
@@ -464,7 +493,15 @@ def compose(
         rendered = ports.renderer.render(
             template,
             channel,
-            variables(profile, action, channel, unsubscribe_url=unsubscribe, app_url=ports.app_url),
+            variables(
+                profile,
+                action,
+                channel,
+                unsubscribe_url=unsubscribe,
+                app_url=ports.app_url,
+                model=ports.load_items(),
+                catalog=ports.load_catalog(),
+            ),
         )
     except NudgeError as err:
         settle(ports.log, draft, "failed", f"template: {err.message}")

@@ -117,6 +117,18 @@ def resolve_profile(store: ProfileStore, user_id: str) -> StoredProfile | None:
     return stored
 
 
+class Recommender(Protocol):
+    """A recommendation strategy (nudge.domain.recommend.recommender): an experiment's
+    variant may name another (`personal`, `popular`)."""
+
+    def recommend(
+        self, profile: Profile, limit: int, exclude: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Up to `limit` items for the user, in the order to show: `{"item_id", "score",
+        "reason", ...catalog attributes}`; bought and `exclude`d items never."""
+        ...
+
+
 class ArchiveWriter(Protocol):
     """Where accepted events go for history (Firehose → S3 on AWS and in local mode)."""
 

@@ -13,13 +13,18 @@ from nudge.domain.profile import Profile
 
 
 def profile_view(store: ProfileStore, user_id: str, *, now: datetime) -> dict[str, Any]:
+    return profile_of(store, user_id).view(now)
+
+
+def profile_of(store: ProfileStore, user_id: str) -> Profile:
+    """The profile that answers for `user_id` (through merges); NotFoundError if none."""
     if len(user_id) > MAX_ID_LENGTH:
         # never stored (ingest refuses longer ids), and DynamoDB would refuse the key
         raise NotFoundError(f"no user with an id of {len(user_id)} characters")
     stored = resolve_profile(store, user_id)
     if stored is None or stored.profile.erased:
         raise NotFoundError(f"no user {user_id!r}")
-    return stored.profile.view(now)
+    return stored.profile
 
 
 MAX_DEVICES = 5
