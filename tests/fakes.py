@@ -129,6 +129,12 @@ class MemoryDeliveryLog:
     def entry(self, user_id: str, action_id: str) -> DeliveryEntry:
         return self.rows[(user_id, action_id)]
 
+    def erase_user(self, user_id: str) -> int:
+        keys = [k for k in self.rows if k[0] == user_id]
+        for k in keys:
+            del self.rows[k]
+        return len(keys)
+
 
 class MemoryInbox:
     """The in-app channel (a Sender) and the inbox the API reads."""
@@ -162,6 +168,9 @@ class MemoryInbox:
             return None
         rows[message_id] = replace(rows[message_id], read=True)
         return rows[message_id]
+
+    def erase_user(self, user_id: str) -> int:
+        return len(self.rows.pop(user_id, {}))
 
 
 class MemorySuppressions:
