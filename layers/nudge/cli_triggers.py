@@ -218,14 +218,18 @@ def default_config_path() -> Path:
 def archived_events(args: argparse.Namespace) -> list[Event]:
     """The archive's events (the view `events`: each message_id once), as received."""
     from nudge.cli_sql import archive_progress, parse_since, resolve_engine
+    from nudge.domain.archive import SENT_BY_USERS_SQL
 
     with archive_progress() as shown:
         engine = resolve_engine(
             argparse.Namespace(url=args.url, stack=args.stack, engine=None), progress=shown
         )
         since = parse_since(args.since) if args.since else None
+        # what processing folded live: not the events nudge archives about itself
         result = engine.query(
-            'select * from events order by received_at, "timestamp", message_id', since=since
+            f"select * from events where {SENT_BY_USERS_SQL} "
+            'order by received_at, "timestamp", message_id',
+            since=since,
         )
     rows = [dict(zip(result.columns, row, strict=True)) for row in result.rows]
     if since is not None:

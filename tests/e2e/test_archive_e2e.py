@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from nudge.cli import main
+from nudge.domain.archive import SENT_BY_USERS_SQL
 from segment.analytics import Client as SegmentClient
 
 from tests.e2e.conftest import Client
@@ -91,12 +92,13 @@ def test_nudge_sql_counts_each_event_once_despite_duplicates_and_redeliveries(
     by_event = sql(
         client,
         f"select event, count(*) as n from events where user_id like 'sql-{run}-%' "
-        "group by 1 order by 2 desc",
+        f"and {SENT_BY_USERS_SQL} group by 1 order by 2 desc",
     )
     took = time.perf_counter() - started
     by_user = sql(
         client,
-        f"select user_id, count(*) from events where user_id like 'sql-{run}-%' group by 1",
+        f"select user_id, count(*) from events where user_id like 'sql-{run}-%' "
+        f"and {SENT_BY_USERS_SQL} group by 1",
     )
     # then
     assert by_event["columns"] == ["event", "n"]

@@ -128,6 +128,9 @@ def test_the_dashboard_asks_for_the_key_and_draws_the_experiment(
     assert "401" in error
     assert js(browser, f"return sessionStorage.getItem('{KEY}')") is None
     assert d.find_element("id", "key").is_displayed()
+    # the console holds the refused requests' 401s, and nothing else
+    refused = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    assert all("status of 401" in m for m in refused), refused
 
     # when the admin key is entered
     d.find_element("id", "key").send_keys(local.admin_key + "\n")

@@ -184,6 +184,15 @@ def hour_prefixes(since: datetime, until: datetime) -> list[str]:
 # a table loaded from the objects in DuckDB); the dialect here is DuckDB's, transpiled for
 # Athena with sqlglot. One row per message_id: the earliest received copy wins (ties by
 # user, so the choice is deterministic).
+# A predicate over `events`: what users and their SDKs sent (what processing folded),
+# leaving out what nudge archives about itself: exposures (`exposure-<action id>`),
+# message outcomes, SES events, reads, unsubscribes and tracking-plan violations, all
+# marked `context.library.name = 'nudge'` (nudge.domain.outcomes, nudge.domain.tracking)
+SENT_BY_USERS_SQL = (
+    "(coalesce(json_extract_string(context, '$.library.name'), '') <> 'nudge' "
+    "AND message_id NOT LIKE 'exposure-%')"
+)
+
 EVENTS_VIEW_SQL = """
 SELECT message_id, type, event, user_id, anonymous_id,
        CAST("timestamp" AS TIMESTAMP) AS "timestamp",
