@@ -431,6 +431,16 @@ class Archive(Construct):
         """List an erased user's id (DELETE /v1/users/{id}): one object each under
         `erased/`, which every query then leaves out (nudge.adapters.erased)."""
         self.bucket.grants.actions_on_object_keys(fn.function, f"{ERASED_PREFIX}*", "s3:PutObject")
+        self._acknowledge_objects(
+            fn.role,
+            self.bucket,
+            (ERASED_PREFIX,),
+            reason=(
+                "Each erased id is one object named by the id's SHA-256 under erased/, "
+                "known only when a user is erased: PutObject is confined to that prefix, "
+                "never the archived events (events/) nor a delete."
+            ),
+        )
 
     def grant_query(self, fn: NudgeFunction) -> None:
         """Read the archived events (DuckDB in the function, or Athena as the function),

@@ -192,6 +192,7 @@ class Scheduling(Construct):
         self.role.grant_pass_role(fn.role)
         self._acknowledge_group_wildcard(fn)
 
+    @staticmethod
     def _acknowledge_group_wildcard(fn: NudgeFunction) -> None:
         cdk.Validations.of(fn.role).acknowledge(
             cdk.Acknowledgment(id=_SCHEDULES_IN_GROUP_FINDING, reason=_SCHEDULES_IN_GROUP_REASON)

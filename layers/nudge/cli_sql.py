@@ -334,6 +334,8 @@ def _local_engine(
             aws_access_key_id="local", aws_secret_access_key="local", region_name=region
         ).client("s3", endpoint_url=endpoint)
 
+    from nudge.adapters.erased import S3ErasedIds
+
     return DuckDbQueryEngine(
         bucket,
         cache_dir=cache_dir(bucket),
@@ -341,6 +343,7 @@ def _local_engine(
         prefix=str(archive.get("prefix") or C.ARCHIVE_PREFIX),
         progress=progress,
         refresh=refresh,
+        erased=S3ErasedIds(bucket, s3=s3()).digests,  # erased users stay out of it
     )
 
 

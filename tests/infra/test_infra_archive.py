@@ -358,13 +358,16 @@ def test_api_may_read_the_archive_and_query_it_with_athena(synth):
     ):
         (arn,) = perms[action]
         assert arn["Fn::Join"][1][-2:] == [":workgroup/", _ref(synth, a.workgroup)]
-    assert perms["s3:PutObject"] == [_objects(synth, a.results_bucket, "athena-results/*")]
+    assert perms["s3:PutObject"] == [
+        _objects(synth, a.results_bucket, "athena-results/*"),
+        _objects(synth, a.bucket, "erased/*"),  # DELETE /v1/users/{id} lists the ids there
+    ]
     for action in ("glue:GetDatabase", "glue:GetTable", "glue:GetPartitions"):
         ends = [r["Fn::Join"][1][-1] for r in perms[action]]
         assert ends[0] == ":catalog"
         assert ends[1:] == [_ref(synth, a.database), _ref(synth, a.table)]
     # writes only query results; never writes or deletes an archived object
-    for action in ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
+    for action in ("s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"):
         assert perms[action] == [_objects(synth, a.results_bucket, "athena-results/*")]
     assert {x for x in perms if x.startswith("s3:")} == {
         "s3:GetObject",

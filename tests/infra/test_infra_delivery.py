@@ -256,8 +256,15 @@ def test_with_push_apps_api_registers_devices_on_those_apps_only(push_stack):
     stack, template = push_stack
     api = stack.functions[C.FN_API]
     sns = [st for st in _statements(stack, template, api.role) if "sns:" in str(st["Action"])]
+    endpoints = [a.replace(":app/", ":endpoint/") + "/*" for a in (APNS_APP, FCM_APP)]
     assert sns == [
-        {"Action": "sns:CreatePlatformEndpoint", "Effect": "Allow", "Resource": [APNS_APP, FCM_APP]}
+        {
+            "Action": "sns:CreatePlatformEndpoint",
+            "Effect": "Allow",
+            "Resource": [APNS_APP, FCM_APP],
+        },
+        # erase deletes the user's endpoints: those of these apps only
+        {"Action": "sns:DeleteEndpoint", "Effect": "Allow", "Resource": endpoints},
     ]
     fn_id = stack.resolve(stack.get_logical_id(api.node.default_child))
     env = template["Resources"][fn_id]["Properties"]["Environment"]["Variables"]

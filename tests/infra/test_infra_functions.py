@@ -66,6 +66,8 @@ EXPECTED_ENV = {
         C.ENV_FCM_APPLICATION_ARN,
         *ARCHIVE_READER_ENV,  # reports are SQL over the event archive
         C.ENV_ARCHIVE_STREAM,  # in-app reads and unsubscribes are archived
+        C.ENV_TIMERS_TABLE,  # erase deletes the user's wake-up entries
+        C.ENV_SUPPRESSIONS_TABLE,  # erase keeps their suppressed addresses as hashes
     },
     C.FN_DELIVER: COMMON_ENV
     | {
@@ -114,6 +116,8 @@ OPTIONAL_SET = {
         C.ENV_TRIGGERS_PATH,  # experiments' definitions, for their reports
         *ARCHIVE_READER_ENV,
         C.ENV_ARCHIVE_STREAM,
+        C.ENV_TIMERS_TABLE,
+        C.ENV_SUPPRESSIONS_TABLE,
     },
     C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE},
 }
