@@ -164,3 +164,23 @@ class QuerySettings(_Base):
         if missing:
             raise ValueError(f"the {self.engine} query engine needs {', '.join(missing)}")
         return self
+
+
+class TrainSettings(_Base):
+    """The train function (a recurring EventBridge Scheduler schedule): reads the profiles
+    and the archive, writes its artifacts under models/ and the users' scores."""
+
+    profiles_table: str = Field(alias=C.ENV_PROFILES_TABLE)
+    archive_bucket: str = Field(alias=C.ENV_ARCHIVE_BUCKET)
+    models_bucket: str = Field(alias=C.ENV_MODELS_BUCKET)
+    window_days: int = Field(90, alias=C.ENV_TRAIN_WINDOW_DAYS, ge=1, le=3660)
+    k_min: int = Field(2, alias=C.ENV_SEGMENTS_K_MIN, ge=1, le=50)
+    k_max: int = Field(8, alias=C.ENV_SEGMENTS_K_MAX, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _k_range(self) -> TrainSettings:
+        if self.k_max < self.k_min:
+            raise ValueError(
+                f"{C.ENV_SEGMENTS_K_MAX} ({self.k_max}) is below {C.ENV_SEGMENTS_K_MIN} ({self.k_min})"
+            )
+        return self

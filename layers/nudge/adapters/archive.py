@@ -1,4 +1,4 @@
-"""The archive writer: accepted events → Kinesis Data Firehose (`PutRecordBatch`) → S3.
+"""The archive writer (and training's reader): accepted events → Kinesis Data Firehose (`PutRecordBatch`) → S3.
 
 Lines are packed into as few records as fit (Firehose bills each record rounded up to
 5 KB), one call per SQS batch of the events queue; entries Firehose reports failed
@@ -10,11 +10,14 @@ and archives them again — at least once, the view `events` keeps each message_
 
 from __future__ import annotations
 
+import gzip
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from datetime import datetime
 
 from nudge.adapters.aws import client
-from nudge.domain.archive import batch_records, pack_records
+from nudge.constants import ARCHIVE_PREFIX
+from nudge.domain.archive import batch_records, hour_prefixes, pack_records
 from nudge.domain.errors import DependencyUnavailableError
 
 PUT_ATTEMPTS = 4
@@ -50,3 +53,44 @@ class FirehoseArchive:
                 raise DependencyUnavailableError(
                     f"{len(pending)} archive record(s) could not be written to {self.stream_name}"
                 )
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class S3ArchiveLines:
+    """The archive's raw lines for training, read with boto3 (no DuckDB: the train
+    function's layer has none, docs/decisions.md D36). One listing from the first hour
+    wanted on (`StartAfter`), objects read whole, GZIP (AWS) or plain (local mode)."""
+
+    def __init__(self, bucket: str, *, prefix: str = ARCHIVE_PREFIX) -> None:
+        self.bucket = bucket
+        self.prefix = prefix
+        self.objects = 0  # objects read (the run's summary, tests)
+
+    def lines(self, *, since: datetime, until: datetime) -> Iterator[bytes]:
+        hours = hour_prefixes(since, until)
+        if not hours:
+            return
+        first, last = hours[0], hours[-1]
+        s3 = client("s3")
+        # `…/HH` sorts before every key of hour HH (`…/HH/…`), after every earlier hour's
+        start_after = first.rstrip("/")
+        pages = s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self.prefix, StartAfter=start_after
+        )
+        for page in pages:
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                hour = key[: len(last)]
+                if hour > last:
+                    return
+                if key.endswith("/") or not obj.get("Size"):
+                    continue
+                body = s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                self.objects += 1
+                if body[:2] == GZIP_MAGIC:
+                    body = gzip.decompress(body)
+                for line in body.splitlines():
+                    if line.strip():
+                        yield line

@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from nudge import constants as C
 from nudge.adapters.tables import ProfileRow, bind_table
 from nudge.domain.clock import Clock, SystemClock, to_ms
 from nudge.domain.errors import ConcurrentUpdateError
-from nudge.domain.ports import StoredProfile
+from nudge.domain.ports import ScoreChange, StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.sizes import encode_document
 
@@ -41,12 +43,22 @@ def decode_item(item: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+# The train function's fields: attributes of the item, not part of the packed document
+TRAINED_FIELDS = ("segment", "rfm_score")
+SCORE_WRITERS = 16  # UpdateItem calls in flight while training writes scores
+
+
 def _to_domain(row: ProfileRow) -> StoredProfile:
     if row.packed is not None:
         doc = json.loads(zlib.decompress(row.packed))
     else:
         doc = json.loads(row.state or "{}")
-    return StoredProfile(Profile.from_dict(doc), row.version)
+    profile = Profile.from_dict(doc)
+    # written before they were attributes, they were in the document: kept until training
+    # writes them (an item without the attributes keeps the document's values)
+    if row.segment is not None or row.rfm_score is not None:
+        profile.segment, profile.rfm_score = row.segment, row.rfm_score
+    return StoredProfile(profile, row.version)
 
 
 class DynamoProfileStore:
@@ -106,11 +118,48 @@ class DynamoProfileStore:
             s.version = row.version
 
     def _row(self, stored: StoredProfile) -> ProfileRow:
+        doc = stored.profile.to_dict()
+        for name in TRAINED_FIELDS:
+            doc.pop(name, None)
         row = ProfileRow(
             stored.profile.user_id,
-            packed=encode_state(stored.profile.to_dict()),
+            packed=encode_state(doc),
+            segment=stored.profile.segment,
+            rfm_score=stored.profile.rfm_score,
             updated_at=to_ms(self._clock.now()) // 1000,
         )
         if stored.version is not None:
             row.version = stored.version
         return row
+
+    # ---- training (nudge.domain.ports.ProfileScores) ----------------------------------
+    def scan(self) -> Iterator[Profile]:
+        """Every profile (a paginated Scan; eventually consistent: training is hourly)."""
+        for row in ProfileRow.scan():
+            yield _to_domain(row).profile
+
+    def write_scores(self, changes: Sequence[ScoreChange]) -> int:
+        """One UpdateItem per user: SET (or REMOVE) the two attributes and add 1 to the
+        version, on condition that the item exists (an erased user stays erased). The
+        packed document is not touched; a save that read the old version fails and is
+        retried with the new values (D3)."""
+        if not changes:
+            return 0
+        with ThreadPoolExecutor(max_workers=min(SCORE_WRITERS, len(changes))) as pool:
+            return sum(pool.map(self._write_score, changes))
+
+    def _write_score(self, change: ScoreChange) -> bool:
+        actions: list[Action] = [ProfileRow.version.add(1)]
+        for attr, value in ((ProfileRow.segment, change.segment), (ProfileRow.rfm_score, change.rfm_score)):
+            actions.append(attr.set(value) if value is not None else attr.remove())
+        try:
+            ProfileRow._get_connection().update_item(
+                change.user_id,
+                actions=actions,
+                condition=ProfileRow.user_id.exists(),
+            )
+        except UpdateError as err:
+            if err.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

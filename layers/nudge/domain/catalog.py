@@ -1,0 +1,107 @@
+"""The product catalog, built from the product properties seen in events (Segment's
+e-commerce spec: `product_id`, `name`, `price`, `category`, `url`, `image_url`).
+
+Every `Product Viewed`, `Product Added`, `Product Removed` event and every item of an
+`Order Completed` event's `products` describes its product. Each attribute is kept from
+the latest event (event time, the message id breaking ties) that carried it, so an event
+without an image does not erase the image an earlier one gave, and the result does not
+depend on the order events are read in. Values are capped as the profile's cart caps
+them (nudge.domain.profile.product_attributes).
+
+The train function merges what it read into the previous catalog (`Catalog.merge`):
+products not seen in the window it reads keep their last description. Readers (templates,
+the recommendations API) use `Catalog.item(product_id)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nudge.domain.profile import (
+    ORDER_COMPLETED,
+    PRODUCT_ADDED,
+    PRODUCT_REMOVED,
+    PRODUCT_VIEWED,
+    product_attributes,
+    product_key,
+)
+
+CATALOG_VERSION = 1
+DESCRIBING_EVENTS = frozenset({PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED})
+
+
+@dataclass(frozen=True)
+class ProductSighting:
+    """One description of a product by one event."""
+
+    product_id: str
+    attributes: dict[str, Any]
+    t_ms: int
+    message_id: str
+
+
+def sightings(event: str | None, properties: Mapping[str, Any], t_ms: int, message_id: str) -> list[ProductSighting]:
+    """The products one event describes (none for other events)."""
+    props = dict(properties)
+    if event in DESCRIBING_EVENTS:
+        sources = [props]
+    elif event == ORDER_COMPLETED:
+        sources = [p for p in props.get("products") or [] if isinstance(p, dict)]
+    else:
+        return []
+    out = []
+    for source in sources:
+        pid = product_key(source)
+        if pid is None:
+            continue
+        out.append(ProductSighting(pid, product_attributes(source), t_ms, message_id))
+    return out
+
+
+@dataclass
+class Catalog:
+    """`items`: product id → attributes; `stamps`: product id → attribute → [t_ms,
+    message_id] of the event it was taken from (what a later merge compares)."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stamps: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def item(self, product_id: str) -> dict[str, Any] | None:
+        found = self.items.get(product_id)
+        return {"product_id": product_id, **found} if found is not None else None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, sighting: ProductSighting) -> None:
+        pid = sighting.product_id
+        attrs = self.items.setdefault(pid, {})
+        stamps = self.stamps.setdefault(pid, {})
+        stamp = [sighting.t_ms, sighting.message_id]
+        for key, value in sighting.attributes.items():
+            old = stamps.get(key)
+            if old is None or (int(old[0]), str(old[1])) < (stamp[0], stamp[1]):
+                attrs[key] = value
+                stamps[key] = stamp
+
+    def merge(self, sightings: Iterable[ProductSighting]) -> Catalog:
+        for s in sightings:
+            self.add(s)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CATALOG_VERSION,
+            "items": {k: self.items[k] for k in sorted(self.items)},
+            "stamps": {k: self.stamps[k] for k in sorted(self.stamps)},
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any] | None) -> Catalog:
+        if not doc:
+            return cls()
+        items = {str(k): dict(v) for k, v in (doc.get("items") or {}).items()}
+        stamps = {str(k): dict(v) for k, v in (doc.get("stamps") or {}).items()}
+        return cls(items=items, stamps=stamps)
