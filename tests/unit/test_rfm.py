@@ -30,9 +30,7 @@ def pandas_scores(users: list[RfmInput], now_ms: int) -> dict[str, str]:
     n = len(df)
     for col in ("r", "f", "m"):
         df[col + "_s"] = ((df[col].rank(method="min") - 1) * 5 // n + 1).astype(int)
-    return {
-        row.user: f"{row.r_s}{row.f_s}{row.m_s}" for row in df.itertuples(index=False)
-    }
+    return {row.user: f"{row.r_s}{row.f_s}{row.m_s}" for row in df.itertuples(index=False)}
 
 
 def test_ten_distinct_users_fill_the_five_quintiles_two_each() -> None:

@@ -150,7 +150,10 @@ class DynamoProfileStore:
 
     def _write_score(self, change: ScoreChange) -> bool:
         actions: list[Action] = [ProfileRow.version.add(1)]
-        for attr, value in ((ProfileRow.segment, change.segment), (ProfileRow.rfm_score, change.rfm_score)):
+        for attr, value in (
+            (ProfileRow.segment, change.segment),
+            (ProfileRow.rfm_score, change.rfm_score),
+        ):
             actions.append(attr.set(value) if value is not None else attr.remove())
         try:
             ProfileRow._get_connection().update_item(

@@ -42,7 +42,9 @@ class ProductSighting:
     message_id: str
 
 
-def sightings(event: str | None, properties: Mapping[str, Any], t_ms: int, message_id: str) -> list[ProductSighting]:
+def sightings(
+    event: str | None, properties: Mapping[str, Any], t_ms: int, message_id: str
+) -> list[ProductSighting]:
     """The products one event describes (none for other events)."""
     props = dict(properties)
     if event in DESCRIBING_EVENTS:

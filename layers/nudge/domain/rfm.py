@@ -58,12 +58,8 @@ def quintile_scores(values: Mapping[str, float], *, higher_is_better: bool) -> d
 
 def rfm_scores(users: Iterable[RfmInput], *, now_ms: int) -> dict[str, str]:
     """The three-digit score of every user with at least one order."""
-    buyers: Sequence[RfmInput] = [
-        u for u in users if u.orders > 0 and u.last_order_ms is not None
-    ]
-    recency = {
-        u.user_id: float(recency_days(u.last_order_ms or 0, now_ms)) for u in buyers
-    }
+    buyers: Sequence[RfmInput] = [u for u in users if u.orders > 0 and u.last_order_ms is not None]
+    recency = {u.user_id: float(recency_days(u.last_order_ms or 0, now_ms)) for u in buyers}
     r = quintile_scores(recency, higher_is_better=False)
     f = quintile_scores({u.user_id: float(u.orders) for u in buyers}, higher_is_better=True)
     m = quintile_scores({u.user_id: float(u.revenue) for u in buyers}, higher_is_better=True)

@@ -93,7 +93,9 @@ class ArchiveExtract:
                 props = json.loads(props)
             except ValueError:
                 props = None
-        self.kept[mid] = _Kept(received, str(user), str(event), t, props if isinstance(props, dict) else {})
+        self.kept[mid] = _Kept(
+            received, str(user), str(event), t, props if isinstance(props, dict) else {}
+        )
 
     def finish(self, *, now_ms: int) -> ArchiveExtract:
         interactions: list[Interaction] = []
@@ -132,10 +134,7 @@ def count_abandonments(steps: Iterable[tuple[int, bool]], *, now_ms: int) -> int
         if last_add is not None and t - last_add > ABANDON_AFTER_MS:
             count += 1  # the run ended without an order in time
             last_add = None
-        if is_order:
-            last_add = None
-        else:
-            last_add = t
+        last_add = None if is_order else t
     if last_add is not None and now_ms - last_add > ABANDON_AFTER_MS:
         count += 1
     return count

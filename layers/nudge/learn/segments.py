@@ -152,7 +152,9 @@ def _as_named(vector: Sequence[float]) -> dict[str, float]:
     return {name: float(vector[i]) for i, name in enumerate(FEATURES)}
 
 
-def name_clusters(z_centroids: Sequence[Sequence[float]], means: Sequence[dict[str, float]]) -> list[str]:
+def name_clusters(
+    z_centroids: Sequence[Sequence[float]], means: Sequence[dict[str, float]]
+) -> list[str]:
     """One unique name per cluster, by the rule of the module's docstring."""
     keys = [tuple(round(float(v), 9) for v in c) for c in z_centroids]
     pairs = []
@@ -226,7 +228,9 @@ def fit_segments(
     for c in range(k):
         members = best_labels == c
         z_centroids.append([round(float(v), 6) for v in x[members].mean(axis=0)])
-        means.append({n: round(float(v), 4) for n, v in _as_named(raw[members].mean(axis=0)).items()})
+        means.append(
+            {n: round(float(v), 4) for n, v in _as_named(raw[members].mean(axis=0)).items()}
+        )
         sizes.append(int(members.sum()))
     names = name_clusters(z_centroids, means)
     clusters = sorted(
