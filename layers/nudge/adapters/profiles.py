@@ -37,10 +37,15 @@ def decode_item(item: dict[str, Any]) -> dict[str, Any] | None:
     """The profile document of a raw DynamoDB item (boto3's low-level shape, as the AWS
     CLI shows it): `packed` (zlib JSON) or, written before compression, `state`."""
     if "packed" in item:
-        return dict(json.loads(zlib.decompress(item["packed"]["B"])))
-    if "state" in item:
-        return dict(json.loads(item["state"]["S"]))
-    return None
+        doc = dict(json.loads(zlib.decompress(item["packed"]["B"])))
+    elif "state" in item:
+        doc = dict(json.loads(item["state"]["S"]))
+    else:
+        return None
+    for name in TRAINED_FIELDS:  # the train function's, beside the document
+        if "S" in item.get(name, {}):
+            doc[name] = item[name]["S"]
+    return doc
 
 
 # The train function's fields: attributes of the item, not part of the packed document

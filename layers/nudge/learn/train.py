@@ -190,12 +190,14 @@ def run_training(
     store: ModelStore,
     now: datetime,
     config: TrainConfig | None = None,
-    steps: Sequence[tuple[str, Step]] = STEPS,
+    steps: Sequence[tuple[str, Step]] | None = None,
     clock: Callable[[], datetime] | None = None,
 ) -> dict[str, Any]:
-    """Runs the steps; returns the run's summary (also saved as `train_run`). Raises
-    TrainingError, after saving the summary, when the read or a step failed."""
+    """Runs the steps (STEPS unless given); returns the run's summary (also saved as
+    `train_run`). Raises TrainingError, after saving the summary, when the read or a
+    step failed."""
     cfg = config or TrainConfig()
+    steps = STEPS if steps is None else steps
     started = time.perf_counter()
     timings: dict[str, float] = {}
     errors: list[str] = []
