@@ -995,6 +995,8 @@ def local_mode(*, background_pollers: bool) -> Iterator[Any]:
                 admin_key=ADMIN_KEY,
                 background_pollers=background_pollers,
                 triggers_path=str(_bench_triggers(Path(tmp))),
+                # the event path only: the hourly train run is not a cost per event
+                train_schedule=None,
             )
         )
         try:

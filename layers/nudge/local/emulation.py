@@ -571,11 +571,12 @@ def set_fake_credentials() -> None:
 
 
 def provision(
-    endpoint_url: str | None, *, train_schedule: str = C.DEFAULT_TRAIN_SCHEDULE
+    endpoint_url: str | None, *, train_schedule: str | None = C.DEFAULT_TRAIN_SCHEDULE
 ) -> Resources:
     """Creates what the stack defines. With endpoint_url None it uses boto3's default
     resolution (moto's mock_aws in tests). `train_schedule`: the train function's
-    recurring schedule expression (`rate(...)`)."""
+    recurring schedule expression (`rate(...)`); None creates none (the bench, which
+    measures the event path only)."""
     kw: dict[str, Any] = {"region_name": REGION}
     if endpoint_url:
         kw["endpoint_url"] = endpoint_url
@@ -648,18 +649,19 @@ def provision(
     # fires it as the clock passes it (nudge.local.schedules) and never deletes it
     scheduler.create_schedule_group(Name=C.TRAIN_SCHEDULE_GROUP)
     res.schedule_groups.append(C.TRAIN_SCHEDULE_GROUP)
-    scheduler.create_schedule(
-        Name=C.TRAIN_SCHEDULE_NAME,
-        GroupName=C.TRAIN_SCHEDULE_GROUP,
-        ScheduleExpression=train_schedule,
-        FlexibleTimeWindow={"Mode": "OFF"},
-        Target={
-            "Arn": res.train_function_arn,
-            "RoleArn": res.scheduler_role_arn,
-            "Input": "{}",
-            "DeadLetterConfig": {"Arn": res.scheduler_dlq_arn},
-        },
-    )
+    if train_schedule is not None:
+        scheduler.create_schedule(
+            Name=C.TRAIN_SCHEDULE_NAME,
+            GroupName=C.TRAIN_SCHEDULE_GROUP,
+            ScheduleExpression=train_schedule,
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={
+                "Arn": res.train_function_arn,
+                "RoleArn": res.scheduler_role_arn,
+                "Input": "{}",
+                "DeadLetterConfig": {"Arn": res.scheduler_dlq_arn},
+            },
+        )
 
     ses = boto3.client("sesv2", **kw)
     ses.create_email_identity(EmailIdentity=res.sender_email.split("@", 1)[1])
