@@ -12,6 +12,7 @@ from nudge.domain.catalog import Catalog, sightings
 from nudge.domain.training import ABANDON_AFTER_MS, ArchiveExtract, count_abandonments
 from nudge.learn.train import (
     CATALOG,
+    CATALOG_STAMPS,
     SEGMENTS,
     STEPS,
     TRAIN_RUN,
@@ -50,7 +51,7 @@ def test_a_run_scores_segments_and_catalogs_every_user() -> None:
     assert summary["ok"] and summary["errors"] == []
     assert summary["users"] == 60 and summary["profile_writes"] == 60
     assert summary["items"] == 10
-    assert set(models.docs) == {SEGMENTS, CATALOG, TRAIN_RUN}
+    assert set(models.docs) == {SEGMENTS, CATALOG, CATALOG_STAMPS, TRAIN_RUN}
     for user in shop.events:
         p = store.profile(user)
         kind = shop.kind_of(user)
@@ -96,7 +97,7 @@ def test_a_failing_step_keeps_the_last_artifacts_and_scores() -> None:
     store, scores, archive = world(shop)
     models = MemoryModelStore()
     train(scores, archive, models)
-    good = {name: models.docs[name] for name in (SEGMENTS, CATALOG)}
+    good = {name: models.docs[name] for name in (SEGMENTS, CATALOG, CATALOG_STAMPS)}
     before = {u: store.profile(u).segment for u in shop.events}
     # a new user appears, then a step breaks
     store.rows["visitor-new"] = ({"user_id": "visitor-new", "orders": 9}, 1)
@@ -107,7 +108,7 @@ def test_a_failing_step_keeps_the_last_artifacts_and_scores() -> None:
     with pytest.raises(TrainingError) as caught:
         train(scores, archive, models, steps=[*STEPS[:2], ("items", broken)])
     assert caught.value.summary["errors"] == ["items: RuntimeError: boom"]
-    assert {name: models.docs[name] for name in (SEGMENTS, CATALOG)} == good
+    assert {name: models.docs[name] for name in (SEGMENTS, CATALOG, CATALOG_STAMPS)} == good
     assert models.docs[TRAIN_RUN]["ok"] is False
     assert {u: store.profile(u).segment for u in shop.events} == before
     assert store.profile("visitor-new").segment is None
@@ -171,7 +172,7 @@ def test_the_catalog_keeps_each_attribute_from_its_latest_event_in_any_order() -
     }
     assert forward.item("p2") == {"product_id": "p2", "price": 3}
     assert sightings("Page Viewed", {"product_id": "p1"}, 1, "d") == []
-    merged = Catalog.from_dict(forward.to_dict()).merge(
+    merged = Catalog.from_dict(forward.to_dict(), forward.stamps_dict()).merge(
         sightings("Product Viewed", {"product_id": "p1", "name": "Older"}, 0, "e")
     )
     assert merged.item("p1")["name"] == "New"  # type: ignore[index]
@@ -190,3 +191,25 @@ def test_the_window_reaches_the_archive_reader() -> None:
     run_training(profiles=MemoryProfileScores(MemoryProfileStore()), archive=Spy(),
                  store=MemoryModelStore(), now=NOW, config=TrainConfig(window_days=7))  # fmt: skip
     assert seen == {"since": NOW - timedelta(days=7), "until": NOW}
+
+
+def test_a_catalog_absorbed_is_the_catalog_of_all_the_sightings() -> None:
+    first = sightings("Product Viewed", {"product_id": "p1", "name": "A", "price": 1}, 5, "m1")
+    second = sightings("Product Added", {"product_id": "p1", "name": "B"}, 9, "m2")
+    second += sightings("Product Removed", {"product_id": "p2", "name": "C"}, 1, "m3")
+    absorbed = Catalog().merge(second).absorb(Catalog().merge(first))
+    assert absorbed.to_dict() == Catalog().merge(first + second).to_dict()
+    assert absorbed.stamps_dict() == Catalog().merge(second + first).stamps_dict()
+
+
+def test_a_removal_describes_its_product_but_is_no_interaction() -> None:
+    extract = ArchiveExtract()
+    row = {"type": "track", "event": "Product Removed", "user_id": "u", "message_id": "m",
+           "timestamp": "2026-03-02T10:00:00.000Z", "received_at": "2026-03-02T10:00:01.000Z",
+           "properties": {"product_id": "p7", "name": "Seven"}}  # fmt: skip
+    extract.add_row(row)
+    extract.finish(now_ms=0)
+    assert extract.interactions == [] and extract.catalog.item("p7") == {
+        "product_id": "p7",
+        "name": "Seven",
+    }

@@ -93,17 +93,32 @@ class Catalog:
             self.add(s)
         return self
 
+    def absorb(self, other: Catalog) -> Catalog:
+        """Merges another catalog in, attribute by attribute, the later stamp winning (the
+        same result as merging the sightings each was built from)."""
+        for pid, attrs in other.items.items():
+            stamps = other.stamps.get(pid, {})
+            for key, value in attrs.items():
+                stamp = stamps.get(key) or [0, ""]
+                self.add(ProductSighting(pid, {key: value}, int(stamp[0]), str(stamp[1])))
+        return self
+
     def to_dict(self) -> dict[str, Any]:
+        """What readers load (the artifact `catalog`): the items only."""
+        return {"version": CATALOG_VERSION, "items": {k: self.items[k] for k in sorted(self.items)}}
+
+    def stamps_dict(self) -> dict[str, Any]:
+        """What the next merge needs besides (the artifact `catalog_stamps`, read by the
+        train function only: about as large as the items again)."""
         return {
             "version": CATALOG_VERSION,
-            "items": {k: self.items[k] for k in sorted(self.items)},
             "stamps": {k: self.stamps[k] for k in sorted(self.stamps)},
         }
 
     @classmethod
-    def from_dict(cls, doc: Mapping[str, Any] | None) -> Catalog:
-        if not doc:
-            return cls()
-        items = {str(k): dict(v) for k, v in (doc.get("items") or {}).items()}
-        stamps = {str(k): dict(v) for k, v in (doc.get("stamps") or {}).items()}
-        return cls(items=items, stamps=stamps)
+    def from_dict(
+        cls, doc: Mapping[str, Any] | None, stamps: Mapping[str, Any] | None = None
+    ) -> Catalog:
+        items = {str(k): dict(v) for k, v in ((doc or {}).get("items") or {}).items()}
+        kept = {str(k): dict(v) for k, v in ((stamps or {}).get("stamps") or {}).items()}
+        return cls(items=items, stamps=kept)

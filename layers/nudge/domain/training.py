@@ -13,12 +13,13 @@ within ABANDON_AFTER_MS of its last add (an open run counts once that time has p
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nudge.domain.catalog import ProductSighting, sightings
+from nudge.domain.catalog import Catalog, sightings
 from nudge.domain.clock import to_ms
 from nudge.domain.profile import (
     ORDER_COMPLETED,
@@ -34,6 +35,7 @@ INTERACTION_EVENTS = (PRODUCT_VIEWED, PRODUCT_ADDED, ORDER_COMPLETED)
 _READ_EVENTS = frozenset({*INTERACTION_EVENTS, PRODUCT_REMOVED})
 # Lines are compact JSON (nudge.domain.archive.archive_line): a cheap test on the bytes
 # skips the lines no reader here needs before any JSON is parsed.
+_EVENT_NAMES = {e: e for e in INTERACTION_EVENTS}  # one string object per name
 _MARKERS = tuple(f'"event":{json.dumps(e)}'.encode() for e in sorted(_READ_EVENTS))
 
 Interaction = tuple[str, str, str, int]  # user_id, item_id, event, t_ms
@@ -46,24 +48,22 @@ def _time_ms(value: Any) -> int | None:
         return None
 
 
-@dataclass
-class _Kept:
-    received: str
-    user_id: str
-    event: str
-    t_ms: int
-    properties: dict[str, Any]
+# One kept copy of an archived message: (received_at, user_id, event, t_ms, product ids)
+_Kept = tuple[str, str, str, int, tuple[str, ...]]
 
 
 @dataclass
 class ArchiveExtract:
     """Feed it archive lines (`add_line`, duplicates and all), then read `interactions`,
-    `sightings` and `abandonments` (`finish` first)."""
+    `catalog` and `abandonments` (`finish` first). Products are described into `catalog`
+    as lines come (two copies of a message describe its products the same way, and the
+    catalog's merge is order-free); only what the interactions need is kept per message,
+    so memory grows with the window's product events, not with their properties."""
 
     lines: int = 0
     kept: dict[str, _Kept] = field(default_factory=dict)  # message_id -> the copy kept
     interactions: list[Interaction] = field(default_factory=list)
-    sightings: list[ProductSighting] = field(default_factory=list)
+    catalog: Catalog = field(default_factory=Catalog)
     abandonments: dict[str, int] = field(default_factory=dict)
 
     def add_line(self, line: bytes) -> None:
@@ -83,41 +83,40 @@ class ArchiveExtract:
         t = _time_ms(row.get("timestamp"))
         if t is None:
             return
-        received = str(row.get("received_at") or "")
-        old = self.kept.get(mid)
-        if old is not None and (old.received, old.user_id) <= (received, str(user)):
-            return
         props = row.get("properties")
         if isinstance(props, str):
             try:
                 props = json.loads(props)
             except ValueError:
                 props = None
-        self.kept[mid] = _Kept(
-            received, str(user), str(event), t, props if isinstance(props, dict) else {}
-        )
+        props = props if isinstance(props, dict) else {}
+        self.catalog.merge(sightings(event, props, t, mid))
+        if event == PRODUCT_REMOVED:
+            return  # describes its product; no interaction
+        received, user = str(row.get("received_at") or ""), sys.intern(str(user))
+        old = self.kept.get(mid)
+        if old is not None and (old[0], old[1]) <= (received, user):
+            return
+        if event == ORDER_COMPLETED:
+            items = tuple(
+                pid
+                for p in props.get("products") or []
+                if isinstance(p, dict) and (pid := product_key(p)) is not None
+            )
+        else:
+            pid = product_key(props)
+            items = (pid,) if pid is not None else ()
+        self.kept[mid] = (received, user, _EVENT_NAMES[event], t, items)
 
     def finish(self, *, now_ms: int) -> ArchiveExtract:
         interactions: list[Interaction] = []
-        found: list[ProductSighting] = []
         carts: dict[str, list[tuple[int, bool]]] = {}  # user -> (t, is_order)
-        for mid, k in self.kept.items():
-            found.extend(sightings(k.event, k.properties, k.t_ms, mid))
-            if k.event in (PRODUCT_VIEWED, PRODUCT_ADDED):
-                pid = product_key(k.properties)
-                if pid is not None:
-                    interactions.append((k.user_id, pid, k.event, k.t_ms))
-            elif k.event == ORDER_COMPLETED:
-                for p in k.properties.get("products") or []:
-                    pid = product_key(p) if isinstance(p, dict) else None
-                    if pid is not None:
-                        interactions.append((k.user_id, pid, k.event, k.t_ms))
-            if k.event in (PRODUCT_ADDED, ORDER_COMPLETED):
-                carts.setdefault(k.user_id, []).append((k.t_ms, k.event == ORDER_COMPLETED))
+        for _received, user, event, t, items in self.kept.values():
+            interactions.extend((user, pid, event, t) for pid in items)
+            if event != PRODUCT_VIEWED:  # an add or an order
+                carts.setdefault(user, []).append((t, event == ORDER_COMPLETED))
         interactions.sort(key=lambda i: (i[0], i[3], i[1], i[2]))
-        found.sort(key=lambda s: (s.product_id, s.t_ms, s.message_id))
         self.interactions = interactions
-        self.sightings = found
         self.abandonments = {
             u: n for u, steps in carts.items() if (n := count_abandonments(steps, now_ms=now_ms))
         }

@@ -48,7 +48,7 @@ FEATURES = (
 _I = {name: i for i, name in enumerate(FEATURES)}
 DEFAULT_K_MIN = 2
 DEFAULT_K_MAX = 8
-DEFAULT_SILHOUETTE_SAMPLE = 10_000
+DEFAULT_SILHOUETTE_SAMPLE = 3_000  # silhouette is O(n^2) in time and memory
 DEFAULT_SEED = 0
 N_INIT = 4
 

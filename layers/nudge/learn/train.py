@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from nudge.domain.catalog import Catalog, ProductSighting
+from nudge.domain.catalog import Catalog
 from nudge.domain.clock import iso, to_ms
 from nudge.domain.errors import NudgeError
 from nudge.domain.ports import ArchiveLines, ModelStore, ProfileScores, ScoreChange
@@ -44,6 +44,7 @@ from nudge.learn.segments import (
 # Artifact names (ModelStore)
 SEGMENTS = "segments"
 CATALOG = "catalog"
+CATALOG_STAMPS = "catalog_stamps"  # when each catalog attribute was seen (train only)
 ITEMS = "items"  # the recommender's item model
 TRAIN_RUN = "train_run"
 
@@ -78,7 +79,7 @@ class TrainData:
     config: TrainConfig
     profiles: list[ProfileFacts]
     interactions: list[Interaction]  # (user_id, item_id, event, t_ms), by user and time
-    sightings: list[ProductSighting]  # product descriptions, for the catalog
+    catalog: Catalog  # the products described in the window (catalog_step merges it)
     abandonments: dict[str, int]  # user -> cart abandonments in the window
     lines: int = 0  # archive lines read
 
@@ -140,8 +141,10 @@ def segments_step(data: TrainData, out: TrainOutput, store: ModelStore) -> None:
 
 
 def catalog_step(data: TrainData, out: TrainOutput, store: ModelStore) -> None:
-    catalog = Catalog.from_dict(store.load(CATALOG)).merge(data.sightings)
+    previous = Catalog.from_dict(store.load(CATALOG), store.load(CATALOG_STAMPS))
+    catalog = previous.absorb(data.catalog)
     out.artifacts[CATALOG] = catalog.to_dict()
+    out.artifacts[CATALOG_STAMPS] = catalog.stamps_dict()
     out.stats["items"] = len(catalog)
 
 
@@ -167,7 +170,7 @@ def read_inputs(
         config=config,
         profiles=facts,
         interactions=extract.interactions,
-        sightings=extract.sightings,
+        catalog=extract.catalog,
         abandonments=extract.abandonments,
         lines=extract.lines,
     )
