@@ -88,7 +88,7 @@ class RecurringSchedules:
     """The recurring schedules of the train function's group, with their last occurrence
     fired (local mode's start time at first)."""
 
-    def __init__(self, endpoint_url: str, group: str, *, started: datetime) -> None:
+    def __init__(self, endpoint_url: str | None, group: str, *, started: datetime) -> None:
         self.client = boto3.client("scheduler", endpoint_url=endpoint_url, region_name=REGION)
         self.group = group
         self.started = started
