@@ -213,3 +213,11 @@ def test_a_removal_describes_its_product_but_is_no_interaction() -> None:
         "product_id": "p7",
         "name": "Seven",
     }
+
+
+def test_equal_values_of_different_types_stay_apart_in_the_catalog() -> None:
+    one = sightings("Product Viewed", {"product_id": "p1", "price": 1}, 1, "a")
+    true = sightings("Product Viewed", {"product_id": "p2", "price": True}, 1, "b")
+    real = sightings("Product Viewed", {"product_id": "p3", "price": 1.0}, 1, "c")
+    assert [s.attributes["price"] for s in one + true + real] == [1, True, 1.0]
+    assert [type(s.attributes["price"]) for s in one + true + real] == [int, bool, float]

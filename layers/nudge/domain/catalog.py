@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nudge.domain.profile import (
+    CART_ATTRS,
     ORDER_COMPLETED,
     PRODUCT_ADDED,
     PRODUCT_REMOVED,
@@ -42,6 +43,27 @@ class ProductSighting:
     message_id: str
 
 
+_MAX_MEMO = 200_000  # product descriptions remembered (they repeat: the same product, again)
+_memo: dict[tuple[tuple[str, type, Any], ...], dict[str, Any]] = {}
+
+
+def _attributes(source: dict[str, Any]) -> dict[str, Any]:
+    """product_attributes, remembered per distinct description (the caps cost a JSON
+    encoding per value; a catalog of 10,000 products sees each description many times)."""
+    try:
+        # the type too: True, 1 and 1.0 are equal keys but not the same value
+        key = tuple((k, type(source[k]), source[k]) for k in CART_ATTRS if k in source)
+        hash(key)
+    except TypeError:  # a list or an object among them: not kept anyway
+        return product_attributes(source)
+    found = _memo.get(key)
+    if found is None:
+        if len(_memo) >= _MAX_MEMO:
+            _memo.clear()
+        found = _memo[key] = product_attributes(source)
+    return found
+
+
 def sightings(
     event: str | None, properties: Mapping[str, Any], t_ms: int, message_id: str
 ) -> list[ProductSighting]:
@@ -58,7 +80,7 @@ def sightings(
         pid = product_key(source)
         if pid is None:
             continue
-        out.append(ProductSighting(pid, product_attributes(source), t_ms, message_id))
+        out.append(ProductSighting(pid, _attributes(source), t_ms, message_id))
     return out
 
 

@@ -13,6 +13,7 @@ within ABANDON_AFTER_MS of its last add (an open run counts once that time has p
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,7 +37,9 @@ _READ_EVENTS = frozenset({*INTERACTION_EVENTS, PRODUCT_REMOVED})
 # Lines are compact JSON (nudge.domain.archive.archive_line): a cheap test on the bytes
 # skips the lines no reader here needs before any JSON is parsed.
 _EVENT_NAMES = {e: e for e in INTERACTION_EVENTS}  # one string object per name
-_MARKERS = tuple(f'"event":{json.dumps(e)}'.encode() for e in sorted(_READ_EVENTS))
+_MARKER = re.compile(
+    b"|".join(re.escape(f'"event":{json.dumps(e)}'.encode()) for e in sorted(_READ_EVENTS))
+)
 
 Interaction = tuple[str, str, str, int]  # user_id, item_id, event, t_ms
 
@@ -68,7 +71,7 @@ class ArchiveExtract:
 
     def add_line(self, line: bytes) -> None:
         self.lines += 1
-        if not any(m in line for m in _MARKERS):
+        if _MARKER.search(line) is None:
             return
         try:
             row = json.loads(line)
