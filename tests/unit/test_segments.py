@@ -108,3 +108,12 @@ def test_few_users_make_one_cluster_and_none_make_none() -> None:
 def test_an_empty_range_is_refused() -> None:
     with pytest.raises(ValueError):
         fit_segments(population(), k_min=5, k_max=4)
+
+
+def test_k_chosen_on_a_sample_names_the_same_segments_as_on_everyone() -> None:
+    users = population(seed=5, n=900)
+    full = fit_segments(users)
+    sampled = fit_segments(users, selection_sample=300)
+    assert sampled.k == full.k == 3
+    assert sampled.assignments == full.assignments
+    assert sum(c.size for c in sampled.clusters) == 900

@@ -11,7 +11,9 @@ Determinism: the rows are sorted by their feature values (then user id) before f
 so the result does not depend on the order users were read in; KMeans and the
 silhouette sample use a fixed seed. k is the value in [k_min, k_max] with the best
 silhouette score (computed on a sample of at most `silhouette_sample` users), the
-smaller k on a tie; with fewer distinct users than k_min + 1 there is one cluster.
+smaller k on a tie; with fewer distinct users than k_min + 1 there is one cluster. With
+more than `selection_sample` users, k is chosen on a seeded sample of them and the
+model of that k is then fitted on all (the silhouettes reported are the sample's).
 
 Naming (`name_clusters`): each archetype of ARCHETYPES has a gate on the cluster's raw
 means (a "frequent buyer" cluster averages two orders or more) and an affinity, a
@@ -49,6 +51,7 @@ _I = {name: i for i, name in enumerate(FEATURES)}
 DEFAULT_K_MIN = 2
 DEFAULT_K_MAX = 8
 DEFAULT_SILHOUETTE_SAMPLE = 3_000  # silhouette is O(n^2) in time and memory
+DEFAULT_SELECTION_SAMPLE = 20_000  # users k is chosen on (then fitted on all)
 DEFAULT_SEED = 0
 N_INIT = 4
 
@@ -187,6 +190,7 @@ def fit_segments(
     k_min: int = DEFAULT_K_MIN,
     k_max: int = DEFAULT_K_MAX,
     silhouette_sample: int = DEFAULT_SILHOUETTE_SAMPLE,
+    selection_sample: int = DEFAULT_SELECTION_SAMPLE,
     seed: int = DEFAULT_SEED,
 ) -> SegmentModel:
     if k_min < 1 or k_max < k_min:
@@ -206,21 +210,29 @@ def fit_segments(
     silhouettes: dict[int, float] = {}
     best_labels: np.ndarray[Any, Any] = np.zeros(len(ids), dtype=np.int64)
     best_k, best_score = 1, -math.inf
+    # k is chosen on a seeded sample of the (sorted) rows when there are many; the model
+    # of that k is then fitted on every row
+    rng = np.random.RandomState(seed)
+    chosen = (
+        np.sort(rng.choice(len(ids), selection_sample, replace=False))
+        if len(ids) > selection_sample
+        else np.arange(len(ids))
+    )
+    xs = x[chosen]
     for k in candidates:
-        labels = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit_predict(x)
+        labels = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit_predict(xs)
         if len(set(labels.tolist())) < 2:
             continue
         score = float(
             silhouette_score(
-                x,
-                labels,
-                sample_size=min(silhouette_sample, len(ids)),
-                random_state=seed,
+                xs, labels, sample_size=min(silhouette_sample, len(xs)), random_state=seed
             )
         )
         silhouettes[k] = round(score, 6)
         if score > best_score + 1e-12:
             best_k, best_score, best_labels = k, score, labels
+    if silhouettes and len(chosen) < len(ids):
+        best_labels = KMeans(n_clusters=best_k, n_init=N_INIT, random_state=seed).fit_predict(x)
     k = best_k if silhouettes else 1
     z_centroids = []
     means = []
