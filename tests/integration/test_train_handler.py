@@ -190,3 +190,37 @@ def test_readers_load_an_artifact_once_per_cache_period(aws: Resources) -> None:
     ticks[0] = 200
     assert reader.load(CATALOG) == {"items": {"p1": {"name": "A"}}}  # unchanged: revalidated
     assert reader.gets == 3
+
+
+def test_the_parallel_scan_yields_every_profile_once(aws: Resources) -> None:
+    store = DynamoProfileStore()
+    users = [f"scan-{i}" for i in range(450)]
+    for u in users:
+        store.save(StoredProfile(Profile(u), None))
+    assert sorted(p.user_id for p in store.scan()) == sorted(users)
+
+
+def test_the_archive_reader_reads_every_object_of_the_window_a_few_at_a_time(
+    aws: Resources,
+) -> None:
+    from nudge.adapters.archive import S3ArchiveLines
+
+    s3 = boto3.client("s3")
+    for hour in range(5):
+        for part in range(7):
+            body = b"".join(f'{{"n":"{hour}-{part}-{i}"}}\n'.encode() for i in range(3))
+            s3.put_object(
+                Bucket=aws.archive_bucket,
+                Key=f"{C.ARCHIVE_PREFIX}2026/03/02/{hour + 6:02d}/part-{part}",
+                Body=gzip.compress(body) if part % 2 else body,
+            )
+    reader = S3ArchiveLines(aws.archive_bucket, readers=3)
+    got = list(
+        reader.lines(
+            since=datetime(2026, 3, 2, 7, 30, tzinfo=UTC),
+            until=datetime(2026, 3, 2, 9, 0, tzinfo=UTC),
+        )
+    )
+    expected = {f"{h}-{p}-{i}" for h in (1, 2, 3) for p in range(7) for i in range(3)}
+    assert sorted(json.loads(line)["n"] for line in got) == sorted(expected)
+    assert reader.objects == 21

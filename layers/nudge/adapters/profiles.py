@@ -5,6 +5,8 @@ every save conditional)."""
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +53,7 @@ def decode_item(item: dict[str, Any]) -> dict[str, Any] | None:
 # The train function's fields: attributes of the item, not part of the packed document
 TRAINED_FIELDS = ("segment", "rfm_score")
 SCORE_WRITERS = 16  # UpdateItem calls in flight while training writes scores
+SCAN_SEGMENTS = 4  # parallel Scan segments when training reads every profile
 
 
 def _to_domain(row: ProfileRow) -> StoredProfile:
@@ -139,9 +142,51 @@ class DynamoProfileStore:
 
     # ---- training (nudge.domain.ports.ProfileScores) ----------------------------------
     def scan(self) -> Iterator[Profile]:
-        """Every profile (a paginated Scan; eventually consistent: training is hourly)."""
-        for row in ProfileRow.scan():
-            yield _to_domain(row).profile
+        """Every profile: a parallel Scan (SCAN_SEGMENTS segments, eventually consistent:
+        training is hourly), decoded as the pages come, a few pages held at most."""
+        pages: queue.Queue[list[ProfileRow] | BaseException | None] = queue.Queue(maxsize=8)
+        stop = threading.Event()  # the reader is gone: segments stop and return
+
+        def put(item: list[ProfileRow] | BaseException | None) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        def segment(i: int) -> None:
+            try:
+                page: list[ProfileRow] = []
+                for row in ProfileRow.scan(segment=i, total_segments=SCAN_SEGMENTS):
+                    if stop.is_set():
+                        return
+                    page.append(row)
+                    if len(page) >= 200:
+                        put(page)
+                        page = []
+                put(page)
+            except BaseException as err:  # handed to the reader, raised there
+                put(err)
+            finally:
+                put(None)
+
+        with ThreadPoolExecutor(max_workers=SCAN_SEGMENTS) as pool:
+            for i in range(SCAN_SEGMENTS):
+                pool.submit(segment, i)
+            try:
+                done = 0
+                while done < SCAN_SEGMENTS:
+                    item = pages.get()
+                    if item is None:
+                        done += 1
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        for row in item:
+                            yield _to_domain(row).profile
+            finally:
+                stop.set()
 
     def write_scores(self, changes: Sequence[ScoreChange]) -> int:
         """One UpdateItem per user: SET (or REMOVE) the two attributes and add 1 to the
