@@ -32,9 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.metrics import silhouette_score
-from sklearn.preprocessing import StandardScaler
 
 SEGMENTS_VERSION = 1
 FEATURES = (
@@ -193,6 +190,12 @@ def fit_segments(
     selection_sample: int = DEFAULT_SELECTION_SAMPLE,
     seed: int = DEFAULT_SEED,
 ) -> SegmentModel:
+    # imported here: scikit-learn takes seconds to import, which local mode's start (it
+    # loads the train function) and the functions' tests need not pay
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from sklearn.preprocessing import StandardScaler
+
     if k_min < 1 or k_max < k_min:
         raise ValueError(f"segment k range [{k_min}, {k_max}] is empty")
     if not users:
