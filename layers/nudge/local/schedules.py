@@ -124,6 +124,8 @@ class RecurringSchedules:
 def _fire_recurring(local: LocalMode, limit: datetime) -> bool:
     """Fires the recurring schedule due up to `limit`, if one is; True when it did."""
     assert local.resources is not None, "local mode is started"
+    if local.config.train_schedule is None:
+        return False  # none was made (the bench): no listing on every clock move
     recurring = local.recurring_schedules()
     due = recurring.latest_due(limit)
     if due is None:
