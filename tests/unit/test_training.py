@@ -221,3 +221,21 @@ def test_equal_values_of_different_types_stay_apart_in_the_catalog() -> None:
     real = sightings("Product Viewed", {"product_id": "p3", "price": 1.0}, 1, "c")
     assert [s.attributes["price"] for s in one + true + real] == [1, True, 1.0]
     assert [type(s.attributes["price"]) for s in one + true + real] == [int, bool, float]
+
+
+def test_describe_adds_the_catalogs_attributes_an_item_lacks() -> None:
+    from nudge.domain.catalog import describe
+
+    catalog = Catalog().merge(
+        sightings("Product Viewed", {"product_id": "p1", "name": "Boot", "price": 90}, 1, "a")
+    )
+    recs = [{"item_id": "p1", "score": 0.9}, {"item_id": "unknown", "score": 0.1}]
+    assert describe(recs, catalog) == [
+        {"item_id": "p1", "score": 0.9, "name": "Boot", "price": 90},
+        {"item_id": "unknown", "score": 0.1},
+    ]
+    cart = [{"product_id": "p1", "price": 80}]
+    assert describe(cart, catalog, key="product_id") == [
+        {"product_id": "p1", "price": 80, "name": "Boot"}  # the cart's own price stays
+    ]
+    assert describe(recs, None) == recs
