@@ -120,6 +120,7 @@ class NudgeStack(cdk.Stack):
             scheduler_dlq=self.scheduling.dlq,
             environment=common_env,
         )
+        self.training.grant_read_models(self.sending.handler)  # the catalog, for templates
         self.functions = {
             C.FN_INGEST: self.ingest.function,
             C.FN_PROCESS: self.processing.function,

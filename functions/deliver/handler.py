@@ -27,10 +27,12 @@ from nudge.adapters.delivery import (
     SnsSmsSender,
 )
 from nudge.adapters.devices import SnsDevices
+from nudge.adapters.models import CatalogReader, S3ModelStore
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
 from nudge.batch import DeadLetters, read_fifo_batch
 from nudge.domain import users
+from nudge.domain.catalog import Catalog
 from nudge.domain.clock import Clock
 from nudge.domain.delivery import DeliveryPorts, deliver_batch
 from nudge.domain.fatigue import load_fatigue_config
@@ -87,8 +89,13 @@ class Deps:
             fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
             app_url=s.app_url,
             forget_device=forget_device,
+            catalog=CatalogReader(S3ModelStore(s.models_bucket)) if s.models_bucket else no_catalog,
         )
         return cls(ports=ports, dead_letters=SqsDeadLetters(s.actions_dlq_url), clock=c)
+
+
+def no_catalog() -> Catalog | None:
+    return None  # no artifacts bucket configured: templates show what events carried
 
 
 def parse_action(body: str) -> tuple[str, dict[str, Any]]:

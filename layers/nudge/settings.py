@@ -128,6 +128,8 @@ class DeliverSettings(_Base):
     sms_type: str = Field(
         "Transactional", alias=C.ENV_SMS_TYPE, pattern="^(Transactional|Promotional)$"
     )
+    # the train function's artifacts (the catalog for templates); "" before there are any
+    models_bucket: str = Field("", alias=C.ENV_MODELS_BUCKET)
 
 
 class FeedbackSettings(_Base):

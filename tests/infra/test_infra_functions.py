@@ -84,6 +84,7 @@ EXPECTED_ENV = {
         C.ENV_PUBLIC_URL,
         C.ENV_APP_URL,
         C.ENV_SMS_TYPE,
+        C.ENV_MODELS_BUCKET,  # the catalog the train function builds, for templates
     },
     C.FN_FEEDBACK: COMMON_ENV | {C.ENV_SUPPRESSIONS_TABLE},
     # reads profiles and the archive, writes artifacts under models/ of the same bucket
@@ -117,7 +118,7 @@ OPTIONAL_SET = {
         C.ENV_TRIGGERS_PATH,  # experiments' definitions, for their reports
         *ARCHIVE_READER_ENV,
     },
-    C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE},
+    C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE, C.ENV_MODELS_BUCKET},
     C.FN_TRAIN: {C.ENV_TRAIN_WINDOW_DAYS},  # the train_window_days context key
 }
 

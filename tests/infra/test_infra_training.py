@@ -120,3 +120,10 @@ def test_statements_name_no_bucket_wide_object_wildcard(synth):
         for resource in as_list(st["Resource"]):
             text = str(resource)
             assert not text.endswith("/*']}") or C.MODELS_PREFIX in text or C.ARCHIVE_PREFIX in text
+
+
+def test_deliver_may_read_the_artifacts_and_nothing_else_of_the_bucket(synth):
+    perms = synth.allowed(synth.stack.sending.handler.role)
+    reads = [str(r) for r in perms["s3:GetObject"]]
+    assert reads and all(f"/{C.MODELS_PREFIX}*" in r for r in reads), reads
+    assert not any(a.startswith("s3:") and a != "s3:GetObject" for a in perms)

@@ -20,6 +20,9 @@ from botocore.exceptions import ClientError
 
 from nudge.adapters.aws import client
 from nudge.constants import MODELS_PREFIX
+from nudge.domain.catalog import ARTIFACT as CATALOG_ARTIFACT
+from nudge.domain.catalog import Catalog
+from nudge.domain.ports import ModelStore
 
 DEFAULT_CACHE_SECONDS = 300.0
 
@@ -87,3 +90,21 @@ class S3ModelStore:
         )
         with self._lock:
             self._cache[name] = (self._monotonic(), resp.get("ETag"), doc)
+
+
+class CatalogReader:
+    """The catalog as the deliver and api functions read it: the artifact from the store
+    (at most once per its cache period), parsed once per document loaded."""
+
+    def __init__(self, store: ModelStore) -> None:
+        self.store = store
+        self._doc: dict[str, Any] | None = None
+        self._catalog: Catalog | None = None
+
+    def __call__(self) -> Catalog | None:
+        doc = self.store.load(CATALOG_ARTIFACT)
+        if doc is None:
+            return None
+        if doc is not self._doc:  # a new copy: parse it once
+            self._doc, self._catalog = doc, Catalog.from_dict(doc)
+        return self._catalog

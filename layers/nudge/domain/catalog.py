@@ -30,6 +30,7 @@ from nudge.domain.profile import (
 )
 
 CATALOG_VERSION = 1
+ARTIFACT = "catalog"  # its name in the ModelStore (the train function saves it)
 DESCRIBING_EVENTS = frozenset({PRODUCT_VIEWED, PRODUCT_ADDED, PRODUCT_REMOVED})
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nudge.domain.catalog import Catalog, describe
 from nudge.domain.channels import CHANNELS
 from nudge.domain.clock import from_ms, iso, to_ms
 from nudge.domain.errors import NudgeError
@@ -173,6 +174,9 @@ class DeliveryPorts:
     fatigue: FatigueConfig
     app_url: str = ""
     forget_device: Callable[[str, str], None] = lambda user_id, endpoint: None
+    # the product catalog the train function builds (None before it ran): describes the
+    # templates' recommendations and cart items (nudge.domain.catalog.describe)
+    catalog: Callable[[], Catalog | None] = lambda: None
 
 
 def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candidate:
@@ -256,9 +260,16 @@ def recommendations(
 
 
 def variables(
-    profile: Profile, action: Mapping[str, Any], channel: str, *, unsubscribe_url: str, app_url: str
+    profile: Profile,
+    action: Mapping[str, Any],
+    channel: str,
+    *,
+    unsubscribe_url: str,
+    app_url: str,
+    catalog: Catalog | None = None,
 ) -> dict[str, Any]:
-    """The template variables (nudge.domain.templates' contract) for one action."""
+    """The template variables (nudge.domain.templates' contract) for one action; with a
+    catalog, recommendations and cart items carry its names, prices, URLs and images."""
     ctx = action.get("context") or {}
     return build_variables(
         user_id=profile.user_id,
@@ -266,11 +277,14 @@ def variables(
         segment=profile.segment,
         trigger=str(action.get("trigger_id")),
         event={"name": ctx.get("event") or "", "properties": ctx.get("properties") or {}},
-        cart=profile.cart_items(),
+        cart=describe(profile.cart_items(), catalog, key="product_id"),
         product=ctx.get("product"),
-        recommendations=recommendations(
-            profile,
-            exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
+        recommendations=describe(
+            recommendations(
+                profile,
+                exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
+            ),
+            catalog,
         ),
         unsubscribe_url=unsubscribe_url if channel == "email" else "",
         variant=action.get("variant"),
@@ -457,7 +471,14 @@ def compose(
         rendered = ports.renderer.render(
             template,
             channel,
-            variables(profile, action, channel, unsubscribe_url=unsubscribe, app_url=ports.app_url),
+            variables(
+                profile,
+                action,
+                channel,
+                unsubscribe_url=unsubscribe,
+                app_url=ports.app_url,
+                catalog=ports.catalog(),
+            ),
         )
     except NudgeError as err:
         settle(ports.log, draft, "failed", f"template: {err.message}")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from nudge.domain.catalog import ARTIFACT as CATALOG_ARTIFACT
 from nudge.domain.catalog import Catalog
 from nudge.domain.clock import iso, to_ms
 from nudge.domain.errors import NudgeError
@@ -43,7 +44,7 @@ from nudge.learn.segments import (
 
 # Artifact names (ModelStore)
 SEGMENTS = "segments"
-CATALOG = "catalog"
+CATALOG = CATALOG_ARTIFACT
 CATALOG_STAMPS = "catalog_stamps"  # when each catalog attribute was seen (train only)
 ITEMS = "items"  # the recommender's item model
 TRAIN_RUN = "train_run"
