@@ -89,7 +89,11 @@ class Deps:
             fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
             app_url=s.app_url,
             forget_device=forget_device,
-            catalog=CatalogReader(S3ModelStore(s.models_bucket)) if s.models_bucket else no_catalog,
+            catalog=(
+                CatalogReader(S3ModelStore(s.models_bucket, cache_seconds=s.models_cache_seconds))
+                if s.models_bucket
+                else no_catalog
+            ),
         )
         return cls(ports=ports, dead_letters=SqsDeadLetters(s.actions_dlq_url), clock=c)
 

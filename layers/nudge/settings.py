@@ -130,6 +130,7 @@ class DeliverSettings(_Base):
     )
     # the train function's artifacts (the catalog for templates); "" before there are any
     models_bucket: str = Field("", alias=C.ENV_MODELS_BUCKET)
+    models_cache_seconds: float = Field(300.0, alias=C.ENV_MODELS_CACHE_SECONDS, ge=0)
 
 
 class FeedbackSettings(_Base):

@@ -107,6 +107,9 @@ class Resources:
             C.ENV_ARCHIVE_STREAM: self.archive_stream,
             C.ENV_ARCHIVE_BUCKET: self.archive_bucket,
             C.ENV_MODELS_BUCKET: self.archive_bucket,  # the artifacts live under models/
+            # revalidated (by ETag) on every read: a message right after POST /_local/train
+            # sees what it trained
+            C.ENV_MODELS_CACHE_SECONDS: "0",
         }
 
 
