@@ -111,3 +111,22 @@ def test_the_recurring_schedule_is_listed_and_fires_as_the_clock_passes(client: 
     fired_at = datetime.fromisoformat(after["last_fired_at"].replace("Z", "+00:00"))
     now = now_of(client)
     assert now - timedelta(hours=1) < fired_at <= now
+
+
+def test_messages_describe_recommendations_from_the_catalog_once_trained(
+    client: Client, uid: str
+) -> None:
+    # given a user with an address who viewed a product at 10:00 UTC (outside quiet hours)
+    now = now_of(client)
+    client.clock(set=(now + timedelta(days=1)).replace(hour=10, minute=0, second=0).isoformat())
+    r = client.send("identify", {"userId": uid, "traits": {"email": f"{uid}@example.com"}})
+    assert r.status_code == 200
+    name = f"Catalog boot {uuid.uuid4().hex[:6]}"
+    item = {"product_id": f"cat-{uid}", "name": name, "price": 75, "url": "https://shop.example/b"}
+    client.track(uid, "Product Viewed", item)
+    # when training has built the catalog and the user has been away for two days
+    assert train(client)["ok"]
+    client.clock(advance_seconds=49 * 3600)
+    # then the win-back email lists the product by its catalog name
+    (email,) = [m for m in client.outbox(uid) if m["trigger"] == "inactivity_winback"]
+    assert "Picked for you" in email["text"] and name in email["text"], email["text"]
