@@ -8,6 +8,7 @@ reports the user's remaining records so SQS redelivers them."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,7 +33,6 @@ from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
 from nudge.batch import DeadLetters, read_fifo_batch
 from nudge.domain import users
-from nudge.domain.catalog import Catalog
 from nudge.domain.clock import Clock
 from nudge.domain.delivery import DeliveryPorts, deliver_batch
 from nudge.domain.fatigue import load_fatigue_config
@@ -89,7 +89,7 @@ class Deps:
             fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
             app_url=s.app_url,
             forget_device=forget_device,
-            catalog=(
+            load_catalog=(
                 CatalogReader(S3ModelStore(s.models_bucket, cache_seconds=s.models_cache_seconds))
                 if s.models_bucket
                 else no_catalog
@@ -98,7 +98,7 @@ class Deps:
         return cls(ports=ports, dead_letters=SqsDeadLetters(s.actions_dlq_url), clock=c)
 
 
-def no_catalog() -> Catalog | None:
+def no_catalog() -> Mapping[str, Mapping[str, Any]] | None:
     return None  # no artifacts bucket configured: templates show what events carried
 
 

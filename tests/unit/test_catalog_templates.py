@@ -50,7 +50,9 @@ ACTION = {"trigger_id": "inactivity_winback", "action": {"channel": "email"}, "c
 
 
 def test_recommendations_carry_the_catalogs_description() -> None:
-    v = variables(browsed(), ACTION, "email", unsubscribe_url="u", app_url="", catalog=CATALOG)
+    v = variables(
+        browsed(), ACTION, "email", unsubscribe_url="u", app_url="", catalog=CATALOG.items
+    )
     by_id = {r["item_id"]: r for r in v["recommendations"]}
     assert by_id["p1"]["name"] == "Trail boot" and by_id["p1"]["price"] == 120
     assert "name" not in by_id["p2"]  # not in the catalog: as before
@@ -61,7 +63,7 @@ def test_recommendations_carry_the_catalogs_description() -> None:
 def test_the_winback_email_lists_the_described_recommendations() -> None:
     store = TemplateStore(ROOT / "templates")
     v = variables(browsed(), ACTION, "email", unsubscribe_url="https://x/u", app_url="",
-                  catalog=CATALOG)  # fmt: skip
+                  catalog=CATALOG.items)  # fmt: skip
     rendered = store.render("inactivity_winback", "email", v)
     assert rendered.text is not None and "Trail boot" in rendered.text
     without = store.render(

@@ -230,12 +230,12 @@ def test_describe_adds_the_catalogs_attributes_an_item_lacks() -> None:
         sightings("Product Viewed", {"product_id": "p1", "name": "Boot", "price": 90}, 1, "a")
     )
     recs = [{"item_id": "p1", "score": 0.9}, {"item_id": "unknown", "score": 0.1}]
-    assert describe(recs, catalog) == [
+    assert describe(recs, catalog.items) == [
         {"item_id": "p1", "score": 0.9, "name": "Boot", "price": 90},
         {"item_id": "unknown", "score": 0.1},
     ]
     cart = [{"product_id": "p1", "price": 80}]
-    assert describe(cart, catalog, key="product_id") == [
+    assert describe(cart, catalog.items, key="product_id") == [
         {"product_id": "p1", "price": 80, "name": "Boot"}  # the cart's own price stays
     ]
     assert describe(recs, None) == recs

@@ -13,7 +13,7 @@ import gzip
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -93,18 +93,19 @@ class S3ModelStore:
 
 
 class CatalogReader:
-    """The catalog as the deliver and api functions read it: the artifact from the store
-    (at most once per its cache period), parsed once per document loaded."""
+    """The catalog as the deliver and api functions read it (their `load_catalog`): the
+    artifact from the store (at most once per its cache period), parsed once per document
+    loaded; product id → attributes, None before training built one."""
 
     def __init__(self, store: ModelStore) -> None:
         self.store = store
         self._doc: dict[str, Any] | None = None
-        self._catalog: Catalog | None = None
+        self._items: Mapping[str, Mapping[str, Any]] | None = None
 
-    def __call__(self) -> Catalog | None:
+    def __call__(self) -> Mapping[str, Mapping[str, Any]] | None:
         doc = self.store.load(CATALOG_ARTIFACT)
         if doc is None:
             return None
         if doc is not self._doc:  # a new copy: parse it once
-            self._doc, self._catalog = doc, Catalog.from_dict(doc)
-        return self._catalog
+            self._doc, self._items = doc, Catalog.from_dict(doc).items
+        return self._items

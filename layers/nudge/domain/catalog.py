@@ -148,15 +148,19 @@ class Catalog:
 
 
 def describe(
-    items: Iterable[Mapping[str, Any]], catalog: Catalog | None, *, key: str = "item_id"
+    items: Iterable[Mapping[str, Any]],
+    catalog: Mapping[str, Mapping[str, Any]] | None,
+    *,
+    key: str = "item_id",
 ) -> list[dict[str, Any]]:
     """Items (recommendations `{"item_id", "score"}`, cart entries `{"product_id", ...}`)
-    with the catalog's attributes of each added where the item has none of its own: what
-    templates show (name, price, url, image_url). Without a catalog, the items as given."""
+    with the catalog's attributes of each (`Catalog.items`: product id → attributes) added
+    where the item has none of its own: what templates show (name, price, url,
+    image_url). Without a catalog, the items as given."""
     out = []
     for item in items:
         row = dict(item)
-        known = catalog.items.get(str(row.get(key))) if catalog is not None else None
+        known = catalog.get(str(row.get(key))) if catalog is not None else None
         if known:
             for attr, value in known.items():
                 row.setdefault(attr, value)

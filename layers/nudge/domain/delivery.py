@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from nudge.domain.catalog import Catalog, describe
+from nudge.domain.catalog import describe
 from nudge.domain.channels import CHANNELS
 from nudge.domain.clock import from_ms, iso, to_ms
 from nudge.domain.errors import NudgeError
@@ -174,9 +174,9 @@ class DeliveryPorts:
     fatigue: FatigueConfig
     app_url: str = ""
     forget_device: Callable[[str, str], None] = lambda user_id, endpoint: None
-    # the product catalog the train function builds (None before it ran): describes the
-    # templates' recommendations and cart items (nudge.domain.catalog.describe)
-    catalog: Callable[[], Catalog | None] = lambda: None
+    # the product catalog the train function builds (`Catalog.items`: product id ->
+    # attributes; None before it ran): describes the templates' recommendations and cart
+    load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = lambda: None
 
 
 def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candidate:
@@ -266,7 +266,7 @@ def variables(
     *,
     unsubscribe_url: str,
     app_url: str,
-    catalog: Catalog | None = None,
+    catalog: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The template variables (nudge.domain.templates' contract) for one action; with a
     catalog, recommendations and cart items carry its names, prices, URLs and images."""
@@ -477,7 +477,7 @@ def compose(
                 channel,
                 unsubscribe_url=unsubscribe,
                 app_url=ports.app_url,
-                catalog=ports.catalog(),
+                catalog=ports.load_catalog(),
             ),
         )
     except NudgeError as err:
