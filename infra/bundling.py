@@ -6,7 +6,10 @@
   ``/opt/nudge-config/...`` at run time;
 - deps: ``[project].dependencies`` of pyproject.toml minus the AWS SDK (the Lambda
   runtime has it), installed for the Lambda platform (arm64, CPython ``PYTHON_VERSION``)
-  from binary wheels only.
+  from binary wheels only;
+- train: the train function's only third-party layer: the same minus duckdb, plus the
+  ``train`` extra (scikit-learn with numpy and scipy), their ``tests/`` folders pruned
+  (docs/decisions.md D36).
 
 Both are content-addressed folders under ``build/layers/`` (``core-<hash>``,
 ``deps-<hash>``): a folder is built once into a temporary name and renamed into place,
@@ -44,6 +47,10 @@ IMPLEMENTATION = "cp"
 
 # In the Lambda Python runtime already; a copy in the layer would shadow it for nothing.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer"})
+# The train function's layer (build_train_layer): without duckdb, whose 63 MB would take
+# it over Lambda's 250 MiB with scikit-learn, numpy and scipy; their tests/ pruned.
+TRAIN_LEAVES_OUT = frozenset({"duckdb"})
+PRUNED_TESTS = ("numpy", "scipy", "sklearn")
 CONFIG_DIRS = ("triggers", "templates", "config", "tracking-plan")
 OPENAPI_FILE = "openapi.json"  # docs/openapi.json, served by the api function
 _SKIP_NAMES = frozenset({"__pycache__", ".pytest_cache", ".mypy_cache", ".DS_Store"})
@@ -148,27 +155,63 @@ def build_core_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
 
 
 def build_deps_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
-    requirements = layer_requirements(root / "pyproject.toml")
-    key = _digest(
-        [
-            json.dumps(
-                {
-                    "builder": _BUILDER_VERSION,
-                    "requirements": requirements,
-                    "python": PYTHON_VERSION,
-                    "platform": list(PLATFORMS),
-                    "implementation": IMPLEMENTATION,
-                    "pruned": sorted(RUNTIME_PROVIDED),
-                },
-                sort_keys=True,
-            ).encode()
-        ]
+    return _build_pip_layer("deps", layer_requirements(root / "pyproject.toml"), out=out)
+
+
+def train_requirements(pyproject: Path = ROOT / "pyproject.toml") -> list[str]:
+    """What the train function's layer ships: the runtime dependencies but duckdb (the
+    train function reads the archive's objects with boto3), plus the `train` extra
+    (scikit-learn, and numpy and scipy with it)."""
+    with pyproject.open("rb") as f:
+        extra: list[str] = tomllib.load(f)["project"]["optional-dependencies"]["train"]
+    runtime = [
+        d for d in layer_requirements(pyproject) if canonical_name(d) not in TRAIN_LEAVES_OUT
+    ]
+    return runtime + extra
+
+
+def build_train_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
+    """The train function's one third-party layer (it carries no deps layer): see
+    train_requirements; the test suites of PRUNED_TESTS' packages are left out (about
+    33 MB of numpy's, scipy's and scikit-learn's `tests/` folders, never imported)."""
+    return _build_pip_layer(
+        "train", train_requirements(root / "pyproject.toml"), out=out, prune_tests=PRUNED_TESTS
     )
-    final = out / f"deps-{key}"
+
+
+def _prune_tests(site: Path, packages: Iterable[str]) -> None:
+    for package in packages:
+        base = site / package
+        if not base.is_dir():
+            continue
+        for folder in sorted(base.rglob("tests"), key=lambda p: len(p.parts)):
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _build_pip_layer(
+    prefix: str,
+    requirements: list[str],
+    *,
+    out: Path,
+    prune_tests: tuple[str, ...] = (),
+) -> Path:
+    spec: dict[str, object] = {
+        "builder": _BUILDER_VERSION,
+        "requirements": requirements,
+        "python": PYTHON_VERSION,
+        "platform": list(PLATFORMS),
+        "implementation": IMPLEMENTATION,
+        "pruned": sorted(RUNTIME_PROVIDED),
+    }
+    if prune_tests:
+        spec["pruned_tests"] = list(prune_tests)
+    key = _digest([json.dumps(spec, sort_keys=True).encode()])
+    final = out / f"{prefix}-{key}"
     if final.is_dir():
         return final
     out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".deps-", dir=out))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{prefix}-", dir=out))
     target = tmp / "python"
     cmd = [
         sys.executable, "-m", "pip", "install",
@@ -184,7 +227,7 @@ def build_deps_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise LayerBuildError(
-            "Could not build the Lambda dependencies layer: `pip install` for "
+            f"Could not build the Lambda {prefix} layer: `pip install` for "
             f"{'/'.join(PLATFORMS)} / CPython {PYTHON_VERSION} failed (exit {proc.returncode}). "
             "It needs to download wheels from the package index: check that PyPI is "
             "reachable (or that pip's configured index is), then synth again.\n"
@@ -196,10 +239,12 @@ def build_deps_layer(root: Path = ROOT, out: Path = BUILD_DIR) -> Path:
         top = entry.name.split("-")[0] if entry.name.endswith(".dist-info") else entry.name
         if top in RUNTIME_PROVIDED or entry.name == "bin":
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    _prune_stale("deps", final, out)
+    _prune_tests(target, prune_tests)
+    _prune_stale(prefix, final, out)
     return _publish(tmp, final)
 
 
 if __name__ == "__main__":
     print(build_core_layer())
     print(build_deps_layer())
+    print(build_train_layer())

@@ -25,6 +25,7 @@ from infra.constructs.monitoring import Monitoring
 from infra.constructs.processing import PROCESS_TIMEOUT, Processing
 from infra.constructs.scheduling import Scheduling
 from infra.constructs.state import State
+from infra.constructs.training import Training
 from infra.context import DeliveryContext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,6 +121,19 @@ class NudgeStack(cdk.Stack):
         self.archive.grant_write(self.api.handler)
         self.archive.grant_query(self.api.handler)  # reports are SQL over the archive
         self.archive.grant_erase(self.api.handler)  # erase lists the user's ids there
+        # Hourly: segments, RFM scores, the catalog; its own layers (no deps layer, D36)
+        self.training = Training(
+            self,
+            "Training",
+            root=ROOT,
+            core_layer=self.layers.core,
+            state=self.state,
+            archive=self.archive,
+            scheduler_dlq=self.scheduling.dlq,
+            environment=common_env,
+        )
+        self.training.grant_read_models(self.sending.handler)  # catalog and items, for templates
+        self.training.grant_read_models(self.api.handler)  # recommendations and the catalog
         self.functions = {
             C.FN_INGEST: self.ingest.function,
             C.FN_PROCESS: self.processing.function,
@@ -127,6 +141,7 @@ class NudgeStack(cdk.Stack):
             C.FN_API: self.api.function,
             C.FN_DELIVER: self.sending.function,
             C.FN_FEEDBACK: self.email.function,
+            C.FN_TRAIN: self.training.function,
         }
         self.monitoring = Monitoring(
             self,
@@ -137,6 +152,7 @@ class NudgeStack(cdk.Stack):
                 C.ACTIONS_QUEUE: self.delivery.actions_dlq,
                 "scheduler": self.scheduling.dlq,
                 "check-failures": self.scheduling.check_failures,
+                "train-failures": self.training.failures,
             },
             work_queues={
                 C.EVENTS_QUEUE: self.ingest.events_queue,
@@ -163,6 +179,8 @@ class NudgeStack(cdk.Stack):
             "SchedulerDlqName": self.scheduling.dlq.queue_name,
             "CheckFailuresQueueName": self.scheduling.check_failures.queue_name,
             "ScheduleGroupName": C.SCHEDULE_GROUP,
+            "TrainScheduleGroupName": C.TRAIN_SCHEDULE_GROUP,
+            "TrainFailuresQueueName": self.training.failures.queue_name,
             "UnsubscribeSecretName": C.UNSUBSCRIBE_SECRET_NAME,
             "SenderEmail": self.context.sender_email,
             "SesIdentity": self.email.identity.email_identity_name,

@@ -599,3 +599,59 @@ def a_complaint(address: str) -> dict[str, Any]:
             "destination": [address],
         },
     }
+
+
+# ---- train --------------------------------------------------------------------------------------
+class MemoryModelStore:
+    """The ModelStore port: documents by name (copies in and out, as JSON would give);
+    `fail_saves` names artifacts whose save raises."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.saves: list[str] = []
+        self.fail_saves: set[str] = set()
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        doc = self.docs.get(name)
+        return json.loads(json.dumps(doc)) if doc is not None else None
+
+    def save(self, name: str, doc: dict[str, Any]) -> None:
+        if name in self.fail_saves:
+            raise OSError(f"cannot save {name}")
+        self.docs[name] = json.loads(json.dumps(doc))
+        self.saves.append(name)
+
+
+class MemoryArchiveLines:
+    """The ArchiveLines port over lines in memory (the arrival window is not applied)."""
+
+    def __init__(self, lines: Iterable[bytes] = ()) -> None:
+        self.lines_kept = list(lines)
+
+    def lines(self, *, since: datetime, until: datetime) -> Iterable[bytes]:
+        return iter(self.lines_kept)
+
+
+class MemoryProfileScores:
+    """The ProfileScores port over a MemoryProfileStore: scores written into the stored
+    documents, counted in `written`."""
+
+    def __init__(self, store: MemoryProfileStore) -> None:
+        self.store = store
+        self.written: list[str] = []
+
+    def scan(self) -> Iterable[Profile]:
+        return iter([Profile.from_dict(copy.deepcopy(doc)) for doc, _v in self.store.rows.values()])
+
+    def write_scores(self, changes: Sequence[Any]) -> int:
+        n = 0
+        for c in changes:
+            row = self.store.rows.get(c.user_id)
+            if row is None:
+                continue
+            doc, version = row
+            doc = {**doc, "segment": c.segment, "rfm_score": c.rfm_score}
+            self.store.rows[c.user_id] = (doc, version + 1)
+            self.written.append(c.user_id)
+            n += 1
+        return n

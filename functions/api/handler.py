@@ -130,7 +130,19 @@ class Deps:
             key_admin=DynamoKeyAdmin(table=s.keys_table, clock=c, cache=keys),
             archive=FirehoseArchive(s.archive_stream) if s.archive_stream else None,
             erase=_erase_extras(s),
+            **_model_readers(s),
         )
+
+
+def _model_readers(s: ApiSettings) -> dict[str, Any]:
+    """The train function's item model and catalog, each read at most once per cache
+    period (none before the first training: recommendations come from the profile)."""
+    if not s.models_bucket:
+        return {}
+    from nudge.adapters.models import CatalogReader, ItemsReader, S3ModelStore
+
+    store = S3ModelStore(s.models_bucket, cache_seconds=s.models_cache_seconds)
+    return {"load_items": ItemsReader(store), "load_catalog": CatalogReader(store)}
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -34,6 +35,7 @@ from nudge.adapters.delivery import (
     SnsSmsSender,
 )
 from nudge.adapters.devices import SnsDevices
+from nudge.adapters.models import CatalogReader, ItemsReader, S3ModelStore
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
 from nudge.batch import DeadLetters, read_fifo_batch
@@ -44,6 +46,7 @@ from nudge.domain.delivery import BatchResult, DeliveryPorts, deliver_batch, ent
 from nudge.domain.fatigue import load_fatigue_config
 from nudge.domain.outcomes import outcome_event, outcome_lines
 from nudge.domain.ports import ArchiveWriter
+from nudge.domain.recommend import ItemModel
 from nudge.domain.templates import TemplateStore
 from nudge.domain.unsubscribe import unsubscribe_url
 from nudge.observability import count_by, logger, metrics, tracer
@@ -68,6 +71,12 @@ class Deps:
         c = clock()  # the process-wide clock: local mode installs a settable one
         key = SecretsManagerKey(s.unsubscribe_secret_arn)
         profiles = DynamoProfileStore(table=s.profiles_table, clock=c)
+        # the train function's catalog and item model (none before the first training)
+        models = (
+            S3ModelStore(s.models_bucket, cache_seconds=s.models_cache_seconds)
+            if s.models_bucket
+            else None
+        )
 
         def forget_device(user_id: str, endpoint_arn: str) -> None:
             SnsDevices(apns_arn="", fcm_arn="").delete(endpoint_arn)
@@ -98,6 +107,8 @@ class Deps:
             fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
             app_url=s.app_url,
             forget_device=forget_device,
+            load_catalog=CatalogReader(models) if models is not None else no_catalog,
+            load_items=ItemsReader(models) if models is not None else no_items,
         )
         return cls(
             ports=ports,
@@ -105,6 +116,14 @@ class Deps:
             clock=c,
             archive=FirehoseArchive(s.archive_stream),
         )
+
+
+def no_items() -> ItemModel | None:
+    return None
+
+
+def no_catalog() -> Mapping[str, Mapping[str, Any]] | None:
+    return None  # no artifacts bucket configured: templates show what events carried
 
 
 def parse_action(body: str) -> tuple[str, dict[str, Any]]:

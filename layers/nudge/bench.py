@@ -995,6 +995,10 @@ def local_mode(*, background_pollers: bool) -> Iterator[Any]:
                 admin_key=ADMIN_KEY,
                 background_pollers=background_pollers,
                 triggers_path=str(_bench_triggers(Path(tmp))),
+                # the event path only: the hourly train run is not a cost per event, nor
+                # is the catalog read (on AWS once per container and 5 minutes)
+                train_schedule=None,
+                extra_env={C.ENV_MODELS_BUCKET: ""},
             )
         )
         try:

@@ -25,6 +25,7 @@ except ImportError:  # installed without the `local` extra
     sys.stderr.write("error: the nudge CLI needs its extra: pip install 'nudge[local]'\n")
     raise SystemExit(2) from None
 
+from nudge import constants as C
 from nudge.cli_output import (
     DEFAULT_URL,
     USER_ERROR,
@@ -73,6 +74,13 @@ def dev(
         bool,
         typer.Option("--verbose", "-v", help="log every HTTP request, and the handlers at INFO"),
     ] = False,
+    train_schedule: Annotated[
+        str,
+        typer.Option(
+            envvar=C.ENV_TRAIN_SCHEDULE,
+            help="the train function's recurring schedule, fired as the local clock passes it",
+        ),
+    ] = C.DEFAULT_TRAIN_SCHEDULE,
 ) -> None:
     """Run local mode (what `make run` starts), until Ctrl-C.
 
@@ -90,6 +98,7 @@ def dev(
         admin_key=admin_key or None,
         triggers_path=triggers,
         verbose=verbose,
+        train_schedule=train_schedule,
     )
     local = LocalMode(config)
     try:

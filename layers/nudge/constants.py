@@ -53,6 +53,12 @@ ENV_QUERY_ENGINE = "NUDGE_QUERY_ENGINE"  # duckdb (default) | athena
 ENV_ATHENA_WORKGROUP = "NUDGE_ATHENA_WORKGROUP"
 ENV_GLUE_DATABASE = "NUDGE_GLUE_DATABASE"
 ENV_ARCHIVE_CACHE_DIR = "NUDGE_ARCHIVE_CACHE_DIR"  # where DuckDB's copies of objects live
+ENV_MODELS_BUCKET = "NUDGE_MODELS_BUCKET"  # the train function's artifacts (under models/)
+ENV_MODELS_CACHE_SECONDS = "NUDGE_MODELS_CACHE_SECONDS"  # how long a reader keeps a copy
+ENV_TRAIN_WINDOW_DAYS = "NUDGE_TRAIN_WINDOW_DAYS"  # days of the archive a train run reads
+ENV_SEGMENTS_K_MIN = "NUDGE_SEGMENTS_K_MIN"  # the range k-means' k is chosen in
+ENV_SEGMENTS_K_MAX = "NUDGE_SEGMENTS_K_MAX"
+ENV_TRAIN_SCHEDULE = "NUDGE_TRAIN_SCHEDULE"  # local mode: the recurring schedule's rate
 
 # Logical names: local physical names and CDK construct ids derive from these.
 PROFILES = "profiles"
@@ -72,6 +78,7 @@ FN_API = "api"
 FN_CHECK = "check"
 FN_DELIVER = "deliver"
 FN_FEEDBACK = "feedback"
+FN_TRAIN = "train"
 
 # Queue behaviour shared by the stack and local mode.
 EVENTS_MAX_RECEIVE_COUNT = 5
@@ -106,6 +113,12 @@ WAKE_UP_INDEX_TTL_DAYS = 2
 ARCHIVE = "archive"  # local stream name nudge-archive, bucket nudge-archive-<account>
 ARCHIVE_PREFIX = "events/"  # Firehose appends YYYY/MM/DD/HH/ (arrival time, UTC)
 ARCHIVE_ERROR_PREFIX = "errors/"
+
+# Training (the train function's artifacts and its recurring schedule)
+MODELS_PREFIX = "models/"  # of the archive bucket: models/<name>.json.gz
+TRAIN_SCHEDULE_GROUP = "nudge-training"  # apart from the triggers' one-time schedules
+TRAIN_SCHEDULE_NAME = "nudge-train"
+DEFAULT_TRAIN_SCHEDULE = "rate(1 hour)"
 ARCHIVE_RECORD_MAX_BYTES = 1000 * 1024  # Firehose's limit per record (before base64)
 ARCHIVE_BATCH_MAX_RECORDS = 500  # PutRecordBatch limits
 ARCHIVE_BATCH_MAX_BYTES = 4 * 1024 * 1024

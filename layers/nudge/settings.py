@@ -109,6 +109,9 @@ class ApiSettings(_Base):
     archive_cache_dir: str = Field("", alias=C.ENV_ARCHIVE_CACHE_DIR)
     # Where in-app reads and unsubscribes are archived: "" where there is no archive.
     archive_stream: str = Field("", alias=C.ENV_ARCHIVE_STREAM)
+    # the train function's artifacts (recommendations, catalog); "" before there are any
+    models_bucket: str = Field("", alias=C.ENV_MODELS_BUCKET)
+    models_cache_seconds: float = Field(300.0, alias=C.ENV_MODELS_CACHE_SECONDS, ge=0)
     # What DELETE /v1/users/{id} also clears: "" where the function has no such table.
     timers_table: str = Field("", alias=C.ENV_TIMERS_TABLE)
     suppressions_table: str = Field("", alias=C.ENV_SUPPRESSIONS_TABLE)
@@ -137,6 +140,9 @@ class DeliverSettings(_Base):
         "Transactional", alias=C.ENV_SMS_TYPE, pattern="^(Transactional|Promotional)$"
     )
     archive_stream: str = Field(alias=C.ENV_ARCHIVE_STREAM)  # each outcome is archived
+    # the train function's artifacts (the catalog for templates); "" before there are any
+    models_bucket: str = Field("", alias=C.ENV_MODELS_BUCKET)
+    models_cache_seconds: float = Field(300.0, alias=C.ENV_MODELS_CACHE_SECONDS, ge=0)
 
 
 class FeedbackSettings(_Base):
@@ -174,4 +180,24 @@ class QuerySettings(_Base):
         missing = [name for name, value in needed.items() if not value]
         if missing:
             raise ValueError(f"the {self.engine} query engine needs {', '.join(missing)}")
+        return self
+
+
+class TrainSettings(_Base):
+    """The train function (a recurring EventBridge Scheduler schedule): reads the profiles
+    and the archive, writes its artifacts under models/ and the users' scores."""
+
+    profiles_table: str = Field(alias=C.ENV_PROFILES_TABLE)
+    archive_bucket: str = Field(alias=C.ENV_ARCHIVE_BUCKET)
+    models_bucket: str = Field(alias=C.ENV_MODELS_BUCKET)
+    window_days: int = Field(90, alias=C.ENV_TRAIN_WINDOW_DAYS, ge=1, le=3660)
+    k_min: int = Field(2, alias=C.ENV_SEGMENTS_K_MIN, ge=1, le=50)
+    k_max: int = Field(8, alias=C.ENV_SEGMENTS_K_MAX, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _k_range(self) -> TrainSettings:
+        if self.k_max < self.k_min:
+            raise ValueError(
+                f"{C.ENV_SEGMENTS_K_MAX} ({self.k_max}) is below {C.ENV_SEGMENTS_K_MIN} ({self.k_min})"
+            )
         return self

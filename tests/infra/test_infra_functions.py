@@ -1,4 +1,4 @@
-"""Every function: arm64, Python 3.12+, active tracing, both layers, its own log group
+"""Every function: arm64, Python 3.12+, active tracing, its layers, its own log group
 with a retention, its own role, and the environment its settings model needs."""
 
 from __future__ import annotations
@@ -9,7 +9,15 @@ from nudge import constants as C
 
 pytestmark = pytest.mark.infra
 
-FUNCTIONS = (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, C.FN_API, C.FN_DELIVER, C.FN_FEEDBACK)
+FUNCTIONS = (
+    C.FN_INGEST,
+    C.FN_PROCESS,
+    C.FN_CHECK,
+    C.FN_API,
+    C.FN_DELIVER,
+    C.FN_FEEDBACK,
+    C.FN_TRAIN,
+)
 
 # Every function: observability settings and where the definitions are. Table names,
 # queues and the rest go only to the functions that use them.
@@ -68,6 +76,7 @@ EXPECTED_ENV = {
         C.ENV_ARCHIVE_STREAM,  # in-app reads and unsubscribes are archived
         C.ENV_TIMERS_TABLE,  # erase deletes the user's wake-up entries
         C.ENV_SUPPRESSIONS_TABLE,  # erase keeps their suppressed addresses as hashes
+        C.ENV_MODELS_BUCKET,  # the recommendation model and the catalog
     },
     C.FN_DELIVER: COMMON_ENV
     | {
@@ -87,8 +96,12 @@ EXPECTED_ENV = {
         C.ENV_APP_URL,
         C.ENV_SMS_TYPE,
         C.ENV_ARCHIVE_STREAM,  # each outcome is archived
+        C.ENV_MODELS_BUCKET,  # the catalog the train function builds, for templates
     },
     C.FN_FEEDBACK: COMMON_ENV | {C.ENV_SUPPRESSIONS_TABLE, C.ENV_ARCHIVE_STREAM},
+    # reads profiles and the archive, writes artifacts under models/ of the same bucket
+    C.FN_TRAIN: COMMON_ENV
+    | {C.ENV_PROFILES_TABLE, C.ENV_ARCHIVE_BUCKET, C.ENV_MODELS_BUCKET, C.ENV_TRAIN_WINDOW_DAYS},
 }
 
 
@@ -102,6 +115,7 @@ def _settings_models():  # type: ignore[no-untyped-def]
         C.FN_API: settings.ApiSettings,
         C.FN_DELIVER: settings.DeliverSettings,
         C.FN_FEEDBACK: settings.FeedbackSettings,
+        C.FN_TRAIN: settings.TrainSettings,
     }
 
 
@@ -119,7 +133,8 @@ OPTIONAL_SET = {
         C.ENV_TIMERS_TABLE,
         C.ENV_SUPPRESSIONS_TABLE,
     },
-    C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE},
+    C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE, C.ENV_MODELS_BUCKET},
+    C.FN_TRAIN: {C.ENV_TRAIN_WINDOW_DAYS},  # the train_window_days context key
 }
 
 
@@ -133,7 +148,7 @@ def test_the_stack_has_exactly_these_functions(synth):
     assert set(synth.stack.functions) == set(FUNCTIONS)
 
 
-def test_every_function_is_arm64_python312_plus_traced_with_both_layers(synth):
+def test_every_function_is_arm64_python312_plus_traced_with_its_two_layers(synth):
     runtime = Capture()
     synth.template.all_resources_properties(
         "AWS::Lambda::Function",
@@ -162,7 +177,18 @@ def test_every_function_is_arm64_python312_plus_traced_with_both_layers(synth):
         key=str,
     )
     for name in FUNCTIONS:
+        if name == C.FN_TRAIN:
+            continue
         assert sorted(_function(synth, name)["Properties"]["Layers"], key=str) == layers
+    # the train function: its own dependencies layer instead of deps (D36), and the core
+    train = sorted(
+        [
+            {"Ref": synth.logical_id(synth.stack.training.layer)},
+            {"Ref": synth.logical_id(synth.stack.layers.core)},
+        ],
+        key=str,
+    )
+    assert sorted(_function(synth, C.FN_TRAIN)["Properties"]["Layers"], key=str) == train
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

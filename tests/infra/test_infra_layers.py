@@ -65,7 +65,8 @@ def test_every_function_with_its_layers_stays_under_lambdas_unzipped_limit(synth
     # duckdb (the archive's SQL engine) is the largest dependency; the limit holds with room
     layers = _size(synth.stack.layers.core_dir) + _size(synth.stack.layers.deps_dir)
     functions = bundling.ROOT / "functions"
-    largest = max(_size(d) for d in functions.iterdir() if d.is_dir())
+    # the train function carries other layers (tests/infra/test_infra_training.py)
+    largest = max(_size(d) for d in functions.iterdir() if d.is_dir() and d.name != C.FN_TRAIN)
     assert layers + largest < LAMBDA_UNZIPPED_LIMIT * 0.6, (layers + largest) / 2**20
 
 

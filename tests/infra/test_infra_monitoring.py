@@ -29,6 +29,7 @@ def test_every_dead_letter_queue_alarms_when_it_holds_a_message(synth):
         s.delivery.actions_dlq,
         s.scheduling.dlq,
         s.scheduling.check_failures,
+        s.training.failures,
     }
     watched = set()
     for alarm in _alarms(synth):

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.infra
 
 
 def test_schedule_group_exists_with_the_shared_name(synth):
-    synth.template.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
+    # the triggers' group, and the train function's (tests/infra/test_infra_training.py)
+    synth.template.resource_count_is("AWS::Scheduler::ScheduleGroup", 2)
     synth.template.has_resource_properties(
         "AWS::Scheduler::ScheduleGroup", {"Name": C.SCHEDULE_GROUP}
     )
@@ -108,9 +109,13 @@ def test_check_function_retries_asynchronous_invocations_explicitly_then_keeps_t
     synth,
 ):
     s = synth.stack
-    (config,) = synth.resources("AWS::Lambda::EventInvokeConfig").values()
+    check = {"Ref": synth.logical_id(s.scheduling.function)}
+    (config,) = [
+        c
+        for c in synth.resources("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == check
+    ]
     props = config["Properties"]
-    assert props["FunctionName"] == {"Ref": synth.logical_id(s.scheduling.function)}
     assert props["Qualifier"] == "$LATEST"
     assert props["MaximumRetryAttempts"] == 2  # the most Lambda allows
     assert props["MaximumEventAgeInSeconds"] == 6 * 3600  # the longest Lambda allows

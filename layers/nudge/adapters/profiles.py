@@ -5,12 +5,16 @@ every save conditional)."""
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError
+from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from nudge import constants as C
@@ -18,7 +22,7 @@ from nudge.adapters.tables import ProfileRow, bind_table
 from nudge.domain.clock import Clock, SystemClock, from_ms, to_ms
 from nudge.domain.erase import TOMBSTONE_DAYS
 from nudge.domain.errors import ConcurrentUpdateError
-from nudge.domain.ports import StoredProfile
+from nudge.domain.ports import ScoreChange, StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.sizes import encode_document
 
@@ -37,10 +41,21 @@ def decode_item(item: dict[str, Any]) -> dict[str, Any] | None:
     """The profile document of a raw DynamoDB item (boto3's low-level shape, as the AWS
     CLI shows it): `packed` (zlib JSON) or, written before compression, `state`."""
     if "packed" in item:
-        return dict(json.loads(zlib.decompress(item["packed"]["B"])))
-    if "state" in item:
-        return dict(json.loads(item["state"]["S"]))
-    return None
+        doc = dict(json.loads(zlib.decompress(item["packed"]["B"])))
+    elif "state" in item:
+        doc = dict(json.loads(item["state"]["S"]))
+    else:
+        return None
+    for name in TRAINED_FIELDS:  # the train function's, beside the document
+        if "S" in item.get(name, {}):
+            doc[name] = item[name]["S"]
+    return doc
+
+
+# The train function's fields: attributes of the item, not part of the packed document
+TRAINED_FIELDS = ("segment", "rfm_score")
+SCORE_WRITERS = 16  # UpdateItem calls in flight while training writes scores
+SCAN_SEGMENTS = 4  # parallel Scan segments when training reads every profile
 
 
 def _to_domain(row: ProfileRow) -> StoredProfile:
@@ -48,7 +63,12 @@ def _to_domain(row: ProfileRow) -> StoredProfile:
         doc = json.loads(zlib.decompress(row.packed))
     else:
         doc = json.loads(row.state or "{}")
-    return StoredProfile(Profile.from_dict(doc), row.version)
+    profile = Profile.from_dict(doc)
+    # written before they were attributes, they were in the document: kept until training
+    # writes them (an item without the attributes keeps the document's values)
+    if row.segment is not None or row.rfm_score is not None:
+        profile.segment, profile.rfm_score = row.segment, row.rfm_score
+    return StoredProfile(profile, row.version)
 
 
 class DynamoProfileStore:
@@ -108,9 +128,14 @@ class DynamoProfileStore:
             s.version = row.version
 
     def _row(self, stored: StoredProfile) -> ProfileRow:
+        doc = stored.profile.to_dict()
+        for name in TRAINED_FIELDS:
+            doc.pop(name, None)
         row = ProfileRow(
             stored.profile.user_id,
-            packed=encode_state(stored.profile.to_dict()),
+            packed=encode_state(doc),
+            segment=stored.profile.segment,
+            rfm_score=stored.profile.rfm_score,
             updated_at=to_ms(self._clock.now()) // 1000,
         )
         if stored.profile.erased:  # a tombstone lasts until nothing in flight can return
@@ -119,3 +144,80 @@ class DynamoProfileStore:
         if stored.version is not None:
             row.version = stored.version
         return row
+
+    # ---- training (nudge.domain.ports.ProfileScores) ----------------------------------
+    def scan(self) -> Iterator[Profile]:
+        """Every profile: a parallel Scan (SCAN_SEGMENTS segments, eventually consistent:
+        training is hourly), decoded as the pages come, a few pages held at most."""
+        pages: queue.Queue[list[ProfileRow] | BaseException | None] = queue.Queue(maxsize=8)
+        stop = threading.Event()  # the reader is gone: segments stop and return
+
+        def put(item: list[ProfileRow] | BaseException | None) -> None:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        def segment(i: int) -> None:
+            try:
+                page: list[ProfileRow] = []
+                for row in ProfileRow.scan(segment=i, total_segments=SCAN_SEGMENTS):
+                    if stop.is_set():
+                        return
+                    page.append(row)
+                    if len(page) >= 200:
+                        put(page)
+                        page = []
+                put(page)
+            except BaseException as err:  # handed to the reader, raised there
+                put(err)
+            finally:
+                put(None)
+
+        with ThreadPoolExecutor(max_workers=SCAN_SEGMENTS) as pool:
+            for i in range(SCAN_SEGMENTS):
+                pool.submit(segment, i)
+            try:
+                done = 0
+                while done < SCAN_SEGMENTS:
+                    item = pages.get()
+                    if item is None:
+                        done += 1
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        for row in item:
+                            yield _to_domain(row).profile
+            finally:
+                stop.set()
+
+    def write_scores(self, changes: Sequence[ScoreChange]) -> int:
+        """One UpdateItem per user: SET (or REMOVE) the two attributes and add 1 to the
+        version, on condition that the item exists (an erased user stays erased). The
+        packed document is not touched; a save that read the old version fails and is
+        retried with the new values (D3)."""
+        if not changes:
+            return 0
+        with ThreadPoolExecutor(max_workers=min(SCORE_WRITERS, len(changes))) as pool:
+            return sum(pool.map(self._write_score, changes))
+
+    def _write_score(self, change: ScoreChange) -> bool:
+        actions: list[Action] = [ProfileRow.version.add(1)]
+        for attr, value in (
+            (ProfileRow.segment, change.segment),
+            (ProfileRow.rfm_score, change.rfm_score),
+        ):
+            actions.append(attr.set(value) if value is not None else attr.remove())
+        try:
+            ProfileRow._get_connection().update_item(
+                change.user_id,
+                actions=actions,
+                condition=ProfileRow.user_id.exists(),
+            )
+        except UpdateError as err:
+            if err.cause_response_code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True

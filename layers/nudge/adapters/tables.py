@@ -31,7 +31,13 @@ class ProfileRow(_Base):
     """The hot per-user item: one JSON document, written once per user per SQS batch,
     zlib-compressed (`packed`): DynamoDB bills every write by the whole item's size, and
     the document compresses about 2-3x. `state` (the plain JSON) is only read, from
-    items written before (`nudge.adapters.profiles.decode_item`)."""
+    items written before (`nudge.adapters.profiles.decode_item`).
+
+    `segment` and `rfm_score` are the train function's, written by it with UpdateItem
+    (attributes of their own, not in `packed`, so that training never rewrites the
+    document a concurrent process save is writing); every save of the profile writes
+    back the values it read, and training's update moves the version, so a save that
+    read the old values fails its condition and is retried (docs/decisions.md D36)."""
 
     class Meta:
         table_name = C.local_table_name(C.PROFILES)
@@ -40,6 +46,8 @@ class ProfileRow(_Base):
     user_id = UnicodeAttribute(hash_key=True)
     packed = BinaryAttribute(null=True, legacy_encoding=False)
     state = UnicodeAttribute(null=True)
+    segment = UnicodeAttribute(null=True)
+    rfm_score = UnicodeAttribute(null=True)
     version = VersionAttribute()
     updated_at = NumberAttribute(default=0)
     expires_at = TTLAttribute(null=True)

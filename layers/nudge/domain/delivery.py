@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nudge.domain.catalog import describe
 from nudge.domain.channels import CHANNELS
 from nudge.domain.clock import from_ms, iso, to_ms
 from nudge.domain.errors import NudgeError
@@ -292,7 +293,8 @@ def variables(
     model: ItemModel | None = None,
     catalog: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The template variables (nudge.domain.templates' contract) for one action."""
+    """The template variables (nudge.domain.templates' contract) for one action; with a
+    catalog, recommendations and cart items carry its names, prices, URLs and images."""
     ctx = action.get("context") or {}
     return build_variables(
         user_id=profile.user_id,
@@ -300,13 +302,16 @@ def variables(
         segment=profile.segment,
         trigger=str(action.get("trigger_id")),
         event={"name": ctx.get("event") or "", "properties": ctx.get("properties") or {}},
-        cart=profile.cart_items(),
+        cart=describe(profile.cart_items(), catalog, key="product_id"),
         product=ctx.get("product"),
-        recommendations=recommendations(
-            profile,
-            exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
-            model=model,
-            catalog=catalog,
+        recommendations=describe(
+            recommendations(
+                profile,
+                exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
+                model=model,
+                catalog=catalog,
+            ),
+            catalog,
         ),
         unsubscribe_url=unsubscribe_url if channel == "email" else "",
         variant=action.get("variant"),

@@ -3,7 +3,7 @@ implement them against AWS; tests and the backtest pass in-memory ones."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -146,4 +146,45 @@ class QueryEngine(Protocol):
         that can hold them. Raises QuerySyntaxError (the query is wrong, with the
         engine's message), QueryForbiddenError (files, extensions, settings),
         QueryTimeoutError, or QueryError (anything else, the archive unreadable)."""
+        ...
+
+
+class ModelStore(Protocol):
+    """Where the train function keeps its artifacts (segments, catalog, items, the last
+    run's summary) and the functions that use them read them: one JSON document per
+    name. A reader may serve a copy up to its cache period old."""
+
+    def load(self, name: str) -> dict[str, Any] | None:
+        """The last document saved under `name`, None when there is none."""
+        ...
+
+    def save(self, name: str, doc: dict[str, Any]) -> None: ...
+
+
+class ArchiveLines(Protocol):
+    """The event archive as training reads it: its raw lines (duplicates included)."""
+
+    def lines(self, *, since: datetime, until: datetime) -> Iterator[bytes]:
+        """Every line of the objects that arrived in [since, until] (arrival hours)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    user_id: str
+    segment: str | None
+    rfm_score: str | None
+
+
+class ProfileScores(Protocol):
+    """The profiles as training reads them and writes its scores back."""
+
+    def scan(self) -> Iterator[Profile]:
+        """Every stored profile, with its current segment and RFM score."""
+        ...
+
+    def write_scores(self, changes: Sequence[ScoreChange]) -> int:
+        """Sets each user's segment and RFM score, never their other state (a concurrent
+        save keeps them; they never undo one). Returns how many were written: a profile
+        erased since the scan is skipped, never created again."""
         ...

@@ -117,6 +117,17 @@ def _cart_attrs(source: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def product_attributes(source: dict[str, Any]) -> dict[str, Any]:
+    """The product attributes (CART_ATTRS) of an event's properties or of an item of its
+    `products`, each within its cap: what the cart and the catalog keep of a product."""
+    return _cart_attrs(source)
+
+
+def product_key(props: dict[str, Any]) -> str | None:
+    """The product id as the profile, the trigger engine and the catalog key it."""
+    return _product_id(props)
+
+
 def _attrs_rank(attrs: dict[str, Any]) -> str:
     """A deterministic tie-break between two adds of one product at the same instant."""
     return json.dumps(_cart_attrs(attrs), sort_keys=True, default=str)

@@ -75,6 +75,7 @@ class Resources:
     scheduler_dlq_arn: str = ""
     scheduler_role_arn: str = f"arn:aws:iam::{ACCOUNT}:role/nudge-scheduler"
     check_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-check"
+    train_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:nudge-{C.FN_TRAIN}"
     queue_arns: dict[str, str] = field(default_factory=dict)  # logical -> arn
     table_env: dict[str, str] = field(default_factory=dict)  # env var -> table name
     sender_email: str = "nudge@example.com"
@@ -105,6 +106,10 @@ class Resources:
             C.ENV_FCM_APPLICATION_ARN: self.platform_applications.get("fcm", ""),
             C.ENV_ARCHIVE_STREAM: self.archive_stream,
             C.ENV_ARCHIVE_BUCKET: self.archive_bucket,
+            C.ENV_MODELS_BUCKET: self.archive_bucket,  # the artifacts live under models/
+            # revalidated (by ETag) on every read: a message right after POST /_local/train
+            # sees what it trained
+            C.ENV_MODELS_CACHE_SECONDS: "0",
         }
 
 
@@ -568,9 +573,13 @@ def set_fake_credentials() -> None:
     os.environ["AWS_REGION"] = REGION
 
 
-def provision(endpoint_url: str | None) -> Resources:
+def provision(
+    endpoint_url: str | None, *, train_schedule: str | None = C.DEFAULT_TRAIN_SCHEDULE
+) -> Resources:
     """Creates what the stack defines. With endpoint_url None it uses boto3's default
-    resolution (moto's mock_aws in tests)."""
+    resolution (moto's mock_aws in tests). `train_schedule`: the train function's
+    recurring schedule expression (`rate(...)`); None creates none (the bench, which
+    measures the event path only)."""
     kw: dict[str, Any] = {"region_name": REGION}
     if endpoint_url:
         kw["endpoint_url"] = endpoint_url
@@ -639,6 +648,23 @@ def provision(endpoint_url: str | None) -> Resources:
     scheduler = boto3.client("scheduler", **kw)
     scheduler.create_schedule_group(Name=C.SCHEDULE_GROUP)
     res.schedule_groups.append(C.SCHEDULE_GROUP)
+    # The train function's recurring schedule, in a group of its own as on AWS: local mode
+    # fires it as the clock passes it (nudge.local.schedules) and never deletes it
+    scheduler.create_schedule_group(Name=C.TRAIN_SCHEDULE_GROUP)
+    res.schedule_groups.append(C.TRAIN_SCHEDULE_GROUP)
+    if train_schedule is not None:
+        scheduler.create_schedule(
+            Name=C.TRAIN_SCHEDULE_NAME,
+            GroupName=C.TRAIN_SCHEDULE_GROUP,
+            ScheduleExpression=train_schedule,
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Target={
+                "Arn": res.train_function_arn,
+                "RoleArn": res.scheduler_role_arn,
+                "Input": "{}",
+                "DeadLetterConfig": {"Arn": res.scheduler_dlq_arn},
+            },
+        )
 
     ses = boto3.client("sesv2", **kw)
     ses.create_email_identity(EmailIdentity=res.sender_email.split("@", 1)[1])

@@ -1,18 +1,25 @@
-"""Firing EventBridge Scheduler one-time schedules in local mode.
+"""Firing EventBridge Scheduler schedules in local mode.
 
 moto stores schedules but never fires them. When the local clock moves, every schedule
 of the trigger group that falls due on the way is fired in deadline order: the clock is
 set to its time, the check function is invoked with the schedule's Input (what
 Scheduler delivers to a Lambda target), and the schedule is deleted as
 ActionAfterCompletion=DELETE does. A target that keeps failing is retried, then its
-payload goes to the scheduler dead-letter queue (the target's DeadLetterConfig)."""
+payload goes to the scheduler dead-letter queue (the target's DeadLetterConfig).
+
+The recurring schedules (`rate(N unit)`, the train function's group) fire too, and are
+kept: occurrences are counted from the time local mode started. Consecutive occurrences
+with no one-time schedule due between them run once, at the last of them: a train run
+reads current state, so the earlier runs would leave nothing the last one does not
+redo (a clock moved 30 days on runs training once, not 720 times)."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import boto3
@@ -65,6 +72,82 @@ class ScheduleReader:
         self._cache.pop(name, None)
 
 
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86_400}
+
+
+def parse_rate(expression: str) -> timedelta:
+    """The period of a `rate(N unit)` expression (Scheduler's: minutes, hours, days)."""
+    match = _RATE.match(expression.strip())
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"not a rate expression: {expression!r} (e.g. 'rate(1 hour)')")
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")])
+
+
+class RecurringSchedules:
+    """The recurring schedules of the train function's group, with their last occurrence
+    fired (local mode's start time at first)."""
+
+    def __init__(self, endpoint_url: str | None, group: str, *, started: datetime) -> None:
+        self.client = boto3.client("scheduler", endpoint_url=endpoint_url, region_name=REGION)
+        self.group = group
+        self.started = started
+        self.last: dict[str, datetime] = {}  # name -> the last occurrence fired
+
+    def latest_due(self, limit: datetime) -> tuple[datetime, str, GetScheduleOutputTypeDef] | None:
+        """The earliest schedule with an occurrence not fired up to `limit`, at its latest
+        such occurrence (the ones before it are collapsed into it)."""
+        best = None
+        for page in self.client.get_paginator("list_schedules").paginate(GroupName=self.group):
+            for summary in page.get("Schedules", []):
+                name = summary["Name"]
+                full = self.client.get_schedule(Name=name, GroupName=self.group)
+                if full.get("State") == "DISABLED":
+                    continue
+                period = parse_rate(full["ScheduleExpression"])
+                last = self.last.get(name, self.started)
+                n = int((limit - self.started) / period)
+                occurrence = self.started + n * period
+                if occurrence <= last:
+                    continue
+                first_unfired = last + period
+                if best is None or (first_unfired, name) < (best[0], best[1]):
+                    best = (first_unfired, name, occurrence, full)
+        if best is None:
+            return None
+        return best[2], best[1], best[3]
+
+    def fired(self, name: str, at: datetime) -> None:
+        self.last[name] = at
+
+
+def _fire_recurring(local: LocalMode, limit: datetime) -> bool:
+    """Fires the recurring schedule due up to `limit`, if one is; True when it did."""
+    assert local.resources is not None, "local mode is started"
+    if local.config.train_schedule is None:
+        return False  # none was made (the bench): no listing on every clock move
+    recurring = local.recurring_schedules()
+    due = recurring.latest_due(limit)
+    if due is None:
+        return False
+    when, name, schedule = due
+    if when > local.clock.now():
+        local.clock.set(when)
+    target = schedule["Target"]
+    fn = local.functions[C.FN_TRAIN]
+    for attempt in range(LOCAL_RETRIES + 1):
+        try:
+            fn.invoke(json.loads(target.get("Input") or "{}"))
+            break
+        except Exception as err:
+            log.exception("schedule %s: target failed (attempt %d)", name, attempt + 1)
+            if attempt == LOCAL_RETRIES:
+                _dead_letter(local, schedule, repr(err))
+    recurring.fired(name, when)
+    local.settle()
+    return True
+
+
 def fire_due(local: LocalMode, target: datetime) -> int:
     assert local.resources is not None, "local mode is started"
     reader = local._schedule_reader or ScheduleReader(
@@ -75,6 +158,9 @@ def fire_due(local: LocalMode, target: datetime) -> int:
     fired = 0
     while True:
         due = [d for d in reader.due_list() if d[0] <= target]
+        if _fire_recurring(local, min(target, due[0][0]) if due else target):
+            fired += 1
+            continue
         if not due:
             return fired
         when, name, schedule = due[0]

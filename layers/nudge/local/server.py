@@ -39,7 +39,7 @@ from nudge.local.lambdas import Function, http_event, repo_root
 from nudge.local.pollers import QueuePoller, drain, settle
 
 if TYPE_CHECKING:
-    from nudge.local.schedules import ScheduleReader
+    from nudge.local.schedules import RecurringSchedules, ScheduleReader
 
 log = logging.getLogger("nudge.local")
 INGEST_PATHS = {f"/v1/{k}" for k in DOMAIN_INGEST_PATHS}  # POST: the tracking API
@@ -50,6 +50,7 @@ BROWSER_SETTINGS_PATH = re.compile(r"/v1/projects/[^/]+/settings")  # GET: analy
 # one interpreter lock with the HTTP front and slow ingest (measured: 4 best of 2 to 8)
 PROCESS_WORKERS = 4
 DELIVER_WORKERS = 2
+TRAIN_TIMEOUT_S = 900  # the train function's timeout on AWS (infra/constructs/training.py)
 
 
 def is_ingest_route(method: str, path: str) -> bool:
@@ -108,6 +109,9 @@ class LocalConfig:
     # one for the deterministic runs, whose callers may patch moto's backends in process
     # (`nudge bench`'s request counting does)
     aws_process: bool | None = None
+    # the train function's recurring schedule, fired as the clock passes it; None: none
+    # (`POST /_local/train` still runs it)
+    train_schedule: str | None = C.DEFAULT_TRAIN_SCHEDULE
 
 
 class NotSettledError(E.DependencyUnavailableError):
@@ -190,6 +194,8 @@ class LocalMode:
         self._http: ThreadingHTTPServer | None = None
         self._clock_lock = threading.Lock()
         self._schedule_reader: ScheduleReader | None = None  # made by the first fire_due
+        self._recurring: RecurringSchedules | None = None
+        self.started_at = self.clock.now()
         self.write_key = ""
         self.admin_key = ""
 
@@ -202,7 +208,12 @@ class LocalMode:
         own_process = cfg.background_pollers if cfg.aws_process is None else cfg.aws_process
         self._moto = start_moto(cfg.host, self.aws_port, own_process=own_process)
         endpoint = f"http://{cfg.host}:{self.aws_port}"
-        self.resources = provision(endpoint)
+        if cfg.train_schedule is not None:
+            from nudge.local.schedules import parse_rate
+
+            parse_rate(cfg.train_schedule)  # a wrong expression fails here, not at the clock
+        self.resources = provision(endpoint, train_schedule=cfg.train_schedule)
+        self.started_at = self.clock.now()
         root = repo_root()
         env = {
             **self.resources.env(),
@@ -232,6 +243,7 @@ class LocalMode:
 
         for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_API, C.FN_CHECK, C.FN_DELIVER, C.FN_FEEDBACK):
             self.functions[name] = Function(name)
+        self.functions[C.FN_TRAIN] = Function(C.FN_TRAIN, timeout_s=TRAIN_TIMEOUT_S)
         self.pollers = [
             QueuePoller(
                 queue_url=self.resources.queue_urls[C.EVENTS_QUEUE],
@@ -301,6 +313,27 @@ class LocalMode:
 
         return fire_due(self, target)
 
+    def recurring_schedules(self) -> RecurringSchedules:
+        """The train function's recurring schedules, counted from local mode's start."""
+        from nudge.local.schedules import RecurringSchedules
+
+        assert self.resources is not None, "local mode is started"
+        if self._recurring is None:
+            self._recurring = RecurringSchedules(
+                self.resources.endpoint_url, C.TRAIN_SCHEDULE_GROUP, started=self.started_at
+            )
+        return self._recurring
+
+    def train(self) -> dict[str, Any]:
+        """`POST /_local/train`: the queues drained (so the archive and the profiles hold
+        every event sent), the train function run through its handler as its schedule
+        would run it, and its run summary. Serialized with clock moves."""
+        with self._clock_lock:
+            self.settle()
+            summary: dict[str, Any] = self.functions[C.FN_TRAIN].invoke({})
+            self.settle()
+            return summary
+
     def aws_info(self) -> dict[str, Any]:
         assert self.resources is not None
         return {
@@ -310,6 +343,7 @@ class LocalMode:
             "queues": sorted(self.resources.queues),
             "queue_urls": self.resources.queues,
             "schedule_groups": self.resources.schedule_groups,
+            "recurring_schedules": self._recurring_info(),
             "buckets": [self.resources.archive_bucket],
             "delivery_streams": [self.resources.archive_stream],
             "archive": {
@@ -318,6 +352,30 @@ class LocalMode:
                 "prefix": C.ARCHIVE_PREFIX,
             },
         }
+
+    def _recurring_info(self) -> list[dict[str, Any]]:
+        assert self.resources is not None
+        import boto3
+
+        scheduler = boto3.client(
+            "scheduler", endpoint_url=self.resources.endpoint_url, region_name=self.resources.region
+        )
+        out = []
+        for summary in scheduler.list_schedules(GroupName=C.TRAIN_SCHEDULE_GROUP).get(
+            "Schedules", []
+        ):
+            full = scheduler.get_schedule(Name=summary["Name"], GroupName=C.TRAIN_SCHEDULE_GROUP)
+            last = self.recurring_schedules().last.get(summary["Name"])
+            out.append(
+                {
+                    "name": summary["Name"],
+                    "group": C.TRAIN_SCHEDULE_GROUP,
+                    "expression": full["ScheduleExpression"],
+                    "target": full["Target"]["Arn"],
+                    "last_fired_at": iso(last) if last else None,
+                }
+            )
+        return out
 
     def outbox(self) -> dict[str, Any]:
         from nudge.local.outbox import read_outbox
@@ -414,6 +472,19 @@ class LocalMode:
                 return ok({"now": iso(self.clock.now())})
             if path == "/_local/outbox" and method == "GET":
                 return ok(self.outbox())
+            if path == "/_local/train" and method == "POST":
+                from nudge.learn.train import TrainingError
+
+                try:
+                    return ok(self.train())
+                except TrainingError as err:  # its summary says what failed
+                    return (
+                        500,
+                        {"Content-Type": "application/json"},
+                        json.dumps(
+                            {"error": err.code, "message": err.message, "details": [err.summary]}
+                        ).encode(),
+                    )
             raise LocalError(E.NotFoundError, f"no local route {method} {path}")
         except LocalError as err:
             return (
