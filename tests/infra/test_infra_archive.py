@@ -346,6 +346,7 @@ def test_api_may_read_the_archive_and_query_it_with_athena(synth):
     # DuckDB in the function (and Athena as the caller): list and get the events
     assert perms["s3:GetObject"] == [
         _objects(synth, a.bucket, "events/*"),
+        _objects(synth, a.bucket, "models/*"),  # the recommendation model, the catalog
         _objects(synth, a.results_bucket, "athena-results/*"),
     ]
     assert _arn(synth, a.bucket) in perms["s3:ListBucket"]
@@ -384,9 +385,13 @@ def test_api_may_read_the_archive_and_query_it_with_athena(synth):
 def test_no_other_function_may_touch_the_archive(synth):
     perms = synth.allowed(synth.stack.functions[C.FN_CHECK].role)
     assert not any(x.startswith(("firehose:", "s3:", "athena:", "glue:")) for x in perms)
-    for name in (C.FN_DELIVER, C.FN_FEEDBACK, C.FN_INGEST):  # writers only: they read nothing
+    for name in (C.FN_FEEDBACK, C.FN_INGEST):  # writers only: they read nothing back
         perms = synth.allowed(synth.stack.functions[name].role)
         assert not any(x.startswith(("s3:", "athena:", "glue:")) for x in perms), name
+    # deliver reads only the train function's artifacts (catalog, item model)
+    perms = synth.allowed(synth.stack.functions[C.FN_DELIVER].role)
+    assert {x for x in perms if x.startswith(("s3:", "athena:", "glue:"))} == {"s3:GetObject"}
+    assert perms["s3:GetObject"] == [_objects(synth, synth.stack.archive.bucket, "models/*")]
 
 
 def test_the_writers_are_told_the_stream_and_api_where_the_archive_is(synth):

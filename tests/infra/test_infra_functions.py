@@ -132,6 +132,7 @@ OPTIONAL_SET = {
         C.ENV_ARCHIVE_STREAM,
         C.ENV_TIMERS_TABLE,
         C.ENV_SUPPRESSIONS_TABLE,
+        C.ENV_MODELS_BUCKET,
     },
     C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE, C.ENV_MODELS_BUCKET},
     C.FN_TRAIN: {C.ENV_TRAIN_WINDOW_DAYS},  # the train_window_days context key
