@@ -13,6 +13,7 @@ from nudge.domain.training import ABANDON_AFTER_MS, ArchiveExtract, count_abando
 from nudge.learn.train import (
     CATALOG,
     CATALOG_STAMPS,
+    ITEMS,
     SEGMENTS,
     STEPS,
     TRAIN_RUN,
@@ -51,7 +52,7 @@ def test_a_run_scores_segments_and_catalogs_every_user() -> None:
     assert summary["ok"] and summary["errors"] == []
     assert summary["users"] == 60 and summary["profile_writes"] == 60
     assert summary["items"] == 10
-    assert set(models.docs) == {SEGMENTS, CATALOG, CATALOG_STAMPS, TRAIN_RUN}
+    assert set(models.docs) == {SEGMENTS, CATALOG, CATALOG_STAMPS, ITEMS, TRAIN_RUN}
     for user in shop.events:
         p = store.profile(user)
         kind = shop.kind_of(user)
