@@ -23,6 +23,7 @@ from nudge.adapters.archive import S3ArchiveLines
 from nudge.adapters.erased import S3ErasedIds
 from nudge.adapters.models import S3ModelStore
 from nudge.adapters.profiles import DynamoProfileStore
+from nudge.constants import RECS_HIT_RATE, RECS_REJECTED
 from nudge.domain.ports import ArchiveLines, ModelStore, ProfileScores
 from nudge.learn.train import TrainConfig, TrainingError, run_training
 from nudge.observability import logger, metrics, tracer
@@ -88,5 +89,9 @@ def handler(
     metrics.add_metric("TrainUsers", MetricUnit.Count, summary["users"])
     metrics.add_metric("TrainProfileWrites", MetricUnit.Count, summary["profile_writes"])
     metrics.add_metric("TrainSeconds", MetricUnit.Seconds, summary["duration_seconds"])
+    validation = summary.get("items_validation") or {}
+    if validation.get("hr_candidate") is not None:  # the recommender, scored on the last day
+        metrics.add_metric(RECS_HIT_RATE, MetricUnit.Count, validation["hr_candidate"])
+        metrics.add_metric(RECS_REJECTED, MetricUnit.Count, 0 if validation["promoted"] else 1)
     logger.info("train run", extra={"summary": summary})
     return summary

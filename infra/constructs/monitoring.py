@@ -228,7 +228,24 @@ class Monitoring(Construct):
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
 
+        # The train run kept the recommender in service: the new one scored worse on the
+        # most recent day (a drop in what users respond to, or in the data)
+        self.recs_alarm = cw.Alarm(
+            self,
+            "RecsModelRejected",
+            alarm_description="nudge: a trained recommender scored below the one in service "
+            "on the most recent day (HR@10) and was not promoted",
+            metric=nudge_metric(
+                C.RECS_REJECTED, {}, label="rejected", statistic=cw.Stats.MAXIMUM
+            ).with_(period=_HOUR),
+            threshold=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+
         alarms: list[cw.Alarm] = [
+            self.recs_alarm,
             *self.dlq_alarms.values(),
             *self.error_alarms.values(),
             *self.age_alarms.values(),

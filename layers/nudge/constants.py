@@ -142,3 +142,10 @@ def local_table_name(logical: str) -> str:
 
 def local_queue_name(logical: str, *, dlq: bool = False) -> str:
     return f"nudge-{logical}{'-dlq' if dlq else ''}.fifo"
+
+
+# The train run's validation of the recommender (nudge.learn.train.items_step): HR@10 of
+# the candidate on the most recent day, and 1 when it scored below the model in service
+# (kept: the monitoring construct alarms on it)
+RECS_HIT_RATE = "RecsHitRate"
+RECS_REJECTED = "RecsModelRejected"

@@ -123,10 +123,16 @@ def test_messages_describe_recommendations_from_the_catalog_once_trained(
     assert r.status_code == 200
     name = f"Catalog boot {uuid.uuid4().hex[:6]}"
     item = {"product_id": f"cat-{uid}", "name": name, "price": 75, "url": "https://shop.example/b"}
+    # and shoppers who went from that product to another (named in their events)
+    nxt = {"product_id": f"cat-{uid}-next", "name": f"{name} laces", "price": 9}
+    for n in range(4):
+        client.track(f"{uid}-peer-{n}", "Product Viewed", item)
+        client.track(f"{uid}-peer-{n}", "Product Viewed", nxt)
     client.track(uid, "Product Viewed", item)
-    # when training has built the catalog and the user has been away for two days
+    # when training has built the catalog and the item model, and the user has been away
+    # for two days
     assert train(client)["ok"]
     client.clock(advance_seconds=49 * 3600)
-    # then the win-back email lists the product by its catalog name
+    # then the win-back email recommends what the peers viewed next, by its catalog name
     (email,) = [m for m in client.outbox(uid) if m["trigger"] == "inactivity_winback"]
-    assert "Picked for you" in email["text"] and name in email["text"], email["text"]
+    assert "Picked for you" in email["text"] and f"{name} laces" in email["text"], email["text"]

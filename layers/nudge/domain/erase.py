@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from nudge.domain.archive import iso_ms
 from nudge.domain.clock import to_ms
 from nudge.domain.errors import ConcurrentUpdateError, NotFoundError
 from nudge.domain.ports import ProfileStore, StoredProfile
@@ -98,7 +99,7 @@ class EraseReport:
                 "suppressions_hashed": self.suppressions,
                 "archive": self.archive,
             },
-            "tombstone_until": until.isoformat().replace("+00:00", "Z"),
+            "tombstone_until": iso_ms(until),
         }
 
 

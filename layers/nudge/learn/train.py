@@ -149,9 +149,71 @@ def catalog_step(data: TrainData, out: TrainOutput, store: ModelStore) -> None:
     out.stats["items"] = len(catalog)
 
 
+VALIDATION_DAYS = 1  # the most recent day: held out, the candidate model is scored on it
+VALIDATION_USERS = 2_000  # users scored (a deterministic sample beyond that)
+VALIDATION_K = 10
+_CODES = {"Product Viewed": "v", "Product Added": "a", "Order Completed": "p"}
+
+
+def _recent(history: list[Interaction], limit: int = 20) -> list[list[Any]]:
+    """A user's interactions in the profile's `recent_items` shape (newest first)."""
+    return [[item, _CODES.get(event, "v"), t] for _u, item, event, t in history[::-1][:limit]]
+
+
+def _hit_rate(
+    model: Any, cases: Sequence[tuple[list[list[Any]], str]], *, popularity: bool = False
+) -> float | None:
+    """HR@10 of `model` served as the api serves it (nudge.domain.recommend, without
+    exploration): the share of cases whose next item is among the 10 shown."""
+    from nudge.domain.recommend import recommend
+
+    if not cases:
+        return None
+    hits = 0
+    for recent, target in cases:
+        shown = recommend(
+            model,
+            [] if popularity else recent,
+            exclude=[r[0] for r in recent],
+            limit=VALIDATION_K,
+            exploration=0.0,
+            diversity=False,
+        )
+        hits += any(item["item_id"] == target for item in shown)
+    return round(hits / len(cases), 4)
+
+
+def validation_cases(
+    interactions: Sequence[Interaction], cutoff_ms: int
+) -> tuple[list[Interaction], list[tuple[list[list[Any]], str]]]:
+    """The interactions before `cutoff_ms` (to fit on), and for each user with some, the
+    first item after the cutoff they had not touched before (what to predict)."""
+    before = [i for i in interactions if i[3] < cutoff_ms]
+    by_user: dict[str, list[Interaction]] = {}
+    for i in before:
+        by_user.setdefault(i[0], []).append(i)
+    cases: dict[str, tuple[list[list[Any]], str]] = {}
+    for user, item, _event, t in interactions:  # sorted by user and time
+        if t < cutoff_ms or user in cases or user not in by_user:
+            continue
+        if any(h[1] == item for h in by_user[user]):
+            continue
+        cases[user] = (_recent(by_user[user]), item)
+    chosen = sorted(cases)
+    if len(chosen) > VALIDATION_USERS:  # a deterministic sample
+        step = len(chosen) / VALIDATION_USERS
+        chosen = [chosen[int(n * step)] for n in range(VALIDATION_USERS)]
+    return before, [cases[u] for u in chosen]
+
+
 def items_step(data: TrainData, out: TrainOutput, store: ModelStore) -> None:
     """The recommender's item model (nudge.learn.items) on the window's interactions, the
-    catalog's categories for its diversity rule and category boost."""
+    catalog's categories for its diversity rule and category boost, validated before it
+    is served (docs/personalization.md, "Continuous validation"): a candidate fitted
+    without the most recent day is scored on that day (HR@10, as served) against
+    popularity and against the model in service; the new model (fitted on everything)
+    replaces the one in service only when the candidate is not worse."""
+    from nudge.domain.recommend import ItemModel
     from nudge.learn.items import fit_item_model
 
     categories = {
@@ -159,9 +221,30 @@ def items_step(data: TrainData, out: TrainOutput, store: ModelStore) -> None:
         for pid, attrs in data.catalog.items.items()
         if isinstance(attrs, dict) and attrs.get("category")
     }
-    model = fit_item_model(data.interactions, now_ms=data.now_ms, categories=categories)
-    out.artifacts[ITEMS] = model.to_dict()
-    out.stats["recommendable_items"] = len(model)
+    cutoff = data.now_ms - VALIDATION_DAYS * DAY_MS
+    before, cases = validation_cases(data.interactions, cutoff)
+    report: dict[str, Any] = {"users": len(cases), "k": VALIDATION_K}
+    serving: ItemModel | None = None
+    stored = store.load(ITEMS)
+    if stored is not None:
+        try:
+            serving = ItemModel.from_dict(stored)
+        except (ValueError, KeyError, TypeError):
+            serving = None  # unreadable: anything valid replaces it
+    promote = True
+    if cases and before:
+        candidate = fit_item_model(before, now_ms=cutoff, categories=categories)
+        report["hr_candidate"] = _hit_rate(candidate, cases)
+        report["hr_popularity"] = _hit_rate(candidate, cases, popularity=True)
+        report["hr_serving"] = _hit_rate(serving, cases) if serving is not None else None
+        worse = report["hr_serving"] is not None and report["hr_candidate"] < report["hr_serving"]
+        promote = not worse
+    report["promoted"] = promote
+    out.stats["items_validation"] = report
+    if promote:
+        model = fit_item_model(data.interactions, now_ms=data.now_ms, categories=categories)
+        out.artifacts[ITEMS] = model.to_dict()
+        out.stats["recommendable_items"] = len(model)
 
 
 # The steps of a run, in order.
@@ -269,6 +352,7 @@ def run_training(
         "silhouette": out.stats.get("silhouette"),
         "segments": out.stats.get("segments", {}),
         "rfm_scored": out.stats.get("rfm_scored", 0),
+        "items_validation": out.stats.get("items_validation"),
         "profile_writes": writes,
         "artifacts": sorted(out.artifacts) if not errors else [],
         "steps_seconds": timings,
