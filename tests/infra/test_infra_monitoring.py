@@ -82,6 +82,14 @@ def test_ses_bounce_and_complaint_rates_alarm_before_the_suspension_thresholds(s
     assert 0 < rates["Reputation.ComplaintRate"] < 0.005
 
 
+def test_a_recommender_kept_out_of_service_by_its_validation_alarms(synth):
+    found = [a["Properties"] for a in _alarms(synth) if C.RECS_REJECTED in json.dumps(a)]
+    assert found, [a["Properties"].get("AlarmDescription") for a in _alarms(synth)]
+    (alarm,) = found
+    assert C.METRICS_NAMESPACE in json.dumps(alarm) and alarm["Threshold"] == 1
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
 def test_each_shipped_trigger_has_an_anomaly_alarm_on_its_fires(synth):
     found: dict[str, Any] = {}
     for alarm in _alarms(synth):
