@@ -18,7 +18,11 @@ RUN_FIELDS = ("ok", "started", "finished", "duration_seconds", "users", "errors"
 def _iso_ms(ms: Any) -> str | None:
     if not isinstance(ms, int | float) or isinstance(ms, bool):
         return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="seconds")
+        .replace("+00:00", "Z")
+    )
 
 
 def _named(features: Sequence[str], values: Any) -> dict[str, float]:

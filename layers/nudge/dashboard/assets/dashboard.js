@@ -406,7 +406,7 @@
 
   function runLine(run) {
     if (!run) return null;
-    var when = run.finished ? " · finished " + run.finished : "";
+    var when = run.finished ? " · finished " + shortTime(run.finished) + " UTC" : "";
     if (run.ok) {
       return h("p", { class: "meta", id: "segments-run",
         text: "Last training run: ok" + when + " · " + num(run.users) + " users · " + seconds(run.duration_seconds) });
@@ -457,7 +457,7 @@
           h("tbody", null, rows)));
       }
       body("segments", [
-        h("p", { class: "meta", text: "Trained " + (data.trained_at || "?") + " · k = " + (data.k || list.length) +
+        h("p", { class: "meta", text: "Trained " + (data.trained_at ? shortTime(data.trained_at) + " UTC" : "?") + " · k = " + (data.k || list.length) +
           " · silhouette " + fixed(data.silhouette, 2) + " · " + num(total) + " users" }),
         runLine(data.last_run),
         sizes,
