@@ -57,11 +57,13 @@ from nudge.domain.ports import (
     ArchiveWriter,
     DeviceRegistry,
     Inbox,
+    ModelStore,
     ProfileStore,
     QueryEngine,
     SigningKey,
 )
 from nudge.domain.recommend import ItemModel, recommender
+from nudge.domain.segments_report import SEGMENTS_ARTIFACT, TRAIN_RUN_ARTIFACT, segments_report
 from nudge.domain.tracking import MAX_REPORT_DAYS, violations_report, violations_sql
 from nudge.domain.trigger_report import DEFAULT_DAYS, MAX_DAYS, triggers_report
 from nudge.domain.triggers.loader import TriggerSet
@@ -111,6 +113,8 @@ class Deps:
     # profile alone).
     load_items: Callable[[], ItemModel | None] = lambda: None
     load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = lambda: None
+    # The artifact store itself (`GET /v1/reports/segments`; None: that route is a 503)
+    models: ModelStore | None = None
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
@@ -142,7 +146,11 @@ def _model_readers(s: ApiSettings) -> dict[str, Any]:
     from nudge.adapters.models import CatalogReader, ItemsReader, S3ModelStore
 
     store = S3ModelStore(s.models_bucket, cache_seconds=s.models_cache_seconds)
-    return {"load_items": ItemsReader(store), "load_catalog": CatalogReader(store)}
+    return {
+        "load_items": ItemsReader(store),
+        "load_catalog": CatalogReader(store),
+        "models": store,
+    }
 
 
 @dataclass
@@ -538,6 +546,29 @@ def get_tracking_report() -> Any:
     # may run ahead of the hours its emulated Firehose files objects under
     result = d.query.query(violations_sql(since))
     return json_response(violations_report(result.rows, days=days))
+
+
+@app.get(
+    "/v1/reports/segments",
+    **doc.operation(
+        "getSegmentsReport",
+        "The behavioral segments of the last training: sizes, centroids, the last run",
+        tag=doc.REPORTS,
+        returns="SegmentsReport",
+        errors={401: None, 403: None, 503: "No artifact store"},
+        auth=doc.ADMIN_KEY,
+        description="From the train function's `segments` artifact and its run summary "
+        "(docs/personalization.md). Before the first training `segments` is empty and "
+        "`trained_at` null (200, not 404); `last_run` then says whether a run failed.",
+    ),
+)
+def get_segments_report() -> Any:
+    d = admin()
+    if d.models is None:
+        raise DependencyUnavailableError("this deployment has no artifact store to report on")
+    return json_response(
+        segments_report(d.models.load(SEGMENTS_ARTIFACT), d.models.load(TRAIN_RUN_ARTIFACT))
+    )
 
 
 KEY_BODY = 4 * 1024

@@ -35,6 +35,7 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/v1/users/{userId}/recommendations"),
     (apigw.HttpMethod.GET, "/v1/experiments/{experimentId}"),
     (apigw.HttpMethod.GET, "/v1/reports/tracking"),
+    (apigw.HttpMethod.GET, "/v1/reports/segments"),
     (apigw.HttpMethod.GET, "/v1/reports/cohorts"),
     (apigw.HttpMethod.GET, "/v1/reports/funnel"),
     (apigw.HttpMethod.GET, "/v1/reports/triggers"),

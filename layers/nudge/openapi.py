@@ -358,6 +358,34 @@ class TrackingReport(BaseModel):
     violations: list[TrackingViolation]
 
 
+class Segment(BaseModel):
+    name: str = Field(description="named from its centroid (docs/personalization.md)")
+    size: int = Field(description="users in the segment at the last training")
+    centroid: dict[str, float] = Field(
+        description="feature -> the centroid, standardized (log1p, then mean 0, sd 1)"
+    )
+    means: dict[str, float] = Field(description="feature -> the segment's raw mean")
+
+
+class TrainRun(BaseModel):
+    ok: bool
+    started: str | None
+    finished: str | None
+    duration_seconds: float | None
+    users: int | None = Field(description="profiles read")
+    errors: list[str] = Field(description="why the run failed (empty when it did not)")
+
+
+class SegmentsReport(BaseModel):
+    trained_at: str | None = Field(description="null before the first training")
+    k: int | None
+    silhouette: float | None = Field(description="of the k chosen (-1 to 1, higher is better)")
+    features: list[str]
+    transform: str | None
+    segments: list[Segment] = Field(description="empty before the first training")
+    last_run: TrainRun | None = Field(description="the last train run, good or not")
+
+
 _REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration, KeyRequest)
 
 
@@ -464,6 +492,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     Unsubscribed,
     ExperimentReport,
     TrackingReport,
+    SegmentsReport,
     KeyInfo,
     CreatedKey,
     KeyList,

@@ -23,6 +23,7 @@ from tests.e2e import test_browser_e2e as chromium
 from tests.e2e.conftest import Client, _user_in
 from tests.e2e.test_browser_e2e import Browser
 from tests.e2e.test_delivery_e2e import identify, next_utc
+from tests.e2e.test_train_e2e import history, now_of, train
 
 pytestmark = pytest.mark.e2e
 browser = chromium.browser  # the headless Chromium fixture (skips when it is absent)
@@ -35,6 +36,7 @@ SECTION_ROUTES = {
     "cohorts": "/v1/reports/cohorts?period=week",
     "funnel": "/v1/reports/funnel?steps=Product+Viewed,Product+Added,Checkout+Started,"
     "Order+Completed&within=7d",
+    "tracking": "/v1/reports/tracking?days=7",
 }
 
 
@@ -91,6 +93,22 @@ def seed_the_experiment(client: Client) -> None:
         identify(client, user)
         client.track(user, "Product Added", {"product_id": "sku-9", "name": "Lamp", "price": 30})
     client.clock(advance_seconds=16 * 60)
+
+
+def seed_shoppers(client: Client) -> None:
+    """Buyers and one-view visitors, imported, so a training run finds segments."""
+    now = now_of(client)
+    batch = [
+        ev
+        for i in range(4)
+        for ev in history(f"dash-buyer-{i}", "buyer", now, 4 + i)
+        + history(f"dash-visitor-{i}", "visitor", now)
+    ]
+    r = client.s.post(
+        f"{client.url}/v1/import", json={"batch": batch}, auth=(client.local.write_key, "")
+    )
+    assert r.status_code == 200, r.text
+    client.settle()
 
 
 def test_the_dashboard_asks_for_the_key_and_draws_the_experiment(
@@ -166,7 +184,39 @@ def test_the_dashboard_asks_for_the_key_and_draws_the_experiment(
         if answered == 404:
             text = d.find_element("css selector", f"#{section} .body .empty").text
             assert "404" in text, (section, text)
-    assert "not trained yet" in d.find_element("id", "segments").text
+    # the segments: "not trained yet" before any training, the trained ones after it
+    trained_before = client.admin_get("/v1/reports/segments").json()["segments"]
+    if not trained_before:  # this file run alone: the local mode has never trained
+        wait_until(
+            browser,
+            "the segments' empty state",
+            lambda: "not trained yet" in d.find_element("id", "segments").text,
+        )
+    seed_shoppers(client)
+    summary = train(client)
+    assert summary["ok"], summary
+    d.refresh()  # the key is kept in the tab: the dashboard opens straight away
+    wait_until(
+        browser, "the segments", lambda: d.find_elements("css selector", "#segments .bars li")
+    )
+    shown = {
+        li.get_attribute("data-segment"): li.text
+        for li in d.find_elements("css selector", "#segments .bars li")
+    }
+    assert set(shown) == set(summary["segments"]), (shown, summary)
+    for name, size in summary["segments"].items():
+        assert f"{size} users" in shown[name]
+    assert "Last training run: ok" in d.find_element("id", "segments-run").text
+    centroid_rows = d.find_elements("css selector", "#segments table.centroid tbody tr")
+    assert len(centroid_rows) == len(summary["segments"])
+    wait_until(
+        browser,
+        "the tracking section",
+        lambda: (
+            d.find_elements("css selector", "#tracking .body > *")
+            and not d.find_elements("css selector", "#tracking .body .error")
+        ),
+    )
 
     # and the key is in this tab's sessionStorage only: not in the URL, not in a cookie
     assert js(browser, f"return sessionStorage.getItem('{KEY}')") == local.admin_key
@@ -350,6 +400,72 @@ SHAPES: dict[str, Any] = {
 }
 
 
+SHAPES["/v1/reports/segments"] = {
+    "trained_at": "2026-11-30T03:00:00Z",
+    "k": 3,
+    "silhouette": 0.41,
+    "features": ["recency_days", "orders", "revenue", "sessions"],
+    "transform": "log1p, then standardized with mean and scale",
+    "segments": [
+        {
+            "name": "frequent buyers",
+            "size": 120,
+            "centroid": {"recency_days": -0.8, "orders": 1.9, "revenue": 1.7, "sessions": 1.1},
+            "means": {"recency_days": 3.2, "orders": 6.5, "revenue": 812.4, "sessions": 14.0},
+        },
+        {
+            "name": "casual browsers",
+            "size": 600,
+            "centroid": {"recency_days": 0.1, "orders": -0.4, "revenue": -0.4, "sessions": -0.2},
+            "means": {"recency_days": 12.0, "orders": 0.1, "revenue": 4.0, "sessions": 2.0},
+        },
+        {
+            "name": "lapsed",
+            "size": 280,
+            "centroid": {"recency_days": 1.4, "orders": 0.0, "revenue": 0.1, "sessions": -0.9},
+            "means": {"recency_days": 61.0, "orders": 1.0, "revenue": 60.0, "sessions": 1.0},
+        },
+    ],
+    "last_run": {
+        "ok": False,
+        "started": "2026-12-01T03:00:00Z",
+        "finished": "2026-12-01T03:00:09Z",
+        "duration_seconds": 9.1,
+        "users": 0,
+        "errors": ["read: ClientError: AccessDenied"],
+    },
+}
+SHAPES["/v1/reports/tracking"] = {
+    "days": 7,
+    "violations": [
+        {
+            "event": "Order Completed",
+            "rule": "minimum",
+            "field": "properties.revenue",
+            "violations": 42,
+            "events": 40,
+            "blocked": 40,
+            "last_seen": "2026-11-30T22:10:00Z",
+            "sample": {
+                "message_id": "m-991",
+                "description": "-5 is less than the minimum of 0",
+                "value": "-5",
+            },
+        },
+        {
+            "event": "Sign Up",
+            "rule": "unplanned",
+            "field": "event",
+            "violations": 3,
+            "events": 3,
+            "blocked": 0,
+            "last_seen": "2026-11-29T08:00:00Z",
+            "sample": {"message_id": "m-12", "description": "not in the plan", "value": None},
+        },
+    ],
+}
+
+
 class ReportShapes:
     """The dashboard's page and assets as nudge serves them (nudge.dashboard, what the
     api function answers with), beside report routes answering SHAPES: the page drawn
@@ -494,6 +610,58 @@ def test_every_report_shape_is_drawn(
         for g in d.find_elements("css selector", "#funnel .group")
     ]
     assert groups == ["variant: reminder", "variant: holdout"]
+
+    # segments: a bar per segment (its share of the users), the centroids standardized
+    # (signed) and the raw means, and the failed last run named
+    seg = wait_until(
+        browser, "the segments", lambda: d.find_elements("css selector", "#segments .bars li")
+    )
+    assert [li.get_attribute("data-segment") for li in seg] == [
+        "frequent buyers",
+        "casual browsers",
+        "lapsed",
+    ]
+    assert "120 users · 12%" in seg[0].text
+    assert [
+        js(browser, "return arguments[0].querySelector('.bar-fill').style.width", li) for li in seg
+    ] == ["12%", "60%", "28%"]
+    std = d.find_element("css selector", "#segments table.centroid")
+    assert "standardized" in std.find_element("tag name", "caption").text
+    heads = [th.text for th in std.find_elements("css selector", "thead th")]
+    assert heads == ["Segment", "Recency (days)", "Orders", "Revenue", "Sessions"]
+    first = [
+        td.text
+        for td in std.find_elements("css selector", "tbody tr")[0].find_elements("tag name", "td")
+    ]
+    assert first == ["\u22120.80", "+1.90", "+1.70", "+1.10"]
+    raw = d.find_element("css selector", "#segments table.means tbody tr")
+    assert [td.text for td in raw.find_elements("tag name", "td")] == [
+        "3.2",
+        "6.5",
+        "812.40",
+        "14.0",
+    ]
+    run = d.find_element("id", "segments-run")
+    assert "failed" in run.text and "AccessDenied" in run.text
+    assert run.get_attribute("role") == "alert"
+
+    # tracking plan: a row per event, rule and field with its counts and the sample
+    trows = wait_until(
+        browser, "the violations", lambda: d.find_elements("css selector", "#tracking tbody tr")
+    )
+    assert len(trows) == 2
+    cells = [c.text for c in trows[0].find_elements("tag name", "td")]
+    assert trows[0].find_element("tag name", "th").text == "Order Completed"
+    assert cells[:6] == ["minimum", "properties.revenue", "42", "40", "40", "2026-11-30 22:10"]
+    assert "less than the minimum" in cells[6] and "-5" in cells[6] and "m-991" in cells[6]
+    assert "anomaly" in trows[0].find_elements("tag name", "td")[4].get_attribute("class")
+    assert trows[1].find_elements("tag name", "td")[4].get_attribute("class") in ("", None)
+    Select(d.find_element("id", "tracking-days")).select_by_value("30")
+    wait_until(
+        browser,
+        "the 30 days' violations",
+        lambda: any("tracking?days=30" in a for a in shapes.asked),
+    )
 
     # the cohort period toggle asks for the other period
     d.find_element("css selector", "input[name=period][value=month]").click()

@@ -390,6 +390,127 @@
     }).catch(function (err) { failed("funnel", err); });
   }
 
+  // ---- segments: sizes as bars, the centroids as a table -----------------------------------
+  var FEATURE_LABELS = {
+    recency_days: "Recency (days)", orders: "Orders", revenue: "Revenue", sessions: "Sessions",
+    session_minutes: "Session min", page_views: "Page views", cart_adds: "Cart adds",
+    abandonments: "Abandonments",
+  };
+  function fixed(v, digits) {
+    return typeof v === "number" && isFinite(v) ? v.toFixed(digits) : "—";
+  }
+  function signedFixed(v) {
+    if (typeof v !== "number" || !isFinite(v)) return "—";
+    return (v > 0 ? "+" : v < 0 ? "−" : "") + Math.abs(v).toFixed(2);
+  }
+
+  function runLine(run) {
+    if (!run) return null;
+    var when = run.finished ? " · finished " + shortTime(run.finished) + " UTC" : "";
+    if (run.ok) {
+      return h("p", { class: "meta", id: "segments-run",
+        text: "Last training run: ok" + when + " · " + num(run.users) + " users · " + seconds(run.duration_seconds) });
+    }
+    return h("p", { class: "warn", role: "alert", id: "segments-run",
+      text: "The last training run failed" + when + ": " + ((run.errors || []).join("; ") || "no reason given") +
+        ". The segments below are from the last good run." });
+  }
+
+  function loadSegments() {
+    busy("segments");
+    return api("v1/reports/segments").then(function (res) {
+      var data = res.data;
+      var list = data && data.segments;
+      if (res.missing || !list || !list.length) {
+        empty("segments", res);
+        var run = data && runLine(data.last_run);
+        if (run) document.querySelector("#segments .body").appendChild(run);
+        return;
+      }
+      var total = 0;
+      list.forEach(function (sg) { total += sg.size || 0; });
+      var features = data.features && data.features.length ? data.features : Object.keys(list[0].centroid || {});
+      var sizes = h("ol", { class: "bars", "aria-label": "Users per segment" }, list.map(function (sg) {
+        var share = total ? (sg.size || 0) / total : 0;
+        var fill = h("div", { class: "bar-fill" });
+        fill.style.width = (share * 100).toFixed(1) + "%";
+        return h("li", { "data-segment": sg.name },
+          h("div", { class: "bar-label" }, h("strong", { text: sg.name }),
+            h("span", { text: num(sg.size) + " users · " + pct(share) })),
+          h("div", { class: "bar-track", role: "presentation" }, fill));
+      }));
+      function centroidTable(kind) {
+        var std = kind === "centroid";
+        var rows = list.map(function (sg) {
+          var values = sg[kind] || {};
+          return h("tr", null, h("th", { scope: "row", text: sg.name }), features.map(function (f) {
+            var v = values[f];
+            var td = h("td", { text: std ? signedFixed(v) : fixed(v, f === "revenue" ? 2 : 1) });
+            if (std && typeof v === "number") td.classList.add(v >= 0.5 ? "hi" : v <= -0.5 ? "lo" : "mid");
+            return td;
+          }));
+        });
+        return h("div", { class: "scroll" }, h("table", { class: "centroids " + kind, "aria-describedby": "segments-note" },
+          h("caption", { text: std ? "Centroids, standardized (log1p, then sd from the mean of all users)" : "Raw means per segment" }),
+          h("thead", null, h("tr", null, h("th", { scope: "col", text: "Segment" }),
+            features.map(function (f) { return h("th", { scope: "col", text: FEATURE_LABELS[f] || f }); }))),
+          h("tbody", null, rows)));
+      }
+      body("segments", [
+        h("p", { class: "meta", text: "Trained " + (data.trained_at ? shortTime(data.trained_at) + " UTC" : "?") + " · k = " + (data.k || list.length) +
+          " · silhouette " + fixed(data.silhouette, 2) + " · " + num(total) + " users" }),
+        runLine(data.last_run),
+        sizes,
+        h("p", { class: "help", id: "segments-note",
+          text: "Standardized: 0 is the average user, +1 one standard deviation above (bold blue), −1 below (muted). Raw: the segment's mean of each feature." }),
+        centroidTable("centroid"),
+        centroidTable("means"),
+      ]);
+    }).catch(function (err) { failed("segments", err); });
+  }
+
+  // ---- tracking plan: violations per event, rule and field ---------------------------------
+  // "2026-11-30T22:10:00Z" -> "2026-11-30 22:10" (UTC; the full time in the title)
+  function shortTime(iso) {
+    if (!iso) return "—";
+    var m = /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)/.exec(String(iso));
+    return m ? m[1] + " " + m[2] : String(iso);
+  }
+
+  function loadTracking() {
+    busy("tracking");
+    var days = $("#tracking-days").value;
+    return api("v1/reports/tracking?days=" + encodeURIComponent(days)).then(function (res) {
+      var list = res.data && res.data.violations;
+      if (res.missing || !list || !list.length) return empty("tracking", res);
+      var rows = list.map(function (v) {
+        var sample = v.sample || {};
+        return h("tr", null,
+          h("th", { scope: "row", text: v.event }),
+          h("td", { class: "left" }, h("code", { text: v.rule })),
+          h("td", { class: "left" }, h("code", { text: v.field })),
+          h("td", { text: num(v.violations) }),
+          h("td", { text: num(v.events) }),
+          h("td", v.blocked ? { class: "anomaly", text: num(v.blocked) } : { text: num(v.blocked) }),
+          h("td", { text: shortTime(v.last_seen), title: v.last_seen || null }),
+          h("td", { class: "sample" },
+            sample.description ? h("span", { text: sample.description }) : null,
+            sample.value !== null && sample.value !== undefined ? h("code", { text: " " + sample.value }) : null,
+            sample.message_id ? h("span", { class: "mid", text: " · " + sample.message_id }) : null));
+      });
+      body("tracking", [h("p", { class: "help", id: "tracking-note",
+        text: "Last " + days + " days. Blocked: refused at ingest (block mode); the others were accepted and reported. Sample: the latest violation. Times in UTC." }),
+      h("div", { class: "scroll" }, h("table", { "aria-describedby": "tracking-note" },
+        h("caption", { text: "Violations per event, rule and field" }),
+        h("thead", null, h("tr", null,
+          ["Event", "Rule", "Field", "Violations", "Events", "Blocked", "Last seen (UTC)", "Sample"]
+            .map(function (c) {
+              return h("th", { scope: "col", text: c, class: /^(Rule|Field|Sample)$/.test(c) ? "left" : null });
+            }))),
+        h("tbody", null, rows)))]);
+    }).catch(function (err) { failed("tracking", err); });
+  }
+
   // ---- start --------------------------------------------------------------------------------
   function loadAll() {
     $("#auth").hidden = true;
@@ -397,7 +518,7 @@
     $("#signout").hidden = false;
     status("Loading…");
     var started = performance.now();
-    Promise.all([loadExperiments(), loadTriggers(), loadCohorts(), loadFunnel()]).then(function () {
+    Promise.all([loadExperiments(), loadTriggers(), loadCohorts(), loadFunnel(), loadSegments(), loadTracking()]).then(function () {
       if (!$("#main").hidden) status("Updated " + new Date().toLocaleTimeString() + " in " + Math.round(performance.now() - started) + " ms");
     });
   }
@@ -413,6 +534,7 @@
     });
     $("#signout").addEventListener("click", function () { askForKey(""); });
     $("#trigger-days").addEventListener("change", loadTriggers);
+    $("#tracking-days").addEventListener("change", loadTracking);
     document.querySelectorAll("input[name=period]").forEach(function (r) { r.addEventListener("change", loadCohorts); });
     $("#funnel-form").addEventListener("submit", function (ev) { ev.preventDefault(); loadFunnel(); });
     if (getKey()) loadAll(); else askForKey("");
