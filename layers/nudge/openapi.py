@@ -374,6 +374,11 @@ class TrainRun(BaseModel):
     duration_seconds: float | None
     users: int | None = Field(description="profiles read")
     errors: list[str] = Field(description="why the run failed (empty when it did not)")
+    items_validation: dict[str, Any] | None = Field(
+        None,
+        description="the recommender scored on the most recent day (HR@10 of the candidate, "
+        "popularity and the model in service; whether the new model was promoted)",
+    )
 
 
 class SegmentsReport(BaseModel):

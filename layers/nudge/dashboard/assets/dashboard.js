@@ -408,8 +408,15 @@
     if (!run) return null;
     var when = run.finished ? " · finished " + shortTime(run.finished) + " UTC" : "";
     if (run.ok) {
+      var v = run.items_validation, recs = "";
+      if (v && v.hr_candidate !== undefined && v.hr_candidate !== null) {
+        recs = " · recommender HR@10 " + v.hr_candidate.toFixed(3) +
+          " (popularity " + (v.hr_popularity === null ? "–" : v.hr_popularity.toFixed(3)) +
+          ", in service " + (v.hr_serving === null || v.hr_serving === undefined ? "none" : v.hr_serving.toFixed(3)) +
+          (v.promoted ? ", promoted)" : ", kept the one in service)");
+      }
       return h("p", { class: "meta", id: "segments-run",
-        text: "Last training run: ok" + when + " · " + num(run.users) + " users · " + seconds(run.duration_seconds) });
+        text: "Last training run: ok" + when + " · " + num(run.users) + " users · " + seconds(run.duration_seconds) + recs });
     }
     return h("p", { class: "warn", role: "alert", id: "segments-run",
       text: "The last training run failed" + when + ": " + ((run.errors || []).join("; ") || "no reason given") +
