@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import requests
+from nudge.domain.triggers.compiler import segment_family
 
 from tests.e2e.conftest import Client
 
@@ -73,7 +74,9 @@ def test_training_shows_segments_and_scores_and_a_segment_filter_fires(client: C
     assert summary["ok"] and summary["users"] >= 12 and summary["errors"] == []
     assert "frequent buyers" in summary["segments"]
     buyer = client.user(buyers[0])
-    assert buyer["segment"] == "frequent buyers", summary
+    # one of the frequent-buyer clusters (with other tests' shoppers in this local mode,
+    # training may find two: "frequent buyers 2")
+    assert segment_family(buyer["segment"]) == "frequent buyers", summary
     assert buyer["rfm"]["frequency"] == 6 and buyer["rfm"]["recency_days"] == 1
     scores = [client.user(u)["rfm"]["score"] for u in buyers]
     assert all(len(s) == 3 and set(s) <= set("12345") for s in scores), scores
@@ -82,7 +85,8 @@ def test_training_shows_segments_and_scores_and_a_segment_filter_fires(client: C
     assert len({s[0] for s in scores}) == 1
     assert scores[-1][1:] > scores[0][1:]
     visitor = client.user(visitors[0])
-    assert visitor["segment"] not in (None, "frequent buyers")
+    assert visitor["segment"] is not None
+    assert segment_family(visitor["segment"]) != "frequent buyers"
     assert visitor["rfm"]["score"] is None  # no order: no RFM score
 
     # and a trigger filtered on the segment fires for the buyer only
@@ -95,7 +99,7 @@ def test_training_shows_segments_and_scores_and_a_segment_filter_fires(client: C
     # a second run with nothing new writes no profile of these users again
     again = train(client)
     assert again["ok"]
-    assert client.user(buyers[0])["segment"] == "frequent buyers"
+    assert client.user(buyers[0])["segment"] == buyer["segment"]
 
 
 def test_the_recurring_schedule_is_listed_and_fires_as_the_clock_passes(client: Client) -> None:

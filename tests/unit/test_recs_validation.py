@@ -88,3 +88,11 @@ def test_a_candidate_worse_than_the_model_in_service_is_not_promoted() -> None:
     assert report["hr_serving"] > report["hr_candidate"]
     assert not report["promoted"] and ITEMS not in out.artifacts
     assert ItemModel.from_dict(store.load(ITEMS) or {}).items == serving.items  # kept
+
+
+def test_a_segment_filter_sees_the_archetype_of_a_numbered_cluster() -> None:
+    from nudge.domain.triggers.compiler import segment_family
+
+    assert segment_family("frequent buyers 2") == "frequent buyers"
+    assert segment_family("frequent buyers") == "frequent buyers"
+    assert segment_family("top 10 fans") == "top 10 fans"  # a number inside stays

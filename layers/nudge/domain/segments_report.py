@@ -12,7 +12,15 @@ from typing import Any
 SEGMENTS_ARTIFACT = "segments"  # nudge.learn.train.SEGMENTS
 TRAIN_RUN_ARTIFACT = "train_run"  # nudge.learn.train.TRAIN_RUN
 
-RUN_FIELDS = ("ok", "started", "finished", "duration_seconds", "users", "errors", "items_validation")
+RUN_FIELDS = (
+    "ok",
+    "started",
+    "finished",
+    "duration_seconds",
+    "users",
+    "errors",
+    "items_validation",
+)
 
 
 def _iso_ms(ms: Any) -> str | None:

@@ -8,6 +8,7 @@ here. Two equal behaviors in a trigger (by definition) share one Pattern and one
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -78,6 +79,16 @@ def filters_hold(filters: list[Pred], m: Moment) -> bool:
     return all(f(m) for f in filters)
 
 
+_SUFFIX = re.compile(r" [0-9]+$")
+
+
+def segment_family(name: str) -> str:
+    """The name a segment filter sees: the archetype's. Training names a second cluster
+    of one archetype with a number ("frequent buyers 2", nudge.learn.segments); a filter
+    on `frequent buyers` means both (a trigger cannot know how many clusters a run finds)."""
+    return _SUFFIX.sub("", name)
+
+
 class Compiler:
     """Compiles one trigger's conditions; `patterns` collects its behaviors by slot."""
 
@@ -107,7 +118,9 @@ class Compiler:
             return lambda m: all(pred(m.profile.traits.get(name, MISSING)) for name, pred in traits)
         if isinstance(node, SegmentCondition):
             seg = compile_filter(node.segment)
-            return lambda m: seg(MISSING if m.profile.segment is None else m.profile.segment)
+            return lambda m: seg(
+                MISSING if m.profile.segment is None else segment_family(m.profile.segment)
+            )
         if isinstance(node, BoughtCondition):
             want = node.bought
             # in event time: bought at or before the moment (an order stamped after the
