@@ -8,7 +8,6 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -64,7 +63,7 @@ from nudge.domain.ports import (
 )
 from nudge.domain.recommend import ItemModel, recommender
 from nudge.domain.segments_report import SEGMENTS_ARTIFACT, TRAIN_RUN_ARTIFACT, segments_report
-from nudge.domain.tracking import MAX_REPORT_DAYS, violations_report, violations_sql
+from nudge.domain.tracking import MAX_REPORT_DAYS, tracking_report
 from nudge.domain.trigger_report import DEFAULT_DAYS, MAX_DAYS, triggers_report
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
@@ -143,14 +142,10 @@ def _model_readers(s: ApiSettings) -> dict[str, Any]:
     period (none before the first training: recommendations come from the profile)."""
     if not s.models_bucket:
         return {}
-    from nudge.adapters.models import CatalogReader, ItemsReader, S3ModelStore
+    from nudge.adapters.models import model_readers
 
-    store = S3ModelStore(s.models_bucket, cache_seconds=s.models_cache_seconds)
-    return {
-        "load_items": ItemsReader(store),
-        "load_catalog": CatalogReader(store),
-        "models": store,
-    }
+    store, items, catalog = model_readers(s.models_bucket, cache_seconds=s.models_cache_seconds)
+    return {"load_items": items, "load_catalog": catalog, "models": store}
 
 
 @dataclass
@@ -419,26 +414,40 @@ def post_device(userId: str) -> Any:
 
 
 MAX_RECOMMENDATIONS = 100
-LIMIT_QUERY = {
-    "name": "limit",
-    "in": "query",
-    "required": False,
-    "description": f"how many items, 1 to {MAX_RECOMMENDATIONS} (default 10)",
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECOMMENDATIONS, "default": 10},
-}
 
 
-def _limit() -> int:
-    text = (app.current_event.query_string_parameters or {}).get("limit")
-    if text is None:
-        return 10
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_RECOMMENDATIONS:
-        raise ValidationFailedError(f"limit must be a whole number from 1 to {MAX_RECOMMENDATIONS}")
-    return limit
+def int_query(name: str, description: str, *, default: int, maximum: int) -> dict[str, Any]:
+    """The OpenAPI description of an optional whole-number query parameter, 1..maximum."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+    }
+
+
+def _int_param(name: str, *, default: int, maximum: int) -> int:
+    """A query parameter described by `int_query`: absent, its default; otherwise ASCII
+    digits from 1 to `maximum`, or a 400 naming it."""
+    raw = (app.current_event.query_string_parameters or {}).get(name)
+    if raw is None:
+        return default
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= maximum):
+        raise ValidationFailedError(
+            f"{name} must be a whole number from 1 to {maximum}",
+            details=[{"field": name, "message": f"got {raw!r}"}],
+        )
+    return int(text)
+
+
+LIMIT_QUERY = int_query(
+    "limit",
+    f"how many items, 1 to {MAX_RECOMMENDATIONS} (default 10)",
+    default=10,
+    maximum=MAX_RECOMMENDATIONS,
+)
 
 
 @app.get(
@@ -458,7 +467,7 @@ def _limit() -> int:
 )
 def get_recommendations(userId: str) -> Any:
     d = admin()
-    limit = _limit()
+    limit = _int_param("limit", default=10, maximum=MAX_RECOMMENDATIONS)
     profile = users.profile_of(d.profiles, unquote(userId))
     strategy = recommender("personal", d.load_items(), catalog=d.load_catalog())
     return json_response({"items": strategy.recommend(profile, limit)})
@@ -491,25 +500,21 @@ def get_experiment(experimentId: str) -> Any:
     experiment = _triggers(d.triggers_path).experiment(experiment_id) if d.triggers_path else None
     if experiment is None:
         raise NotFoundError(f"no experiment {experiment_id!r}")
-    if d.query is None:
-        raise DependencyUnavailableError("this deployment has no event archive to report on")
-    return json_response(experiment_report(experiment, d.query))
+    return json_response(experiment_report(experiment, _archive(d)))
 
 
-TRACKING_DAYS = {
-    "name": "days",
-    "in": "query",
-    "required": False,
-    "description": "how many days back (event time), 1 to 365; default 7",
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_REPORT_DAYS, "default": 7},
-}
-DAYS_QUERY = {
-    "name": "days",
-    "in": "query",
-    "required": False,
-    "description": f"the UTC days reported, ending today (1 to {MAX_DAYS})",
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DAYS, "default": DEFAULT_DAYS},
-}
+TRACKING_DAYS = int_query(
+    "days",
+    "how many days back (event time), 1 to 365; default 7",
+    default=7,
+    maximum=MAX_REPORT_DAYS,
+)
+DAYS_QUERY = int_query(
+    "days",
+    f"the UTC days reported, ending today (1 to {MAX_DAYS})",
+    default=DEFAULT_DAYS,
+    maximum=MAX_DAYS,
+)
 
 
 @app.get(
@@ -529,23 +534,8 @@ DAYS_QUERY = {
 )
 def get_tracking_report() -> Any:
     d = admin()
-    raw = (app.current_event.query_string_parameters or {}).get("days", "7")
-    try:
-        days = int(raw)
-    except ValueError:
-        days = 0
-    if not 1 <= days <= MAX_REPORT_DAYS:
-        raise ValidationFailedError(
-            f"days must be a whole number from 1 to {MAX_REPORT_DAYS}",
-            details=[{"field": "days", "message": f"got {raw!r}"}],
-        )
-    if d.query is None:
-        raise DependencyUnavailableError("this deployment has no event archive to report on")
-    since = d.clock.now() - timedelta(days=days)
-    # the SQL bounds event time; the archive's hours are not bounded: local mode's clock
-    # may run ahead of the hours its emulated Firehose files objects under
-    result = d.query.query(violations_sql(since))
-    return json_response(violations_report(result.rows, days=days))
+    days = _int_param("days", default=7, maximum=MAX_REPORT_DAYS)
+    return json_response(tracking_report(_archive(d), days=days, now=d.clock.now()))
 
 
 @app.get(
@@ -761,17 +751,9 @@ def get_funnel() -> Any:
 )
 def get_triggers_report() -> Any:
     d = admin()
-    raw = (app.current_event.query_string_parameters or {}).get("days")
-    days = DEFAULT_DAYS
-    if raw is not None:
-        text = raw.strip()
-        if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
-            raise ValidationFailedError(f"days must be an integer from 1 to {MAX_DAYS}")
-        days = int(text)
-    if d.query is None:
-        raise DependencyUnavailableError("this deployment has no event archive to report on")
+    days = _int_param("days", default=DEFAULT_DAYS, maximum=MAX_DAYS)
     triggers = _triggers(d.triggers_path) if d.triggers_path else TriggerSet([])
-    return json_response(triggers_report(triggers, d.query, days=days, now=d.clock.now()))
+    return json_response(triggers_report(triggers, _archive(d), days=days, now=d.clock.now()))
 
 
 @app.get(

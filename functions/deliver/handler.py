@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -35,7 +35,7 @@ from nudge.adapters.delivery import (
     SnsSmsSender,
 )
 from nudge.adapters.devices import SnsDevices
-from nudge.adapters.models import CatalogReader, ItemsReader, S3ModelStore
+from nudge.adapters.models import model_readers
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
 from nudge.batch import DeadLetters, read_fifo_batch
@@ -72,11 +72,12 @@ class Deps:
         key = SecretsManagerKey(s.unsubscribe_secret_arn)
         profiles = DynamoProfileStore(table=s.profiles_table, clock=c)
         # the train function's catalog and item model (none before the first training)
-        models = (
-            S3ModelStore(s.models_bucket, cache_seconds=s.models_cache_seconds)
-            if s.models_bucket
-            else None
-        )
+        load_items: Callable[[], ItemModel | None] = no_items
+        load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = no_catalog
+        if s.models_bucket:
+            _, load_items, load_catalog = model_readers(
+                s.models_bucket, cache_seconds=s.models_cache_seconds
+            )
 
         def forget_device(user_id: str, endpoint_arn: str) -> None:
             SnsDevices(apns_arn="", fcm_arn="").delete(endpoint_arn)
@@ -107,8 +108,8 @@ class Deps:
             fatigue=load_fatigue_config(Path(s.config_path) / "fatigue.yaml"),
             app_url=s.app_url,
             forget_device=forget_device,
-            load_catalog=CatalogReader(models) if models is not None else no_catalog,
-            load_items=ItemsReader(models) if models is not None else no_items,
+            load_catalog=load_catalog,
+            load_items=load_items,
         )
         return cls(
             ports=ports,

@@ -6,17 +6,17 @@ a new deployment is made, when there is no admin key to call the API with yet.""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 import typer
 
 from nudge.cli_output import (
     DEFAULT_URL,
+    AdminKey,
     EndpointUrl,
+    api_json,
     fail,
     new_app,
     note,
@@ -25,16 +25,8 @@ from nudge.cli_output import (
     print_json,
 )
 
-TIMEOUT_S = 30.0
+T = TypeVar("T")
 
-AdminKey = Annotated[
-    str | None,
-    typer.Option(
-        envvar="NUDGE_ADMIN_KEY",
-        help="the admin key the API is called with (`nudge dev` prints it)",
-        show_default=False,
-    ),
-]
 Table = Annotated[
     str | None,
     typer.Option(
@@ -62,41 +54,18 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys)
 
 
-def call(method: str, url: str, admin_key: str | None, body: Any = None) -> Any:
-    """One API call with the admin key; a refusal or no answer is the user's to fix."""
-    if not admin_key:
-        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY (or use --table)")
-    data = json.dumps(body).encode() if body is not None else None
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    if data is not None:
-        headers["Content-Type"] = "application/json"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        try:
-            answer = json.loads(err.read())
-            message = answer.get("message") or answer.get("error") or str(err)
-        except ValueError:
-            message = str(err)
-        fail(f"{url}: {err.code} {message}")
-    except (OSError, ValueError) as err:
-        fail(f"no nudge answers at {url}: {err}")
-
-
-def _direct(table: str) -> Any:
+def on_table(table: str, do: Callable[[Any], T]) -> T:
+    """`do` on the keys table itself (a DynamoKeyAdmin), with your AWS credentials; its
+    refusal (an unknown key, the last admin key) or no table is the user's to fix."""
     from nudge.adapters.keys import DynamoKeyAdmin
-
-    return DynamoKeyAdmin(table=table)
-
-
-def _table_error(err: Exception) -> None:
     from nudge.domain.errors import NudgeError
 
-    if isinstance(err, NudgeError):
+    try:
+        return do(DynamoKeyAdmin(table=table))
+    except NudgeError as err:
         fail(str(err))
-    fail(f"the keys table could not be reached: {err}")
+    except Exception as err:  # any failure of the table is the user's to see
+        fail(f"the keys table could not be reached: {err}")
 
 
 def create_command(
@@ -111,15 +80,11 @@ def create_command(
     if kind not in ("write", "admin"):
         fail(f"--kind must be write or admin, not {kind!r}")
     if table:
-        try:
-            key, info = _direct(table).create(kind, label)
-        except Exception as err:
-            _table_error(err)
+        key, info = on_table(table, lambda keys: keys.create(kind, label))
         created = {**info.view(), "key": key}
     else:
-        created = call(
-            "POST", f"{url.rstrip('/')}/v1/keys", admin_key, {"kind": kind, "label": label}
-        )
+        body = {"kind": kind, "label": label}
+        created = api_json(f"{url.rstrip('/')}/v1/keys", admin_key, method="POST", body=body)
     if json_output:
         print_json(created)
         return
@@ -135,12 +100,9 @@ def list_command(
 ) -> None:
     """List the keys (id, kind, label, created), never the keys themselves."""
     if table:
-        try:
-            keys = [k.view() for k in _direct(table).list()]
-        except Exception as err:
-            _table_error(err)
+        keys = [k.view() for k in on_table(table, lambda admin: admin.list())]
     else:
-        keys = call("GET", f"{url.rstrip('/')}/v1/keys", admin_key)["keys"]
+        keys = api_json(f"{url.rstrip('/')}/v1/keys", admin_key)["keys"]
     if json_output:
         print_json({"keys": keys})
         return
@@ -159,12 +121,10 @@ def revoke_command(
 ) -> None:
     """Revoke a key: it stops working within a minute."""
     if table:
-        try:
-            revoked = _direct(table).revoke(key_id).view()
-        except Exception as err:
-            _table_error(err)
+        revoked = on_table(table, lambda admin: admin.revoke(key_id)).view()
     else:
-        revoked = call("DELETE", f"{url.rstrip('/')}/v1/keys/{quote(key_id, safe='')}", admin_key)
+        target = f"{url.rstrip('/')}/v1/keys/{quote(key_id, safe='')}"
+        revoked = api_json(target, admin_key, method="DELETE")
     if json_output:
         print_json(revoked)
         return

@@ -33,6 +33,41 @@ DEFAULT_URL = "http://127.0.0.1:8080"  # local mode (`make run`, `nudge dev`)
 EndpointUrl = Annotated[
     str, typer.Option(envvar="NUDGE_URL", help="the nudge endpoint (local mode or the API)")
 ]
+# the --admin-key option of the commands that call the API's admin routes
+AdminKey = Annotated[
+    str | None,
+    typer.Option(
+        envvar="NUDGE_ADMIN_KEY", help="the admin key (`nudge dev` prints it)", show_default=False
+    ),
+]
+API_TIMEOUT_S = 60.0
+
+
+def api_json(url: str, admin_key: str | None, *, method: str = "GET", body: Any = None) -> Any:
+    """One call of an admin route with the admin key, its JSON answer; no key, a refusal
+    or no answer is the user's to fix (exit 2, with the API's message)."""
+    import urllib.error
+    import urllib.request
+
+    if not admin_key:
+        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT_S) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        try:
+            answer = json.loads(err.read())
+            message = answer.get("message") or answer.get("error") or str(err)
+        except ValueError:
+            message = str(err)
+        fail(f"{url}: {err.code} {message}")
+    except (OSError, ValueError) as err:
+        fail(f"no nudge answers at {url}: {err}")
 
 
 def new_app(name: str, help: str) -> typer.Typer:

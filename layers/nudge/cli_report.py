@@ -3,9 +3,6 @@ JSON. `nudge report experiment ID` reads `GET /v1/experiments/{id}` with the adm
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -14,15 +11,16 @@ import typer
 
 from nudge.cli_output import (
     DEFAULT_URL,
+    AdminKey,
     EndpointUrl,
-    fail,
+    api_json,
     new_app,
     out_console,
     plain_table,
     print_json,
 )
 
-TIMEOUT_S = 60.0
+JsonOutput = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
 EXPERIMENT_EPILOG = """\
 Output: one row per variant (users, conversions, rate with its 95 % Wilson interval, lift
@@ -45,23 +43,6 @@ def register(app: typer.Typer) -> None:
     report.command("funnel", epilog=FUNNEL_EPILOG)(funnel_command)
     report.command("triggers", epilog=TRIGGERS_EPILOG)(triggers_command)
     app.add_typer(report)
-
-
-def get_json(url: str, admin_key: str) -> Any:
-    """GET with the admin key; a refusal or no answer is the user's to fix (exit 2)."""
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {admin_key}"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
-            return json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        try:
-            body = json.loads(err.read())
-            message = body.get("message") or body.get("error") or str(err)
-        except ValueError:
-            message = str(err)
-        fail(f"{url}: {err.code} {message}")
-    except (OSError, ValueError) as err:
-        fail(f"no nudge answers at {url}: {err}")
 
 
 def _pct(value: float | None) -> str:
@@ -190,20 +171,11 @@ def print_experiment(report: dict[str, Any]) -> None:
 def experiment_command(
     experiment_id: Annotated[str, typer.Argument(metavar="ID", help="the experiment's id")],
     url: EndpointUrl = DEFAULT_URL,
-    admin_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="NUDGE_ADMIN_KEY",
-            help="the admin key (`nudge dev` prints it)",
-            show_default=False,
-        ),
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+    admin_key: AdminKey = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """An experiment's report: users, conversions, lift and tests per variant."""
-    if not admin_key:
-        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
-    report = get_json(
+    report = api_json(
         f"{url.rstrip('/')}/v1/experiments/{quote(experiment_id, safe='')}", admin_key
     )
     if json_output:
@@ -230,14 +202,6 @@ one row per segment or variant. With --json the API's document `{"steps": [{"eve
 Exit status: 0; 2 no admin key, no server at --url, or a bad parameter (fewer than 2
 steps, a bad duration, several experiments and no --experiment).
 """
-
-AdminKey = Annotated[
-    str | None,
-    typer.Option(
-        envvar="NUDGE_ADMIN_KEY", help="the admin key (`nudge dev` prints it)", show_default=False
-    ),
-]
-JsonOutput = Annotated[bool, typer.Option("--json", help="print the API's JSON")]
 
 
 class CohortPeriod(StrEnum):
@@ -350,9 +314,7 @@ def cohorts_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Retention of each cohort of users, by the week or month of their first event."""
-    if not admin_key:
-        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
-    report = get_json(
+    report = api_json(
         report_url(url, "/v1/reports/cohorts", {"period": period.value, "event": event}),
         admin_key,
     )
@@ -382,15 +344,13 @@ def funnel_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Users who did the steps in order within a window, with drop-off per step."""
-    if not admin_key:
-        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
     params = {
         "steps": steps,
         "within": within,
         "by": by.value if by else None,
         "experiment": experiment,
     }
-    report = get_json(report_url(url, "/v1/reports/funnel", params), admin_key)
+    report = api_json(report_url(url, "/v1/reports/funnel", params), admin_key)
     if json_output:
         print_json(report)
     else:
@@ -451,20 +411,11 @@ def triggers_command(
         typer.Option(min=1, max=365, help="the UTC days reported, ending today"),
     ] = 28,
     url: EndpointUrl = DEFAULT_URL,
-    admin_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="NUDGE_ADMIN_KEY",
-            help="the admin key (`nudge dev` prints it)",
-            show_default=False,
-        ),
-    ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="print the API's JSON")] = False,
+    admin_key: AdminKey = None,
+    json_output: JsonOutput = False,
 ) -> None:
     """Per trigger: fired, sent, response, conversion, engagement, retention vs holdout."""
-    if not admin_key:
-        fail("no admin key: pass --admin-key or set NUDGE_ADMIN_KEY")
-    report = get_json(f"{url.rstrip('/')}/v1/reports/triggers?days={days}", admin_key)
+    report = api_json(f"{url.rstrip('/')}/v1/reports/triggers?days={days}", admin_key)
     if json_output:
         print_json(report)
     else:

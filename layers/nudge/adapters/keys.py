@@ -111,14 +111,13 @@ class DynamoKeyAdmin:
     def revoke(self, key_id: str, *, keep_admin: bool = True) -> KeyInfo:
         """Deletes the key whose id is `key_id`. The last admin key is kept (409): without
         one, nothing could manage the deployment any more but direct table access."""
-        rows = [r for r in KeyRow.scan() if key_id_of(r.key_hash) == key_id]
+        every = list(KeyRow.scan())  # a handful of rows, read once
+        rows = [r for r in every if key_id_of(r.key_hash) == key_id]
         if not rows:
             raise NotFoundError(f"no key {key_id!r}")
         (row,) = rows
-        if keep_admin and row.kind == "admin":
-            admins = sum(1 for r in KeyRow.scan() if r.kind == "admin")
-            if admins <= 1:
-                raise ConflictError("this is the last admin key: create another one first")
+        if keep_admin and row.kind == "admin" and sum(r.kind == "admin" for r in every) <= 1:
+            raise ConflictError("this is the last admin key: create another one first")
         row.delete()
         if self._cache is not None:
             self._cache.forget(row.key_hash)

@@ -136,3 +136,12 @@ class ItemsReader:
                 self._model = None
             self._doc = doc
         return self._model
+
+
+def model_readers(
+    bucket: str, *, cache_seconds: float = DEFAULT_CACHE_SECONDS
+) -> tuple[S3ModelStore, ItemsReader, CatalogReader]:
+    """The artifact store of a function that serves the train function's work (api,
+    deliver) and its two readers, sharing the store's cache."""
+    store = S3ModelStore(bucket, cache_seconds=cache_seconds)
+    return store, ItemsReader(store), CatalogReader(store)

@@ -32,7 +32,7 @@ import ast
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +42,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
 from nudge.domain.events import Event
+from nudge.domain.ports import QueryEngine
 
 Mode = Literal["report", "block"]
 Unplanned = Literal["allow", "report", "block"]
@@ -351,3 +352,12 @@ def violations_report(rows: Iterable[Iterable[Any]], *, days: int) -> dict[str, 
             }
         )
     return {"days": days, "violations": out}
+
+
+def tracking_report(engine: QueryEngine, *, days: int, now: datetime) -> dict[str, Any]:
+    """`GET /v1/reports/tracking`: the violations of the `days` days before `now`.
+
+    The SQL bounds event time; the archive's hours are not bounded (local mode's clock
+    may run ahead of the hours its emulated Firehose files objects under)."""
+    result = engine.query(violations_sql(now - timedelta(days=days)))
+    return violations_report(result.rows, days=days)
