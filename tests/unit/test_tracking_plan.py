@@ -276,6 +276,7 @@ def test_the_report_counts_per_event_and_rule_once_per_message_with_the_latest_s
     missing = got[("Product Viewed", "required", "properties.product_id")]
     assert (missing["violations"], missing["events"], missing["blocked"]) == (3, 3, 0)
     assert missing["sample"]["message_id"] == "pv2"  # the latest
+    assert missing["last_seen"] == "2026-11-20T11:00:00.000Z"  # UTC, as every nudge time
     assert got[("Order Completed", "minimum", "properties.revenue")]["blocked"] == 1
     assert report["violations"][0] == missing  # most violated first
 

@@ -41,6 +41,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
+from nudge.domain.archive import iso_ms
 from nudge.domain.events import Event
 from nudge.domain.ports import QueryEngine
 
@@ -345,9 +346,7 @@ def violations_report(rows: Iterable[Iterable[Any]], *, days: int) -> dict[str, 
                 "violations": int(n),
                 "events": int(events),
                 "blocked": int(blocked or 0),
-                "last_seen": last.isoformat().replace("+00:00", "Z")
-                if isinstance(last, datetime)
-                else last,
+                "last_seen": iso_ms(last) if isinstance(last, datetime) else last,
                 "sample": {"message_id": message_id, "description": description, "value": value},
             }
         )
