@@ -56,7 +56,7 @@ def test_training_shows_segments_and_scores_and_a_segment_filter_fires(client: C
     # given: heavy buyers and one-view visitors, imported (history fires nothing)
     run = uuid.uuid4().hex[:8]
     now = now_of(client)
-    buyers = [f"train-buyer-{run}-{i}" for i in range(6)]
+    buyers = [f"train-buyer-{run}-{i}" for i in range(24)]  # enough for a cluster of their own
     visitors = [f"train-visitor-{run}-{i}" for i in range(6)]
     batch = [ev for i, u in enumerate(buyers) for ev in history(u, "buyer", now, 6 + i)]
     batch += [ev for u in visitors for ev in history(u, "visitor", now)]
