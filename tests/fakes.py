@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nudge.domain import users
-from nudge.domain.clock import SettableClock, iso, to_ms
+from nudge.domain.clock import SettableClock, to_ms
 from nudge.domain.delivery import (
     DeliveryEntry,
     DeliveryPorts,
@@ -35,7 +35,16 @@ from nudge.domain.events import Event
 from nudge.domain.fatigue import FatigueConfig
 from nudge.domain.inbox import InboxMessage
 from nudge.domain.ingest import KeyKind, hash_key
-from nudge.domain.messages import Parsed, TimerItem, TimersMessage, pack_events, parse_message
+from nudge.domain.messages import (
+    ActionMessage,
+    ActionSpec,
+    Parsed,
+    TimerItem,
+    TimersMessage,
+    pack_events,
+    parse_action,
+    parse_message,
+)
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.templates import Rendered, TemplateRenderError
@@ -206,11 +215,13 @@ class RecordingSender:
 
 
 class MemoryDeferrer:
-    def __init__(self) -> None:
-        self.deferred: list[tuple[dict[str, Any], datetime]] = []
+    """The Deferrer port: each action put back, read from the body Scheduler would send."""
 
-    def defer(self, action: dict[str, Any], until: datetime) -> None:
-        self.deferred.append((copy.deepcopy(action), until))
+    def __init__(self) -> None:
+        self.deferred: list[tuple[ActionMessage, datetime]] = []
+
+    def defer(self, action: ActionMessage, until: datetime) -> None:
+        self.deferred.append((parse_action(action.to_json()), until))
 
 
 class StaticRenderer:
@@ -294,13 +305,14 @@ class MemoryEventQueue:
 
 
 class MemoryActionQueue:
-    """The ActionQueue port: the action messages queued for the deliver function."""
+    """The ActionQueue port: the action messages queued for the deliver function, read
+    back from their bodies as the deliver function reads them."""
 
     def __init__(self) -> None:
-        self.actions: list[dict[str, Any]] = []
+        self.actions: list[ActionMessage] = []
 
-    def send(self, actions: Sequence[dict[str, Any]]) -> None:
-        self.actions += [copy.deepcopy(a) for a in actions]
+    def send(self, actions: Sequence[ActionMessage]) -> None:
+        self.actions += [parse_action(a.to_json()) for a in actions]
 
 
 class MemoryWakeUps:
@@ -461,8 +473,9 @@ def an_action(
     cart: bool = False,
     product: Mapping[str, Any] | None = SHOE,
     **extra: Any,
-) -> dict[str, Any]:
-    """An action message as the process function enqueues it (nudge.adapters.effects)."""
+) -> ActionMessage:
+    """An action message as the process function enqueues it (nudge.adapters.effects);
+    `extra` sets more of its fields (`experiment={"id", "variant", ...}`)."""
     spec: dict[str, Any] = {"template": template or trigger_id}
     if channel is not None:
         spec["channel"] = channel
@@ -474,20 +487,20 @@ def an_action(
         context["product"] = dict(product)
     if cart:
         context["cart"] = [dict(product or {})]
-    return {
-        "user_id": user_id,
-        "trigger_id": trigger_id,
-        "key": key,
-        "at": iso(at),
-        "episode": episode,
-        "action_id": action_id(user_id, trigger_id, key, episode),
-        "action": spec,
-        "priority": priority,
-        "cooldown_seconds": cooldown_seconds,
-        "context": context,
-        "enqueued_at": iso(at),
+    return ActionMessage(
+        user_id=user_id,
+        trigger_id=trigger_id,
+        key=key,
+        at=at,
+        episode=episode,
+        action_id=action_id(user_id, trigger_id, key, episode),
+        action=ActionSpec.model_validate(spec),
+        priority=priority,
+        cooldown_seconds=cooldown_seconds,
+        context=context,
+        enqueued_at=at,
         **extra,
-    }
+    )
 
 
 def an_http_request(

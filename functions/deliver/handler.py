@@ -1,6 +1,8 @@
 """deliver: SQS FIFO "actions" → fatigue guard → render → send (SES / SNS / in-app) → log.
 
-Records are parsed with Powertools' FIFO batch processor; each user's actions are then
+Records are parsed with Powertools' FIFO batch processor into ActionMessages
+(nudge.domain.messages.parse_action: a record of an unknown version, or no action at
+all, goes to the actions DLQ at once with the reason); each user's actions are then
 delivered in priority order by nudge.domain.delivery. A template error or a permanent
 send failure moves that action to the actions DLQ with its reason; a transient failure
 reports the user's remaining records so SQS redelivers them.
@@ -12,7 +14,6 @@ archives the same outcome events, whose deterministic ids the view keeps once (D
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from nudge.domain import users
 from nudge.domain.clock import Clock
 from nudge.domain.delivery import BatchResult, DeliveryPorts, deliver_batch, entry_of
 from nudge.domain.fatigue import load_fatigue_config
+from nudge.domain.messages import ActionMessage, parse_action
 from nudge.domain.outcomes import outcome_event, outcome_lines
 from nudge.domain.ports import ArchiveWriter
 from nudge.domain.recommend import ItemModel
@@ -52,8 +54,6 @@ from nudge.domain.unsubscribe import unsubscribe_url
 from nudge.observability import count_by, logger, metrics, tracer
 from nudge.runtime import clock
 from nudge.settings import DeliverSettings
-
-REQUIRED = ("user_id", "action_id", "trigger_id", "action")
 
 
 @dataclass
@@ -127,11 +127,9 @@ def no_catalog() -> Mapping[str, Mapping[str, Any]] | None:
     return None  # no artifacts bucket configured: templates show what events carried
 
 
-def parse_action(body: str) -> tuple[str, dict[str, Any]]:
-    action = json.loads(body)
-    if not isinstance(action, dict) or any(k not in action for k in REQUIRED):
-        raise ValueError(f"an action needs {', '.join(REQUIRED)}")
-    return str(action["user_id"]), action
+def read_action(body: str) -> tuple[str, ActionMessage]:
+    action = parse_action(body)
+    return action.user_id, action
 
 
 @cache
@@ -154,7 +152,7 @@ def handler(
     adapters, as a unit test does."""
     d = deps if deps is not None else _cold_start_deps()
     by_user, failures = read_fifo_batch(
-        event, context, parse=parse_action, dead_letters=d.dead_letters, what="action"
+        event, context, parse=read_action, dead_letters=d.dead_letters, what="action"
     )
 
     result = deliver_batch(
@@ -162,20 +160,14 @@ def handler(
     )
     for action, reason in result.dead_lettered:
         logger.error(
-            "action dead-lettered", extra={"action_id": action.get("action_id"), "reason": reason}
+            "action dead-lettered", extra={"action_id": action.action_id, "reason": reason}
         )
-        d.dead_letters.send(
-            json.dumps(action, default=str), group_id=str(action["user_id"]), reason=reason
-        )
-    done = {e.action_id for e in result.entries} | {
-        str(a["action_id"]) for a, _ in result.dead_lettered
-    }
+        d.dead_letters.send(action.to_json(), group_id=action.user_id, reason=reason)
+    done = {e.action_id for e in result.entries} | {a.action_id for a, _ in result.dead_lettered}
     for user_id, err in result.failed_users.items():
         logger.warning("delivery will be retried", extra={"user_id": user_id, "error": repr(err)})
         failures.extend(
-            {"itemIdentifier": mid}
-            for mid, a in by_user[user_id]
-            if str(a["action_id"]) not in done
+            {"itemIdentifier": mid} for mid, a in by_user[user_id] if a.action_id not in done
         )
     for entry in result.entries:
         metrics.add_metric(f"Deliveries_{entry.status}", MetricUnit.Count, 1)
@@ -195,15 +187,15 @@ def handler(
 
 
 def archive_outcomes(
-    d: Deps, result: BatchResult, by_user: dict[str, list[tuple[str, dict[str, Any]]]]
+    d: Deps, result: BatchResult, by_user: dict[str, list[tuple[str, ActionMessage]]]
 ) -> bool:
     """Archives the batch's outcomes (those decided now and those a redelivery found);
     False when the archive write failed."""
     assert d.archive is not None
-    actions = {str(a["action_id"]): a for items in by_user.values() for _, a in items}
+    actions = {a.action_id: a for items in by_user.values() for _, a in items}
     entries = list(result.entries)
     for action, _ in result.dead_lettered:  # logged `failed` before they were parked
-        found = entry_of(d.ports.log.entries(str(action["user_id"])), str(action["action_id"]))
+        found = entry_of(d.ports.log.entries(action.user_id), action.action_id)
         if found is not None:
             entries.append(found)
     now = d.clock.now()

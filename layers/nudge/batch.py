@@ -13,8 +13,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailures
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import ValidationError
 
+from nudge.domain.messages import reason_of
 from nudge.observability import logger, metrics
 
 T = TypeVar("T")
@@ -22,12 +22,6 @@ T = TypeVar("T")
 
 class DeadLetters(Protocol):
     def send(self, body: str, *, group_id: str, reason: str) -> None: ...
-
-
-def _reason(err: ValueError) -> str:
-    if isinstance(err, ValidationError) and err.errors():
-        return str(err.errors()[0]["msg"])
-    return str(err)
 
 
 def read_fifo_batch(
@@ -53,7 +47,7 @@ def read_fifo_batch(
             dead_letters.send(
                 record.body,
                 group_id=record.attributes.message_group_id or "poison",
-                reason=f"invalid {what}: {_reason(err)}",
+                reason=f"invalid {what}: {reason_of(err)}",
             )
             metrics.add_metric("PoisonMessages", MetricUnit.Count, 1)
             return

@@ -22,8 +22,9 @@ from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox
 from nudge.adapters.profiles import DynamoProfileStore
-from nudge.domain.clock import SettableClock, iso, to_ms
+from nudge.domain.clock import SettableClock, to_ms
 from nudge.domain.delivery import DeliveryEntry
+from nudge.domain.messages import ActionMessage, ActionSpec
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.triggers.contract import action_id
@@ -125,7 +126,7 @@ class Delivery:
         at: datetime | None = None,
         product: dict[str, Any] | None = SHOE,
     ) -> dict[str, Any]:
-        """An action message as nudge.adapters.effects.action_message builds it."""
+        """An action message as the process function queues it (ActionMessage)."""
         spec = TRIGGERS.get(
             trigger_id,
             {
@@ -146,25 +147,28 @@ class Delivery:
         self._episodes += 1
         episode = self._episodes
         key = product["product_id"] if product else None
-        return {
-            "user_id": user_id,
-            "trigger_id": trigger_id,
-            "key": key,
-            "at": iso(fired),
-            "episode": episode,
-            "action_id": action_id(user_id, trigger_id, key, episode),
-            "action": action,
-            "priority": spec["priority"] if priority is None else priority,
-            "cooldown_seconds": spec["cooldown_seconds"]
+        message = ActionMessage(
+            user_id=user_id,
+            trigger_id=trigger_id,
+            key=key,
+            at=fired,
+            episode=episode,
+            action_id=action_id(user_id, trigger_id, key, episode),
+            action=ActionSpec.model_validate(action),
+            priority=spec["priority"] if priority is None else priority,
+            cooldown_seconds=spec["cooldown_seconds"]
             if cooldown_seconds is None
             else cooldown_seconds,
-            "context": {
+            context={
                 "event": "Product Added",
                 "properties": dict(product or {}),
                 **({"product": dict(product)} if product else {}),
             },
-            "enqueued_at": iso(fired),
-        }
+            enqueued_at=fired,
+        )
+        # its body on the queue, as a dict a test may change before it is queued
+        body: dict[str, Any] = json.loads(message.to_json())
+        return body
 
     # ---- the actions queue -----------------------------------------------------------
     @property

@@ -413,6 +413,46 @@ def test_a_malformed_action_goes_to_the_dlq_and_does_not_block_its_batch(dx: Del
     assert dx.entry("u1", good["action_id"]).status == "sent"
 
 
+def test_an_action_queued_before_action_messages_is_still_delivered(dx: Delivery) -> None:
+    # given an action in flight across the deploy: the dict the process function queued
+    # before ActionMessage (no kind, no v; the experiment as a dict)
+    dx.seed("u1", email="ana@example.com")
+    legacy = {
+        k: v for k, v in dx.action("u1", "cart_abandonment").items() if k not in ("kind", "v")
+    }
+    legacy["experiment"] = {
+        "id": "cart_test",
+        "name": "cart_test",
+        "variant": "b",
+        "holdout": False,
+    }
+
+    resp = dx.run([legacy])
+
+    assert resp["batchItemFailures"] == [] and dx.dlq() == []
+    entry = dx.entry("u1", legacy["action_id"])
+    assert (entry.status, entry.variant) == ("sent", "b")
+    [mail] = dx.emails()
+    assert mail.destinations["ToAddresses"] == ["ana@example.com"]
+
+
+def test_an_action_of_an_unknown_version_goes_to_the_dlq_with_the_reason(dx: Delivery) -> None:
+    dx.seed("u1", email="ana@example.com")
+    newer = {**dx.action("u1", "cart_abandonment"), "v": 2}
+    good = dx.action("u1", "product_dwell_upsell")
+
+    resp = dx.run([newer, good])
+
+    assert resp["batchItemFailures"] == []
+    [dead] = dx.dlq()
+    assert json.loads(dead["Body"])["action_id"] == newer["action_id"]
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == (
+        "invalid action: unknown action message version 2 (this function reads 1)"
+    )
+    assert [e.action_id for e in dx.log("u1")] == [good["action_id"]]
+    assert dx.emails() == []  # the product_dwell_upsell action goes in-app
+
+
 def test_no_contact_on_any_channel_is_logged_failed(dx: Delivery) -> None:
     dx.seed("noemail", email=None)
     action = dx.action("noemail", "cart_abandonment")

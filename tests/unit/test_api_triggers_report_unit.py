@@ -173,7 +173,7 @@ def test_an_in_app_read_is_archived_as_message_read(module: ModuleType) -> None:
     message_id = api.inbox.send(
         Outbound(
             user_id="u1",
-            action_id=action["action_id"],
+            action_id=action.action_id,
             trigger_id="product_dwell_upsell",
             channel="inapp",
             to="u1",
@@ -188,7 +188,7 @@ def test_an_in_app_read_is_archived_as_message_read(module: ModuleType) -> None:
     first, second = api.archive.events()
     assert first["message_id"] == second["message_id"]
     assert (first["event"], first["user_id"]) == ("Message Read", "u1")
-    assert first["properties"]["action_id"] == action["action_id"]
+    assert first["properties"]["action_id"] == action.action_id
     assert first["properties"]["trigger_id"] == "product_dwell_upsell"
     # the archive down: the read still succeeds
     api.archive.fail_with.append(DependencyUnavailableError("firehose down"))

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from nudge.domain.delivery import TransientSendError
+from nudge.domain.messages import ActionMessage
 from nudge.domain.ports import StoredProfile
 from nudge.local.lambdas import Function, LambdaContext, sqs_event
 
@@ -40,12 +41,12 @@ def fx() -> FakeDelivery:
     return fake
 
 
-def event(bodies: Sequence[dict[str, Any] | str]) -> dict[str, Any]:
+def event(bodies: Sequence[ActionMessage | str]) -> dict[str, Any]:
     """An SQS FIFO batch as the event source mapping hands it over (group = user)."""
     messages: list[Any] = []
     for i, body in enumerate(bodies):
-        text = body if isinstance(body, str) else json.dumps(body)
-        group = "poison" if isinstance(body, str) else body["user_id"]
+        text = body if isinstance(body, str) else body.to_json()
+        group = "poison" if isinstance(body, str) else body.user_id
         messages.append(
             {
                 "MessageId": f"m{i}",
@@ -63,7 +64,7 @@ class Run:
         self.deps = module.Deps(ports=fx.ports, dead_letters=self.dead, clock=frozen_clock(at))
         self.handler = module.handler
 
-    def __call__(self, bodies: Sequence[dict[str, Any] | str]) -> list[str]:
+    def __call__(self, bodies: Sequence[ActionMessage | str]) -> list[str]:
         resp = self.handler(event(bodies), LambdaContext("nudge-deliver"), deps=self.deps)
         return [f["itemIdentifier"] for f in resp["batchItemFailures"]]
 
@@ -76,7 +77,7 @@ def test_an_action_is_sent_and_logged_with_no_batch_failures(
 
     assert run([action]) == []
     assert [m.to for m in fx.email.sent] == ["ana@example.com"]
-    assert fx.log.entry("u1", action["action_id"]).status == "sent"
+    assert fx.log.entry("u1", action.action_id).status == "sent"
     assert run.dead.dead_lettered == []
 
 
@@ -97,7 +98,7 @@ def test_a_template_error_dead_letters_the_action_with_its_reason_and_the_batch_
 
     assert run([bad, good]) == []
     [(body, group, reason)] = run.dead.dead_lettered
-    assert (json.loads(body)["action_id"], group) == (bad["action_id"], "u1")
+    assert (json.loads(body)["action_id"], group) == (bad.action_id, "u1")
     assert reason.startswith("template_error: broken/inapp")
     assert [m.to for m in fx.email.sent] == ["bo@example.com"]
 

@@ -4,6 +4,7 @@ The same behaviours run end to end under moto in tests/integration/test_deliver_
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -36,6 +37,7 @@ from nudge.domain.delivery import (
     suppressed_channels,
 )
 from nudge.domain.fatigue import FatigueConfig, Sent
+from nudge.domain.messages import ActionSpec
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.templates import Rendered, TemplateRenderError
@@ -123,7 +125,7 @@ def test_the_draft_takes_the_wanted_channel_in_app_without_one_or_the_one_resolv
 
 
 def test_the_draft_carries_the_action_s_trigger_priority_variant_and_fire_time() -> None:
-    draft = draft_entry(an_action(priority=7, variant="b"), now=NOW)
+    draft = draft_entry(an_action(priority=7, experiment={"id": "e1", "variant": "b"}), now=NOW)
 
     assert (draft.trigger_id, draft.priority, draft.variant, draft.fired_at, draft.at) == (
         "cart_abandonment",
@@ -257,9 +259,10 @@ def test_a_deferral_puts_the_action_back_for_its_time_and_logs_it_deferred(
     )
 
     [(queued, at)] = fx.deferrer.deferred
-    assert at == until and queued == {**action, "deferred_until": "2026-03-02T21:00:00.000Z"}
+    assert at == until and queued == action.model_copy(update={"deferred_until": until})
+    assert json.loads(queued.to_json())["deferred_until"] == "2026-03-02T21:00:00.000Z"
     assert (logged.status, logged.reason, logged.defer_until) == ("deferred", "quiet_hours", until)
-    assert fx.log.entry("u1", action["action_id"]) == logged
+    assert fx.log.entry("u1", action.action_id) == logged
 
 
 # ---- render, claim, send --------------------------------------------------------------------------
@@ -286,15 +289,14 @@ def test_an_email_is_rendered_with_its_one_click_unsubscribe_link(fx: FakeDelive
     assert (message.to, message.at, message.action_id) == (
         "ana@example.com",
         NOW,
-        action["action_id"],
+        action.action_id,
     )
 
 
 def test_other_channels_have_no_unsubscribe_headers_and_the_trigger_names_a_missing_template(
     fx: FakeDelivery,
 ) -> None:
-    action = an_action(channel="inapp")
-    action["action"].pop("template")
+    action = an_action(channel="inapp").model_copy(update={"action": ActionSpec(channel="inapp")})
 
     message = compose(
         action,
@@ -326,7 +328,7 @@ def test_a_template_error_is_logged_failed_and_raised(fx: FakeDelivery) -> None:
             ports=fx.ports,
         )
 
-    logged = fx.log.entry("u1", action["action_id"])
+    logged = fx.log.entry("u1", action.action_id)
     assert logged.status == "failed" and logged.reason.startswith(
         "template: cart_abandonment/email"
     )
@@ -451,7 +453,7 @@ def test_a_redelivery_during_the_send_sends_nothing_and_the_log_ends_sent(fx: Fa
     deliver_action(action, now=NOW, ports=fx.ports)
 
     assert nested[0].status == "sending"  # the redelivery found the claim
-    assert len(fx.email.sent) == 1 and fx.log.entry("u1", action["action_id"]).status == "sent"
+    assert len(fx.email.sent) == 1 and fx.log.entry("u1", action.action_id).status == "sent"
 
 
 def test_a_user_without_an_address_fails_no_contact_and_an_unknown_user_fails(
@@ -521,7 +523,7 @@ def test_a_template_error_dead_letters_that_action_and_the_batch_goes_on(fx: Fak
 
     result = deliver_batch({"u1": [good, bad]}, now=NOW, ports=fx.ports)
 
-    assert [a["trigger_id"] for a, _ in result.dead_lettered] == ["broken"]
+    assert [a.trigger_id for a, _ in result.dead_lettered] == ["broken"]
     assert result.dead_lettered[0][1].startswith("template_error: broken/inapp")
     assert [e.trigger_id for e in result.entries] == ["fine"] and result.failed_users == {}
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from nudge.domain.fatigue import Candidate, FatigueConfig, UserPrefs, decide, holdout_of
+from nudge.domain.messages import ActionMessage, ExperimentArm
 from nudge.domain.processing import EXPERIMENT_VIEWED, process_users
 from nudge.domain.triggers import DefinitionError, load_triggers, parse_text, validate_path
 from nudge.domain.triggers.backtest import MemoryProfileStore, Simulation
@@ -81,7 +82,12 @@ def test_the_variant_rides_on_the_action_and_changes_channel_and_template() -> N
         exp = record.fire.experiment
         assert exp is not None and exp["id"] == "viewed_test"
         by_variant[exp["variant"]] = record.fire.action
-        assert record.fire.to_dict()["experiment"] == exp
+        queued = ActionMessage.of(f"u{i}", record.fire, enqueued_at=T)
+        assert queued.experiment == ExperimentArm.model_validate(exp)
+        assert (queued.variant, queued.action.channel) == (
+            exp["variant"],
+            record.fire.action["channel"],
+        )
     assert by_variant["email"]["channel"] == "email"
     assert by_variant["email"]["template"] == "cart_abandonment"
     assert by_variant["inapp"]["channel"] == "inapp"

@@ -1,14 +1,15 @@
-"""The messages that cross the events queue (nudge.domain.messages): packed per user,
-versioned, and read back whatever format was queued before packing."""
+"""The messages that cross the queues (nudge.domain.messages): events packed per user,
+timers, actions; versioned, and read back whatever format was queued before."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from nudge.domain import messages as M
 from nudge.domain.events import Event, normalize_event
+from nudge.domain.triggers.contract import Fire
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -78,3 +79,121 @@ def test_an_events_message_holds_one_users_events() -> None:
     data["events"].append(json.loads(ev("u2", "b").to_json()))
     with pytest.raises(ValueError, match="one user"):
         M.parse_message(json.dumps(data))
+
+
+# ---- the actions queue ----------------------------------------------------------------------------
+def a_fire(**kw: object) -> Fire:
+    fields: dict[str, object] = {
+        "trigger_id": "cart_abandonment",
+        "key": "p1",
+        "at": NOW,
+        "episode": 2,
+        "action_id": "a1",
+        "action": {
+            "channel": "email",
+            "template": "cart_abandonment",
+            "fallback": "inapp",
+            "send_window": {"days": ["mon", "tue"], "start": "09:00", "end": "17:00"},
+        },
+        "priority": 100,
+        "cooldown_seconds": 86_400,
+        "context": {"event": "Product Added", "properties": {"name": "Zürich mug"}},
+        "experiment": {"id": "cart_test", "name": "Cart", "variant": "b", "holdout": False},
+    }
+    fields.update(kw)
+    return Fire(**fields)  # type: ignore[arg-type]
+
+
+def test_an_action_round_trips_with_its_variant_typed() -> None:
+    msg = M.ActionMessage.of("ü1", a_fire(), enqueued_at=NOW + timedelta(seconds=1))
+    body = msg.to_json()
+
+    back = M.parse_action(body)
+
+    assert back == msg and body.isascii()
+    assert (back.kind, back.v, back.user_id) == ("action", M.ACTION_VERSION, "ü1")
+    assert back.experiment == M.ExperimentArm(id="cart_test", name="Cart", variant="b")
+    assert (back.variant, back.experiment_id, back.holdout) == ("b", "cart_test", None)
+    assert back.action.send_window is not None and back.action.send_window.days == ("mon", "tue")
+    data = json.loads(body)
+    assert (data["at"], data["enqueued_at"]) == (
+        "2026-03-02T12:00:00.000Z",
+        "2026-03-02T12:00:01.000Z",
+    )
+    assert data["action"]["send_window"] == {
+        "days": ["mon", "tue"],
+        "start": "09:00",
+        "end": "17:00",
+    }
+
+
+def test_a_holdout_variant_and_a_strategy_ride_on_the_action() -> None:
+    held = {"id": "cart_test", "name": "Cart", "variant": "control", "holdout": True}
+    msg = M.ActionMessage.of("u1", a_fire(experiment=held), enqueued_at=NOW)
+    assert (msg.holdout, msg.variant) == ("cart_test", "control")
+    popular = {"id": "recs", "variant": "popular", "strategy": "popular"}
+    back = M.parse_action(
+        M.ActionMessage.of("u1", a_fire(experiment=popular), enqueued_at=NOW).to_json()
+    )
+    assert back.experiment is not None and back.experiment.strategy == "popular"
+    assert M.ActionMessage.of("u1", a_fire(experiment=None), enqueued_at=NOW).variant is None
+
+
+def test_a_deferred_action_keeps_everything_and_says_until_when() -> None:
+    msg = M.ActionMessage.of("u1", a_fire(), enqueued_at=NOW)
+    later = msg.deferred(NOW + timedelta(hours=9))
+    back = M.parse_action(later.to_json())
+    assert back.deferred_until == NOW + timedelta(hours=9)
+    assert back.model_copy(update={"deferred_until": None}) == msg
+
+
+def test_an_action_queued_before_action_messages_still_reads() -> None:
+    # the dict the process function queued before ActionMessage: Fire's fields, the user,
+    # enqueued_at; no kind, no v
+    legacy = {
+        "user_id": "u1",
+        "trigger_id": "cart_abandonment",
+        "key": "p1",
+        "at": "2026-03-02T12:00:00.000Z",
+        "episode": 2,
+        "action_id": "a1",
+        "action": {"channel": "email", "template": "cart_abandonment", "fallback": None},
+        "priority": 100,
+        "cooldown_seconds": 86400,
+        "context": {"event": "Product Added", "properties": {}},
+        "experiment": {"id": "cart_test", "name": "Cart", "variant": "b", "holdout": False},
+        "enqueued_at": "2026-03-02T12:00:01.000Z",
+    }
+    msg = M.parse_action(json.dumps(legacy))
+    assert (msg.user_id, msg.action_id, msg.action.channel, msg.variant) == (
+        "u1",
+        "a1",
+        "email",
+        "b",
+    )
+    assert (msg.at, msg.enqueued_at) == (NOW, NOW + timedelta(seconds=1))
+    # as deferred before ActionMessage: the same with deferred_until, the experiment null
+    old = {**legacy, "experiment": None, "deferred_until": "2026-03-02T21:00:00.000Z"}
+    back = M.parse_action(json.dumps(old))
+    assert back.variant is None and back.deferred_until == NOW + timedelta(hours=9)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('{"kind": "action", "v": 2, "user_id": "u1"}', "unknown action message version 2"),
+        ('{"kind": "action", "user_id": "u1"}', "unknown action message version None"),
+        ('{"kind": "events", "v": 1}', "not an action message"),
+        ('{"user_id": "u1"}', "an action needs user_id, action_id, trigger_id, action"),
+        (
+            '{"user_id": "u1", "action_id": "a", "trigger_id": "t", "action": {}, "priority": "x"}',
+            "priority: Input should be a valid integer",
+        ),
+        ("[1]", "JSON object"),
+    ],
+)
+def test_an_action_that_cannot_be_read_is_a_value_error_with_the_reason(
+    body: str, reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        M.parse_action(body)

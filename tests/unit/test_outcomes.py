@@ -12,6 +12,7 @@ from types import ModuleType
 import pytest
 from nudge.domain.delivery import DeliveryEntry
 from nudge.domain.errors import DependencyUnavailableError
+from nudge.domain.messages import ActionMessage
 from nudge.domain.outcomes import (
     decode_user,
     email_tags,
@@ -186,13 +187,13 @@ def feedback() -> ModuleType:
     return Function.load_module("feedback")
 
 
-def batch(*actions: dict[str, object]) -> dict[str, object]:
+def batch(*actions: ActionMessage) -> dict[str, object]:
     msgs = [
         {
             "MessageId": f"m{i}",
             "ReceiptHandle": f"r{i}",
-            "Body": json.dumps(a),
-            "Attributes": {"MessageGroupId": str(a["user_id"]), "SequenceNumber": str(i)},
+            "Body": a.to_json(),
+            "Attributes": {"MessageGroupId": a.user_id, "SequenceNumber": str(i)},
         }
         for i, a in enumerate(actions)
     ]
@@ -224,9 +225,9 @@ def test_the_deliver_handler_archives_each_outcome_and_a_failed_write_retries_wi
     outcomes = {
         (e["properties"]["action_id"], e["properties"]["status"]): e for e in archive.events()
     }
-    assert set(outcomes) == {(sent["action_id"], "sent"), (capped["action_id"], "capped")}
-    assert outcomes[(sent["action_id"], "sent")]["properties"]["experiment_id"] == EXPERIMENT["id"]
-    assert outcomes[(capped["action_id"], "capped")]["properties"]["reason"].startswith("cap")
+    assert set(outcomes) == {(sent.action_id, "sent"), (capped.action_id, "capped")}
+    assert outcomes[(sent.action_id, "sent")]["properties"]["experiment_id"] == EXPERIMENT["id"]
+    assert outcomes[(capped.action_id, "capped")]["properties"]["reason"].startswith("cap")
 
 
 def test_the_feedback_handler_archives_every_email_event_and_suppresses_bounces(

@@ -138,6 +138,4 @@ def test_the_check_function_s_timers_message_fires_the_due_trigger(
     run.queue.send_timers(timers_messages(bucket, run.wakeups.due(bucket)))  # as check does
     assert run(at=later) == []
 
-    assert [(a["user_id"], a["trigger_id"]) for a in run.actions.actions] == [
-        ("u1", "cart_abandonment")
-    ]
+    assert [(a.user_id, a.trigger_id) for a in run.actions.actions] == [("u1", "cart_abandonment")]

@@ -30,6 +30,7 @@ from nudge.domain.delivery import (
     TransientSendError,
 )
 from nudge.domain.inbox import InboxMessage
+from nudge.domain.messages import ActionMessage
 from nudge.domain.outcomes import email_tags
 
 HASHED_PREFIX = "hmac-sha256:"  # an erased user's address, kept suppressed (docs/erase.md)
@@ -349,13 +350,13 @@ class SchedulerDeferrer:
             dlq_arn,
         )
 
-    def defer(self, action: dict[str, Any], until: datetime) -> None:
+    def defer(self, action: ActionMessage, until: datetime) -> None:
         from hashlib import blake2b
 
         name = (
             "defer-"
             + blake2b(
-                f"{action['action_id']}\x1f{until.isoformat()}".encode(), digest_size=16
+                f"{action.action_id}\x1f{until.isoformat()}".encode(), digest_size=16
             ).hexdigest()
         )
         try:
@@ -369,8 +370,8 @@ class SchedulerDeferrer:
                 Target={
                     "Arn": self.queue_arn,
                     "RoleArn": self.role_arn,
-                    "Input": json.dumps(action, separators=(",", ":"), default=str),
-                    "SqsParameters": {"MessageGroupId": message_group_id(str(action["user_id"]))},
+                    "Input": action.to_json(),
+                    "SqsParameters": {"MessageGroupId": message_group_id(action.user_id)},
                     "RetryPolicy": RETRY_POLICY,
                     "DeadLetterConfig": {"Arn": self.dlq_arn},
                 },

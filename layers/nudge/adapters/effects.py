@@ -7,16 +7,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from nudge.domain.clock import iso
+from nudge.domain.messages import ActionMessage
 from nudge.domain.ports import ActionQueue, WakeUpIndex
-from nudge.domain.triggers.contract import Decisions, Fire
-
-
-def action_message(user_id: str, fire: Fire, now: datetime) -> dict[str, Any]:
-    """What delivery needs to act on one fired episode."""
-    return {"user_id": user_id, **fire.to_dict(), "enqueued_at": iso(now)}
+from nudge.domain.triggers.contract import Decisions
 
 
 class TriggerEffects:
@@ -34,7 +28,7 @@ class TriggerEffects:
     def apply_all(self, items: Sequence[tuple[str, Decisions]]) -> None:
         """The decisions of a batch's users in as few requests as the APIs allow: one
         SendMessageBatch per 10 actions, one BatchWriteItem per 25 timers."""
-        actions = [action_message(u, f, self.now) for u, d in items for f in d.fires]
+        actions = [ActionMessage.of(u, f, enqueued_at=self.now) for u, d in items for f in d.fires]
         if actions:
             self.actions.send(actions)
             self.sent_actions += len(actions)

@@ -4,16 +4,15 @@ for poison messages, and the actions queue."""
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nudge.adapters.aws import client
 from nudge.domain.errors import DependencyUnavailableError
 from nudge.domain.events import Event
-from nudge.domain.messages import TimersMessage, pack_events
+from nudge.domain.messages import ActionMessage, TimersMessage, pack_events
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import SendMessageBatchRequestEntryTypeDef as Entry
@@ -130,13 +129,13 @@ class SqsActionQueue:
     def __init__(self, queue_url: str) -> None:
         self.queue_url = queue_url
 
-    def send(self, actions: Sequence[dict[str, Any]]) -> None:
+    def send(self, actions: Sequence[ActionMessage]) -> None:
         entries: list[Entry] = [
             {
                 "Id": str(i),
-                "MessageBody": json.dumps(a, separators=(",", ":"), default=str),
-                "MessageGroupId": message_group_id(str(a["user_id"])),
-                "MessageDeduplicationId": dedup_id(str(a["action_id"])),
+                "MessageBody": a.to_json(),
+                "MessageGroupId": message_group_id(a.user_id),
+                "MessageDeduplicationId": dedup_id(a.action_id),
             }
             for i, a in enumerate(actions)
         ]

@@ -6,7 +6,8 @@ ports (tests/unit/test_delivery.py): `recover` (what an earlier attempt left) �
 `judge` (the fatigue guard, fed by `history_of`, `suppressed_channels`, `prefs_of`) →
 `defer` or `settle`, or `compose` (render) → `claim` → `send`; a disabled push endpoint
 is forgotten and the action delivered again on its fallback channel. `deliver_batch`
-takes each user's actions in priority order (fatigue.order_by_priority).
+takes each user's actions in priority order (fatigue.order_by_priority). An action is
+the actions queue's message, nudge.domain.messages.ActionMessage.
 
 Every action leaves exactly one entry in the user's delivery log, keyed by its action
 id, whose status moves `deferred → sent` (or capped, opted_out, suppressed, holdout,
@@ -34,14 +35,13 @@ from nudge.domain.errors import NudgeError
 from nudge.domain.fatigue import (
     Candidate,
     FatigueConfig,
-    SendWindow,
     Sent,
     UserPrefs,
     Verdict,
     decide,
-    holdout_of,
     order_by_priority,
 )
+from nudge.domain.messages import ActionMessage
 from nudge.domain.ports import ProfileStore, resolve_profile
 from nudge.domain.profile import ITEM_CODES, Profile
 from nudge.domain.recommend import ItemModel, recommend
@@ -154,7 +154,7 @@ class Renderer(Protocol):
 
 
 class Deferrer(Protocol):
-    def defer(self, action: dict[str, Any], until: datetime) -> None: ...
+    def defer(self, action: ActionMessage, until: datetime) -> None: ...
 
 
 class Suppressions(Protocol):
@@ -182,31 +182,19 @@ class DeliveryPorts:
     load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = lambda: None
 
 
-def candidate_of(action: Mapping[str, Any], channel: str | None = None) -> Candidate:
+def candidate_of(action: ActionMessage, channel: str | None = None) -> Candidate:
     return Candidate(
-        action_id=str(action["action_id"]),
-        user_id=str(action["user_id"]),
-        trigger_id=str(action["trigger_id"]),
+        action_id=action.action_id,
+        user_id=action.user_id,
+        trigger_id=action.trigger_id,
         # arg-type: a str from JSON; the trigger loader accepted only a Channel there
-        channel=channel or str(action["action"]["channel"]),  # type: ignore[arg-type]
-        priority=int(action.get("priority") or 0),
-        cooldown_seconds=action.get("cooldown_seconds"),
-        fired_at=_parse(action.get("at")) or from_ms(0),
-        window=SendWindow.from_action(action["action"].get("send_window")),
-        holdout=holdout_of(action.get("experiment")),
+        channel=channel or str(action.action.channel),  # type: ignore[arg-type]
+        priority=action.priority,
+        cooldown_seconds=action.cooldown_seconds,
+        fired_at=action.at or from_ms(0),
+        window=action.action.send_window,
+        holdout=action.holdout,
     )
-
-
-def experiment_id_of(action: Mapping[str, Any] | None) -> str | None:
-    """The id of the action's experiment (its trigger's), if it has one."""
-    exp = (action or {}).get("experiment")
-    return str(exp["id"]) if isinstance(exp, dict) and exp.get("id") else None
-
-
-def _parse(value: Any) -> datetime | None:
-    if not value:
-        return None
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def devices(profile: Profile) -> list[dict[str, Any]]:
@@ -233,10 +221,9 @@ def contact(profile: Profile, channel: str) -> str | None:
     return None
 
 
-def resolve_channel(profile: Profile, action: Mapping[str, Any]) -> tuple[str, str] | None:
+def resolve_channel(profile: Profile, action: ActionMessage) -> tuple[str, str] | None:
     """The action's channel when the user can be reached there, else its fallback."""
-    spec = action.get("action") or {}
-    for channel in (spec.get("channel"), spec.get("fallback")):
+    for channel in (action.action.channel, action.action.fallback):
         if channel in CHANNELS:
             to = contact(profile, channel)
             if to:
@@ -285,7 +272,7 @@ def recommendations(
 
 def variables(
     profile: Profile,
-    action: Mapping[str, Any],
+    action: ActionMessage,
     channel: str,
     *,
     unsubscribe_url: str,
@@ -295,12 +282,12 @@ def variables(
 ) -> dict[str, Any]:
     """The template variables (nudge.domain.templates' contract) for one action; with a
     catalog, recommendations and cart items carry its names, prices, URLs and images."""
-    ctx = action.get("context") or {}
+    ctx = action.context
     return build_variables(
         user_id=profile.user_id,
         traits=profile.traits,
         segment=profile.segment,
-        trigger=str(action.get("trigger_id")),
+        trigger=action.trigger_id,
         event={"name": ctx.get("event") or "", "properties": ctx.get("properties") or {}},
         cart=describe(profile.cart_items(), catalog, key="product_id"),
         product=ctx.get("product"),
@@ -314,7 +301,7 @@ def variables(
             catalog,
         ),
         unsubscribe_url=unsubscribe_url if channel == "email" else "",
-        variant=action.get("variant"),
+        variant=action.variant,
         app_url=app_url,
     )
 
@@ -359,23 +346,21 @@ def recover(existing: DeliveryEntry, *, now: datetime, log: DeliveryLog) -> Deli
 
 
 def draft_entry(
-    action: Mapping[str, Any], *, now: datetime, existing: DeliveryEntry | None = None
+    action: ActionMessage, *, now: datetime, existing: DeliveryEntry | None = None
 ) -> DeliveryEntry:
     """The action's log entry before its status is known (the channel is the wanted one,
     or the one an earlier attempt resolved)."""
     return DeliveryEntry(
-        user_id=str(action["user_id"]),
-        action_id=str(action["action_id"]),
-        trigger_id=str(action["trigger_id"]),
-        channel=existing.channel
-        if existing is not None
-        else str((action.get("action") or {}).get("channel") or "inapp"),
+        user_id=action.user_id,
+        action_id=action.action_id,
+        trigger_id=action.trigger_id,
+        channel=existing.channel if existing is not None else action.action.channel or "inapp",
         status="",
         reason="",
         at=now,
-        fired_at=_parse(action.get("at")),
-        priority=int(action.get("priority") or 0),
-        variant=action.get("variant"),
+        fired_at=action.at,
+        priority=action.priority,
+        variant=action.variant,
     )
 
 
@@ -388,24 +373,22 @@ def settle(
     return entry
 
 
-def find_profile(
-    action: Mapping[str, Any], *, now: datetime, profiles: ProfileStore
-) -> Profile | None:
+def find_profile(action: ActionMessage, *, now: datetime, profiles: ProfileStore) -> Profile | None:
     """The user's profile (the one an alias merged them into, if so), None for a user
     unknown for good. Raises ProfileNotReadyError while the action may have overtaken
     the profile write that fired it (effects are applied before the commit)."""
-    stored = resolve_profile(profiles, str(action["user_id"]))
+    stored = resolve_profile(profiles, action.user_id)
     if stored is not None:
         return stored.profile
-    enqueued = _parse(action.get("enqueued_at")) or _parse(action.get("at"))
+    enqueued = action.enqueued_at or action.at
     if enqueued is not None and now - enqueued < PROFILE_WAIT:
-        raise ProfileNotReadyError(f"no profile for {action['user_id']!r} yet")
+        raise ProfileNotReadyError(f"no profile for {action.user_id!r} yet")
     return None
 
 
-def staleness(action: Mapping[str, Any], profile: Profile) -> str | None:
+def staleness(action: ActionMessage, profile: Profile) -> str | None:
     """Why the action no longer applies to the profile as it is now, or None."""
-    if "cart" in (action.get("context") or {}) and not profile.cart_items():
+    if "cart" in action.context and not profile.cart_items():
         # a cart trigger whose cart was emptied (ordered, removed) before it could go out
         return "stale: the cart is empty now"
     return None
@@ -437,7 +420,7 @@ def prefs_of(profile: Profile, suppressed: frozenset[str] = frozenset()) -> User
 
 
 def judge(
-    action: Mapping[str, Any],
+    action: ActionMessage,
     profile: Profile,
     channel: str,
     to: str,
@@ -450,7 +433,7 @@ def judge(
     """The fatigue guard's verdict (nudge.domain.fatigue) for the action on `channel`."""
     return decide(
         candidate_of(action, channel),
-        history=history_of(entries, str(action["action_id"])),
+        history=history_of(entries, action.action_id),
         prefs=prefs_of(profile, suppressed_channels(channel, to, ports.suppressions)),
         now=now,
         config=ports.fatigue,
@@ -459,7 +442,7 @@ def judge(
 
 
 def defer(
-    action: Mapping[str, Any],
+    action: ActionMessage,
     draft: DeliveryEntry,
     until: datetime,
     reason: str,
@@ -468,7 +451,7 @@ def defer(
     deferrer: Deferrer,
 ) -> DeliveryEntry:
     """Puts the action back on its queue for `until` and logs it `deferred`."""
-    deferrer.defer({**action, "deferred_until": iso(until)}, until)
+    deferrer.defer(action.deferred(until), until)
     return settle(log, draft, "deferred", reason, defer_until=until)
 
 
@@ -481,7 +464,7 @@ def email_headers(unsubscribe: str) -> dict[str, str]:
 
 
 def compose(
-    action: Mapping[str, Any],
+    action: ActionMessage,
     profile: Profile,
     channel: str,
     to: str,
@@ -493,7 +476,7 @@ def compose(
     """Renders the action's template for the channel into the message to send. A template
     error is logged `failed` and raised (nothing broken is sent)."""
     unsubscribe = ports.unsubscribe_url(profile.user_id, channel)
-    template = str((action.get("action") or {}).get("template") or draft.trigger_id)
+    template = action.action.template or draft.trigger_id
     try:
         rendered = ports.renderer.render(
             template,
@@ -521,9 +504,9 @@ def compose(
         at=now,
         content=rendered,
         unsubscribe_url=unsubscribe if email else None,
-        variant=action.get("variant"),
+        variant=action.variant,
         headers=email_headers(unsubscribe) if email else {},
-        experiment_id=experiment_id_of(action),
+        experiment_id=action.experiment_id,
     )
 
 
@@ -568,7 +551,7 @@ def send(
 
 
 def deliver_action(
-    action: dict[str, Any],
+    action: ActionMessage,
     *,
     now: datetime,
     ports: DeliveryPorts,
@@ -578,8 +561,8 @@ def deliver_action(
     above). Raises TemplateRenderError and PermanentSendError after logging them (the
     handler dead-letters the action), TransientSendError after releasing the claim and
     ProfileNotReadyError (the queue retries)."""
-    entries = ports.log.entries(str(action["user_id"]))
-    existing = entry_of(entries, str(action["action_id"]))
+    entries = ports.log.entries(action.user_id)
+    existing = entry_of(entries, action.action_id)
     if existing is not None:
         earlier = recover(existing, now=now, log=ports.log)
         if earlier is not None:
@@ -593,8 +576,7 @@ def deliver_action(
         return settle(ports.log, draft, "suppressed", reason)
     resolved = resolve_channel(profile, action)
     if resolved is None:
-        wanted = (action.get("action") or {}).get("channel")
-        return settle(ports.log, draft, "failed", f"no_contact:{wanted}")
+        return settle(ports.log, draft, "failed", f"no_contact:{action.action.channel}")
     channel, to = resolved
     draft = replace(draft, channel=channel)
 
@@ -636,30 +618,30 @@ class Pending:
     """An action waiting in a batch, ranked as the fatigue guard ranks competitors
     (nudge.domain.fatigue.order_by_priority)."""
 
-    action: dict[str, Any]
+    action: ActionMessage
     priority: int
     fired_at: datetime
     action_id: str
 
     @classmethod
-    def of(cls, action: dict[str, Any]) -> Pending:
+    def of(cls, action: ActionMessage) -> Pending:
         return cls(
             action=action,
-            priority=int(action.get("priority") or 0),
-            fired_at=_parse(action.get("at")) or from_ms(0),
-            action_id=str(action["action_id"]),
+            priority=action.priority,
+            fired_at=action.at or from_ms(0),
+            action_id=action.action_id,
         )
 
 
 @dataclass
 class BatchResult:
     entries: list[DeliveryEntry] = field(default_factory=list)
-    dead_lettered: list[tuple[dict[str, Any], str]] = field(default_factory=list)
+    dead_lettered: list[tuple[ActionMessage, str]] = field(default_factory=list)
     failed_users: dict[str, Exception] = field(default_factory=dict)
 
 
 def deliver_batch(
-    actions_by_user: Mapping[str, Sequence[dict[str, Any]]], *, now: datetime, ports: DeliveryPorts
+    actions_by_user: Mapping[str, Sequence[ActionMessage]], *, now: datetime, ports: DeliveryPorts
 ) -> BatchResult:
     """Each user's actions in priority order, the not-yet-delivered ones competing for the
     last slot of a cap. A template error or a permanent send failure dead-letters that

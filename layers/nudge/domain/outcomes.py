@@ -35,8 +35,9 @@ from datetime import datetime
 from typing import Any
 
 from nudge.domain.archive import archive_line, archive_row, iso_ms
-from nudge.domain.delivery import FINAL, DeliveryEntry, experiment_id_of
+from nudge.domain.delivery import FINAL, DeliveryEntry
 from nudge.domain.events import Event
+from nudge.domain.messages import ActionMessage
 
 MESSAGE_OUTCOME = "Message Outcome"
 MESSAGE_READ = "Message Read"
@@ -81,7 +82,7 @@ def _id(*parts: str) -> str:
 
 
 def outcome_event(
-    entry: DeliveryEntry, action: Mapping[str, Any] | None = None, *, now: datetime
+    entry: DeliveryEntry, action: ActionMessage | None = None, *, now: datetime
 ) -> Event | None:
     """The log entry of an action as `Message Outcome` (None for a status that is not an
     outcome: a `sending` claim). Its time is the entry's (when the status was recorded),
@@ -96,7 +97,7 @@ def outcome_event(
         "action_id": entry.action_id,
         "channel": entry.channel,
         "variant": entry.variant,
-        "experiment_id": experiment_id_of(action),
+        "experiment_id": action.experiment_id if action is not None else None,
     }
     if entry.fired_at is not None:
         props["fired_at"] = iso_ms(entry.fired_at)

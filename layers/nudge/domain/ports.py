@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from nudge.domain.events import Event
 from nudge.domain.inbox import InboxMessage
-from nudge.domain.messages import TimerItem, TimersMessage
+from nudge.domain.messages import ActionMessage, TimerItem, TimersMessage
 from nudge.domain.profile import Profile
 from nudge.domain.query import QueryResult
 
@@ -48,8 +48,8 @@ class WakeUpIndex(Protocol):
 
 
 class ActionQueue(Protocol):
-    def send(self, actions: Sequence[dict[str, Any]]) -> None:
-        """Queues the action messages (nudge.adapters.effects.action_message) for the
+    def send(self, actions: Sequence[ActionMessage]) -> None:
+        """Queues the action messages (nudge.domain.messages.ActionMessage) for the
         deliver function, each in its user's group, idempotently by action id."""
 
 

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from nudge.domain.clock import iso
-
 NONE_KEY = ""  # the key of a trigger (or behavior) without a key property
 DUE_TOLERANCE_MS = 60_000  # a timer firing this close to its due counts as that timer
 PASSED_TIMER_MS = 300_000  # a recorded timer this far past its due has fired or was lost:
@@ -53,20 +51,7 @@ class Fire:
     context: dict[str, Any]
     # the trigger's experiment: {"id", "name", "variant", "holdout"} (experiments.exposure)
     experiment: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "trigger_id": self.trigger_id,
-            "key": self.key,
-            "at": iso(self.at),
-            "episode": self.episode,
-            "action_id": self.action_id,
-            "action": self.action,
-            "priority": self.priority,
-            "cooldown_seconds": self.cooldown_seconds,
-            "context": self.context,
-            "experiment": self.experiment,
-        }
+    # what goes on the actions queue: nudge.domain.messages.ActionMessage.of
 
 
 @dataclass
