@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from nudge.domain.archive import archive_line, archive_row
+from nudge.domain.archive import ArchiveRecord
 from nudge.domain.events import Event
 from nudge.domain.profile import Profile
 
@@ -95,7 +95,7 @@ class Shop:
         out = []
         for user, events in self.events.items():
             for i, ev in enumerate(events):
-                line = archive_line(archive_row(ev, user))
+                line = ArchiveRecord.of(ev, user).line()
                 out.append(line)
                 if duplicates and i % 5 == 0:
                     out.append(line)  # archived twice: a retried batch

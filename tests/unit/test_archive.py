@@ -11,10 +11,11 @@ import duckdb
 import pytest
 from nudge.domain.archive import (
     ARCHIVE_COLUMNS,
+    ARCHIVE_VERSION,
     COLUMN_NAMES,
     EVENTS_VIEW_SQL,
+    ArchiveRecord,
     archive_line,
-    archive_row,
     batch_records,
     hour_prefixes,
     iso_ms,
@@ -46,7 +47,7 @@ def row_of(**fields: object) -> dict[str, object]:
     return row
 
 
-# ---- archive_row / archive_line --------------------------------------------------------
+# ---- ArchiveRecord / archive_line ------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -60,25 +61,26 @@ def row_of(**fields: object) -> dict[str, object]:
     ],
 )
 def test_archived_row_always_has_every_column(fields: dict[str, object]) -> None:
-    row = archive_row(event(**fields), "u1")
+    record = ArchiveRecord.of(event(**fields), "u1")
 
-    assert tuple(row) == COLUMN_NAMES
-    assert row["v"] == 1
-    assert row["user_id"] == "u1"  # the profile it folded into, not necessarily the sent one
-    line = json.loads(archive_line(row))
+    assert tuple(ArchiveRecord.model_fields) == COLUMN_NAMES  # the Glue and DuckDB columns
+    assert record.v == 1
+    assert record.user_id == "u1"  # the profile it folded into, not necessarily the sent one
+    line = json.loads(record.line())
     assert tuple(line) == COLUMN_NAMES
+    assert ArchiveRecord.from_line(record.line()) == record
 
 
 def test_archived_times_are_utc_milliseconds_with_z() -> None:
-    row = archive_row(
+    record = ArchiveRecord.of(
         event(
             timestamp=datetime(2026, 3, 2, 13, 0, 0, 999999, tzinfo=timezone(timedelta(hours=1)))
         ),
         "u1",
     )
 
-    assert row["timestamp"] == "2026-03-02T12:00:00.999Z"
-    assert row["received_at"] == "2026-03-02T12:00:01.123Z"
+    assert record.timestamp == "2026-03-02T12:00:00.999Z"
+    assert record.received_at == "2026-03-02T12:00:01.123Z"
     assert iso_ms(datetime(2026, 3, 2, 12, 0)) == "2026-03-02T12:00:00.000Z"  # naive is UTC
 
 
@@ -109,6 +111,32 @@ def test_lone_surrogate_does_not_break_the_line() -> None:
     assert con.execute("SELECT json_extract_string(?, '$.properties.name')", [text]).fetchone() == (
         "a\ufffdb",
     )
+
+
+def test_a_record_s_line_is_archive_line_s_even_for_what_pydantic_cannot_encode() -> None:
+    for props in ({"a": float("nan"), "b": [float("inf")]}, {"name": "a\udc80b"}):
+        record = ArchiveRecord.of(event(properties=props), "u1")
+        assert record.line() == archive_line(record.model_dump())
+    odd = ArchiveRecord.of(event(properties={"name": "a\udc80b"}), "u1")
+    assert ArchiveRecord.from_line(odd.line()).properties == {"name": "a\ufffdb"}
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (b'{"v": 2, "message_id": "m1", "type": "track"}', "unknown archive record version 2"),
+        (b'{"v": 2, "type": "track", "future": {}}', "unknown archive record version 2"),
+        (b'{"v": 1, "message_id": "m1", "type": "track"}', "timestamp: Field required"),
+        (b'{"message_id": "m1"}', "v: Field required"),
+        (b"not json", "Invalid JSON"),
+    ],
+)
+def test_a_line_that_is_not_a_record_of_this_version_is_a_value_error(
+    line: bytes, reason: str
+) -> None:
+    assert ARCHIVE_VERSION == 1
+    with pytest.raises(ValueError, match=reason):
+        ArchiveRecord.from_line(line)
 
 
 # ---- pack_records / batch_records -----------------------------------------------------

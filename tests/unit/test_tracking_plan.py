@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
-from nudge.domain.archive import EVENTS_VIEW_SQL, archive_line, archive_row
+from nudge.domain.archive import EVENTS_VIEW_SQL, ArchiveRecord
 from nudge.domain.errors import ValidationFailedError
 from nudge.domain.events import normalize_event
 from nudge.domain.ingest import parse_request
@@ -257,13 +257,13 @@ def test_the_report_counts_per_event_and_rule_once_per_message_with_the_latest_s
         raw["timestamp"] = (NOW - timedelta(hours=3 - i)).isoformat()
         ev = event_of(raw)
         for v in violation_events(ev, p.check(ev), blocked=False, received_at=NOW):
-            lines.append(archive_line(archive_row(v, None)))
+            lines.append(ArchiveRecord.of(v, None).line())
     blocked = event_of(track("Order Completed", "oc1", order_id="o", revenue=-1))
     for v in violation_events(blocked, p.check(blocked), blocked=True, received_at=NOW):
-        lines.append(archive_line(archive_row(v, None)))
+        lines.append(ArchiveRecord.of(v, None).line())
     old = event_of({**track("Product Viewed", "old"), "timestamp": "2026-10-01T00:00:00Z"})
     for v in violation_events(old, p.check(old), blocked=False, received_at=NOW):
-        lines.append(archive_line(archive_row(v, None)))
+        lines.append(ArchiveRecord.of(v, None).line())
     con = _archive([*lines, lines[0]])  # an archived twice record counts once
     rows = con.execute(violations_sql(NOW - timedelta(days=7))).fetchall()
     report = violations_report(rows, days=7)

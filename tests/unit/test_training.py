@@ -4,6 +4,7 @@ step keeps the last good artifacts and scores."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -148,6 +149,19 @@ def test_extraction_keeps_one_copy_of_each_message_and_the_products_of_orders() 
     )
 
 
+def test_a_product_line_of_another_archive_version_is_skipped_and_counted() -> None:
+    row = {"v": 1, "type": "track", "event": "Product Viewed", "user_id": "u", "message_id": "m",
+           "timestamp": "2026-03-02T10:00:00.000Z", "received_at": "2026-03-02T10:00:01.000Z",
+           "properties": {"product_id": "p7"}}  # fmt: skip
+    extract = ArchiveExtract()
+    for v in (2, 1):
+        extract.add_line(json.dumps({**row, "v": v}, separators=(",", ":")).encode())
+    extract.add_line(b'{"event":"Product Viewed" cut short')
+    extract.finish(now_ms=0)
+    assert (extract.lines, extract.unreadable) == (3, 2)
+    assert [(u, i) for u, i, _e, _t in extract.interactions] == [("u", "p7")]
+
+
 def test_abandonments_count_runs_of_adds_without_a_timely_order() -> None:
     hour = ABANDON_AFTER_MS
     assert count_abandonments([(0, False), (10, True)], now_ms=10 * hour) == 0
@@ -205,10 +219,10 @@ def test_a_catalog_absorbed_is_the_catalog_of_all_the_sightings() -> None:
 
 def test_a_removal_describes_its_product_but_is_no_interaction() -> None:
     extract = ArchiveExtract()
-    row = {"type": "track", "event": "Product Removed", "user_id": "u", "message_id": "m",
+    row = {"v": 1, "type": "track", "event": "Product Removed", "user_id": "u", "message_id": "m",
            "timestamp": "2026-03-02T10:00:00.000Z", "received_at": "2026-03-02T10:00:01.000Z",
            "properties": {"product_id": "p7", "name": "Seven"}}  # fmt: skip
-    extract.add_row(row)
+    extract.add_line(json.dumps(row, separators=(",", ":")).encode())
     extract.finish(now_ms=0)
     assert extract.interactions == [] and extract.catalog.item("p7") == {
         "product_id": "p7",

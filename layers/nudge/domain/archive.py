@@ -1,9 +1,9 @@
 """The event archive's format: one JSON line per archived event, packed into Firehose
 records, and the SQL view `events` that every reader (DuckDB, Athena) puts over it.
 
-Format (schema version 1, documented for users in docs/archive.md). Each line is a JSON
-object with the keys of `ARCHIVE_COLUMNS`, always all present (null when empty), so the
-Glue table and DuckDB's reader can declare fixed columns:
+Format (schema version 1, documented for users in docs/archive.md). Each line is an
+`ArchiveRecord` as JSON: an object with the keys of `ARCHIVE_COLUMNS`, always all present
+(null when empty), so the Glue table and DuckDB's reader can declare fixed columns:
 
   v             1 (this format's version)
   message_id    Segment's messageId (generated at ingest when the SDK sent none)
@@ -26,6 +26,11 @@ compressed on AWS, plain in local mode (moto's Firehose does not compress): read
 accept both. The archive is at least once: a retried batch can archive an event twice,
 so the view keeps one row per `message_id` (the earliest received).
 
+Every producer (processing, ingest's tracking-plan violations, delivery outcomes) writes
+`ArchiveRecord.of(event, user).line()`; Python reads a line back with
+`ArchiveRecord.from_line`, which refuses a line of another version with the reason (the
+train function skips and counts it).
+
 This module is pure: no AWS calls. The writer (nudge.adapters.archive) sends what
 `pack_records` returns; the readers put `EVENTS_VIEW_SQL` over the raw rows.
 """
@@ -33,9 +38,12 @@ This module is pure: no AWS calls. The writer (nudge.adapters.archive) sends wha
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from nudge.constants import (
     ARCHIVE_BATCH_MAX_BYTES,
@@ -45,6 +53,7 @@ from nudge.constants import (
 )
 from nudge.domain.clock import utc
 from nudge.domain.events import Event
+from nudge.domain.messages import reason_of
 
 ARCHIVE_VERSION = 1
 
@@ -75,30 +84,88 @@ def iso_ms(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
-def archive_row(event: Event, user_id: str | None) -> dict[str, Any]:
-    """The archived form of an accepted event, folded into the profile `user_id` (None: an
-    event of nudge's own about no user, such as a tracking-plan violation)."""
-    return {
-        "v": ARCHIVE_VERSION,
-        "message_id": event.message_id,
-        "type": event.type,
-        "event": event.event,
-        "user_id": user_id,
-        "anonymous_id": event.anonymous_id,
-        "timestamp": iso_ms(event.timestamp),
-        "received_at": iso_ms(event.received_at),
-        "properties": event.properties,
-        "traits": event.traits,
-        "context": event.context,
-        "historical": event.historical,
-        "previous_id": event.previous_id,
-        "group_id": event.group_id,
-    }
+class ArchiveRecord(BaseModel):
+    """One archived event, a line of the archive (the fields are ARCHIVE_COLUMNS, in
+    their order; times are `iso_ms` text, as the Glue table declares them)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: int
+    message_id: str
+    type: Literal["track", "identify", "page", "screen", "group", "alias"]
+    event: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    timestamp: str
+    received_at: str
+    properties: dict[str, Any] = {}
+    traits: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+    historical: bool = False
+    previous_id: str | None = None
+    group_id: str | None = None
+
+    @classmethod
+    def of(cls, event: Event, user_id: str | None) -> ArchiveRecord:
+        """The archived form of an accepted event, folded into the profile `user_id`
+        (None: an event of nudge's own about no user, such as a tracking-plan violation)."""
+        return cls(
+            v=ARCHIVE_VERSION,
+            message_id=event.message_id,
+            type=event.type,
+            event=event.event,
+            user_id=user_id,
+            anonymous_id=event.anonymous_id,
+            timestamp=iso_ms(event.timestamp),
+            received_at=iso_ms(event.received_at),
+            properties=event.properties,
+            traits=event.traits,
+            context=event.context,
+            historical=event.historical,
+            previous_id=event.previous_id,
+            group_id=event.group_id,
+        )
+
+    def line(self) -> bytes:
+        """The record as one JSON line (UTF-8, newline-terminated; non-finite numbers
+        null). A value pydantic cannot encode (a lone surrogate) goes through archive_line."""
+        try:
+            return self.model_dump_json().encode() + b"\n"
+        except PydanticSerializationError:
+            return archive_line(self.model_dump())
+
+    @classmethod
+    def from_line(cls, line: bytes | str) -> ArchiveRecord:
+        """A line of the archive; ValueError with the reason when it is not a record of
+        this version."""
+        try:
+            record = cls.model_validate_json(line)
+        except ValidationError as err:
+            version = _version_of(line)
+            if version is not None and version != ARCHIVE_VERSION:
+                raise _unknown_version(version) from err  # its fields may differ too
+            raise ValueError(reason_of(err)) from err
+        if record.v != ARCHIVE_VERSION:
+            raise _unknown_version(record.v)
+        return record
 
 
-def archive_line(row: dict[str, Any]) -> bytes:
-    """One JSON line (UTF-8, newline-terminated). Non-finite numbers, which JSON cannot
-    hold, become null rather than failing the batch."""
+def _version_of(line: bytes | str) -> Any:
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data.get("v") if isinstance(data, dict) else None
+
+
+def _unknown_version(v: Any) -> ValueError:
+    return ValueError(f"unknown archive record version {v!r} (this reader reads {ARCHIVE_VERSION})")
+
+
+def archive_line(row: Mapping[str, Any]) -> bytes:
+    """Any row as one JSON line (UTF-8, newline-terminated): ArchiveRecord.line's way for
+    the values pydantic cannot encode, and tests' hand-made rows. Non-finite numbers,
+    which JSON cannot hold, become null rather than failing the batch."""
     try:
         text = json.dumps(row, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:

@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from nudge.constants import MAX_BATCH_BYTES, MAX_EVENT_BYTES
-from nudge.domain.archive import archive_line, archive_row
+from nudge.domain.archive import ArchiveRecord
 from nudge.domain.errors import (
     BadRequestError,
     InvalidJsonError,
@@ -326,7 +326,7 @@ def archive_violations(result: IngestResult, archive: ArchiveWriter) -> int:
     """Archives the request's `Violation Generated` events; their number."""
     if not result.violations:
         return 0
-    archive.write(archive_line(archive_row(v, None)) for v in result.violations)
+    archive.write(ArchiveRecord.of(v, None).line() for v in result.violations)
     return len(result.violations)
 
 

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from nudge.domain.archive import archive_line, archive_row, iso_ms
+from nudge.domain.archive import ArchiveRecord, iso_ms
 from nudge.domain.delivery import FINAL, DeliveryEntry
 from nudge.domain.events import Event
 from nudge.domain.messages import ActionMessage
@@ -259,11 +259,5 @@ def unsubscribed_event(user_id: str, channel: str, *, now: datetime) -> Event:
 
 def outcome_lines(events: Iterable[Event | None]) -> list[bytes]:
     """The archive lines of the events (None skipped), each under its own user."""
-    lines = []
-    for event in events:
-        if event is None:
-            continue
-        row = archive_row(event, event.user_id or "")
-        row["user_id"] = event.user_id  # None when an email's tags did not name the user
-        lines.append(archive_line(row))
-    return lines
+    # user_id None: an email whose tags did not name the user
+    return [ArchiveRecord.of(e, e.user_id).line() for e in events if e is not None]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from nudge.domain.archive import archive_line, archive_row
+from nudge.domain.archive import ArchiveRecord
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.events import Event
 from nudge.domain.ports import ArchiveWriter, ProfileStore, StoredProfile
@@ -398,7 +398,7 @@ def process_users(
             to_archive[user_id] = (outcome.user_id, evs)
     if archive is not None and to_archive:
         lines = [
-            archive_line(archive_row(ev, resolved))
+            ArchiveRecord.of(ev, resolved).line()
             for resolved, evs in to_archive.values()
             for ev in evs
         ]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from nudge.domain.archive import ArchiveRecord
 from nudge.domain.catalog import Catalog, sightings
 from nudge.domain.clock import to_ms
 from nudge.domain.profile import (
@@ -35,8 +36,8 @@ from nudge.domain.profile import (
 ABANDON_AFTER_MS = 3_600_000  # an hour without an order after the last add
 INTERACTION_EVENTS = (PRODUCT_VIEWED, PRODUCT_ADDED, ORDER_COMPLETED)
 _READ_EVENTS = frozenset({*INTERACTION_EVENTS, PRODUCT_REMOVED})
-# Lines are compact JSON (nudge.domain.archive.archive_line): a cheap test on the bytes
-# skips the lines no reader here needs before any JSON is parsed.
+# Lines are compact JSON (nudge.domain.archive.ArchiveRecord.line): a cheap test on the
+# bytes skips the lines no reader here needs before any JSON is parsed.
 _EVENT_NAMES = {e: e for e in INTERACTION_EVENTS}  # one string object per name
 _MARKER = re.compile(
     b"|".join(re.escape(f'"event":{json.dumps(e)}'.encode()) for e in sorted(_READ_EVENTS))
@@ -65,6 +66,7 @@ class ArchiveExtract:
     so memory grows with the window's product events, not with their properties."""
 
     lines: int = 0
+    unreadable: int = 0  # lines read but not a record of this version (ArchiveRecord.from_line)
     kept: dict[str, _Kept] = field(default_factory=dict)  # message_id -> the copy kept
     interactions: list[Interaction] = field(default_factory=list)
     catalog: Catalog = field(default_factory=Catalog)
@@ -76,31 +78,26 @@ class ArchiveExtract:
         if _MARKER.search(line) is None:
             return
         try:
-            row = json.loads(line)
+            record = ArchiveRecord.from_line(line)
         except ValueError:
+            self.unreadable += 1
             return
-        self.add_row(row)
+        self.add_record(record)
 
-    def add_row(self, row: dict[str, Any]) -> None:
-        event, user, mid = row.get("event"), row.get("user_id"), row.get("message_id")
-        if row.get("type") != "track" or event not in _READ_EVENTS or not user or not mid:
+    def add_record(self, record: ArchiveRecord) -> None:
+        event, user, mid = record.event, record.user_id, record.message_id
+        if record.type != "track" or event not in _READ_EVENTS or not user or not mid:
             return
-        if self.erased and hashlib.sha256(str(user).encode()).hexdigest() in self.erased:
+        if self.erased and hashlib.sha256(user.encode()).hexdigest() in self.erased:
             return
-        t = _time_ms(row.get("timestamp"))
+        t = _time_ms(record.timestamp)
         if t is None:
             return
-        props = row.get("properties")
-        if isinstance(props, str):
-            try:
-                props = json.loads(props)
-            except ValueError:
-                props = None
-        props = props if isinstance(props, dict) else {}
+        props = record.properties
         self.catalog.merge(sightings(event, props, t, mid))
         if event == PRODUCT_REMOVED:
             return  # describes its product; no interaction
-        received, user = str(row.get("received_at") or ""), sys.intern(str(user))
+        received, user = record.received_at, sys.intern(user)
         old = self.kept.get(mid)
         if old is not None and (old[0], old[1]) <= (received, user):
             return

@@ -83,6 +83,7 @@ class TrainData:
     catalog: Catalog  # the products described in the window (catalog_step merges it)
     abandonments: dict[str, int]  # user -> cart abandonments in the window
     lines: int = 0  # archive lines read
+    unreadable: int = 0  # product lines skipped: not an archive record of this version
 
 
 @dataclass
@@ -280,6 +281,7 @@ def read_inputs(
         catalog=extract.catalog,
         abandonments=extract.abandonments,
         lines=extract.lines,
+        unreadable=extract.unreadable,
     )
 
 
@@ -346,6 +348,7 @@ def run_training(
         "ok": not errors,
         "users": len(data.profiles) if data else 0,
         "archive_lines": data.lines if data else 0,
+        "archive_unreadable": data.unreadable if data else 0,
         "interactions": len(data.interactions) if data else 0,
         "items": out.stats.get("items", 0),
         "k": out.stats.get("k"),
