@@ -117,7 +117,6 @@ def test_the_closed_form_is_the_mixture_integral(d: float, v: float, tau2: float
 def test_the_confidence_sequence_ends_where_the_ratio_reaches_one_over_alpha() -> None:
     v, tau2, d = 3e-5, 4e-4, 0.012
     half = R.confidence_sequence_half_width(v, tau2)
-    assert half == approx(S.confidence_sequence_half_width(v, tau2=tau2), rel=1e-12)
     for edge in (d - half, d + half):
         assert R.log_mixture_likelihood_ratio(d, v, tau2, null=edge) == approx(math.log(20))
     assert math.isinf(R.confidence_sequence_half_width(0.0, tau2))
@@ -208,10 +207,9 @@ def test_cuped_without_a_covariate_or_users() -> None:
 @pytest.mark.parametrize(
     "p", [[0.01, 0.04, 0.03, 0.005], [0.5], [0.001, 0.001, 0.2], [0.04, 0.03, 0.02, 0.5, 0.9]]
 )
-def test_holm_equals_statsmodels_and_stats(p: list[float]) -> None:
+def test_holm_equals_statsmodels(p: list[float]) -> None:
     _, expected, _, _ = multipletests(p, method="holm")
     assert R.holm(p) == approx(list(expected))
-    assert tuple(R.holm(p)) == approx(S.holm(p))
 
 
 def test_holm_leaves_missing_values_out() -> None:

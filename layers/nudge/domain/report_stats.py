@@ -1,7 +1,9 @@
 """Plain-Python statistics for the experiment report: no scipy, no numpy, so that any
 Lambda function can build `GET /v1/experiments/{id}` (docs/decisions.md D29, D32).
 
-The same methods as nudge.domain.stats (scipy), which the tests compare these with:
+The same methods as nudge.domain.stats (scipy), which the tests compare these with
+(`holm` and `confidence_sequence_half_width`, plain arithmetic there too, are the ones
+nudge.domain.stats calls):
 
 - `welch`: Welch's t-test from each arm's moments, the Student t tail from the
   regularized incomplete beta function (Lentz's continued fraction, Numerical Recipes

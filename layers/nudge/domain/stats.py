@@ -27,6 +27,10 @@ tests/unit/test_stats.py:
   read after every batch of data without inflating false positives.
 - `cuped`: variance reduction with a pre-exposure covariate (Deng et al. 2013).
 - `holm`: Holm's step-down adjustment when several metrics are reported.
+
+What is plain arithmetic with nothing for scipy to check it against (Holm's adjustment,
+the confidence sequence's half-width) has one home, nudge.domain.report_stats, which
+these call.
 - `compare_conversions`: the conversion part of an experiment report, all of the above
   applied to the arms of one experiment.
 
@@ -44,6 +48,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
+
+from nudge.domain import report_stats
 
 DEFAULT_ALPHA = 0.05
 DEFAULT_POWER = 0.8
@@ -260,19 +266,10 @@ class Summary:
         return cls(n, mean, variance)
 
 
-@dataclass(frozen=True, slots=True)
-class WelchResult:
-    """Welch's t-test of the treatment's mean against the control's: the difference of
-    means with its interval, t, the Welch-Satterthwaite degrees of freedom, the two-sided
-    p-value, and the relative lift (difference over the control's mean)."""
-
-    difference: float | None
-    ci_low: float | None
-    ci_high: float | None
-    statistic: float | None
-    df: float | None
-    p_value: float | None
-    lift: float | None
+# Welch's t-test's result is the report's (nudge.domain.report_stats.WelchResult): the
+# difference of means with its interval, t, the Welch-Satterthwaite degrees of freedom,
+# the two-sided p-value and the relative lift
+WelchResult = report_stats.WelchResult
 
 
 def welch_t_test(
@@ -482,10 +479,7 @@ def confidence_sequence_half_width(
     infinite while V = 0."""
     if tau2 <= 0 or not 0 < alpha < 1:
         raise StatsInputError("need tau² > 0 and 0 < alpha < 1")
-    if variance <= 0:
-        return math.inf
-    v = variance
-    return math.sqrt(v * (v + tau2) / tau2 * (2 * math.log(1 / alpha) + math.log((v + tau2) / v)))
+    return report_stats.confidence_sequence_half_width(variance, tau2, alpha)
 
 
 def always_valid_p_values(
@@ -704,15 +698,9 @@ def cuped(
 def holm(p_values: Sequence[float | None]) -> tuple[float | None, ...]:
     """Holm's step-down adjustment (Holm 1979), controlling the family-wise error rate
     over the m p-values given: sorted ascending, p̃_(i) = max_{j<=i} min(1, (m - j + 1)·
-    p_(j)). `None` entries stay `None` and do not count in m."""
-    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
-    adjusted: list[float | None] = [None] * len(p_values)
-    running = 0.0
-    m = len(present)
-    for rank, (p, i) in enumerate(present):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return tuple(adjusted)
+    p_(j)). `None` entries stay `None` and do not count in m. Plain arithmetic: the
+    report's (nudge.domain.report_stats.holm), as a tuple."""
+    return tuple(report_stats.holm(p_values))
 
 
 # ---- one experiment's conversions ---------------------------------------------------------------
