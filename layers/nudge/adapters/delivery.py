@@ -19,7 +19,7 @@ from pynamodb.expressions.condition import Condition
 from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.queues import message_group_id
-from nudge.adapters.scheduler import RETRY_POLICY, at_expression
+from nudge.adapters.scheduler import create_one_time_schedule
 from nudge.adapters.tables import DeliveryRow, InboxRow, SuppressionRow, bind_table
 from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.delivery import (
@@ -359,26 +359,17 @@ class SchedulerDeferrer:
                 f"{action.action_id}\x1f{until.isoformat()}".encode(), digest_size=16
             ).hexdigest()
         )
-        try:
-            client("scheduler").create_schedule(
-                Name=name,
-                GroupName=self.group,
-                ScheduleExpression=at_expression(until),
-                ScheduleExpressionTimezone="UTC",
-                FlexibleTimeWindow={"Mode": "OFF"},
-                ActionAfterCompletion="DELETE",
-                Target={
-                    "Arn": self.queue_arn,
-                    "RoleArn": self.role_arn,
-                    "Input": action.to_json(),
-                    "SqsParameters": {"MessageGroupId": message_group_id(action.user_id)},
-                    "RetryPolicy": RETRY_POLICY,
-                    "DeadLetterConfig": {"Arn": self.dlq_arn},
-                },
-            )
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "ConflictException":
-                raise
+        # a deferral of the same action to the same time exists already: the same one
+        create_one_time_schedule(
+            name=name,
+            group=self.group,
+            at=until,
+            target_arn=self.queue_arn,
+            role_arn=self.role_arn,
+            payload=action.to_json(),
+            dlq_arn=self.dlq_arn,
+            message_group=message_group_id(action.user_id),
+        )
 
 
 class SecretsManagerKey:

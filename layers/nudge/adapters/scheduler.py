@@ -32,7 +32,7 @@ from nudge.domain.triggers.contract import Timer
 from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
 
 if TYPE_CHECKING:
-    from mypy_boto3_scheduler.type_defs import RetryPolicyTypeDef
+    from mypy_boto3_scheduler.type_defs import RetryPolicyTypeDef, TargetTypeDef
 
 RETRY_POLICY: RetryPolicyTypeDef = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
 NAME_PREFIX = "wake-"
@@ -48,6 +48,49 @@ def at_expression(due: datetime) -> str:
 def parse_at(expression: str) -> datetime:
     inner = expression.strip()[3:-1]
     return datetime.strptime(inner, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+
+
+def create_one_time_schedule(
+    *,
+    name: str,
+    group: str,
+    at: datetime,
+    target_arn: str,
+    role_arn: str,
+    payload: str,
+    dlq_arn: str,
+    message_group: str | None = None,
+) -> bool:
+    """The one-time schedules nudge makes (a wake-up bucket, a deferred action): `at()`
+    in UTC, no flexible window, deleted once it has run, the target retried by
+    RETRY_POLICY and then dead-lettered to `dlq_arn`; `message_group` for a FIFO queue
+    target. False when a schedule of that name exists already (made by an earlier or a
+    concurrent call: the names are deterministic, so it is the same one)."""
+    target: TargetTypeDef = {
+        "Arn": target_arn,
+        "RoleArn": role_arn,
+        "Input": payload,
+        "RetryPolicy": RETRY_POLICY,
+        "DeadLetterConfig": {"Arn": dlq_arn},
+    }
+    if message_group is not None:
+        target["SqsParameters"] = {"MessageGroupId": message_group}
+    try:
+        client("scheduler").create_schedule(
+            Name=name,
+            GroupName=group,
+            ScheduleExpression=at_expression(at),
+            ScheduleExpressionTimezone="UTC",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            ActionAfterCompletion="DELETE",
+            State="ENABLED",
+            Target=target,
+        )
+    except ClientError as err:
+        if err.response["Error"]["Code"] != "ConflictException":
+            raise
+        return False
+    return True
 
 
 def schedule_name(bucket: datetime) -> str:
@@ -149,27 +192,16 @@ class WakeUps:
         with self._lock:
             if name in self._known:
                 return
-        try:
-            client("scheduler").create_schedule(
-                Name=name,
-                GroupName=self.group,
-                ScheduleExpression=at_expression(bucket),
-                ScheduleExpressionTimezone="UTC",
-                FlexibleTimeWindow={"Mode": "OFF"},
-                ActionAfterCompletion="DELETE",
-                State="ENABLED",
-                Target={
-                    "Arn": self.target_arn,
-                    "RoleArn": self.role_arn,
-                    "Input": json.dumps({"bucket": bucket.strftime(BUCKET_FORMAT)}),
-                    "RetryPolicy": RETRY_POLICY,
-                    "DeadLetterConfig": {"Arn": self.dlq_arn},
-                },
-            )
+        if create_one_time_schedule(
+            name=name,
+            group=self.group,
+            at=bucket,
+            target_arn=self.target_arn,
+            role_arn=self.role_arn,
+            payload=json.dumps({"bucket": bucket.strftime(BUCKET_FORMAT)}),
+            dlq_arn=self.dlq_arn,
+        ):
             self.schedules_created += 1
-        except ClientError as err:
-            if err.response["Error"]["Code"] != "ConflictException":
-                raise
         with self._lock:
             if len(self._known) > 5000:  # keep only buckets still to come
                 self._known = {n: b for n, b in self._known.items() if b > now}
