@@ -31,7 +31,13 @@ from nudge.domain.errors import (
     QuerySyntaxError,
     QueryTimeoutError,
 )
-from nudge.domain.query import ARRIVAL_SLACK, QueryResult, parse_json_value, received_bounds
+from nudge.domain.query import (
+    ARRIVAL_SLACK,
+    QueryResult,
+    parse_json_value,
+    received_bounds,
+    single_statement,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_athena import AthenaClient
@@ -93,13 +99,7 @@ class AthenaQueryEngine:
             statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
         except SqlglotError as err:
             raise QuerySyntaxError(str(err)) from err
-        if len(statements) != 1:
-            raise QuerySyntaxError(
-                f"give exactly one SQL statement (got {len(statements)})"
-                if statements
-                else "the query is empty"
-            )
-        query = statements[0]
+        query = single_statement(statements)
         if not isinstance(query, exp.Query):
             raise QueryForbiddenError(
                 f"only queries may run on Athena (SELECT, WITH, ...); this is {query.key.upper()}"

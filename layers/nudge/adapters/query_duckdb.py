@@ -68,7 +68,13 @@ from nudge.domain.errors import (
     QuerySyntaxError,
     QueryTimeoutError,
 )
-from nudge.domain.query import ARRIVAL_SLACK, QueryResult, parse_json_value, received_bounds
+from nudge.domain.query import (
+    ARRIVAL_SLACK,
+    QueryResult,
+    parse_json_value,
+    received_bounds,
+    single_statement,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -811,13 +817,7 @@ def _one_statement(con: duckdb.DuckDBPyConnection, sql: str) -> Any:
         raise QuerySyntaxError(str(err)) from err
     except duckdb.Error as err:
         raise QuerySyntaxError(str(err)) from err
-    if len(statements) != 1:
-        raise QuerySyntaxError(
-            f"give exactly one SQL statement (got {len(statements)})"
-            if statements
-            else "the query is empty"
-        )
-    statement = statements[0]
+    statement = single_statement(statements)
     if statement.type not in ALLOWED_STATEMENTS:
         raise QueryForbiddenError(
             f"only queries may run (SELECT, WITH, FROM, DESCRIBE, SUMMARIZE, PIVOT, "

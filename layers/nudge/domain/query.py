@@ -10,14 +10,17 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from nudge.domain.clock import utc
-from nudge.domain.errors import QueryError
+from nudge.domain.errors import QueryError, QuerySyntaxError
+
+T = TypeVar("T")
 
 # An event received at t reaches the archive (Firehose's arrival-hour prefix) at t or
 # later: after the process function's retries and Firehose's buffering (at most 15 min).
@@ -112,3 +115,15 @@ def received_bounds(
     if s is not None and u is not None and s > u:
         raise QueryError(f"since ({s.isoformat()}) is after until ({u.isoformat()})")
     return s, u
+
+
+def single_statement(statements: Sequence[T]) -> T:
+    """The one statement a query may be (both engines parse it their own way);
+    QuerySyntaxError for none or several."""
+    if len(statements) != 1:
+        raise QuerySyntaxError(
+            f"give exactly one SQL statement (got {len(statements)})"
+            if statements
+            else "the query is empty"
+        )
+    return statements[0]
