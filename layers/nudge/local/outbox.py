@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from email import policy
 from email.parser import Parser
-from typing import Any, Protocol, TypedDict
+from functools import partial
+from typing import Any, TypedDict
 
 import requests
 
@@ -49,20 +50,6 @@ class OutboxMessage(TypedDict):
     id: str  # the provider's message id
 
 
-class _Entry(Protocol):
-    def __call__(
-        self,
-        channel: str,
-        provider_id: str,
-        to: str,
-        subject: str | None,
-        body: str,
-        *,
-        headers: dict[str, str] | None = None,
-        text: str | None = None,
-    ) -> OutboxMessage: ...
-
-
 def read_outbox(endpoint_url: str) -> list[OutboxMessage]:
     # moto's sent messages as its state dump shows them, untyped JSON: read with .get()
     data: dict[str, Any] = requests.get(f"{endpoint_url}{SENT_PATH}", timeout=10).json()
@@ -74,33 +61,8 @@ def read_outbox(endpoint_url: str) -> list[OutboxMessage]:
         or any(ep.get("messages") for ep in sns.get("PlatformEndpoint", []))
     )
     log = _log_by_provider_id() if anything else {}
+    entry = partial(_message, log)
     out: list[OutboxMessage] = []
-
-    def entry(
-        channel: str,
-        provider_id: str,
-        to: str,
-        subject: str | None,
-        body: str,
-        *,
-        headers: dict[str, str] | None = None,
-        text: str | None = None,
-    ) -> OutboxMessage:
-        row = log.get(provider_id)
-        return {
-            "channel": channel,
-            "to": to,
-            "user_id": row.user_id if row else None,
-            "trigger": row.trigger_id if row else None,
-            "variant": row.variant if row else None,
-            "subject": subject,
-            "body": body,
-            "headers": headers or {},
-            "text": body if text is None else text,
-            "sent_at": iso(from_ms(row.at)) if row else None,
-            "id": provider_id,
-        }
-
     for m in ses.get("Message", []):
         to = ", ".join((m.get("destinations") or {}).get("ToAddresses") or [])
         headers = {"From": m.get("source") or "", "To": to, "Subject": m.get("subject") or ""}
@@ -138,7 +100,35 @@ def read_outbox(endpoint_url: str) -> list[OutboxMessage]:
     return out
 
 
-def _raw_email(entry: _Entry, m: dict[str, Any]) -> OutboxMessage:
+def _message(
+    log: dict[str, DeliveryRow],
+    channel: str,
+    provider_id: str,
+    to: str,
+    subject: str | None,
+    body: str,
+    *,
+    headers: dict[str, str] | None = None,
+    text: str | None = None,
+) -> OutboxMessage:
+    """One message sent, with what its delivery log entry (by provider id) says."""
+    row = log.get(provider_id)
+    return {
+        "channel": channel,
+        "to": to,
+        "user_id": row.user_id if row else None,
+        "trigger": row.trigger_id if row else None,
+        "variant": row.variant if row else None,
+        "subject": subject,
+        "body": body,
+        "headers": headers or {},
+        "text": body if text is None else text,
+        "sent_at": iso(from_ms(row.at)) if row else None,
+        "id": provider_id,
+    }
+
+
+def _raw_email(entry: partial[OutboxMessage], m: dict[str, Any]) -> OutboxMessage:
     """An SES v2 Raw message: the MIME message as sent, read back."""
     msg = Parser(policy=policy.default).parsestr(m.get("raw_data") or "")
     headers = {k: str(v) for k, v in msg.items()}

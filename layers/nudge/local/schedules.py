@@ -19,8 +19,10 @@ import contextlib
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import boto3
 
@@ -133,16 +135,8 @@ def _fire_recurring(local: LocalMode, limit: datetime) -> bool:
     when, name, schedule = due
     if when > local.clock.now():
         local.clock.set(when)
-    target = schedule["Target"]
     fn = local.functions[C.FN_TRAIN]
-    for attempt in range(LOCAL_RETRIES + 1):
-        try:
-            fn.invoke(json.loads(target.get("Input") or "{}"))
-            break
-        except Exception as err:
-            log.exception("schedule %s: target failed (attempt %d)", name, attempt + 1)
-            if attempt == LOCAL_RETRIES:
-                _dead_letter(local, schedule, repr(err))
+    _run_target(local, name, schedule, lambda: fn.invoke(_input(schedule)))
     recurring.fired(name, when)
     local.settle()
     return True
@@ -154,7 +148,6 @@ def fire_due(local: LocalMode, target: datetime) -> int:
         local.resources.endpoint_url, C.SCHEDULE_GROUP
     )
     local._schedule_reader = reader
-    check = local.functions[C.FN_CHECK]
     fired = 0
     while True:
         due = [d for d in reader.due_list() if d[0] <= target]
@@ -166,21 +159,39 @@ def fire_due(local: LocalMode, target: datetime) -> int:
         when, name, schedule = due[0]
         if when > local.clock.now():
             local.clock.set(when)
-        target_spec = schedule["Target"]
-        for attempt in range(LOCAL_RETRIES + 1):
-            try:
-                if target_spec["Arn"].startswith("arn:aws:sqs:"):
-                    _send_to_queue(local, target_spec, name)
-                else:
-                    check.invoke(json.loads(target_spec.get("Input") or "{}"))
-                break
-            except Exception as err:
-                log.exception("schedule %s: target failed (attempt %d)", name, attempt + 1)
-                if attempt == LOCAL_RETRIES:
-                    _dead_letter(local, schedule, repr(err))
+        _run_target(local, name, schedule, partial(_to_target, local, name, schedule))
         reader.delete(name)
         fired += 1
         local.settle()
+
+
+def _input(schedule: GetScheduleOutputTypeDef) -> Any:
+    return json.loads(schedule["Target"].get("Input") or "{}")
+
+
+def _to_target(local: LocalMode, name: str, schedule: GetScheduleOutputTypeDef) -> None:
+    """A one-time schedule's target: an SQS queue (a deferred action) or the check
+    function (a wake-up bucket)."""
+    target = schedule["Target"]
+    if target["Arn"].startswith("arn:aws:sqs:"):
+        _send_to_queue(local, target, name)
+    else:
+        local.functions[C.FN_CHECK].invoke(_input(schedule))
+
+
+def _run_target(
+    local: LocalMode, name: str, schedule: GetScheduleOutputTypeDef, call: Callable[[], object]
+) -> None:
+    """Delivers the schedule to its target as Scheduler would: a failure is retried
+    LOCAL_RETRIES times, then the payload goes to the scheduler dead-letter queue."""
+    for attempt in range(LOCAL_RETRIES + 1):
+        try:
+            call()
+            return
+        except Exception as err:
+            log.exception("schedule %s: target failed (attempt %d)", name, attempt + 1)
+            if attempt == LOCAL_RETRIES:
+                _dead_letter(local, schedule, repr(err))
 
 
 def _send_to_queue(local: LocalMode, target: TargetOutputTypeDef, schedule_name: str) -> None:
