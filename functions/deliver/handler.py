@@ -127,11 +127,6 @@ def no_catalog() -> Mapping[str, Mapping[str, Any]] | None:
     return None  # no artifacts bucket configured: templates show what events carried
 
 
-def read_action(body: str) -> tuple[str, ActionMessage]:
-    action = parse_action(body)
-    return action.user_id, action
-
-
 @cache
 def deps() -> Deps:
     """The AWS adapters, built at cold start (local mode and tests clear the cache)."""
@@ -152,7 +147,7 @@ def handler(
     adapters, as a unit test does."""
     d = deps if deps is not None else _cold_start_deps()
     by_user, failures = read_fifo_batch(
-        event, context, parse=read_action, dead_letters=d.dead_letters, what="action"
+        event, context, parse=parse_action, dead_letters=d.dead_letters, what="action"
     )
 
     result = deliver_batch(

@@ -27,7 +27,7 @@ from nudge.adapters.scheduler import WakeUps
 from nudge.batch import DeadLetters, read_fifo_batch
 from nudge.constants import DIM_TRIGGER, TRIGGER_FIRED
 from nudge.domain.clock import Clock
-from nudge.domain.messages import Parsed, parse_message
+from nudge.domain.messages import parse_message
 from nudge.domain.ports import ActionQueue, ArchiveWriter, ProfileStore, WakeUpIndex
 from nudge.domain.processing import Decider, TimerDue, process_users
 from nudge.domain.triggers.engine import Engine
@@ -70,12 +70,6 @@ class Deps:
         )
 
 
-def parse_body(body: str) -> tuple[str, Parsed]:
-    """A queue message (nudge.domain.messages): events or timers of one user."""
-    parsed = parse_message(body)
-    return parsed.user_id, parsed
-
-
 @cache
 def deps() -> Deps:
     """The AWS adapters, built at cold start (local mode and tests clear the cache)."""
@@ -96,7 +90,7 @@ def handler(
     adapters, as a unit test does."""
     d = deps if deps is not None else _cold_start_deps()
     items, failures = read_fifo_batch(
-        event, context, parse=parse_body, dead_letters=d.dead_letters, what="message"
+        event, context, parse=parse_message, dead_letters=d.dead_letters, what="message"
     )
     events = {u: [ev for _, p in its for ev in p.events] for u, its in items.items()}
     timers = {

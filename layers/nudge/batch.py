@@ -17,7 +17,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from nudge.domain.messages import reason_of
 from nudge.observability import logger, metrics
 
-T = TypeVar("T")
+
+class UserMessage(Protocol):
+    """A parsed queue message: whose it is (its FIFO group's user)."""
+
+    @property
+    def user_id(self) -> str: ...
+
+
+T = TypeVar("T", bound=UserMessage)
 
 
 class DeadLetters(Protocol):
@@ -28,17 +36,18 @@ def read_fifo_batch(
     event: dict[str, Any],
     context: Any,
     *,
-    parse: Callable[[str], tuple[str, T]],
+    parse: Callable[[str], T],
     dead_letters: DeadLetters,
     what: str,
 ) -> tuple[dict[str, list[tuple[str, T]]], list[PartialItemFailures]]:
     """Returns the parsed items by user as (SQS message id, item), and the batch item
-    failures so far. `parse` maps a body to (user id, item) or raises ValueError."""
+    failures so far. `parse` reads a body (nudge.domain.messages: parse_message,
+    parse_action) or raises ValueError."""
     by_user: dict[str, list[tuple[str, T]]] = {}
 
     def one(record: SQSRecord) -> None:
         try:
-            user_id, item = parse(record.body)
+            item = parse(record.body)
         except ValueError as err:
             logger.error(
                 f"invalid {what} moved to the dead-letter queue",
@@ -51,7 +60,7 @@ def read_fifo_batch(
             )
             metrics.add_metric("PoisonMessages", MetricUnit.Count, 1)
             return
-        by_user.setdefault(user_id, []).append((record.message_id, item))
+        by_user.setdefault(item.user_id, []).append((record.message_id, item))
 
     processor = SqsFifoPartialProcessor(skip_group_on_error=True)
     with processor(records=event.get("Records", []), handler=one, lambda_context=context):

@@ -444,12 +444,6 @@ def bench_start(now: datetime) -> datetime:
 
 
 # ---- core: CPU per event, no I/O ---------------------------------------------------------------
-def _process_module() -> Any:
-    from nudge.local.lambdas import Function
-
-    return Function._load(C.FN_PROCESS)
-
-
 def _engine() -> Any:
     from nudge.domain.triggers.engine import Engine
     from nudge.domain.triggers.loader import load_triggers
@@ -490,8 +484,8 @@ def _core_pass(
         t0 = clock()
         by_user: dict[str, list[Event]] = {}
         for body, _ in group:
-            user, parsed = parse(body)
-            by_user.setdefault(user, []).extend(parsed.events)
+            parsed = parse(body)
+            by_user.setdefault(parsed.user_id, []).extend(parsed.events)
         t1 = clock()
         parse_s += t1 - t0
         now = group[-1][1]
@@ -550,7 +544,8 @@ def bench_core(workload: Workload, cfg: BenchConfig) -> dict[str, Any]:
     (yardstick, core, yardstick, core...), each from a collected heap; the fastest of
     each is reported (timeit's convention: the others measured the machine's noise),
     with the median core time beside it."""
-    parse = _process_module().parse_body
+    from nudge.domain.messages import parse_message as parse
+
     engine = _engine()
     start = bench_start(datetime(2026, 3, 1, tzinfo=UTC))
     bodies = sqs_bodies(workload.materialize(start), cfg.client_batch)
