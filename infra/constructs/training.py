@@ -43,7 +43,8 @@ from infra.context import ContextError
 
 DEFAULT_WINDOW_DAYS = 90
 TRAIN_TIMEOUT = cdk.Duration.minutes(15)  # Lambda's most
-TRAIN_MEMORY_MB = 3008  # peak 1.9 GB measured at 100k users / 10k items with the item model, with room
+# peak 1.9 GB measured at 100k users / 10k items with the item model, with room
+TRAIN_MEMORY_MB = 3008
 TRAIN_RETRY_ATTEMPTS = 1
 _EXPRESSION = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
 
