@@ -17,7 +17,7 @@ import base64
 import copy
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -57,6 +57,10 @@ class MemoryProfileStore:
     def __init__(self, profiles: Iterable[Profile] = ()) -> None:
         self.rows: dict[str, tuple[dict[str, Any], int]] = {}
         self.fail_saves: dict[str, Exception] = {}  # user id → what saving it raises
+        # the dedup store: (user id, fingerprint) → received minute, written before the
+        # profile whose fold moved them out (so they stay when that write fails)
+        self.dedup: dict[tuple[str, str], int] = {}
+        self.dedup_reads = 0  # lookups (each a strongly consistent BatchGetItem)
         for p in profiles:
             self.save(StoredProfile(p, None))
 
@@ -82,15 +86,32 @@ class MemoryProfileStore:
         self.rows[stored.profile.user_id] = (copy.deepcopy(stored.profile.to_dict()), version)
         stored.version = version
 
+    def _spill(self, stored: StoredProfile) -> None:
+        for fp, minute in stored.profile.evicted.items():
+            self.dedup[(stored.profile.user_id, fp)] = minute
+        stored.profile.evicted.clear()
+
     def save(self, stored: StoredProfile) -> None:
+        self._spill(stored)
         self._check(stored)
         self._write(stored)
 
     def save_all(self, stored: Sequence[StoredProfile]) -> None:
         for s in stored:
+            self._spill(s)
+        for s in stored:
             self._check(s)
         for s in stored:
             self._write(s)
+
+    def spilled(self, user_ids: Sequence[str], fingerprints: Collection[str]) -> dict[str, int]:
+        self.dedup_reads += 1
+        return {
+            fp: self.dedup[(uid, fp)]
+            for uid in user_ids
+            for fp in fingerprints
+            if (uid, fp) in self.dedup
+        }
 
     def delete(self, user_id: str) -> None:
         self.rows.pop(user_id, None)

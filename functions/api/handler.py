@@ -22,7 +22,7 @@ from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
 from nudge.adapters.devices import SnsDevices
 from nudge.adapters.keys import DynamoKeyAdmin, DynamoKeyStore
-from nudge.adapters.profiles import DynamoProfileStore
+from nudge.adapters.profiles import DynamoDedup, DynamoProfileStore
 from nudge.domain import users
 from nudge.domain.clock import Clock
 from nudge.domain.cohorts import (
@@ -156,6 +156,7 @@ class EraseExtras:
     devices: Devices | None = None
     suppressions: Suppressions | None = None
     archive: ErasedIds | None = None
+    dedup: UserRows | None = None
 
 
 def _erase_extras(s: ApiSettings) -> EraseExtras:
@@ -173,6 +174,7 @@ def _erase_extras(s: ApiSettings) -> EraseExtras:
         if s.suppressions_table
         else None,
         archive=S3ErasedIds(s.archive_bucket) if s.archive_bucket else None,
+        dedup=DynamoDedup(table=s.dedup_table) if s.dedup_table else None,
     )
 
 
@@ -312,6 +314,7 @@ def delete_user(userId: str) -> Any:
         devices=extras.devices,
         suppressions=extras.suppressions,
         archive=extras.archive,
+        dedup=extras.dedup,
     )
     now = d.clock.now()
     report = erase_user(stores, unquote(userId), now=now)

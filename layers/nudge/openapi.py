@@ -307,6 +307,9 @@ class ErasedStores(BaseModel):
     timers: int = Field(description="wake-up index entries deleted")
     devices: int = Field(description="push endpoints deleted")
     suppressions_hashed: int = Field(description="suppressed addresses now kept as hashes")
+    dedup_fingerprints: int = Field(
+        description="message fingerprints of a heavy user's last 25 hours deleted"
+    )
     archive: str = Field(description="what became of the archived events")
 
 

@@ -10,6 +10,7 @@ What goes, per store (docs/erase.md):
 - the push devices (their SNS endpoints);
 - the suppression list's entries of the user's email and phone: replaced by a keyed
   hash, so the address stays suppressed without being kept;
+- the dedup store's fingerprints of each id (a heavy user's messageIds, digested);
 - the archived events: their ids are listed as erased and every query of the archive
   leaves them out from then on.
 
@@ -72,6 +73,7 @@ class EraseStores:
     devices: Devices | None = None
     suppressions: Suppressions | None = None
     archive: ErasedIds | None = None
+    dedup: UserRows | None = None  # the fingerprints heavy users' profiles moved out
 
 
 @dataclass
@@ -84,6 +86,7 @@ class EraseReport:
     timers: int = 0
     devices: int = 0
     suppressions: int = 0
+    fingerprints: int = 0
     archive: str = "none"
 
     def view(self, until: datetime) -> dict[str, Any]:
@@ -97,6 +100,7 @@ class EraseReport:
                 "timers": self.timers,
                 "devices": self.devices,
                 "suppressions_hashed": self.suppressions,
+                "dedup_fingerprints": self.fingerprints,
                 "archive": self.archive,
             },
             "tombstone_until": iso_ms(until),
@@ -157,6 +161,8 @@ def erase_user(stores: EraseStores, user_id: str, *, now: datetime) -> EraseRepo
         for uid in ids:
             report.inbox += stores.inbox.erase_user(uid)
             report.deliveries += stores.log.erase_user(uid)
+            if stores.dedup is not None:
+                report.fingerprints += stores.dedup.erase_user(uid)
         if stores.timers is not None:
             report.timers = stores.timers.disarm(profile.user_id, _armed(profile))
         if stores.devices is not None:
