@@ -79,7 +79,7 @@ class Api(Construct):
             environment={
                 **environment,
                 **state.environment_for(
-                    C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX, C.TIMERS, C.SUPPRESSIONS
+                    C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX, C.TIMERS, C.SUPPRESSIONS, C.DEDUP
                 ),
                 C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
                 C.ENV_UNSUBSCRIBE_SECRET_ARN: delivery.unsubscribe_secret.secret_arn,
