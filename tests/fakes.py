@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from nudge.domain import users
+from nudge.domain.archive import ARCHIVE_COLUMNS, EVENTS_VIEW_SQL
 from nudge.domain.clock import SettableClock, iso, to_ms
 from nudge.domain.delivery import (
     DeliveryEntry,
@@ -38,6 +39,7 @@ from nudge.domain.ingest import KeyKind, hash_key
 from nudge.domain.messages import Parsed, TimerItem, TimersMessage, pack_events, parse_message
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
+from nudge.domain.query import QueryResult, parse_json_value
 from nudge.domain.templates import Rendered, TemplateRenderError
 from nudge.domain.triggers.contract import Timer, action_id
 from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
@@ -676,3 +678,52 @@ class MemoryProfileScores:
             self.written.append(c.user_id)
             n += 1
         return n
+
+
+class DuckArchive:
+    """The QueryEngine port over archive lines in memory: an in-process DuckDB with the
+    table `archive_raw` and the view `events` the real engine puts over it (the arrival
+    window and the erased list are not applied). `lines`: what MemoryArchive kept."""
+
+    def __init__(self, lines: Iterable[bytes] = ()) -> None:
+        self.lines = list(lines)
+        self.sql: list[str] = []
+
+    def query(
+        self, sql: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> QueryResult:
+        import duckdb
+
+        self.sql.append(sql)
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(
+            "CREATE TABLE archive_raw ("
+            + ", ".join(f'"{c}" {t}' for c, t, _ in ARCHIVE_COLUMNS)
+            + ")"
+        )
+        rows = [json.loads(line) for line in self.lines if line.strip()]
+        if rows:
+            holes = ", ".join(
+                "CAST(? AS JSON)" if t == "JSON" else "?" for _, t, _ in ARCHIVE_COLUMNS
+            )
+            con.executemany(
+                f"INSERT INTO archive_raw VALUES ({holes})",
+                [
+                    [
+                        json.dumps(r.get(c)) if t == "JSON" else r.get(c)
+                        for c, t, _ in ARCHIVE_COLUMNS
+                    ]
+                    for r in rows
+                ],
+            )
+        con.execute(f"CREATE VIEW events AS {EVENTS_VIEW_SQL}")
+        cur = con.execute(sql)
+        json_cols = [i for i, d in enumerate(cur.description) if str(d[1]) == "JSON"]
+        rows = []
+        for r in cur.fetchall():
+            row = list(r)
+            for i in json_cols:  # as the engines answer them: parsed
+                row[i] = parse_json_value(row[i])
+            rows.append(row)
+        return QueryResult([d[0] for d in cur.description], rows)
