@@ -28,6 +28,7 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/openapi.json"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}"),
     (apigw.HttpMethod.DELETE, "/v1/users/{userId}"),
+    (apigw.HttpMethod.GET, "/v1/users/{userId}/export"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/messages"),
     (apigw.HttpMethod.POST, "/v1/users/{userId}/messages/{messageId}/read"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/deliveries"),
