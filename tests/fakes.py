@@ -17,12 +17,13 @@ import base64
 import copy
 import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from nudge.domain import users
+from nudge.domain.archive import ARCHIVE_COLUMNS, EVENTS_VIEW_SQL
 from nudge.domain.clock import SettableClock, to_ms
 from nudge.domain.delivery import (
     DeliveryEntry,
@@ -47,6 +48,7 @@ from nudge.domain.messages import (
 )
 from nudge.domain.ports import StoredProfile
 from nudge.domain.profile import Profile
+from nudge.domain.query import QueryResult, parse_json_value
 from nudge.domain.templates import Rendered, TemplateRenderError
 from nudge.domain.triggers.contract import Timer, action_id
 from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
@@ -66,6 +68,10 @@ class MemoryProfileStore:
     def __init__(self, profiles: Iterable[Profile] = ()) -> None:
         self.rows: dict[str, tuple[dict[str, Any], int]] = {}
         self.fail_saves: dict[str, Exception] = {}  # user id → what saving it raises
+        # the dedup store: (user id, fingerprint) → received minute, written before the
+        # profile whose fold moved them out (so they stay when that write fails)
+        self.dedup: dict[tuple[str, str], int] = {}
+        self.dedup_reads = 0  # lookups (each a strongly consistent BatchGetItem)
         for p in profiles:
             self.save(StoredProfile(p, None))
 
@@ -91,15 +97,32 @@ class MemoryProfileStore:
         self.rows[stored.profile.user_id] = (copy.deepcopy(stored.profile.to_dict()), version)
         stored.version = version
 
+    def _spill(self, stored: StoredProfile) -> None:
+        for fp, minute in stored.profile.evicted.items():
+            self.dedup[(stored.profile.user_id, fp)] = minute
+        stored.profile.evicted.clear()
+
     def save(self, stored: StoredProfile) -> None:
+        self._spill(stored)
         self._check(stored)
         self._write(stored)
 
     def save_all(self, stored: Sequence[StoredProfile]) -> None:
         for s in stored:
+            self._spill(s)
+        for s in stored:
             self._check(s)
         for s in stored:
             self._write(s)
+
+    def spilled(self, user_ids: Sequence[str], fingerprints: Collection[str]) -> dict[str, int]:
+        self.dedup_reads += 1
+        return {
+            fp: self.dedup[(uid, fp)]
+            for uid in user_ids
+            for fp in fingerprints
+            if (uid, fp) in self.dedup
+        }
 
     def delete(self, user_id: str) -> None:
         self.rows.pop(user_id, None)
@@ -668,3 +691,52 @@ class MemoryProfileScores:
             self.written.append(c.user_id)
             n += 1
         return n
+
+
+class DuckArchive:
+    """The QueryEngine port over archive lines in memory: an in-process DuckDB with the
+    table `archive_raw` and the view `events` the real engine puts over it (the arrival
+    window and the erased list are not applied). `lines`: what MemoryArchive kept."""
+
+    def __init__(self, lines: Iterable[bytes] = ()) -> None:
+        self.lines = list(lines)
+        self.sql: list[str] = []
+
+    def query(
+        self, sql: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> QueryResult:
+        import duckdb
+
+        self.sql.append(sql)
+        con = duckdb.connect(":memory:")
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(
+            "CREATE TABLE archive_raw ("
+            + ", ".join(f'"{c}" {t}' for c, t, _ in ARCHIVE_COLUMNS)
+            + ")"
+        )
+        rows = [json.loads(line) for line in self.lines if line.strip()]
+        if rows:
+            holes = ", ".join(
+                "CAST(? AS JSON)" if t == "JSON" else "?" for _, t, _ in ARCHIVE_COLUMNS
+            )
+            con.executemany(
+                f"INSERT INTO archive_raw VALUES ({holes})",
+                [
+                    [
+                        json.dumps(r.get(c)) if t == "JSON" else r.get(c)
+                        for c, t, _ in ARCHIVE_COLUMNS
+                    ]
+                    for r in rows
+                ],
+            )
+        con.execute(f"CREATE VIEW events AS {EVENTS_VIEW_SQL}")
+        cur = con.execute(sql)
+        json_cols = [i for i, d in enumerate(cur.description) if str(d[1]) == "JSON"]
+        rows = []
+        for r in cur.fetchall():
+            row = list(r)
+            for i in json_cols:  # as the engines answer them: parsed
+                row[i] = parse_json_value(row[i])
+            rows.append(row)
+        return QueryResult([d[0] for d in cur.description], rows)

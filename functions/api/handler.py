@@ -21,9 +21,11 @@ from nudge import openapi as doc
 from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox, SecretsManagerKey
 from nudge.adapters.devices import SnsDevices
+from nudge.adapters.erased import S3ErasedIds
 from nudge.adapters.keys import DynamoKeyAdmin, DynamoKeyStore
-from nudge.adapters.profiles import DynamoProfileStore
+from nudge.adapters.profiles import DynamoDedup, DynamoProfileStore
 from nudge.domain import users
+from nudge.domain.assignments import AnonymousAssignments
 from nudge.domain.clock import Clock
 from nudge.domain.cohorts import (
     GROUPINGS,
@@ -48,6 +50,7 @@ from nudge.domain.erase import (
 from nudge.domain.errors import DependencyUnavailableError, NotFoundError, ValidationFailedError
 from nudge.domain.events import Event, unstorable
 from nudge.domain.experiment_report import experiment_report
+from nudge.domain.export import ExportStores, export_user
 from nudge.domain.inbox import inbox_view
 from nudge.domain.ingest import KeyStore, decode_body
 from nudge.domain.keys import KeyAdmin, key_request
@@ -119,6 +122,9 @@ class Deps:
     def from_settings(cls, s: ApiSettings) -> Deps:
         c = clock()  # the process-wide clock: local mode installs a settable one
         keys = DynamoKeyStore(table=s.keys_table)
+        # one erased list for erase and the query engine, so that the engine's cached copy
+        # of it is dropped by an erase (it is listed again at once)
+        erased = S3ErasedIds(s.archive_bucket) if s.archive_bucket else None
         return cls(
             keys=keys,
             profiles=DynamoProfileStore(table=s.profiles_table, clock=c),
@@ -129,10 +135,10 @@ class Deps:
             openapi_path=s.openapi_path,
             clock=c,
             triggers_path=s.triggers_path,
-            query=_archive_engine(s),
+            query=_archive_engine(s, erased),
             key_admin=DynamoKeyAdmin(table=s.keys_table, clock=c, cache=keys),
             archive=FirehoseArchive(s.archive_stream) if s.archive_stream else None,
-            erase=_erase_extras(s),
+            erase=_erase_extras(s, erased),
             **_model_readers(s),
         )
 
@@ -156,11 +162,11 @@ class EraseExtras:
     devices: Devices | None = None
     suppressions: Suppressions | None = None
     archive: ErasedIds | None = None
+    dedup: UserRows | None = None
 
 
-def _erase_extras(s: ApiSettings) -> EraseExtras:
+def _erase_extras(s: ApiSettings, erased: S3ErasedIds | None) -> EraseExtras:
     from nudge.adapters.delivery import DynamoSuppressions
-    from nudge.adapters.erased import S3ErasedIds
     from nudge.adapters.scheduler import WakeUps
 
     signing = SecretsManagerKey(s.unsubscribe_secret_arn)
@@ -172,12 +178,14 @@ def _erase_extras(s: ApiSettings) -> EraseExtras:
         suppressions=DynamoSuppressions(table=s.suppressions_table, secret=signing.get)
         if s.suppressions_table
         else None,
-        archive=S3ErasedIds(s.archive_bucket) if s.archive_bucket else None,
+        archive=erased,
+        dedup=DynamoDedup(table=s.dedup_table) if s.dedup_table else None,
     )
 
 
-def _archive_engine(s: ApiSettings) -> QueryEngine | None:
-    """DuckDB over the archive bucket (or Athena), when the function has one."""
+def _archive_engine(s: ApiSettings, erased: S3ErasedIds | None) -> QueryEngine | None:
+    """DuckDB over the archive bucket (or Athena), when the function has one, leaving out
+    the ids on `erased`."""
     from nudge.adapters.query import query_engine
     from nudge.settings import QuerySettings
 
@@ -193,7 +201,8 @@ def _archive_engine(s: ApiSettings) -> QueryEngine | None:
                 C.ENV_ATHENA_WORKGROUP: s.athena_workgroup,
                 C.ENV_GLUE_DATABASE: s.glue_database,
             }
-        )
+        ),
+        erased=erased.digests if erased is not None else None,
     )
 
 
@@ -312,11 +321,61 @@ def delete_user(userId: str) -> Any:
         devices=extras.devices,
         suppressions=extras.suppressions,
         archive=extras.archive,
+        dedup=extras.dedup,
     )
+    stores.assignments = _assignments(d)
     now = d.clock.now()
     report = erase_user(stores, unquote(userId), now=now)
     logger.info("user erased", extra={"ids": len(report.ids), "profiles": report.profiles})
     return json_response(report.view(tombstone_until(now)), status=202)
+
+
+def _assignments(d: Deps) -> AnonymousAssignments | None:
+    """Where erase keeps a user's share of each experiment, anonymous: the archive (read
+    and written), for the experiments defined; None without them."""
+    if d.query is None or d.archive is None or not d.triggers_path:
+        return None
+    experiments = [t.experiment for t in _triggers(d.triggers_path) if t.experiment is not None]
+    if not experiments:
+        return None
+    return AnonymousAssignments(experiments, d.query, d.archive)
+
+
+@app.get(
+    "/v1/users/<userId>/export",
+    **user_operation(
+        "exportUser",
+        "Everything nudge holds of a user, as one JSON document (GDPR access)",
+        returns="UserExport",
+        errors=(400, *ADMIN_ERRORS),
+        query=[
+            {
+                "name": "after",
+                "in": "query",
+                "required": False,
+                "description": "the `events_next` of the previous answer: the next page "
+                "of the archived events",
+                "schema": {"type": "string", "maxLength": 2048},
+            }
+        ],
+        description="The profile (as shown and as stored), the ids merged into it, the "
+        "in-app inbox, the delivery log with what it kept of each message, push devices, "
+        "suppressed addresses, and the archived events of every id, a page at a time "
+        "(docs/erase.md). `nudge users export USER_ID` follows the pages.",
+    ),
+)
+def export_user_route(userId: str) -> Any:
+    d = admin()
+    extras = d.erase or EraseExtras()
+    stores = ExportStores(
+        profiles=d.profiles,
+        inbox=d.inbox,
+        log=d.log,
+        query=d.query,
+        suppressions=extras.suppressions,
+    )
+    after = _query_params().get("after") or None
+    return json_response(export_user(stores, unquote(userId), now=d.clock.now(), after=after))
 
 
 @app.get(

@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.effects import TriggerEffects
-from nudge.adapters.profiles import DynamoProfileStore
+from nudge.adapters.profiles import DynamoDedup, DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
 from nudge.adapters.scheduler import WakeUps
 from nudge.batch import DeadLetters, read_fifo_batch
@@ -54,7 +54,9 @@ class Deps:
     def from_settings(cls, s: ProcessSettings) -> Deps:
         c = clock()  # the process-wide clock: local mode installs a settable one
         return cls(
-            store=DynamoProfileStore(table=s.profiles_table, clock=c),
+            store=DynamoProfileStore(
+                table=s.profiles_table, clock=c, dedup=DynamoDedup(table=s.dedup_table)
+            ),
             dead_letters=SqsDeadLetters(s.events_dlq_url),
             engine=Engine(load_triggers(s.triggers_path)),
             actions=SqsActionQueue(s.actions_queue_url),

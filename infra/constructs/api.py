@@ -28,6 +28,7 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/openapi.json"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}"),
     (apigw.HttpMethod.DELETE, "/v1/users/{userId}"),
+    (apigw.HttpMethod.GET, "/v1/users/{userId}/export"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/messages"),
     (apigw.HttpMethod.POST, "/v1/users/{userId}/messages/{messageId}/read"),
     (apigw.HttpMethod.GET, "/v1/users/{userId}/deliveries"),
@@ -79,7 +80,7 @@ class Api(Construct):
             environment={
                 **environment,
                 **state.environment_for(
-                    C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX, C.TIMERS, C.SUPPRESSIONS
+                    C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX, C.TIMERS, C.SUPPRESSIONS, C.DEDUP
                 ),
                 C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
                 C.ENV_UNSUBSCRIBE_SECRET_ARN: delivery.unsubscribe_secret.secret_arn,

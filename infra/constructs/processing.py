@@ -48,7 +48,7 @@ class Processing(Construct):
             layers=layers,
             environment={
                 **environment,
-                **state.environment_for(C.PROFILES, C.TIMERS),
+                **state.environment_for(C.PROFILES, C.DEDUP, C.TIMERS),
                 C.ENV_EVENTS_DLQ_URL: events_dlq.queue_url,
                 **delivery.environment,
                 **scheduling.environment,
@@ -70,5 +70,6 @@ class Processing(Construct):
         events_dlq.grant_send_messages(self.function)  # it parks poison messages itself
         delivery.actions_queue.grant_send_messages(self.function)
         state.grant_profile_read_write(self.function)
+        state.grant_dedup(self.function)  # heavy users' fingerprints (D42)
         state.grant_timer_write(self.function)  # the wake-up index
         scheduling.grant_create_schedules(self.handler)  # one per minute bucket

@@ -59,9 +59,13 @@ SUPPRESSION_WRITE_ACTIONS = ("dynamodb:PutItem",)  # SES bounce and complaint fe
 # per SQS batch); check Queries the bucket that came due. Neither deletes: TTL does.
 TIMER_WRITE_ACTIONS = ("dynamodb:BatchWriteItem", "dynamodb:PutItem")
 TIMER_QUERY_ACTIONS = ("dynamodb:Query",)
+# The dedup store (docs/decisions.md D42): process writes the fingerprints a heavy user's
+# profile moves out (BatchWriteItem) and looks a fold's up (BatchGetItem); TTL deletes.
+DEDUP_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
 # DELETE /v1/users/{id} (the api): the user's rows of the inbox and the delivery log
 # (Query, then BatchWriteItem deletes), the wake-up index entries of their armed timers
 # (BatchWriteItem deletes), their suppressed addresses rewritten as keyed hashes
+# (and the dedup store's fingerprints of each id, the same way)
 ERASE_USER_ROWS_ACTIONS = ("dynamodb:Query", "dynamodb:BatchWriteItem")
 ERASE_TIMER_ACTIONS = ("dynamodb:BatchWriteItem",)
 ERASE_SUPPRESSION_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")
@@ -73,7 +77,8 @@ ERASE_SUPPRESSION_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:D
 # wake-ups of the next WAKE_UP_INDEX_TTL_DAYS, each meaningful only with its bucket's
 # schedule, which lives in the schedule group (itself RemovalPolicy.DESTROY): kept
 # without them it would be an orphan nobody reads, so it goes with the stack.
-_REMOVAL_POLICIES = {C.TIMERS: cdk.RemovalPolicy.DESTROY}
+# The dedup store likewise holds only the last 25 hours' fingerprints of heavy users.
+_REMOVAL_POLICIES = {C.TIMERS: cdk.RemovalPolicy.DESTROY, C.DEDUP: cdk.RemovalPolicy.DESTROY}
 _DEFAULT_REMOVAL_POLICY = cdk.RemovalPolicy.RETAIN
 
 _ATTRIBUTE_TYPES = {
@@ -145,6 +150,10 @@ class State(Construct):
     def timers(self) -> dynamodb.Table:
         return self.tables[C.TIMERS]
 
+    @property
+    def dedup(self) -> dynamodb.Table:
+        return self.tables[C.DEDUP]
+
     def environment_for(self, *logicals: str) -> dict[str, str]:
         """The env vars naming these tables (a function is told of what it may use)."""
         names = {spec.logical: spec.env_var for spec in self.specs}
@@ -196,6 +205,11 @@ class State(Construct):
         self.deliveries.grant(grantee, *ERASE_USER_ROWS_ACTIONS)
         self.timers.grant(grantee, *ERASE_TIMER_ACTIONS)
         self.suppressions.grant(grantee, *ERASE_SUPPRESSION_ACTIONS)
+        self.dedup.grant(grantee, *ERASE_USER_ROWS_ACTIONS)
+
+    def grant_dedup(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Move fingerprints out of heavy users' profiles and look them up (process)."""
+        return self.dedup.grant(grantee, *DEDUP_ACTIONS)
 
     def grant_timer_query(self, grantee: iam.IGrantable) -> iam.Grant:
         """Read the timers of a bucket that came due (check)."""

@@ -33,6 +33,7 @@ from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct, Node
 from nudge import constants as C
+from nudge.adapters.erased import ERASED_PREFIX
 
 from infra.bundling import build_train_layer
 from infra.constructs.archive import Archive
@@ -52,7 +53,11 @@ _EXPRESSION = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cr
 # changed one; it never reads one by key, puts a whole item or deletes one.
 PROFILE_TRAIN_ACTIONS = ("dynamodb:Scan", "dynamodb:UpdateItem")
 ARCHIVE_BUCKET_ACTIONS = ("s3:ListBucket",)
-ARCHIVE_OBJECT_ACTIONS = ("s3:GetObject",)
+# reads the archived events; its purge step writes back the objects that held events of
+# erased users without them (nudge.domain.purge), never deleting one
+ARCHIVE_OBJECT_ACTIONS = ("s3:GetObject", "s3:PutObject")
+# the erased list: reads each id's entry, marks it purged, and drops it a day later
+ERASED_LIST_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject")
 MODELS_WRITE_ACTIONS = ("s3:GetObject", "s3:PutObject")  # the catalog merges the last one
 MODELS_READ_ACTIONS = ("s3:GetObject",)
 
@@ -144,15 +149,30 @@ class Training(Construct):
         archive.bucket.grants.actions_on_object_keys(
             self.function, f"{C.MODELS_PREFIX}*", *MODELS_WRITE_ACTIONS
         )
+        archive.bucket.grants.actions_on_object_keys(
+            self.function, f"{ERASED_PREFIX}*", *ERASED_LIST_ACTIONS
+        )
         Archive._acknowledge_objects(
             self.handler.role,
             archive.bucket,
             (C.ARCHIVE_PREFIX,),
             reason=(
                 "Archived objects are named by Firehose at delivery time, one or more per "
-                "hour, so reading them can only name a key pattern: GetObject is confined "
-                "to the events/ prefix of the archive bucket (not its errors/), with no "
-                "write or delete."
+                "hour, so reading them (and, in the purge step, writing back one that held "
+                "an erased user's events without them) can only name a key pattern: "
+                "GetObject and PutObject are confined to the events/ prefix of the archive "
+                "bucket (not its errors/), with no delete."
+            ),
+        )
+        Archive._acknowledge_objects(
+            self.handler.role,
+            archive.bucket,
+            (ERASED_PREFIX,),
+            reason=(
+                "The erased list is one object per erased id, named by the id's SHA-256 "
+                "when the user is erased, and the purge step's cursor beside them: reading, "
+                "marking and dropping them can only name the erased/ prefix, to which "
+                "these grants are confined."
             ),
         )
         Archive._acknowledge_objects(

@@ -196,6 +196,7 @@ def build_app() -> typer.Typer:
         cli_templates,
         cli_tracking,
         cli_triggers,
+        cli_users,
     )
 
     app = new_app("nudge", "Self-hosted behavioral engagement engine.")
@@ -210,6 +211,7 @@ def build_app() -> typer.Typer:
     cli_tracking.register(app)
     cli_keys.register(app)
     cli_recs.register(app)
+    cli_users.register(app)
     return app
 
 

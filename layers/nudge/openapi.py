@@ -307,6 +307,12 @@ class ErasedStores(BaseModel):
     timers: int = Field(description="wake-up index entries deleted")
     devices: int = Field(description="push endpoints deleted")
     suppressions_hashed: int = Field(description="suppressed addresses now kept as hashes")
+    dedup_fingerprints: int = Field(
+        description="message fingerprints of a heavy user's last 25 hours deleted"
+    )
+    experiment_shares_anonymized: int = Field(
+        description="the user's shares of experiment reports, archived again with no id"
+    )
     archive: str = Field(description="what became of the archived events")
 
 
@@ -314,6 +320,42 @@ class Erased(BaseModel):
     user_id: str
     erased: ErasedStores
     tombstone_until: str = Field(description="until when events in flight are dropped")
+
+
+class ExportedInboxMessage(InboxMessage):
+    action_id: str | None = Field(description="the action that sent it")
+
+
+class ExportedDelivery(Delivery):
+    fired_at: datetime | None = Field(description="when the trigger's episode was met")
+    priority: int
+    provider_id: str | None = Field(description="SES's or SNS's message id, for a send")
+    to: str | None = Field(description="the address or endpoint a message went to")
+    subject: str | None
+    body: str | None = Field(description="the message as sent (text)")
+
+
+class UserExport(BaseModel):
+    user_id: str
+    exported_at: datetime
+    ids: list[str] = Field(description="the user's id and every id merged into it")
+    profile: UserProfile
+    stored_profile: dict[str, Any] = Field(
+        description="the profile document as kept: trigger states, dedup fingerprints"
+    )
+    inbox: list[ExportedInboxMessage] = Field(description="newest first")
+    deliveries: list[ExportedDelivery] = Field(description="newest first")
+    devices: list[dict[str, Any]] = Field(description="platform, token, endpoint_arn")
+    suppressed_addresses: list[str] = Field(
+        description="the user's email and phone if they bounced or complained"
+    )
+    events: list[dict[str, Any]] = Field(
+        description="archived events of the ids (columns of the view `events`), oldest "
+        "first: one page (up to 1,000 events, about 4 MB)"
+    )
+    events_next: str | None = Field(
+        description="pass as `after` for the next page of `events`; null on the last"
+    )
 
 
 class KeyRequest(BaseModel):
@@ -502,6 +544,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     CreatedKey,
     KeyList,
     Erased,
+    UserExport,
     CohortReport,
     FunnelReport,
     TriggersReport,

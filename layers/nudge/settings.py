@@ -41,6 +41,7 @@ class TableSettings(_Base):
     inbox: str = Field("", alias=C.ENV_INBOX_TABLE)
     suppressions: str = Field("", alias=C.ENV_SUPPRESSIONS_TABLE)
     timers: str = Field("", alias=C.ENV_TIMERS_TABLE)
+    dedup: str = Field("", alias=C.ENV_DEDUP_TABLE)
 
     def names(self) -> dict[str, str]:
         """Logical table name (nudge.constants) → table name, for those set."""
@@ -51,6 +52,7 @@ class TableSettings(_Base):
             C.INBOX: self.inbox,
             C.SUPPRESSIONS: self.suppressions,
             C.TIMERS: self.timers,
+            C.DEDUP: self.dedup,
         }
         return {logical: name for logical, name in named.items() if name}
 
@@ -78,6 +80,7 @@ class ProcessSettings(_Base):
     """The process function: fold events and timers, run the engine, arm wake-ups."""
 
     profiles_table: str = Field(alias=C.ENV_PROFILES_TABLE)
+    dedup_table: str = Field(alias=C.ENV_DEDUP_TABLE)  # heavy users' fingerprints (D42)
     timers_table: str = Field(alias=C.ENV_TIMERS_TABLE)
     events_dlq_url: str = Field(alias=C.ENV_EVENTS_DLQ_URL)
     actions_queue_url: str = Field(alias=C.ENV_ACTIONS_QUEUE_URL)
@@ -115,6 +118,7 @@ class ApiSettings(_Base):
     # What DELETE /v1/users/{id} also clears: "" where the function has no such table.
     timers_table: str = Field("", alias=C.ENV_TIMERS_TABLE)
     suppressions_table: str = Field("", alias=C.ENV_SUPPRESSIONS_TABLE)
+    dedup_table: str = Field("", alias=C.ENV_DEDUP_TABLE)
 
 
 class DeliverSettings(_Base):

@@ -54,6 +54,7 @@ EXPECTED_ENV = {
     | SCHEDULER_ENV
     | {
         C.ENV_PROFILES_TABLE,
+        C.ENV_DEDUP_TABLE,  # heavy users' fingerprints past the profile's bound (D42)
         C.ENV_TIMERS_TABLE,
         C.ENV_EVENTS_DLQ_URL,
         C.ENV_ACTIONS_QUEUE_URL,
@@ -76,6 +77,7 @@ EXPECTED_ENV = {
         C.ENV_ARCHIVE_STREAM,  # in-app reads and unsubscribes are archived
         C.ENV_TIMERS_TABLE,  # erase deletes the user's wake-up entries
         C.ENV_SUPPRESSIONS_TABLE,  # erase keeps their suppressed addresses as hashes
+        C.ENV_DEDUP_TABLE,  # erase deletes their fingerprints
         C.ENV_MODELS_BUCKET,  # the recommendation model and the catalog
     },
     C.FN_DELIVER: COMMON_ENV
@@ -132,6 +134,7 @@ OPTIONAL_SET = {
         C.ENV_ARCHIVE_STREAM,
         C.ENV_TIMERS_TABLE,
         C.ENV_SUPPRESSIONS_TABLE,
+        C.ENV_DEDUP_TABLE,
         C.ENV_MODELS_BUCKET,
     },
     C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE, C.ENV_MODELS_BUCKET},

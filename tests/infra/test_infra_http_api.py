@@ -22,6 +22,7 @@ API_ROUTES = [
     "GET /openapi.json",
     "GET /v1/users/{userId}",
     "DELETE /v1/users/{userId}",
+    "GET /v1/users/{userId}/export",
     "GET /v1/users/{userId}/messages",
     "POST /v1/users/{userId}/messages/{messageId}/read",
     "GET /v1/users/{userId}/deliveries",

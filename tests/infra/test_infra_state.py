@@ -22,7 +22,7 @@ def _expected_keys(spec):  # type: ignore[no-untyped-def]
 def test_one_table_per_spec(synth):
     synth.template.resource_count_is("AWS::DynamoDB::Table", len(table_specs()))
     assert set(synth.stack.state.tables) == {s.logical for s in table_specs()}
-    assert len(table_specs()) == 6
+    assert len(table_specs()) == 7
 
 
 @pytest.mark.parametrize("spec", table_specs(), ids=lambda s: s.logical)
@@ -111,7 +111,27 @@ def test_the_timers_table_goes_with_the_stack(synth):
     assert group["DeletionPolicy"] == "Delete"
 
 
-@pytest.mark.parametrize("logical", sorted({s.logical for s in table_specs()} - {C.TIMERS}))
+def test_the_dedup_table_holds_fingerprints_per_user_for_the_window_and_goes_with_the_stack(
+    synth,
+):
+    # given the dedup store as the code defines it (D42): a user's fingerprints, TTL'd
+    (spec,) = [s for s in table_specs() if s.logical == C.DEDUP]
+    assert (spec.partition_key.name, spec.partition_key.type) == ("user_id", "S")
+    assert spec.sort_key is not None
+    assert (spec.sort_key.name, spec.sort_key.type) == ("fp", "S")
+    assert spec.ttl_attribute == "expires_at"
+    # then the stack's table has them, and, holding only the last 25 hours, is not kept
+    table = synth.stack.state.dedup
+    resource = synth.template_json["Resources"][synth.logical_id(table)]
+    schema, _ = _expected_keys(spec)
+    assert resource["Properties"]["KeySchema"] == schema
+    assert resource["DeletionPolicy"] == "Delete"
+    assert resource["UpdateReplacePolicy"] == "Delete"
+
+
+@pytest.mark.parametrize(
+    "logical", sorted({s.logical for s in table_specs()} - {C.TIMERS, C.DEDUP})
+)
 def test_every_other_table_survives_stack_deletion(synth, logical):
     table = synth.stack.state.tables[logical]
     props = synth.template_json["Resources"][synth.logical_id(table)]

@@ -54,15 +54,21 @@ def test_train_scans_profiles_sets_scores_reads_the_archive_and_writes_models(sy
     profiles = {"Fn::GetAtt": [synth.logical_id(synth.stack.state.profiles), "Arn"]}
     assert perms["dynamodb:Scan"] == [profiles]
     assert perms["dynamodb:UpdateItem"] == [profiles]
-    for never in ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:GetItem", "s3:DeleteObject"):
+    for never in ("dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:GetItem"):
         assert never not in perms, never
     bucket = synth.logical_id(synth.stack.archive.bucket)
     objects = [str(r) for r in perms["s3:GetObject"]]
     assert any(f"{C.ARCHIVE_PREFIX}*" in r and bucket in r for r in objects), objects
     assert any(f"{C.MODELS_PREFIX}*" in r for r in objects), objects
-    assert all(C.MODELS_PREFIX in str(r) for r in perms["s3:PutObject"])
+    # writes: its artifacts, and (the purge step) archived objects rewritten without an
+    # erased user's events and the erased list's entries; deletes: only those entries
+    writes = [str(r) for r in perms["s3:PutObject"]]
+    assert len(writes) == 3
+    assert all(any(p in r for p in (C.MODELS_PREFIX, C.ARCHIVE_PREFIX, "erased/")) for r in writes)
+    deletes = [str(r) for r in perms["s3:DeleteObject"]]
+    assert len(deletes) == 1 and "erased/*" in deletes[0], deletes
     assert perms["s3:ListBucket"] == [{"Fn::GetAtt": [bucket, "Arn"]}]
-    assert not any("errors/" in r for r in objects)
+    assert not any("errors/" in r for r in objects + writes)
 
 
 def test_the_schedule_is_hourly_and_its_role_invokes_only_the_train_function(synth):
@@ -119,7 +125,12 @@ def test_statements_name_no_bucket_wide_object_wildcard(synth):
     for st in synth.statements_of_role(_role(synth)):
         for resource in as_list(st["Resource"]):
             text = str(resource)
-            assert not text.endswith("/*']}") or C.MODELS_PREFIX in text or C.ARCHIVE_PREFIX in text
+            assert (
+                not text.endswith("/*']}")
+                or C.MODELS_PREFIX in text
+                or C.ARCHIVE_PREFIX in text
+                or "erased/" in text
+            )
 
 
 def test_deliver_may_read_the_artifacts_and_nothing_else_of_the_bucket(synth):

@@ -225,6 +225,9 @@ def test_read_and_manage_answers_conform_to_the_document(
         (read, admin("POST", f"/v1/users/u1/messages/{quote(message.id)}/read"), 200),
         (read, admin("POST", "/v1/users/u1/messages/nope/read"), 404),
         ("GET /v1/users/{userId}/deliveries", admin("GET", "/v1/users/u1/deliveries"), 200),
+        ("GET /v1/users/{userId}/export", admin("GET", "/v1/users/u1/export"), 200),
+        ("GET /v1/users/{userId}/export", admin("GET", "/v1/users/shopper/export"), 200),
+        ("GET /v1/users/{userId}/export", admin("GET", "/v1/users/nobody/export"), 404),
         (devices, admin("POST", "/v1/users/u1/devices", {"platform": "fcm", "token": "t"}), 201),
         (devices, admin("POST", "/v1/users/u1/devices", {"platform": "x"}), 400),
         ("GET /v1/unsubscribe", http("GET", "/v1/unsubscribe", query=f"token={token}"), 200),
@@ -242,3 +245,4 @@ def test_read_and_manage_answers_conform_to_the_document(
     assert profile["rfm"]["frequency"] == 1 and profile["event_counts"]["Page Viewed"] == 1
     assert bodies[("GET /v1/users/{userId}/messages", 200)]["messages"]
     assert bodies[("GET /v1/users/{userId}/deliveries", 200)]["deliveries"]
+    assert bodies[("GET /v1/users/{userId}/export", 200)]["events"]

@@ -42,6 +42,7 @@ CONTRACT = {
     ("report", "experiment"): {"--url", "--json"},
     ("report", "triggers"): {"--days", "--url", "--json"},
     ("recs", "evaluate"): {"--interactions", "--k", "--json"},
+    ("users", "export"): {"--url", "--admin-key", "--output"},
 }
 
 

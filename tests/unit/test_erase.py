@@ -54,6 +54,9 @@ class RecordingSuppressions:
         self.hashed.add(f"h({address.lower()})")
         return True
 
+    def is_suppressed(self, address: str) -> bool:
+        return address.lower() in self.plain or f"h({address.lower()})" in self.hashed
+
 
 class RecordingErased:
     def __init__(self) -> None:

@@ -5,7 +5,7 @@ merges (alias, identify of an anonymous id). No I/O."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ class InMemoryProfileStore:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[str, int]] = {}
         self.saved: list[str] = []  # user id of every item written, in order
+        self.dedup: dict[tuple[str, str], int] = {}  # (user, fingerprint) -> minute
         self.transactions: list[list[str]] = []
         self.reads = 0
         # called before each conditional write: a test's stand-in for another writer
@@ -58,6 +59,9 @@ class InMemoryProfileStore:
 
     def _write(self, stored: StoredProfile) -> None:
         version = (stored.version or 0) + 1
+        for fp, minute in stored.profile.evicted.items():
+            self.dedup[(stored.profile.user_id, fp)] = minute
+        stored.profile.evicted.clear()
         self.rows[stored.profile.user_id] = (json.dumps(stored.profile.to_dict()), version)
         stored.version = version
         self.saved.append(stored.profile.user_id)
@@ -77,6 +81,15 @@ class InMemoryProfileStore:
         for s in stored:
             self._write(s)
         self.transactions.append([s.profile.user_id for s in stored])
+
+    def spilled(self, user_ids: Sequence[str], fingerprints: Collection[str]) -> dict[str, int]:
+        """The dedup store (tests/unit/test_dedup.py): what `_write` moved there."""
+        return {
+            fp: self.dedup[(uid, fp)]
+            for uid in user_ids
+            for fp in fingerprints
+            if (uid, fp) in self.dedup
+        }
 
     def delete(self, user_id: str) -> None:
         self.rows.pop(user_id, None)

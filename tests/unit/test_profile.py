@@ -406,24 +406,30 @@ def test_seen_fingerprints_are_kept_for_24_hours() -> None:
     assert p.event_counts == {"Signed Up": 2}
 
 
-def test_past_max_seen_the_newest_fingerprints_are_kept() -> None:
+def test_past_max_seen_the_newest_fingerprints_are_kept_and_the_others_move_out() -> None:
     # the audit: 2,100 events, then 100 old and 100 recent messageIds sent again counted
-    # 70 and 56 again (the kept ones were the top 2,000 by fingerprint, not the newest)
+    # 70 and 56 again (the kept ones were the top 2,000 by fingerprint, not the newest);
+    # now past MAX_SEEN the older ones move out to the dedup store (D42), none is lost
     p = Profile("u1")
-    n = MAX_SEEN + 100
-    for k in range(0, n, 100):  # 21 requests within one minute: one received minute
+    n = MAX_SEEN + 150
+    for k in range(0, n, 50):  # requests within one minute: one received minute
         p.apply(
             [
                 ev(mid=f"m{i}", received=RECEIVED + timedelta(seconds=k // 100))
-                for i in range(k, k + 100)
+                for i in range(k, min(k + 50, n))
             ]
         )
     again = RECEIVED + timedelta(seconds=30)
-    recent = [ev(mid=f"m{i}", received=again) for i in range(n - 100, n)]
+    recent = [ev(mid=f"m{i}", received=again) for i in range(n - 50, n)]
     assert p.apply(recent) == []
-    assert len(p.seen) == MAX_SEEN
+    assert len(p.seen) <= MAX_SEEN
+    every = {ev(mid=f"m{i}").fingerprint for i in range(n)}
+    assert set(p.seen) | set(p.evicted) == every  # each in one place or the other
+    assert not set(p.seen) & set(p.evicted)
+    assert p.spilled == {"u1": max(p.evicted.values())}
     restored = Profile.from_dict(json.loads(json.dumps(p.to_dict())))
     assert list(restored.seen.items()) == list(p.seen.items())  # order kept when stored
+    assert restored.spilled == p.spilled and restored.evicted == {}  # evicted is not stored
     assert restored.apply(recent) == []
 
 
@@ -502,12 +508,13 @@ def test_state_stays_bounded_for_10000_events_in_one_day() -> None:
     events = _heavy_user_events(10_000, timedelta(seconds=8))
     # when folded
     half, p = _fold_in_batches(events, 5_000)
-    # then the stored document plateaus well under DynamoDB's 400 KB item limit; most of
-    # it is the dedup fingerprints, capped in number
+    # then the stored document plateaus well under DynamoDB's 400 KB item limit: past
+    # MAX_SEEN the dedup fingerprints move out to the dedup store (D42), none forgotten
     assert sum(p.event_counts.values()) == 10_000 - sum(1 for e in events if e.type == "identify")
-    assert _size(p) < 96 * 1024
+    assert _size(p) < 48 * 1024
     assert _size(p) <= half * 1.05
     assert len(p.seen) <= MAX_SEEN
+    assert len(p.seen) + len(p.evicted) == 10_000
     without_dedup = Profile.from_dict({**p.to_dict(), "seen": {}})
     assert _size(without_dedup) < 32 * 1024
 

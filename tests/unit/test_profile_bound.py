@@ -22,7 +22,14 @@ from hypothesis import strategies as st
 from nudge.domain.errors import ValidationFailedError
 from nudge.domain.events import MAX_ID_BYTES, MAX_PRODUCT_ID_BYTES, Event
 from nudge.domain.ingest import parse_request
-from nudge.domain.profile import MAX_FIELDS_BYTES, PROFILE_BOUND_BYTES, Profile
+from nudge.domain.processing import MAX_FOLD_EVENTS
+from nudge.domain.profile import (
+    MAX_FIELDS_BYTES,
+    MAX_SEEN,
+    MAX_SPILL_IDS,
+    PROFILE_BOUND_BYTES,
+    Profile,
+)
 from nudge.domain.sizes import encode_document
 from nudge.domain.triggers import load_triggers
 from nudge.domain.triggers.backtest import Simulation
@@ -96,7 +103,8 @@ def saturating(user: str) -> Iterator[dict[str, Any]]:
 
 def test_every_cap_reached_keeps_the_profile_under_its_bound() -> None:
     # given a user at the id limit, sending what fills every list and map of the profile,
-    # and the 2,000 fingerprints of a day's dedup
+    # and then the most dedup fingerprints a profile keeps: a fold of MAX_FOLD_EVENTS
+    # (the older ones move out to the dedup store, D42)
     user = fill(MAX_ID_BYTES, "u-")
     raw = list(saturating(user))
     raw += [{"type": "page", "userId": user, "name": "x"} for _ in range(2100 - len(raw))]
@@ -107,14 +115,21 @@ def test_every_cap_reached_keeps_the_profile_under_its_bound() -> None:
         events = admitted(part, at)
         assert len(events) == len(part), "every saturating event is within the limits"
         sim.deliver(events, at)
+    at = T + timedelta(seconds=len(raw))
+    page = {"type": "page", "userId": user, "name": "x"}
+    fold = [{"messageId": f"f{i}", **page} for i in range(MAX_FOLD_EVENTS)]
+    sim.deliver(admitted(fold, at), at)
     p = sim.profiles[user]
+    # as many ids of merged profiles that spilled as are kept, each at the id limit
+    p.spilled = {fill(MAX_ID_BYTES, f"s{i}-"): 1 << 40 for i in range(MAX_SPILL_IDS)}
     p.extra["devices"] = [  # as the devices route keeps them, at its caps
         {"platform": "fcm", "token": "t" * 1024, "endpoint_arn": "arn:aws:sns:" + "e" * 120}
     ] * 5
     p.extra["opt_out"] = ["email", "inapp", "push", "sms"]
     # then every capped list and map is full ...
     assert (len(p.anonymous_ids), len(p.unmerged_ids), len(p.traits)) == (10, 5, 100)
-    assert (len(p.event_counts), len(p.bought), len(p.seen)) == (201, 100, 2000)
+    assert (len(p.event_counts), len(p.bought), len(p.seen)) == (201, 100, MAX_FOLD_EVENTS)
+    assert MAX_FOLD_EVENTS >= MAX_SEEN
     # ... and the profile's own fields and the whole document stay under their bounds
     own, whole = own_and_whole(p)
     assert own <= MAX_FIELDS_BYTES, own

@@ -1,6 +1,7 @@
 """The profile store on DynamoDB through PynamoDB: one JSON document per user, stored
 zlib-compressed and written with optimistic locking (PynamoDB's VersionAttribute makes
-every save conditional)."""
+every save conditional); and the dedup store, where a heavy user's profile moves the
+fingerprints it cannot keep (docs/decisions.md D42)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import json
 import queue
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError, TransactWriteError, UpdateError
@@ -18,10 +19,10 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from nudge import constants as C
-from nudge.adapters.tables import ProfileRow, bind_table
+from nudge.adapters.tables import DedupRow, ProfileRow, bind_table
 from nudge.domain.clock import Clock, SystemClock, from_ms, to_ms
 from nudge.domain.erase import TOMBSTONE_DAYS
-from nudge.domain.errors import ConcurrentUpdateError
+from nudge.domain.errors import ConcurrentUpdateError, DependencyUnavailableError
 from nudge.domain.ports import ScoreChange, StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.sizes import encode_document
@@ -71,13 +72,75 @@ def _to_domain(row: ProfileRow) -> StoredProfile:
     return StoredProfile(profile, row.version)
 
 
+class DynamoDedup:
+    """The dedup store: one DedupRow per fingerprint a profile moved out, keyed by the
+    profile's id, expiring with the dedup window. `table`: the function's (None: the
+    environment's)."""
+
+    def __init__(self, *, table: str | None = None) -> None:
+        bind_table(C.DEDUP, table)
+
+    def put(self, user_id: str, fingerprints: Mapping[str, int]) -> None:
+        """Stores fingerprint -> received minute (BatchWriteItem, 25 a request; PynamoDB
+        sends the unprocessed ones again). A put of one stored before changes nothing."""
+        with DedupRow.batch_write() as batch:
+            for fp, minute in fingerprints.items():
+                expires = minute * 60 + C.DEDUP_WINDOW_SECONDS
+                batch.save(DedupRow(user_id, fp, expires_at=datetime.fromtimestamp(expires, UTC)))
+
+    def find(self, user_ids: Sequence[str], fingerprints: Collection[str]) -> dict[str, int]:
+        """Those of the fingerprints stored under any of the ids, with their received
+        minute (BatchGetItem, strongly consistent: one read unit a key)."""
+        keys = [(uid, fp) for uid in dict.fromkeys(user_ids) for fp in fingerprints]
+        found: dict[str, int] = {}
+        for row in DedupRow.batch_get(keys, consistent_read=True):
+            expires = int(row.expires_at.timestamp())
+            minute = (expires - C.DEDUP_WINDOW_SECONDS) // 60
+            found[row.fp] = max(found.get(row.fp, minute), minute)
+        return found
+
+    def erase_user(self, user_id: str) -> int:
+        """Deletes every fingerprint stored under the id (erase); how many."""
+        rows = list(
+            DedupRow.query(user_id, consistent_read=True, attributes_to_get=["user_id", "fp"])
+        )
+        with DedupRow.batch_write() as batch:
+            for row in rows:
+                batch.delete(row)
+        return len(rows)
+
+
 class DynamoProfileStore:
     """`table`: the profiles table of the function's settings (None: the environment's,
-    nudge.adapters.tables.bind_tables); `clock` stamps `updated_at`."""
+    nudge.adapters.tables.bind_tables); `clock` stamps `updated_at`; `dedup`: where a
+    fold's evicted fingerprints go and are looked up (the process function's; a store
+    without one refuses a save that would move fingerprints out, D42)."""
 
-    def __init__(self, *, table: str | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        table: str | None = None,
+        clock: Clock | None = None,
+        dedup: DynamoDedup | None = None,
+    ) -> None:
         bind_table(C.PROFILES, table)
         self._clock: Clock = clock or SystemClock()
+        self._dedup = dedup
+
+    def spilled(self, user_ids: Sequence[str], fingerprints: Collection[str]) -> dict[str, int]:
+        return self._dedup_store().find(user_ids, fingerprints)
+
+    def _dedup_store(self) -> DynamoDedup:
+        if self._dedup is None:
+            raise DependencyUnavailableError("this function's profile store has no dedup table")
+        return self._dedup
+
+    def _spill(self, stored: Sequence[StoredProfile]) -> None:
+        """The fingerprints the folds moved out, stored before the profiles that drop them."""
+        for s in stored:
+            if s.profile.evicted:
+                self._dedup_store().put(s.profile.user_id, s.profile.evicted)
+                s.profile.evicted.clear()
 
     def get(self, user_id: str) -> StoredProfile | None:
         try:
@@ -97,6 +160,7 @@ class DynamoProfileStore:
         }
 
     def save(self, stored: StoredProfile) -> None:
+        self._spill([stored])
         row = self._row(stored)
         try:
             row.save()
@@ -112,6 +176,7 @@ class DynamoProfileStore:
         ProfileRow(user_id).delete()
 
     def save_all(self, stored: Sequence[StoredProfile]) -> None:
+        self._spill(stored)
         rows = [self._row(s) for s in stored]
         try:
             with TransactWrite(connection=ProfileRow._get_connection().connection) as tx:

@@ -141,6 +141,23 @@ class TimerRow(_Base):
     expires_at = TTLAttribute(null=True)
 
 
+class DedupRow(_Base):
+    """The dedup store (docs/decisions.md D42): the fingerprints of the dedup window that
+    a heavy user's profile moved out, one item each (about 60 bytes: one write unit),
+    gone with the window (TTL). Written before the profile write that drops them; read
+    (BatchGetItem, strongly consistent) only for the users whose profile says they
+    spilled."""
+
+    class Meta:
+        table_name = C.local_table_name(C.DEDUP)
+        region = "us-east-1"
+
+    user_id = UnicodeAttribute(hash_key=True)  # the profile that moved it out
+    fp = UnicodeAttribute(range_key=True)  # the message fingerprint (16 hex digits)
+    # its received minute + DEDUP_WINDOW_SECONDS (nudge.adapters.profiles.DynamoDedup)
+    expires_at = TTLAttribute()
+
+
 MODELS: dict[str, type[Model]] = {
     C.PROFILES: ProfileRow,
     C.KEYS: KeyRow,
@@ -148,6 +165,7 @@ MODELS: dict[str, type[Model]] = {
     C.INBOX: InboxRow,
     C.SUPPRESSIONS: SuppressionRow,
     C.TIMERS: TimerRow,
+    C.DEDUP: DedupRow,
 }
 TABLE_ENV = {
     C.PROFILES: C.ENV_PROFILES_TABLE,
@@ -156,6 +174,7 @@ TABLE_ENV = {
     C.INBOX: C.ENV_INBOX_TABLE,
     C.SUPPRESSIONS: C.ENV_SUPPRESSIONS_TABLE,
     C.TIMERS: C.ENV_TIMERS_TABLE,
+    C.DEDUP: C.ENV_DEDUP_TABLE,
 }
 
 

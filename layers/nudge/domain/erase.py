@@ -10,6 +10,9 @@ What goes, per store (docs/erase.md):
 - the push devices (their SNS endpoints);
 - the suppression list's entries of the user's email and phone: replaced by a keyed
   hash, so the address stays suppressed without being kept;
+- the dedup store's fingerprints of each id (a heavy user's messageIds, digested);
+- experiment assignments: the user's share of each experiment's report is archived
+  again as an anonymous aggregate (nudge.domain.assignments), so the report keeps it;
 - the archived events: their ids are listed as erased and every query of the archive
   leaves them out from then on.
 
@@ -17,7 +20,8 @@ Pure: the stores are ports (nudge.domain.ports, nudge.domain.delivery)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -29,6 +33,7 @@ from nudge.domain.ports import ProfileStore, StoredProfile
 from nudge.domain.profile import Profile
 from nudge.domain.triggers.contract import NONE_KEY
 
+log = logging.getLogger("nudge.erase")  # a child of the functions' Powertools logger
 TOMBSTONE_DAYS = 14  # the events queue's dead-letter retention: nothing older can return
 MAX_ATTEMPTS = 3
 
@@ -56,6 +61,22 @@ class Suppressions(Protocol):
         """Keeps the address suppressed under a keyed hash only; whether it was there."""
         ...
 
+    def is_suppressed(self, address: str) -> bool:
+        """Whether the address (plain or as its keyed hash) is suppressed (the export)."""
+        ...
+
+
+class Assignments(Protocol):
+    """The user's experiment assignments (nudge.domain.assignments.AnonymousAssignments)."""
+
+    def shares(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The ids' share of each experiment's report, read before they are erased."""
+        ...
+
+    def keep(self, shares: Sequence[dict[str, Any]], *, at: datetime) -> int:
+        """Archives the shares with no id at all; how many."""
+        ...
+
 
 class ErasedIds(Protocol):
     def add(self, ids: Iterable[str], *, at: datetime) -> None:
@@ -72,6 +93,8 @@ class EraseStores:
     devices: Devices | None = None
     suppressions: Suppressions | None = None
     archive: ErasedIds | None = None
+    dedup: UserRows | None = None  # the fingerprints heavy users' profiles moved out
+    assignments: Assignments | None = None
 
 
 @dataclass
@@ -84,6 +107,8 @@ class EraseReport:
     timers: int = 0
     devices: int = 0
     suppressions: int = 0
+    fingerprints: int = 0
+    assignments: int = 0
     archive: str = "none"
 
     def view(self, until: datetime) -> dict[str, Any]:
@@ -97,6 +122,8 @@ class EraseReport:
                 "timers": self.timers,
                 "devices": self.devices,
                 "suppressions_hashed": self.suppressions,
+                "dedup_fingerprints": self.fingerprints,
+                "experiment_shares_anonymized": self.assignments,
                 "archive": self.archive,
             },
             "tombstone_until": iso_ms(until),
@@ -152,11 +179,15 @@ def erase_user(stores: EraseStores, user_id: str, *, now: datetime) -> EraseRepo
         ids = _ids_of(user_id, profile, stores.profiles)
         others = stores.profiles.get_many([i for i in ids if i != profile.user_id])
         report = EraseReport(user_id=profile.user_id, ids=ids)
+        # read while the archive still shows the user's events (kept once they are erased)
+        shares = stores.assignments.shares(ids) if stores.assignments is not None else []
         # the stores first, the tombstones last: a retry after a failure finds the
         # profile still there and erases what is left
         for uid in ids:
             report.inbox += stores.inbox.erase_user(uid)
             report.deliveries += stores.log.erase_user(uid)
+            if stores.dedup is not None:
+                report.fingerprints += stores.dedup.erase_user(uid)
         if stores.timers is not None:
             report.timers = stores.timers.disarm(profile.user_id, _armed(profile))
         if stores.devices is not None:
@@ -185,8 +216,23 @@ def erase_user(stores: EraseStores, user_id: str, *, now: datetime) -> EraseRepo
                 raise
             continue  # an event folded meanwhile: erase again what it brought
         report.profiles = len(stones)
+        report.assignments = _keep_shares(stores, shares, now)
         return report
     raise AssertionError("unreachable")
+
+
+def _keep_shares(stores: EraseStores, shares: Sequence[dict[str, Any]], now: datetime) -> int:
+    """The anonymous shares, archived once the user is erased (not before: a retry of a
+    failed erase would archive them twice). The erase is done by then, so a failure to
+    archive them is logged, not raised: a retry would find no user (404) and the shares
+    would be lost all the same."""
+    if stores.assignments is None or not shares:
+        return 0
+    try:
+        return stores.assignments.keep(shares, at=now)
+    except Exception as err:  # the erase stands; the experiment loses this user's share
+        log.warning("experiment shares not archived", extra={"error": repr(err)})
+        return 0
 
 
 def tombstone_until(now: datetime) -> datetime:

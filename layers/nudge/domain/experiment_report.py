@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from nudge.domain.outcomes import NUDGE_EVENTS, PUSH_TAPPED
+from nudge.domain.outcomes import EXPERIMENT_AGGREGATE, NUDGE_EVENTS, PUSH_TAPPED
 from nudge.domain.report_stats import (
     ALPHA,
     STANDARDIZED_TAU,
@@ -460,7 +460,39 @@ def sql_string(value: str) -> str:
 SUMS = ("y", "y2", "x", "x2", "xy")  # per metric: the columns <metric>_<sum>
 
 
-def aggregates_sql(experiment_id: str, goal_event: str, within_seconds: int) -> str:
+# EXPERIMENT_AGGREGATE: an erased user's share of an experiment's sums, archived without
+# any id (erase keeps "only anonymous aggregates" of assignments; nudge.domain.
+# assignments); its properties hold `experiment_id`, `variation_id`, `day` and the
+# ROW_COLUMNS of a row of aggregates_sql, which adds them in.
+ROW_COLUMNS = ("users", "conversions", *(f"{m}_{s}" for m in METRICS for s in SUMS))
+
+
+def _anonymous_sql(experiment_id: str) -> str:
+    """The EXPERIMENT_AGGREGATE rows of the experiment, as rows of aggregates_sql."""
+
+    def number(name: str, sql_type: str) -> str:
+        value = f"json_extract_string(properties, '$.{name}')"
+        return f"COALESCE(TRY_CAST({value} AS {sql_type}), 0) AS {name}"
+
+    counts = [number(c, "BIGINT") for c in ROW_COLUMNS[:2]]
+    sums = [number(c, "DOUBLE") for c in ROW_COLUMNS[2:]]
+    columns = ",\n           ".join([*counts, *sums])
+    return f"""
+    SELECT json_extract_string(properties, '$.variation_id') AS variant,
+           CAST(json_extract_string(properties, '$.day') AS DATE) AS day,
+           {columns}
+    FROM events
+    WHERE type = 'track' AND event = {sql_string(EXPERIMENT_AGGREGATE)} AND user_id IS NULL
+      AND json_extract_string(properties, '$.experiment_id') = {sql_string(experiment_id)}"""
+
+
+def aggregates_sql(
+    experiment_id: str,
+    goal_event: str,
+    within_seconds: int,
+    *,
+    users: Sequence[str] | None = None,
+) -> str:
     """DuckDB SQL over `events`: one row per variant seen and UTC day of first exposure,
     `(variant, day, users, conversions, <metric>_y, _y2, _x, _x2, _xy for each of
     METRICS)`. A user counts in the variant of their first `Experiment Viewed` of the
@@ -470,7 +502,9 @@ def aggregates_sql(experiment_id: str, goal_event: str, within_seconds: int) -> 
     conversion is a track of the goal event by the same user_id (X: how many), revenue
     the summed `revenue` of `Order Completed`, engagement the number of their track,
     page and screen events but ENGAGEMENT_EXCLUDED. Users are summed per day, so the
-    report has both the totals and the daily looks of the sequential test."""
+    report has both the totals and the daily looks of the sequential test; the
+    EXPERIMENT_AGGREGATE rows of erased users are added to their variant and day.
+    `users`: only these user_ids, and no anonymous rows (an erased user's share)."""
     within = int(within_seconds)
     if within <= 0:
         raise ValueError("the goal window must be positive")
@@ -489,6 +523,13 @@ def aggregates_sql(experiment_id: str, goal_event: str, within_seconds: int) -> 
         f"sum({m}_x * {m}_x) AS {m}_x2, sum({m}_x * {m}_y) AS {m}_xy"
         for m in METRICS
     )
+    only = ""
+    if users is not None:
+        only = f"\n      AND user_id IN ({', '.join(sql_string(u) for u in users) or 'NULL'})"
+    totals = ",\n       ".join(
+        f"sum({c}) AS {c}" for c in ROW_COLUMNS
+    )  # of the users' rows and the anonymous ones
+    anonymous = "" if users is not None else f"\n    UNION ALL{_anonymous_sql(experiment_id)}"
     return f"""
 WITH first_exposure AS (
     SELECT user_id,
@@ -496,7 +537,7 @@ WITH first_exposure AS (
            "timestamp" AS exposed_at
     FROM events
     WHERE type = 'track' AND event = 'Experiment Viewed' AND user_id IS NOT NULL
-      AND json_extract_string(properties, '$.experiment_id') = {sql_string(experiment_id)}
+      AND json_extract_string(properties, '$.experiment_id') = {sql_string(experiment_id)}{only}
     QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY "timestamp", message_id) = 1
 ),
 per_user AS (
@@ -512,10 +553,15 @@ per_user AS (
       AND e."timestamp" >= f.exposed_at - INTERVAL '{PRE_EXPOSURE_DAYS}' DAY
       AND e."timestamp" <= f.exposed_at + INTERVAL '{within}' SECOND
     GROUP BY f.user_id, f.variant, f.exposed_at
-)
-SELECT variant, day, count(*) AS users, sum(conversion_y) AS conversions,
+),
+per_day AS (
+    SELECT variant, day, count(*) AS users, sum(conversion_y) AS conversions,
        {sums}
-FROM per_user
+    FROM per_user
+    GROUP BY variant, day{anonymous}
+)
+SELECT variant, day, {totals}
+FROM per_day
 GROUP BY variant, day
 ORDER BY variant, day
 """

@@ -53,8 +53,12 @@ SES_EVENTS: dict[str, str] = {
 }
 # Every event nudge itself archives (not a user's own activity): the reports leave them
 # out of "active" and of engagement time.
+# An erased user's share of an experiment's sums, archived with no id at all
+# (nudge.domain.assignments; the experiment report adds it in)
+EXPERIMENT_AGGREGATE = "Experiment Aggregate"
 NUDGE_EVENTS: tuple[str, ...] = (
     "Experiment Viewed",
+    EXPERIMENT_AGGREGATE,
     MESSAGE_OUTCOME,
     MESSAGE_READ,
     UNSUBSCRIBED,

@@ -3,7 +3,7 @@ implement them against AWS; tests and the backtest pass in-memory ones."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -94,10 +94,17 @@ class ProfileStore(Protocol):
     def get(self, user_id: str) -> StoredProfile | None: ...
 
     def save(self, stored: StoredProfile) -> None:
-        """Conditional on the version read; raises ConcurrentUpdateError when it moved."""
+        """Conditional on the version read; raises ConcurrentUpdateError when it moved.
+        First the fingerprints the fold moved out of the profile (`profile.evicted`) go to
+        the dedup store, under the profile's id (then `evicted` is cleared)."""
 
     def save_all(self, stored: Sequence[StoredProfile]) -> None:
-        """Saves several profiles in one transaction, each conditional on its version."""
+        """Saves several profiles in one transaction, each conditional on its version
+        (each profile's `evicted` first, as `save`)."""
+
+    def spilled(self, user_ids: Sequence[str], fingerprints: Collection[str]) -> dict[str, int]:
+        """Those of `fingerprints` the dedup store holds under any of `user_ids`, each
+        with its received minute (docs/decisions.md D42). Read with strong consistency."""
 
     def delete(self, user_id: str) -> None: ...
 

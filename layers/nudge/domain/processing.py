@@ -25,6 +25,9 @@ from nudge.domain.triggers.state import merge_states, without_timers
 
 MAX_ATTEMPTS = 4
 MAX_REDIRECTS = 3
+# events of one user folded (and committed) at once: a fold's own fingerprints stay in the
+# profile until its next fold (nudge.domain.profile, D42), so this bounds what they add
+MAX_FOLD_EVENTS = 1024
 # a child of the functions' Powertools logger ("nudge"): its records come out as the
 # same structured JSON, with the extra keys as fields
 log = logging.getLogger("nudge.identity")
@@ -172,7 +175,7 @@ def _decide_user(
         profile.identity = ANONYMOUS  # new: identified below if a userId names it
     pointers = _merge_identities(store, profile, events, outcome)
     merged = bool(pointers) or bool(outcome.merged) or bool(outcome.conflicts)
-    fresh = profile.apply(events)
+    fresh = profile.apply(events, _spilled(store, profile, events))
     outcome.fresh, outcome.duplicates = len(fresh), len(events) - len(fresh)
     if not fresh and not merged and not timers:
         return _Decided(stored, pointers, None, False, outcome)
@@ -191,6 +194,23 @@ def _decide_user(
         and without_timers(profile.triggers) == without_timers(before)
     )
     return _Decided(stored, pointers, decisions, write, outcome)
+
+
+def _spilled(store: ProfileStore, profile: Profile, events: Sequence[Event]) -> set[str]:
+    """The fingerprints of `events` that the dedup store holds inside the window: looked
+    up only for a profile that spilled there within it (D42), and only those the profile
+    does not hold itself. Normal users cost no read."""
+    if not events:
+        return set()
+    horizon = profile.dedup_horizon(events)
+    ids = profile.spill_ids(horizon)
+    if not ids:
+        return set()
+    candidates = {ev.fingerprint for ev in events} - profile.seen.keys()
+    if not candidates:
+        return set()
+    found = store.spilled(ids, candidates)
+    return {fp for fp, minute in found.items() if minute >= horizon}
 
 
 def _commit(store: ProfileStore, d: _Decided) -> None:
@@ -323,6 +343,41 @@ class BatchOutcome:
     conflicts: list[IdentityConflict] = field(default_factory=list)
 
 
+def _last_chunk(n: int) -> int:
+    """How many of a user's n events the batch's own fold takes (the rest: _fold_ahead)."""
+    return (n - 1) % MAX_FOLD_EVENTS + 1 if n else 0
+
+
+def _fold_ahead(
+    store: ProfileStore,
+    events_by_user: dict[str, list[Event]],
+    result: BatchOutcome,
+    *,
+    now: datetime,
+    engine: Decider | None,
+    effects: Effects | None,
+) -> dict[str, list[Event]]:
+    """A user with more than MAX_FOLD_EVENTS events in the batch: all but the last chunk
+    of them are folded and committed first, MAX_FOLD_EVENTS at a time (as if they had
+    come in batches of their own), counted in `result` (a failure fails the user).
+    Returns the exposures of those folds, per user, for the archive."""
+    exposures: dict[str, list[Event]] = {}
+    for user_id, events in events_by_user.items():
+        cut = len(events) - _last_chunk(len(events))
+        try:
+            for lo in range(0, cut, MAX_FOLD_EVENTS):
+                chunk = events[lo : lo + MAX_FOLD_EVENTS]
+                outcome = fold_user(store, user_id, chunk, now=now, engine=engine, effects=effects)
+                result.fresh += outcome.fresh
+                result.duplicates += outcome.duplicates
+                result.writes += outcome.writes
+                result.conflicts.extend(outcome.conflicts)
+                exposures.setdefault(user_id, []).extend(outcome.exposures)
+        except Exception as err:  # reported per user: the batch goes on
+            result.failed_users[user_id] = err
+    return exposures
+
+
 def process_users(
     store: ProfileStore,
     events_by_user: dict[str, list[Event]],
@@ -334,7 +389,8 @@ def process_users(
     archive: ArchiveWriter | None = None,
 ) -> BatchOutcome:
     """Folds each user's events and due timers (one read for all users, at most one
-    write per user); a user whose fold fails is reported, the others still commit.
+    write per user; past MAX_FOLD_EVENTS of a user, one per MAX_FOLD_EVENTS of them); a
+    user whose fold fails is reported, the others still commit.
 
     Then the batch's events go to the archive in one call, after the profile commits
     (docs/decisions.md, "The archive write comes after the profile commit"): the
@@ -346,7 +402,10 @@ def process_users(
     result = BatchOutcome()
     to_archive: dict[str, tuple[str, list[Event]]] = {}
     timers_by_user = timers_by_user or {}
+    ahead = _fold_ahead(store, events_by_user, result, now=now, engine=engine, effects=effects)
+    folding = {u: evs[len(evs) - _last_chunk(len(evs)) :] for u, evs in events_by_user.items()}
     users = list(dict.fromkeys([*events_by_user, *timers_by_user]))
+    users = [u for u in users if u not in result.failed_users]
     preloaded = store.get_many(users)
     decided: list[tuple[str, _Decided]] = []
     for user_id in users:
@@ -354,7 +413,7 @@ def process_users(
             d = _decide_user(
                 store,
                 user_id,
-                events_by_user.get(user_id, []),
+                folding.get(user_id, []),
                 preloaded.get(user_id) or _new(user_id),  # absent from the batch read: new
                 now=now,
                 engine=engine,
@@ -380,7 +439,7 @@ def process_users(
                 outcome = fold_user(
                     store,
                     user_id,
-                    events_by_user.get(user_id, []),
+                    folding.get(user_id, []),
                     now=now,
                     engine=engine,
                     effects=effects,
@@ -393,8 +452,9 @@ def process_users(
         result.duplicates += outcome.duplicates
         result.writes += outcome.writes
         result.conflicts.extend(outcome.conflicts)
-        if (events_by_user.get(user_id) or outcome.exposures) and not outcome.erased:
-            evs = [*events_by_user.get(user_id, []), *outcome.exposures]
+        exposures = [*ahead.get(user_id, []), *outcome.exposures]
+        if (events_by_user.get(user_id) or exposures) and not outcome.erased:
+            evs = [*events_by_user.get(user_id, []), *exposures]
             to_archive[user_id] = (outcome.user_id, evs)
     if archive is not None and to_archive:
         lines = [

@@ -5,6 +5,13 @@ last-writer-wins by event time with the message fingerprint as tie-break, interv
 union for sessions), so events that arrive out of order give the same state, and a
 message seen before (by fingerprint, kept for the dedup window) changes nothing.
 The state stays bounded: every list and map is capped or compacted.
+
+Dedup (docs/decisions.md D42): the profile keeps the fingerprints of the dedup window
+itself, up to MAX_SEEN of them. Past that the user "spills": the fingerprints of the
+earlier folds move out to the dedup store (one TTL'd item each, written before the
+profile write that drops them, so that every fingerprint of the window is in one place
+or the other) and the profile keeps those of its latest fold; until the window has
+passed, the processor looks a fold's new fingerprints up there first (`spill_ids`).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import math
 import struct
 import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
@@ -55,7 +62,11 @@ MAX_TRAIT_KEY_BYTES = 100
 MAX_TRAIT_BYTES = 1024  # a text trait is cut to this; another value over it is not kept
 MAX_TRAITS_BYTES = 32 * 1024  # all traits: past it a value is cut to fit, or not kept
 _TRAIT_WORST = MAX_TRAIT_KEY_BYTES + MAX_TRAIT_BYTES + 6  # one trait, quotes and commas
-MAX_SEEN = 2000
+# fingerprints a profile keeps itself: past it the user spills to the dedup store (D42)
+MAX_SEEN = 256
+# ids whose fingerprints in the dedup store a fold looks up: the profile's own and those
+# of merged profiles that had spilled too, the newest (docs/identity.md, "Limits per profile")
+MAX_SPILL_IDS = 4
 MAX_OPEN_SESSIONS = 8
 MAX_CART_ENTRIES = 50
 MAX_CART_ADDS = 4  # adds kept per cart item, to sum its quantity in event time
@@ -255,10 +266,16 @@ class Profile:
     merges: int = 0  # anonymous ids merged into or linked to this profile, ever
     unmerged_ids: list[str] = field(default_factory=list)  # refused merges, the newest
     seen: dict[str, int] = field(default_factory=dict)  # fingerprint -> received minute
+    # id -> the received minute of the newest fingerprint moved out to the dedup store
+    # under that id (this profile's own, and those of the profiles merged into it)
+    spilled: dict[str, int] = field(default_factory=dict)
     segment: str | None = None
     rfm_score: str | None = None
     triggers: dict[str, dict[str, Any]] = field(default_factory=dict)  # engine state
     extra: dict[str, Any] = field(default_factory=dict)  # room for later capabilities
+    # not stored: the fingerprints (-> received minute) this fold moved out of `seen`,
+    # which the store writes to the dedup store before the profile (and then clears)
+    evicted: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- serialization -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -274,7 +291,7 @@ class Profile:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:
         known = cls.__dataclass_fields__
-        fields = {k: v for k, v in data.items() if k in known}
+        fields = {k: v for k, v in data.items() if k in known and k != "evicted"}
         fields["seen"] = unpack_seen(fields.get("seen"))
         bought = fields.get("bought")
         if isinstance(bought, list):  # stored before order times were kept: long ago
@@ -288,20 +305,40 @@ class Profile:
     def _remember(self, ev: Event) -> None:
         self.seen[ev.fingerprint] = to_ms(ev.received_at) // 60000
 
-    def _prune_seen(self) -> None:
-        """Keeps the fingerprints of the dedup window, the newest MAX_SEEN of them: they
-        are in the order remembered (by received minute, oldest first), so the oldest go
-        from the front, without a sort or a pass over the rest."""
+    def dedup_horizon(self, events: Iterable[Event] = ()) -> int:
+        """The oldest received minute still inside the dedup window, once `events` are in."""
+        newest = max([self.last_received or 0, *(to_ms(ev.received_at) for ev in events)])
+        return newest // 60000 - DEDUP_WINDOW_SECONDS // 60
+
+    def spill_ids(self, horizon: int) -> list[str]:
+        """The ids whose fingerprints in the dedup store may still be inside the window:
+        where a fold's new fingerprints are looked up (none: the profile knows them all)."""
+        return [uid for uid, minute in self.spilled.items() if minute >= horizon]
+
+    def _prune_seen(self, fresh: int = 0) -> None:
+        """Keeps the fingerprints of the dedup window. They are in the order remembered
+        (by received minute, oldest first; the last `fresh` are this fold's), so those
+        past the window go from the front, without a sort or a pass over the rest. Past
+        MAX_SEEN the older ones move to `evicted` (the dedup store) and the profile keeps
+        this fold's: never one of this fold's (were this write lost, a retry would find
+        it in the dedup store and drop its event as a duplicate)."""
         seen = self.seen
-        if not seen:
-            return
-        newest = (self.last_received or 0) // 60000
-        horizon = newest - DEDUP_WINDOW_SECONDS // 60
+        horizon = (self.last_received or 0) // 60000 - DEDUP_WINDOW_SECONDS // 60
+        if self.spilled:
+            self.spilled = {uid: m for uid, m in self.spilled.items() if m >= horizon}
         while seen:
             first = next(iter(seen))
-            if len(seen) <= MAX_SEEN and seen[first] >= horizon:
+            if seen[first] >= horizon:
                 break
             del seen[first]
+        if len(seen) <= MAX_SEEN:
+            return
+        while len(seen) > fresh:
+            first = next(iter(seen))
+            minute = seen.pop(first)
+            if minute >= horizon:
+                self.evicted[first] = minute
+                self.spilled[self.user_id] = max(self.spilled.get(self.user_id, 0), minute)
 
     # ---- derived views ---------------------------------------------------------------
     ERASED: ClassVar[str] = "erased_at"  # in `extra` of a tombstone (nudge.domain.erase)
@@ -362,13 +399,14 @@ class Profile:
         }
 
     # ---- the fold --------------------------------------------------------------------
-    def apply(self, events: Iterable[Event]) -> list[Event]:
-        """Folds events in; returns those that were new (not duplicates)."""
+    def apply(self, events: Iterable[Event], spilled: Collection[str] = ()) -> list[Event]:
+        """Folds events in; returns those that were new (not duplicates). `spilled`: the
+        fingerprints of the events that the dedup store holds inside the window."""
         fresh: list[Event] = []
         taken: set[str] = set()
         for ev in sorted(events, key=_stamp):
             fp = ev.fingerprint
-            if fp in self.seen or fp in taken:
+            if fp in self.seen or fp in taken or fp in spilled:
                 continue
             self._apply_one(ev)
             fresh.append(ev)
@@ -376,7 +414,7 @@ class Profile:
         if fresh:
             for ev in sorted(fresh, key=lambda e: e.received_at):  # oldest first (_prune_seen)
                 self._remember(ev)
-            self._prune_seen()
+            self._prune_seen(len(fresh))
         return fresh
 
     def _apply_one(self, ev: Event) -> None:
@@ -677,6 +715,15 @@ class Profile:
             if anon != self.user_id:
                 self._add_anonymous_id(anon)
         self.merges += other.merges
+        for uid, minute in other.spilled.items():  # its fingerprints in the dedup store
+            self.spilled[uid] = max(self.spilled.get(uid, 0), minute)
+        if len(self.spilled) > MAX_SPILL_IDS:  # its own, and the newest of the others
+            own = {k: v for k, v in self.spilled.items() if k == self.user_id}
+            others = sorted(
+                ((k, v) for k, v in self.spilled.items() if k != self.user_id),
+                key=lambda kv: (kv[1], kv[0]),
+            )
+            self.spilled = {**dict(others[len(own) - MAX_SPILL_IDS :]), **own}
         self.seen = _by_minute({**other.seen, **self.seen})
         self._prune_seen()
 
@@ -721,4 +768,4 @@ class Profile:
         }
 
 
-_FIELD_NAMES = tuple(f.name for f in fields(Profile))
+_FIELD_NAMES = tuple(f.name for f in fields(Profile) if f.name != "evicted")

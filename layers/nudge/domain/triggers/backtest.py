@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -67,6 +67,7 @@ class MemoryProfileStore:
     def __init__(self) -> None:
         self.profiles: dict[str, Profile] = {}
         self._versions: dict[str, int] = {}
+        self.dedup: dict[tuple[str, str], int] = {}  # (user, fingerprint) -> minute (D42)
 
     def get(self, user_id: str) -> StoredProfile | None:
         p = self.profiles.get(user_id)
@@ -77,12 +78,23 @@ class MemoryProfileStore:
 
     def save(self, stored: StoredProfile) -> None:
         uid = stored.profile.user_id
+        for fp, minute in stored.profile.evicted.items():
+            self.dedup[(uid, fp)] = minute
+        stored.profile.evicted.clear()
         self.profiles[uid] = stored.profile
         stored.version = self._versions[uid] = self._versions.get(uid, 0) + 1
 
     def save_all(self, stored: Sequence[StoredProfile]) -> None:
         for s in stored:
             self.save(s)
+
+    def spilled(self, user_ids: Sequence[str], fingerprints: Collection[str]) -> dict[str, int]:
+        return {
+            fp: self.dedup[(uid, fp)]
+            for uid in user_ids
+            for fp in fingerprints
+            if (uid, fp) in self.dedup
+        }
 
     def delete(self, user_id: str) -> None:
         self.profiles.pop(user_id, None)
