@@ -9,6 +9,7 @@ from pathlib import Path
 from nudge.domain.catalog import Catalog, sightings
 from nudge.domain.delivery import variables
 from nudge.domain.events import Event
+from nudge.domain.messages import ActionMessage
 from nudge.domain.profile import Profile
 from nudge.domain.templates import TemplateStore
 
@@ -46,7 +47,14 @@ CATALOG = Catalog().merge(
         "a",
     )
 )
-ACTION = {"trigger_id": "inactivity_winback", "action": {"channel": "email"}, "context": {}}
+ACTION = ActionMessage.model_validate(
+    {
+        "user_id": "u1",
+        "action_id": "a1",
+        "trigger_id": "inactivity_winback",
+        "action": {"channel": "email"},
+    }
+)
 
 
 def test_recommendations_carry_the_catalogs_description() -> None:

@@ -1,5 +1,5 @@
-"""An erased user's experiment assignments, kept as anonymous aggregates (SPEC: erase
-leaves "assignments keep only anonymous aggregates"; docs/erase.md).
+"""An erased user's experiment assignments, kept as anonymous aggregates (erase keeps
+only anonymous aggregates of assignments: docs/erase.md).
 
 An experiment's report counts each exposed user once, in the variant and on the UTC day
 of their first exposure, with their outcome and pre-exposure covariate per metric
