@@ -268,6 +268,16 @@ def test_queries_of_an_unchanged_archive_share_one_load_and_a_new_object_is_seen
     assert loads == [1, 1, 1]
 
 
+def test_an_archive_larger_than_the_memory_kept_is_loaded_for_each_query(
+    filled: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = filled.engine(tmp_path, kept_bytes=0)
+    loads = _counting_loads(engine, monkeypatch)
+    for _ in range(2):
+        assert engine.query("select count(*) from events").rows == [[6]]
+    assert loads == [1, 1]
+
+
 def test_queries_asked_at_once_load_the_archive_once(
     filled: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -96,8 +96,11 @@ REVERIFY_AFTER = timedelta(hours=24)
 TAIL_RELIST = 100
 STALE_STAGING_SECONDS = 3600
 # Loaded archives kept for the next queries (one per range the callers ask for: the
-# reports ask for two, the whole archive and the trigger report's window)
+# reports ask for two, the whole archive and the trigger report's window), as long as
+# they hold at most KEPT_BYTES together by DuckDB's count (100,000 events: 46 MiB). A
+# larger archive is loaded for each query, as before, within the api's 512 MB.
 KEPT_DATABASES = 2
+KEPT_BYTES = 128 * 1024 * 1024
 
 # statements a query may be: read-only ones (PIVOT is a MULTI statement). Files and
 # settings are out of reach anyway (external access off, configuration locked).
@@ -169,6 +172,7 @@ class DuckDbQueryEngine:
         clock: Clock | None = None,
         refresh: bool = False,
         erased: Callable[[], frozenset[str]] | None = None,
+        kept_bytes: int = KEPT_BYTES,
     ) -> None:
         self.bucket = bucket
         # the digests of erased ids (nudge.adapters.erased): their events are left out
@@ -188,7 +192,9 @@ class DuckDbQueryEngine:
         # sealed hours' folders as last read: (their stat times and size, listing, file)
         self._hour_folders: dict[Path, tuple[tuple[int, int, int], _Hour | None, Path | None]] = {}
         self._root_listing: tuple[tuple[int, int, int], dict[str, Path]] | None = None
-        self._databases: list[tuple[tuple[Any, ...], duckdb.DuckDBPyConnection]] = []
+        # loaded archives kept for the next queries: (key, database, its bytes)
+        self._databases: list[tuple[tuple[Any, ...], duckdb.DuckDBPyConnection, int]] = []
+        self.kept_bytes = kept_bytes
 
     # ---- the port -----------------------------------------------------------------
     def query(
@@ -218,27 +224,38 @@ class DuckDbQueryEngine:
         the same: a page of reports asked for at once loads the archive once, not once
         per report, and a warm function loads it again only when objects were added.
         Syncs and loads take turns (one lock): concurrent first queries would otherwise
-        each download and build the same hours. The KEPT_DATABASES most recent are kept;
-        one dropped is freed when its last query ends."""
+        each download and build the same hours. The most recent are kept (KEPT_DATABASES,
+        KEPT_BYTES); one dropped is freed when its last query ends."""
         with self._load_lock:
             files = self.sync(since=since, until=until)
             erased = tuple(sorted(self.erased())) if self.erased is not None else ()
             key = (tuple(str(f) for f in files), since, until, erased)
-            for i, (known, db) in enumerate(self._databases):
-                if known == key:
+            for i, kept in enumerate(self._databases):
+                if kept[0] == key:
                     self._databases.insert(0, self._databases.pop(i))
-                    return db.cursor()
+                    return kept[1].cursor()
             db = self._connect()
             try:
                 self._load(db, files, since, until, erased)
                 db.execute("SET enable_external_access = false")
                 db.execute("SET lock_configuration = true")
+                row = db.execute(
+                    "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+                ).fetchone()
             except BaseException:
                 db.close()
                 raise
-            self._databases.insert(0, (key, db))
-            del self._databases[KEPT_DATABASES:]
+            self._keep(key, db, int(row[0]) if row else 0)
             return db.cursor()
+
+    def _keep(self, key: tuple[Any, ...], db: duckdb.DuckDBPyConnection, size: int) -> None:
+        self._databases.insert(0, (key, db, size))
+        total = 0
+        for i, (_, _, held) in enumerate(self._databases):
+            total += held
+            if i >= KEPT_DATABASES or total > self.kept_bytes:
+                del self._databases[i:]
+                break
 
     # ---- S3 -> cache --------------------------------------------------------------
     def sync(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
