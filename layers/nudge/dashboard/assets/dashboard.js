@@ -102,11 +102,16 @@
     console.warn("nudge dashboard: " + section + ": " + err.message);
   }
 
+  // Performance marks (the browser's performance panel shows them; the load test reads
+  // them): `nudge:<section>` each time a section is drawn, `nudge:loaded` once all are.
+  function mark(name) { try { performance.mark(name); } catch (e) { /* no User Timing */ } }
+
   function body(section, content) {
     var el = document.querySelector("#" + section + " .body");
     el.replaceChildren();
     add(el, content);
     document.getElementById(section).removeAttribute("aria-busy");
+    mark("nudge:" + section);
   }
 
   function empty(section, res) {
@@ -571,6 +576,7 @@
     status("Loading…");
     var started = performance.now();
     Promise.all([loadExperiments(), loadTriggers(), loadCohorts(), loadFunnel(), loadSegments(), loadTracking(), loadDeadLetters()]).then(function () {
+      mark("nudge:loaded");
       if (!$("#main").hidden) status("Updated " + new Date().toLocaleTimeString() + " in " + Math.round(performance.now() - started) + " ms");
     });
   }
