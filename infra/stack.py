@@ -109,6 +109,7 @@ class NudgeStack(cdk.Stack):
             state=self.state,
             scheduling=self.scheduling,
             delivery=self.delivery,
+            events_dlq=self.ingest.events_dlq,
             context=self.context,
             layers=layers,
             environment=common_env,

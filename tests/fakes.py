@@ -2,8 +2,9 @@
 builds the core (or a handler, through its `deps` argument) on these instead of moto.
 Every function's handler has its fakes here: deliver (FakeDelivery), ingest (keys,
 events queue), process (profiles, events and actions queues, wake-ups, archive, dead
-letters), check (wake-ups, events queue), api (keys, profiles, inbox, delivery log,
-devices, signing key), feedback (suppressions).
+letters and their entries), check (wake-ups, events queue), api (keys, profiles, inbox,
+delivery log, devices, signing key, dead-letter entries and queue sizes), feedback
+(suppressions).
 
 Each fake keeps the semantics of its adapter that the core relies on: profiles are
 stored as documents (a caller's changes count once saved) and every save is
@@ -25,6 +26,7 @@ from typing import Any
 from nudge.domain import users
 from nudge.domain.archive import ARCHIVE_COLUMNS, EVENTS_VIEW_SQL
 from nudge.domain.clock import SettableClock, to_ms
+from nudge.domain.dead_letters import DeadLetter
 from nudge.domain.delivery import (
     DeliveryEntry,
     DeliveryPorts,
@@ -276,6 +278,35 @@ class MemoryDeadLetters:
 
     def send(self, body: str, *, group_id: str, reason: str) -> None:
         self.dead_lettered.append((body, group_id, reason))
+
+
+class MemoryDeadLetterLog:
+    """The DeadLetterLog port: entries per queue, `recent` newest first as the Query reads
+    them backwards (by time, then message id); the errors in `fail_with` are raised by
+    the next writes."""
+
+    def __init__(self) -> None:
+        self.entries: list[DeadLetter] = []
+        self.fail_with: list[Exception] = []
+
+    def record(self, entries: Sequence[DeadLetter]) -> None:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        self.entries += entries
+
+    def recent(self, queue: str, limit: int) -> list[DeadLetter]:
+        mine = [e for e in self.entries if e.queue == queue]
+        return sorted(mine, key=lambda e: (e.at, e.message_id), reverse=True)[:limit]
+
+
+class MemoryQueueDepths:
+    """The QueueDepths port: each DLQ's size as given."""
+
+    def __init__(self, **depths: int) -> None:
+        self.depths = depths
+
+    def depth(self, queue: str) -> int:
+        return self.depths.get(queue, 0)
 
 
 # ---- ingest, process, check ----------------------------------------------------------------------

@@ -36,6 +36,7 @@ from nudge.domain.cohorts import (
     funnel_report,
     profile_segments,
 )
+from nudge.domain.dead_letters import DeadLetterLog, QueueDepths, dead_letters_report
 from nudge.domain.delivery import DeliveryLog, deliveries_view
 from nudge.domain.erase import (
     Devices,
@@ -117,6 +118,10 @@ class Deps:
     load_catalog: Callable[[], Mapping[str, Mapping[str, Any]] | None] = lambda: None
     # The artifact store itself (`GET /v1/reports/segments`; None: that route is a 503)
     models: ModelStore | None = None
+    # The dead-letter entries and the DLQs' sizes (`GET /v1/reports/dead-letters`; None:
+    # that route is a 503)
+    dead_letter_log: DeadLetterLog | None = None
+    dlq_depths: QueueDepths | None = None
 
     @classmethod
     def from_settings(cls, s: ApiSettings) -> Deps:
@@ -140,7 +145,22 @@ class Deps:
             archive=FirehoseArchive(s.archive_stream) if s.archive_stream else None,
             erase=_erase_extras(s, erased),
             **_model_readers(s),
+            **_dead_letters(s),
         )
+
+
+def _dead_letters(s: ApiSettings) -> dict[str, Any]:
+    """The dead-letter entries (timers table) and the DLQs' sizes, when the function has
+    the table and both queues (D40)."""
+    if not (s.timers_table and s.events_dlq_url and s.actions_dlq_url):
+        return {}
+    from nudge.adapters.dead_letters import DynamoDeadLetterLog, SqsQueueDepths
+
+    urls = {C.EVENTS_QUEUE: s.events_dlq_url, C.ACTIONS_QUEUE: s.actions_dlq_url}
+    return {
+        "dead_letter_log": DynamoDeadLetterLog(table=s.timers_table),
+        "dlq_depths": SqsQueueDepths(urls),
+    }
 
 
 def _model_readers(s: ApiSettings) -> dict[str, Any]:
@@ -617,6 +637,45 @@ def get_segments_report() -> Any:
         raise DependencyUnavailableError("this deployment has no artifact store to report on")
     return json_response(
         segments_report(d.models.load(SEGMENTS_ARTIFACT), d.models.load(TRAIN_RUN_ARTIFACT))
+    )
+
+
+DEAD_LETTERS_DEFAULT_LIMIT = 50
+DEAD_LETTERS_MAX_LIMIT = 200
+DEAD_LETTERS_LIMIT = int_query(
+    "limit",
+    f"how many entries, newest first, 1 to {DEAD_LETTERS_MAX_LIMIT} "
+    f"(default {DEAD_LETTERS_DEFAULT_LIMIT})",
+    default=DEAD_LETTERS_DEFAULT_LIMIT,
+    maximum=DEAD_LETTERS_MAX_LIMIT,
+)
+
+
+@app.get(
+    "/v1/reports/dead-letters",
+    **doc.operation(
+        "getDeadLettersReport",
+        "Recent dead-lettered events and actions with their reasons, and each DLQ's size",
+        tag=doc.REPORTS,
+        returns="DeadLettersReport",
+        errors={400: "Bad limit", 401: None, 403: None, 503: "No dead-letter log"},
+        auth=doc.ADMIN_KEY,
+        query=[DEAD_LETTERS_LIMIT],
+        description="The entries the process and deliver functions record when they move "
+        "a message to its dead-letter queue (a body they cannot read, an action that "
+        "failed for good) or a record fails on its last allowed receive (SQS then moves "
+        "it), kept as long as the queue keeps messages (14 days). The sizes are each "
+        "queue's ApproximateNumberOfMessages: nothing is received from the queues "
+        "(docs/decisions.md D40).",
+    ),
+)
+def get_dead_letters_report() -> Any:
+    d = admin()
+    limit = _int_param("limit", default=DEAD_LETTERS_DEFAULT_LIMIT, maximum=DEAD_LETTERS_MAX_LIMIT)
+    if d.dead_letter_log is None or d.dlq_depths is None:
+        raise DependencyUnavailableError("this deployment has no dead-letter log to report on")
+    return json_response(
+        dead_letters_report(d.dead_letter_log, d.dlq_depths, limit=limit, now=d.clock.now())
     )
 
 

@@ -5,7 +5,9 @@ Records are parsed with Powertools' FIFO batch processor into ActionMessages
 all, goes to the actions DLQ at once with the reason); each user's actions are then
 delivered in priority order by nudge.domain.delivery. A template error or a permanent
 send failure moves that action to the actions DLQ with its reason; a transient failure
-reports the user's remaining records so SQS redelivers them.
+reports the user's remaining records so SQS redelivers them. Each record that goes to
+the DLQ, moved at once or failing on its last allowed receive, is noted as a dead-letter
+entry (nudge.batch.DeadLetterWatch, docs/decisions.md D40).
 
 Then every outcome of the batch is archived (`Message Outcome`, nudge.domain.outcomes),
 after the log writes: a failed archive write sends nothing again, it reports the batch's
@@ -24,7 +26,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge import constants as C
 from nudge.adapters.archive import FirehoseArchive
+from nudge.adapters.dead_letters import DynamoDeadLetterLog
 from nudge.adapters.delivery import (
     DynamoDeliveryLog,
     DynamoInbox,
@@ -39,11 +43,13 @@ from nudge.adapters.devices import SnsDevices
 from nudge.adapters.models import model_readers
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.adapters.queues import SqsDeadLetters
-from nudge.batch import DeadLetters, read_fifo_batch
+from nudge.batch import DeadLetters, DeadLetterWatch, read_fifo_batch
 from nudge.constants import DELIVERIES, DIM_CHANNEL, DIM_STATUS
 from nudge.domain import users
 from nudge.domain.clock import Clock
+from nudge.domain.dead_letters import DeadLetterLog
 from nudge.domain.delivery import BatchResult, DeliveryPorts, deliver_batch, entry_of
+from nudge.domain.errors import DependencyUnavailableError
 from nudge.domain.fatigue import load_fatigue_config
 from nudge.domain.messages import ActionMessage, parse_action
 from nudge.domain.outcomes import outcome_event, outcome_lines
@@ -65,6 +71,10 @@ class Deps:
     dead_letters: DeadLetters
     clock: Clock
     archive: ArchiveWriter | None = None  # where outcomes go (None: not archived)
+    # where dead-letter entries are recorded (None: nowhere), and the queue's redrive
+    # maxReceiveCount that makes a failure the last attempt (D40)
+    dead_letter_log: DeadLetterLog | None = None
+    max_receive_count: int = C.ACTIONS_MAX_RECEIVE_COUNT
 
     @classmethod
     def from_settings(cls, s: DeliverSettings) -> Deps:
@@ -116,6 +126,8 @@ class Deps:
             dead_letters=SqsDeadLetters(s.actions_dlq_url),
             clock=c,
             archive=FirehoseArchive(s.archive_stream),
+            dead_letter_log=DynamoDeadLetterLog(table=s.timers_table),
+            max_receive_count=s.max_receive_count,
         )
 
 
@@ -146,8 +158,15 @@ def handler(
     """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
     adapters, as a unit test does."""
     d = deps if deps is not None else _cold_start_deps()
+    watch = DeadLetterWatch(
+        event,
+        log=d.dead_letter_log,
+        queue=C.ACTIONS_QUEUE,
+        max_receive_count=d.max_receive_count,
+        now=d.clock.now(),
+    )
     by_user, failures = read_fifo_batch(
-        event, context, parse=parse_action, dead_letters=d.dead_letters, what="action"
+        event, context, parse=parse_action, dead_letters=d.dead_letters, what="action", watch=watch
     )
 
     result = deliver_batch(
@@ -158,12 +177,14 @@ def handler(
             "action dead-lettered", extra={"action_id": action.action_id, "reason": reason}
         )
         d.dead_letters.send(action.to_json(), group_id=action.user_id, reason=reason)
+        note_moved(watch, by_user, action, reason)
     done = {e.action_id for e in result.entries} | {a.action_id for a, _ in result.dead_lettered}
     for user_id, err in result.failed_users.items():
         logger.warning("delivery will be retried", extra={"user_id": user_id, "error": repr(err)})
         failures.extend(
             {"itemIdentifier": mid} for mid, a in by_user[user_id] if a.action_id not in done
         )
+        watch.failed((mid for mid, _ in by_user[user_id]), err)
     for entry in result.entries:
         metrics.add_metric(f"Deliveries_{entry.status}", MetricUnit.Count, 1)
     if d.archive is not None and not archive_outcomes(d, result, by_user):
@@ -176,9 +197,29 @@ def handler(
             for mid, _ in items
             if mid not in failed
         )
+        watch.failed(
+            (mid for items in by_user.values() for mid, _ in items),
+            DependencyUnavailableError("the batch's outcomes could not be archived"),
+        )
     by: Counter[tuple[str, ...]] = Counter((e.channel, e.status) for e in result.entries)
     count_by(DELIVERIES, (DIM_CHANNEL, DIM_STATUS), by)
+    watch.record(failures)  # what went, or goes on its last attempt, to the DLQ
     return {"batchItemFailures": failures}
+
+
+def note_moved(
+    watch: DeadLetterWatch,
+    by_user: Mapping[str, list[tuple[str, ActionMessage]]],
+    action: ActionMessage,
+    reason: str,
+) -> None:
+    """The record of an action the function moved to the DLQ, for its dead-letter entry
+    (the reason reads `<code>: <message>`, nudge.domain.delivery)."""
+    for mid, a in by_user.get(action.user_id, []):
+        if a.action_id == action.action_id:
+            code, _, message = reason.partition(": ")
+            watch.moved(mid, error_type=code, error=message or reason)
+            return
 
 
 def archive_outcomes(

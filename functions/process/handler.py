@@ -8,7 +8,9 @@ dead-letter queue at once (it would otherwise block its user's message group); e
 user's events and timers are then folded with at most one conditional write per user,
 and a user whose fold fails reports all of its records as batch item failures. The
 batch's events are archived (Firehose) in one call after the commits; a user whose
-events could not be archived is reported failed too, and the retry archives them."""
+events could not be archived is reported failed too, and the retry archives them.
+Each record that goes to the DLQ, moved at once or failing on its last allowed receive,
+is noted as a dead-letter entry (nudge.batch.DeadLetterWatch, docs/decisions.md D40)."""
 
 from __future__ import annotations
 
@@ -19,14 +21,17 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from nudge import constants as C
 from nudge.adapters.archive import FirehoseArchive
+from nudge.adapters.dead_letters import DynamoDeadLetterLog
 from nudge.adapters.effects import TriggerEffects
 from nudge.adapters.profiles import DynamoDedup, DynamoProfileStore
 from nudge.adapters.queues import SqsActionQueue, SqsDeadLetters
 from nudge.adapters.scheduler import WakeUps
-from nudge.batch import DeadLetters, read_fifo_batch
+from nudge.batch import DeadLetters, DeadLetterWatch, read_fifo_batch
 from nudge.constants import DIM_TRIGGER, TRIGGER_FIRED
 from nudge.domain.clock import Clock
+from nudge.domain.dead_letters import DeadLetterLog
 from nudge.domain.messages import parse_message
 from nudge.domain.ports import ActionQueue, ArchiveWriter, ProfileStore, WakeUpIndex
 from nudge.domain.processing import Decider, TimerDue, process_users
@@ -49,6 +54,10 @@ class Deps:
     wakeups: WakeUpIndex
     archive: ArchiveWriter
     clock: Clock
+    # where dead-letter entries are recorded (None: nowhere), and the queue's redrive
+    # maxReceiveCount that makes a failure the last attempt (D40)
+    dead_letter_log: DeadLetterLog | None = None
+    max_receive_count: int = C.EVENTS_MAX_RECEIVE_COUNT
 
     @classmethod
     def from_settings(cls, s: ProcessSettings) -> Deps:
@@ -69,6 +78,8 @@ class Deps:
             ),
             archive=FirehoseArchive(s.archive_stream),
             clock=c,
+            dead_letter_log=DynamoDeadLetterLog(table=s.timers_table),
+            max_receive_count=s.max_receive_count,
         )
 
 
@@ -91,8 +102,20 @@ def handler(
     """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
     adapters, as a unit test does."""
     d = deps if deps is not None else _cold_start_deps()
+    watch = DeadLetterWatch(
+        event,
+        log=d.dead_letter_log,
+        queue=C.EVENTS_QUEUE,
+        max_receive_count=d.max_receive_count,
+        now=d.clock.now(),
+    )
     items, failures = read_fifo_batch(
-        event, context, parse=parse_message, dead_letters=d.dead_letters, what="message"
+        event,
+        context,
+        parse=parse_message,
+        dead_letters=d.dead_letters,
+        what="message",
+        watch=watch,
     )
     events = {u: [ev for _, p in its for ev in p.events] for u, its in items.items()}
     timers = {
@@ -118,6 +141,7 @@ def handler(
             exc_info=err,
         )
         failures.extend({"itemIdentifier": mid} for mid, _ in items.get(user_id, []))
+        watch.failed((mid for mid, _ in items.get(user_id, [])), err)
     metrics.add_metric("EventsProcessed", MetricUnit.Count, outcome.fresh)
     metrics.add_metric("DuplicateEvents", MetricUnit.Count, outcome.duplicates)
     metrics.add_metric("EventsArchived", MetricUnit.Count, outcome.archived)
@@ -125,4 +149,5 @@ def handler(
     metrics.add_metric("TriggersFired", MetricUnit.Count, effects.sent_actions)
     metrics.add_metric("TimersArmed", MetricUnit.Count, effects.armed)
     count_by(TRIGGER_FIRED, (DIM_TRIGGER,), {(t,): n for t, n in effects.fired.items()})
+    watch.record(failures)  # what went, or goes on its last attempt, to the DLQ
     return {"batchItemFailures": failures}

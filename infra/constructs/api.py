@@ -10,6 +10,7 @@ from aws_cdk import aws_apigatewayv2 as apigw
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from nudge import constants as C
 
@@ -37,6 +38,7 @@ API_ROUTES: tuple[tuple[apigw.HttpMethod, str], ...] = (
     (apigw.HttpMethod.GET, "/v1/experiments/{experimentId}"),
     (apigw.HttpMethod.GET, "/v1/reports/tracking"),
     (apigw.HttpMethod.GET, "/v1/reports/segments"),
+    (apigw.HttpMethod.GET, "/v1/reports/dead-letters"),
     (apigw.HttpMethod.GET, "/v1/reports/cohorts"),
     (apigw.HttpMethod.GET, "/v1/reports/funnel"),
     (apigw.HttpMethod.GET, "/v1/reports/triggers"),
@@ -66,6 +68,7 @@ class Api(Construct):
         state: State,
         scheduling: Scheduling,
         delivery: Delivery,
+        events_dlq: sqs.IQueue,
         context: DeliveryContext,
         layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str],
@@ -83,6 +86,9 @@ class Api(Construct):
                     C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX, C.TIMERS, C.SUPPRESSIONS, C.DEDUP
                 ),
                 C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
+                # GET /v1/reports/dead-letters: the queues' sizes (entries: timers table)
+                C.ENV_EVENTS_DLQ_URL: events_dlq.queue_url,
+                C.ENV_ACTIONS_DLQ_URL: delivery.actions_dlq.queue_url,
                 C.ENV_UNSUBSCRIBE_SECRET_ARN: delivery.unsubscribe_secret.secret_arn,
                 C.ENV_OPENAPI_PATH: OPENAPI_PATH,  # docs/openapi.json, in the core layer
                 # "" when absent: registering a device of that platform answers 400.
@@ -98,6 +104,11 @@ class Api(Construct):
         state.grant_inbox_read(self.function)
         state.grant_delivery_log_read(self.function)
         state.grant_erase(self.function)  # DELETE /v1/users/{id} (docs/erase.md)
+        # GET /v1/reports/dead-letters (D40): the entries, and each DLQ's size only (no
+        # ReceiveMessage: a peek at a FIFO DLQ is not free of effect, D39)
+        state.grant_dead_letter_read(self.function)
+        for dlq in (events_dlq, delivery.actions_dlq):
+            dlq.grant(self.function, "sqs:GetQueueAttributes")
         delivery.grant_unsubscribe_key(self.function)  # verifies unsubscribe tokens
         if context.platform_application_arns:  # POST /v1/users/{id}/devices
             iam.Grant.add_to_principal(

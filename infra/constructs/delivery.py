@@ -108,9 +108,14 @@ class Sending(Construct):
             layers=layers,
             environment={
                 **environment,
-                **state.environment_for(C.PROFILES, C.DELIVERIES, C.INBOX, C.SUPPRESSIONS),
+                # the timers table: where its dead-letter entries go (D40)
+                **state.environment_for(
+                    C.PROFILES, C.DELIVERIES, C.INBOX, C.SUPPRESSIONS, C.TIMERS
+                ),
                 C.ENV_ACTIONS_QUEUE_ARN: delivery.actions_queue.queue_arn,
                 C.ENV_ACTIONS_DLQ_URL: delivery.actions_dlq.queue_url,
+                # a failure on that receive is the last: recorded as a dead letter
+                C.ENV_ACTIONS_MAX_RECEIVE_COUNT: str(C.ACTIONS_MAX_RECEIVE_COUNT),
                 C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
                 C.ENV_SCHEDULER_ROLE_ARN: scheduling.role.role_arn,
                 C.ENV_SCHEDULER_DLQ_ARN: scheduling.dlq.queue_arn,
@@ -141,8 +146,10 @@ class Sending(Construct):
         state.grant_delivery_log(self.function)
         state.grant_inbox_write(self.function)
         state.grant_suppression_check(self.function)
-        # Poison actions and template errors are parked with their reason.
+        # Poison actions and template errors are parked with their reason, and every
+        # dead letter is noted in the actions queue's partition of the timers table.
         delivery.actions_dlq.grant_send_messages(self.function)
+        state.grant_dead_letter_write(self.function, C.ACTIONS_QUEUE)
         delivery.grant_unsubscribe_key(self.function)
 
         # Channels.

@@ -50,6 +50,8 @@ class Processing(Construct):
                 **environment,
                 **state.environment_for(C.PROFILES, C.DEDUP, C.TIMERS),
                 C.ENV_EVENTS_DLQ_URL: events_dlq.queue_url,
+                # a failure on that receive is the last: recorded as a dead letter (D40)
+                C.ENV_EVENTS_MAX_RECEIVE_COUNT: str(C.EVENTS_MAX_RECEIVE_COUNT),
                 **delivery.environment,
                 **scheduling.environment,
             },
@@ -71,5 +73,6 @@ class Processing(Construct):
         delivery.actions_queue.grant_send_messages(self.function)
         state.grant_profile_read_write(self.function)
         state.grant_dedup(self.function)  # heavy users' fingerprints (D42)
-        state.grant_timer_write(self.function)  # the wake-up index
+        # the wake-up index, and the events queue's dead-letter entries beside it (D40)
+        state.grant_timer_write(self.function)
         scheduling.grant_create_schedules(self.handler)  # one per minute bucket

@@ -6,8 +6,10 @@ from __future__ import annotations
 import aws_cdk as cdk
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
+from nudge import constants as C
 
-DLQ_RETENTION = cdk.Duration.days(14)  # the SQS maximum: time to look at a poison message
+# the SQS maximum: time to look at a poison message (its dead-letter entry lasts as long)
+DLQ_RETENTION = cdk.Duration.days(C.DEAD_LETTER_RETENTION_DAYS)
 
 # SQS keeps a message invisible for this multiple of the consumer's timeout, so that a
 # batch still being worked on (with retries inside the function) is not handed out twice.

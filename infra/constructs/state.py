@@ -10,7 +10,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 from nudge import constants as C
-from nudge.adapters.tables import KeySpec, TableSpec, table_specs
+from nudge.adapters.tables import KeySpec, TableSpec, dead_letter_partition, table_specs
 
 # What the process function does to a profile: read it (one or a batch of users), write
 # it back once per batch with a version condition, delete it when a user is erased.
@@ -62,6 +62,11 @@ TIMER_QUERY_ACTIONS = ("dynamodb:Query",)
 # The dedup store (docs/decisions.md D42): process writes the fingerprints a heavy user's
 # profile moves out (BatchWriteItem) and looks a fold's up (BatchGetItem); TTL deletes.
 DEDUP_ACTIONS = ("dynamodb:BatchGetItem", "dynamodb:BatchWriteItem")
+# Dead-letter entries (D40): an item type of the timers table, one partition per queue.
+# deliver writes its queue's partition only (process may write the whole table already,
+# for the wake-up index); the api queries the two partitions, nothing else of the table.
+DEAD_LETTER_WRITE_ACTIONS = ("dynamodb:BatchWriteItem",)
+DEAD_LETTER_READ_ACTIONS = ("dynamodb:Query",)
 # DELETE /v1/users/{id} (the api): the user's rows of the inbox and the delivery log
 # (Query, then BatchWriteItem deletes), the wake-up index entries of their armed timers
 # (BatchWriteItem deletes), their suppressed addresses rewritten as keyed hashes
@@ -210,6 +215,30 @@ class State(Construct):
     def grant_dedup(self, grantee: iam.IGrantable) -> iam.Grant:
         """Move fingerprints out of heavy users' profiles and look them up (process)."""
         return self.dedup.grant(grantee, *DEDUP_ACTIONS)
+
+    def _dead_letters(
+        self, grantee: iam.IGrantable, actions: Sequence[str], queues: Sequence[str]
+    ) -> iam.Grant:
+        return iam.Grant.add_to_principal(
+            grantee=grantee,
+            actions=list(actions),
+            resource_arns=[self.timers.table_arn],
+            conditions={
+                "ForAllValues:StringEquals": {
+                    "dynamodb:LeadingKeys": [dead_letter_partition(q) for q in queues]
+                }
+            },
+        )
+
+    def grant_dead_letter_write(self, grantee: iam.IGrantable, queue: str) -> iam.Grant:
+        """Record dead-letter entries of that queue (and no other item of the table)."""
+        return self._dead_letters(grantee, DEAD_LETTER_WRITE_ACTIONS, [queue])
+
+    def grant_dead_letter_read(self, grantee: iam.IGrantable) -> iam.Grant:
+        """Query both queues' dead-letter entries (the api's report)."""
+        return self._dead_letters(
+            grantee, DEAD_LETTER_READ_ACTIONS, [C.EVENTS_QUEUE, C.ACTIONS_QUEUE]
+        )
 
     def grant_timer_query(self, grantee: iam.IGrantable) -> iam.Grant:
         """Read the timers of a bucket that came due (check)."""

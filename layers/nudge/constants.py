@@ -38,6 +38,10 @@ ENV_EVENTS_QUEUE_URL = "NUDGE_EVENTS_QUEUE_URL"
 ENV_EVENTS_DLQ_URL = "NUDGE_EVENTS_DLQ_URL"
 ENV_ACTIONS_QUEUE_URL = "NUDGE_ACTIONS_QUEUE_URL"
 ENV_ACTIONS_DLQ_URL = "NUDGE_ACTIONS_DLQ_URL"
+# the queues' redrive maxReceiveCount, told to their consumers: a record that fails on
+# that receive is moved to the DLQ by SQS, so the consumer records it (D40)
+ENV_EVENTS_MAX_RECEIVE_COUNT = "NUDGE_EVENTS_MAX_RECEIVE_COUNT"
+ENV_ACTIONS_MAX_RECEIVE_COUNT = "NUDGE_ACTIONS_MAX_RECEIVE_COUNT"
 ENV_SCHEDULE_GROUP = "NUDGE_SCHEDULE_GROUP"
 ENV_SCHEDULER_ROLE_ARN = "NUDGE_SCHEDULER_ROLE_ARN"
 ENV_CHECK_FUNCTION_ARN = "NUDGE_CHECK_FUNCTION_ARN"
@@ -87,6 +91,9 @@ EVENTS_MAX_RECEIVE_COUNT = 5
 ACTIONS_MAX_RECEIVE_COUNT = 5
 EVENTS_VISIBILITY_TIMEOUT_S = 60
 PROCESS_BATCH_SIZE = 10
+# How long a dead-letter queue keeps a message (the SQS maximum), and so how long its
+# dead-letter entry is kept (an item type of the timers table, expiring by TTL: D40).
+DEAD_LETTER_RETENTION_DAYS = 14
 
 # Ingest limits (Segment's HTTP Tracking API).
 MAX_EVENT_BYTES = 32 * 1024

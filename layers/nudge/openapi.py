@@ -433,6 +433,35 @@ class SegmentsReport(BaseModel):
     last_run: TrainRun | None = Field(description="the last train run, good or not")
 
 
+class DeadLetterEntry(BaseModel):
+    queue: Literal["events", "actions"]
+    message_id: str = Field(description="the SQS message id (kept when SQS moves a message)")
+    group: str = Field(description="its message group: the user id (or its digest)")
+    receive_count: int | None = Field(description="ApproximateReceiveCount when it failed")
+    moved_by: Literal["function", "redrive"] = Field(
+        description="`function`: moved at once by the function (a body it cannot read, an "
+        "action that failed for good); `redrive`: failed on its last allowed receive, moved "
+        "by SQS's redrive policy"
+    )
+    error_type: str = Field(description="the error's class (or a delivery reason's code)")
+    error: str = Field(description="its message, up to 240 bytes")
+    body: str = Field(description="the start of the message body, up to 240 bytes")
+    body_bytes: int = Field(description="the whole body's size")
+    truncated: bool = Field(description="the body is longer than what is shown")
+    at: str = Field(description="when it was recorded, ISO-8601 UTC")
+
+
+class DeadLetterQueueSize(BaseModel):
+    queue: Literal["events", "actions"]
+    messages: int = Field(description="the DLQ's ApproximateNumberOfMessages")
+
+
+class DeadLettersReport(BaseModel):
+    retention_days: int = Field(description="how long the queues and the entries keep them")
+    queues: list[DeadLetterQueueSize]
+    dead_letters: list[DeadLetterEntry] = Field(description="newest first, both queues")
+
+
 _REQUESTS: tuple[type[BaseModel], ...] = (SegmentCall, DeviceRegistration, KeyRequest)
 
 
@@ -540,6 +569,7 @@ _RESPONSES: tuple[type[BaseModel], ...] = (
     ExperimentReport,
     TrackingReport,
     SegmentsReport,
+    DeadLettersReport,
     KeyInfo,
     CreatedKey,
     KeyList,

@@ -83,6 +83,8 @@ class ProcessSettings(_Base):
     dedup_table: str = Field(alias=C.ENV_DEDUP_TABLE)  # heavy users' fingerprints (D42)
     timers_table: str = Field(alias=C.ENV_TIMERS_TABLE)
     events_dlq_url: str = Field(alias=C.ENV_EVENTS_DLQ_URL)
+    # the events queue's maxReceiveCount: a record failing on that receive is dead-lettered
+    max_receive_count: int = Field(alias=C.ENV_EVENTS_MAX_RECEIVE_COUNT, ge=1, le=1000)
     actions_queue_url: str = Field(alias=C.ENV_ACTIONS_QUEUE_URL)
     schedule_group: str = Field(alias=C.ENV_SCHEDULE_GROUP)
     scheduler_role_arn: str = Field(alias=C.ENV_SCHEDULER_ROLE_ARN)
@@ -116,7 +118,11 @@ class ApiSettings(_Base):
     models_bucket: str = Field("", alias=C.ENV_MODELS_BUCKET)
     models_cache_seconds: float = Field(300.0, alias=C.ENV_MODELS_CACHE_SECONDS, ge=0)
     # What DELETE /v1/users/{id} also clears: "" where the function has no such table.
+    # The timers table also keeps the dead-letter entries (GET /v1/reports/dead-letters).
     timers_table: str = Field("", alias=C.ENV_TIMERS_TABLE)
+    # the dead-letter queues whose sizes that route gives ("": the route answers 503)
+    events_dlq_url: str = Field("", alias=C.ENV_EVENTS_DLQ_URL)
+    actions_dlq_url: str = Field("", alias=C.ENV_ACTIONS_DLQ_URL)
     suppressions_table: str = Field("", alias=C.ENV_SUPPRESSIONS_TABLE)
     dedup_table: str = Field("", alias=C.ENV_DEDUP_TABLE)
 
@@ -130,6 +136,9 @@ class DeliverSettings(_Base):
     suppressions_table: str = Field(alias=C.ENV_SUPPRESSIONS_TABLE)
     actions_queue_arn: str = Field(alias=C.ENV_ACTIONS_QUEUE_ARN)
     actions_dlq_url: str = Field(alias=C.ENV_ACTIONS_DLQ_URL)
+    # the actions queue's maxReceiveCount, and where dead-letter entries go (D40)
+    max_receive_count: int = Field(alias=C.ENV_ACTIONS_MAX_RECEIVE_COUNT, ge=1, le=1000)
+    timers_table: str = Field(alias=C.ENV_TIMERS_TABLE)
     schedule_group: str = Field(alias=C.ENV_SCHEDULE_GROUP)
     scheduler_role_arn: str = Field(alias=C.ENV_SCHEDULER_ROLE_ARN)
     scheduler_dlq_arn: str = Field(alias=C.ENV_SCHEDULER_DLQ_ARN)

@@ -37,6 +37,7 @@ SECTION_ROUTES = {
     "funnel": "/v1/reports/funnel?steps=Product+Viewed,Product+Added,Checkout+Started,"
     "Order+Completed&within=7d",
     "tracking": "/v1/reports/tracking?days=7",
+    "deadletters": "/v1/reports/dead-letters?limit=50",
 }
 
 
@@ -465,6 +466,39 @@ SHAPES["/v1/reports/tracking"] = {
     ],
 }
 
+SHAPES["/v1/reports/dead-letters"] = {
+    "retention_days": 14,
+    "queues": [{"queue": "events", "messages": 2}, {"queue": "actions", "messages": 0}],
+    "dead_letters": [
+        {
+            "queue": "events",
+            "message_id": "5f1c-redrive",
+            "group": "u-77",
+            "receive_count": 5,
+            "moved_by": "redrive",
+            "error_type": "DependencyUnavailableError",
+            "error": "archive: ResourceNotFoundException",
+            "body": '{"kind":"events","v":1,"user_id":"u-77","events":[{"event":"Order',
+            "body_bytes": 2048,
+            "truncated": True,
+            "at": "2026-11-30T21:04:05.120Z",
+        },
+        {
+            "queue": "events",
+            "message_id": "9a0b-moved",
+            "group": "u-78",
+            "receive_count": 1,
+            "moved_by": "function",
+            "error_type": "ValueError",
+            "error": "invalid message: unknown events message version 9",
+            "body": '{"kind":"events","v":9}',
+            "body_bytes": 23,
+            "truncated": False,
+            "at": "2026-11-30T20:00:00.000Z",
+        },
+    ],
+}
+
 
 class ReportShapes:
     """The dashboard's page and assets as nudge serves them (nudge.dashboard, what the
@@ -662,6 +696,20 @@ def test_every_report_shape_is_drawn(
         "the 30 days' violations",
         lambda: any("tracking?days=30" in a for a in shapes.asked),
     )
+
+    # dead letters: each DLQ's size (a full one marked), a row per entry with its reason
+    sizes = d.find_elements("css selector", "#deadletters .sizes li")
+    assert [li.text for li in sizes] == ["events DLQ: 2 messages", "actions DLQ: 0 messages"]
+    assert sizes[0].get_attribute("class") == "full"
+    assert sizes[1].get_attribute("class") in ("", None)
+    drows = d.find_elements("css selector", "#deadletters tbody tr")
+    assert [r.get_attribute("data-message-id") for r in drows] == ["5f1c-redrive", "9a0b-moved"]
+    first = [c.text for c in drows[0].find_elements("css selector", "th, td")]
+    assert first[:4] == ["2026-11-30 21:04", "events", "u-77", "after 5 receives"]
+    assert first[4] == "DependencyUnavailableError archive: ResourceNotFoundException"
+    assert first[5].startswith('{"kind":"events"') and first[5].endswith("2,048 bytes")
+    second = [c.text for c in drows[1].find_elements("css selector", "th, td")]
+    assert second[3] == "at once (receive 1)" and "bytes" not in second[5]
 
     # the cohort period toggle asks for the other period
     d.find_element("css selector", "input[name=period][value=month]").click()

@@ -57,6 +57,7 @@ EXPECTED_ENV = {
         C.ENV_DEDUP_TABLE,  # heavy users' fingerprints past the profile's bound (D42)
         C.ENV_TIMERS_TABLE,
         C.ENV_EVENTS_DLQ_URL,
+        C.ENV_EVENTS_MAX_RECEIVE_COUNT,  # a failure on that receive is a dead letter
         C.ENV_ACTIONS_QUEUE_URL,
         C.ENV_ARCHIVE_STREAM,  # it archives every event it accepts
     },
@@ -79,6 +80,8 @@ EXPECTED_ENV = {
         C.ENV_SUPPRESSIONS_TABLE,  # erase keeps their suppressed addresses as hashes
         C.ENV_DEDUP_TABLE,  # erase deletes their fingerprints
         C.ENV_MODELS_BUCKET,  # the recommendation model and the catalog
+        C.ENV_EVENTS_DLQ_URL,  # the dead-letter queues' sizes (their entries: timers)
+        C.ENV_ACTIONS_DLQ_URL,
     },
     C.FN_DELIVER: COMMON_ENV
     | {
@@ -88,6 +91,8 @@ EXPECTED_ENV = {
         C.ENV_SUPPRESSIONS_TABLE,
         C.ENV_ACTIONS_QUEUE_ARN,
         C.ENV_ACTIONS_DLQ_URL,
+        C.ENV_ACTIONS_MAX_RECEIVE_COUNT,  # a failure on that receive is a dead letter
+        C.ENV_TIMERS_TABLE,  # where its dead-letter entries go
         C.ENV_SCHEDULE_GROUP,
         C.ENV_SCHEDULER_ROLE_ARN,
         C.ENV_SCHEDULER_DLQ_ARN,
@@ -136,6 +141,8 @@ OPTIONAL_SET = {
         C.ENV_SUPPRESSIONS_TABLE,
         C.ENV_DEDUP_TABLE,
         C.ENV_MODELS_BUCKET,
+        C.ENV_EVENTS_DLQ_URL,
+        C.ENV_ACTIONS_DLQ_URL,
     },
     C.FN_DELIVER: {C.ENV_APP_URL, C.ENV_SMS_TYPE, C.ENV_MODELS_BUCKET},
     C.FN_TRAIN: {C.ENV_TRAIN_WINDOW_DAYS},  # the train_window_days context key
@@ -288,6 +295,27 @@ def test_unsubscribe_secret_arn_is_given_to_signer_and_verifier(synth, name):
     env = _function(synth, name)["Properties"]["Environment"]["Variables"]
     secret = synth.stack.delivery.unsubscribe_secret
     assert env[C.ENV_UNSUBSCRIBE_SECRET_ARN] == {"Ref": synth.logical_id(secret)}
+
+
+def test_consumers_are_told_their_queue_s_max_receive_count_and_the_api_both_dlqs(synth):
+    # given the redrive policies the stack gives the queues
+    s = synth.stack
+    queues = synth.resources("AWS::SQS::Queue")
+    redrive = {
+        name: queues[synth.logical_id(q)]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+        for name, q in (
+            (C.FN_PROCESS, s.ingest.events_queue),
+            (C.FN_DELIVER, s.delivery.actions_queue),
+        )
+    }
+    # then each consumer's last attempt is the one its queue's policy counts
+    env = {n: _function(synth, n)["Properties"]["Environment"]["Variables"] for n in redrive}
+    assert int(env[C.FN_PROCESS][C.ENV_EVENTS_MAX_RECEIVE_COUNT]) == redrive[C.FN_PROCESS]
+    assert int(env[C.FN_DELIVER][C.ENV_ACTIONS_MAX_RECEIVE_COUNT]) == redrive[C.FN_DELIVER]
+    assert env[C.FN_DELIVER][C.ENV_TIMERS_TABLE] == {"Ref": synth.logical_id(s.state.timers)}
+    api = _function(synth, C.FN_API)["Properties"]["Environment"]["Variables"]
+    assert api[C.ENV_EVENTS_DLQ_URL] == {"Ref": synth.logical_id(s.ingest.events_dlq)}
+    assert api[C.ENV_ACTIONS_DLQ_URL] == {"Ref": synth.logical_id(s.delivery.actions_dlq)}
 
 
 def test_api_push_applications_are_empty_without_context(synth):

@@ -31,6 +31,7 @@ API_ROUTES = [
     "GET /v1/experiments/{experimentId}",
     "GET /v1/reports/tracking",
     "GET /v1/reports/segments",
+    "GET /v1/reports/dead-letters",
     "GET /v1/reports/cohorts",
     "GET /v1/reports/funnel",
     "GET /v1/reports/triggers",

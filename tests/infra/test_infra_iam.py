@@ -145,12 +145,17 @@ def test_api_manages_profiles_and_keys_reads_inbox_and_log_and_erases_users(synt
         "dynamodb:BatchWriteItem",
     }
     assert tables[C.DELIVERIES] == {"dynamodb:Query", "dynamodb:BatchWriteItem"}
-    assert tables[C.TIMERS] == {"dynamodb:BatchWriteItem"}
+    # erase deletes wake-up entries; the dead-letter report queries its partitions
+    assert tables[C.TIMERS] == {"dynamodb:BatchWriteItem", "dynamodb:Query"}
     assert tables[C.SUPPRESSIONS] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
     assert tables[C.DEDUP] == {"dynamodb:Query", "dynamodb:BatchWriteItem"}  # each id's
     # schedules are per minute bucket, shared by users: erase has none of its own to delete
     assert not any(a.startswith("scheduler:") for a in perms)
-    assert not any(a.startswith("sqs:") for a in perms)
+    # the dead-letter queues' sizes, and nothing else of SQS: never a receive (D39, D40)
+    assert {a for a in perms if a.startswith("sqs:")} == {"sqs:GetQueueAttributes"}
+    assert sorted(map(str, perms["sqs:GetQueueAttributes"])) == sorted(
+        str(_getatt(synth, q)) for q in (s.ingest.events_dlq, s.delivery.actions_dlq)
+    )
     assert not any(a.startswith(("ses:", "sns:")) for a in perms)  # no push app in context
 
 
@@ -167,11 +172,52 @@ def test_deliver_reads_and_writes_exactly_what_a_delivery_needs(synth):
         },
         C.INBOX: {"dynamodb:PutItem"},
         C.SUPPRESSIONS: {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
+        C.TIMERS: {"dynamodb:BatchWriteItem"},  # its dead-letter entries only (below)
     }
     # consumes the actions queue, parks poison actions in its DLQ, sends nowhere else
     assert perms["sqs:ReceiveMessage"] == [_getatt(synth, s.delivery.actions_queue)]
     assert perms["sqs:DeleteMessage"] == [_getatt(synth, s.delivery.actions_queue)]
     assert perms["sqs:SendMessage"] == [_getatt(synth, s.delivery.actions_dlq)]
+
+
+def _timer_statements(synth, name):  # type: ignore[no-untyped-def]
+    """The role's statements on the timers table: (actions, conditions)."""
+    arn = _getatt(synth, synth.stack.state.timers)
+    return [
+        (set(_as_list(st["Action"])), st.get("Condition"))
+        for st in synth.statements_of_role(_role(synth, name))
+        if st["Effect"] == "Allow" and arn in _as_list(st["Resource"])
+    ]
+
+
+def _leading_keys(*queues: str) -> dict[str, dict[str, list[str]]]:
+    keys = [f"dead-letters/{q}" for q in queues]
+    return {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": keys}}
+
+
+def test_deliver_writes_only_the_actions_queue_s_dead_letter_partition_of_the_timers_table(
+    synth,
+):
+    assert _timer_statements(synth, C.FN_DELIVER) == [
+        ({"dynamodb:BatchWriteItem"}, _leading_keys(C.ACTIONS_QUEUE))
+    ]
+
+
+def test_api_queries_only_the_dead_letter_partitions_of_the_timers_table(synth):
+    statements = _timer_statements(synth, C.FN_API)
+    queries = [(a, c) for a, c in statements if "dynamodb:Query" in a]
+    assert queries == [({"dynamodb:Query"}, _leading_keys(C.EVENTS_QUEUE, C.ACTIONS_QUEUE))]
+    # erase's deletes are the only other access, unconditioned as before
+    assert [a for a, c in statements if c is None] == [{"dynamodb:BatchWriteItem"}]
+
+
+def test_the_granted_partitions_are_the_ones_the_adapter_writes():
+    from nudge.adapters.tables import dead_letter_partition
+
+    assert [dead_letter_partition(q) for q in (C.EVENTS_QUEUE, C.ACTIONS_QUEUE)] == [
+        "dead-letters/events",
+        "dead-letters/actions",
+    ]
 
 
 def test_deliver_sends_email_from_the_identity_with_the_configuration_set_only(synth):

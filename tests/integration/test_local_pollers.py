@@ -122,3 +122,56 @@ def test_a_batch_is_one_user_s_messages_in_order_while_other_users_run_alongside
             user, n = body.split(":")
             seen.setdefault(user, []).append(int(n))
     assert seen == {f"u{k}": list(range(10)) for k in range(4)}
+
+
+class FailingFunction:
+    """A handler that fails every record and notes the receive count it was handed."""
+
+    name = "failing"
+
+    def __init__(self) -> None:
+        self.counts: list[str] = []
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.counts += [r["attributes"]["ApproximateReceiveCount"] for r in event["Records"]]
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+
+def test_a_record_failing_every_time_is_handed_over_max_receive_count_times_then_dead_lettered(
+    endpoint: str, queue: tuple[Any, str]
+) -> None:
+    # given a FIFO queue with a DLQ, as local mode provisions the stack's (maxReceiveCount 5)
+    import json
+
+    from nudge import constants as C
+
+    sqs, _ = queue
+    name = f"redrive-{time.monotonic_ns()}"
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq.fifo", Attributes={"FifoQueue": "true"})
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"])
+    policy = {
+        "deadLetterTargetArn": dlq_arn["Attributes"]["QueueArn"],
+        "maxReceiveCount": C.EVENTS_MAX_RECEIVE_COUNT,
+    }
+    url = sqs.create_queue(
+        QueueName=f"{name}.fifo",
+        Attributes={"FifoQueue": "true", "RedrivePolicy": json.dumps(policy)},
+    )["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="x", MessageGroupId="u", MessageDeduplicationId="1")
+    function = FailingFunction()
+    poller = _poller(endpoint, url, function)  # type: ignore[arg-type]
+
+    # when the poller runs until the queue is empty
+    poller.start()
+    try:
+        assert settle([poller], timeout_s=30)
+    finally:
+        poller.stop()
+
+    # then the handler saw receive counts 1 to maxReceiveCount, as Lambda's would, and the
+    # message is in the DLQ (a handler can tell its last attempt from the count)
+    assert function.counts == [str(n) for n in range(1, C.EVENTS_MAX_RECEIVE_COUNT + 1)]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=dlq["QueueUrl"], AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attrs["ApproximateNumberOfMessages"] == "1"

@@ -232,6 +232,81 @@ def test_a_warm_cache_downloads_nothing(filled: Archive, tmp_path: Path) -> None
     assert hour_files == ["2026-03-02-12", "2026-03-02-13", "2026-03-02-14"]  # one per hour
 
 
+def _counting_loads(engine: DuckDbQueryEngine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    loads: list[int] = []
+    original = engine._load
+
+    def counted(*args: Any) -> None:
+        loads.append(1)
+        original(*args)
+
+    monkeypatch.setattr(engine, "_load", counted)
+    return loads
+
+
+def test_queries_of_an_unchanged_archive_share_one_load_and_a_new_object_is_seen(
+    filled: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given one engine (a warm function) asked several questions in a row
+    engine = filled.engine(tmp_path)
+    loads = _counting_loads(engine, monkeypatch)
+    assert engine.query("select count(*) from events").rows == [[6]]
+    assert engine.query("select count(distinct user_id) from events").rows == [[3]]
+    assert loads == [1]  # the archive was loaded once for both
+
+    # when an object arrives, the next query loads again and sees it
+    filled.put(
+        "events/2026/03/02/14/nudge-archive-1-e",
+        line("m7", "Order Completed", "u2", "2026-03-02T14:30:00.000Z"),
+    )
+    assert engine.query("select count(*) from events").rows == [[7]]
+    assert loads == [1, 1]
+    # and another range is a database of its own, the first one kept
+    since = datetime(2026, 3, 2, 14, tzinfo=UTC)
+    assert engine.query("select count(*) from events", since=since).rows == [[2]]
+    assert engine.query("select count(*) from events").rows == [[7]]
+    assert loads == [1, 1, 1]
+
+
+def test_an_archive_larger_than_the_memory_kept_is_loaded_for_each_query(
+    filled: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = filled.engine(tmp_path, kept_bytes=0)
+    loads = _counting_loads(engine, monkeypatch)
+    for _ in range(2):
+        assert engine.query("select count(*) from events").rows == [[6]]
+    assert loads == [1, 1]
+
+
+def test_queries_asked_at_once_load_the_archive_once(
+    filled: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = filled.engine(tmp_path)
+    loads = _counting_loads(engine, monkeypatch)
+    with ThreadPoolExecutor(6) as pool:
+        counts = list(
+            pool.map(lambda _: engine.query("select count(*) from events").rows, range(6))
+        )
+
+    assert counts == [[[6]]] * 6
+    assert loads == [1]
+    assert len(filled.gets) == 4  # each object downloaded once, not once per query
+
+
+def test_a_shared_database_stays_locked_for_every_query(filled: Archive, tmp_path: Path) -> None:
+    engine = filled.engine(tmp_path)
+    engine.query("select 1")
+    with pytest.raises(QueryForbiddenError):
+        engine.query("select * from read_csv('/etc/passwd')")
+    with pytest.raises(QueryForbiddenError):
+        engine.query("set enable_external_access = true")
+    with pytest.raises(QueryForbiddenError):  # still: the database the queries share
+        engine.query("select * from read_csv('/etc/passwd')")
+    assert engine.query("select count(*) from events").rows == [[6]]
+
+
 def test_a_new_object_is_the_only_download(filled: Archive, tmp_path: Path) -> None:
     filled.engine(tmp_path).query("select 1")
     filled.gets.clear()

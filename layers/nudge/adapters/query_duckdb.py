@@ -1,9 +1,11 @@
 """SQL over the event archive with an embedded DuckDB (the default query engine).
 
 The archive's objects are copied from S3 into a local cache, compacted, loaded into an
-in-memory table `archive_raw`, the view `events` (nudge.domain.archive.EVENTS_VIEW_SQL)
-is put over it, and only then does the user's statement run, on a connection that can
-no longer touch the file system, load an extension or change a setting.
+in-memory table `archive_raw`, `events` is computed from it (the rows the view
+nudge.domain.archive.EVENTS_VIEW_SQL selects, as a table), and only then does the
+user's statement run, on a database that can no longer touch the file system, load an
+extension or change a setting. The loaded database serves the next queries of the same
+range for as long as the cache's files and the erased ids are unchanged (`_session`).
 
 Cache layout (under `cache_dir`, which is /tmp on Lambda and
 ~/.cache/nudge/archive/<bucket> for the CLI; `events` is the prefix):
@@ -99,6 +101,12 @@ REVERIFY_AFTER = timedelta(hours=24)
 # per PutRecordBatch call, thousands an hour) costs one small listing, not ten pages.
 TAIL_RELIST = 100
 STALE_STAGING_SECONDS = 3600
+# Loaded archives kept for the next queries (one per range the callers ask for: the
+# reports ask for two, the whole archive and the trigger report's window), as long as
+# they hold at most KEPT_BYTES together by DuckDB's count (100,000 events: 46 MiB). A
+# larger archive is loaded for each query, as before, within the api's 512 MB.
+KEPT_DATABASES = 2
+KEPT_BYTES = 128 * 1024 * 1024
 
 # statements a query may be: read-only ones (PIVOT is a MULTI statement). Files and
 # settings are out of reach anyway (external access off, configuration locked).
@@ -170,6 +178,7 @@ class DuckDbQueryEngine:
         clock: Clock | None = None,
         refresh: bool = False,
         erased: Callable[[], frozenset[str]] | None = None,
+        kept_bytes: int = KEPT_BYTES,
     ) -> None:
         self.bucket = bucket
         # the digests of erased ids (nudge.adapters.erased): their events are left out
@@ -185,19 +194,22 @@ class DuckDbQueryEngine:
         self._s3: S3Client | None = None
         self._lock = threading.Lock()
         self.downloaded = 0  # objects fetched by the last sync (0 on a warm cache)
+        self._load_lock = threading.Lock()
+        # sealed hours' folders as last read: (their stat times and size, listing, file)
+        self._hour_folders: dict[Path, tuple[tuple[int, int, int], _Hour | None, Path | None]] = {}
+        self._root_listing: tuple[tuple[int, int, int], dict[str, Path]] | None = None
+        # loaded archives kept for the next queries: (key, database, its bytes)
+        self._databases: list[tuple[tuple[Any, ...], duckdb.DuckDBPyConnection, int]] = []
+        self.kept_bytes = kept_bytes
 
     # ---- the port -----------------------------------------------------------------
     def query(
         self, sql: str, *, since: datetime | None = None, until: datetime | None = None
     ) -> QueryResult:
         since, until = received_bounds(since, until)
-        files = self.sync(since=since, until=until)
-        con = self._connect()
+        con = self._session(since, until)
         timer: threading.Timer | None = None
         try:
-            self._load(con, files, since, until)
-            con.execute("SET enable_external_access = false")
-            con.execute("SET lock_configuration = true")
             statement = _one_statement(con, sql)
             if self.timeout_seconds:
                 timer = threading.Timer(self.timeout_seconds, con.interrupt)
@@ -208,6 +220,48 @@ class DuckDbQueryEngine:
             if timer is not None:
                 timer.cancel()
             con.close()
+
+    def _session(self, since: datetime | None, until: datetime | None) -> duckdb.DuckDBPyConnection:
+        """A connection to the range's archive loaded into an in-memory database, locked
+        (no file, no extension, no setting) before any query runs on it.
+
+        The database is kept for the next queries of the same range while the cache's
+        files (named by the digest of their objects), the range and the erased ids are
+        the same: a page of reports asked for at once loads the archive once, not once
+        per report, and a warm function loads it again only when objects were added.
+        Syncs and loads take turns (one lock): concurrent first queries would otherwise
+        each download and build the same hours. The most recent are kept (KEPT_DATABASES,
+        KEPT_BYTES); one dropped is freed when its last query ends."""
+        with self._load_lock:
+            files = self.sync(since=since, until=until)
+            erased = tuple(sorted(self.erased())) if self.erased is not None else ()
+            key = (tuple(str(f) for f in files), since, until, erased)
+            for i, kept in enumerate(self._databases):
+                if kept[0] == key:
+                    self._databases.insert(0, self._databases.pop(i))
+                    return kept[1].cursor()
+            db = self._connect()
+            try:
+                self._load(db, files, since, until, erased)
+                db.execute("SET enable_external_access = false")
+                db.execute("SET lock_configuration = true")
+                row = db.execute(
+                    "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+                ).fetchone()
+            except BaseException:
+                db.close()
+                raise
+            self._keep(key, db, int(row[0]) if row else 0)
+            return db.cursor()
+
+    def _keep(self, key: tuple[Any, ...], db: duckdb.DuckDBPyConnection, size: int) -> None:
+        self._databases.insert(0, (key, db, size))
+        total = 0
+        for i, (_, _, held) in enumerate(self._databases):
+            total += held
+            if i >= KEPT_DATABASES or total > self.kept_bytes:
+                del self._databases[i:]
+                break
 
     # ---- S3 -> cache --------------------------------------------------------------
     def sync(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Path]:
@@ -262,8 +316,7 @@ class DuckDbQueryEngine:
         wanted: dict[str, _Hour | Path] = {}
         for h, folder in cached.items():
             if trusted is not None and h <= trusted and _in_range(h, first, last):
-                listed = _read_listing(folder, h)
-                current = _current_file(folder)
+                listed, current = self._trusted_hour(folder, h)
                 if listed is not None:
                     wanted[h] = listed
                 elif current is not None:
@@ -390,12 +443,38 @@ class DuckDbQueryEngine:
         hour_id = rel[:13]
         return hour_id if rel[13:14] == "/" and HOUR_RE.match(hour_id) and len(rel) > 14 else None
 
+    def _trusted_hour(self, folder: Path, hour_id: str) -> tuple[_Hour | None, Path | None]:
+        """A sealed hour's listing and current file, read again only when its folder
+        changed (a file added, replaced or removed there changes the folder's times):
+        a warm query over months of hours stats each folder instead of reading it."""
+        try:
+            st = os.stat(folder)
+        except FileNotFoundError:
+            return None, None
+        stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        known = self._hour_folders.get(folder)
+        if known is not None and known[0] == stamp:
+            return known[1], known[2]
+        listed, current = _read_listing(folder, hour_id), _current_file(folder)
+        self._hour_folders[folder] = (stamp, listed, current)
+        return listed, current
+
     def _cached_dirs(self) -> dict[str, Path]:
+        """The hour folders of the cache, listed again only when the cache's folder
+        changed (an hour folder added or removed changes its times)."""
+        try:
+            st = os.stat(self.root)
+        except FileNotFoundError:
+            return {}
+        stamp = (st.st_mtime_ns, st.st_ctime_ns, st.st_size)
+        if self._root_listing is not None and self._root_listing[0] == stamp:
+            return dict(self._root_listing[1])
         out: dict[str, Path] = {}
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.root):
                 if entry.is_dir() and DIR_RE.match(entry.name):
                     out[entry.name.replace("-", "/")] = Path(entry.path)
+        self._root_listing = (stamp, dict(out))
         return out
 
     def _manifest(self, folder: Path | None) -> dict[str, str] | None:
@@ -599,7 +678,11 @@ class DuckDbQueryEngine:
         files: list[Path],
         since: datetime | None,
         until: datetime | None,
+        erased: tuple[str, ...],
     ) -> None:
+        """`archive_raw` (the range's lines, but the erased users'), and `events` over
+        it: a table holding what the view EVENTS_VIEW_SQL selects, computed once for
+        every query on this database instead of once per query."""
         con.execute(f"CREATE TABLE archive_raw ({_columns_ddl()})")
         if files:
             where, params = [], []
@@ -618,16 +701,16 @@ class DuckDbQueryEngine:
                 )
             except duckdb.Error as err:
                 raise QueryError(f"cannot read the archive's cache: {_first_line(err)}") from err
-        digests = sorted(self.erased()) if self.erased is not None else []
-        if digests:  # erased users: gone from every query (the objects are rewritten later)
+        if erased:  # erased users: gone from every query (the objects are rewritten later)
             con.execute("CREATE TEMP TABLE erased_ids (h VARCHAR)")
-            con.executemany("INSERT INTO erased_ids VALUES (?)", [[d] for d in digests])
+            con.executemany("INSERT INTO erased_ids VALUES (?)", [[d] for d in erased])
             con.execute(
                 "DELETE FROM archive_raw WHERE sha256(coalesce(user_id, '')) IN "
                 "(SELECT h FROM erased_ids) OR sha256(coalesce(anonymous_id, '')) IN "
                 "(SELECT h FROM erased_ids)"
             )
-        con.execute(f"CREATE VIEW events AS {EVENTS_VIEW_SQL}")
+            con.execute("DROP TABLE erased_ids")
+        con.execute(f"CREATE TABLE events AS {EVENTS_VIEW_SQL}")
 
 
 # ---- helpers ----------------------------------------------------------------------

@@ -158,6 +158,40 @@ class DedupRow(_Base):
     expires_at = TTLAttribute()
 
 
+DEAD_LETTERS_PARTITION = "dead-letters/"
+
+
+def dead_letter_partition(queue: str) -> str:
+    """The timers table's partition of a queue's dead-letter entries (no minute bucket,
+    `yyyy-mm-ddThh:mm`, can be named so); the IAM grants name it too."""
+    return DEAD_LETTERS_PARTITION + queue
+
+
+class DeadLetterRow(_Base):
+    """A dead-letter entry (nudge.domain.dead_letters): an item type of the timers table,
+    in a partition per queue (`dead-letters/events`, `dead-letters/actions`) that no
+    minute bucket can be named, sorted by time, expiring with the DLQ's retention by the
+    table's TTL (docs/decisions.md D40). Its keys are the timers table's."""
+
+    class Meta:
+        table_name = C.local_table_name(C.TIMERS)
+        region = "us-east-1"
+
+    bucket = UnicodeAttribute(hash_key=True)  # dead-letters/<queue>
+    ref = UnicodeAttribute(range_key=True)  # <epoch ms, 13 digits>/<message id>
+    queue = UnicodeAttribute()
+    message_id = UnicodeAttribute()
+    group = UnicodeAttribute()
+    receive_count = NumberAttribute(null=True)
+    moved_by = UnicodeAttribute()
+    error_type = UnicodeAttribute()
+    error = UnicodeAttribute(default="")
+    body = UnicodeAttribute(default="")
+    body_bytes = NumberAttribute(default=0)
+    at = NumberAttribute()
+    expires_at = TTLAttribute(null=True)
+
+
 MODELS: dict[str, type[Model]] = {
     C.PROFILES: ProfileRow,
     C.KEYS: KeyRow,
@@ -167,6 +201,9 @@ MODELS: dict[str, type[Model]] = {
     C.TIMERS: TimerRow,
     C.DEDUP: DedupRow,
 }
+# Item types kept in another model's table (the same key schema and TTL attribute):
+# bound with that table.
+ITEM_TYPES: dict[str, tuple[type[Model], ...]] = {C.TIMERS: (DeadLetterRow,)}
 TABLE_ENV = {
     C.PROFILES: C.ENV_PROFILES_TABLE,
     C.KEYS: C.ENV_KEYS_TABLE,
@@ -230,7 +267,9 @@ def bind_tables(names: Mapping[str, str] | None = None) -> None:
     tools and the moto tests). Region and endpoint are boto3's (AwsSettings)."""
     aws = AwsSettings()
     tables = TableSettings().names() if names is None else names
-    for logical, model in MODELS.items():
+    bound = [(logical, model) for logical, model in MODELS.items()]
+    bound += [(logical, model) for logical, models in ITEM_TYPES.items() for model in models]
+    for logical, model in bound:
         name = tables.get(logical)
         if name and (model.Meta.table_name != name or model.Meta.region != aws.region):
             model.Meta.table_name = name

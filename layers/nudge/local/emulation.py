@@ -94,6 +94,8 @@ class Resources:
             C.ENV_EVENTS_DLQ_URL: self.queue_urls[C.EVENTS_QUEUE + "-dlq"],
             C.ENV_ACTIONS_QUEUE_URL: self.queue_urls[C.ACTIONS_QUEUE],
             C.ENV_ACTIONS_DLQ_URL: self.queue_urls[C.ACTIONS_QUEUE + "-dlq"],
+            C.ENV_EVENTS_MAX_RECEIVE_COUNT: str(C.EVENTS_MAX_RECEIVE_COUNT),
+            C.ENV_ACTIONS_MAX_RECEIVE_COUNT: str(C.ACTIONS_MAX_RECEIVE_COUNT),
             C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
             C.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
             C.ENV_CHECK_FUNCTION_ARN: self.check_function_arn,
@@ -615,7 +617,10 @@ def provision(
         dlq_name = C.local_queue_name(logical, dlq=True)
         dlq_url = sqs.create_queue(
             QueueName=dlq_name,
-            Attributes={"FifoQueue": "true", "MessageRetentionPeriod": "1209600"},
+            Attributes={
+                "FifoQueue": "true",
+                "MessageRetentionPeriod": str(C.DEAD_LETTER_RETENTION_DAYS * 86400),
+            },
         )["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
             "Attributes"

@@ -50,9 +50,17 @@ class LambdaContext:
 
 
 class Function:
-    """One function of the stack, loaded from functions/<name>/handler.py."""
+    """One function of the stack, loaded from functions/<name>/handler.py.
 
-    def __init__(self, name: str, timeout_s: int = 30) -> None:
+    `one_at_a_time`: invocations take turns, as in one Lambda execution environment,
+    which is given one request at a time. The HTTP functions need it: Powertools' event
+    resolver keeps the request being answered on the module's `app` (its event, its
+    context), so two requests answered at once in one module read each other's query
+    string and headers. The queue consumers keep nothing per invocation in the module
+    and run batches of different users side by side, as Lambda does with several
+    environments."""
+
+    def __init__(self, name: str, timeout_s: int = 30, *, one_at_a_time: bool = False) -> None:
         self.name = name
         self.timeout_s = timeout_s
         self.module = self._load(name)
@@ -62,6 +70,7 @@ class Function:
         self.handler: Callable[[dict[str, Any], Any], Any] = self.module.handler
         self.invocations = 0
         self._lock = threading.Lock()
+        self._turn: threading.Lock | None = threading.Lock() if one_at_a_time else None
 
     @staticmethod
     def load_module(name: str) -> ModuleType:
@@ -91,7 +100,10 @@ class Function:
             log_group_name=f"/aws/lambda/nudge-{self.name}",
             deadline_ms=time.time() * 1000 + self.timeout_s * 1000,
         )
-        return self.handler(event, ctx)
+        if self._turn is None:
+            return self.handler(event, ctx)
+        with self._turn:
+            return self.handler(event, ctx)
 
 
 def http_event(

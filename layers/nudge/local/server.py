@@ -242,7 +242,8 @@ class LocalMode:
         self.admin_key = create_key("admin", label="local", key=cfg.admin_key)
 
         for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_API, C.FN_CHECK, C.FN_DELIVER, C.FN_FEEDBACK):
-            self.functions[name] = Function(name)
+            # the HTTP functions answer one request at a time (their resolver holds it)
+            self.functions[name] = Function(name, one_at_a_time=name in (C.FN_INGEST, C.FN_API))
         self.functions[C.FN_TRAIN] = Function(C.FN_TRAIN, timeout_s=TRAIN_TIMEOUT_S)
         self.pollers = [
             QueuePoller(

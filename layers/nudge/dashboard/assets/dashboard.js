@@ -102,11 +102,16 @@
     console.warn("nudge dashboard: " + section + ": " + err.message);
   }
 
+  // Performance marks (the browser's performance panel shows them; the load test reads
+  // them): `nudge:<section>` each time a section is drawn, `nudge:loaded` once all are.
+  function mark(name) { try { performance.mark(name); } catch (e) { /* no User Timing */ } }
+
   function body(section, content) {
     var el = document.querySelector("#" + section + " .body");
     el.replaceChildren();
     add(el, content);
     document.getElementById(section).removeAttribute("aria-busy");
+    mark("nudge:" + section);
   }
 
   function empty(section, res) {
@@ -518,6 +523,51 @@
     }).catch(function (err) { failed("tracking", err); });
   }
 
+  // ---- dead letters: each DLQ's size, then the latest entries with their reasons ------------
+  // The entries are what the process and deliver functions recorded when a message went
+  // to a DLQ; the sizes are GetQueueAttributes' (nothing is received from a DLQ, D40).
+  function loadDeadLetters() {
+    busy("deadletters");
+    return api("v1/reports/dead-letters?limit=50").then(function (res) {
+      var data = res.data;
+      if (res.missing || !data) return empty("deadletters", res);
+      var sizes = h("ul", { class: "sizes", "aria-label": "Messages in each dead-letter queue now" },
+        (data.queues || []).map(function (q) {
+          var n = q.messages || 0;
+          return h("li", { class: n ? "full" : null, "data-queue": q.queue },
+            h("strong", { text: q.queue }), " DLQ: " + num(n) + (n === 1 ? " message" : " messages"));
+        }));
+      var list = data.dead_letters || [];
+      if (!list.length) {
+        var text = document.querySelector("#deadletters .body").getAttribute("data-empty");
+        return body("deadletters", [sizes, h("p", { class: "empty", text: text })]);
+      }
+      var rows = list.map(function (e) {
+        var moved = e.moved_by === "redrive"
+          ? "after " + num(e.receive_count) + " receives"
+          : "at once" + (typeof e.receive_count === "number" ? " (receive " + num(e.receive_count) + ")" : "");
+        return h("tr", { "data-message-id": e.message_id },
+          h("th", { scope: "row", text: shortTime(e.at), title: e.at || null }),
+          h("td", { class: "left", text: e.queue }),
+          h("td", { class: "left" }, h("code", { text: e.group })),
+          h("td", { class: "left", text: moved }),
+          h("td", { class: "reason" }, h("code", { text: e.error_type }), " " + (e.error || "")),
+          h("td", { class: "body" }, h("code", { text: e.body }),
+            e.truncated ? h("span", { class: "help", text: " … " + num(e.body_bytes) + " bytes" }) : null));
+      });
+      body("deadletters", [sizes,
+        h("p", { class: "help", id: "deadletters-note",
+          text: "Newest first, kept " + (data.retention_days || 14) + " days. At once: the function moved the message itself (a body it cannot read, an action that failed for good); after N receives: it failed on its last allowed attempt and SQS moved it. Times in UTC." }),
+        h("div", { class: "scroll" }, h("table", { "aria-describedby": "deadletters-note" },
+          h("caption", { text: "Recent dead-lettered events and actions" }),
+          h("thead", null, h("tr", null,
+            ["When (UTC)", "Queue", "Group (user)", "Moved", "Reason", "Body"].map(function (c, i) {
+              return h("th", { scope: "col", text: c, class: i ? "left" : null });
+            }))),
+          h("tbody", null, rows)))]);
+    }).catch(function (err) { failed("deadletters", err); });
+  }
+
   // ---- start --------------------------------------------------------------------------------
   function loadAll() {
     $("#auth").hidden = true;
@@ -525,7 +575,8 @@
     $("#signout").hidden = false;
     status("Loading…");
     var started = performance.now();
-    Promise.all([loadExperiments(), loadTriggers(), loadCohorts(), loadFunnel(), loadSegments(), loadTracking()]).then(function () {
+    Promise.all([loadExperiments(), loadTriggers(), loadCohorts(), loadFunnel(), loadSegments(), loadTracking(), loadDeadLetters()]).then(function () {
+      mark("nudge:loaded");
       if (!$("#main").hidden) status("Updated " + new Date().toLocaleTimeString() + " in " + Math.round(performance.now() - started) + " ms");
     });
   }
