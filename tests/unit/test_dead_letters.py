@@ -6,6 +6,7 @@ lists them newest first beside the queues' sizes, all on in-memory ports."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
@@ -26,6 +27,7 @@ from nudge.domain.dead_letters import (
 )
 from nudge.domain.delivery import TransientSendError
 from nudge.domain.events import normalize_event
+from nudge.domain.messages import ActionMessage
 from nudge.domain.ports import StoredProfile
 from nudge.domain.triggers.engine import Engine
 from nudge.domain.triggers.loader import load_triggers
@@ -249,15 +251,23 @@ def test_without_a_log_nothing_is_written() -> None:
     assert w.record([{"itemIdentifier": "m0"}]) == 0
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed body: whose it is (read_fifo_batch groups by `user_id`)."""
+
+    user_id: str
+    body: str
+
+
 def test_the_batch_reader_tells_the_watch_of_poison_and_of_failed_parses() -> None:
     # given a poison body, a parse that raises on a user's first record, and that user's
     # next record (which the FIFO processor fails unread, to keep the group's order)
-    def parse(body: str) -> tuple[str, str]:
+    def parse(body: str) -> Parsed:
         if body == "poison":
             raise ValueError("not a message")
         if body == "explodes":
             raise RuntimeError("parser bug")
-        return "u1", body
+        return Parsed("u1", body)
 
     log = MemoryDeadLetterLog()
     event = an_sqs_batch(
@@ -277,7 +287,7 @@ def test_the_batch_reader_tells_the_watch_of_poison_and_of_failed_parses() -> No
     w.record(failures)
 
     assert [f["itemIdentifier"] for f in failures] == ["m1", "m2"]
-    assert items == {"u1": [("m3", "ok")]}
+    assert items == {"u1": [("m3", Parsed("u1", "ok"))]}
     got = {(e.message_id, e.moved_by, e.error_type) for e in log.entries}
     assert got == {
         ("m0", "function", "ValueError"),
@@ -372,7 +382,7 @@ def deliver() -> ModuleType:
 
 
 def run_deliver(
-    module: ModuleType, fx: FakeDelivery, bodies: list[tuple[dict[str, Any], int]]
+    module: ModuleType, fx: FakeDelivery, bodies: list[tuple[ActionMessage, int]]
 ) -> tuple[list[str], MemoryDeadLetterLog]:
     log = MemoryDeadLetterLog()
     deps = module.Deps(
@@ -383,7 +393,7 @@ def run_deliver(
         max_receive_count=MAX,
     )
     event = an_sqs_batch(
-        records(*((a["user_id"], json.dumps(a), n) for a, n in bodies)), "nudge-actions.fifo"
+        records(*((a.user_id, a.to_json(), n) for a, n in bodies)), "nudge-actions.fifo"
     )
     resp = module.handler(event, LambdaContext("nudge-deliver"), deps=deps)
     return [f["itemIdentifier"] for f in resp["batchItemFailures"]], log
