@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto.backends import get_backend
 from nudge import constants as C
-from nudge.adapters.aws import client
+from nudge.adapters.aws import send_client
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain.clock import SettableClock, iso, to_ms
@@ -291,7 +291,7 @@ def dx_fixture(
         d.ses_requests.append(json.loads(json.dumps(params, default=str)))
 
     # moto keeps neither the text part nor custom headers: read them off the request
-    client("sesv2").meta.events.register("before-parameter-build.sesv2.SendEmail", capture)
+    send_client("sesv2").meta.events.register("before-parameter-build.sesv2.SendEmail", capture)
     yield d
 
 
