@@ -85,9 +85,11 @@ class Delivery:
         email: str | None = "ana@example.com",
         timezone: str | None = None,
         cart: Sequence[dict[str, Any]] = (SHOE,),
+        devices: Sequence[str] = (),
         **traits: Any,
     ) -> Profile:
-        """A profile as the process function would have stored it (traits, a cart)."""
+        """A profile as the process function would have stored it (traits, a cart, push
+        devices by their SNS endpoint ARN)."""
         all_traits: dict[str, Any] = {"first_name": "Ana", **traits}
         if email is not None:
             all_traits["email"] = email
@@ -103,6 +105,11 @@ class Delivery:
                 "qty": 1,
                 **{k: v for k, v in item.items() if k != "product_id"},
             }
+        if devices:
+            profile.extra["devices"] = [
+                {"platform": "apns", "token": arn.rsplit("/", 1)[-1], "endpoint_arn": arn}
+                for arn in devices
+            ]
         DynamoProfileStore().save(StoredProfile(profile, None))
         return profile
 
@@ -238,6 +245,13 @@ class Delivery:
 
     def sms(self) -> list[tuple[str, str]]:
         return list(get_backend("sns")[ACCOUNT][REGION].sms_messages.values())
+
+    def endpoint(self, token: str) -> str:
+        """An APNs endpoint in SNS for a device token (as registering a device makes)."""
+        sns = boto3.client("sns", region_name=REGION)
+        return sns.create_platform_endpoint(
+            PlatformApplicationArn=self.res.platform_applications["apns"], Token=token
+        )["EndpointArn"]
 
     def pushes(self, endpoint_arn: str | None = None) -> list[str]:
         backend = get_backend("sns")[ACCOUNT][REGION]

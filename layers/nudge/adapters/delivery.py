@@ -58,6 +58,7 @@ THROTTLING = {
     "TooManyRequestsException",
     "LimitExceededException",
     "ThrottledException",
+    "Throttled",
     "KMSThrottlingException",
 }
 # The provider failed while handling the request: it may have sent the message
