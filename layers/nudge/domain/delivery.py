@@ -27,7 +27,10 @@ at the provider decides the outcome (docs/decisions.md D15, D41):
   reconciled by the next delivery that reads the user's log (the action's own
   redelivery or any other of the user's): a channel whose sender can tell
   (`Confirming`: the in-app inbox) gives `sent` or a fresh attempt; the others give
-  `unconfirmed`, as above.
+  `unconfirmed`, as above;
+- and later, SES's own events about an email (its Delivery, a bounce, an open...) prove
+  that it went out: the feedback function turns its `unconfirmed` entry (or a claim not
+  yet recorded) into `sent` (`confirm_sent`).
 """
 
 from __future__ import annotations
@@ -684,6 +687,25 @@ def send(
     # the message did go out, and this attempt is the one that knows it
     insist(lambda: log.record(sent, expect=frozenset({"sending", "unconfirmed", "failed"})))
     return sent
+
+
+def confirm_sent(
+    log: DeliveryLog, user_id: str, action_id: str, *, provider_id: str
+) -> DeliveryEntry | None:
+    """The provider's word that the action's message went out (for email, any event SES
+    publishes about it): an `unconfirmed` entry, or a claim whose attempt has not
+    recorded its send yet, becomes `sent`. The entry so recorded, or None when there was
+    nothing to confirm (already `sent`, another outcome, or no entry)."""
+    found = entry_of(log.entries(user_id), action_id)
+    if found is None or found.status not in ("unconfirmed", "sending"):
+        return None
+    sent = replace(
+        found,
+        status="sent",
+        reason="ok: confirmed by the provider's event",
+        provider_id=found.provider_id or provider_id,
+    )
+    return sent if log.record(sent, expect=frozenset({found.status})) else None
 
 
 def deliver_action(
