@@ -39,9 +39,13 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/integration
 
 ## fuzz: property and fuzz tests with fresh random seeds and more examples (run it before a
-## change to the engine or the fold lands; a failure prints the seed to reproduce it)
+## change to the engine or the fold lands; a failure prints the seed to reproduce it), the
+## delivery fault run with 1,000 actions and 10,000 fuzzed requests against local mode,
+## their figures printed
 fuzz: $(STAMP)
-	NUDGE_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration -k "not e2e"
+	NUDGE_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider tests/unit tests/integration -k "not e2e and not delivery_faults and not exactly_once"
+	NUDGE_FAULT_ACTIONS=1000 $(BIN)/pytest -q -s -p no:cacheprovider tests/integration/test_delivery_faults.py tests/integration/test_delivery_exactly_once.py
+	NUDGE_HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_fuzz_e2e.py
 
 ## lint: ruff (rules and format), then mypy strict on the nudge package and functions/
 lint: $(STAMP)

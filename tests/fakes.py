@@ -36,7 +36,7 @@ from nudge.domain.delivery import (
 from nudge.domain.errors import ConcurrentUpdateError
 from nudge.domain.events import Event
 from nudge.domain.fatigue import FatigueConfig
-from nudge.domain.inbox import InboxMessage
+from nudge.domain.inbox import InboxMessage, inbox_message_id
 from nudge.domain.ingest import KeyKind, hash_key
 from nudge.domain.messages import (
     ActionMessage,
@@ -171,13 +171,16 @@ class MemoryDeliveryLog:
 
 
 class MemoryInbox:
-    """The in-app channel (a Sender) and the inbox the API reads."""
+    """The in-app channel (a Sender that can confirm, as DynamoInbox) and the inbox the
+    API reads: one message per action (its id is the action's), written once."""
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, InboxMessage]] = {}
 
     def send(self, message: Outbound) -> str:
-        message_id = f"{to_ms(message.at):013d}-{message.action_id[:12]}"
+        message_id = inbox_message_id(message.fired_at or message.at, message.action_id)
+        if message_id in self.rows.get(message.user_id, {}):
+            return message_id
         c = message.content
         self.rows.setdefault(message.user_id, {})[message_id] = InboxMessage(
             id=message_id,
@@ -191,6 +194,10 @@ class MemoryInbox:
             action_id=message.action_id,
         )
         return message_id
+
+    def confirm(self, claim: DeliveryEntry) -> str | None:
+        message_id = inbox_message_id(claim.fired_at or claim.at, claim.action_id)
+        return message_id if message_id in self.rows.get(claim.user_id, {}) else None
 
     def messages(self, user_id: str, limit: int = 100) -> list[InboxMessage]:
         rows = self.rows.get(user_id, {})

@@ -1,10 +1,15 @@
-"""feedback: SES event notifications (SNS) → the suppression list and the event archive.
+"""feedback: SES event notifications (SNS) → the suppression list, the delivery log and
+the event archive.
 
 Bounces and complaints put the address on the suppression list; every event the
 configuration set publishes (Delivery, Open, Click, Bounce, Complaint) is archived under
 Segment's email spec name, linked to its action by the email's tags
-(nudge.domain.outcomes). A failed archive write fails the invocation: SNS's retries
-suppress again (idempotent) and archive the same ids, which the view keeps once."""
+(nudge.domain.outcomes), and proves that the email went out: an action the deliver
+function logged `unconfirmed` (an ambiguous answer from SES, or its attempt died after
+the call) becomes `sent` (nudge.domain.delivery.confirm_sent, D41), archived as its
+`Message Outcome`. A failed archive write fails the invocation: SNS's retries suppress
+again (idempotent), find the entry confirmed, and archive the same ids, which the view
+keeps once."""
 
 from __future__ import annotations
 
@@ -17,11 +22,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SNSEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.archive import FirehoseArchive
-from nudge.adapters.delivery import DynamoSuppressions
+from nudge.adapters.delivery import DynamoDeliveryLog, DynamoSuppressions
 from nudge.domain.clock import Clock
+from nudge.domain.delivery import DeliveryLog, confirm_sent
 from nudge.domain.events import Event
 from nudge.domain.feedback import addresses_to_suppress
-from nudge.domain.outcomes import outcome_lines, ses_event
+from nudge.domain.outcomes import outcome_event, outcome_lines, ses_event
 from nudge.domain.ports import ArchiveWriter, SuppressionList
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
@@ -36,6 +42,7 @@ class Deps:
     suppressions: SuppressionList
     clock: Clock
     archive: ArchiveWriter | None = None  # where the email events go (None: not archived)
+    log: DeliveryLog | None = None  # the delivery log SES's events confirm (None: none)
 
     @classmethod
     def from_settings(cls, s: FeedbackSettings) -> Deps:
@@ -43,6 +50,7 @@ class Deps:
             suppressions=DynamoSuppressions(table=s.suppressions_table),
             clock=clock(),
             archive=FirehoseArchive(s.archive_stream),
+            log=DynamoDeliveryLog(table=s.deliveries_table),
         )
 
 
@@ -79,10 +87,26 @@ def handler(
         for address, reason in addresses_to_suppress(notification):
             d.suppressions.suppress(address, reason, at=d.clock.now())
             count += 1
-        archived.append(ses_event(notification, now=d.clock.now()))
+        email_event = ses_event(notification, now=d.clock.now())
+        archived += [email_event, confirmed_outcome(d, email_event)]
     metrics.add_metric("AddressesSuppressed", MetricUnit.Count, count)
     lines = outcome_lines(archived)
     if d.archive is not None and lines:
         d.archive.write(lines)  # raises: the invocation fails and SNS retries it
         metrics.add_metric("EmailEventsArchived", MetricUnit.Count, len(lines))
     return {"suppressed": count, "archived": len(lines) if d.archive is not None else 0}
+
+
+def confirmed_outcome(d: Deps, email_event: Event | None) -> Event | None:
+    """The `sent` outcome of the email's action if this event confirmed it (it had been
+    logged `unconfirmed`, or claimed and not recorded), else None."""
+    if d.log is None or email_event is None or not email_event.user_id:
+        return None
+    props = email_event.properties
+    confirmed = confirm_sent(
+        d.log, email_event.user_id, str(props["action_id"]), provider_id=str(props["email_id"])
+    )
+    if confirmed is None:
+        return None
+    metrics.add_metric("SendsConfirmed", MetricUnit.Count, 1)
+    return outcome_event(confirmed, None, now=d.clock.now())

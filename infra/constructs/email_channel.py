@@ -112,15 +112,17 @@ class EmailChannel(Construct):
             self,
             "Feedback",
             name=C.FN_FEEDBACK,
-            description="SES events (SNS): bounces and complaints suppress; all are archived",
+            description="SES events (SNS): bounces and complaints suppress; all are archived "
+            "and confirm their email's send",
             layers=layers,
-            environment={**environment, **state.environment_for(C.SUPPRESSIONS)},
+            environment={**environment, **state.environment_for(C.SUPPRESSIONS, C.DELIVERIES)},
             memory_size=256,
             timeout=cdk.Duration.seconds(10),
         )
         self.function = self.feedback.function
         self.feedback_topic.add_subscription(subscriptions.LambdaSubscription(self.function))
         state.grant_suppression_write(self.function)
+        state.grant_delivery_confirm(self.function)  # SES's events confirm a send (D41)
 
         self.environment: dict[str, str] = {
             C.ENV_SENDER_EMAIL: context.sender_email,

@@ -49,7 +49,11 @@ DELIVERY_LOG_ACTIONS = (
     "dynamodb:DeleteItem",
 )
 DELIVERY_LOG_READ_ACTIONS = ("dynamodb:Query",)  # GET /v1/users/{id}/deliveries
-INBOX_WRITE_ACTIONS = ("dynamodb:PutItem",)  # the in-app channel
+# feedback: SES's event about an email turns its `unconfirmed` entry `sent` (a conditional put)
+DELIVERY_CONFIRM_ACTIONS = ("dynamodb:Query", "dynamodb:PutItem")
+# the in-app channel: a conditional put, and a read of the message an attempt that died
+# may have written (a stale claim's reconciliation)
+INBOX_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:GetItem")
 # GET /v1/users/{id}/messages and POST .../messages/{mid}/read
 INBOX_READ_ACTIONS = ("dynamodb:Query", "dynamodb:GetItem", "dynamodb:UpdateItem")
 # one address at a time, in its plain and its hashed form (an erased user's: one BatchGetItem)
@@ -187,6 +191,9 @@ class State(Construct):
 
     def grant_delivery_log_read(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.deliveries.grant(grantee, *DELIVERY_LOG_READ_ACTIONS)
+
+    def grant_delivery_confirm(self, grantee: iam.IGrantable) -> iam.Grant:
+        return self.deliveries.grant(grantee, *DELIVERY_CONFIRM_ACTIONS)
 
     def grant_inbox_write(self, grantee: iam.IGrantable) -> iam.Grant:
         return self.inbox.grant(grantee, *INBOX_WRITE_ACTIONS)

@@ -201,8 +201,20 @@ class Delivery(BaseModel):
     trigger: str
     channel: Channel
     status: Literal[
-        "sent", "deferred", "capped", "opted_out", "suppressed", "holdout", "failed", "sending"
-    ] = Field(description="`sending`: claimed by a delivery still in flight")
+        "sent",
+        "unconfirmed",
+        "deferred",
+        "capped",
+        "opted_out",
+        "suppressed",
+        "holdout",
+        "failed",
+        "sending",
+    ] = Field(
+        description="`sending`: claimed by a delivery still in flight; `unconfirmed`: the "
+        "provider's answer was ambiguous (a 5xx, a timeout, a crash after the call), so the "
+        "message may have gone out: it is not sent again and counts toward the caps"
+    )
     reason: str
     at: datetime
     defer_until: datetime | None = None

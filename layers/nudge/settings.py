@@ -160,9 +160,10 @@ class DeliverSettings(_Base):
 
 class FeedbackSettings(_Base):
     """The feedback function (SES event notifications through SNS: bounces and
-    complaints suppress; every event is archived)."""
+    complaints suppress; every event is archived and confirms its email's send)."""
 
     suppressions_table: str = Field(alias=C.ENV_SUPPRESSIONS_TABLE)
+    deliveries_table: str = Field(alias=C.ENV_DELIVERIES_TABLE)  # `unconfirmed` → `sent`
     archive_stream: str = Field(alias=C.ENV_ARCHIVE_STREAM)  # opens, clicks... archived
 
 

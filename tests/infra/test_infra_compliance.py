@@ -51,3 +51,26 @@ def test_cfn_lint_reports_nothing(synth):
 
     matches = lint_file(Path(synth.template_path))
     assert [f"{m.rule.id} {m.message} ({m.linenumber})" for m in matches] == []
+
+
+def test_the_resource_star_acknowledgment_covers_only_policies_of_unscoped_actions(synth):
+    """IAM5[Resource::*] is acknowledged on a policy of its own per need (X-Ray, SNS's
+    publish to phone numbers), never on a role, whose default policy would hide any '*'
+    added to it later; each such policy holds only '*' statements."""
+    from aws_cdk import aws_iam as iam
+
+    key = Validations.ACKNOWLEDGED_RULES_METADATA_KEY
+    wildcard = "AwsSolutions-IAM5[Resource::*]"
+    holders = [
+        c
+        for c in synth.stack.node.find_all()
+        for entry in c.node.metadata
+        if entry.type == key and any(rule.endswith(wildcard) for rule in entry.data)
+    ]
+    assert holders, "X-Ray at least needs it"
+    for construct in holders:
+        assert isinstance(construct, iam.Policy), construct.node.path
+        statements = construct.document.to_json()["Statement"]
+        assert statements and all(s["Resource"] == "*" for s in statements), statements
+    names = {c.node.id for c in holders}
+    assert names == {"XRay", "SnsPublish"}, names

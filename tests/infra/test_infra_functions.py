@@ -105,7 +105,8 @@ EXPECTED_ENV = {
         C.ENV_ARCHIVE_STREAM,  # each outcome is archived
         C.ENV_MODELS_BUCKET,  # the catalog the train function builds, for templates
     },
-    C.FN_FEEDBACK: COMMON_ENV | {C.ENV_SUPPRESSIONS_TABLE, C.ENV_ARCHIVE_STREAM},
+    C.FN_FEEDBACK: COMMON_ENV
+    | {C.ENV_SUPPRESSIONS_TABLE, C.ENV_DELIVERIES_TABLE, C.ENV_ARCHIVE_STREAM},
     # reads profiles and the archive, writes artifacts under models/ of the same bucket
     C.FN_TRAIN: COMMON_ENV
     | {C.ENV_PROFILES_TABLE, C.ENV_ARCHIVE_BUCKET, C.ENV_MODELS_BUCKET, C.ENV_TRAIN_WINDOW_DAYS},

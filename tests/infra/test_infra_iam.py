@@ -170,7 +170,7 @@ def test_deliver_reads_and_writes_exactly_what_a_delivery_needs(synth):
             "dynamodb:PutItem",
             "dynamodb:DeleteItem",
         },
-        C.INBOX: {"dynamodb:PutItem"},
+        C.INBOX: {"dynamodb:PutItem", "dynamodb:GetItem"},  # GetItem: confirming a stale claim
         C.SUPPRESSIONS: {"dynamodb:GetItem", "dynamodb:BatchGetItem"},
         C.TIMERS: {"dynamodb:BatchWriteItem"},  # its dead-letter entries only (below)
     }
@@ -266,11 +266,19 @@ def test_deliver_may_only_create_schedules_and_pass_the_scheduler_role(synth):
     assert perms["iam:PassRole"] == [_getatt(synth, s.scheduling.role)]
 
 
-def test_feedback_may_only_add_suppressions_and_archive(synth):
+def test_feedback_may_only_add_suppressions_confirm_sends_and_archive(synth):
     perms = synth.allowed(_role(synth, C.FN_FEEDBACK))
-    assert _table_actions(synth, perms) == {C.SUPPRESSIONS: {"dynamodb:PutItem"}}
+    assert _table_actions(synth, perms) == {
+        C.SUPPRESSIONS: {"dynamodb:PutItem"},
+        C.DELIVERIES: {"dynamodb:Query", "dynamodb:PutItem"},  # `unconfirmed` → `sent`
+    }
     data = {a for a in perms if not a.startswith(("logs:", "xray:"))}
-    assert data == {"dynamodb:PutItem", "firehose:PutRecord", "firehose:PutRecordBatch"}
+    assert data == {
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+        "firehose:PutRecord",
+        "firehose:PutRecordBatch",
+    }
 
 
 def test_only_the_functions_that_create_schedules_may_pass_the_scheduler_role(synth):

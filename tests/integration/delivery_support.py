@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto.backends import get_backend
 from nudge import constants as C
-from nudge.adapters.aws import client
+from nudge.adapters.aws import send_client
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoInbox
 from nudge.adapters.profiles import DynamoProfileStore
 from nudge.domain.clock import SettableClock, to_ms
@@ -86,9 +86,11 @@ class Delivery:
         email: str | None = "ana@example.com",
         timezone: str | None = None,
         cart: Sequence[dict[str, Any]] = (SHOE,),
+        devices: Sequence[str] = (),
         **traits: Any,
     ) -> Profile:
-        """A profile as the process function would have stored it (traits, a cart)."""
+        """A profile as the process function would have stored it (traits, a cart, push
+        devices by their SNS endpoint ARN)."""
         all_traits: dict[str, Any] = {"first_name": "Ana", **traits}
         if email is not None:
             all_traits["email"] = email
@@ -104,6 +106,11 @@ class Delivery:
                 "qty": 1,
                 **{k: v for k, v in item.items() if k != "product_id"},
             }
+        if devices:
+            profile.extra["devices"] = [
+                {"platform": "apns", "token": arn.rsplit("/", 1)[-1], "endpoint_arn": arn}
+                for arn in devices
+            ]
         DynamoProfileStore().save(StoredProfile(profile, None))
         return profile
 
@@ -243,6 +250,13 @@ class Delivery:
     def sms(self) -> list[tuple[str, str]]:
         return list(get_backend("sns")[ACCOUNT][REGION].sms_messages.values())
 
+    def endpoint(self, token: str) -> str:
+        """An APNs endpoint in SNS for a device token (as registering a device makes)."""
+        sns = boto3.client("sns", region_name=REGION)
+        return sns.create_platform_endpoint(
+            PlatformApplicationArn=self.res.platform_applications["apns"], Token=token
+        )["EndpointArn"]
+
     def pushes(self, endpoint_arn: str | None = None) -> list[str]:
         backend = get_backend("sns")[ACCOUNT][REGION]
         out: list[str] = []
@@ -295,7 +309,7 @@ def dx_fixture(
         d.ses_requests.append(json.loads(json.dumps(params, default=str)))
 
     # moto keeps neither the text part nor custom headers: read them off the request
-    client("sesv2").meta.events.register("before-parameter-build.sesv2.SendEmail", capture)
+    send_client("sesv2").meta.events.register("before-parameter-build.sesv2.SendEmail", capture)
     yield d
 
 

@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import nudge.adapters.delivery as delivery_adapters
 import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
 from nudge import constants as C
-from nudge.adapters.aws import client
+from nudge.adapters.aws import send_client
 from nudge.adapters.delivery import DynamoDeliveryLog
 from nudge.adapters.scheduler import parse_at
 from nudge.domain.clock import iso
+from nudge.domain.delivery import RECORD_ATTEMPTS
 from nudge.local.emulation import REGION
 from nudge.local.lambdas import sqs_event
 
@@ -76,29 +79,52 @@ def test_the_same_sqs_message_delivered_twice_sends_one_message_and_logs_one_ent
     assert entry.status == "sent"
 
 
-def test_a_crash_after_the_send_then_redelivery_does_not_send_again_and_logs_interrupted(
+def test_a_store_failure_after_the_send_is_tried_again_and_the_log_says_sent(
     dx: Delivery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dx.seed("u1")
     action = dx.action("u1")
-    event = dx.event([action])
     real_record = DynamoDeliveryLog.record
-    crashes: list[str] = []
+    failures: list[str] = []
 
     def record(self: DynamoDeliveryLog, entry: Any, *, expect: frozenset[str | None]) -> bool:
-        if entry.status == "sent" and not crashes:
-            crashes.append(entry.action_id)
-            raise RuntimeError("the function died after the send")
+        if entry.status == "sent" and len(failures) < RECORD_ATTEMPTS - 1:
+            failures.append(entry.action_id)
+            raise RuntimeError("ProvisionedThroughputExceededException")
         return real_record(self, entry, expect=expect)
 
     monkeypatch.setattr(DynamoDeliveryLog, "record", record)
 
-    first = dx.deliver(event)
-    assert crashes == [action["action_id"]]
-    assert first["batchItemFailures"] == [
-        {"itemIdentifier": event["Records"][0]["messageId"]}
-    ]  # SQS retries it
-    assert len(dx.emails()) == 1
+    resp = dx.run([action])
+
+    assert resp["batchItemFailures"] == [] and len(failures) == RECORD_ATTEMPTS - 1
+    [mail] = dx.emails()
+    [entry] = dx.log("u1")
+    assert (entry.status, entry.provider_id) == ("sent", mail.id)
+
+
+def test_a_crash_after_the_send_then_redelivery_does_not_send_again_and_logs_unconfirmed(
+    dx: Delivery,
+) -> None:
+    dx.seed("u1")
+    action = dx.action("u1")
+    event = dx.event([action])
+    crashes: list[str] = []
+
+    class Crash(BaseException):
+        """The function dies (a timeout, out of memory): no handler runs after it."""
+
+    def die_after_the_send(event_name: str, **_: Any) -> None:
+        if event_name == "before-send.sesv2.SendEmail" and not crashes:
+            crashes.append(event_name)  # moto has taken the message: SES sent it
+            raise Crash()
+
+    # after moto's own before-send handler, which answers the call
+    send_client("sesv2").meta.events.register_last("before-send", die_after_the_send)
+
+    with pytest.raises(Crash):
+        dx.deliver(event)
+    assert len(dx.emails()) == 1 and dx.entry("u1", action["action_id"]).status == "sending"
 
     # SQS redelivers after the visibility timeout, when the dead attempt's claim is stale
     dx.clock.set(dx.clock.now() + timedelta(seconds=180))
@@ -107,8 +133,69 @@ def test_a_crash_after_the_send_then_redelivery_does_not_send_again_and_logs_int
     assert second["batchItemFailures"] == []
     assert len(dx.emails()) == 1
     [entry] = dx.log("u1")
-    assert entry.status == "failed"
-    assert entry.reason.startswith("interrupted")
+    assert entry.status == "unconfirmed"
+    assert entry.reason.startswith("ambiguous: the attempt of 2026-03-02T12:00:00")
+
+
+@pytest.mark.parametrize(
+    ("error", "sent"),
+    [
+        (ReadTimeoutError(endpoint_url="https://email.us-east-1.amazonaws.com"), 1),
+        (ClientError({"Error": {"Code": "InternalFailure", "Message": "oops"}}, "SendEmail"), 0),
+    ],
+)
+def test_an_ambiguous_ses_answer_is_logged_unconfirmed_and_never_sent_again(
+    dx: Delivery, error: Exception, sent: int
+) -> None:
+    dx.seed("u1")
+    action = dx.action("u1")
+    event = dx.event([action])
+    calls: list[str] = []
+
+    def answer(event_name: str, **_: Any) -> None:
+        if event_name == "before-send.sesv2.SendEmail":
+            calls.append(event_name)
+            raise error
+
+    # a read timeout after moto took the message; a 500 before it did: neither can tell
+    ses = send_client("sesv2").meta.events
+    (ses.register_last if sent else ses.register_first)("before-send", answer)
+
+    first = dx.deliver(event)
+    dx.clock.set(dx.clock.now() + timedelta(seconds=180))
+    again = dx.deliver(event)
+
+    assert first["batchItemFailures"] == [] and again["batchItemFailures"] == []
+    assert len(calls) == 1  # neither the SDK nor the redelivery sent it again
+    assert len(dx.emails()) == sent
+    [entry] = dx.log("u1")
+    assert entry.status == "unconfirmed" and entry.reason.startswith("ambiguous: ")
+
+
+def test_ses_throttling_is_retried_at_once_and_the_message_goes_out_once(
+    dx: Delivery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery_adapters, "THROTTLE_BACKOFF_S", 0.0)
+    dx.seed("u1")
+    throttled: list[str] = []
+
+    def throttle(event_name: str, **_: Any) -> None:
+        if event_name == "before-send.sesv2.SendEmail" and len(throttled) < 2:
+            throttled.append(event_name)
+            raise ClientError(
+                {
+                    "Error": {"Code": "TooManyRequestsException", "Message": "rate"},
+                    "ResponseMetadata": {"HTTPStatusCode": 429},
+                },
+                "SendEmail",
+            )
+
+    send_client("sesv2").meta.events.register_first("before-send", throttle)
+
+    resp = dx.run([dx.action("u1")])
+
+    assert resp["batchItemFailures"] == [] and len(throttled) == 2
+    assert len(dx.emails()) == 1 and [e.status for e in dx.log("u1")] == ["sent"]
 
 
 def test_two_concurrent_deliveries_of_the_same_action_send_one_message(
@@ -163,11 +250,17 @@ def test_a_redelivery_while_the_first_attempt_is_still_sending_does_not_send_and
             nested.append(None)
             nested.append(dx.deliver(event))
 
-    client("sesv2").meta.events.register("before-call.sesv2.SendEmail", redeliver_during_the_send)
+    send_client("sesv2").meta.events.register(
+        "before-call.sesv2.SendEmail", redeliver_during_the_send
+    )
 
     first = dx.deliver(event)
+    later = dx.deliver(event)  # the redelivery's record, back after the visibility timeout
 
-    assert first["batchItemFailures"] == [] and nested[1]["batchItemFailures"] == []
+    assert first["batchItemFailures"] == []
+    # the redelivery found the claim and sent nothing: SQS brings it back
+    assert nested[1]["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert later["batchItemFailures"] == []
     assert len(dx.emails()) == 1
     [entry] = dx.log("u1")
     assert entry.status == "sent"  # the attempt that sent it records it

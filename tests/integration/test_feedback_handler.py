@@ -3,6 +3,8 @@ through SNS, suppress the address; later emails to it are logged `suppressed`.""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from nudge import constants as C
 
@@ -11,6 +13,7 @@ from tests.fakes import a_complaint as complaint
 from tests.fakes import an_sns_event as sns_event
 from tests.integration.conftest import Fn
 from tests.integration.delivery_support import Delivery, dx_fixture  # noqa: F401
+from tests.ses_events import an_ses_event
 
 
 @pytest.fixture
@@ -61,3 +64,32 @@ def test_a_complaint_suppresses_and_a_suppressed_email_leaves_other_channels_ope
     assert dx.emails() == []
     assert dx.entry("u1", mail["action_id"]).status == "suppressed"
     assert dx.entry("u1", inapp["action_id"]).status == "sent"
+
+
+def test_ses_s_delivery_event_turns_an_email_logged_unconfirmed_sent(
+    dx: Delivery, feedback: Fn
+) -> None:
+    # given an email whose SES call timed out after SES had taken it
+    from botocore.exceptions import ReadTimeoutError
+    from nudge.adapters.aws import send_client
+
+    dx.seed("u1", email="ana@example.com")
+    action = dx.action("u1", "cart_abandonment")
+
+    def time_out(event_name: str, request: Any, **_: Any) -> None:
+        if event_name == "before-send.sesv2.SendEmail":
+            raise ReadTimeoutError(endpoint_url=request.url)
+
+    send_client("sesv2").meta.events.register_last("before-send", time_out)
+    dx.run([action])
+    assert dx.entry("u1", action["action_id"]).status == "unconfirmed"
+    [mail] = dx.emails()
+
+    # when SES publishes its Delivery event for it
+    note = an_ses_event("Delivery", ses_id=mail.id, action_id=action["action_id"])
+    feedback(sns_event(note))
+
+    # then
+    entry = dx.entry("u1", action["action_id"])
+    assert (entry.status, entry.provider_id) == ("sent", mail.id)
+    assert entry.reason == "ok: confirmed by the provider's event"

@@ -63,3 +63,19 @@ def test_the_clock_moves_up_to_its_latest_time_and_never_back() -> None:
         with pytest.raises(LocalError) as err:
             clock_target(backwards, NOW)
         assert err.value.status == 409
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"\x1f\x8b\x08\x00", "invalid_json"),  # gzip: not text
+        (b"\xff\xfe{}", "invalid_json"),
+        (b'{"set": "\xed\xa0\x80"}', "bad_request"),  # a lone surrogate: not a time
+    ],
+)
+def test_a_clock_body_that_is_not_text_is_a_400_not_a_500(raw: bytes, error: str) -> None:
+    local = LocalMode(LocalConfig())
+
+    status, _, data = local.dispatch("POST", "/_local/clock", "", {}, raw, "127.0.0.1")
+
+    assert (status, json.loads(data)["error"]) == (400, error)

@@ -13,6 +13,9 @@ from nudge.domain.delivery import (
     CLAIM_TIMEOUT,
     OPEN,
     PROFILE_WAIT,
+    RECORD_ATTEMPTS,
+    AmbiguousSendError,
+    ClaimHeldError,
     DeliveryEntry,
     EndpointDisabledError,
     Outbound,
@@ -27,8 +30,10 @@ from nudge.domain.delivery import (
     draft_entry,
     find_profile,
     history_of,
+    insist,
     judge,
     prefs_of,
+    reconcile_others,
     recover,
     resolve_channel,
     send,
@@ -46,6 +51,7 @@ from tests.fakes import (
     NOW,
     FakeDelivery,
     MemoryDeliveryLog,
+    MemoryInbox,
     MemoryProfileStore,
     MemorySuppressions,
     RecordingSender,
@@ -71,40 +77,133 @@ def entry(
     defer_until: datetime | None = None,
 ) -> DeliveryEntry:
     return DeliveryEntry(
-        "u1", action_id, "cart_abandonment", channel, status, "", at, defer_until=defer_until
+        "u1",
+        action_id,
+        "cart_abandonment",
+        channel,
+        status,
+        "",
+        at,
+        fired_at=at,
+        defer_until=defer_until,
     )
+
+
+class FailingLog(MemoryDeliveryLog):
+    """A delivery log whose next `failures` writes (records and releases) raise, as a
+    store that is failing would."""
+
+    def __init__(self, failures: int = 0) -> None:
+        super().__init__()
+        self.failures = failures
+        self.attempts = 0
+
+    def _fail(self) -> None:
+        self.attempts += 1
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError("ProvisionedThroughputExceededException")
+
+    def record(self, entry: DeliveryEntry, *, expect: frozenset[str | None]) -> bool:
+        self._fail()
+        return super().record(entry, expect=expect)
+
+    def release(self, user_id: str, action_id: str) -> None:
+        self._fail()
+        super().release(user_id, action_id)
+
+
+SENDERS = {"email": RecordingSender("email")}
 
 
 # ---- recover: what an earlier attempt left ---------------------------------------------------
 @pytest.mark.parametrize(
-    "status", ["sent", "capped", "opted_out", "suppressed", "holdout", "failed"]
+    "status", ["sent", "unconfirmed", "capped", "opted_out", "suppressed", "holdout", "failed"]
 )
 def test_a_decided_action_is_answered_by_its_entry_and_nothing_is_written(status: str) -> None:
     log = MemoryDeliveryLog()
     earlier = entry(status)
 
-    assert recover(earlier, now=NOW, log=log) is earlier
+    assert recover(earlier, now=NOW, log=log, senders=SENDERS) is earlier
     assert log.writes == []
 
 
-def test_a_fresh_claim_belongs_to_a_delivery_still_sending() -> None:
+def test_a_fresh_claim_is_held_by_a_delivery_that_may_still_be_sending() -> None:
     log = MemoryDeliveryLog()
     claim_ = entry("sending", at=NOW - CLAIM_TIMEOUT + timedelta(seconds=1))
 
-    assert recover(claim_, now=NOW, log=log) is claim_
+    with pytest.raises(ClaimHeldError):
+        recover(claim_, now=NOW, log=log, senders=SENDERS)
     assert log.writes == []
 
 
-def test_a_stale_claim_is_marked_interrupted_rather_than_sent_twice() -> None:
+def test_a_stale_email_claim_is_unconfirmed_never_failed_and_never_sent_again() -> None:
     log = MemoryDeliveryLog()
     stale = entry("sending", at=NOW - CLAIM_TIMEOUT)
     log.record(stale, expect=OPEN)
 
-    failed = recover(stale, now=NOW, log=log)
+    outcome = recover(stale, now=NOW, log=log, senders=SENDERS)
 
-    assert failed is not None and failed.status == "failed"
-    assert failed.reason.startswith("interrupted")
-    assert log.entry("u1", "a1").status == "failed"
+    assert outcome is not None and outcome.status == "unconfirmed"
+    assert outcome.reason.startswith("ambiguous: the attempt of 2026-03-02T11:58:00")
+    assert outcome.at == stale.at  # when the attempt was made: the caps count it then
+    assert log.entry("u1", "a1") == outcome
+
+
+def test_a_stale_in_app_claim_whose_message_is_in_the_inbox_is_sent() -> None:
+    log, inbox = MemoryDeliveryLog(), MemoryInbox()
+    stale = entry("sending", at=NOW - CLAIM_TIMEOUT, channel="inapp")
+    log.record(stale, expect=OPEN)
+    message_id = inbox.send(_outbound("inapp", at=stale.at))
+
+    outcome = recover(stale, now=NOW, log=log, senders={"inapp": inbox})
+
+    assert outcome is not None
+    assert (outcome.status, outcome.provider_id) == ("sent", message_id)
+    assert outcome.reason == "ok: confirmed after an interrupted attempt"
+
+
+def test_a_stale_in_app_claim_with_nothing_in_the_inbox_is_released_for_this_delivery() -> None:
+    log = MemoryDeliveryLog()
+    stale = entry("sending", at=NOW - CLAIM_TIMEOUT, channel="inapp")
+    log.record(stale, expect=OPEN)
+
+    assert recover(stale, now=NOW, log=log, senders={"inapp": MemoryInbox()}) is None
+    assert log.entries("u1") == []
+
+
+def test_the_stale_claims_of_the_user_s_other_actions_are_reconciled_the_fresh_left() -> None:
+    log = MemoryDeliveryLog()
+    stale_email = entry("sending", action_id="a0", at=NOW - timedelta(minutes=5))
+    stale_inapp = entry("sending", action_id="a2", at=NOW - CLAIM_TIMEOUT, channel="inapp")
+    fresh = entry("sending", action_id="a3", at=NOW - timedelta(seconds=5))
+    for e in (stale_email, stale_inapp, fresh):
+        log.record(e, expect=OPEN)
+
+    out = reconcile_others(
+        log.entries("u1"), "a1", now=NOW, log=log, senders={**SENDERS, "inapp": MemoryInbox()}
+    )
+
+    assert [(e.action_id, e.status) for e in out] == [
+        ("a0", "unconfirmed"),
+        ("a2", "failed"),  # its record has left the queue: nothing will deliver it now
+        ("a3", "sending"),
+    ]
+    assert out[1].reason == "interrupted before the send: nothing delivered"
+    assert [(e.action_id, e.status) for e in log.entries("u1")] == [
+        (e.action_id, e.status) for e in out
+    ]
+
+
+def test_a_write_that_must_not_be_lost_is_tried_again_and_its_last_error_let_through() -> None:
+    flaky = FailingLog(failures=RECORD_ATTEMPTS - 1)
+    assert insist(lambda: flaky.record(entry("sent"), expect=OPEN))
+    assert flaky.attempts == RECORD_ATTEMPTS
+
+    down = FailingLog(failures=RECORD_ATTEMPTS)
+    with pytest.raises(RuntimeError):
+        insist(lambda: down.record(entry("sent"), expect=OPEN))
+    assert down.attempts == RECORD_ATTEMPTS and down.entries("u1") == []
 
 
 def test_a_deferred_action_back_early_is_a_duplicate_and_one_back_on_time_goes_on() -> None:
@@ -112,8 +211,8 @@ def test_a_deferred_action_back_early_is_a_duplicate_and_one_back_on_time_goes_o
     early = entry("deferred", defer_until=NOW + timedelta(minutes=5))
     due = entry("deferred", defer_until=NOW + timedelta(seconds=60))  # within the tolerance
 
-    assert recover(early, now=NOW, log=log) is early
-    assert recover(due, now=NOW, log=log) is None
+    assert recover(early, now=NOW, log=log, senders=SENDERS) is early
+    assert recover(due, now=NOW, log=log, senders=SENDERS) is None
 
 
 # ---- the draft entry and settling it --------------------------------------------------------------
@@ -203,6 +302,20 @@ def test_the_history_is_the_user_s_sends_without_the_action_itself() -> None:
         Sent(
             at=NOW - timedelta(hours=1), channel="email", trigger_id="cart_abandonment", priority=0
         )
+    ]
+
+
+def test_the_history_counts_what_may_have_gone_out_and_what_is_going_out() -> None:
+    entries = [
+        entry("unconfirmed", action_id="a0", at=NOW - timedelta(hours=2)),
+        entry("sending", action_id="a2", at=NOW - timedelta(seconds=3)),
+        entry("failed", action_id="a3"),
+        entry("deferred", action_id="a4"),
+    ]
+
+    assert [s.at for s in history_of(entries, "a1")] == [
+        NOW - timedelta(hours=2),
+        NOW - timedelta(seconds=3),
     ]
 
 
@@ -349,15 +462,16 @@ def test_a_claim_is_won_once() -> None:
     assert not again and held == claimed
 
 
-def _outbound(channel: str = "email") -> Outbound:
+def _outbound(channel: str = "email", *, at: datetime = NOW) -> Outbound:
     return Outbound(
         user_id="u1",
         action_id="a1",
         trigger_id="cart_abandonment",
         channel=channel,
         to="ana@example.com",
-        at=NOW,
+        at=at,
         content=Rendered(subject="Hi", text="x" * 600),
+        fired_at=at,
     )
 
 
@@ -382,14 +496,51 @@ def test_a_sent_message_is_logged_sent_with_the_provider_s_id_and_a_short_body()
     assert log.entry("u1", "a1") == sent
 
 
-def test_the_send_is_recorded_even_after_a_redelivery_marked_it_interrupted() -> None:
+@pytest.mark.parametrize("reconciled", ["unconfirmed", "failed"])
+def test_the_send_is_recorded_even_after_a_redelivery_reconciled_the_claim(
+    reconciled: str,
+) -> None:
     log = MemoryDeliveryLog()
     claimed = _claimed(log)
-    log.record(replace(claimed, status="failed"), expect=frozenset({"sending"}))
+    log.record(replace(claimed, status=reconciled), expect=frozenset({"sending"}))
 
     send(_outbound(), claimed, log=log, senders={"email": RecordingSender("email")})
 
     assert log.entry("u1", "a1").status == "sent"
+
+
+def test_a_store_failure_after_the_send_is_tried_again_and_the_log_says_sent() -> None:
+    log = FailingLog()
+    claimed = _claimed(log)
+    log.failures = RECORD_ATTEMPTS - 1
+
+    sent = send(_outbound(), claimed, log=log, senders={"email": RecordingSender("email")})
+
+    assert sent.status == "sent" and log.entry("u1", "a1") == sent
+
+
+def test_a_store_that_stays_down_after_the_send_leaves_the_claim_never_a_failure() -> None:
+    log = FailingLog()
+    claimed = _claimed(log)
+    log.failures = RECORD_ATTEMPTS
+
+    with pytest.raises(RuntimeError):
+        send(_outbound(), claimed, log=log, senders={"email": RecordingSender("email")})
+
+    assert log.entry("u1", "a1").status == "sending"  # reconciled later: `unconfirmed`
+
+
+def test_an_ambiguous_answer_is_logged_unconfirmed_and_not_raised() -> None:
+    log = MemoryDeliveryLog()
+    sender = RecordingSender("email", fail_with=[AmbiguousSendError("InternalFailure: oops")])
+
+    outcome = send(_outbound(), _claimed(log), log=log, senders={"email": sender})
+
+    assert (outcome.status, outcome.reason) == (
+        "unconfirmed",
+        "ambiguous: InternalFailure: oops; it may have been sent",
+    )
+    assert log.entry("u1", "a1") == outcome
 
 
 @pytest.mark.parametrize(
@@ -442,18 +593,83 @@ def test_a_redelivered_action_sends_nothing_more(fx: FakeDelivery) -> None:
 
 def test_a_redelivery_during_the_send_sends_nothing_and_the_log_ends_sent(fx: FakeDelivery) -> None:
     action = an_action()
-    nested: list[DeliveryEntry] = []
+    nested: list[Exception] = []
 
     def redeliver(_: Outbound) -> None:  # SQS hands the message to a second invocation
         if not nested:
-            nested.append(deliver_action(action, now=NOW, ports=fx.ports))
+            with pytest.raises(ClaimHeldError) as held:  # it finds the claim: retried later
+                deliver_action(action, now=NOW, ports=fx.ports)
+            nested.append(held.value)
 
     fx.email.on_send.append(redeliver)
 
     deliver_action(action, now=NOW, ports=fx.ports)
+    again = deliver_action(action, now=NOW + timedelta(minutes=3), ports=fx.ports)
 
-    assert nested[0].status == "sending"  # the redelivery found the claim
+    assert len(nested) == 1
     assert len(fx.email.sent) == 1 and fx.log.entry("u1", action.action_id).status == "sent"
+    assert again.status == "sent"
+
+
+def test_the_redelivery_after_a_crash_past_the_send_sends_nothing_and_the_log_is_unconfirmed(
+    fx: FakeDelivery,
+) -> None:
+    action = an_action()
+
+    def crash(_: Outbound) -> None:
+        fx.email.on_send.clear()
+        fx.email.sent.append(_)  # the provider took it, then the function died
+        raise SystemExit("the function died")
+
+    fx.email.on_send.append(crash)
+    with pytest.raises(SystemExit):
+        deliver_action(action, now=NOW, ports=fx.ports)
+    with pytest.raises(ClaimHeldError):  # too soon: the attempt might still be running
+        deliver_action(action, now=NOW + timedelta(seconds=30), ports=fx.ports)
+    outcome = deliver_action(action, now=NOW + CLAIM_TIMEOUT, ports=fx.ports)
+
+    assert len(fx.email.sent) == 1
+    assert (outcome.status, outcome.at) == ("unconfirmed", NOW)
+
+
+def test_an_in_app_message_whose_attempt_crashed_after_the_write_is_confirmed_sent(
+    fx: FakeDelivery,
+) -> None:
+    action = an_action(trigger_id="product_dwell_upsell", channel="inapp")
+    real_send = fx.inbox.send
+
+    def send_then_crash(message: Outbound) -> str:
+        real_send(message)
+        raise SystemExit("the function died after the write")
+
+    fx.inbox.send = send_then_crash  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        deliver_action(action, now=NOW, ports=fx.ports)
+    fx.inbox.send = real_send  # type: ignore[method-assign]
+    outcome = deliver_action(action, now=NOW + CLAIM_TIMEOUT, ports=fx.ports)
+
+    [message] = fx.inbox.messages("u1")
+    assert (outcome.status, outcome.provider_id) == ("sent", message.id)
+
+
+def test_the_caps_count_a_message_that_may_have_gone_out(fx: FakeDelivery) -> None:
+    fx.email.fail_with.append(AmbiguousSendError("ReadTimeoutError: read timed out"))
+    first = deliver_action(an_action(), now=NOW, ports=fx.ports)
+    second = deliver_action(
+        an_action(trigger_id="inactivity_winback", episode=2), now=NOW, ports=fx.ports
+    )
+
+    assert first.status == "unconfirmed"
+    assert (second.status, second.reason) == ("capped", "cap:channel:email:1/24h")
+    assert fx.email.sent == []
+
+
+def test_the_same_in_app_action_written_twice_is_one_message() -> None:
+    inbox = MemoryInbox()
+
+    first, again = inbox.send(_outbound("inapp")), inbox.send(_outbound("inapp", at=NOW))
+
+    assert first == again and len(inbox.messages("u1")) == 1
 
 
 def test_a_user_without_an_address_fails_no_contact_and_an_unknown_user_fails(
@@ -542,6 +758,21 @@ def test_a_transient_failure_stops_the_user_s_remaining_actions_and_not_the_othe
     assert isinstance(result.failed_users["u1"], TransientSendError)
     assert [e.user_id for e in result.entries] == ["u2"]
     assert fx.log.entries("u1") == []  # released: the queue retries both in order
+
+
+def test_a_held_claim_stops_the_user_s_remaining_actions_for_the_queue_to_retry(
+    fx: FakeDelivery,
+) -> None:
+    first = an_action("u1", channel="email", priority=100)
+    then = an_action("u1", "product_dwell_upsell", channel="inapp", priority=30)
+    fx.log.record(
+        replace(draft_entry(first, now=NOW), status="sending", reason="claimed"), expect=OPEN
+    )
+
+    result = deliver_batch({"u1": [then, first]}, now=NOW, ports=fx.ports)
+
+    assert isinstance(result.failed_users["u1"], ClaimHeldError)
+    assert result.entries == [] and fx.email.sent == [] and fx.inbox.messages("u1") == []
 
 
 # ---- one list of channels -------------------------------------------------------------------------

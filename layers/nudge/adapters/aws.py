@@ -69,6 +69,32 @@ def _cached_client(service: str) -> BaseClient:
         return made
 
 
+@overload
+def send_client(service: Literal["sesv2"]) -> SESV2Client: ...
+@overload
+def send_client(service: Literal["sns"]) -> SNSClient: ...
+def send_client(service: str) -> BaseClient:
+    """The client that sends messages (SES, SNS): one attempt per call. The SDK's retries
+    would repeat a send after a 5xx or a read timeout, after which the provider may have
+    sent it already; the senders (nudge.adapters.delivery) retry only what certainly
+    did not go out (throttling, no connection) and report the rest as ambiguous."""
+    return _cached_send_client(service)
+
+
+@cache
+def _cached_send_client(service: str) -> BaseClient:
+    with _lock:
+        made: BaseClient = boto3.session.Session().client(
+            service,  # type: ignore[call-overload]
+            region_name=region(),
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=50
+            ),
+        )
+        return made
+
+
 def reset_clients() -> None:
     """Forget cached clients (tests start a fresh moto per test)."""
     _cached_client.cache_clear()
+    _cached_send_client.cache_clear()

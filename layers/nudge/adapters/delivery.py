@@ -1,35 +1,49 @@
 """Delivery adapters: the delivery log, inbox and suppression list in DynamoDB
 (PynamoDB), email through SES v2, SMS and push through SNS, deferral through an
 EventBridge Scheduler one-time schedule that puts the action back on its queue. No wall
-clock here: times come with the entry, the message (`Outbound.at`) or the call."""
+clock here: times come with the entry, the message (`Outbound.at`) or the call.
+
+A provider's answer is sorted by what it says about the message (`provider_call`):
+throttling or no connection at all — not sent, retried here a few times, then
+TransientSendError; a 5xx or a connection lost after the request went out — it may have
+been sent: AmbiguousSendError, never retried; any other refusal — PermanentSendError."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import json
+import random
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ProxyConnectionError,
+)
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from pynamodb.expressions.condition import Condition
 
 from nudge import constants as C
-from nudge.adapters.aws import client
+from nudge.adapters.aws import client, send_client
 from nudge.adapters.queues import message_group_id
 from nudge.adapters.scheduler import create_one_time_schedule
 from nudge.adapters.tables import DeliveryRow, InboxRow, SuppressionRow, bind_table
 from nudge.domain.clock import from_ms, to_ms
 from nudge.domain.delivery import (
+    AmbiguousSendError,
     DeliveryEntry,
     EndpointDisabledError,
     Outbound,
     PermanentSendError,
     TransientSendError,
 )
-from nudge.domain.inbox import InboxMessage
+from nudge.domain.inbox import InboxMessage, inbox_message_id
 from nudge.domain.messages import ActionMessage
 from nudge.domain.outcomes import email_tags
 
@@ -38,15 +52,23 @@ HASHED_PREFIX = "hmac-sha256:"  # an erased user's address, kept suppressed (doc
 if TYPE_CHECKING:
     from mypy_boto3_sesv2.type_defs import BodyTypeDef, MessageTagTypeDef
 
+# Refusals before anything is sent: the rate (SES's sending rate, SNS's publish rate)
 THROTTLING = {
     "Throttling",
     "ThrottlingException",
     "TooManyRequestsException",
-    "ServiceUnavailable",
-    "InternalFailure",
     "LimitExceededException",
     "ThrottledException",
+    "Throttled",
+    "KMSThrottlingException",
 }
+# The provider failed while handling the request: it may have sent the message
+SERVER_ERRORS = {"InternalFailure", "InternalError", "InternalServerError", "ServiceUnavailable"}
+# The request never reached the provider
+NOT_CONNECTED = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
+SEND_ATTEMPTS = 3  # throttled or unconnected calls, then the queue retries
+THROTTLE_BACKOFF_S = 0.25  # full jitter: up to this, then twice this
+T = TypeVar("T")
 
 
 def _ttl(days: int, since: datetime) -> datetime:
@@ -139,9 +161,12 @@ class DynamoInbox:
         bind_table(C.INBOX, table)
 
     def send(self, message: Outbound) -> str:
+        """Writes the message once: its id is the action's (inbox_message_id) and the
+        write is conditional, so an attempt after one whose answer was lost writes
+        nothing more. A failed write is transient: repeating it is harmless."""
         now = to_ms(message.at)
-        message_id = f"{now:013d}-{message.action_id[:12]}"
-        InboxRow(
+        message_id = inbox_message_id(message.fired_at or message.at, message.action_id)
+        row = InboxRow(
             message.user_id,
             message_id,
             trigger_id=message.trigger_id,
@@ -153,7 +178,22 @@ class DynamoInbox:
             created_at=now,
             read=False,
             expires_at=_ttl(C.INBOX_TTL_DAYS, from_ms(now)),
-        ).save()
+        )
+        try:
+            row.save(condition=InboxRow.message_id.does_not_exist())
+        except PutError as err:
+            if err.cause_response_code == "ConditionalCheckFailedException":
+                return message_id  # an earlier attempt wrote it
+            raise TransientSendError(f"inbox write failed: {err.cause_response_code}") from err
+        return message_id
+
+    def confirm(self, claim: DeliveryEntry) -> str | None:
+        """The claimed action's message id if it is in the inbox (a consistent read)."""
+        message_id = inbox_message_id(claim.fired_at or claim.at, claim.action_id)
+        try:
+            InboxRow.get(claim.user_id, message_id, consistent_read=True)
+        except DoesNotExist:
+            return None
         return message_id
 
     def messages(self, user_id: str, limit: int = 100) -> list[InboxMessage]:
@@ -239,12 +279,44 @@ def _erase_rows(model: Any, user_id: str) -> int:
     return len(rows)
 
 
-def _raise_for(err: ClientError) -> None:
-    code = err.response.get("Error", {}).get("Code", "")
-    message = err.response.get("Error", {}).get("Message", str(err))
-    if code in THROTTLING:
-        raise TransientSendError(f"{code}: {message}") from err
-    raise PermanentSendError(f"{code}: {message}") from err
+def _code(err: ClientError) -> str:
+    return str(err.response.get("Error", {}).get("Code", ""))
+
+
+def _not_sent(err: Exception) -> bool:
+    """The provider certainly did not send: it was not reached, or it throttled us."""
+    if isinstance(err, ClientError):
+        return _code(err) in THROTTLING
+    return isinstance(err, NOT_CONNECTED)
+
+
+def classify(err: Exception) -> Exception:
+    """The domain's error for a provider's failure (see the module's docstring)."""
+    if isinstance(err, ClientError):
+        code = _code(err)
+        message = f"{code}: {err.response.get('Error', {}).get('Message', str(err))}"
+        status = int(err.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        if code in THROTTLING:
+            return TransientSendError(message)
+        if code in SERVER_ERRORS or status >= 500:
+            return AmbiguousSendError(message)
+        return PermanentSendError(message)
+    if isinstance(err, NOT_CONNECTED):
+        return TransientSendError(f"not connected: {err}")
+    return AmbiguousSendError(f"{type(err).__name__}: {err}")
+
+
+def provider_call(call: Callable[[], T]) -> T:
+    """`call` (one attempt, send_client), retried while the provider certainly did not
+    send, SEND_ATTEMPTS times with jittered backoff; its failure as the domain's error."""
+    for attempt in range(SEND_ATTEMPTS):
+        try:
+            return call()
+        except (ClientError, BotoCoreError) as err:
+            if not _not_sent(err) or attempt == SEND_ATTEMPTS - 1:
+                raise classify(err) from err
+            time.sleep(random.uniform(0, THROTTLE_BACKOFF_S * 2**attempt))
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 class SesEmailSender:
@@ -270,8 +342,8 @@ class SesEmailSender:
                 experiment_id=message.experiment_id,
             ).items()
         ]
-        try:
-            resp = client("sesv2").send_email(
+        resp = provider_call(
+            lambda: send_client("sesv2").send_email(
                 FromEmailAddress=self.sender,
                 Destination={"ToAddresses": [message.to]},
                 Content={
@@ -284,9 +356,7 @@ class SesEmailSender:
                 ConfigurationSetName=self.configuration_set,
                 EmailTags=tags,
             )
-        except ClientError as err:
-            _raise_for(err)
-            raise
+        )
         return str(resp["MessageId"])
 
 
@@ -295,17 +365,15 @@ class SnsSmsSender:
         self.sms_type = sms_type
 
     def send(self, message: Outbound) -> str:
-        try:
-            resp = client("sns").publish(
+        resp = provider_call(
+            lambda: send_client("sns").publish(
                 PhoneNumber=message.to,
                 Message=message.content.text or message.content.body or "",
                 MessageAttributes={
                     "AWS.SNS.SMS.SMSType": {"DataType": "String", "StringValue": self.sms_type}
                 },
             )
-        except ClientError as err:
-            _raise_for(err)
-            raise
+        )
         return str(resp["MessageId"])
 
 
@@ -327,14 +395,17 @@ class SnsPushSender:
         )
         payload = {"default": body, "APNS": apns, "APNS_SANDBOX": apns, "GCM": fcm}
         try:
-            resp = client("sns").publish(
-                TargetArn=message.to, Message=json.dumps(payload), MessageStructure="json"
+            resp = provider_call(
+                lambda: send_client("sns").publish(
+                    TargetArn=message.to, Message=json.dumps(payload), MessageStructure="json"
+                )
             )
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code == "EndpointDisabled":
+        except PermanentSendError as err:
+            if (
+                isinstance(err.__cause__, ClientError)
+                and _code(err.__cause__) == "EndpointDisabled"
+            ):
                 raise EndpointDisabledError(f"EndpointDisabled: {message.to}", message.to) from err
-            _raise_for(err)
             raise
         return str(resp["MessageId"])
 

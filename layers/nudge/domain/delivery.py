@@ -10,15 +10,28 @@ takes each user's actions in priority order (fatigue.order_by_priority). An acti
 the actions queue's message, nudge.domain.messages.ActionMessage.
 
 Every action leaves exactly one entry in the user's delivery log, keyed by its action
-id, whose status moves `deferred → sent` (or capped, opted_out, suppressed, holdout,
-failed).
+id, whose status moves `deferred → sent` (or unconfirmed, capped, opted_out, suppressed,
+holdout, failed).
 
 At most once: before sending, the entry is claimed with a conditional write
-(`sending`); a redelivery or a concurrent delivery finds the claim and does not send
-again. A crash between the claim and the `sent` record leaves `sending`: the next
-delivery marks it failed ("interrupted") rather than risk a second message. A send
-that the provider rejected without sending (throttling after retries) releases the
-claim so the queue can retry it.
+(`sending`); a redelivery or a concurrent delivery finds the claim, sends nothing and
+is retried later (ClaimHeldError), when the claim has become an outcome. What happens
+at the provider decides the outcome (docs/decisions.md D15, D41):
+
+- accepted: logged `sent` (that write is insisted on, RECORD_ATTEMPTS times: the
+  message went out, and a log that says otherwise undercounts the caps);
+- refused before sending (throttling, a disabled endpoint): the claim is released and
+  the queue retries; refused for good: `failed` with the provider's reason;
+- an ambiguous answer (a 5xx, a timeout after the request went out): `unconfirmed`,
+  never sent again, and counted by the caps as if sent;
+- no answer (the function died holding the claim): a claim older than CLAIM_TIMEOUT is
+  reconciled by the next delivery that reads the user's log (the action's own
+  redelivery or any other of the user's): a channel whose sender can tell
+  (`Confirming`: the in-app inbox) gives `sent` or a fresh attempt; the others give
+  `unconfirmed`, as above;
+- and later, SES's own events about an email (its Delivery, a bounce, an open...) prove
+  that it went out: the feedback function turns its `unconfirmed` entry (or a claim not
+  yet recorded) into `sent` (`confirm_sent`).
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from nudge.domain.catalog import describe
 from nudge.domain.channels import CHANNELS
@@ -47,11 +60,18 @@ from nudge.domain.profile import ITEM_CODES, Profile
 from nudge.domain.recommend import ItemModel, recommend
 from nudge.domain.templates import Rendered, build_variables
 
-FINAL = frozenset({"sent", "capped", "opted_out", "suppressed", "holdout", "failed"})
+FINAL = frozenset({"sent", "unconfirmed", "capped", "opted_out", "suppressed", "holdout", "failed"})
+# What the caps and cooldowns count: what was sent, what may have been (an ambiguous
+# answer) and what is being sent right now
+COUNTED = frozenset({"sent", "unconfirmed", "sending"})
 DEFER_TOLERANCE = timedelta(seconds=90)
 # A claim older than this belongs to an attempt that died (the deliver function times out
-# after 30 s; SQS redelivers after the 180 s visibility timeout).
+# after 30 s; SQS redelivers after the 180 s visibility timeout, so the action's own
+# redelivery finds its dead claim stale).
 CLAIM_TIMEOUT = timedelta(seconds=120)
+# How often a log write that must not be lost (a message went out, or certainly did not)
+# is tried before the error is let through (each try has the store's own SDK retries).
+RECORD_ATTEMPTS = 4
 # How long an action waits (redelivered) for the profile write that fired it.
 PROFILE_WAIT = timedelta(minutes=10)
 
@@ -78,9 +98,23 @@ class ProfileNotReadyError(NudgeError):
 
 
 class TransientSendError(NudgeError):
-    """The provider did not take the message (throttled, unavailable): nothing was sent."""
+    """The provider did not take the message (throttled, not reached): nothing was sent."""
 
     code = "send_unavailable"
+
+
+class AmbiguousSendError(NudgeError):
+    """The provider may have taken the message (a 5xx, a timeout after the request went
+    out): it is logged `unconfirmed` and never sent again."""
+
+    code = "send_ambiguous"
+
+
+class ClaimHeldError(NudgeError):
+    """Another attempt holds the action's claim (it is sending right now, or died less
+    than CLAIM_TIMEOUT ago): nothing is sent; the queue brings the action back later."""
+
+    code = "claim_held"
 
 
 @dataclass
@@ -132,6 +166,7 @@ class Outbound:
     variant: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     experiment_id: str | None = None  # the trigger's experiment (email tags carry it)
+    fired_at: datetime | None = None  # the episode's time (the inbox keys its message by it)
 
 
 class DeliveryLog(Protocol):
@@ -141,12 +176,23 @@ class DeliveryLog(Protocol):
         """Writes the entry if the stored status is one of `expect` (None: absent)."""
 
     def release(self, user_id: str, action_id: str) -> None:
-        """Drops a `sending` claim after a send that certainly did not happen."""
+        """Drops a `sending` claim after a send that certainly did not happen (or whose
+        repetition is harmless: the inbox's write is idempotent)."""
 
 
 class Sender(Protocol):
     def send(self, message: Outbound) -> str:
         """Sends and returns the provider's message id."""
+
+
+@runtime_checkable
+class Confirming(Protocol):
+    """A sender that can tell afterwards whether a claimed message was delivered (the
+    in-app inbox: its own table). Email, SMS and push cannot: their providers keep no
+    record nudge could look up."""
+
+    def confirm(self, claim: DeliveryEntry) -> str | None:
+        """The message id of the claim's message if it was delivered, None if not."""
 
 
 class Renderer(Protocol):
@@ -316,26 +362,23 @@ def entry_of(entries: Sequence[DeliveryEntry], action_id: str) -> DeliveryEntry 
     return next((e for e in entries if e.action_id == action_id), None)
 
 
-def recover(existing: DeliveryEntry, *, now: datetime, log: DeliveryLog) -> DeliveryEntry | None:
+def recover(
+    existing: DeliveryEntry, *, now: datetime, log: DeliveryLog, senders: Mapping[str, Sender]
+) -> DeliveryEntry | None:
     """What an earlier attempt at the same action left: the entry that answers this one
     (nothing is sent), or None when this delivery goes on. A decided action stays
-    decided; a fresh claim belongs to a delivery still sending; a claim older than
-    CLAIM_TIMEOUT belongs to one that died, perhaps after sending: it is marked failed
-    (interrupted) rather than risk a second message; a deferred action that comes back
-    well before its time is an early duplicate."""
+    decided; a claim younger than CLAIM_TIMEOUT is held by a delivery that may still be
+    sending (ClaimHeldError: come back later); an older one belongs to an attempt that
+    died, and is reconciled (`reconcile`); a deferred action that comes back well before
+    its time is an early duplicate."""
     if existing.status in FINAL:
         return existing  # a redelivery: already decided
     if existing.status == "sending":
         if now - existing.at < CLAIM_TIMEOUT:
-            return existing  # another delivery holds the claim right now
-        failed = replace(
-            existing,
-            status="failed",
-            at=now,
-            reason="interrupted: an earlier attempt may have sent it; not sent again",
-        )
-        log.record(failed, expect=frozenset({"sending"}))
-        return failed
+            raise ClaimHeldError(
+                f"{existing.action_id} is claimed by an attempt of {iso(existing.at)}"
+            )
+        return reconcile(existing, log=log, senders=senders, retry=True)
     if (
         existing.status == "deferred"
         and existing.defer_until
@@ -343,6 +386,77 @@ def recover(existing: DeliveryEntry, *, now: datetime, log: DeliveryLog) -> Deli
     ):
         return existing  # an early duplicate of a deferred action
     return None
+
+
+T = TypeVar("T")
+CLAIMED: frozenset[str | None] = frozenset({"sending"})
+
+
+def insist(write: Callable[[], T]) -> T:
+    """`write` (a log write that must not be lost) tried up to RECORD_ATTEMPTS times;
+    the last error is let through."""
+    for _ in range(RECORD_ATTEMPTS - 1):
+        try:
+            return write()
+        except Exception:  # the store's error, whichever its adapter raises: once more
+            continue
+    return write()
+
+
+def conclude(log: DeliveryLog, claimed: DeliveryEntry, status: str, reason: str) -> DeliveryEntry:
+    """Turns a claim into its outcome (at the claim's time: when the attempt was made),
+    unless another delivery concluded it first (then that one's entry)."""
+    done = replace(claimed, status=status, reason=reason)
+    if insist(lambda: log.record(done, expect=CLAIMED)):
+        return done
+    return entry_of(log.entries(claimed.user_id), claimed.action_id) or done
+
+
+def reconcile(
+    stale: DeliveryEntry, *, log: DeliveryLog, senders: Mapping[str, Sender], retry: bool
+) -> DeliveryEntry | None:
+    """The outcome of a claim whose attempt died without saying what the provider did.
+    A sender that can tell (Confirming) answers `sent`, or that nothing was delivered:
+    then the claim is released for this delivery to go on (`retry`: None) or, when the
+    action is not being delivered now, `failed`. Any other channel: `unconfirmed`, the
+    message may have gone out, so it is never sent again."""
+    sender = senders.get(stale.channel)
+    if isinstance(sender, Confirming):
+        provider_id = sender.confirm(stale)
+        if provider_id is not None:
+            done = replace(stale, provider_id=provider_id)
+            return conclude(log, done, "sent", "ok: confirmed after an interrupted attempt")
+        if retry:
+            insist(lambda: log.release(stale.user_id, stale.action_id))
+            return None
+        return conclude(log, stale, "failed", "interrupted before the send: nothing delivered")
+    return conclude(
+        log,
+        stale,
+        "unconfirmed",
+        f"ambiguous: the attempt of {iso(stale.at)} died holding the claim; "
+        "the provider may have sent it; not sent again",
+    )
+
+
+def reconcile_others(
+    entries: Sequence[DeliveryEntry],
+    action_id: str,
+    *,
+    now: datetime,
+    log: DeliveryLog,
+    senders: Mapping[str, Sender],
+) -> list[DeliveryEntry]:
+    """The user's log with the stale claims of their other actions reconciled. Those
+    actions are no longer on their way: a user's actions come one after the other in
+    the user's message group, so an older claim's record has left the queue (to the
+    dead-letter queue after its retries)."""
+    out: list[DeliveryEntry] = []
+    for e in entries:
+        if e.status == "sending" and e.action_id != action_id and now - e.at >= CLAIM_TIMEOUT:
+            e = reconcile(e, log=log, senders=senders, retry=False) or e
+        out.append(e)
+    return out
 
 
 def draft_entry(
@@ -395,11 +509,13 @@ def staleness(action: ActionMessage, profile: Profile) -> str | None:
 
 
 def history_of(entries: Sequence[DeliveryEntry], action_id: str) -> list[Sent]:
-    """The user's past sends (caps and cooldowns count them), the action itself aside."""
+    """The user's past sends (caps and cooldowns count them), the action itself aside:
+    those logged `sent`, those that may have gone out (`unconfirmed`) and those being
+    sent right now (`sending`)."""
     return [
         Sent(at=e.at, channel=e.channel, trigger_id=e.trigger_id, priority=e.priority)
         for e in entries
-        if e.status == "sent" and e.action_id != action_id
+        if e.status in COUNTED and e.action_id != action_id
     ]
 
 
@@ -507,6 +623,7 @@ def compose(
         variant=action.variant,
         headers=email_headers(unsubscribe) if email else {},
         experiment_id=action.experiment_id,
+        fired_at=draft.fired_at,
     )
 
 
@@ -522,18 +639,23 @@ def claim(draft: DeliveryEntry, to: str, log: DeliveryLog) -> tuple[bool, Delive
 def send(
     message: Outbound, claimed: DeliveryEntry, *, log: DeliveryLog, senders: Mapping[str, Sender]
 ) -> DeliveryEntry:
-    """Sends the claimed message and logs it `sent`. A send that certainly did not happen
-    releases the claim and raises (TransientSendError: the queue retries;
-    EndpointDisabledError: the caller forgets the device and falls back); a permanent
-    refusal is logged `failed` and raised."""
+    """Sends the claimed message and logs what the provider answered: `sent`, or
+    `unconfirmed` when the answer was ambiguous (AmbiguousSendError: it may have gone
+    out). A send that certainly did not happen releases the claim and raises
+    (TransientSendError: the queue retries; EndpointDisabledError: the caller forgets
+    the device and falls back); a permanent refusal is logged `failed` and raised. The
+    writes after the provider's answer are insisted on (`insist`)."""
     try:
         provider_id = senders[message.channel].send(message)
     except (TransientSendError, EndpointDisabledError):
-        log.release(claimed.user_id, claimed.action_id)
+        insist(lambda: log.release(claimed.user_id, claimed.action_id))
         raise
+    except AmbiguousSendError as err:
+        return conclude(
+            log, claimed, "unconfirmed", f"ambiguous: {err.message}; it may have been sent"
+        )
     except PermanentSendError as err:
-        failed = replace(claimed, status="failed", reason=f"send: {err.message}")
-        log.record(failed, expect=frozenset({"sending"}))
+        conclude(log, claimed, "failed", f"send: {err.message}")
         raise
     content = message.content
     sent = replace(
@@ -544,10 +666,29 @@ def send(
         subject=content.subject or content.title,
         body=(content.text or content.body or "")[:500],
     )
-    # `failed` too: a delivery that found our claim mid-send marked it "interrupted";
+    # `unconfirmed` or `failed` too: a delivery that found our claim stale reconciled it;
     # the message did go out, and this attempt is the one that knows it
-    log.record(sent, expect=frozenset({"sending", "failed"}))
+    insist(lambda: log.record(sent, expect=frozenset({"sending", "unconfirmed", "failed"})))
     return sent
+
+
+def confirm_sent(
+    log: DeliveryLog, user_id: str, action_id: str, *, provider_id: str
+) -> DeliveryEntry | None:
+    """The provider's word that the action's message went out (for email, any event SES
+    publishes about it): an `unconfirmed` entry, or a claim whose attempt has not
+    recorded its send yet, becomes `sent`. The entry so recorded, or None when there was
+    nothing to confirm (already `sent`, another outcome, or no entry)."""
+    found = entry_of(log.entries(user_id), action_id)
+    if found is None or found.status not in ("unconfirmed", "sending"):
+        return None
+    sent = replace(
+        found,
+        status="sent",
+        reason="ok: confirmed by the provider's event",
+        provider_id=found.provider_id or provider_id,
+    )
+    return sent if log.record(sent, expect=frozenset({found.status})) else None
 
 
 def deliver_action(
@@ -560,11 +701,18 @@ def deliver_action(
     """Takes one action to its final (or deferred) status, step by step (the functions
     above). Raises TemplateRenderError and PermanentSendError after logging them (the
     handler dead-letters the action), TransientSendError after releasing the claim and
-    ProfileNotReadyError (the queue retries)."""
-    entries = ports.log.entries(action.user_id)
-    existing = entry_of(entries, action.action_id)
+    ProfileNotReadyError and ClaimHeldError (the queue retries)."""
+    action_id = action.action_id
+    entries = reconcile_others(
+        ports.log.entries(action.user_id),
+        action_id,
+        now=now,
+        log=ports.log,
+        senders=ports.senders,
+    )
+    existing = entry_of(entries, action_id)
     if existing is not None:
-        earlier = recover(existing, now=now, log=ports.log)
+        earlier = recover(existing, now=now, log=ports.log, senders=ports.senders)
         if earlier is not None:
             return earlier
     draft = draft_entry(action, now=now, existing=existing)
@@ -599,7 +747,9 @@ def deliver_action(
     message = compose(action, profile, channel, to, draft=draft, now=now, ports=ports)
     won, claimed = claim(draft, to, ports.log)
     if not won:
-        return claimed  # a concurrent delivery holds it
+        if claimed.status == "sending":  # a concurrent delivery holds it
+            raise ClaimHeldError(f"{action_id} was claimed by a concurrent delivery")
+        return claimed  # a concurrent delivery decided it
     try:
         return send(message, claimed, log=ports.log, senders=ports.senders)
     except EndpointDisabledError as err:
@@ -654,7 +804,7 @@ def deliver_batch(
             rest = [candidate_of(a) for a in ordered[i + 1 :]]
             try:
                 result.entries.append(deliver_action(action, now=now, ports=ports, competing=rest))
-            except (TransientSendError, ProfileNotReadyError) as err:
+            except (TransientSendError, ProfileNotReadyError, ClaimHeldError) as err:
                 result.failed_users[user_id] = err
                 break
             except NudgeError as err:  # template error, permanent send failure

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from nudge.domain.clock import iso
+from nudge.domain.clock import iso, to_ms
+
+
+def inbox_message_id(fired_at: datetime, action_id: str) -> str:
+    """An in-app message's id: the episode's time (the inbox lists newest first) and its
+    action, so that every attempt at one action writes the same item."""
+    return f"{to_ms(fired_at):013d}-{action_id[:12]}"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ import logging
 import math
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -195,6 +197,7 @@ class LocalMode:
         self._clock_lock = threading.Lock()
         self._schedule_reader: ScheduleReader | None = None  # made by the first fire_due
         self._recurring: RecurringSchedules | None = None
+        self._own_cache: str | None = None  # the archive cache this run made (stop removes it)
         self.started_at = self.clock.now()
         self.write_key = ""
         self.admin_key = ""
@@ -227,6 +230,13 @@ class LocalMode:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": "INFO" if cfg.verbose else "WARNING",
+            # the api's DuckDB copies of this run's archive, its own: the default
+            # (/tmp/nudge-archive, a Lambda sandbox's) is shared by every local mode on
+            # the machine, whose buckets have the same name; one rebuilding an hour
+            # removed files another was reading (a 500), and a new run trusted the
+            # hours an earlier run had cached
+            C.ENV_ARCHIVE_CACHE_DIR: os.environ.get(C.ENV_ARCHIVE_CACHE_DIR)
+            or self._archive_cache(),
             **cfg.extra_env,
         }
         self._saved_env = {k: os.environ.get(k) for k in env}
@@ -269,6 +279,10 @@ class LocalMode:
         threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
         return self
 
+    def _archive_cache(self) -> str:
+        self._own_cache = tempfile.mkdtemp(prefix="nudge-archive-")
+        return self._own_cache
+
     def stop(self) -> None:
         for p in self.pollers:
             p.stop(wait=False)
@@ -286,6 +300,8 @@ class LocalMode:
                 os.environ[k] = v
         if hasattr(self, "_saved_clock"):
             runtime.set_clock(self._saved_clock)
+        if self._own_cache is not None:
+            shutil.rmtree(self._own_cache, ignore_errors=True)
 
     @property
     def url(self) -> str:
@@ -464,7 +480,7 @@ class LocalMode:
             if path == "/_local/clock" and method == "POST":
                 try:
                     payload = json.loads(body or b"{}")
-                except json.JSONDecodeError:
+                except ValueError:  # not JSON, or not text at all (UnicodeDecodeError)
                     raise LocalError(E.InvalidJsonError, "body must be JSON") from None
                 if not isinstance(payload, dict):
                     raise LocalError(E.BadRequestError, "body must be a JSON object")
