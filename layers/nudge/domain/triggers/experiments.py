@@ -45,10 +45,13 @@ def exposure(experiment: Experiment, variant: Variant) -> dict[str, Any]:
 
 
 def apply_variant(action: dict[str, Any], variant: Variant) -> dict[str, Any]:
-    """The action as the variant sends it (its channel and template, if it changes them)."""
+    """The action as the variant sends it (its channel, template and recommendation
+    strategy, if it changes them: `recommendations`, read by the delivery)."""
     out = dict(action)
     if variant.channel is not None:
         out["channel"] = variant.channel
     if variant.template is not None:
         out["template"] = variant.template
+    if variant.recommendations is not None:
+        out["recommendations"] = variant.recommendations
     return out
