@@ -7,6 +7,7 @@ from typing import get_args
 
 import pytest
 from nudge.domain.delivery import recommendations, variables
+from nudge.domain.messages import ActionMessage, ExperimentArm
 from nudge.domain.profile import Profile
 from nudge.domain.recommend import STRATEGIES, ItemModel, recommend
 from nudge.domain.triggers.model import RecommendationStrategy
@@ -80,10 +81,10 @@ def test_the_strategies_a_variant_may_name_are_the_recommenders() -> None:
 def test_a_variant_naming_the_popular_strategy_gets_the_models_popular_items() -> None:
     # given: the action of a variant that changes the recommendation strategy
     personal_action = an_action(product={"product_id": "shoes-10"})
-    popular_action = an_action(product={"product_id": "shoes-10"})
-    popular_action["action"]["recommendations"] = "popular"
+    arm = ExperimentArm(id="recs_test", variant="popular", strategy="popular")
+    popular_action = an_action(product={"product_id": "shoes-10"}, experiment=arm)
 
-    def picks(action: dict[str, object], model: ItemModel | None) -> list[str]:
+    def picks(action: ActionMessage, model: ItemModel | None) -> list[str]:
         v = variables(shopper(), action, "email", unsubscribe_url="u", app_url="", model=model)
         return [p["item_id"] for p in v["recommendations"]]
 

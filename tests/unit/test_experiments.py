@@ -105,10 +105,12 @@ def test_a_variant_may_change_the_recommendation_strategy() -> None:
         sim = Simulation(parse_text(text))
         sim.deliver([ev("Product Viewed", T, user=f"u{i}", product_id="p1")], T)
         [record] = sim.fires
-        assert record.fire.experiment is not None
-        strategies[record.fire.experiment["variant"]] = record.fire.action.get("recommendations")
-    # then: the action carries it (the delivery draws the template's recommendations by
-    # it, tests/unit/test_delivery_recommendations.py); the other arms leave it unset
+        message = ActionMessage.of(f"u{i}", record.fire, enqueued_at=T)
+        assert message.experiment is not None
+        strategies[message.experiment.variant] = message.experiment.strategy
+    # then: the action's experiment arm carries it (the delivery draws the template's
+    # recommendations by it, tests/unit/test_delivery_recommendations.py); the other
+    # arms leave it unset
     assert strategies == {"holdout": None, "email": None, "inapp": None, "popular": "popular"}
     with pytest.raises(DefinitionError, match="recommendations"):
         parse_text(text.replace("recommendations: popular", "recommendations: newest"))

@@ -300,8 +300,8 @@ def variables(
                 exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
                 model=model,
                 catalog=catalog,
-                # an experiment's variant may name another (experiments.apply_variant)
-                strategy=str((action.get("action") or {}).get("recommendations") or "personal"),
+                # an experiment's variant may name another (experiments.exposure)
+                strategy=(action.experiment.strategy if action.experiment else None) or "personal",
             ),
             catalog,
         ),
