@@ -256,7 +256,8 @@ def test_three_variants_both_reminders_lift_orders_and_the_report_counts_them_ex
     run = _simulate(client, users, "cart_reminder_trial", window_s=exp.goal.within)
 
     # then each variant got its own message: the in-app action changed to email, and to
-    # another template for the second reminder (whose recommendations are the popular)
+    # another template for the second reminder (its popular recommendations show only
+    # once a model is trained: tests/unit/test_delivery_recommendations.py checks them)
     subjects = {"holdout": None, "cart_email": CART_SUBJECT, "winback_email": WINBACK_SUBJECT}
     assert run.received == {u: subjects[variant[u]] for u in users}
     # and both reminders truly lifted orders
