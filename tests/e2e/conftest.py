@@ -84,8 +84,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def triggers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The default triggers plus two more (tests/e2e/fixtures/extra_triggers.yaml), the
-    v2 condition kinds' (v2_triggers.yaml) and a segment filter's (train_triggers.yaml),
-    with the project's templates beside them as the loader expects."""
+    v2 condition kinds' (v2_triggers.yaml), a segment filter's (train_triggers.yaml) and
+    a three-variant experiment's (experiment_triggers.yaml), with the project's
+    templates beside them as the loader expects."""
     root = tmp_path_factory.mktemp("defs")
     (root / "triggers").mkdir()
     shutil.copy(ROOT / "triggers" / "default.yaml", root / "triggers" / "default.yaml")
@@ -93,6 +94,7 @@ def triggers_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(fixtures / "extra_triggers.yaml", root / "triggers" / "extra.yaml")
     shutil.copy(fixtures / "v2_triggers.yaml", root / "triggers" / "v2.yaml")
     shutil.copy(fixtures / "train_triggers.yaml", root / "triggers" / "train.yaml")
+    shutil.copy(fixtures / "experiment_triggers.yaml", root / "triggers" / "experiment.yaml")
     (root / "templates").symlink_to(ROOT / "templates")
     return root / "triggers"
 

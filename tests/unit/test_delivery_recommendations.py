@@ -3,8 +3,14 @@ the user's own recent items without a model, the item model's list with one."""
 
 from __future__ import annotations
 
+from typing import get_args
+
+import pytest
 from nudge.domain.delivery import recommendations, variables
+from nudge.domain.messages import ActionMessage, ExperimentArm
 from nudge.domain.profile import Profile
+from nudge.domain.recommend import STRATEGIES, ItemModel, recommend
+from nudge.domain.triggers.model import RecommendationStrategy
 from nudge.learn.items import fit_item_model
 
 from tests.fakes import a_profile, an_action
@@ -66,3 +72,39 @@ def test_the_catalog_names_the_models_items_for_the_templates() -> None:
     assert "shoes-10" not in {p["item_id"] for p in picks}
     plain = variables(shopper(), action, "email", unsubscribe_url="https://u", app_url="")
     assert [p["item_id"] for p in plain["recommendations"]] == ["shoes-03", "bags-02"]
+
+
+def test_the_strategies_a_variant_may_name_are_the_recommenders() -> None:
+    assert get_args(RecommendationStrategy) == STRATEGIES
+
+
+def test_a_variant_naming_the_popular_strategy_gets_the_models_popular_items() -> None:
+    # given: the action of a variant that changes the recommendation strategy
+    personal_action = an_action(product={"product_id": "shoes-10"})
+    arm = ExperimentArm(id="recs_test", variant="popular", strategy="popular")
+    popular_action = an_action(product={"product_id": "shoes-10"}, experiment=arm)
+
+    def picks(action: ActionMessage, model: ItemModel | None) -> list[str]:
+        v = variables(shopper(), action, "email", unsubscribe_url="u", app_url="", model=model)
+        return [p["item_id"] for p in v["recommendations"]]
+
+    # then: with a model, the popular list (what recommend gives a user with no history,
+    # the cart, the bought and the product excluded), which is not the personal one
+    expected = [
+        r["item_id"]
+        for r in recommend(
+            MODEL,
+            [],
+            exclude={"shoes-05", "shoes-01", "shoes-10"},
+            limit=4,
+            exploration=0.0,
+            diversity=False,
+        )
+    ]
+    assert picks(popular_action, MODEL) == expected
+    assert picks(personal_action, MODEL) != expected
+    # and without a model nothing is known to be popular; personal falls back on views
+    assert picks(popular_action, None) == []
+    assert picks(personal_action, None) == ["shoes-03", "bags-02"]
+    with pytest.raises(ValueError, match="unknown recommendation strategy"):
+        recommendations(shopper(), strategy="newest")

@@ -94,6 +94,28 @@ def test_the_variant_rides_on_the_action_and_changes_channel_and_template() -> N
     assert by_variant["holdout"]["channel"] == "inapp"
 
 
+def test_a_variant_may_change_the_recommendation_strategy() -> None:
+    # given: a third arm that shows popular items instead of the personal ones
+    text = AB.replace(
+        "- {name: inapp, weight: 45}",
+        "- {name: inapp, weight: 45}\n        - {name: popular, weight: 45, recommendations: popular}",
+    )
+    strategies: dict[str, object] = {}
+    for i in range(200):
+        sim = Simulation(parse_text(text))
+        sim.deliver([ev("Product Viewed", T, user=f"u{i}", product_id="p1")], T)
+        [record] = sim.fires
+        message = ActionMessage.of(f"u{i}", record.fire, enqueued_at=T)
+        assert message.experiment is not None
+        strategies[message.experiment.variant] = message.experiment.strategy
+    # then: the action's experiment arm carries it (the delivery draws the template's
+    # recommendations by it, tests/unit/test_delivery_recommendations.py); the other
+    # arms leave it unset
+    assert strategies == {"holdout": None, "email": None, "inapp": None, "popular": "popular"}
+    with pytest.raises(DefinitionError, match="recommendations"):
+        parse_text(text.replace("recommendations: popular", "recommendations: newest"))
+
+
 def test_a_holdout_variant_is_logged_holdout_by_the_fatigue_guard() -> None:
     experiment = {"id": "viewed_test", "variant": "holdout", "holdout": True}
     assert holdout_of(experiment) == "viewed_test"

@@ -57,7 +57,7 @@ from nudge.domain.fatigue import (
 from nudge.domain.messages import ActionMessage
 from nudge.domain.ports import ProfileStore, resolve_profile
 from nudge.domain.profile import ITEM_CODES, Profile
-from nudge.domain.recommend import ItemModel, recommend
+from nudge.domain.recommend import STRATEGIES, ItemModel, recommender
 from nudge.domain.templates import Rendered, build_variables
 
 FINAL = frozenset({"sent", "unconfirmed", "capped", "opted_out", "suppressed", "holdout", "failed"})
@@ -284,19 +284,22 @@ def recommendations(
     *,
     model: ItemModel | None = None,
     catalog: Mapping[str, Mapping[str, Any]] | None = None,
+    strategy: str = "personal",
 ) -> list[dict[str, Any]]:
-    """With a model: its recommendations for the user's recent items (nudge.domain.
-    recommend), neither in the cart nor bought nor `exclude`d. Without one: the items the
-    user looked at and has neither in the cart nor bought, most recent first."""
+    """With a model: its recommendations by `strategy` (nudge.domain.recommend.
+    recommender: `personal` for the user's recent items, `popular` the most popular),
+    neither in the cart nor bought nor `exclude`d. Without one: for `personal` the items
+    the user looked at and has neither in the cart nor bought, most recent first; for
+    `popular` none (nothing is known to be popular). ValueError for another strategy."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown recommendation strategy {strategy!r}: {STRATEGIES}")
     in_cart = {i["product_id"] for i in profile.cart_items()} | exclude
     if model is not None and len(model):
-        return recommend(
-            model,
-            profile.recent_items,
-            exclude=in_cart | set(profile.bought),
-            limit=limit,
-            catalog=catalog,
+        return recommender(strategy, model, catalog=catalog).recommend(
+            profile, limit, exclude=in_cart
         )
+    if strategy == "popular":
+        return []
     seen: list[dict[str, Any]] = []
     for item_id, code, _t in profile.recent_items:
         if (
@@ -343,6 +346,8 @@ def variables(
                 exclude=frozenset({str((ctx.get("product") or {}).get("product_id"))}) - {"None"},
                 model=model,
                 catalog=catalog,
+                # an experiment's variant may name another (experiments.exposure)
+                strategy=(action.experiment.strategy if action.experiment else None) or "personal",
             ),
             catalog,
         ),

@@ -49,7 +49,8 @@ class Fire:
     priority: int
     cooldown_seconds: int
     context: dict[str, Any]
-    # the trigger's experiment: {"id", "name", "variant", "holdout"} (experiments.exposure)
+    # the trigger's experiment: {"id", "name", "variant", "holdout", "strategy"?}
+    # (experiments.exposure)
     experiment: dict[str, Any] | None = None
     # what goes on the actions queue: nudge.domain.messages.ActionMessage.of
 

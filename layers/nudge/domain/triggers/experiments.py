@@ -35,17 +35,24 @@ def variant_named(experiment: Experiment, name: str | None) -> Variant | None:
 
 
 def exposure(experiment: Experiment, variant: Variant) -> dict[str, Any]:
-    """What the action carries about the experiment (and the exposure record archives)."""
-    return {
+    """What the action carries about the experiment (nudge.domain.messages.ExperimentArm;
+    the exposure record archives its id, name and variant): `strategy`, the variant's
+    recommendation strategy, when it names one (the delivery draws the template's
+    recommendations by it)."""
+    arm: dict[str, Any] = {
         "id": experiment.id,
         "name": experiment.name or experiment.id,
         "variant": variant.name,
         "holdout": variant.holdout,
     }
+    if variant.recommendations is not None:
+        arm["strategy"] = variant.recommendations
+    return arm
 
 
 def apply_variant(action: dict[str, Any], variant: Variant) -> dict[str, Any]:
-    """The action as the variant sends it (its channel and template, if it changes them)."""
+    """The action as the variant sends it (its channel and template, if it changes them;
+    its recommendation strategy rides on the exposure)."""
     out = dict(action)
     if variant.channel is not None:
         out["channel"] = variant.channel

@@ -74,6 +74,8 @@ ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 TEMPLATE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 Scalar = str | int | float | bool | None
+# nudge.domain.recommend.STRATEGIES: what a template's `recommendations` are drawn by
+RecommendationStrategy = Literal["personal", "popular"]
 
 
 class _Strict(BaseModel):
@@ -485,6 +487,12 @@ class Variant(_Strict):
     channel: Channel | None = Field(default=None, description="instead of the action's channel")
     template: TemplateName | None = Field(
         default=None, description="instead of the action's template"
+    )
+    recommendations: RecommendationStrategy | None = Field(
+        default=None,
+        description="the strategy of the message's recommendations instead of `personal` "
+        "(the user's recent items through the item model); `popular`: the most popular "
+        "items, as a control of personalization",
     )
 
 
