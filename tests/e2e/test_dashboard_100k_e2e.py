@@ -30,7 +30,7 @@ import boto3
 import pytest
 from nudge import constants as C
 from nudge.bench import generate
-from nudge.domain.archive import archive_line, archive_row, iso_ms
+from nudge.domain.archive import ArchiveRecord, iso_ms
 from nudge.domain.clock import iso
 from nudge.domain.events import Event, normalize_event
 from nudge.domain.outcomes import CONTEXT, MESSAGE_OUTCOME
@@ -193,7 +193,7 @@ def fill_archive(local: LocalMode, events: list[Event]) -> tuple[int, int]:
     hours: dict[datetime, list[bytes]] = {}
     for ev in events:
         hour = ev.received_at.replace(minute=0, second=0, microsecond=0)
-        hours.setdefault(hour, []).append(archive_line(archive_row(ev, ev.profile_id)))
+        hours.setdefault(hour, []).append(ArchiveRecord.of(ev, ev.profile_id).line())
     size = 0
     for hour, lines in sorted(hours.items()):
         body = b"".join(lines)

@@ -230,9 +230,9 @@ def pandas_cohorts(
         counts = mine.assign(k=(mine["p"] - c).map(lambda o: o.n)).groupby("k")["user_id"].nunique()
         start = c.start_time.date()
         label = (
-            f"{start.isocalendar().year}-W{start.isocalendar().week:02d}"
+            f"{start.isocalendar().year:04d}-W{start.isocalendar().week:02d}"
             if period == "week"
-            else f"{start.year}-{start.month:02d}"
+            else f"{start.year:04d}-{start.month:02d}"  # ISO 8601: 0662-05, as the report
         )
         out.append(
             {
