@@ -272,6 +272,65 @@ def test_an_add_without_product_id_is_ignored_by_the_cart() -> None:
     assert p.event_counts == {"Product Added": 1}
 
 
+WEEK = 7 * 24 * 60  # minutes
+
+
+def _every_order(*events: Event) -> list[Profile]:
+    """The events folded in event order, newest first, and one at a time shuffled."""
+    newest_first = Profile("u1")
+    for e in reversed(events):
+        newest_first.apply([e])
+    middle_last = Profile("u1")
+    middle_last.apply([e for i, e in enumerate(events) if i % 2 == 0])
+    middle_last.apply([e for i, e in enumerate(events) if i % 2 == 1])
+    return [folded(*events), newest_first, middle_last]
+
+
+def test_a_product_left_the_cart_at_the_first_order_after_its_add_whatever_the_order() -> None:
+    events = (added("p1", 0), order(10), order(20), order(30))
+    for p in _every_order(*events):
+        assert p.left_cart_at("p1") == ms(10)
+        assert p.in_cart_at("p1", ms(9)) and not p.in_cart_at("p1", ms(10))
+
+
+def test_a_product_left_the_cart_at_the_first_removal_after_its_last_add() -> None:
+    events = (
+        added("p1", 0),
+        removed("p1", 5),
+        added("p1", 8),
+        removed("p1", 12),
+        removed("p1", 15),
+    )
+    for p in _every_order(*events):
+        assert p.left_cart_at("p1") == ms(12)
+        assert [p.in_cart_at("p1", ms(m)) for m in (0, 4, 5, 7, 8, 11, 12, 16)] == [
+            True,
+            True,
+            False,
+            False,
+            True,
+            True,
+            False,
+            False,
+        ]
+
+
+def test_a_product_in_the_cart_has_not_left_it() -> None:
+    p = folded(added("p1", 0), order(5), added("p1", 9))
+    assert p.left_cart_at("p1") is None and p.in_cart_at("p1", ms(3))
+    assert not p.in_cart_at("p1", ms(6)) and p.in_cart_at("p1", ms(9))
+    assert p.left_cart_at("p2") is None and not p.in_cart_at("p2", ms(9))
+
+
+def test_the_cart_remembers_a_product_a_week_after_it_left_not_after_its_add() -> None:
+    # p1 added on day 0 and ordered on day 8: its add is kept until a week after day 8
+    p = folded(added("p1", 0), order(8 * 24 * 60), added("p2", 8 * 24 * 60 + 1))
+    assert "p1" in p.cart and p.in_cart_at("p1", ms(60))
+    p.apply([added("p3", 15 * 24 * 60 + 2)])
+    assert "p1" not in p.cart
+    assert p.cart_memory_from() == ms(15 * 24 * 60 + 2 - WEEK)
+
+
 # ---- orders ---------------------------------------------------------------------------------
 
 

@@ -67,20 +67,22 @@ breaks one is dropped, merging two chunks, or a delay shortened):
    the earlier views and orders of its product arrive before it or with it (a late
    event waits LATE_FLUSH_MS for the rest of its flush; an on-time one does not).
 
-Engine bugs this test found are reproduced at the end of this file (xfail, strict); the
-generator and the plans avoid exactly those cases while they stand, each behind an
-`_AVOID_*` switch (set one to False to see the property find its bug):
+Engine bugs this test found are reproduced at the end of this file, as regression tests
+now that all are fixed. While each stood, the generator and the plans avoided exactly its
+cases (bugs 3 and 7 behind an `_AVOID_*` switch still, off; set one to True to see what
+was avoided):
 
-- bugs 1 and 2 (fixed): an order in the batch of the views of its product, or before
-  them, and the views of a product reaching a flush newest first;
+- bugs 1 and 2: an order in the batch of the views of its product, or before them, and
+  the views of a product reaching a flush newest first;
 - bug 3: a product is viewed at most 6 times, and the 7-day edge of every view falls in
   a gap over 48 h (a cut);
 - bug 4: a removal or an order on a product page whose deadline passed comes in a later
-  chunk;
+  chunk (dwell counted from the newest order or removal, not the first that took the
+  product out of the cart);
 - bug 5: no cart event on a product page a week after its product's last add/removal
-  (the generator leaves the page first);
-- bug 6: no item stays in the cart 4 days (the generator orders it), at most 10 cart
-  events a stream;
+  (the cart forgot the add a week after it, not a week after the product left);
+- bug 6: no item stays in the cart 4 days, at most 10 cart events a stream (a late cart
+  episode lost the items added before the cart history's week);
 - bug 7: a track reaches the requests of its flush no later than the page and cart
   events stamped after it.
 
@@ -141,17 +143,11 @@ MAX_CLUSTER = 24 * HOUR  # activity between two long gaps, beside one exact 48 h
 assert MAX_SPREAD < LATE_FLUSH_MS and DUPLICATE_WITHIN < DEDUP_WINDOW_SECONDS * 1000
 assert MIN + WAKE_UP_MIN_LEAD_SECONDS * SEC < NEAR
 
-# Avoided engine bugs (see the xfail reproducers at the end of the file).
-_AVOID_COUNT_TRUNCATED = False  # fixed  # bug 3: more views of a product than the count keeps, or
+# Avoided engine bugs (see the reproducers at the end of the file); all fixed, each switch
+# kept to show what the generator did while its bug stood (set one to True to see it).
+_AVOID_COUNT_TRUNCATED = False  # bug 3: more views of a product than the count keeps, or
 # a batch reaching past the 7-day window of a view it still needs
-_AVOID_DWELL_MOVED_BY_CART = True  # the one-order case is fixed; two orders after the add: the
-# profile keeps only the newest order time, so the first one the product left with is unknown  # bug 4: a cart change after a dwell's deadline
-_AVOID_DWELL_CART_FORGOTTEN = True  # bug 5: a cart change a week after the page's add
-_AVOID_CART_OLD_ITEMS = True  # bug 6: a late past cart episode holding week-old items
-_AVOID_DWELL_SESSION_BRIDGED = False  # fixed  # bug 7: a track that keeps a product page's session
-CART_HELD = 4 * DAY  # bug 6: items leave the cart within this (the history keeps 7 days)
-MAX_CART_EVENTS = 10  # bug 6: well within the cart history's 24 marks
-CART_MEMORY = 7 * DAY  # Profile forgets a product that left the cart this long before
+_AVOID_DWELL_SESSION_BRIDGED = False  # bug 7: a track that keeps a product page's session
 COUNT_KEEP = 6  # CountPattern keeps at_least - 1 + COUNT_SLACK timestamps per product
 
 STREAMS_DEFAULT = 300
@@ -227,8 +223,6 @@ class Visit:
     in_cart: bool  # the product was in the cart when the page was entered
     deadline: int | None  # None while the product is in the cart
     blocked: bool = False  # the product was added since the page was entered
-    touched: int = 0  # the product's last add or removal (bug 5)
-    carted: bool = False  # in the cart at the entry (bug 5; `in_cart` is lifted)
     cut: bool = False  # the generator cut after the deadline passed
     owed: bool = False  # it passed without a cut: one is due before the page is left
 
@@ -260,24 +254,16 @@ class Model:
             self.rms[e.pid] = max(self.rms.get(e.pid, 0), e.t)
         elif e.kind == "order":
             self.cleared = max(self.cleared, e.t)
-        if e.kind in ("add", "remove") and e.pid and v is not None and v.pid == e.pid:
-            v.touched = e.t
         lifted = v is not None and v.in_cart and not v.blocked
         if lifted and v.pid in before and v.pid not in self.cart:
             self._lift(v, e.t)
         if e.kind == "view" and e.pid:
             in_cart = e.pid in self.cart
             deadline = None if in_cart else e.t + DWELL_FOR
-            touched = max(self.adds.get(e.pid, 0), self.rms.get(e.pid, 0))
-            self.visit = Visit(e.pid, e.t, in_cart, deadline, touched=touched, carted=in_cart)
+            self.visit = Visit(e.pid, e.t, in_cart, deadline)
         elif e.kind in ("page", "screen"):
             self.visit = None
         self.t = e.t
-
-    @property
-    def added(self) -> dict[str, int]:
-        """The latest add of each product in the cart."""
-        return {p: self.adds[p] for p in self.cart}
 
     @staticmethod
     def _lift(v: Visit, at: int) -> None:
@@ -341,27 +327,10 @@ def facts(events: list[Ev]) -> Facts:
     ends: list[tuple[int, int]] = []
     avoid: list[str] = []
     views: Counter[str] = Counter()
-    cart_events = 0
     for n, e in enumerate(events):
         visit, d = model.visit, model.dwell_deadline()
-        moved = _AVOID_DWELL_MOVED_BY_CART and e.kind in ("remove", "order")  # bug 4
-        if d is not None and e.t > d and (ends_visit(e, visit) or moved):
+        if d is not None and e.t > d and ends_visit(e, visit):
             ends.append((d, n))
-        if (
-            _AVOID_DWELL_CART_FORGOTTEN
-            and visit is not None
-            and (visit.blocked or visit.carted)
-            and e.kind in CART_KINDS
-            and e.t >= visit.touched + CART_MEMORY - MIN
-        ):
-            avoid.append(f"bug 5: m{e.i} a week after the add on its page")
-        if _AVOID_CART_OLD_ITEMS and e.kind in CART_KINDS:
-            cart_events += 1
-            if cart_events > MAX_CART_EVENTS:
-                avoid.append("bug 6: too many cart events")
-            held = [model.added[p] for p in model.cart] if e.kind != "order" else []
-            if held and e.t >= min(held) + CART_HELD:
-                avoid.append(f"bug 6: m{e.i} changes a cart with an old item")
         if _AVOID_COUNT_TRUNCATED and e.kind == "view" and e.pid:
             views[e.pid] += 1
             if views[e.pid] > COUNT_KEEP:
@@ -443,31 +412,6 @@ def _time(rng: random.Random, t: int, model: Model, seen: dict[str, list[int]]) 
     return t + rng.randint(lo // SEC, hi // SEC) * SEC
 
 
-def _convert(
-    kind: str, pid: str | None, products: tuple[str, ...], at: int, model: Model, cart_events: int
-) -> tuple[str, str | None, tuple[str, ...]]:
-    """The event the avoidances let the generator send at `at` instead of the drawn one."""
-    visit = model.visit
-    if (
-        _AVOID_CART_OLD_ITEMS
-        and kind in ("add", "remove")
-        and model.cart
-        and at >= min(model.added.values()) + CART_HELD
-    ):
-        kind, pid, products = "order", None, tuple(sorted(model.cart))  # bug 6
-    if (
-        _AVOID_DWELL_CART_FORGOTTEN
-        and visit is not None
-        and (visit.blocked or visit.carted)
-        and kind in CART_KINDS
-        and at >= visit.touched + CART_MEMORY - MIN
-    ):
-        kind, pid, products = "page", None, ()  # the page is left first (bug 5)
-    if _AVOID_CART_OLD_ITEMS and kind in CART_KINDS and cart_events >= MAX_CART_EVENTS:
-        kind, pid, products = "track", None, ()  # bug 6
-    return kind, pid, products
-
-
 def _gap(
     t: int,
     new: int,
@@ -484,9 +428,7 @@ def _gap(
     cut = owed = False
     visit, d = model.visit, model.dwell_deadline()
     if new - t <= INACTIVE and visit is not None and d is not None and not visit.cut:
-        leaves = ends_visit(e, visit) or (
-            _AVOID_DWELL_MOVED_BY_CART and e.kind in ("remove", "order")
-        )
+        leaves = ends_visit(e, visit)
         if new > d and not visit.owed:  # the page's deadline passes in this gap
             cut = leaves or coin < 0.5  # cut now, or before the page is left
             owed = not cut
@@ -516,7 +458,6 @@ def generate(rng: random.Random) -> Stream:
     t = T0 + rng.randrange(3600) * SEC
     cluster_start, cluster_forced = t, False
     seen: dict[str, list[int]] = {}  # product -> its views
-    cart_events = 0
     for n in range(rng.randint(3, 36)):
         kind, pid, products = _kind(rng, model, views)
         if n:
@@ -524,13 +465,8 @@ def generate(rng: random.Random) -> Stream:
             if drawn - t <= INACTIVE and drawn - cluster_start > MAX_CLUSTER + INACTIVE:
                 drawn = t + INACTIVE + NEAR + rng.randint(1, 3600) * SEC
             coin = rng.random()
-            new, cut, owed = drawn, False, False
-            for _ in range(4):  # the avoidances may change the event, which moves it
-                kind, pid, products = _convert(kind, pid, products, new, model, cart_events)
-                e = Ev(n, kind, new, pid, products)
-                new, cut, owed = _gap(t, drawn, e, model, seen, cluster_forced, coin)
-                if _convert(kind, pid, products, new, model, cart_events)[0] == kind:
-                    break
+            e = Ev(n, kind, drawn, pid, products)
+            new, cut, owed = _gap(t, drawn, e, model, seen, cluster_forced, coin)
             if model.visit is not None:
                 if cut:
                     model.visit.cut, model.visit.owed = True, False
@@ -543,8 +479,6 @@ def generate(rng: random.Random) -> Stream:
                 else:
                     cluster_forced = True
             t = new
-        if kind in CART_KINDS:
-            cart_events += 1
         e = Ev(n, kind, t, pid, products)
         salt = 0  # events at one instant are ordered by fingerprint (the profile's and the
         while events and e.order_key <= events[-1].order_key:  # engine's tie-break): keep
@@ -1117,7 +1051,7 @@ def test_the_default_triggers_are_the_ones_the_generator_models() -> None:
     assert dwell["unless_added"] is True
 
 
-# ---- engine bugs found by the property, reduced (xfail until fixed) ---------------------------
+# ---- engine bugs found by the property, reduced (regression tests) ---------------------------
 def _stream(*items: tuple[str, int] | tuple[str, int, str]) -> list[Ev]:
     """Events (kind, ms after T0[, product]) named m0, m1, ... in the order given."""
     out = []
@@ -1201,27 +1135,61 @@ def test_bug4_an_order_after_the_dwell_deadline_moves_the_dwell_in_a_batch() -> 
     assert _of(batch, DWELL) == _of(real, DWELL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 5: Profile._prune_cart forgets a product that left the cart a week before "
-    "its latest change, and DwellPattern._cart_allows_from reads a product without a cart "
-    "entry as never added: the page of a product added on it counts as a dwell (in real "
-    "time, silently, a week late)",
-)
-def test_bug5_a_page_whose_product_was_added_counts_as_a_dwell_a_week_later() -> None:
+def test_bug4_two_orders_after_the_dwell_deadline_count_it_from_the_first_in_a_batch() -> None:
+    # p1 is in the cart when its page is entered: the page counts from when p1 left the
+    # cart, the first order (the profile once kept only the newest order time)
+    events = _stream(
+        ("add", 0),
+        ("view", MIN),
+        ("track", 4 * MIN),
+        ("order", 10 * MIN, "p2"),
+        ("track", 14 * MIN),
+        ("order", 20 * MIN, "p3"),
+    )
+    real = run(real_time(events))
+    assert _of(real, DWELL) == [(DWELL, None, _at(10 * MIN))]
+    batch = _deliver((21 * MIN, events))
+    assert _of(batch, DWELL) == _of(real, DWELL)
+    shuffled = _deliver((21 * MIN, events[::-1]))
+    assert _of(shuffled, DWELL) == _of(real, DWELL)
+
+
+def test_bug4_two_removals_after_the_add_count_the_dwell_from_the_first() -> None:
+    events = _stream(
+        ("add", 0),
+        ("view", MIN),
+        ("remove", 8 * MIN),
+        ("track", 12 * MIN),
+        ("remove", 15 * MIN),
+    )
+    real = run(real_time(events))
+    assert _of(real, DWELL) == [(DWELL, None, _at(8 * MIN))]
+    batch = _deliver((16 * MIN, events[::-1]))
+    assert _of(batch, DWELL) == _of(real, DWELL)
+
+
+def test_bug5_a_page_whose_product_was_added_is_no_dwell_a_week_later() -> None:
+    # the add is remembered a week after the product left the cart (the order at 8 days),
+    # not a week after the add
     events = _stream(("view", 0), ("add", 5 * SEC), ("order", 8 * DAY, "p2"))
     real = run(real_time(events))
     assert _of(real, DWELL) == []  # unless_added
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug 6: CartAbsencePattern.past (behaviors/cart.py) rebuilds the cart of a past "
-    "moment from the kept history (RETAIN_MS, 7 days past the window) and the profile's "
-    "current cart: an item added before that and ordered since is in neither, the cart "
-    "looks empty and the late episode is lost",
-)
-def test_bug6_a_late_cart_episode_with_a_week_old_item_is_lost() -> None:
+def test_bug5_a_page_older_than_the_carts_memory_is_not_judged_without_its_add() -> None:
+    # a week after p1 left the cart the cart forgets it: the page entered before that
+    # (still the last page: no page since) cannot be judged, and does not count
+    events = _stream(
+        ("view", 0),
+        ("add", 5 * SEC),
+        ("order", 8 * DAY, "p2"),
+        ("add", 16 * DAY, "p3"),
+    )
+    real = run(real_time(events))
+    assert _of(real, DWELL) == []
+
+
+def test_bug6_a_late_cart_episode_with_a_week_old_item_is_found() -> None:
     events = _stream(
         ("add", 0, "p1"),
         ("add", 0, "p2"),
@@ -1246,3 +1214,4 @@ def test_bug7_a_track_later_in_the_flush_that_keeps_the_session_is_not_seen_by_d
     late = HOUR + 41 * MIN
     flush = _deliver((0, events[:1]), (late, [events[1], events[3]]), (late + 5 * SEC, [events[2]]))
     assert _of(flush, DWELL) == _of(real, DWELL)
+

@@ -70,6 +70,13 @@ MAX_SPILL_IDS = 4
 MAX_OPEN_SESSIONS = 8
 MAX_CART_ENTRIES = 50
 MAX_CART_ADDS = 4  # adds kept per cart item, to sum its quantity in event time
+# when each item was in the cart, whatever the arrival order (Profile.in_cart_at): the
+# times of its newest adds and removals (`as`, `rs`) and of the user's newest orders
+# (`cart_orders`), each list kept when it has more than one (else `add`, `rm`,
+# `cart_cleared_at` hold the one)
+MAX_CART_TIMES = 4
+MAX_CART_ORDERS = 8
+# a product that left the cart this long before the newest cart change is forgotten
 CART_MEMORY_MS = 7 * 86_400_000
 MAX_RECENT_ITEMS = 20
 MAX_BOUGHT = 100
@@ -90,8 +97,9 @@ CART_TEXT_BYTES = {"name": 256, "category": 128}
 CART_URL_BYTES = 1024
 CART_VALUE_BYTES = 32
 MAX_CART_BYTES = 32 * 1024  # the whole cart: past it the entries changed longest ago go
-# an entry at its caps: product id, attributes, MAX_CART_ADDS adds, times, keys
-_CART_ENTRY_WORST = 2 * MAX_PRODUCT_ID_BYTES + sum(CART_TEXT_BYTES.values()) + 3 * 1024 + 300
+# an entry at its caps: product id, attributes, MAX_CART_ADDS adds, MAX_CART_TIMES add and
+# removal times, times, keys
+_CART_ENTRY_WORST = 2 * MAX_PRODUCT_ID_BYTES + sum(CART_TEXT_BYTES.values()) + 3 * 1024 + 440
 # amounts as the profile sums them: an order's revenue and a price are counted up to
 # MAX_AMOUNT either way, a quantity up to MAX_QUANTITY (so no sum ever overflows to inf)
 MAX_AMOUNT = 1e12
@@ -106,6 +114,29 @@ def _cart_adds(entry: dict[str, Any]) -> list[list[int]]:
         return [[int(t), int(q)] for t, q in qa]
     qty = int(entry.get("qty") or 0)
     return [[int(entry.get("add", 0)), qty]] if qty > 0 else []
+
+
+def _times(entry: dict[str, Any], many: str, one: str) -> list[int]:
+    """A cart entry's kept times of one kind, oldest first: the list `many` (`as` adds,
+    `rs` removals) when there are several, else the newest, `one` (`add`, `rm`)."""
+    kept = entry.get(many)
+    if isinstance(kept, list) and kept:
+        return [int(t) for t in kept]
+    newest = int(entry.get(one) or 0)
+    return [newest] if newest else []
+
+
+def _note_times(entry: dict[str, Any], many: str, one: str, times: Iterable[int]) -> None:
+    """Merges times into a cart entry's kept ones: `one` the newest, `many` the newest
+    MAX_CART_TIMES when there are several (the newest of a set: the same whatever the
+    arrival order)."""
+    new = [int(t) for t in times if t]
+    kept = sorted({*_times(entry, many, one), *new})[-MAX_CART_TIMES:]
+    entry[one] = max([int(entry.get(one) or 0), *new])
+    if len(kept) > 1:
+        entry[many] = kept
+    else:
+        entry.pop(many, None)
 
 
 def _cart_attrs(source: dict[str, Any]) -> dict[str, Any]:
@@ -249,7 +280,10 @@ class Profile:
     open_sessions: list[list[int]] = field(default_factory=list)
     page_views: int = 0
     cart: dict[str, dict[str, Any]] = field(default_factory=dict)
-    cart_cleared_at: int = 0
+    cart_cleared_at: int = 0  # the newest order: it empties the cart
+    # the newest MAX_CART_ORDERS order times, oldest first, when there are several (else
+    # cart_cleared_at is the one): when each product left the cart (left_cart_at)
+    cart_orders: list[int] = field(default_factory=list)
     cart_adds: int = 0
     orders: int = 0
     revenue: float = 0.0
@@ -369,7 +403,7 @@ class Profile:
                 items.append(
                     {
                         "product_id": pid,
-                        **{k: v for k, v in entry.items() if k not in ("add", "rm", "qa")},
+                        **{k: v for k, v in entry.items() if k not in _CART_MARKS},
                     }
                 )
         items.sort(key=lambda i: str(i["product_id"]))
@@ -386,6 +420,49 @@ class Profile:
             if t > self.cart_cleared_at
         ]
         return max(changes) if changes else None
+
+    def cart_memory_from(self) -> int:
+        """The event time the cart remembers from: a product that left the cart before
+        it is forgotten (CART_MEMORY_MS before the newest cart change or order)."""
+        changes = (max(e.get("add", 0), e.get("rm", 0)) for e in self.cart.values())
+        return int(max(self.cart_cleared_at, *changes, 0)) - CART_MEMORY_MS
+
+    def _order_times(self) -> list[int]:
+        """The orders the cart remembers, oldest first."""
+        if self.cart_orders:
+            return [int(t) for t in self.cart_orders]
+        return [self.cart_cleared_at] if self.cart_cleared_at else []
+
+    def _leaves(self, entry: dict[str, Any]) -> list[int]:
+        """The times the entry's product left the cart or could have: its removals and
+        the orders the cart remembers."""
+        return [*_times(entry, "rs", "rm"), *self._order_times()]
+
+    def _left(self, entry: dict[str, Any]) -> int | None:
+        """The first removal or order at or after the entry's last add (one at the same
+        instant as the add empties it too), None if none."""
+        added = int(entry.get("add") or 0)
+        return min((t for t in self._leaves(entry) if t >= added), default=None)
+
+    def left_cart_at(self, pid: str) -> int | None:
+        """When the product left the cart after its last add: the first removal of it or
+        order since (None while it is in the cart, or if it was never added)."""
+        entry = self.cart.get(pid)
+        if not entry or not entry.get("add"):
+            return None
+        return self._left(entry)
+
+    def in_cart_at(self, pid: str, at: int) -> bool:
+        """Whether the product was in the cart at `at` (event ms): its latest add by then
+        was not followed by a removal or an order by then. In event time whatever the
+        arrival order, while the product has had fewer than MAX_CART_TIMES adds and
+        removals, and the user MAX_CART_ORDERS orders, since `at`, and within the cart's
+        memory (docs/triggers.md, "Time, lateness and order")."""
+        entry = self.cart.get(pid)
+        if not entry:
+            return False
+        since = max((t for t in _times(entry, "as", "add") if t <= at), default=None)
+        return since is not None and not any(since <= t <= at for t in self._leaves(entry))
 
     def rfm(self, now: datetime) -> dict[str, Any]:
         recency = None
@@ -554,7 +631,7 @@ class Profile:
         quantity = max(1, int(_num(props.get("quantity"), 1, MAX_QUANTITY)))
         entry["qa"] = [*_cart_adds(entry), [t, quantity]]
         self._describe_cart_item(entry, _cart_attrs(props), t)
-        entry["add"] = max(entry.get("add", 0), t)
+        _note_times(entry, "as", "add", [t])
         self._requantify(entry)
         self._prune_cart()
 
@@ -587,7 +664,7 @@ class Profile:
         if pid is None:
             return
         entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
-        entry["rm"] = max(entry.get("rm", 0), t)
+        _note_times(entry, "rs", "rm", [t])
         self._requantify(entry)
         self._prune_cart()
 
@@ -596,6 +673,7 @@ class Profile:
         self.revenue = round(self.revenue + order_revenue(props), 6)
         self.first_order_at = t if self.first_order_at is None else min(self.first_order_at, t)
         self.last_order_at = t if self.last_order_at is None else max(self.last_order_at, t)
+        self._note_orders([t])
         if t > self.cart_cleared_at:
             self.cart_cleared_at = t
             for entry in self.cart.values():
@@ -605,6 +683,13 @@ class Profile:
             if pid:
                 self._bought(pid, t)
         self._prune_cart()
+
+    def _note_orders(self, times: Iterable[int]) -> None:
+        """Merges order times into the kept ones (before cart_cleared_at moves: it is the
+        one kept while there is one)."""
+        kept = sorted({*self._order_times(), *(int(t) for t in times if t)})
+        kept = kept[-MAX_CART_ORDERS:]
+        self.cart_orders = kept if len(kept) > 1 else []
 
     def _bought(self, pid: str, t: int) -> None:
         """Records a product's order at `t`: the earliest is kept, whatever the arrival
@@ -624,14 +709,16 @@ class Profile:
 
     def _prune_cart(self) -> None:
         # products that left the cart (removed, or bought) more than a week before its
-        # latest change are kept no longer: only a very late event could still need them
+        # latest change are kept no longer: only a very late event could still need them.
+        # An entry's age is from its last change or from when it left the cart (an order
+        # after its last add): the add that kept a page from counting as a dwell is
+        # remembered a week after the product left (docs/triggers.md)
         def last(e: dict[str, Any]) -> int:
-            return int(max(e.get("add", 0), e.get("rm", 0)))
+            left = self._left(e) if e.get("add") else None
+            return int(max(e.get("add", 0), e.get("rm", 0), left or 0))
 
         if self.cart:
-            horizon = (
-                max(max(last(e) for e in self.cart.values()), self.cart_cleared_at) - CART_MEMORY_MS
-            )
+            horizon = self.cart_memory_from()
             self.cart = {
                 pid: e
                 for pid, e in self.cart.items()
@@ -688,14 +775,15 @@ class Profile:
         self.cart_adds += other.cart_adds
         self.orders += other.orders
         self.revenue = round(self.revenue + other.revenue, 6)
+        self._note_orders(other._order_times())
         self.cart_cleared_at = max(self.cart_cleared_at, other.cart_cleared_at)
         for pid, entry in other.cart.items():
             mine = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
             adds = _cart_adds(mine)
             adds += [a for a in _cart_adds(entry) if a[0] not in {t for t, _ in adds}]
             self._describe_cart_item(mine, _cart_attrs(entry), entry.get("add", 0))
-            mine["add"] = max(mine.get("add", 0), entry.get("add", 0))
-            mine["rm"] = max(mine.get("rm", 0), entry.get("rm", 0))
+            _note_times(mine, "as", "add", _times(entry, "as", "add"))
+            _note_times(mine, "rs", "rm", _times(entry, "rs", "rm"))
             mine["qa"] = adds
             self._requantify(mine)
         for entry in self.cart.values():
@@ -769,3 +857,4 @@ class Profile:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(Profile) if f.name != "evicted")
+_CART_MARKS = frozenset({"add", "as", "rm", "rs", "qa"})  # a cart entry's times, not its item

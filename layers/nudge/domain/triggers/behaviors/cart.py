@@ -127,11 +127,9 @@ class CartAbsencePattern(Pattern):
             if j < n and history[j][0] <= deadline:
                 continue  # changed again (or ordered) within the window
             items = [p for p, at in adds.items() if at > max(rms.get(p, 0), cleared)]
-            items += [  # still in the cart now and added by then: in the cart then
-                p
-                for p, e in profile.cart.items()
-                if max(cleared, e.get("rm", 0), profile.cart_cleared_at) < e.get("add", 0) <= t
-            ]
+            # and those added before the kept history: the profile's cart tells when each
+            # product it remembers was added and left (a week after it left)
+            items += [p for p in profile.cart if profile.in_cart_at(p, t)]
             if not items:
                 continue  # the cart was empty
             cart = [i for i in profile.cart_items() if i["product_id"] in set(items)]

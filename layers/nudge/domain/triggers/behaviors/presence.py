@@ -126,21 +126,21 @@ class DwellPattern(Pattern):
     def _cart_allows_from(self, m: Moment, pid: str, entered: int) -> int | None:
         """From when the cart lets the page count (`unless_added`), None if it does not:
         the product added since entering, or in the cart now. A product that was in the
-        cart when the page was entered and left it since counts from its removal (or the
-        order that emptied the cart)."""
+        cart when the page was entered and left it since counts from when it left (the
+        first removal or order after its last add). A page entered before the cart's
+        memory (a week before its newest change) whose product the cart no longer holds
+        cannot be judged: it does not count (docs/triggers.md)."""
         if not self.unless_added:
             return entered
-        entry = m.profile.cart.get(pid)
+        profile = m.profile
+        entry = profile.cart.get(pid)
         if not entry:
-            return entered
+            return entered if entered >= profile.cart_memory_from() else None
         added = entry.get("add", 0)
-        removed, cleared = entry.get("rm", 0), m.profile.cart_cleared_at
-        if added >= entered or added > max(removed, cleared):
+        if added >= entered or added > max(entry.get("rm", 0), profile.cart_cleared_at):
             return None
-        # it left the cart at the first removal or order after its last add
-        # (the newest removal and order are kept: an earlier order between them is not)
-        left = min((x for x in (removed, cleared) if x > added), default=0)
-        return left if added > 0 and left > entered else entered
+        left = profile.left_cart_at(pid)
+        return left if left is not None and left > entered else entered
 
     def _session_alive_until(self, m: Moment, entered: int) -> int:
         """When the session the page was entered in times out: the end of the profile's
