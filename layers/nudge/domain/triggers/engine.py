@@ -323,19 +323,27 @@ class Engine:
         now: int,
         out: Decisions,
     ) -> list[int]:
-        """Decides the key's late events that are ready, oldest first; returns the ready
-        times of those still waiting (the key's wake-up must cover them)."""
+        """Decides the key's late events that are ready, oldest first; returns the times
+        those still waiting will be (the key's wake-up must cover them). In event time: a
+        late event also waits for the older late events of its behavior and key, which
+        may have come in a later request of its flush (the first view, arriving after the
+        third, makes the third the episode, not the fourth)."""
         if not st.raw.get("q"):
             return []
         ready: list[list[Any]] = []
-        kept: list[list[Any]] = []
-        for e in st.deferred:
-            (ready if e[3] == key and e[6] <= now else kept).append(e)
+        waits: list[int] = []
+        until: dict[str, int] = {}  # behavior -> when its oldest waiting event is ready
+        for e in sorted((e for e in st.deferred if e[3] == key), key=lambda e: (e[0], e[1])):
+            until[e[2]] = max(until.get(e[2], 0), e[6])
+            if until[e[2]] <= now:
+                ready.append(e)
+            else:
+                waits.append(until[e[2]])
         if ready:
-            st.deferred = kept
-            ready.sort(key=lambda e: (e[0], e[1]))
+            done = {id(e) for e in ready}
+            st.deferred = [e for e in st.deferred if id(e) not in done]
             self._decide_entries(ct, st, profile, ready, now, out)
-        return [e[6] for e in kept if e[3] == key]
+        return waits
 
     def _decide_entries(
         self,
