@@ -44,6 +44,18 @@ def test_no_function_of_the_trigger_package_is_longer_than_60_lines() -> None:
     assert not too_long, "split these into named steps:\n" + "\n".join(too_long)
 
 
+def test_the_architecture_doc_lists_every_module_of_the_package() -> None:
+    doc = (PACKAGE.parents[3] / "docs" / "architecture.md").read_text()
+    section = doc.split("## The trigger engine (nudge.domain.triggers)\n", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    missing = [
+        str(m.relative_to(PACKAGE))
+        for m in sorted(PACKAGE.rglob("*.py"))
+        if f"`{m.name}`" not in section
+    ]
+    assert not missing, "docs/architecture.md, the trigger engine: say what these hold"
+
+
 def test_every_behavior_of_the_definition_format_has_a_pattern() -> None:
     assert set(PATTERNS) == set(REGISTRY)
 
