@@ -87,7 +87,10 @@ was avoided):
   events stamped after it;
 - bug 8 (found by a run of 3,000 streams; never avoided): a late view older than the late
   view that completed the count, arriving in the next request of the flush, when the two
-  requests' wake-ups fall in different minutes.
+  requests' wake-ups fall in different minutes;
+- bug 9 (found by a run of 10,000 streams; never avoided): a flush spanning two days
+  whose first request held newer views let the count forget (an hour past its window,
+  behind the newest event) the views that an older view in its next request needed.
 
 `make test` runs STREAMS_DEFAULT seeded streams (the same on every run); with
 NUDGE_HYPOTHESIS_PROFILE=fuzz (`make fuzz`) 10,000 from a random base seed, which a
@@ -1232,4 +1235,17 @@ def test_bug8_an_older_view_in_the_next_request_of_a_flush_moves_the_count_to_th
     flush = _deliver(
         (0, events[:1]), (first, [events[3], events[2]]), (first + 15 * SEC, [events[1]])
     )
+    assert _of(flush, REPEAT) == _of(real, REPEAT)
+
+
+def test_bug9_a_flush_whose_newer_events_come_first_keeps_the_views_its_older_view_needs() -> None:
+    # a device offline two days: its flush's first request holds a view of another
+    # product on day 8, the next the third view of p1 on day 6, which completes the count
+    # with the views of day 0 (the first request's newest event no longer lets the count
+    # forget them)
+    events = _stream(("view", 0), ("view", 2 * MIN), ("view", 6 * DAY), ("view", 8 * DAY, "p2"))
+    real = run(real_time(events))
+    assert _of(real, REPEAT) == [(REPEAT, "p1", _at(6 * DAY))]
+    first = 8 * DAY + 10 * SEC
+    flush = _deliver((0, events[:2]), (first, [events[3]]), (first + 10 * SEC, [events[2]]))
     assert _of(flush, REPEAT) == _of(real, REPEAT)

@@ -23,7 +23,10 @@ from nudge.domain.triggers.model import CountCondition, EventCondition, Sequence
 from nudge.domain.triggers.values import Matcher, event_context, product_of, snapshot
 
 COUNT_SLACK = 4  # timestamps kept beyond at_least - 1, for late events
-LATE_SLACK_MS = 3_600_000  # events kept past their window: the default lateness
+# events a count keeps past its window, behind the user's newest event: a late event that
+# much older than the newest (a flush spanning days, its requests in any order) still
+# completes a count with the events of its own window (docs/triggers.md, "Known limits")
+LATE_SLACK_MS = 3 * 86_400_000
 
 
 class EventPattern(Pattern):
@@ -101,9 +104,9 @@ class CountPattern(Pattern):
         return True
 
     def prune(self, ps: dict[str, Any], ref: int, held: int | None = None) -> None:
-        """Keeps the window (an hour more: a view that late still completes a count) and
-        the newest `keep` timestamps, or, while late views wait (`held`: the oldest), all
-        from it on and the `keep` before it."""
+        """Keeps the window (LATE_SLACK_MS more: a view that late still completes a count)
+        and the newest `keep` timestamps, or, while late views wait (`held`: the oldest),
+        all from it on and the `keep` before it."""
         floor = min(ref, held or ref) - self.window - LATE_SLACK_MS
         for key in [k for k, times in ps.items() if not times or times[-1] < floor]:
             del ps[key]
