@@ -315,6 +315,14 @@ def test_a_product_left_the_cart_at_the_first_removal_after_its_last_add() -> No
         ]
 
 
+def test_past_its_kept_removals_the_oldest_kept_one_counts_as_the_first() -> None:
+    # the stated bound (docs/triggers.md, rule 6): the newest 4 removals of a product
+    removals = [removed("p1", m) for m in (5, 6, 7, 8, 9)]
+    for p in _every_order(added("p1", 0), *removals):
+        assert p.left_cart_at("p1") == ms(6)
+        assert p.cart["p1"]["rs"] == [ms(m) for m in (6, 7, 8, 9)]
+
+
 def test_a_product_in_the_cart_has_not_left_it() -> None:
     p = folded(added("p1", 0), order(5), added("p1", 9))
     assert p.left_cart_at("p1") is None and p.in_cart_at("p1", ms(3))

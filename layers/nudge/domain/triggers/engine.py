@@ -323,16 +323,16 @@ class Engine:
         now: int,
         out: Decisions,
     ) -> list[int]:
-        """Decides the key's late events that are ready, oldest first; returns the times
-        those still waiting will be (the key's wake-up must cover them). In event time: a
+        """Decides the key's late events that are ready, oldest first; returns when those
+        still waiting will be ready (the key's wake-up must cover them). In event time: a
         late event also waits for the older late events of its behavior and key, which
-        may have come in a later request of its flush (the first view, arriving after the
-        third, makes the third the episode, not the fourth)."""
+        may have come in a later request of its flush (the second view, arriving after the
+        third and the fourth, makes the third the episode, not the fourth)."""
         if not st.raw.get("q"):
             return []
         ready: list[list[Any]] = []
         waits: list[int] = []
-        until: dict[str, int] = {}  # behavior -> when its oldest waiting event is ready
+        until: dict[str, int] = {}  # behavior -> when it and all older ones are ready
         for e in sorted((e for e in st.deferred if e[3] == key), key=lambda e: (e[0], e[1])):
             until[e[2]] = max(until.get(e[2], 0), e[6])
             if until[e[2]] <= now:
