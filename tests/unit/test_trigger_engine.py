@@ -15,6 +15,7 @@ from nudge.domain.events import Event, normalize_event
 from nudge.domain.profile import Profile
 from nudge.domain.triggers import Engine, TriggerSet, load_triggers, parse_text
 from nudge.domain.triggers.backtest import Simulation
+from nudge.domain.triggers.behaviors.instant import LATE_SLACK_MS
 from nudge.domain.triggers.contract import action_id
 from nudge.domain.triggers.state import MAX_KEYS
 
@@ -409,11 +410,18 @@ class TestBounds:
         assert all(len(times) <= 6 for times in slot.values())
         assert len(state.get("k", {})) <= MAX_KEYS
 
-    def test_old_counts_are_dropped_after_the_window(self, sim: Simulation) -> None:
+    def test_old_counts_are_dropped_after_the_window_and_the_late_slack(
+        self, sim: Simulation
+    ) -> None:
+        # kept for a late event of a flush that much older than its newest (stream bug 9)
+        gone = T + 7 * D + timedelta(milliseconds=LATE_SLACK_MS)
         sim.deliver([ev("u1", "Product Viewed", T, product_id="p1")], T)
-        sim.deliver([ev("u1", "Product Viewed", T + 8 * D, product_id="p2")], T + 8 * D)
+        sim.deliver([ev("u1", "Product Viewed", gone - M, product_id="p2")], gone - M)
         [slot] = sim.profiles["u1"].triggers["repeat_product_view"]["p"].values()
-        assert list(slot) == ["p2"]
+        assert list(slot) == ["p1", "p2"]
+        sim.deliver([ev("u1", "Product Viewed", gone + M, product_id="p3")], gone + M)
+        [slot] = sim.profiles["u1"].triggers["repeat_product_view"]["p"].values()
+        assert list(slot) == ["p2", "p3"]
 
     def test_the_state_survives_a_round_trip_through_the_profile_dict(
         self, triggers: TriggerSet
