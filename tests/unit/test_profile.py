@@ -315,12 +315,22 @@ def test_a_product_left_the_cart_at_the_first_removal_after_its_last_add() -> No
         ]
 
 
-def test_past_its_kept_removals_the_oldest_kept_one_counts_as_the_first() -> None:
-    # the stated bound (docs/triggers.md, rule 6): the newest 4 removals of a product
+def test_the_first_removal_after_the_last_add_is_kept_past_the_newest_four() -> None:
     removals = [removed("p1", m) for m in (5, 6, 7, 8, 9)]
     for p in _every_order(added("p1", 0), *removals):
-        assert p.left_cart_at("p1") == ms(6)
-        assert p.cart["p1"]["rs"] == [ms(m) for m in (6, 7, 8, 9)]
+        assert p.left_cart_at("p1") == ms(5)
+        assert p.cart["p1"]["rs"] == [ms(m) for m in (5, 6, 7, 8, 9)]
+
+
+def test_past_the_kept_removals_a_late_add_among_them_counts_from_the_oldest_kept() -> None:
+    # the stated bound (docs/triggers.md, rule 6): an add arriving after more than 4
+    # newer removals of its product, which it precedes, is judged against the kept ones
+    removals = [removed("p1", m) for m in (5, 6, 7, 8, 9, 10)]
+    in_order = folded(added("p1", 0), *removals, added("p1", 5.5))
+    assert in_order.left_cart_at("p1") == ms(6)
+    late = folded(added("p1", 0), *removals)
+    late.apply([added("p1", 5.5)])
+    assert late.left_cart_at("p1") == ms(7)  # the removal at 6 was not kept
 
 
 def test_a_product_in_the_cart_has_not_left_it() -> None:

@@ -22,6 +22,7 @@ import math
 import struct
 import sys
 from array import array
+from bisect import bisect_left
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -126,12 +127,28 @@ def _times(entry: dict[str, Any], many: str, one: str) -> list[int]:
     return [newest] if newest else []
 
 
-def _note_times(entry: dict[str, Any], many: str, one: str, times: Iterable[int]) -> None:
+def _newest_and_first_after(times: Iterable[int], cap: int, since: Iterable[int]) -> list[int]:
+    """The newest `cap` of a set of times and the first at or after each of `since`,
+    oldest first: what tells when a product left the cart after each add kept (a fifth
+    removal does not hide the first one after the last add)."""
+    every = sorted(set(times))
+    kept = set(every[-cap:])
+    for t in since:
+        i = bisect_left(every, t)
+        if i < len(every):
+            kept.add(every[i])
+    return sorted(kept)
+
+
+def _note_times(
+    entry: dict[str, Any], many: str, one: str, times: Iterable[int], after: int | None = None
+) -> None:
     """Merges times into a cart entry's kept ones: `one` the newest, `many` the newest
-    MAX_CART_TIMES when there are several (the newest of a set: the same whatever the
-    arrival order)."""
+    MAX_CART_TIMES and the first at or after `after` (for removals: the entry's last add),
+    when there are several. Called with no times for removals when the last add moved."""
     new = [int(t) for t in times if t]
-    kept = sorted({*_times(entry, many, one), *new})[-MAX_CART_TIMES:]
+    since = [] if after is None else [after]
+    kept = _newest_and_first_after([*_times(entry, many, one), *new], MAX_CART_TIMES, since)
     entry[one] = max([int(entry.get(one) or 0), *new])
     if len(kept) > 1:
         entry[many] = kept
@@ -632,6 +649,7 @@ class Profile:
         entry["qa"] = [*_cart_adds(entry), [t, quantity]]
         self._describe_cart_item(entry, _cart_attrs(props), t)
         _note_times(entry, "as", "add", [t])
+        _note_times(entry, "rs", "rm", [], after=int(entry["add"]))
         self._requantify(entry)
         self._prune_cart()
 
@@ -664,7 +682,7 @@ class Profile:
         if pid is None:
             return
         entry = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
-        _note_times(entry, "rs", "rm", [t])
+        _note_times(entry, "rs", "rm", [t], after=int(entry.get("add") or 0))
         self._requantify(entry)
         self._prune_cart()
 
@@ -684,11 +702,13 @@ class Profile:
                 self._bought(pid, t)
         self._prune_cart()
 
-    def _note_orders(self, times: Iterable[int]) -> None:
+    def _note_orders(self, times: Iterable[int] = ()) -> None:
         """Merges order times into the kept ones (before cart_cleared_at moves: it is the
-        one kept while there is one)."""
-        kept = sorted({*self._order_times(), *(int(t) for t in times if t)})
-        kept = kept[-MAX_CART_ORDERS:]
+        one kept while there is one): the newest MAX_CART_ORDERS, and the first at or
+        after each cart item's last add (when it left the cart)."""
+        adds = [int(e["add"]) for e in self.cart.values() if e.get("add")]
+        every = [*self._order_times(), *(int(t) for t in times if t)]
+        kept = _newest_and_first_after(every, MAX_CART_ORDERS, adds)
         self.cart_orders = kept if len(kept) > 1 else []
 
     def _bought(self, pid: str, t: int) -> None:
@@ -708,6 +728,10 @@ class Profile:
         return first is not None and (at is None or first < at)
 
     def _prune_cart(self) -> None:
+        self._forget_cart_entries()
+        self._note_orders()  # the orders kept for the items still in the cart's memory
+
+    def _forget_cart_entries(self) -> None:
         # products that left the cart (removed, or bought) more than a week before its
         # latest change are kept no longer: only a very late event could still need them.
         # An entry's age is from its last change or from when it left the cart (an order
@@ -783,7 +807,7 @@ class Profile:
             adds += [a for a in _cart_adds(entry) if a[0] not in {t for t, _ in adds}]
             self._describe_cart_item(mine, _cart_attrs(entry), entry.get("add", 0))
             _note_times(mine, "as", "add", _times(entry, "as", "add"))
-            _note_times(mine, "rs", "rm", _times(entry, "rs", "rm"))
+            _note_times(mine, "rs", "rm", _times(entry, "rs", "rm"), after=int(mine["add"]))
             mine["qa"] = adds
             self._requantify(mine)
         for entry in self.cart.values():

@@ -85,9 +85,9 @@ class CartAbsencePattern(Pattern):
                 del done[: len(done) - MAX_CART_HISTORY]
 
     def past(self, ps: dict[str, Any], m: Moment, current: int | None) -> list[Check]:
-        """Replays the kept cart history in event time: an anchor is a change to a
-        non-empty cart after the last order, whose window ends (by `now`) with no other
-        change and no `without` event from the anchor on."""
+        """Replays the kept cart history in event time, from the cart as it was before
+        it: an anchor is a change to a non-empty cart after the last order, whose window
+        ends (by `now`) with no other change and no `without` event from the anchor on."""
         entry = ps.get(NONE_KEY)
         if m.key != NONE_KEY or not entry or not entry.get("h"):
             return []
@@ -95,7 +95,10 @@ class CartAbsencePattern(Pattern):
         done = set(entry.get("x") or [])
         profile = m.profile
         out: list[Check] = []
-        adds: dict[str, int] = {}
+        # the cart before the kept history is the profile's (it remembers when each
+        # product was in it until a week after it left): as if added just before
+        before = history[0][0] - 1
+        adds = {p: before for p in profile.cart if profile.in_cart_at(p, before)}
         rms: dict[str, int] = {}
         cleared = 0
         n = len(history)
@@ -127,9 +130,6 @@ class CartAbsencePattern(Pattern):
             if j < n and history[j][0] <= deadline:
                 continue  # changed again (or ordered) within the window
             items = [p for p, at in adds.items() if at > max(rms.get(p, 0), cleared)]
-            # and those added before the kept history: the profile's cart tells when each
-            # product it remembers was added and left (a week after it left)
-            items += [p for p in profile.cart if profile.in_cart_at(p, t)]
             if not items:
                 continue  # the cart was empty
             cart = [i for i in profile.cart_items() if i["product_id"] in set(items)]
