@@ -90,7 +90,10 @@ was avoided):
   requests' wake-ups fall in different minutes;
 - bug 9 (found by a run of 10,000 streams; never avoided): a flush spanning two days
   whose first request held newer views let the count forget (an hour past its window,
-  behind the newest event) the views that an older view in its next request needed.
+  behind the newest event) the views that an older view in its next request needed;
+- bug 10 (another 10,000-stream run; never avoided): a product removed five times after
+  its add was seen in the cart at its first removal a week later (the cart kept the
+  newest four removals and the late replay asked it about every moment).
 
 `make test` runs STREAMS_DEFAULT seeded streams (the same on every run); with
 NUDGE_HYPOTHESIS_PROFILE=fuzz (`make fuzz`) 10,000 from a random base seed, which a
@@ -1249,3 +1252,16 @@ def test_bug9_a_flush_whose_newer_events_come_first_keeps_the_views_its_older_vi
     first = 8 * DAY + 10 * SEC
     flush = _deliver((0, events[:2]), (first, [events[3]]), (first + 10 * SEC, [events[2]]))
     assert _of(flush, REPEAT) == _of(real, REPEAT)
+
+
+def test_bug10_a_product_removed_five_times_left_the_cart_at_the_first_removal() -> None:
+    # the later removals find it out of the cart already; a week later, no cart episode
+    # is found at the first removal (the cart kept only the newest four)
+    events = _stream(
+        ("add", 0, "p3"),
+        ("remove", 20 * MIN, "p3"),
+        *[("remove", h * HOUR, "p3") for h in (3, 4, 5)],
+        ("remove", 6 * DAY, "p3"),
+    )
+    real = run(real_time(events))
+    assert _of(real, CART) == [(CART, None, _at(15 * MIN))]
