@@ -22,7 +22,7 @@ import math
 import struct
 import sys
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -154,6 +154,14 @@ def _note_times(
         entry[many] = kept
     else:
         entry.pop(many, None)
+
+
+def _in_cart_at(entry: dict[str, Any], at: int, ordered: int) -> bool:
+    """Whether a cart entry's product was in the cart at `at`: its latest add by then came
+    after the newest order by then (`ordered`) and no removal of it followed by then."""
+    since = max((t for t in _times(entry, "as", "add") if t <= at), default=0)
+    removed = any(since <= r <= at for r in _times(entry, "rs", "rm"))
+    return since > ordered and not removed
 
 
 def _cart_attrs(source: dict[str, Any]) -> dict[str, Any]:
@@ -450,16 +458,14 @@ class Profile:
             return [int(t) for t in self.cart_orders]
         return [self.cart_cleared_at] if self.cart_cleared_at else []
 
-    def _leaves(self, entry: dict[str, Any]) -> list[int]:
-        """The times the entry's product left the cart or could have: its removals and
-        the orders the cart remembers."""
-        return [*_times(entry, "rs", "rm"), *self._order_times()]
-
-    def _left(self, entry: dict[str, Any]) -> int | None:
+    def _left(self, entry: dict[str, Any], orders: list[int] | None = None) -> int | None:
         """The first removal or order at or after the entry's last add (one at the same
-        instant as the add empties it too), None if none."""
+        instant as the add empties it too), None if none; `orders`: _order_times()."""
         added = int(entry.get("add") or 0)
-        return min((t for t in self._leaves(entry) if t >= added), default=None)
+        orders = self._order_times() if orders is None else orders
+        i = bisect_left(orders, added)
+        leaves = [r for r in _times(entry, "rs", "rm") if r >= added][:1] + orders[i : i + 1]
+        return min(leaves, default=None)
 
     def left_cart_at(self, pid: str) -> int | None:
         """When the product left the cart after its last add: the first removal of it or
@@ -469,17 +475,24 @@ class Profile:
             return None
         return self._left(entry)
 
+    def cart_at(self, at: int) -> set[str]:
+        """The products in the cart at `at` (event ms): each one's latest add by then was
+        not followed by a removal or an order by then. In event time whatever the
+        arrival order, within the cart's memory and its bounds (docs/triggers.md, "Time,
+        lateness and order", rule 6)."""
+        ordered = self._ordered_by(at)
+        return {pid for pid, e in self.cart.items() if _in_cart_at(e, at, ordered)}
+
     def in_cart_at(self, pid: str, at: int) -> bool:
-        """Whether the product was in the cart at `at` (event ms): its latest add by then
-        was not followed by a removal or an order by then. In event time whatever the
-        arrival order, while the product has had fewer than MAX_CART_TIMES adds and
-        removals, and the user MAX_CART_ORDERS orders, since `at`, and within the cart's
-        memory (docs/triggers.md, "Time, lateness and order")."""
+        """Whether the product was in the cart at `at` (as cart_at)."""
         entry = self.cart.get(pid)
-        if not entry:
-            return False
-        since = max((t for t in _times(entry, "as", "add") if t <= at), default=None)
-        return since is not None and not any(since <= t <= at for t in self._leaves(entry))
+        return entry is not None and _in_cart_at(entry, at, self._ordered_by(at))
+
+    def _ordered_by(self, at: int) -> int:
+        """The newest order the cart remembers at or before `at`, 0 if none."""
+        orders = self._order_times()
+        i = bisect_right(orders, at)
+        return orders[i - 1] if i else 0
 
     def rfm(self, now: datetime) -> dict[str, Any]:
         recency = None
@@ -706,9 +719,11 @@ class Profile:
         """Merges order times into the kept ones (before cart_cleared_at moves: it is the
         one kept while there is one): the newest MAX_CART_ORDERS, and the first at or
         after each cart item's last add (when it left the cart)."""
-        adds = [int(e["add"]) for e in self.cart.values() if e.get("add")]
-        every = [*self._order_times(), *(int(t) for t in times if t)]
-        kept = _newest_and_first_after(every, MAX_CART_ORDERS, adds)
+        every = sorted({*self._order_times(), *(int(t) for t in times if t)})
+        if len(every) > MAX_CART_ORDERS:  # else every one is kept
+            adds = [int(e["add"]) for e in self.cart.values() if e.get("add")]
+            every = _newest_and_first_after(every, MAX_CART_ORDERS, adds)
+        kept = every
         self.cart_orders = kept if len(kept) > 1 else []
 
     def _bought(self, pid: str, t: int) -> None:
@@ -737,24 +752,29 @@ class Profile:
         # An entry's age is from its last change or from when it left the cart (an order
         # after its last add): the add that kept a page from counting as a dwell is
         # remembered a week after the product left (docs/triggers.md)
+        orders = self._order_times()
+        cleared = self.cart_cleared_at
+
         def last(e: dict[str, Any]) -> int:
-            left = self._left(e) if e.get("add") else None
-            return int(max(e.get("add", 0), e.get("rm", 0), left or 0))
+            changed = int(max(e.get("add", 0), e.get("rm", 0)))
+            left = self._left(e, orders) if e.get("add") else None
+            return max(changed, left or 0)
 
         if self.cart:
             horizon = self.cart_memory_from()
             self.cart = {
                 pid: e
                 for pid, e in self.cart.items()
-                if last(e) >= horizon or e.get("add", 0) > max(e.get("rm", 0), self.cart_cleared_at)
+                if max(e.get("add", 0), e.get("rm", 0)) >= horizon  # no need to ask when it left
+                or e.get("add", 0) > max(e.get("rm", 0), cleared)
+                or last(e) >= horizon
             }
-        if (
-            len(self.cart) <= MAX_CART_ENTRIES
-            and len(self.cart) * _CART_ENTRY_WORST <= MAX_CART_BYTES
+        if len(self.cart) <= MAX_CART_ENTRIES and (
+            len(self.cart) * _CART_ENTRY_WORST <= MAX_CART_BYTES
+            or stored_len(self.cart) + 1 <= MAX_CART_BYTES  # measured only when it may be over
         ):
             return
-        # over the count or (measured only when it may be) the bytes: the entries changed
-        # longest ago go
+        # over the count or the bytes: the entries changed longest ago go
         ranked = sorted(self.cart.items(), key=lambda kv: (last(kv[1]), kv[0]))
         ranked = ranked[-MAX_CART_ENTRIES:]
         sizes = [stored_len(pid) + stored_len(e) + 2 for pid, e in ranked]

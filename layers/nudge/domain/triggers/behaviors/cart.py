@@ -95,10 +95,8 @@ class CartAbsencePattern(Pattern):
         done = set(entry.get("x") or [])
         profile = m.profile
         out: list[Check] = []
-        # the cart before the kept history is the profile's (it remembers when each
-        # product was in it until a week after it left): as if added just before
-        before = history[0][0] - 1
-        adds = {p: before for p in profile.cart if profile.in_cart_at(p, before)}
+        before: set[str] | None = None  # the cart before the kept history, when needed
+        adds: dict[str, int] = {}
         rms: dict[str, int] = {}
         cleared = 0
         n = len(history)
@@ -129,7 +127,10 @@ class CartAbsencePattern(Pattern):
                 continue
             if j < n and history[j][0] <= deadline:
                 continue  # changed again (or ordered) within the window
+            if before is None:  # the profile's: it remembers each product a week after it left
+                before = profile.cart_at(history[0][0] - 1)
             items = [p for p, at in adds.items() if at > max(rms.get(p, 0), cleared)]
+            items += [p for p in before if not cleared and not rms.get(p) and p not in adds]
             if not items:
                 continue  # the cart was empty
             cart = [i for i in profile.cart_items() if i["product_id"] in set(items)]
