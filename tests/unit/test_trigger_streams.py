@@ -93,7 +93,10 @@ was avoided):
   behind the newest event) the views that an older view in its next request needed;
 - bug 10 (another 10,000-stream run; never avoided): a product removed five times after
   its add was seen in the cart at its first removal a week later (the cart kept the
-  newest four removals and the late replay asked it about every moment).
+  newest four removals and the late replay asked it about every moment);
+- bug 11 (another 10,000-stream run; never avoided): a late view whose count completion
+  was not eligible (`once_per`) hid the later view that, with it, completed an eligible
+  one in real time.
 
 `make test` runs STREAMS_DEFAULT seeded streams (the same on every run); with
 NUDGE_HYPOTHESIS_PROFILE=fuzz (`make fuzz`) 10,000 from a random base seed, which a
@@ -1265,3 +1268,29 @@ def test_bug10_a_product_removed_five_times_left_the_cart_at_the_first_removal()
     )
     real = run(real_time(events))
     assert _of(real, CART) == [(CART, None, _at(15 * MIN))]
+
+
+def test_bug11_a_late_view_completing_an_ineligible_count_leaves_the_later_one_to_fire() -> None:
+    # the count fired at the third view; a week later three more views, the first two
+    # less than 7 days after that fire (once_per 7d: not eligible), the last one after:
+    # in real time it fires. Late, the second arrives after the third: the third must
+    # still fire once the second's completion is found not eligible
+    w = 7 * DAY
+    events = _stream(
+        ("view", 0),
+        ("view", 5 * MIN),
+        ("view", 15 * MIN),
+        ("view", 16 * MIN),
+        ("view", w + 14 * MIN),
+        ("view", w + 14 * MIN + 30 * SEC),
+        ("view", w + HOUR),
+    )
+    real = run(real_time(events))
+    assert _of(real, REPEAT) == [(REPEAT, "p1", _at(15 * MIN)), (REPEAT, "p1", _at(w + HOUR))]
+    late = w + HOUR + 33 * SEC
+    flush = _deliver(
+        *[(e.t - T0, [e]) for e in events[:4]],
+        (late, [events[4], events[6]]),
+        (late + 8 * SEC, [events[5]]),
+    )
+    assert _of(flush, REPEAT) == _of(real, REPEAT)

@@ -354,22 +354,37 @@ class Engine:
         now: int,
         out: Decisions,
     ) -> None:
+        """Decides late events in event time. One that completes nothing that counts (its
+        episode not eligible, or its filters not holding) lets the later completions its
+        arrival made go on to be decided, as each later event would have in real time
+        (the fourth view of a product, seen before the late second view, completes the
+        count once the third is not eligible)."""
         branches = {p.slot: (p, fs) for p, fs in ct.instant}
         for t, _, slot, key, name, props, _ in entries:
             if slot not in branches:
                 continue  # the definition changed since
             pattern, filters = branches[slot]
-            ev = Event.model_construct(
-                type="track",
-                message_id="",
-                event=name,
-                properties=props,
-                timestamp=from_ms(t),
-                received_at=from_ms(now),
-            )
-            self._decide_instant(
-                ct, st, profile, pattern, filters, ev, now, out, keys=[key], deferred=True
-            )
+            episodes = st.key(key).episodes
+            ps = st.patterns.get(slot) or {}
+            since = st.key(key).last_fire_ms
+            waiting = [e[0] for e in st.deferred if e[2] == slot and e[3] == key]
+            later = pattern.completions_after(ps, key, since, t)
+            if waiting:  # those still waiting are decided when they are ready
+                later = [x for x in later if x < min(waiting)]
+            for at in [t, *later]:
+                ev = Event.model_construct(
+                    type="track",
+                    message_id="",
+                    event=name,
+                    properties=props,
+                    timestamp=from_ms(at),
+                    received_at=from_ms(now),
+                )
+                self._decide_instant(
+                    ct, st, profile, pattern, filters, ev, now, out, keys=[key], deferred=True
+                )
+                if st.key(key).episodes != episodes:
+                    break
 
     def _recheck_waiting(
         self,

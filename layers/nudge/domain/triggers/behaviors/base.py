@@ -130,6 +130,14 @@ class Pattern(ABC):
         whether it holds at the moment (the moment's event, or now at a timer)."""
         return self.check(ps, m, None).holds
 
+    def completions_after(
+        self, ps: dict[str, Any], key: str, since: int | None, after: int
+    ) -> list[int]:
+        """An instant behavior's later moments (event ms, after `after`) at which it
+        completes for the key from its state, oldest first: those a late event may have
+        made complete after they arrived."""
+        return []
+
     def past(self, ps: dict[str, Any], m: Moment, current: int | None) -> list[Check]:
         """Durable episodes completed in event time before the current one (anchor below
         `current`, None when there is no current one) that were never decided: those a

@@ -115,6 +115,20 @@ class CountPattern(Pattern):
             cut = len(times) if held is None else bisect_left(times, held)
             ps[key] = times[max(start, cut - self.keep) :]
 
+    def completions_after(
+        self, ps: dict[str, Any], key: str, since: int | None, after: int
+    ) -> list[int]:
+        """The later events at which `at_least` events since the last fire fall within
+        the window that ends at them."""
+        times = ps.get(key) or []
+        if since is not None:
+            times = times[bisect_right(times, since) :]
+        return [
+            tj
+            for j, tj in enumerate(times)
+            if tj > after and j - bisect_left(times, tj - self.window) + 1 >= self.n
+        ]
+
     def held(self, ps: dict[str, Any], m: Moment) -> bool:
         """As a filter (a history filter under `not`): at least `at_least` matching
         events in the window that ends at the moment (its event's time, or now)."""
