@@ -96,7 +96,10 @@ was avoided):
   newest four removals and the late replay asked it about every moment);
 - bug 11 (another 10,000-stream run; never avoided): a late view whose count completion
   was not eligible (`once_per`) hid the later view that, with it, completed an eligible
-  one in real time.
+  one in real time;
+- bug 12 (another 10,000-stream run; never avoided): a late product page whose dwell
+  deadline fell due as it arrived was decided at the next minute's wake-up, before the
+  add stamped before it came in the flush's next request.
 
 `make test` runs STREAMS_DEFAULT seeded streams (the same on every run); with
 NUDGE_HYPOTHESIS_PROFILE=fuzz (`make fuzz`) 10,000 from a random base seed, which a
@@ -1294,3 +1297,14 @@ def test_bug11_a_late_view_completing_an_ineligible_count_leaves_the_later_one_t
         (late + 8 * SEC, [events[5]]),
     )
     assert _of(flush, REPEAT) == _of(real, REPEAT)
+
+
+def test_bug12_a_late_page_whose_dwell_falls_due_on_arrival_waits_for_the_add_before_it() -> None:
+    # the add, then the page of its product 12 s later (in the cart: no dwell). Five
+    # minutes late, the page comes first, exactly at its dwell deadline, and the add 12 s
+    # later, after the minute's wake-up: the dwell waits a minute for the rest
+    events = _stream(("add", 39 * SEC), ("view", 51 * SEC))
+    real = run(real_time(events))
+    assert _of(real, DWELL) == []
+    flush = _deliver((51 * SEC + 5 * MIN, [events[1]]), (63 * SEC + 5 * MIN, [events[0]]))
+    assert _of(flush, DWELL) == []

@@ -106,16 +106,21 @@ class Engine:
         timed = sorted((to_ms(ev.timestamp), ev.fingerprint, i, ev) for i, ev in enumerate(events))
         live = [ev for _, _, _, ev in timed if not ev.historical]
         ref = max(profile.last_seen or 0, timed[-1][0])
+        # a late batch: the rest of its flush may still come, and bring what stops a
+        # deadline that this part arms (the add before the product page): none is decided
+        # before LATE_FLUSH_MS from now
+        late = any(to_ms(ev.received_at) - t > LATE_EVENT_MS for t, _, _, ev in timed)
+        hold = now_ms + LATE_FLUSH_MS if late else 0
         states = self._states(profile)
         for ct in self._triggers:
             self._evaluations += 1
             st = states[ct.id]
             self._fold(ct, st, profile, timed, ref, now_ms, decisions)
             if live:
-                self._decide(ct, st, profile, live, now_ms, decisions)
+                self._decide(ct, st, profile, live, now_ms, decisions, hold)
                 self._recheck_waiting(ct, st, profile, live, now_ms, decisions)
         if live:
-            self._settle_due(states, profile, now_ms, decisions, inline=True)
+            self._settle_due(states, profile, now_ms, decisions, inline=True, hold=hold)
             self._schedule(states, now_ms, decisions)
         self._store_all(profile, states)
         decisions.fires.sort(key=lambda f: (f.at, -f.priority, f.trigger_id))
@@ -207,6 +212,7 @@ class Engine:
         live: list[Event],
         now: int,
         out: Decisions,
+        hold: int = 0,
     ) -> None:
         """Settles the durable behaviors for the keys the live events may have moved (the
         instant ones were decided as the events were folded)."""
@@ -220,7 +226,7 @@ class Engine:
                         if pattern.relevant(ev):
                             keys.update(pattern.keys(ev))
         for key in sorted(keys):
-            self._settle(ct, st, profile, key, now, out, inline=True)
+            self._settle(ct, st, profile, key, now, out, inline=True, hold=hold)
 
     def _decide_instant(
         self,
@@ -447,12 +453,13 @@ class Engine:
         out: Decisions,
         *,
         inline: bool = False,
+        hold: int = 0,
     ) -> None:
         """Evaluates the durable behaviors for a key now: fires, or records the deadline
         still ahead (`KeyState.deadline_ms`), or clears it when nothing is pending.
         `inline` (at events, not at a wake-up): an episode whose deadline has passed is
         not decided yet but at the wake-up after LATE_FLUSH_MS, so that the rest of a late
-        flush (the order after the add) can still cancel it."""
+        flush (the order after the add) can still cancel it; nor one due before `hold`."""
         dues: list[int] = []
         if inline:
             dues += [e[6] for e in st.deferred if e[3] == key] if st.raw.get("q") else []
@@ -481,7 +488,7 @@ class Engine:
                     if chk.due is not None and not self._exited(ct, st, chk):
                         dues.append(chk.due)
             elif chk.due is not None and filters_hold(filters, m):
-                dues.append(chk.due)
+                dues.append(max(chk.due, hold))
             for late in past:
                 self._settle_late(ct, st, profile, filters, m, late)
                 self._decided(st, pattern, m, late.anchor)
@@ -516,6 +523,7 @@ class Engine:
         out: Decisions,
         *,
         inline: bool = False,
+        hold: int = 0,
     ) -> None:
         """Checks every deadline of the user that is due by now (a wake-up serves them all;
         a lost timer is caught up by the next event)."""
@@ -525,7 +533,7 @@ class Engine:
             if st.raw.get("q"):  # late events ready, also of a key evicted since
                 due += sorted({e[3] for e in st.deferred if e[6] < now} - set(due))
             for key in due:
-                self._settle(ct, st, profile, key, now, out, inline=inline)
+                self._settle(ct, st, profile, key, now, out, inline=inline, hold=hold)
 
     # ---- timers ---------------------------------------------------------------------------------
     def _schedule(self, states: dict[str, TriggerState], now: int, out: Decisions) -> None:
