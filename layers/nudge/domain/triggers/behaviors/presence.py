@@ -12,7 +12,7 @@ from typing import Any
 
 from nudge.domain.clock import from_ms, iso
 from nudge.domain.events import Event
-from nudge.domain.profile import ACTIVITY_TYPES, PAGE_EVENTS, PRODUCT_VIEWED
+from nudge.domain.profile import ACTIVITY_TYPES, CART_MEMORY_MS, PAGE_EVENTS, PRODUCT_VIEWED
 from nudge.domain.triggers.behaviors.base import (
     CART_EVENTS,
     NO,
@@ -134,8 +134,9 @@ class DwellPattern(Pattern):
             return entered
         profile = m.profile
         entry = profile.cart.get(pid)
-        if not entry:
-            return entered if entered >= profile.cart_memory_from() else None
+        if not entry:  # (every cart change is by last_seen: the cheap test first)
+            recent = entered >= (profile.last_seen or 0) - CART_MEMORY_MS
+            return entered if recent or entered >= profile.cart_memory_from() else None
         added = entry.get("add", 0)
         if added >= entered or added > max(entry.get("rm", 0), profile.cart_cleared_at):
             return None
