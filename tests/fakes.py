@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from nudge.adapters.queues import message_group_id
 from nudge.domain import users
 from nudge.domain.archive import ARCHIVE_COLUMNS, EVENTS_VIEW_SQL
 from nudge.domain.clock import SettableClock, to_ms
@@ -300,6 +301,13 @@ class MemoryDeadLetterLog:
         if self.fail_with:
             raise self.fail_with.pop(0)
         self.entries += entries
+
+    def erase_user(self, user_id: str) -> int:
+        group = message_group_id(user_id)
+        kept = [e for e in self.entries if e.group != group]
+        erased = len(self.entries) - len(kept)
+        self.entries = kept
+        return erased
 
     def recent(self, queue: str, limit: int) -> list[DeadLetter]:
         mine = [e for e in self.entries if e.queue == queue]

@@ -342,6 +342,7 @@ def delete_user(userId: str) -> Any:
         suppressions=extras.suppressions,
         archive=extras.archive,
         dedup=extras.dedup,
+        dead_letters=d.dead_letter_log,
     )
     stores.assignments = _assignments(d)
     now = d.clock.now()

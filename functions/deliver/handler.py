@@ -179,6 +179,9 @@ def handler(
         d.dead_letters.send(action.to_json(), group_id=action.user_id, reason=reason)
         note_moved(watch, by_user, action, reason)
     done = {e.action_id for e in result.entries} | {a.action_id for a, _ in result.dead_lettered}
+    done |= {a.action_id for a in result.dropped}
+    if result.dropped:
+        logger.info("actions of erased users dropped", extra={"actions": len(result.dropped)})
     for user_id, err in result.failed_users.items():
         logger.warning("delivery will be retried", extra={"user_id": user_id, "error": repr(err)})
         failures.extend(

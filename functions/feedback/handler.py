@@ -24,10 +24,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from nudge.adapters.archive import FirehoseArchive
 from nudge.adapters.delivery import DynamoDeliveryLog, DynamoSuppressions
 from nudge.domain.clock import Clock
-from nudge.domain.delivery import DeliveryLog, confirm_sent
+from nudge.domain.delivery import DeliveryLog
 from nudge.domain.events import Event
 from nudge.domain.feedback import addresses_to_suppress
-from nudge.domain.outcomes import outcome_event, outcome_lines, ses_event
+from nudge.domain.outcomes import confirmed_outcome, outcome_lines, ses_event
 from nudge.domain.ports import ArchiveWriter, SuppressionList
 from nudge.observability import logger, metrics, tracer
 from nudge.runtime import clock
@@ -88,25 +88,15 @@ def handler(
             d.suppressions.suppress(address, reason, at=d.clock.now())
             count += 1
         email_event = ses_event(notification, now=d.clock.now())
-        archived += [email_event, confirmed_outcome(d, email_event)]
+        confirmed = (
+            confirmed_outcome(d.log, email_event, now=d.clock.now()) if d.log is not None else None
+        )
+        if confirmed is not None:
+            metrics.add_metric("SendsConfirmed", MetricUnit.Count, 1)
+        archived += [email_event, confirmed]
     metrics.add_metric("AddressesSuppressed", MetricUnit.Count, count)
     lines = outcome_lines(archived)
     if d.archive is not None and lines:
         d.archive.write(lines)  # raises: the invocation fails and SNS retries it
         metrics.add_metric("EmailEventsArchived", MetricUnit.Count, len(lines))
     return {"suppressed": count, "archived": len(lines) if d.archive is not None else 0}
-
-
-def confirmed_outcome(d: Deps, email_event: Event | None) -> Event | None:
-    """The `sent` outcome of the email's action if this event confirmed it (it had been
-    logged `unconfirmed`, or claimed and not recorded), else None."""
-    if d.log is None or email_event is None or not email_event.user_id:
-        return None
-    props = email_event.properties
-    confirmed = confirm_sent(
-        d.log, email_event.user_id, str(props["action_id"]), provider_id=str(props["email_id"])
-    )
-    if confirmed is None:
-        return None
-    metrics.add_metric("SendsConfirmed", MetricUnit.Count, 1)
-    return outcome_event(confirmed, None, now=d.clock.now())

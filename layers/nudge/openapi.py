@@ -325,6 +325,9 @@ class ErasedStores(BaseModel):
     experiment_shares_anonymized: int = Field(
         description="the user's shares of experiment reports, archived again with no id"
     )
+    dead_letter_entries: int = Field(
+        description="entries of the dead-letter report (the start of the user's messages) deleted"
+    )
     archive: str = Field(description="what became of the archived events")
 
 

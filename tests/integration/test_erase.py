@@ -7,18 +7,22 @@ and other users are untouched."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import pytest
 from nudge import constants as C
+from nudge.adapters.dead_letters import DynamoDeadLetterLog
 from nudge.adapters.delivery import HASHED_PREFIX, DynamoSuppressions
 from nudge.adapters.query import query_engine
-from nudge.adapters.tables import InboxRow, TimerRow
+from nudge.adapters.queues import SqsActionQueue
+from nudge.adapters.tables import DeadLetterRow, DeliveryRow, InboxRow, TimerRow
 from nudge.domain.clock import to_ms
 from nudge.local.emulation import Resources
 from nudge.settings import QuerySettings
 
+from tests.fakes import an_action
 from tests.integration.conftest import Fn, basic, bearer, drain, http, stored_state
 
 
@@ -44,9 +48,37 @@ def archived_ids(res: Resources, tmp_path: Any, sql: str) -> list[Any]:
     return [r[0] for r in engine.query(sql).rows]
 
 
+def raw_archive_lines(res: Resources) -> list[str]:
+    """Every line of the archive bucket's objects, as stored (no query filter)."""
+    s3 = boto3.client("s3")
+    lines: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=res.archive_bucket):
+        for obj in page.get("Contents", []):
+            body = s3.get_object(Bucket=res.archive_bucket, Key=obj["Key"])["Body"].read()
+            lines += body.decode("utf-8", "replace").splitlines()
+    return lines
+
+
+def dead_letter_of(user_id: str, message_id: str) -> Any:
+    from nudge.domain.dead_letters import dead_letter
+
+    return dead_letter(
+        queue=C.EVENTS_QUEUE,
+        message_id=message_id,
+        group=user_id,
+        receive_count=5,
+        moved_by="redrive",
+        error_type="ValueError",
+        error="boom",
+        body=json.dumps({"userId": user_id, "traits": {"email": f"{user_id}@example.com"}}),
+        at=datetime.now(UTC),
+    )
+
+
 def test_erase_clears_every_store_and_in_flight_events_do_not_bring_the_user_back(
-    aws: Resources, clock: Any, tmp_path: Any
+    aws: Resources, clock: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv(C.ENV_PUBLIC_URL, "https://nudge.example.test")  # the deliver function's
     ingest, process, api = Fn(C.FN_INGEST), Fn(C.FN_PROCESS), Fn(C.FN_API)
     at = clock.now()
     stamp = (at - timedelta(minutes=1)).isoformat()
@@ -97,8 +129,6 @@ def test_erase_clears_every_store_and_in_flight_events_do_not_bring_the_user_bac
     InboxRow(
         "erin", "m1", trigger_id="t", action_id="a1", title="Hi", body="b", created_at=to_ms(at)
     ).save()
-    from nudge.adapters.tables import DeliveryRow
-
     DeliveryRow(
         "erin",
         "a1",
@@ -114,6 +144,11 @@ def test_erase_clears_every_store_and_in_flight_events_do_not_bring_the_user_bac
     suppressions.suppress("erin@example.com", "bounce:General", at=at)
     hers = "select count(*) from events where user_id in ('erin', 'anon-9')"
     assert archived_ids(aws, tmp_path, hers) == [3]
+    # dead-letter entries of a message of hers and of another user's
+    letters = DynamoDeadLetterLog()
+    letters.record([dead_letter_of("erin", "m-erin"), dead_letter_of("other", "m-other")])
+    # and an action fired for her, still in the actions queue when she is erased
+    SqsActionQueue(aws.queue_urls[C.ACTIONS_QUEUE]).send([an_action("erin", at=at)])
 
     status, body = call(api, "DELETE", "/v1/users/erin")
     assert status == 202, body
@@ -121,6 +156,7 @@ def test_erase_clears_every_store_and_in_flight_events_do_not_bring_the_user_bac
     assert set(erased["ids"]) >= {"erin", "anon-9"}
     assert (erased["inbox_messages"], erased["deliveries"]) == (1, 1)
     assert erased["suppressions_hashed"] == 1 and erased["timers"] >= 1
+    assert erased["dead_letter_entries"] == 1
 
     # then: nothing of hers is readable
     assert call(api, "GET", "/v1/users/erin")[0] == 404
@@ -128,6 +164,21 @@ def test_erase_clears_every_store_and_in_flight_events_do_not_bring_the_user_bac
     assert call(api, "DELETE", "/v1/users/erin")[0] == 404
     assert list(InboxRow.query("erin")) == [] and list(DeliveryRow.query("erin")) == []
     assert [r for r in TimerRow.scan() if r.user_id == "erin"] == []
+    assert [r.message_id for r in DeadLetterRow.scan() if r.bucket.startswith("dead-")] == [
+        "m-other"
+    ]
+    # the action queued before the erase is dropped: no send, no log entry, no outcome
+    drain(aws, Fn(C.FN_DELIVER), queue=C.ACTIONS_QUEUE)
+    assert list(DeliveryRow.query("erin")) == []
+    assert not [
+        line for line in raw_archive_lines(aws) if '"Message Outcome"' in line and "erin" in line
+    ]
+    assert (
+        boto3.client("sqs").get_queue_attributes(
+            QueueUrl=aws.queue_urls[C.ACTIONS_QUEUE], AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        == "0"
+    )
     rows = {
         r["address"]["S"]
         for r in boto3.client("dynamodb").scan(TableName=aws.env()[C.ENV_SUPPRESSIONS_TABLE])[

@@ -685,6 +685,24 @@ def test_a_user_without_an_address_fails_no_contact_and_an_unknown_user_fails(
     assert fx.email.sent == []
 
 
+def test_an_action_of_a_user_erased_since_it_fired_is_dropped_and_leaves_nothing(
+    fx: FakeDelivery,
+) -> None:
+    """An action still queued when its user was erased finds the tombstone: no send, no
+    delivery-log entry under the erased id, nothing for the handler to archive."""
+    from nudge.domain.erase import tombstone
+
+    fx.profiles.save(StoredProfile(tombstone("u1", NOW), fx.profiles.get("u1").version))
+    cart, inapp = an_action(), an_action(trigger_id="welcome", channel="inapp")
+
+    assert deliver_action(cart, now=NOW, ports=fx.ports) is None
+    result = deliver_batch({"u1": [cart, inapp]}, now=NOW, ports=fx.ports)
+
+    assert result.entries == []
+    assert {a.action_id for a in result.dropped} == {cart.action_id, inapp.action_id}
+    assert fx.log.entries("u1") == [] and fx.email.sent == []
+
+
 def test_quiet_hours_defer_the_action_and_it_goes_out_when_they_end(fx: FakeDelivery) -> None:
     action = an_action()
     night = NOW + timedelta(hours=10)  # 22:00 UTC

@@ -18,6 +18,7 @@ from nudge.domain.profile import Profile
 from tests.fakes import (
     NOW,
     MemoryArchive,
+    MemoryDeadLetterLog,
     MemoryDeliveryLog,
     MemoryInbox,
     MemoryProfileStore,
@@ -166,3 +167,31 @@ def test_the_timers_to_disarm_come_from_every_deadline_the_state_records() -> No
 def test_a_tombstone_expires_with_the_profile_row_and_keeps_no_data() -> None:
     t = tombstone("erin", NOW)
     assert t.erased and t.to_dict()["extra"] == {Profile.ERASED: int(NOW.timestamp() * 1000)}
+
+
+def test_erase_deletes_the_dead_letter_entries_of_the_users_messages_only() -> None:
+    from nudge.domain.dead_letters import dead_letter
+
+    stores, _ = _stores()
+    letters = MemoryDeadLetterLog()
+    stores.dead_letters = letters
+
+    def letter(group: str, mid: str, queue: str = "events") -> object:
+        return dead_letter(
+            queue=queue,
+            message_id=mid,
+            group=group,
+            receive_count=5,
+            moved_by="redrive",
+            error_type="ValueError",
+            error="boom",
+            body='{"userId": "..."}',
+            at=NOW,
+        )
+
+    letters.record([letter("erin", "m1"), letter("anon-1", "m2", "actions"), letter("other", "m3")])
+    report = erase_user(stores, "erin", now=NOW)
+
+    assert report.dead_letters == 2
+    assert report.view(NOW)["erased"]["dead_letter_entries"] == 2
+    assert [e.message_id for e in letters.entries] == ["m3"]

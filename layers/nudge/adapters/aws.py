@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from functools import cache
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from botocore.client import BaseClient
@@ -34,6 +34,11 @@ def region() -> str:
 
 # One overload per service the code calls, so each call site is checked against that
 # service's API (boto3-stubs); a service not listed here is a type error until it is added.
+# botocore's retry settings, hashable for the client cache
+STANDARD: tuple[tuple[str, Any], ...] = (("mode", "standard"), ("max_attempts", 5))
+ONE_ATTEMPT: tuple[tuple[str, Any], ...] = (("mode", "standard"), ("total_max_attempts", 1))
+
+
 @overload
 def client(service: Literal["athena"]) -> AthenaClient: ...
 @overload
@@ -57,14 +62,16 @@ def client(service: str) -> BaseClient:
 
 
 @cache
-def _cached_client(service: str) -> BaseClient:
+def _cached_client(service: str, retries: tuple[tuple[str, Any], ...] = STANDARD) -> BaseClient:
+    """One client per service and retry policy (a botocore client is thread-safe; the
+    session that makes it is not: the lock)."""
     with _lock:
         made: BaseClient = boto3.session.Session().client(
             # a plain str matches none of boto3-stubs' per-service overloads; the overloads
             # of client() above type what callers get
             service,  # type: ignore[call-overload]
             region_name=region(),
-            config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=50),
+            config=Config(retries=dict(retries), max_pool_connections=50),  # type: ignore[arg-type]
         )
         return made
 
@@ -78,23 +85,9 @@ def send_client(service: str) -> BaseClient:
     would repeat a send after a 5xx or a read timeout, after which the provider may have
     sent it already; the senders (nudge.adapters.delivery) retry only what certainly
     did not go out (throttling, no connection) and report the rest as ambiguous."""
-    return _cached_send_client(service)
-
-
-@cache
-def _cached_send_client(service: str) -> BaseClient:
-    with _lock:
-        made: BaseClient = boto3.session.Session().client(
-            service,  # type: ignore[call-overload]
-            region_name=region(),
-            config=Config(
-                retries={"mode": "standard", "total_max_attempts": 1}, max_pool_connections=50
-            ),
-        )
-        return made
+    return _cached_client(service, ONE_ATTEMPT)
 
 
 def reset_clients() -> None:
     """Forget cached clients (tests start a fresh moto per test)."""
     _cached_client.cache_clear()
-    _cached_send_client.cache_clear()

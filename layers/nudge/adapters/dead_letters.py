@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from nudge import constants as C
 from nudge.adapters.aws import client
+from nudge.adapters.queues import message_group_id
 from nudge.adapters.tables import DeadLetterRow, bind_table
 from nudge.adapters.tables import dead_letter_partition as partition
 from nudge.domain.clock import from_ms, to_ms
@@ -64,6 +65,25 @@ class DynamoDeadLetterLog:
                         expires_at=e.expires_at,
                     )
                 )
+
+    def erase_user(self, user_id: str) -> int:
+        """Deletes the user's entries (their message group's) of both queues; how many
+        (erase, docs/erase.md). Each partition is read through with the group as a filter:
+        entries are few (a DLQ's 14 days) and an erase is rare, so no index is kept for it."""
+        group = message_group_id(user_id)
+        doomed = [
+            row
+            for queue in (C.EVENTS_QUEUE, C.ACTIONS_QUEUE)
+            for row in DeadLetterRow.query(
+                partition(queue),
+                filter_condition=DeadLetterRow.group == group,
+                attributes_to_get=["bucket", "ref"],
+            )
+        ]
+        with DeadLetterRow.batch_write() as batch:
+            for row in doomed:
+                batch.delete(row)
+        return len(doomed)
 
     def recent(self, queue: str, limit: int) -> list[DeadLetter]:
         rows = DeadLetterRow.query(partition(queue), scan_index_forward=False, limit=limit)

@@ -68,19 +68,21 @@ class S3ErasedIds:
         with self._lock:
             if self._cached is not None and now - self._cached[0] < CACHE_SECONDS:
                 return self._cached[1]
-        found: set[str] = set()
-        pages = (
-            self._client()
-            .get_paginator("list_objects_v2")
-            .paginate(Bucket=self.bucket, Prefix=ERASED_PREFIX)
-        )
-        for page in pages:
-            for obj in page.get("Contents", []):
-                found.add(str(obj["Key"])[len(ERASED_PREFIX) :])
-        result = frozenset(d for d in found if len(d) == 64)
+        result = frozenset(digest for digest, _ in erased_objects(self._client(), self.bucket))
         with self._lock:
             self._cached = (now, result)
         return result
+
+
+def erased_objects(s3: Any, bucket: str) -> Iterator[tuple[str, datetime]]:
+    """The erased list's entries: each id digest (64 hex digits; the purge's state file
+    under the same prefix is not one) with the time it was listed (LastModified)."""
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=ERASED_PREFIX)
+    for page in pages:
+        for obj in page.get("Contents", []):
+            digest = str(obj["Key"])[len(ERASED_PREFIX) :]
+            if len(digest) == 64:
+                yield digest, utc(obj["LastModified"])
 
 
 def parse_time(text: str) -> datetime:
@@ -115,18 +117,11 @@ class S3ArchivePurge:
             raise
 
     def listed_since(self, after: datetime | None) -> list[Listed]:
-        out = []
-        pages = (
-            self._client()
-            .get_paginator("list_objects_v2")
-            .paginate(Bucket=self.bucket, Prefix=ERASED_PREFIX)
-        )
-        for page in pages:
-            for obj in page.get("Contents", []):
-                digest = str(obj["Key"])[len(ERASED_PREFIX) :]
-                listed_at = utc(obj["LastModified"])
-                if len(digest) == 64 and (after is None or listed_at > after):
-                    out.append(Listed(digest, listed_at))
+        out = [
+            Listed(digest, listed_at)
+            for digest, listed_at in erased_objects(self._client(), self.bucket)
+            if after is None or listed_at > after
+        ]
         return sorted(out, key=lambda e: (e.listed_at, e.digest))
 
     def erased_at(self, entry: Listed) -> datetime:

@@ -140,6 +140,10 @@ class DeadLetterLog(Protocol):
         them: TTL deletes within days, not at once)."""
         ...
 
+    def erase_user(self, user_id: str) -> int:
+        """Deletes the entries of the user's messages (erase); how many."""
+        ...
+
 
 class QueueDepths(Protocol):
     def depth(self, queue: str) -> int:

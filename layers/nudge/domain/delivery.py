@@ -702,9 +702,10 @@ def deliver_action(
     now: datetime,
     ports: DeliveryPorts,
     competing: Sequence[Candidate] = (),
-) -> DeliveryEntry:
+) -> DeliveryEntry | None:
     """Takes one action to its final (or deferred) status, step by step (the functions
-    above). Raises TemplateRenderError and PermanentSendError after logging them (the
+    above); None for an action whose user was erased since it fired (dropped: no entry,
+    no outcome, docs/erase.md). Raises TemplateRenderError and PermanentSendError after logging them (the
     handler dead-letters the action), TransientSendError after releasing the claim and
     ProfileNotReadyError and ClaimHeldError (the queue retries)."""
     action_id = action.action_id
@@ -723,6 +724,8 @@ def deliver_action(
     draft = draft_entry(action, now=now, existing=existing)
 
     profile = find_profile(action, now=now, profiles=ports.profiles)
+    if profile is not None and profile.erased:
+        return None  # erased since it fired: nothing of theirs is written again
     if profile is None:
         return settle(ports.log, draft, "failed", "unknown_user")
     if reason := staleness(action, profile):
@@ -791,6 +794,7 @@ class Pending:
 @dataclass
 class BatchResult:
     entries: list[DeliveryEntry] = field(default_factory=list)
+    dropped: list[ActionMessage] = field(default_factory=list)  # their user was erased
     dead_lettered: list[tuple[ActionMessage, str]] = field(default_factory=list)
     failed_users: dict[str, Exception] = field(default_factory=dict)
 
@@ -808,7 +812,11 @@ def deliver_batch(
         for i, action in enumerate(ordered):
             rest = [candidate_of(a) for a in ordered[i + 1 :]]
             try:
-                result.entries.append(deliver_action(action, now=now, ports=ports, competing=rest))
+                entry = deliver_action(action, now=now, ports=ports, competing=rest)
+                if entry is None:
+                    result.dropped.append(action)
+                else:
+                    result.entries.append(entry)
             except (TransientSendError, ProfileNotReadyError, ClaimHeldError) as err:
                 result.failed_users[user_id] = err
                 break

@@ -11,6 +11,7 @@ What goes, per store (docs/erase.md):
 - the suppression list's entries of the user's email and phone: replaced by a keyed
   hash, so the address stays suppressed without being kept;
 - the dedup store's fingerprints of each id (a heavy user's messageIds, digested);
+- the dead-letter entries of the user's messages (their start is kept for the report);
 - experiment assignments: the user's share of each experiment's report is archived
   again as an anonymous aggregate (nudge.domain.assignments), so the report keeps it;
 - the archived events: their ids are listed as erased and every query of the archive
@@ -95,6 +96,7 @@ class EraseStores:
     archive: ErasedIds | None = None
     dedup: UserRows | None = None  # the fingerprints heavy users' profiles moved out
     assignments: Assignments | None = None
+    dead_letters: UserRows | None = None  # the dead-letter report's entries
 
 
 @dataclass
@@ -109,6 +111,7 @@ class EraseReport:
     suppressions: int = 0
     fingerprints: int = 0
     assignments: int = 0
+    dead_letters: int = 0
     archive: str = "none"
 
     def view(self, until: datetime) -> dict[str, Any]:
@@ -124,6 +127,7 @@ class EraseReport:
                 "suppressions_hashed": self.suppressions,
                 "dedup_fingerprints": self.fingerprints,
                 "experiment_shares_anonymized": self.assignments,
+                "dead_letter_entries": self.dead_letters,
                 "archive": self.archive,
             },
             "tombstone_until": iso_ms(until),
@@ -188,6 +192,8 @@ def erase_user(stores: EraseStores, user_id: str, *, now: datetime) -> EraseRepo
             report.deliveries += stores.log.erase_user(uid)
             if stores.dedup is not None:
                 report.fingerprints += stores.dedup.erase_user(uid)
+            if stores.dead_letters is not None:
+                report.dead_letters += stores.dead_letters.erase_user(uid)
         if stores.timers is not None:
             report.timers = stores.timers.disarm(profile.user_id, _armed(profile))
         if stores.devices is not None:

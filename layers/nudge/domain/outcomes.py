@@ -35,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from nudge.domain.archive import ArchiveRecord, iso_ms
-from nudge.domain.delivery import FINAL, DeliveryEntry
+from nudge.domain.delivery import FINAL, DeliveryEntry, DeliveryLog, confirm_sent
 from nudge.domain.events import Event
 from nudge.domain.messages import ActionMessage
 
@@ -122,6 +122,23 @@ def outcome_event(
 
 
 # ---- SES --------------------------------------------------------------------------------
+
+
+def confirmed_outcome(
+    log: DeliveryLog, email_event: Event | None, *, now: datetime
+) -> Event | None:
+    """The `sent` outcome of an email's action when this SES event (as `ses_event` reads
+    it) confirmed it: the action was logged `unconfirmed`, or claimed and not recorded
+    (nudge.domain.delivery.confirm_sent, D41). None when there was nothing to confirm."""
+    if email_event is None or not email_event.user_id:
+        return None
+    props = email_event.properties
+    confirmed = confirm_sent(
+        log, email_event.user_id, str(props["action_id"]), provider_id=str(props["email_id"])
+    )
+    return outcome_event(confirmed, None, now=now) if confirmed is not None else None
+
+
 def _tag_value(value: str | None) -> str | None:
     return value if value and _TAG_VALUE.match(value) else None
 
