@@ -159,6 +159,7 @@ class Walkthrough:
     write_key: str
     admin_key: str
     env: dict[str, str]
+    log: list[str] = field(default_factory=list)  # what `nudge dev` printed (its logs)
     results: dict[int, subprocess.CompletedProcess[str] | str] = field(default_factory=dict)
 
     def run_through(self, index: int) -> subprocess.CompletedProcess[str]:
@@ -203,9 +204,12 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walkthroug
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
+    printed_lines: list[str] = []
+
     def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
+            printed_lines.append(line)
             lines.put(line)
         lines.put(None)
 
@@ -237,6 +241,7 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walkthroug
                 "WRITE_KEY": printed["write"],
                 "ADMIN_KEY": printed["admin"],
             },
+            log=printed_lines,
         )
     finally:
         proc.terminate()
@@ -283,7 +288,8 @@ def check_replay(out: str, w: Walkthrough) -> None:
     sent, _moved, profile = json_values(out)
     assert (sent["sent"], sent["rejected"]) == (len(lines), 0)
     assert profile["user_id"] == "user_009"
-    assert profile["event_counts"]["Order Completed"] >= 1
+    counts = profile["event_counts"]
+    assert counts.get("Order Completed", 0) >= 1, json.dumps(profile, indent=1)[:3000]
     assert profile["triggers"]["cart_abandonment"]["fired"] >= 1
     # what the README says of a replay of last week: counted, and nothing sent
     outbox = requests.get(f"{w.url}/_local/outbox", timeout=30).json()["messages"]
@@ -337,4 +343,21 @@ def test_readme_block_runs_as_written(walkthrough: Walkthrough, index: int):
     )
     for needle, check in CHECKS.items():
         if needle in block.body:
-            check(result.stdout, walkthrough)
+            try:
+                check(result.stdout, walkthrough)
+            except AssertionError as err:
+                raise AssertionError(f"{err}\n{diagnosis(walkthrough)}") from err
+
+
+def diagnosis(w: Walkthrough) -> str:
+    """What local mode says of itself when a check fails: its dead letters and the end
+    of its log (a lost or retried message shows there)."""
+    try:
+        report = requests.get(
+            f"{w.url}/v1/reports/dead-letters",
+            headers={"Authorization": f"Bearer {w.admin_key}"},
+            timeout=30,
+        ).text
+    except requests.RequestException as err:
+        report = repr(err)
+    return f"--- dead letters\n{report[:4000]}\n--- nudge dev's log\n{''.join(w.log[-80:])}"
