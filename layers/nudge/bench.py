@@ -575,6 +575,9 @@ def bench_core(workload: Workload, cfg: BenchConfig) -> dict[str, Any]:
             "total_us_median": round(statistics.median(p["total"] for p in passes) * us, 2),
             "ratio_to_json_loads": round(total_us / loads_us, 1),
             "events_per_second_per_core": round(1e6 / total_us),
+            # the trigger engine alone: events it evaluates per second against every
+            # default trigger (Engine.on_events, the fold and (de)serialization aside)
+            "engine_evaluations_per_second": round(1e6 / max(best["engine"] * us, 1e-9)),
             "rounds": len(passes),
         }
         out["profile_json_bytes_p50"] = int(best["profile_json_p50"])
