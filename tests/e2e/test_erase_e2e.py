@@ -13,9 +13,11 @@ from typing import Any
 
 import boto3
 import pytest
+from nudge import constants as C
 
 from tests.e2e.conftest import Client
 from tests.e2e.test_archive_e2e import nudge, sql
+from tests.e2e.test_dead_letters_e2e import Aws
 
 pytestmark = pytest.mark.e2e
 
@@ -48,6 +50,96 @@ def test_a_user_erased_over_http_is_gone_everywhere_and_stays_gone(client: Clien
     assert late["rows"] == [[0]]
     r = client.s.delete(f"{client.url}/v1/users/{user}", headers=headers, timeout=30)
     assert r.status_code == 404
+
+
+def test_after_the_erase_no_table_holds_the_user_not_even_through_the_dlq_or_an_action(
+    client: Client,
+) -> None:
+    """The issue's check as a user would run it: boto3 on the emulation scans every table
+    and finds the user only as their tombstone, after a dead-lettered message of theirs
+    (listed by the dead-letter report) and an action queued for them before the erase."""
+    user = f"erase-dl-{uuid.uuid4().hex[:10]}"
+    aws = Aws(client)
+    sqs = aws.client("sqs")
+    client.send("identify", {"userId": user, "traits": {"email": f"{user}@example.com"}})
+    client.track(user, "Product Added", {"product_id": "p-1", "price": 30})
+    sqs.send_message(  # a message processing refuses for good: a dead-letter entry of theirs
+        QueueUrl=aws.queue_url(C.local_queue_name(C.EVENTS_QUEUE)),
+        MessageBody=json.dumps({"kind": "events", "v": 99, "user_id": user, "events": []}),
+        MessageGroupId=user,
+        MessageDeduplicationId=f"v99-{user}",
+    )
+    client.settle()
+    assert _mentioned_in_tables(aws, user)["dead-letters"], "the entry names them before"
+    # an action fired for them, still queued when they are erased (delivered after it)
+    now = client.clock(advance_seconds=0)["now"]
+    action = {
+        "user_id": user,
+        "trigger_id": "cart_abandonment",
+        "key": None,
+        "at": now,
+        "episode": 1,
+        "action_id": f"a-{user}",
+        "action": {"channel": "email", "template": "cart_abandonment"},
+        "priority": 100,
+        "cooldown_seconds": 86400,
+        "context": {},
+        "enqueued_at": now,
+    }
+    headers = {"Authorization": f"Bearer {client.local.admin_key}"}
+    r = client.s.delete(f"{client.url}/v1/users/{user}", headers=headers, timeout=30)
+    assert r.status_code == 202, r.text
+    assert r.json()["erased"]["dead_letter_entries"] == 1
+    sqs.send_message(
+        QueueUrl=aws.queue_url(C.local_queue_name(C.ACTIONS_QUEUE)),
+        MessageBody=json.dumps(action),
+        MessageGroupId=user,
+        MessageDeduplicationId=f"a-{user}",
+    )
+    client.settle()
+
+    found = _mentioned_in_tables(aws, user)
+    assert found.pop("profiles") == [{"user_id": user, "erased": True}]  # the tombstone
+    assert {t: items for t, items in found.items() if items} == {}
+    outbox = client.s.get(f"{client.url}/_local/outbox", timeout=30).json()["messages"]
+    assert [m for m in outbox if m.get("user_id") == user] == []
+
+
+def _mentioned_in_tables(aws: Aws, user: str) -> dict[str, list[Any]]:
+    """Per table (by its name's last part), the items whose attributes mention the id
+    anywhere; a tombstone profile is shown as {user_id, erased} when that is all it holds."""
+    ddb = aws.client("dynamodb")
+    found: dict[str, list[Any]] = {}
+    for name in ddb.list_tables()["TableNames"]:
+        items: list[Any] = []
+        for page in ddb.get_paginator("scan").paginate(TableName=name):
+            for item in page["Items"]:
+                text = json.dumps(item, default=str)
+                if user not in text:
+                    continue
+                bucket = item.get("bucket", {}).get("S", "")
+                if bucket.startswith("dead-letters/"):
+                    found.setdefault("dead-letters", []).append(item)
+                    continue
+                items.append(_tombstone_or(item, user))
+        found[name.rsplit("-", 1)[-1] if name.startswith("nudge-") else name] = items
+    return found
+
+
+def _tombstone_or(item: dict[str, Any], user: str) -> Any:
+    """A profile item that holds only the id and the erase's time reads as a tombstone."""
+    from nudge.adapters.profiles import _to_domain
+    from nudge.adapters.tables import ProfileRow
+
+    if item.get("user_id", {}).get("S") != user or "version" not in item:
+        return item
+    try:
+        profile = _to_domain(ProfileRow.from_raw_data(item)).profile
+    except Exception:
+        return item
+    if profile.erased and not profile.traits and not profile.event_counts and not profile.cart:
+        return {"user_id": user, "erased": True}
+    return item
 
 
 def _archived_lines(client: Client) -> list[bytes]:
