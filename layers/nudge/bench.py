@@ -5,7 +5,8 @@ Four measurements, printed as one JSON object (`--json`, progress on stderr) or 
 - core: the processor's CPU per event, no I/O. For each event: its SQS body parsed as the
   process function parses it (json.loads + Event.model_validate), Profile.apply,
   Engine.on_events over the default triggers, and the profile serialized as the store
-  writes it (Profile.to_dict + json.dumps) — against json.loads of the same body, in the
+  writes it (its stored document, encoded by the store's encode_document; the zlib
+  compression after it not counted) — against json.loads of the same body, in the
   same process and run. One event per call, and SQS batches of 10 folded per user.
 - aws: the AWS requests of each event through the real handlers in local mode (LocalMode
   with its pollers run inline and its Scheduler emulation firing the wake-ups as the
@@ -470,12 +471,15 @@ def sqs_bodies(events: list[dict[str, Any]], client_batch: int) -> list[tuple[st
 def _core_pass(
     bodies: list[tuple[str, datetime]], parse: Any, engine: Any, batch: int
 ) -> dict[str, float]:
-    """One pass over fresh profiles; seconds spent in each step."""
+    """One pass over fresh profiles; seconds spent in each step. The profile is serialized
+    as the store writes it (its stored document, encoded by the store's function; the
+    zlib compression the store adds after it is not counted)."""
+    from nudge.adapters.profiles import stored_document
     from nudge.domain.events import Event
     from nudge.domain.profile import Profile
+    from nudge.domain.sizes import encode_document
 
     profiles: dict[str, Profile] = {}
-    dumps = json.dumps
     clock = time.perf_counter
     parse_s = apply_s = engine_s = ser_s = 0.0
     started = clock()
@@ -499,18 +503,14 @@ def _core_pass(
             if fresh:
                 engine.on_events(p, fresh, now)
             t3 = clock()
-            dumps(p.to_dict(), separators=(",", ":"), sort_keys=True)
+            encode_document(stored_document(p))
             t4 = clock()
             apply_s += t2 - t1
             engine_s += t3 - t2
             ser_s += t4 - t3
     total = clock() - started
-    sizes = sorted(
-        len(dumps(p.to_dict(), separators=(",", ":"), sort_keys=True)) for p in profiles.values()
-    )
-    states = sorted(
-        len(dumps(p.triggers, separators=(",", ":"), sort_keys=True)) for p in profiles.values()
-    )
+    sizes = sorted(len(encode_document(stored_document(p))) for p in profiles.values())
+    states = sorted(len(encode_document(p.triggers)) for p in profiles.values())
     return {
         "parse": parse_s,
         "apply": apply_s,

@@ -38,6 +38,15 @@ def encode_state(doc: dict[str, Any]) -> bytes:
     return zlib.compress(encode_document(doc), ZLIB_LEVEL)
 
 
+def stored_document(profile: Profile) -> dict[str, Any]:
+    """The profile's document as the store writes it (then encode_state): its stored form
+    without the train function's fields, which are attributes of the item."""
+    doc = profile.to_dict()
+    for name in TRAINED_FIELDS:
+        doc.pop(name, None)
+    return doc
+
+
 def decode_item(item: dict[str, Any]) -> dict[str, Any] | None:
     """The profile document of a raw DynamoDB item (boto3's low-level shape, as the AWS
     CLI shows it): `packed` (zlib JSON) or, written before compression, `state`."""
@@ -193,12 +202,9 @@ class DynamoProfileStore:
             s.version = row.version
 
     def _row(self, stored: StoredProfile) -> ProfileRow:
-        doc = stored.profile.to_dict()
-        for name in TRAINED_FIELDS:
-            doc.pop(name, None)
         row = ProfileRow(
             stored.profile.user_id,
-            packed=encode_state(doc),
+            packed=encode_state(stored_document(stored.profile)),
             segment=stored.profile.segment,
             rfm_score=stored.profile.rfm_score,
             updated_at=to_ms(self._clock.now()) // 1000,

@@ -63,7 +63,10 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def to_ms(dt: datetime) -> int:
-    return int(utc(dt).timestamp() * 1000)
+    # an aware time's timestamp is its instant's, whatever its zone (no conversion needed)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
 
 
 def from_ms(ms: int | float) -> datetime:

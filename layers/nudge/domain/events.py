@@ -15,7 +15,8 @@ import math
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from functools import cached_property
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -68,9 +69,16 @@ class Event(BaseModel):
         """The user whose state this event folds into (and the FIFO message group)."""
         return self.user_id or self.anonymous_id or ""
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
+        """message_fingerprint(message_id), computed once per event (the fold, the dedup
+        and the engine each read it)."""
         return message_fingerprint(self.message_id)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("fingerprint", None)  # the copy's own, were message_id updated
+        return copied
 
     def to_json(self) -> str:
         # ASCII only: SQS rejects bodies with some code points (U+FFFE, U+FFFF) raw

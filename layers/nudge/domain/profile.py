@@ -341,11 +341,12 @@ class Profile:
         """The stored form: every field that is set, `seen` packed. Nested values are the
         profile's own, not copies (`dataclasses.asdict` deep-copies: 6x the time of the
         engine itself per event): serialize the result, do not change it."""
-        data = {name: getattr(self, name) for name in _FIELD_NAMES}
-        data["seen"] = pack_seen(self.seen)
-        return {
-            k: v for k, v in data.items() if v not in (None, {}, [], 0, 0.0, "") or k == "user_id"
-        }
+        state = self.__dict__  # every field is a plain attribute (no slots, no properties)
+        # set: not None, 0, empty or False (every field's type is one of those)
+        data = {name: v for name in _FIELD_NAMES if (v := state[name]) or name == "user_id"}
+        if "seen" in data:
+            data["seen"] = pack_seen(self.seen)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Profile:

@@ -529,7 +529,7 @@ class Engine:
         a lost timer is caught up by the next event)."""
         for ct in self._triggers:
             st = states[ct.id]
-            due = [k for k, ks in st.keyed() if (d := ks.deadline_ms) is not None and d < now]
+            due = [k for k, d in st.deadlines() if d < now]
             if st.raw.get("q"):  # late events ready, also of a key evicted since
                 due += sorted({e[3] for e in st.deferred if e[6] < now} - set(due))
             for key in due:
@@ -544,14 +544,13 @@ class Engine:
         earliest: tuple[int, int, str] | None = None
         armed: int | None = None
         for i, ct in enumerate(self._triggers):
-            for key, ks in states[ct.id].keyed():
-                d = ks.deadline_ms
+            st = states[ct.id]
+            for key, d, due in st.timing():
                 if d is not None and (earliest is None or (d, i, key) < earliest):
                     earliest = (d, i, key)
-                due = ks.timer_due_ms
                 if due is not None:
                     if due + PASSED_TIMER_MS < now:
-                        ks.timer_due_ms = None  # it fired (or never came): covers nothing
+                        st.key(key).timer_due_ms = None  # it fired (or never came): covers nothing
                     elif armed is None or due < armed:
                         armed = due
         if earliest is None:
@@ -569,10 +568,10 @@ class Engine:
         nothing due and change nothing), so that its key need not be kept for it and a
         new deadline before it arms a timer of its own."""
         for ct in self._triggers:
-            for _, ks in states[ct.id].keyed():
-                due = ks.timer_due_ms
+            st = states[ct.id]
+            for key, _, due in st.timing():
                 if due is not None and due - now > FORGET_TIMER_AHEAD_MS:
-                    ks.timer_due_ms = None
+                    st.key(key).timer_due_ms = None
 
     # ---- episodes ---------------------------------------------------------------------------------
     @staticmethod

@@ -238,6 +238,21 @@ class TriggerState:
         for key, raw in self._keys.items():
             yield key, KeyState(raw)
 
+    def deadlines(self) -> Iterator[tuple[str, int]]:
+        """(key, KeyState.deadline_ms) of every key with a pending deadline, in stored
+        order: read from the stored mappings, with no view made for the keys without."""
+        for key, raw in self._keys.items():
+            d = raw.get("d")
+            if d is not None:
+                yield key, int(d)
+
+    def timing(self) -> Iterator[tuple[str, int | None, int | None]]:
+        """(key, deadline_ms, timer_due_ms) of every key with either, in stored order."""
+        for key, raw in self._keys.items():
+            d, due = raw.get("d"), raw.get("due")
+            if d is not None or due is not None:
+                yield key, None if d is None else int(d), None if due is None else int(due)
+
     def count_fire(self, key: str, at: int) -> int:
         """Counts an episode of the key fired at `at` (ms); returns its episode number.
         Numbers continue after those of evicted keys, so an action id is never reused;
@@ -269,7 +284,7 @@ class TriggerState:
         for name in ("w", "q"):
             if not raw.get(name):
                 raw.pop(name, None)
-        deadlines = [d for _, ks in self.keyed() if (d := ks.deadline_ms) is not None]
+        deadlines = [d for _, d in self.deadlines()]
         raw["armed_until"] = min(deadlines) if deadlines else None
         if (
             not raw.get("k")
