@@ -5,9 +5,8 @@ Four measurements, printed as one JSON object (`--json`, progress on stderr) or 
 - core: the processor's CPU per event, no I/O. For each event: its SQS body parsed as the
   process function parses it (json.loads + Event.model_validate), Profile.apply,
   Engine.on_events over the default triggers, and the profile serialized as the store
-  writes it (its stored document, encoded by the store's encode_document; the zlib
-  compression after it not counted) — against json.loads of the same body, in the
-  same process and run. One event per call, and SQS batches of 10 folded per user.
+  writes it (the store's own encode_state of its stored document: orjson, then zlib)
+  — against json.loads of the same body, in the same process and run. One event per call, and SQS batches of 10 folded per user.
 - aws: the AWS requests of each event through the real handlers in local mode (LocalMode
   with its pollers run inline and its Scheduler emulation firing the wake-ups as the
   clock follows the events): ingest → events queue → process → wake-ups → check →
@@ -472,9 +471,9 @@ def _core_pass(
     bodies: list[tuple[str, datetime]], parse: Any, engine: Any, batch: int
 ) -> dict[str, float]:
     """One pass over fresh profiles; seconds spent in each step. The profile is serialized
-    as the store writes it (its stored document, encoded by the store's function; the
-    zlib compression the store adds after it is not counted)."""
-    from nudge.adapters.profiles import stored_document
+    as the store writes it: the store's own functions, compression included (the item's
+    `packed` attribute)."""
+    from nudge.adapters.profiles import encode_state, stored_document
     from nudge.domain.events import Event
     from nudge.domain.profile import Profile
     from nudge.domain.sizes import encode_document
@@ -503,7 +502,7 @@ def _core_pass(
             if fresh:
                 engine.on_events(p, fresh, now)
             t3 = clock()
-            encode_document(stored_document(p))
+            encode_state(stored_document(p))
             t4 = clock()
             apply_s += t2 - t1
             engine_s += t3 - t2
