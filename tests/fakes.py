@@ -528,6 +528,25 @@ def a_profile(
     return profile
 
 
+def a_dead_letter(
+    group: str, message_id: str, *, queue: str = "events", at: datetime = NOW
+) -> DeadLetter:
+    """A dead-letter entry of a message in the group (the user) that failed for good."""
+    from nudge.domain.dead_letters import dead_letter
+
+    return dead_letter(
+        queue=queue,
+        message_id=message_id,
+        group=group,
+        receive_count=5,
+        moved_by="redrive",
+        error_type="ValueError",
+        error="boom",
+        body=json.dumps({"userId": group, "traits": {"email": f"{group}@example.com"}}),
+        at=at,
+    )
+
+
 def an_action(
     user_id: str = "u1",
     trigger_id: str = "cart_abandonment",

@@ -42,6 +42,23 @@ class Aws:
         return str(self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
 
 
+def action_body(user: str, action_id: str, *, at: str) -> dict[str, Any]:
+    """An actions-queue message as the process function writes it: a cart reminder."""
+    return {
+        "user_id": user,
+        "trigger_id": "cart_abandonment",
+        "key": None,
+        "at": at,
+        "episode": 1,
+        "action_id": action_id,
+        "action": {"channel": "email", "template": "cart_abandonment"},
+        "priority": 100,
+        "cooldown_seconds": 86400,
+        "context": {},
+        "enqueued_at": at,
+    }
+
+
 @pytest.fixture
 def aws(client: Client) -> Aws:
     return Aws(client)
@@ -109,19 +126,7 @@ def test_what_fails_for_good_is_listed_with_its_reason_and_shown_on_the_dashboar
     )
     # and an action enqueued now for a user whose profile never lands
     now = client.clock(advance_seconds=0)["now"]
-    action = {
-        "user_id": ghost,
-        "trigger_id": "cart_abandonment",
-        "key": None,
-        "at": now,
-        "episode": 1,
-        "action_id": f"a-{run}",
-        "action": {"channel": "email", "template": "cart_abandonment"},
-        "priority": 100,
-        "cooldown_seconds": 86400,
-        "context": {},
-        "enqueued_at": now,
-    }
+    action = action_body(ghost, f"a-{run}", at=now)
     sqs.send_message(
         QueueUrl=aws.queue_url(C.local_queue_name(C.ACTIONS_QUEUE)),
         MessageBody=json.dumps(action),

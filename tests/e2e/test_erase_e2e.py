@@ -17,7 +17,7 @@ from nudge import constants as C
 
 from tests.e2e.conftest import Client
 from tests.e2e.test_archive_e2e import nudge, sql
-from tests.e2e.test_dead_letters_e2e import Aws
+from tests.e2e.test_dead_letters_e2e import Aws, action_body
 
 pytestmark = pytest.mark.e2e
 
@@ -73,19 +73,7 @@ def test_after_the_erase_no_table_holds_the_user_not_even_through_the_dlq_or_an_
     assert _mentioned_in_tables(aws, user)["dead-letters"], "the entry names them before"
     # an action fired for them, still queued when they are erased (delivered after it)
     now = client.clock(advance_seconds=0)["now"]
-    action = {
-        "user_id": user,
-        "trigger_id": "cart_abandonment",
-        "key": None,
-        "at": now,
-        "episode": 1,
-        "action_id": f"a-{user}",
-        "action": {"channel": "email", "template": "cart_abandonment"},
-        "priority": 100,
-        "cooldown_seconds": 86400,
-        "context": {},
-        "enqueued_at": now,
-    }
+    action = action_body(user, f"a-{user}", at=now)
     headers = {"Authorization": f"Bearer {client.local.admin_key}"}
     r = client.s.delete(f"{client.url}/v1/users/{user}", headers=headers, timeout=30)
     assert r.status_code == 202, r.text

@@ -7,7 +7,7 @@ and other users are untouched."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -22,7 +22,7 @@ from nudge.domain.clock import to_ms
 from nudge.local.emulation import Resources
 from nudge.settings import QuerySettings
 
-from tests.fakes import an_action
+from tests.fakes import a_dead_letter, an_action
 from tests.integration.conftest import Fn, basic, bearer, drain, http, stored_state
 
 
@@ -57,22 +57,6 @@ def raw_archive_lines(res: Resources) -> list[str]:
             body = s3.get_object(Bucket=res.archive_bucket, Key=obj["Key"])["Body"].read()
             lines += body.decode("utf-8", "replace").splitlines()
     return lines
-
-
-def dead_letter_of(user_id: str, message_id: str) -> Any:
-    from nudge.domain.dead_letters import dead_letter
-
-    return dead_letter(
-        queue=C.EVENTS_QUEUE,
-        message_id=message_id,
-        group=user_id,
-        receive_count=5,
-        moved_by="redrive",
-        error_type="ValueError",
-        error="boom",
-        body=json.dumps({"userId": user_id, "traits": {"email": f"{user_id}@example.com"}}),
-        at=datetime.now(UTC),
-    )
 
 
 def test_erase_clears_every_store_and_in_flight_events_do_not_bring_the_user_back(
@@ -146,7 +130,9 @@ def test_erase_clears_every_store_and_in_flight_events_do_not_bring_the_user_bac
     assert archived_ids(aws, tmp_path, hers) == [3]
     # dead-letter entries of a message of hers and of another user's
     letters = DynamoDeadLetterLog()
-    letters.record([dead_letter_of("erin", "m-erin"), dead_letter_of("other", "m-other")])
+    letters.record(
+        [a_dead_letter("erin", "m-erin", at=at), a_dead_letter("other", "m-other", at=at)]
+    )
     # and an action fired for her, still in the actions queue when she is erased
     SqsActionQueue(aws.queue_urls[C.ACTIONS_QUEUE]).send([an_action("erin", at=at)])
 

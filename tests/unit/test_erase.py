@@ -22,6 +22,7 @@ from tests.fakes import (
     MemoryDeliveryLog,
     MemoryInbox,
     MemoryProfileStore,
+    a_dead_letter,
     a_profile,
 )
 
@@ -170,26 +171,17 @@ def test_a_tombstone_expires_with_the_profile_row_and_keeps_no_data() -> None:
 
 
 def test_erase_deletes_the_dead_letter_entries_of_the_users_messages_only() -> None:
-    from nudge.domain.dead_letters import dead_letter
-
     stores, _ = _stores()
     letters = MemoryDeadLetterLog()
     stores.dead_letters = letters
 
-    def letter(group: str, mid: str, queue: str = "events") -> object:
-        return dead_letter(
-            queue=queue,
-            message_id=mid,
-            group=group,
-            receive_count=5,
-            moved_by="redrive",
-            error_type="ValueError",
-            error="boom",
-            body='{"userId": "..."}',
-            at=NOW,
-        )
-
-    letters.record([letter("erin", "m1"), letter("anon-1", "m2", "actions"), letter("other", "m3")])
+    letters.record(
+        [
+            a_dead_letter("erin", "m1"),
+            a_dead_letter("anon-1", "m2", queue="actions"),
+            a_dead_letter("other", "m3"),
+        ]
+    )
     report = erase_user(stores, "erin", now=NOW)
 
     assert report.dead_letters == 2
