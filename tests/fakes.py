@@ -302,9 +302,9 @@ class MemoryDeadLetterLog:
             raise self.fail_with.pop(0)
         self.entries += entries
 
-    def erase_user(self, user_id: str) -> int:
-        group = message_group_id(user_id)
-        kept = [e for e in self.entries if e.group != group]
+    def erase_users(self, user_ids: Sequence[str]) -> int:
+        groups = {message_group_id(u) for u in user_ids}
+        kept = [e for e in self.entries if e.group not in groups]
         erased = len(self.entries) - len(kept)
         self.entries = kept
         return erased

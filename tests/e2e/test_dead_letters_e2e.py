@@ -41,6 +41,16 @@ class Aws:
     def queue_url(self, name: str) -> str:
         return str(self.client("sqs").get_queue_url(QueueName=name)["QueueUrl"])
 
+    def enqueue(self, queue: str, body: dict[str, Any], *, group: str, dedup: str) -> None:
+        """A message straight onto one of nudge's FIFO queues (`events`, `actions`), as
+        its producer would send it."""
+        self.client("sqs").send_message(
+            QueueUrl=self.queue_url(C.local_queue_name(queue)),
+            MessageBody=json.dumps(body),
+            MessageGroupId=group,
+            MessageDeduplicationId=dedup,
+        )
+
 
 def action_body(user: str, action_id: str, *, at: str) -> dict[str, Any]:
     """An actions-queue message as the process function writes it: a cart reminder."""
@@ -113,26 +123,20 @@ def test_what_fails_for_good_is_listed_with_its_reason_and_shown_on_the_dashboar
     run = uuid.uuid4().hex[:8]
     lost, newer, ghost = f"dl-lost-{run}", f"dl-newer-{run}", f"dl-ghost-{run}"
     before = depths(client)
-    sqs = aws.client("sqs")
 
     # given an event ingest accepts, which processing cannot archive (the stream is gone)
     client.track(lost, "Product Viewed", {"product_id": "p-1"}, messageId=f"m-{run}")
     # and a message of a version this process function does not know (a newer producer)
-    sqs.send_message(
-        QueueUrl=aws.queue_url(C.local_queue_name(C.EVENTS_QUEUE)),
-        MessageBody=json.dumps({"kind": "events", "v": 99, "user_id": newer, "events": []}),
-        MessageGroupId=newer,
-        MessageDeduplicationId=f"v99-{run}",
+    aws.enqueue(
+        C.EVENTS_QUEUE,
+        {"kind": "events", "v": 99, "user_id": newer, "events": []},
+        group=newer,
+        dedup=f"v99-{run}",
     )
     # and an action enqueued now for a user whose profile never lands
     now = client.clock(advance_seconds=0)["now"]
     action = action_body(ghost, f"a-{run}", at=now)
-    sqs.send_message(
-        QueueUrl=aws.queue_url(C.local_queue_name(C.ACTIONS_QUEUE)),
-        MessageBody=json.dumps(action),
-        MessageGroupId=ghost,
-        MessageDeduplicationId=f"a-{run}",
-    )
+    aws.enqueue(C.ACTIONS_QUEUE, action, group=ghost, dedup=f"a-{run}")
 
     # when local mode's event source mappings have retried them as the redrive allows
     client.settle()

@@ -60,14 +60,14 @@ def test_after_the_erase_no_table_holds_the_user_not_even_through_the_dlq_or_an_
     (listed by the dead-letter report) and an action queued for them before the erase."""
     user = f"erase-dl-{uuid.uuid4().hex[:10]}"
     aws = Aws(client)
-    sqs = aws.client("sqs")
     client.send("identify", {"userId": user, "traits": {"email": f"{user}@example.com"}})
     client.track(user, "Product Added", {"product_id": "p-1", "price": 30})
-    sqs.send_message(  # a message processing refuses for good: a dead-letter entry of theirs
-        QueueUrl=aws.queue_url(C.local_queue_name(C.EVENTS_QUEUE)),
-        MessageBody=json.dumps({"kind": "events", "v": 99, "user_id": user, "events": []}),
-        MessageGroupId=user,
-        MessageDeduplicationId=f"v99-{user}",
+    # a message processing refuses for good: a dead-letter entry of theirs
+    aws.enqueue(
+        C.EVENTS_QUEUE,
+        {"kind": "events", "v": 99, "user_id": user, "events": []},
+        group=user,
+        dedup=f"v99-{user}",
     )
     client.settle()
     assert _mentioned_in_tables(aws, user)["dead-letters"], "the entry names them before"
@@ -78,12 +78,7 @@ def test_after_the_erase_no_table_holds_the_user_not_even_through_the_dlq_or_an_
     r = client.s.delete(f"{client.url}/v1/users/{user}", headers=headers, timeout=30)
     assert r.status_code == 202, r.text
     assert r.json()["erased"]["dead_letter_entries"] == 1
-    sqs.send_message(
-        QueueUrl=aws.queue_url(C.local_queue_name(C.ACTIONS_QUEUE)),
-        MessageBody=json.dumps(action),
-        MessageGroupId=user,
-        MessageDeduplicationId=f"a-{user}",
-    )
+    aws.enqueue(C.ACTIONS_QUEUE, action, group=user, dedup=f"a-{user}")
     client.settle()
 
     found = _mentioned_in_tables(aws, user)

@@ -21,7 +21,7 @@ from nudge.adapters.queues import message_group_id
 from nudge.adapters.tables import DeadLetterRow, bind_table
 from nudge.adapters.tables import dead_letter_partition as partition
 from nudge.domain.clock import from_ms, to_ms
-from nudge.domain.dead_letters import MOVED_BY, DeadLetter, MovedBy
+from nudge.domain.dead_letters import MOVED_BY, QUEUES, DeadLetter, MovedBy
 
 
 def sort_key(entry: DeadLetter) -> str:
@@ -66,19 +66,19 @@ class DynamoDeadLetterLog:
                     )
                 )
 
-    def erase_user(self, user_id: str) -> int:
-        """Deletes the user's entries (their message group's) of both queues; how many
-        (erase, docs/erase.md). Each partition is read through with the group as a filter:
-        entries are few (a DLQ's 14 days) and an erase is rare, so no index is kept for it."""
-        group = message_group_id(user_id)
+    def erase_users(self, user_ids: Sequence[str]) -> int:
+        """Deletes the entries of the ids' messages (their message groups) of both queues;
+        how many (erase, docs/erase.md). Each partition is read through once for all the
+        ids, keys and group only: entries are few (a DLQ's 14 days) and an erase is rare,
+        so no index is kept for it."""
+        groups = {message_group_id(u) for u in user_ids}
         doomed = [
             row
-            for queue in (C.EVENTS_QUEUE, C.ACTIONS_QUEUE)
+            for queue in QUEUES
             for row in DeadLetterRow.query(
-                partition(queue),
-                filter_condition=DeadLetterRow.group == group,
-                attributes_to_get=["bucket", "ref"],
+                partition(queue), attributes_to_get=["bucket", "ref", "group"]
             )
+            if row.group in groups
         ]
         with DeadLetterRow.batch_write() as batch:
             for row in doomed:

@@ -140,8 +140,8 @@ class DeadLetterLog(Protocol):
         them: TTL deletes within days, not at once)."""
         ...
 
-    def erase_user(self, user_id: str) -> int:
-        """Deletes the entries of the user's messages (erase); how many."""
+    def erase_users(self, user_ids: Sequence[str]) -> int:
+        """Deletes the entries of the messages of any of these ids (erase); how many."""
         ...
 
 

@@ -47,6 +47,14 @@ class UserRows(Protocol):
         ...
 
 
+class DeadLetterEntries(Protocol):
+    """The dead-letter report's entries (nudge.domain.dead_letters.DeadLetterLog)."""
+
+    def erase_users(self, user_ids: Sequence[str]) -> int:
+        """Deletes the entries of the messages of any of these ids; how many."""
+        ...
+
+
 class Devices(Protocol):
     def delete(self, endpoint_arn: str) -> None: ...
 
@@ -96,7 +104,7 @@ class EraseStores:
     archive: ErasedIds | None = None
     dedup: UserRows | None = None  # the fingerprints heavy users' profiles moved out
     assignments: Assignments | None = None
-    dead_letters: UserRows | None = None  # the dead-letter report's entries
+    dead_letters: DeadLetterEntries | None = None
 
 
 @dataclass
@@ -192,8 +200,8 @@ def erase_user(stores: EraseStores, user_id: str, *, now: datetime) -> EraseRepo
             report.deliveries += stores.log.erase_user(uid)
             if stores.dedup is not None:
                 report.fingerprints += stores.dedup.erase_user(uid)
-            if stores.dead_letters is not None:
-                report.dead_letters += stores.dead_letters.erase_user(uid)
+        if stores.dead_letters is not None:  # one pass for all the ids
+            report.dead_letters = stores.dead_letters.erase_users(ids)
         if stores.timers is not None:
             report.timers = stores.timers.disarm(profile.user_id, _armed(profile))
         if stores.devices is not None:

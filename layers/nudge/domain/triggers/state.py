@@ -240,14 +240,15 @@ class TriggerState:
 
     def deadlines(self) -> Iterator[tuple[str, int]]:
         """(key, KeyState.deadline_ms) of every key with a pending deadline, in stored
-        order: read from the stored mappings, with no view made for the keys without."""
-        for key, raw in self._keys.items():
-            d = raw.get("d")
+        order (from timing())."""
+        for key, d, _ in self.timing():
             if d is not None:
-                yield key, int(d)
+                yield key, d
 
     def timing(self) -> Iterator[tuple[str, int | None, int | None]]:
-        """(key, deadline_ms, timer_due_ms) of every key with either, in stored order."""
+        """(key, deadline_ms, timer_due_ms) of every key with either, in stored order: read
+        from the stored mappings as KeyState reads them, with no view made per key (the
+        engine's scans visit every key of every trigger per event)."""
         for key, raw in self._keys.items():
             d, due = raw.get("d"), raw.get("due")
             if d is not None or due is not None:
