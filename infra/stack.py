@@ -77,7 +77,6 @@ class NudgeStack(cdk.Stack):
             events_dlq=self.ingest.events_dlq,
             state=self.state,
             delivery=self.delivery,
-            scheduling=self.scheduling,
             layers=layers,
             environment=common_env,
             timeout=PROCESS_TIMEOUT,

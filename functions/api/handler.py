@@ -191,9 +191,7 @@ def _erase_extras(s: ApiSettings, erased: S3ErasedIds | None) -> EraseExtras:
 
     signing = SecretsManagerKey(s.unsubscribe_secret_arn)
     return EraseExtras(
-        timers=WakeUps(group="", target_arn="", role_arn="", dlq_arn="", table=s.timers_table)
-        if s.timers_table
-        else None,
+        timers=WakeUps(table=s.timers_table) if s.timers_table else None,
         devices=SnsDevices(apns_arn=s.apns_application_arn, fcm_arn=s.fcm_application_arn),
         suppressions=DynamoSuppressions(table=s.suppressions_table, secret=signing.get)
         if s.suppressions_table

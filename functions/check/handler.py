@@ -1,7 +1,10 @@
-"""check: the EventBridge Scheduler target. A minute's wake-up came due: its timers (from
-the wake-up index) go to their users' FIFO groups on the events queue, one TimersMessage
-per user (nudge.domain.messages), where the process function re-checks each trigger
-against the user's current state, serialized with the user's events.
+"""check: the EventBridge Scheduler target. Every minute the wake-up sweep (one recurring
+schedule, docs/decisions.md D49) invokes it with the minute it was meant for; that
+minute's bucket of timers (from the wake-up index) goes to their users' FIFO groups on the
+events queue, one TimersMessage per user (nudge.domain.messages), where the process
+function re-checks each trigger against the user's current state, serialized with the
+user's events. `{"bucket": "YYYY-MM-DDTHH:MM"}` sweeps a bucket by name (the one-time
+schedules of releases before the sweep, and an operator replaying a bucket).
 
 Scheduler invokes this function asynchronously: its retry policy and dead-letter queue
 cover only handing the event to Lambda. An exception here is retried by Lambda, twice
@@ -15,6 +18,7 @@ duplicate)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from functools import cache
 from typing import Any
 
@@ -25,16 +29,32 @@ from nudge.adapters.queues import SqsEventQueue
 from nudge.adapters.scheduler import DynamoDueTimers
 from nudge.domain.messages import timers_messages
 from nudge.domain.ports import DueTimers, TimersQueue
-from nudge.domain.wakeups import BUCKET_PATTERN
+from nudge.domain.wakeups import BUCKET_FORMAT, BUCKET_PATTERN
 from nudge.observability import logger, metrics, tracer
 from nudge.settings import CheckSettings
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 
 class WakeUp(BaseModel):
-    """The schedule's Input, as nudge.adapters.scheduler writes it."""
+    """The sweep schedule's Input (C.WAKE_UP_SWEEP_INPUT, the scheduled time filled in by
+    Scheduler), or a bucket by name."""
 
-    bucket: str = Field(pattern=BUCKET_PATTERN)
+    scheduled_time: AwareDatetime | None = None
+    bucket: str | None = Field(None, pattern=BUCKET_PATTERN)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> WakeUp:
+        if (self.scheduled_time is None) == (self.bucket is None):
+            raise ValueError("a wake-up names either its scheduled_time or its bucket")
+        return self
+
+    def bucket_name(self) -> str:
+        """The bucket swept: the scheduled time's minute in UTC (Scheduler's cron runs at
+        second 0; a time within the minute still names that minute), or the bucket."""
+        if self.bucket is not None:
+            return self.bucket
+        assert self.scheduled_time is not None
+        return self.scheduled_time.astimezone(UTC).strftime(BUCKET_FORMAT)
 
 
 @dataclass
@@ -71,9 +91,11 @@ def handler(
     """`deps` (by keyword: Powertools' tracer passes keywords only) replaces the AWS
     adapters, as a unit test does."""
     d = deps if deps is not None else _cold_start_deps()
-    wake = parse(event=event, model=WakeUp)
-    due = d.timers.due(wake.bucket)
-    d.queue.send_timers(timers_messages(wake.bucket, due))
+    bucket = parse(event=event, model=WakeUp).bucket_name()
+    due = d.timers.due(bucket)
+    if due:
+        d.queue.send_timers(timers_messages(bucket, due))
     metrics.add_metric("TimersDue", MetricUnit.Count, len(due))
-    logger.info("wake-up", extra={"bucket": wake.bucket, "timers": len(due)})
-    return {"bucket": wake.bucket, "timers": len(due)}
+    if due:  # a minute without timers (most of them, at low traffic) logs nothing
+        logger.info("wake-up", extra={"bucket": bucket, "timers": len(due)})
+    return {"bucket": bucket, "timers": len(due)}

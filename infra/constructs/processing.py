@@ -15,7 +15,6 @@ from nudge import constants as C
 
 from infra.constructs.delivery import Delivery
 from infra.constructs.function import NudgeFunction
-from infra.constructs.scheduling import Scheduling
 from infra.constructs.state import State
 
 # The events queue's visibility timeout is derived from this (infra/constructs/ingest.py).
@@ -34,7 +33,6 @@ class Processing(Construct):
         events_dlq: sqs.IQueue,
         state: State,
         delivery: Delivery,
-        scheduling: Scheduling,
         layers: Sequence[lambda_.ILayerVersion],
         environment: Mapping[str, str],
         timeout: cdk.Duration = PROCESS_TIMEOUT,
@@ -44,7 +42,7 @@ class Processing(Construct):
             self,
             "Process",
             name=C.FN_PROCESS,
-            description="Folds events into user state, evaluates triggers, arms schedules",
+            description="Folds events into user state, evaluates triggers, files timers",
             layers=layers,
             environment={
                 **environment,
@@ -53,7 +51,6 @@ class Processing(Construct):
                 # a failure on that receive is the last: recorded as a dead letter (D40)
                 C.ENV_EVENTS_MAX_RECEIVE_COUNT: str(C.EVENTS_MAX_RECEIVE_COUNT),
                 **delivery.environment,
-                **scheduling.environment,
             },
             memory_size=512,
             timeout=timeout,
@@ -74,5 +71,5 @@ class Processing(Construct):
         state.grant_profile_read_write(self.function)
         state.grant_dedup(self.function)  # heavy users' fingerprints (D42)
         # the wake-up index, and the events queue's dead-letter entries beside it (D40)
+        # no Scheduler grant: the wake-up sweep reads the index every minute (D49)
         state.grant_timer_write(self.function)
-        scheduling.grant_create_schedules(self.handler)  # one per minute bucket

@@ -1,10 +1,11 @@
-"""Time conditions: the EventBridge Scheduler group where the process function creates one
-one-time schedule per minute bucket of trigger timers (and deliver one per deferred
-delivery), the check function the bucket schedules invoke (it Queries the bucket's timers
-in the timers table and sends one message per timer onto the events FIFO queue, grouped
-by user, for process), the role Scheduler assumes to invoke it (and, for deferred
-deliveries, to put an action back on the actions queue), the dead-letter queue for
-schedules whose target fails, and the check function's own on-failure destination.
+"""Time conditions: the EventBridge Scheduler group, its one recurring schedule (the
+wake-up sweep: `cron(* * * * ? *)`, docs/decisions.md D49) and the one-time schedules
+deliver creates per deferred delivery; the check function the sweep invokes every minute
+with the minute it is for (it Queries that bucket of the wake-up index, the timers table,
+and sends one message per user onto the events FIFO queue, grouped by user, for process),
+the role Scheduler assumes to invoke it (and, for deferred deliveries, to put an action
+back on the actions queue), the dead-letter queue for schedules whose target fails, and
+the check function's own on-failure destination.
 
 Scheduler invokes the check function asynchronously: once Lambda has accepted the event,
 Scheduler's retry policy and DLQ are done with it, and a check that fails is retried by
@@ -34,25 +35,72 @@ from infra.constructs.state import State
 # state), then the event goes to the on-failure destination.
 CHECK_RETRY_ATTEMPTS = 2
 CHECK_MAX_EVENT_AGE = cdk.Duration.hours(6)
+# Scheduler's own retries of handing a sweep to Lambda (throttled, say): as the one-time
+# bucket schedules had them, then the scheduler DLQ with the minute in its payload
+SWEEP_RETRY_ATTEMPTS = 10
+SWEEP_MAX_EVENT_AGE_S = 86_400
 
 _SCHEDULES_IN_GROUP_FINDING = (
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:"
     f"<AWS::AccountId>:schedule/{C.SCHEDULE_GROUP}/*]"
 )
 _SCHEDULES_IN_GROUP_REASON = (
-    "Schedules are created at run time, one per minute bucket of trigger timers and one "
-    "per deferred delivery, with names not known at deploy time; the wildcard is confined "
+    "Schedules are created at run time, one per deferred delivery, with names not known "
+    "at deploy time; the wildcard is confined "
     f"to the schedules of the nudge schedule group ({C.SCHEDULE_GROUP}), never other "
     "groups of the account."
 )
 
 
+def recurring_schedule(
+    scope: Construct,
+    id: str,
+    *,
+    group: scheduler.ScheduleGroup,
+    name: str,
+    description: str,
+    expression: str,
+    target: lambda_.IFunction,
+    role: iam.IRole,
+    payload: str,
+    dlq: sqs.IQueue,
+    retry_attempts: int,
+    max_event_age_s: int,
+) -> scheduler.CfnSchedule:
+    """A recurring schedule of the stack (the wake-up sweep, the train run): in UTC, no
+    flexible window, a Lambda target invoked with `payload` by `role`, Scheduler's own
+    retries of handing it over, then `dlq`; made after its group."""
+    schedule = scheduler.CfnSchedule(
+        scope,
+        id,
+        name=name,
+        group_name=group.schedule_group_name,
+        description=description,
+        schedule_expression=expression,
+        schedule_expression_timezone="UTC",
+        flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+        state="ENABLED",
+        target=scheduler.CfnSchedule.TargetProperty(
+            arn=target.function_arn,
+            role_arn=role.role_arn,
+            input=payload,
+            dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(arn=dlq.queue_arn),
+            retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                maximum_event_age_in_seconds=max_event_age_s,
+                maximum_retry_attempts=retry_attempts,
+            ),
+        ),
+    )
+    schedule.node.add_dependency(group)
+    return schedule
+
+
 class Scheduling(Construct):
     """``group``, ``role`` (assumed by Scheduler), ``dlq`` (standard queue: Scheduler
     target DLQs cannot be FIFO), ``check`` (the NudgeFunction), ``check_function_arn``,
-    ``check_failures`` (the check function's on-failure destination: the bucket events
-    Lambda gave up on, with their error), ``environment`` (what a function that creates
-    schedules must know)."""
+    ``sweep`` (the recurring schedule that invokes it every minute), ``check_failures``
+    (the check function's on-failure destination: the sweeps Lambda gave up on, with
+    their error)."""
 
     def __init__(
         self,
@@ -88,9 +136,9 @@ class Scheduling(Construct):
             )
         )
 
-        # The check function has a physical name, hence a stable ARN: the bucket
-        # schedules, created at run time, hold it as their target for up to
-        # WAKE_UP_INDEX_TTL_DAYS and must keep reaching it if the function is replaced.
+        # The check function has a physical name, hence a stable ARN: the one-time bucket
+        # schedules of releases before the sweep (D49) hold it as their target for up to
+        # WAKE_UP_INDEX_TTL_DAYS and must keep reaching it across the upgrade.
         check_name = f"{stack.stack_name}-{C.FN_CHECK}"[:64]
         self.check_function_arn = stack.format_arn(
             service="lambda",
@@ -114,19 +162,12 @@ class Scheduling(Construct):
         )
         self.dlq.grant_send_messages(self.role)
 
-        self.environment: dict[str, str] = {
-            C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
-            C.ENV_SCHEDULER_ROLE_ARN: self.role.role_arn,
-            C.ENV_CHECK_FUNCTION_ARN: self.check_function_arn,
-            C.ENV_SCHEDULER_DLQ_ARN: self.dlq.queue_arn,
-        }
-
         self.check = NudgeFunction(
             self,
             "Check",
             name=C.FN_CHECK,
             function_name=check_name,
-            description="Invoked by Scheduler each minute with timers: queues them per user",
+            description="Invoked by Scheduler every minute: queues the minute's timers per user",
             layers=layers,
             environment={
                 **environment,
@@ -170,6 +211,25 @@ class Scheduling(Construct):
             on_failure=destinations.SqsDestination(self.check_failures),
         )
 
+        # The wake-up sweep: one recurring schedule, at second 0 of every minute, hands
+        # the check function the minute it is for (Scheduler's scheduled-time context
+        # attribute, the same on every retry). Its cost is fixed: 1,440 invocations a
+        # day whatever the traffic, and no Scheduler call on the event path (D49).
+        self.sweep = recurring_schedule(
+            self,
+            "WakeUpSweep",
+            group=self.group,
+            name=C.WAKE_UP_SWEEP_SCHEDULE,
+            description="Every minute: the check function sweeps that minute's trigger timers",
+            expression=C.WAKE_UP_SWEEP_EXPRESSION,
+            target=self.function,
+            role=self.role,
+            payload=C.WAKE_UP_SWEEP_INPUT,
+            dlq=self.dlq,
+            retry_attempts=SWEEP_RETRY_ATTEMPTS,
+            max_event_age_s=SWEEP_MAX_EVENT_AGE_S,
+        )
+
     def schedule_arns(self) -> str:
         """Every schedule of the nudge group (names are made at run time)."""
         return cdk.Stack.of(self).format_arn(
@@ -180,9 +240,8 @@ class Scheduling(Construct):
         )
 
     def grant_create_schedules(self, fn: NudgeFunction) -> None:
-        """Create one-time schedules in the group (minute-bucket wake-ups and deferred
-        deliveries, which delete themselves after they ran: nothing is ever updated,
-        read or deleted; a ConflictException means the bucket's schedule exists), and hand
+        """Create one-time schedules in the group (deferred deliveries, which delete
+        themselves after they ran: nothing is ever updated, read or deleted), and hand
         Scheduler its role (iam:PassRole on that role only)."""
         iam.Grant.add_to_principal(
             grantee=fn.function,

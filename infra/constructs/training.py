@@ -39,6 +39,7 @@ from infra.bundling import build_train_layer
 from infra.constructs.archive import Archive
 from infra.constructs.function import ARCHITECTURE, RUNTIME, NudgeFunction
 from infra.constructs.queues import dead_letter_queue
+from infra.constructs.scheduling import recurring_schedule
 from infra.constructs.state import State
 from infra.context import ContextError
 
@@ -233,29 +234,20 @@ class Training(Construct):
             )
         )
         scheduler_dlq.grant_send_messages(self.role)
-        self.schedule = scheduler.CfnSchedule(
+        self.schedule = recurring_schedule(
             self,
             "Schedule",
+            group=self.group,
             name=C.TRAIN_SCHEDULE_NAME,
-            group_name=self.group.schedule_group_name,
             description="Runs the nudge train function (segments, RFM, catalog)",
-            schedule_expression=self.context.schedule,
-            schedule_expression_timezone="UTC",
-            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
-            state="ENABLED",
-            target=scheduler.CfnSchedule.TargetProperty(
-                arn=self.function.function_arn,
-                role_arn=self.role.role_arn,
-                input="{}",
-                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(
-                    arn=scheduler_dlq.queue_arn
-                ),
-                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
-                    maximum_event_age_in_seconds=3600, maximum_retry_attempts=2
-                ),
-            ),
+            expression=self.context.schedule,
+            target=self.function,
+            role=self.role,
+            payload="{}",
+            dlq=scheduler_dlq,
+            retry_attempts=2,
+            max_event_age_s=3600,
         )
-        self.schedule.node.add_dependency(self.group)
 
     def grant_read_models(self, fn: NudgeFunction) -> None:
         """Read the artifacts (GetObject under models/) and know where they are."""

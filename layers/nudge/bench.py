@@ -107,7 +107,14 @@ ASSUMPTIONS = [
     "unit (a Query sums its items first), halved when eventually consistent; a read that "
     "finds no item still costs 1 unit (0.5 eventually consistent); a failed conditional "
     "write is billed like a write. UpdateItem is sized by the item before the update.",
-    "EventBridge Scheduler bills invocations (a wake-up that fires, a deferred action put "
+    "EventBridge Scheduler bills invocations. The wake-up sweep (one recurring schedule, "
+    "every minute) is a fixed cost whatever the traffic, shown apart as "
+    "`fixed_usd_per_month`: 43,200 Scheduler invocations, as many check invocations "
+    "(each priced at the median measured duration of the check invocations that had timers, "
+    "more than an empty minute takes) and a strongly consistent Query of 1 read unit each. "
+    "Local mode skips the minutes whose bucket is empty; the per-event figures hold what "
+    "a minute with timers adds: the check function's duration, reads and sends. A "
+    "deferred action put "
     "back on the queue); CreateSchedule and the other API calls are not billed, and "
     "schedules delete themselves after they fire (ActionAfterCompletion=DELETE).",
     "Firehose: ingestion $0.029/GB with every record rounded up to 5 KB; S3 PUTs as one "
@@ -1213,7 +1220,8 @@ class Progress:
 
 
 # ---- aws: requests per event through the real handlers ------------------------------------
-EVENT_PATH = (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, "esm:events", "scheduler:wakeups")
+EVENT_PATH = (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, "esm:events")
+MINUTES_PER_MONTH = 30 * 24 * 60  # the wake-up sweep's invocations (D49)
 DELIVERY = (C.FN_DELIVER, "esm:actions", "scheduler:deferrals", "scheduler:dead_letters")
 
 
@@ -1233,8 +1241,8 @@ def _post(session: Any, url: str, batch: list[dict[str, Any]]) -> None:
 
 def _modeled_accounts(meter: Meter) -> dict[str, Account]:
     """The functions' accounts, plus what AWS itself does around them: the event source
-    mappings (one ReceiveMessage and one DeleteMessageBatch per batch) and the Scheduler
-    (an invocation per wake-up that fires the check function)."""
+    mappings (one ReceiveMessage and one DeleteMessageBatch per batch). The wake-up
+    sweep's Scheduler invocations are a fixed cost (cost_model's fixed_usd_per_month)."""
     accounts: dict[str, Account] = defaultdict(Account)
     for name, acc in meter.accounts.items():
         accounts[name].add(acc)
@@ -1244,8 +1252,6 @@ def _modeled_accounts(meter: Meter) -> dict[str, Account]:
         esm.ops["sqs:ReceiveMessage"] += inv.count
         esm.ops["sqs:DeleteMessageBatch"] += inv.count
         esm.sqs_requests += inv.batch_chunks + inv.count
-    wake = accounts["scheduler:wakeups"]
-    wake.scheduler_invocations += meter.invocations.get(C.FN_CHECK, Invocations()).count
     return accounts
 
 
@@ -1436,7 +1442,9 @@ def cost_model(aws: dict[str, Any], accounts: dict[str, Account], n: int) -> dic
 
     ev = sum_of(EVENT_PATH)
     ingest_calls = lam.get(C.FN_INGEST, {}).get("invocations_per_event", 0.0)
-    req, dur = lambda_cost((C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK))
+    # the check function's requests are the sweep's, every minute: in the fixed cost
+    req, _ = lambda_cost((C.FN_INGEST, C.FN_PROCESS))
+    _, dur = lambda_cost((C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK))
     event_path = {
         "api_gateway_http": ingest_calls * PRICES["http_api_per_request"] * 1e6,
         "lambda_requests": req,
@@ -1467,9 +1475,12 @@ def cost_model(aws: dict[str, Any], accounts: dict[str, Account], n: int) -> dic
     def rounded(d: dict[str, float]) -> dict[str, float]:
         return {k: round(v, 4) for k, v in d.items()}
 
+    sweep = sweep_cost_per_month(lam.get(C.FN_CHECK))
     return {
         "usd_per_million_events": round(sum(event_path.values()), 2),
         "event_path": rounded(event_path),
+        "fixed_usd_per_month": round(sum(sweep.values()), 4),
+        "fixed": {"wake_up_sweep": rounded(sweep)},
         "delivery_excluding_sending_usd_per_million_events": round(sum(delivery.values()), 2),
         "delivery": rounded(delivery),
         "sending_usd_per_million_events": rounded(sending),
@@ -1478,6 +1489,21 @@ def cost_model(aws: dict[str, Any], accounts: dict[str, Account], n: int) -> dic
             "push": round(dl.sns_push * per_m),
             "sms_not_priced": round(dl.sns_sms * per_m),
         },
+    }
+
+
+def sweep_cost_per_month(check: dict[str, Any] | None) -> dict[str, float]:
+    """The wake-up sweep's month (D49): an invocation every minute, whatever the traffic,
+    each a Query of at least 1 read unit; `check`: the check function's measured figures
+    (its median duration prices every minute; None: 1 ms)."""
+    ms = math.ceil(check["duration_ms_p50"]) if check else 1
+    memory_gb = (check["memory_mb"] if check else 512) / 1024
+    n = MINUTES_PER_MONTH
+    return {
+        "scheduler": n * PRICES["scheduler_per_invocation"],
+        "lambda_requests": n * PRICES["lambda_per_request"],
+        "lambda_duration": n * ms / 1000 * memory_gb * PRICES["lambda_per_gb_s_arm64"],
+        "dynamodb_reads": n * PRICES["dynamodb_per_read_unit"],
     }
 
 
@@ -1678,6 +1704,7 @@ SUMMARY_KEYS = (
     "scheduler_calls_per_event",
     "usd_per_million_events",
     "usd_per_million_events_dense",
+    "fixed_usd_per_month",
     "local_events_per_second",
     "local_p99_ms",
     "heavy_user_item_bytes",
@@ -1690,10 +1717,14 @@ DEFINITIONS = {
     "read_units_per_event": "sparse, event path: DynamoDB read units from returned item sizes",
     "sqs_requests_per_event": "sparse, event path: billed SQS requests (64 KB chunks), the "
     "event source mapping's ReceiveMessage and DeleteMessageBatch per batch included",
-    "scheduler_calls_per_event": "sparse, event path: EventBridge Scheduler API calls "
-    "(CreateSchedule) the functions make",
+    "scheduler_calls_per_event": "sparse, event path: EventBridge Scheduler API calls the "
+    "functions make and invocations that grow with events (the wake-up sweep's are a fixed "
+    "cost: fixed_usd_per_month)",
     "usd_per_million_events": "sparse, event path (HTTP API, Lambda, SQS, DynamoDB, "
-    "Scheduler, Firehose, S3), sending and delivery excluded",
+    "Firehose, S3), sending and delivery excluded; the wake-up sweep's fixed monthly cost "
+    "apart (fixed_usd_per_month)",
+    "fixed_usd_per_month": "the wake-up sweep: 43,200 Scheduler and check invocations a "
+    "month, whatever the traffic",
     "usd_per_million_events_dense": "the same for the dense workload",
     "local_events_per_second": "local mode end to end: events / (first send → every queue "
     "drained), Segment's SDK with gzip",
@@ -1780,9 +1811,12 @@ def run(cfg: BenchConfig, *, progress: Progress) -> dict[str, Any]:
         "write_units_per_event": path["dynamodb_write_units"],
         "read_units_per_event": path["dynamodb_read_units"],
         "sqs_requests_per_event": path["sqs_billed_requests"],
-        "scheduler_calls_per_event": path["scheduler_api_calls"],
+        "scheduler_calls_per_event": round(
+            path["scheduler_api_calls"] + path["scheduler_invocations"], 4
+        ),
         "usd_per_million_events": sparse["cost"]["usd_per_million_events"],
         "usd_per_million_events_dense": wl["dense"]["aws"]["cost"]["usd_per_million_events"],
+        "fixed_usd_per_month": sparse["cost"]["fixed_usd_per_month"],
         "local_events_per_second": result["local"]["end_to_end_events_per_second"],
         "local_p99_ms": result["local"]["inapp_latency_ms"]["p99"],
         "heavy_user_item_bytes": wl["heavy"]["aws"]["profile_items"]["bytes_max"],
@@ -1814,6 +1848,7 @@ TABLE_ROWS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("profile item bytes max", ("aws", "profile_items", "bytes_max")),
     ("actions/event", ("aws", "actions", "per_event")),
     ("$/M events, event path", ("aws", "cost", "usd_per_million_events")),
+    ("$/month fixed (wake-up sweep)", ("aws", "cost", "fixed_usd_per_month")),
     (
         "$/M events, delivery (no sending)",
         ("aws", "cost", "delivery_excluding_sending_usd_per_million_events"),

@@ -44,7 +44,6 @@ ENV_EVENTS_MAX_RECEIVE_COUNT = "NUDGE_EVENTS_MAX_RECEIVE_COUNT"
 ENV_ACTIONS_MAX_RECEIVE_COUNT = "NUDGE_ACTIONS_MAX_RECEIVE_COUNT"
 ENV_SCHEDULE_GROUP = "NUDGE_SCHEDULE_GROUP"
 ENV_SCHEDULER_ROLE_ARN = "NUDGE_SCHEDULER_ROLE_ARN"
-ENV_CHECK_FUNCTION_ARN = "NUDGE_CHECK_FUNCTION_ARN"
 ENV_SCHEDULER_DLQ_ARN = "NUDGE_SCHEDULER_DLQ_ARN"
 ENV_RATE_LIMIT = "NUDGE_RATE_LIMIT_PER_SECOND"
 ENV_TRIGGERS_PATH = "NUDGE_TRIGGERS_PATH"
@@ -113,8 +112,15 @@ CORS_MAX_AGE_SECONDS = 3600
 # analytics.js may keep its settings this long (a page load fetches them once)
 BROWSER_SETTINGS_MAX_AGE_SECONDS = 300
 
-# Wake-ups: timers share one-time schedules per minute bucket
+# Wake-ups: timers are filed in minute buckets of the wake-up index, which one recurring
+# schedule sweeps every minute (docs/decisions.md D49)
 WAKE_UP_BUCKET_SECONDS = 60
+WAKE_UP_SWEEP_SCHEDULE = "nudge-wake-up-sweep"  # in SCHEDULE_GROUP
+WAKE_UP_SWEEP_EXPRESSION = "cron(* * * * ? *)"  # at second 0 of every minute, UTC
+# what Scheduler hands the check function: the minute it was meant to run (a context
+# attribute Scheduler fills in, e.g. 2026-12-02T05:21:00Z); a retry carries the same one
+SCHEDULED_TIME_ATTRIBUTE = "<aws.scheduler.scheduled-time>"
+WAKE_UP_SWEEP_INPUT = '{"scheduled_time": "' + SCHEDULED_TIME_ATTRIBUTE + '"}'
 WAKE_UP_MIN_LEAD_SECONDS = 5  # never add a timer to a bucket that is about to fire
 WAKE_UP_INDEX_TTL_DAYS = 2
 

@@ -86,10 +86,6 @@ class ProcessSettings(_Base):
     # the events queue's maxReceiveCount: a record failing on that receive is dead-lettered
     max_receive_count: int = Field(alias=C.ENV_EVENTS_MAX_RECEIVE_COUNT, ge=1, le=1000)
     actions_queue_url: str = Field(alias=C.ENV_ACTIONS_QUEUE_URL)
-    schedule_group: str = Field(alias=C.ENV_SCHEDULE_GROUP)
-    scheduler_role_arn: str = Field(alias=C.ENV_SCHEDULER_ROLE_ARN)
-    check_function_arn: str = Field(alias=C.ENV_CHECK_FUNCTION_ARN)
-    scheduler_dlq_arn: str = Field(alias=C.ENV_SCHEDULER_DLQ_ARN)
     triggers_path: str = Field(alias=C.ENV_TRIGGERS_PATH)
     archive_stream: str = Field(alias=C.ENV_ARCHIVE_STREAM)
 

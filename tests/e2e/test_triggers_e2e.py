@@ -12,6 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 import requests
+from nudge import constants as C
 from nudge.domain.events import normalize_event
 from nudge.domain.triggers.backtest import backtest
 from nudge.domain.triggers.loader import load_triggers
@@ -169,32 +170,39 @@ def test_import_updates_state_but_never_fires(client: Client, uid: str) -> None:
     assert all(t["fired"] == 0 for t in profile["triggers"].values())
 
 
-def test_timers_wake_up_through_one_time_schedules_deleted_once_fired(
-    client: Client, uid: str
-) -> None:
+def test_timers_wake_up_through_the_one_recurring_sweep(client: Client, uid: str) -> None:
+    """No schedule per timer or minute (D49): the group holds the sweep, a cron schedule
+    of every minute whose Input asks Scheduler for its scheduled time; the cart's timer is
+    a wake-up index entry in the bucket of its minute, and it fires when the clock passes
+    that minute."""
     start = daytime(client)
     client.track(uid, "Product Added", {"product_id": "p1"})
     client.settle()
     info = requests.get(f"{client.url}/_local/aws").json()
-    sched = boto3.client("scheduler", endpoint_url=info["endpoint_url"], region_name=info["region"])
+    kw = {"endpoint_url": info["endpoint_url"], "region_name": info["region"]}
+    sched = boto3.client("scheduler", **kw)
     group = info["schedule_groups"][0]
-
-    def names() -> set[str]:
-        return {s["Name"] for s in sched.list_schedules(GroupName=group)["Schedules"]}
-
-    # the cart's deadline (T+15m, rounded up to the minute) has a wake-up schedule
-    due = (start + timedelta(minutes=16)).strftime("%Y%m%dT%H%M")
-    wake = f"wake-{due}"
-    assert wake in names(), names()
-    one = sched.get_schedule(Name=wake, GroupName=group)
-    assert one["ScheduleExpression"].startswith("at(") and one["ActionAfterCompletion"] == "DELETE"
-    assert json.loads(one["Target"]["Input"]) == {
-        "bucket": (start + timedelta(minutes=16)).strftime("%Y-%m-%dT%H:%M")
+    listed = sched.list_schedules(GroupName=group)["Schedules"]
+    assert [s["Name"] for s in listed] == [C.WAKE_UP_SWEEP_SCHEDULE]
+    sweep = sched.get_schedule(Name=C.WAKE_UP_SWEEP_SCHEDULE, GroupName=group)
+    assert sweep["ScheduleExpression"] == "cron(* * * * ? *)"
+    assert json.loads(sweep["Target"]["Input"]) == {
+        "scheduled_time": "<aws.scheduler.scheduled-time>"
     }
-    # once it has fired it is gone, as ActionAfterCompletion=DELETE does
+    # the cart's deadline (T+15m, rounded up to the minute) is an entry in its bucket
+    bucket = (start + timedelta(minutes=16)).strftime("%Y-%m-%dT%H:%M")
+    timers = boto3.client("dynamodb", **kw).query(
+        TableName=C.local_table_name(C.TIMERS),
+        KeyConditionExpression="#b = :b",
+        ExpressionAttributeNames={"#b": "bucket"},
+        ExpressionAttributeValues={":b": {"S": bucket}},
+    )["Items"]
+    assert [t["user_id"]["S"] for t in timers] == [uid]
+    assert state(client, uid, "cart_abandonment")["fired"] == 0
     advance(client, 16 * 60 + 30)
-    assert wake not in names()
     assert state(client, uid, "cart_abandonment")["fired"] == 1
+    # the sweep is still there for the next minute
+    assert sched.get_schedule(Name=C.WAKE_UP_SWEEP_SCHEDULE, GroupName=group)["State"] == "ENABLED"
 
 
 def test_backtest_equals_the_live_path(client: Client, tmp_path: Path) -> None:

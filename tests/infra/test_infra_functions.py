@@ -29,12 +29,6 @@ COMMON_ENV = {
     C.ENV_TEMPLATES_PATH,
     C.ENV_CONFIG_PATH,
 }
-SCHEDULER_ENV = {
-    C.ENV_SCHEDULE_GROUP,
-    C.ENV_SCHEDULER_ROLE_ARN,
-    C.ENV_CHECK_FUNCTION_ARN,
-    C.ENV_SCHEDULER_DLQ_ARN,
-}
 ARCHIVE_READER_ENV = {
     C.ENV_ARCHIVE_BUCKET,
     C.ENV_QUERY_ENGINE,
@@ -51,7 +45,6 @@ EXPECTED_ENV = {
         C.ENV_ARCHIVE_STREAM,  # where it archives the plan's violations
     },
     C.FN_PROCESS: COMMON_ENV
-    | SCHEDULER_ENV
     | {
         C.ENV_PROFILES_TABLE,
         C.ENV_DEDUP_TABLE,  # heavy users' fingerprints past the profile's bound (D42)
@@ -263,17 +256,13 @@ def test_check_is_told_of_the_timers_table_and_the_events_queue(synth):
     assert env[C.ENV_EVENTS_QUEUE_URL] == {"Ref": synth.logical_id(s.ingest.events_queue)}
 
 
-def test_check_function_arn_given_to_process_names_the_check_function(synth):
-    # a physical name: bucket schedules made at run time keep a stable target
-    check = _function(synth, C.FN_CHECK)
-    name = check["Properties"]["FunctionName"]
-    arn = _function(synth, C.FN_PROCESS)["Properties"]["Environment"]["Variables"][
-        C.ENV_CHECK_FUNCTION_ARN
-    ]
-    parts = arn["Fn::Join"][1]
-    assert parts[-1] == f":function:{name}"
-    assert {"Ref": "AWS::Region"} in parts and {"Ref": "AWS::AccountId"} in parts
-    assert C.ENV_CHECK_FUNCTION_ARN not in check["Properties"]["Environment"]["Variables"]
+def test_check_function_has_a_physical_name(synth):
+    # a stable target for the one-time bucket schedules of releases before the sweep
+    # (D49), which keep firing for up to WAKE_UP_INDEX_TTL_DAYS after the upgrade
+    s = synth.stack
+    name = _function(synth, C.FN_CHECK)["Properties"]["FunctionName"]
+    assert name == f"{s.stack_name}-{C.FN_CHECK}"
+    assert s.resolve(s.scheduling.check_function_arn)["Fn::Join"][1][-1] == f":function:{name}"
 
 
 def test_deliver_is_told_where_links_point_and_who_sends(synth):

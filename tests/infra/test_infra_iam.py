@@ -149,7 +149,7 @@ def test_api_manages_profiles_and_keys_reads_inbox_and_log_and_erases_users(synt
     assert tables[C.TIMERS] == {"dynamodb:BatchWriteItem", "dynamodb:Query"}
     assert tables[C.SUPPRESSIONS] == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"}
     assert tables[C.DEDUP] == {"dynamodb:Query", "dynamodb:BatchWriteItem"}  # each id's
-    # schedules are per minute bucket, shared by users: erase has none of its own to delete
+    # the wake-up sweep is one schedule for all users: erase has none of its own to delete
     assert not any(a.startswith("scheduler:") for a in perms)
     # the dead-letter queues' sizes, and nothing else of SQS: never a receive (D39, D40)
     assert {a for a in perms if a.startswith("sqs:")} == {"sqs:GetQueueAttributes"}
@@ -281,13 +281,12 @@ def test_feedback_may_only_add_suppressions_confirm_sends_and_archive(synth):
     }
 
 
-def test_only_the_functions_that_create_schedules_may_pass_the_scheduler_role(synth):
+def test_only_the_function_that_creates_schedules_may_pass_the_scheduler_role(synth):
+    # deliver, for deferred deliveries; process files timers in the index only (D49)
     s = synth.stack
     role_arn = _getatt(synth, s.scheduling.role)
-    for name in (C.FN_PROCESS, C.FN_DELIVER):
-        perms = synth.allowed(_role(synth, name))
-        assert perms["iam:PassRole"] == [role_arn]
-    for name in (C.FN_INGEST, C.FN_CHECK, C.FN_API, C.FN_FEEDBACK):
+    assert synth.allowed(_role(synth, C.FN_DELIVER))["iam:PassRole"] == [role_arn]
+    for name in (C.FN_INGEST, C.FN_PROCESS, C.FN_CHECK, C.FN_API, C.FN_FEEDBACK):
         assert "iam:PassRole" not in synth.allowed(_role(synth, name))
 
 

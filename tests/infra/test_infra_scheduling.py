@@ -1,10 +1,13 @@
-"""EventBridge Scheduler: the group, the role it assumes (invoke check only), and the
-schedule permissions of the functions that create schedules (that group only): process
-one per minute bucket of timers, deliver one per deferred delivery; check creates none.
-Scheduler invokes check asynchronously: Lambda's retries of it are explicit, and what
-they give up on goes to an on-failure queue with an alarm, not away."""
+"""EventBridge Scheduler: the group, the wake-up sweep (one recurring schedule that
+invokes check every minute, D49), the role it assumes (invoke check only), and the
+schedule permissions of the one function that creates schedules (that group only):
+deliver, one per deferred delivery; process and check create none. Scheduler invokes
+check asynchronously: Lambda's retries of it are explicit, and what they give up on goes
+to an on-failure queue with an alarm, not away."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from aws_cdk.assertions import Match
@@ -53,34 +56,58 @@ def test_scheduler_role_may_invoke_check_requeue_actions_and_dead_letter_only(sy
     assert not any(a.startswith("kms:") for a in perms)  # the queues use SSE-SQS
 
 
-@pytest.mark.parametrize("name", [C.FN_PROCESS, C.FN_DELIVER])
-def test_function_only_creates_schedules_in_the_nudge_group(synth, name):
-    # one-time schedules that delete themselves after they ran; a bucket that exists
-    # answers ConflictException: nothing to update, read or delete
-    perms = synth.allowed(synth.stack.functions[name].role)
+def test_the_wake_up_sweep_invokes_check_every_minute_with_its_scheduled_time(synth):
+    s = synth.stack
+    [sweep] = [
+        r
+        for r in synth.resources("AWS::Scheduler::Schedule").values()
+        if r["Properties"]["Name"] == C.WAKE_UP_SWEEP_SCHEDULE
+    ]
+    props = sweep["Properties"]
+    assert props["GroupName"] == C.SCHEDULE_GROUP
+    assert sweep["DependsOn"] == [synth.logical_id(s.scheduling.group)]  # made after it
+    # second 0 of every minute, in UTC, no flexible window: the minute is the bucket
+    assert props["ScheduleExpression"] == "cron(* * * * ? *)"
+    assert props["ScheduleExpressionTimezone"] == "UTC"
+    assert props["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert props["State"] == "ENABLED"
+    target = props["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": [synth.logical_id(s.scheduling.function), "Arn"]}
+    assert target["RoleArn"] == {"Fn::GetAtt": [synth.logical_id(s.scheduling.role), "Arn"]}
+    assert json.loads(target["Input"]) == {"scheduled_time": "<aws.scheduler.scheduled-time>"}
+    assert target["DeadLetterConfig"] == {
+        "Arn": {"Fn::GetAtt": [synth.logical_id(s.scheduling.dlq), "Arn"]}
+    }
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 86_400, "MaximumRetryAttempts": 10}
+
+
+def test_deliver_only_creates_schedules_in_the_nudge_group(synth):
+    # one-time schedules that delete themselves after they ran: nothing to update, read
+    # or delete
+    perms = synth.allowed(synth.stack.functions[C.FN_DELIVER].role)
     assert {a for a in perms if a.startswith("scheduler:")} == {"scheduler:CreateSchedule"}
     (arn,) = perms["scheduler:CreateSchedule"]
     assert arn["Fn::Join"][1][-1] == f":schedule/{C.SCHEDULE_GROUP}/*"
 
 
-def test_check_creates_no_schedule(synth):
-    perms = synth.allowed(synth.stack.functions[C.FN_CHECK].role)
+@pytest.mark.parametrize("name", [C.FN_PROCESS, C.FN_CHECK])
+def test_process_and_check_create_no_schedule(synth, name):
+    perms = synth.allowed(synth.stack.functions[name].role)
     assert not any(a.startswith("scheduler:") for a in perms)
     assert "iam:PassRole" not in perms
 
 
-def test_process_is_told_how_to_create_bucket_schedules_that_invoke_check(synth):
+def test_process_is_told_nothing_of_the_scheduler(synth):
     s = synth.stack
     fn = synth.template_json["Resources"][synth.logical_id(s.processing.function)]
     env = fn["Properties"]["Environment"]["Variables"]
-    assert env[C.ENV_SCHEDULE_GROUP] == C.SCHEDULE_GROUP
-    assert env[C.ENV_SCHEDULER_ROLE_ARN] == {
-        "Fn::GetAtt": [synth.logical_id(s.scheduling.role), "Arn"]
-    }
-    assert env[C.ENV_SCHEDULER_DLQ_ARN] == {
-        "Fn::GetAtt": [synth.logical_id(s.scheduling.dlq), "Arn"]
-    }
-    assert env[C.ENV_CHECK_FUNCTION_ARN] == s.resolve(s.scheduling.check_function_arn)
+    for name in (
+        C.ENV_SCHEDULE_GROUP,
+        C.ENV_SCHEDULER_ROLE_ARN,
+        C.ENV_SCHEDULER_DLQ_ARN,
+        "NUDGE_CHECK_FUNCTION_ARN",  # what it was told to create bucket schedules
+    ):
+        assert name not in env
 
 
 def test_functions_are_told_where_schedules_go(synth):

@@ -72,7 +72,11 @@ def test_train_scans_profiles_sets_scores_reads_the_archive_and_writes_models(sy
 
 
 def test_the_schedule_is_hourly_and_its_role_invokes_only_the_train_function(synth):
-    (schedule,) = synth.resources("AWS::Scheduler::Schedule").values()
+    (schedule,) = [
+        r
+        for r in synth.resources("AWS::Scheduler::Schedule").values()
+        if r["Properties"]["Name"] == C.TRAIN_SCHEDULE_NAME
+    ]
     props = schedule["Properties"]
     assert props["ScheduleExpression"] == "rate(1 hour)"
     assert props["Name"] == C.TRAIN_SCHEDULE_NAME

@@ -1,11 +1,14 @@
 """The check function under moto: a wake-up bucket's timers go to the events queue as
-one TimersMessage per user, which the process function reads back."""
+one TimersMessage per user, which the process function reads back; the sweep's Input
+names the bucket by its scheduled minute."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
 from nudge import constants as C
 from nudge.adapters.scheduler import WakeUps
 from nudge.domain.messages import parse_message
@@ -20,12 +23,7 @@ NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 def test_a_buckets_timers_are_one_message_per_user(aws: Resources, clock: Any) -> None:
     due = NOW + timedelta(minutes=5)
-    wake = WakeUps(
-        group=aws.schedule_groups[0],
-        target_arn=aws.check_function_arn,
-        role_arn=aws.scheduler_role_arn,
-        dlq_arn=aws.scheduler_dlq_arn,
-    )
+    wake = WakeUps()
     wake.arm("u1", [Timer("t1", None, due), Timer("t2", "p1", due)], now=NOW)
     wake.arm("u2", [Timer("t1", None, due)], now=NOW)
     bucket = bucket_of(due, NOW).strftime(BUCKET_FORMAT)
@@ -39,3 +37,23 @@ def test_a_buckets_timers_are_one_message_per_user(aws: Resources, clock: Any) -
         ("t2", "p1"),
     ]
     assert [t.trigger_id for t in parsed["u2"].timers] == ["t1"]
+
+
+def test_the_sweep_schedule_s_input_sweeps_its_minute(aws: Resources, clock: Any) -> None:
+    """The Input of the sweep local mode created as the stack does, filled in as
+    Scheduler fills it in for the minute of the timers' bucket."""
+    due = NOW + timedelta(minutes=5)
+    WakeUps().arm("u1", [Timer("t1", None, due)], now=NOW)
+    bucket = bucket_of(due, NOW)
+    scheduler = boto3.client("scheduler", region_name=aws.region)
+    sweep = scheduler.get_schedule(Name=C.WAKE_UP_SWEEP_SCHEDULE, GroupName=C.SCHEDULE_GROUP)
+    assert sweep["ScheduleExpression"] == C.WAKE_UP_SWEEP_EXPRESSION
+    payload = sweep["Target"]["Input"].replace(
+        C.SCHEDULED_TIME_ATTRIBUTE, f"{bucket:%Y-%m-%dT%H:%M:%SZ}"
+    )
+
+    out = Fn(C.FN_CHECK)(json.loads(payload))
+
+    assert out == {"bucket": bucket.strftime(BUCKET_FORMAT), "timers": 1}
+    [message] = queue_messages(aws, C.EVENTS_QUEUE)
+    assert message["Attributes"]["MessageGroupId"] == "u1"

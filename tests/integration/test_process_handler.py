@@ -484,6 +484,29 @@ def test_one_profile_write_per_user_per_batch(
     assert writes() == 0
 
 
+def test_timers_armed_for_many_users_and_minutes_make_no_scheduler_call(
+    aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn, aws_calls: AwsCalls
+) -> None:
+    """The event path's Scheduler cost is nil (D49): the cart timers of ten users are
+    wake-up index writes, one BatchWriteItem, swept by the one recurring schedule."""
+    ingest(
+        ingest_fn,
+        [track(f"cart-{i}", "Product Added", f"c{i}", product_id=f"p{i}") for i in range(10)],
+    )
+    batch = batch_event(aws, queue_messages(aws, C.EVENTS_QUEUE))
+    aws_calls.clear()
+
+    process_fn(batch)
+
+    timers = aws.tables[C.TIMERS]
+    written = [p for svc, op, p in aws_calls.calls if op == "BatchWriteItem"]
+    assert sum(len(p["RequestItems"].get(timers, [])) for p in written) >= 10
+    assert [op for svc, op, _ in aws_calls.calls if svc == "scheduler"] == []
+    scheduler = boto3.client("scheduler", region_name=aws.region)
+    names = [s["Name"] for s in scheduler.list_schedules(GroupName=C.SCHEDULE_GROUP)["Schedules"]]
+    assert names == [C.WAKE_UP_SWEEP_SCHEDULE]
+
+
 # ---- identity through the real store ----------------------------------------------------------------------
 
 

@@ -1,22 +1,23 @@
-"""Trigger timers as wake-ups: one EventBridge Scheduler one-time schedule per minute.
+"""Trigger timers as wake-ups: the wake-up index, swept every minute by one recurring
+schedule (docs/decisions.md D49); and the one-time schedules of deferred deliveries.
 
 Every timer is written to the wake-up index (`timers` table, one item per user, trigger
-and key, in the bucket of the minute it falls due — rounded up, so never early) and the
-bucket's schedule is created once (`wake-YYYYMMDDTHHMM`, `at()` in UTC, the check
-function as target with a retry policy and a DLQ, ActionAfterCompletion=DELETE). The
-check function fans the bucket's timers out to their users' FIFO groups on the events
+and key, in the bucket of the minute it falls due — rounded up, so never early). The
+stack's one recurring schedule (C.WAKE_UP_SWEEP_SCHEDULE, `cron(* * * * ? *)`) invokes
+the check function at second 0 of every minute with the minute it was meant for; the
+check function fans that bucket's timers out to their users' FIFO groups on the events
 queue, where the process function re-checks each against current state.
 
-So scheduler calls grow with the number of distinct minutes that have timers, not with
-events or users; the index writes ride one BatchWriteItem per SQS batch. A bucket about
-to fire (within WAKE_UP_MIN_LEAD_SECONDS) takes no new timers: they go to the next one.
+So arming a timer makes no Scheduler call at all: the index writes ride one
+BatchWriteItem per SQS batch, and Scheduler's cost is a fixed 1,440 invocations a day
+whatever the traffic. A bucket about to be swept (within WAKE_UP_MIN_LEAD_SECONDS) takes
+no new timers: they go to the next one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from mypy_boto3_scheduler.type_defs import RetryPolicyTypeDef, TargetTypeDef
 
 RETRY_POLICY: RetryPolicyTypeDef = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
-NAME_PREFIX = "wake-"
 
 
 def at_expression(due: datetime) -> str:
@@ -61,7 +61,7 @@ def create_one_time_schedule(
     dlq_arn: str,
     message_group: str | None = None,
 ) -> bool:
-    """The one-time schedules nudge makes (a wake-up bucket, a deferred action): `at()`
+    """The one-time schedules nudge makes (a deferred action): `at()`
     in UTC, no flexible window, deleted once it has run, the target retried by
     RETRY_POLICY and then dead-lettered to `dlq_arn`; `message_group` for a FIFO queue
     target. False when a schedule of that name exists already (made by an earlier or a
@@ -93,10 +93,6 @@ def create_one_time_schedule(
     return True
 
 
-def schedule_name(bucket: datetime) -> str:
-    return f"{NAME_PREFIX}{bucket:%Y%m%dT%H%M}"
-
-
 MAX_REF_BYTES = 1024  # DynamoDB's limit for a sort key
 
 
@@ -117,39 +113,22 @@ DISARM_BUCKETS = 3
 
 
 class WakeUps:
-    """Arms the engine's timers. Disarming is free: a stale timer is re-checked against
-    the user's state when it comes due and changes nothing."""
+    """Arms the engine's timers in the wake-up index. Disarming is free: a stale timer is
+    re-checked against the user's state when it comes due and changes nothing."""
 
-    def __init__(
-        self,
-        *,
-        group: str,
-        target_arn: str,
-        role_arn: str,
-        dlq_arn: str,
-        table: str | None = None,
-    ) -> None:
+    def __init__(self, *, table: str | None = None) -> None:
         """`table`: the timers table of the function's settings (None: the environment's)."""
         bind_table(C.TIMERS, table)
-        self._known: dict[str, datetime] = {}  # buckets this container created or saw exist
-        self._lock = threading.Lock()
-        self.group = group
-        self.target_arn = target_arn
-        self.role_arn = role_arn
-        self.dlq_arn = dlq_arn
-        self.schedules_created = 0
 
     def arm(self, user_id: str, timers: Iterable[Timer], *, now: datetime) -> None:
         self.arm_many([(user_id, t) for t in timers], now=now)
 
     def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> None:
-        """Files (user, timer) pairs of any users: BatchWriteItem in chunks of 25, then
-        the bucket schedules not known to exist."""
+        """Files (user, timer) pairs of any users: BatchWriteItem in chunks of 25. No
+        schedule to make: the sweep reads every minute's bucket."""
         rows = []
-        buckets: set[datetime] = set()
         for user_id, timer in timers:
             bucket = bucket_of(timer.due, now)
-            buckets.add(bucket)
             rows.append(
                 TimerRow(
                     bucket.strftime(BUCKET_FORMAT),
@@ -166,15 +145,13 @@ class WakeUps:
         with TimerRow.batch_write() as batch:
             for row in rows:
                 batch.save(row)
-        for bucket in sorted(buckets):
-            self._ensure_schedule(bucket, now)
 
     def disarm(self, user_id: str, timers: Iterable[tuple[str, str | None, int]]) -> int:
         """Deletes a user's wake-up index entries (erase): for each (trigger, key, due ms),
         the minute buckets a timer of that deadline can have been filed in (its minute
-        and the few after it, where the arming lead pushes it). A bucket already past
-        was deleted by the check function; an entry missed here finds a tombstone when
-        it fires and changes nothing. Returns the deletes made (existing or not)."""
+        and the few after it, where the arming lead pushes it). An entry missed here
+        finds a tombstone when it fires and changes nothing. Returns the deletes made
+        (existing or not)."""
         keys: set[tuple[str, str]] = set()
         for trigger_id, key, due in timers:
             start = bucket_of(from_ms(due), from_ms(due) - timedelta(days=1))
@@ -186,26 +163,6 @@ class WakeUps:
             for row in rows:
                 batch.delete(row)
         return len(rows)
-
-    def _ensure_schedule(self, bucket: datetime, now: datetime) -> None:
-        name = schedule_name(bucket)
-        with self._lock:
-            if name in self._known:
-                return
-        if create_one_time_schedule(
-            name=name,
-            group=self.group,
-            at=bucket,
-            target_arn=self.target_arn,
-            role_arn=self.role_arn,
-            payload=json.dumps({"bucket": bucket.strftime(BUCKET_FORMAT)}),
-            dlq_arn=self.dlq_arn,
-        ):
-            self.schedules_created += 1
-        with self._lock:
-            if len(self._known) > 5000:  # keep only buckets still to come
-                self._known = {n: b for n, b in self._known.items() if b > now}
-            self._known[name] = bucket
 
 
 class DynamoDueTimers:

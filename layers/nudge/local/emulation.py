@@ -98,7 +98,6 @@ class Resources:
             C.ENV_ACTIONS_MAX_RECEIVE_COUNT: str(C.ACTIONS_MAX_RECEIVE_COUNT),
             C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
             C.ENV_SCHEDULER_ROLE_ARN: self.scheduler_role_arn,
-            C.ENV_CHECK_FUNCTION_ARN: self.check_function_arn,
             C.ENV_SCHEDULER_DLQ_ARN: self.scheduler_dlq_arn,
             C.ENV_ACTIONS_QUEUE_ARN: self.queue_arns[C.ACTIONS_QUEUE],
             C.ENV_SENDER_EMAIL: self.sender_email,
@@ -653,6 +652,21 @@ def provision(
     scheduler = boto3.client("scheduler", **kw)
     scheduler.create_schedule_group(Name=C.SCHEDULE_GROUP)
     res.schedule_groups.append(C.SCHEDULE_GROUP)
+    # The wake-up sweep, as the stack defines it (infra/constructs/scheduling.py): local
+    # mode fires it at the minutes the clock passes (nudge.local.schedules)
+    scheduler.create_schedule(
+        Name=C.WAKE_UP_SWEEP_SCHEDULE,
+        GroupName=C.SCHEDULE_GROUP,
+        ScheduleExpression=C.WAKE_UP_SWEEP_EXPRESSION,
+        ScheduleExpressionTimezone="UTC",
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": res.check_function_arn,
+            "RoleArn": res.scheduler_role_arn,
+            "Input": C.WAKE_UP_SWEEP_INPUT,
+            "DeadLetterConfig": {"Arn": res.scheduler_dlq_arn},
+        },
+    )
     # The train function's recurring schedule, in a group of its own as on AWS: local mode
     # fires it as the clock passes it (nudge.local.schedules) and never deletes it
     scheduler.create_schedule_group(Name=C.TRAIN_SCHEDULE_GROUP)

@@ -2,10 +2,18 @@
 
 moto stores schedules but never fires them. When the local clock moves, every schedule
 of the trigger group that falls due on the way is fired in deadline order: the clock is
-set to its time, the check function is invoked with the schedule's Input (what
-Scheduler delivers to a Lambda target), and the schedule is deleted as
-ActionAfterCompletion=DELETE does. A target that keeps failing is retried, then its
-payload goes to the scheduler dead-letter queue (the target's DeadLetterConfig).
+set to its time, its target gets the schedule's Input (what Scheduler delivers), and a
+one-time schedule is deleted as ActionAfterCompletion=DELETE does. A target that keeps
+failing is retried, then its payload goes to the scheduler dead-letter queue (the
+target's DeadLetterConfig).
+
+The wake-up sweep (`cron(* * * * ? *)`, docs/decisions.md D49) fires at every minute
+the clock passes whose bucket of the wake-up index holds timers: the check function is
+invoked with the sweep's Input, the scheduled time filled in as Scheduler does. The
+minutes between, whose sweep would find an empty bucket and send nothing, are passed
+over without an invocation: local mode looks at the index first (a Query per minute over
+short moves, one Scan over long ones), so a clock moved 30 days on does not run the
+check function 43,200 times.
 
 The recurring schedules (`rate(N unit)`, the train function's group) fire too, and are
 kept: occurrences are counted from the time local mode started. Consecutive occurrences
@@ -19,8 +27,8 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +36,7 @@ import boto3
 
 from nudge import constants as C
 from nudge.adapters.scheduler import parse_at
+from nudge.domain.wakeups import BUCKET_FORMAT
 from nudge.local.emulation import REGION
 
 if TYPE_CHECKING:
@@ -55,6 +64,8 @@ class ScheduleReader:
         for page in self.client.get_paginator("list_schedules").paginate(GroupName=self.group):
             for summary in page.get("Schedules", []):
                 name = summary["Name"]
+                if name == C.WAKE_UP_SWEEP_SCHEDULE:
+                    continue  # recurring: WakeUpSweep fires it
                 seen.add(name)
                 stamp = summary.get("LastModificationDate")
                 hit = self._cache.get(name)
@@ -123,6 +134,117 @@ class RecurringSchedules:
         self.last[name] = at
 
 
+# up to this many minutes ahead, the sweep looks at the buckets one Query each; beyond,
+# one Scan of the index finds the next one with timers
+PEEK_MINUTES = 90
+
+
+def _minute(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(second=0, microsecond=0)
+
+
+class WakeUpSweep:
+    """The wake-up sweep's minutes in local mode: the last one swept (local mode's start
+    at first), and the next one whose bucket holds timers."""
+
+    def __init__(self, endpoint_url: str | None, timers_table: str, *, started: datetime) -> None:
+        self.scheduler = boto3.client("scheduler", endpoint_url=endpoint_url, region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=REGION)
+        self.table = timers_table
+        self.swept = _minute(started)
+
+    def schedule(self) -> GetScheduleOutputTypeDef | None:
+        """The sweep's definition, None when it is gone or disabled (nothing fires)."""
+        try:
+            full = self.scheduler.get_schedule(
+                Name=C.WAKE_UP_SWEEP_SCHEDULE, GroupName=C.SCHEDULE_GROUP
+            )
+        except self.scheduler.exceptions.ResourceNotFoundException:
+            return None
+        return None if full.get("State") == "DISABLED" else full
+
+    def next_due(self, limit: datetime) -> datetime | None:
+        """The first minute after the last swept, up to `limit`, whose bucket holds
+        timers; the empty minutes before it (all of them up to `limit` when there is
+        none) count as swept."""
+        first, last = self.swept + timedelta(minutes=1), _minute(limit)
+        if first > last:
+            return None
+        if last - first <= timedelta(minutes=PEEK_MINUTES):
+            found = next((m for m in _minutes(first, last) if self._holds(m)), None)
+        else:
+            found = self._first_after(first, last)
+        self.swept = (found - timedelta(minutes=1)) if found is not None else last
+        return found
+
+    def fired(self, minute: datetime) -> None:
+        self.swept = minute
+
+    def _holds(self, minute: datetime) -> bool:
+        answer = self.dynamodb.query(
+            TableName=self.table,
+            KeyConditionExpression="#b = :b",
+            ExpressionAttributeNames={"#b": "bucket"},
+            ExpressionAttributeValues={":b": {"S": minute.strftime(BUCKET_FORMAT)}},
+            Limit=1,
+        )
+        return bool(answer.get("Items"))
+
+    def _first_after(self, first: datetime, last: datetime) -> datetime | None:
+        found: str | None = None
+        pages = self.dynamodb.get_paginator("scan").paginate(
+            TableName=self.table,
+            FilterExpression="#b BETWEEN :first AND :last",
+            ProjectionExpression="#b",
+            ExpressionAttributeNames={"#b": "bucket"},
+            ExpressionAttributeValues={
+                ":first": {"S": first.strftime(BUCKET_FORMAT)},
+                ":last": {"S": last.strftime(BUCKET_FORMAT)},
+            },
+        )
+        for page in pages:
+            for item in page.get("Items", []):
+                bucket = item["bucket"]["S"]
+                found = bucket if found is None or bucket < found else found
+        if found is None:
+            return None
+        return datetime.strptime(found, BUCKET_FORMAT).replace(tzinfo=UTC)
+
+
+def _minutes(first: datetime, last: datetime) -> Iterator[datetime]:
+    m = first
+    while m <= last:
+        yield m
+        m += timedelta(minutes=1)
+
+
+def sweep_input(schedule: GetScheduleOutputTypeDef, minute: datetime) -> Any:
+    """The sweep's Input as Scheduler hands it to the target: the scheduled time filled in."""
+    text = schedule["Target"].get("Input") or "{}"
+    return json.loads(text.replace(C.SCHEDULED_TIME_ATTRIBUTE, f"{minute:%Y-%m-%dT%H:%M:%SZ}"))
+
+
+def _next_sweep(local: LocalMode, limit: datetime) -> datetime | None:
+    """The wake-up sweep's next minute with timers up to `limit` (None: none, or the
+    sweep schedule is gone or disabled)."""
+    sweep = local.wake_up_sweep()
+    return sweep.next_due(limit) if sweep.schedule() is not None else None
+
+
+def _fire_sweep(local: LocalMode, minute: datetime) -> None:
+    sweep = local.wake_up_sweep()
+    schedule = sweep.schedule()
+    assert schedule is not None, "_next_sweep found it"
+    if minute > local.clock.now():
+        local.clock.set(minute)
+    fn = local.functions[C.FN_CHECK]
+    _run_target(
+        local, C.WAKE_UP_SWEEP_SCHEDULE, schedule, lambda: fn.invoke(sweep_input(schedule, minute))
+    )
+    sweep.fired(minute)
+    local.settle()
+
+
 def _fire_recurring(local: LocalMode, limit: datetime) -> bool:
     """Fires the recurring schedule due up to `limit`, if one is; True when it did."""
     assert local.resources is not None, "local mode is started"
@@ -151,7 +273,13 @@ def fire_due(local: LocalMode, target: datetime) -> int:
     fired = 0
     while True:
         due = [d for d in reader.due_list() if d[0] <= target]
-        if _fire_recurring(local, min(target, due[0][0]) if due else target):
+        limit = min(target, due[0][0]) if due else target
+        minute = _next_sweep(local, limit)
+        if _fire_recurring(local, minute or limit):
+            fired += 1
+            continue
+        if minute is not None:
+            _fire_sweep(local, minute)
             fired += 1
             continue
         if not due:
@@ -171,7 +299,7 @@ def _input(schedule: GetScheduleOutputTypeDef) -> Any:
 
 def _to_target(local: LocalMode, name: str, schedule: GetScheduleOutputTypeDef) -> None:
     """A one-time schedule's target: an SQS queue (a deferred action) or the check
-    function (a wake-up bucket)."""
+    function (a wake-up bucket named in its Input, as schedules made before the sweep)."""
     target = schedule["Target"]
     if target["Arn"].startswith("arn:aws:sqs:"):
         _send_to_queue(local, target, name)

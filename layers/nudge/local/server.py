@@ -41,7 +41,7 @@ from nudge.local.lambdas import Function, http_event, repo_root
 from nudge.local.pollers import QueuePoller, drain, settle
 
 if TYPE_CHECKING:
-    from nudge.local.schedules import RecurringSchedules, ScheduleReader
+    from nudge.local.schedules import RecurringSchedules, ScheduleReader, WakeUpSweep
 
 log = logging.getLogger("nudge.local")
 INGEST_PATHS = {f"/v1/{k}" for k in DOMAIN_INGEST_PATHS}  # POST: the tracking API
@@ -197,6 +197,7 @@ class LocalMode:
         self._clock_lock = threading.Lock()
         self._schedule_reader: ScheduleReader | None = None  # made by the first fire_due
         self._recurring: RecurringSchedules | None = None
+        self._sweep: WakeUpSweep | None = None
         self._own_cache: str | None = None  # the archive cache this run made (stop removes it)
         self.started_at = self.clock.now()
         self.write_key = ""
@@ -340,6 +341,19 @@ class LocalMode:
                 self.resources.endpoint_url, C.TRAIN_SCHEDULE_GROUP, started=self.started_at
             )
         return self._recurring
+
+    def wake_up_sweep(self) -> WakeUpSweep:
+        """The wake-up sweep's minutes, counted from local mode's start."""
+        from nudge.local.schedules import WakeUpSweep
+
+        assert self.resources is not None, "local mode is started"
+        if self._sweep is None:
+            self._sweep = WakeUpSweep(
+                self.resources.endpoint_url,
+                self.resources.tables[C.TIMERS],
+                started=self.started_at,
+            )
+        return self._sweep
 
     def train(self) -> dict[str, Any]:
         """`POST /_local/train`: the queues drained (so the archive and the profiles hold
