@@ -1690,8 +1690,9 @@ def bench_local(cfg: BenchConfig, progress: Progress) -> dict[str, Any]:
         "inapp_messages_expected": len(loaded),
         "inapp_messages_verified_via_api": verified,
         "sdk_errors": errors[:5],
-        "note": "moto runs in the same process as the handlers, the pollers, the HTTP server "
-        "and the SDK (one GIL, 2 cores): this measures the code path, not AWS",
+        "note": "as `nudge dev` runs: moto in a process of its own; the handlers, the "
+        "pollers, the HTTP server and the SDK share this one (one GIL; "
+        f"{os.cpu_count()} cores): this measures the code path, not AWS",
     }
 
 
