@@ -18,7 +18,6 @@ duplicate)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
 from functools import cache
 from typing import Any
 
@@ -29,7 +28,7 @@ from nudge.adapters.queues import SqsEventQueue
 from nudge.adapters.scheduler import DynamoDueTimers
 from nudge.domain.messages import timers_messages
 from nudge.domain.ports import DueTimers, TimersQueue
-from nudge.domain.wakeups import BUCKET_FORMAT, BUCKET_PATTERN
+from nudge.domain.wakeups import BUCKET_PATTERN, bucket_at
 from nudge.observability import logger, metrics, tracer
 from nudge.settings import CheckSettings
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
@@ -49,12 +48,11 @@ class WakeUp(BaseModel):
         return self
 
     def bucket_name(self) -> str:
-        """The bucket swept: the scheduled time's minute in UTC (Scheduler's cron runs at
-        second 0; a time within the minute still names that minute), or the bucket."""
+        """The bucket swept: the scheduled time's minute in UTC, or the bucket named."""
         if self.bucket is not None:
             return self.bucket
         assert self.scheduled_time is not None
-        return self.scheduled_time.astimezone(UTC).strftime(BUCKET_FORMAT)
+        return bucket_at(self.scheduled_time)
 
 
 @dataclass

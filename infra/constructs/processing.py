@@ -1,6 +1,7 @@
 """Processing: the process function, fed by the events queue in batches (events, and the
 timers the check function fans out), folding them into user state, filing new timers in
-the wake-up index with one schedule per minute bucket, and enqueueing actions."""
+the wake-up index (minute buckets, swept by one recurring schedule), and enqueueing
+actions."""
 
 from __future__ import annotations
 

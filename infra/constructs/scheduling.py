@@ -35,10 +35,6 @@ from infra.constructs.state import State
 # state), then the event goes to the on-failure destination.
 CHECK_RETRY_ATTEMPTS = 2
 CHECK_MAX_EVENT_AGE = cdk.Duration.hours(6)
-# Scheduler's own retries of handing a sweep to Lambda (throttled, say): as the one-time
-# bucket schedules had them, then the scheduler DLQ with the minute in its payload
-SWEEP_RETRY_ATTEMPTS = 10
-SWEEP_MAX_EVENT_AGE_S = 86_400
 
 _SCHEDULES_IN_GROUP_FINDING = (
     "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:"
@@ -129,9 +125,9 @@ class Scheduling(Construct):
                 id="AwsSolutions-SQS3",
                 reason=(
                     "This queue is itself a dead-letter queue: EventBridge Scheduler sends "
-                    "the check invocations it could not deliver here (DeadLetterConfig of "
-                    "each schedule's target), which cdk-nag cannot see because schedules "
-                    "are created at run time."
+                    "the invocations it could not deliver here (DeadLetterConfig of the "
+                    "wake-up sweep's target and of each deferred delivery's), which cdk-nag "
+                    "does not recognize as a dead-letter queue."
                 ),
             )
         )
@@ -200,7 +196,7 @@ class Scheduling(Construct):
                 reason=(
                     "This queue is itself a dead-letter queue: the on-failure destination "
                     "of the check function's asynchronous invocations (EventInvokeConfig), "
-                    "where Lambda sends a bucket event it gave up on, which cdk-nag does not "
+                    "where Lambda sends a sweep event it gave up on, which cdk-nag does not "
                     "recognize as a dead-letter queue."
                 ),
             )
@@ -220,14 +216,16 @@ class Scheduling(Construct):
             "WakeUpSweep",
             group=self.group,
             name=C.WAKE_UP_SWEEP_SCHEDULE,
-            description="Every minute: the check function sweeps that minute's trigger timers",
+            description=C.WAKE_UP_SWEEP_DESCRIPTION,
             expression=C.WAKE_UP_SWEEP_EXPRESSION,
             target=self.function,
             role=self.role,
             payload=C.WAKE_UP_SWEEP_INPUT,
             dlq=self.dlq,
-            retry_attempts=SWEEP_RETRY_ATTEMPTS,
-            max_event_age_s=SWEEP_MAX_EVENT_AGE_S,
+            # Scheduler's own retries of handing a sweep to Lambda (throttled, say), then
+            # the scheduler DLQ with the minute in its payload
+            retry_attempts=C.SCHEDULE_RETRY_ATTEMPTS,
+            max_event_age_s=C.SCHEDULE_MAX_EVENT_AGE_S,
         )
 
     def schedule_arns(self) -> str:

@@ -1495,7 +1495,8 @@ def cost_model(aws: dict[str, Any], accounts: dict[str, Account], n: int) -> dic
 def sweep_cost_per_month(check: dict[str, Any] | None) -> dict[str, float]:
     """The wake-up sweep's month (D49): an invocation every minute, whatever the traffic,
     each a Query of at least 1 read unit; `check`: the check function's measured figures
-    (its median duration prices every minute; None: 1 ms)."""
+    (its median duration, rounded up to the ms, prices every minute: an upper bound, an
+    empty minute takes less; None: 1 ms at 512 MB)."""
     ms = math.ceil(check["duration_ms_p50"]) if check else 1
     memory_gb = (check["memory_mb"] if check else 512) / 1024
     n = MINUTES_PER_MONTH
@@ -1719,13 +1720,14 @@ DEFINITIONS = {
     "sqs_requests_per_event": "sparse, event path: billed SQS requests (64 KB chunks), the "
     "event source mapping's ReceiveMessage and DeleteMessageBatch per batch included",
     "scheduler_calls_per_event": "sparse, event path: EventBridge Scheduler API calls the "
-    "functions make and invocations that grow with events (the wake-up sweep's are a fixed "
-    "cost: fixed_usd_per_month)",
+    "functions make, and invocations billed per event (the wake-up sweep's, every minute, "
+    "are a fixed cost: fixed_usd_per_month)",
     "usd_per_million_events": "sparse, event path (HTTP API, Lambda, SQS, DynamoDB, "
     "Firehose, S3), sending and delivery excluded; the wake-up sweep's fixed monthly cost "
     "apart (fixed_usd_per_month)",
     "fixed_usd_per_month": "the wake-up sweep: 43,200 Scheduler and check invocations a "
-    "month, whatever the traffic",
+    "month, whatever the traffic (an upper bound: each minute priced at the median duration "
+    "of the check invocations that had timers; X-Ray and CloudWatch Logs not included)",
     "usd_per_million_events_dense": "the same for the dense workload",
     "local_events_per_second": "local mode end to end: events / (first send → every queue "
     "drained), Segment's SDK with gzip",

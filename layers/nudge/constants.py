@@ -121,6 +121,11 @@ WAKE_UP_SWEEP_EXPRESSION = "cron(* * * * ? *)"  # at second 0 of every minute, U
 # attribute Scheduler fills in, e.g. 2026-12-02T05:21:00Z); a retry carries the same one
 SCHEDULED_TIME_ATTRIBUTE = "<aws.scheduler.scheduled-time>"
 WAKE_UP_SWEEP_INPUT = '{"scheduled_time": "' + SCHEDULED_TIME_ATTRIBUTE + '"}'
+WAKE_UP_SWEEP_DESCRIPTION = "Every minute: the check function sweeps that minute's trigger timers"
+# Scheduler's own retries of handing a target its event (the sweep, a deferred delivery),
+# then the target's dead-letter queue
+SCHEDULE_RETRY_ATTEMPTS = 10
+SCHEDULE_MAX_EVENT_AGE_S = 86_400
 WAKE_UP_MIN_LEAD_SECONDS = 5  # never add a timer to a bucket that is about to fire
 WAKE_UP_INDEX_TTL_DAYS = 2
 
@@ -131,7 +136,7 @@ ARCHIVE_ERROR_PREFIX = "errors/"
 
 # Training (the train function's artifacts and its recurring schedule)
 MODELS_PREFIX = "models/"  # of the archive bucket: models/<name>.json.gz
-TRAIN_SCHEDULE_GROUP = "nudge-training"  # apart from the triggers' one-time schedules
+TRAIN_SCHEDULE_GROUP = "nudge-training"  # apart from the triggers' sweep and deferrals
 TRAIN_SCHEDULE_NAME = "nudge-train"
 DEFAULT_TRAIN_SCHEDULE = "rate(1 hour)"
 ARCHIVE_RECORD_MAX_BYTES = 1000 * 1024  # Firehose's limit per record (before base64)

@@ -120,9 +120,10 @@ def test_units_and_requests_agree_with_the_calls_made(report: dict[str, Any]) ->
         esm = path["by_payer"]["esm:events"]
         assert esm["sqs:ReceiveMessage"] == esm["sqs:DeleteMessageBatch"]
         assert esm["sqs:ReceiveMessage"] == w["aws"]["lambda"]["process"]["invocations_per_event"]
-        assert path["scheduler_api_calls"] == pytest.approx(
-            calls.get("scheduler:CreateSchedule", 0.0)
-        )
+        # timers are index writes: no Scheduler call, no Scheduler bill per event (D49)
+        assert not any(op.startswith("scheduler:") for op in calls), name
+        assert path["scheduler_api_calls"] == path["scheduler_invocations"] == 0, name
+        assert w["aws"]["timers"]["wake_ups_fired"] > 0, name
         assert path["firehose_records"] > 0, "the batch's events are archived"
         cost = w["aws"]["cost"]
         assert cost["usd_per_million_events"] == pytest.approx(
@@ -131,6 +132,25 @@ def test_units_and_requests_agree_with_the_calls_made(report: dict[str, Any]) ->
         assert cost["event_path"]["dynamodb_writes"] == pytest.approx(
             path["dynamodb_write_units"] * 0.625, rel=0.01
         )
+
+
+def test_the_wake_up_sweep_is_a_fixed_monthly_cost(report: dict[str, Any]) -> None:
+    """43,200 minutes a month, whatever the traffic: Scheduler, Lambda requests and
+    duration, one read unit each; the same for every workload but the duration."""
+    check = report["workloads"]["sparse"]["aws"]["lambda"]["check"]
+    month = bench.sweep_cost_per_month(check)
+    assert month["scheduler"] == pytest.approx(43_200 * 1.00 / 1e6)
+    assert month["lambda_requests"] == pytest.approx(43_200 * 0.20 / 1e6)
+    assert month["dynamodb_reads"] == pytest.approx(43_200 * 0.125 / 1e6)
+    ms = -(-check["duration_ms_p50"] // 1)  # billed by the ms, rounded up
+    gb = check["memory_mb"] / 1024
+    assert month["lambda_duration"] == pytest.approx(43_200 * ms / 1000 * gb * 0.0000133334)
+    cost = report["workloads"]["sparse"]["aws"]["cost"]
+    assert cost["fixed_usd_per_month"] == pytest.approx(sum(month.values()), abs=1e-4)
+    assert report["summary"]["fixed_usd_per_month"] == cost["fixed_usd_per_month"]
+    assert 0.05 < cost["fixed_usd_per_month"] < 0.2
+    # and it is not in the per-event figures
+    assert cost["event_path"]["scheduler"] == 0
 
 
 def test_core_is_measured_against_json_loads_in_the_same_run(report: dict[str, Any]) -> None:

@@ -484,7 +484,7 @@ def test_one_profile_write_per_user_per_batch(
     assert writes() == 0
 
 
-def test_timers_armed_for_many_users_and_minutes_make_no_scheduler_call(
+def test_timers_armed_for_many_users_make_no_scheduler_call(
     aws: Resources, clock: Any, ingest_fn: Fn, process_fn: Fn, aws_calls: AwsCalls
 ) -> None:
     """The event path's Scheduler cost is nil (D49): the cart timers of ten users are

@@ -92,6 +92,25 @@ def test_the_sweep_reads_the_bucket_of_the_minute_scheduler_meant(module: Module
 
 
 @pytest.mark.parametrize(
+    ("scheduled", "bucket"),
+    [
+        ("2026-03-02T12:05:00Z", "2026-03-02T12:05"),
+        ("2026-03-02T12:05:59Z", "2026-03-02T12:05"),  # a late run names its minute
+        ("2026-03-02T13:05:30+01:00", "2026-03-02T12:05"),  # the minute in UTC
+        ("2026-03-01T23:59:00-05:00", "2026-03-02T04:59"),
+    ],
+)
+def test_the_scheduled_time_names_its_minute_in_utc(
+    module: ModuleType, scheduled: str, bucket: str
+) -> None:
+    deps = module.Deps(MemoryWakeUps(), MemoryEventQueue())
+
+    out = module.handler({"scheduled_time": scheduled}, LambdaContext("nudge-check"), deps=deps)
+
+    assert out == {"bucket": bucket, "timers": 0}
+
+
+@pytest.mark.parametrize(
     "event",
     [
         {},  # neither

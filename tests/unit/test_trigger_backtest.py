@@ -180,6 +180,9 @@ def test_the_report_summarizes_the_fires(triggers: TriggerSet) -> None:
     data = json.loads(json.dumps(report.to_dict()))
     assert data["events"] == len(synthetic()) and data["users"] == 40
     assert {t["trigger_id"] for t in data["triggers"]} == set(triggers.ids)
+    # the minutes whose wake-up sweep had timers to check (no Scheduler call per minute)
+    assert 0 < data["wake_up_minutes"] <= sum(t["fires"] for t in data["triggers"]) + data["events"]
+    assert "scheduler_calls" not in data
     assert "cart_abandonment" in report.table()
 
 

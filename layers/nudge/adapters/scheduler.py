@@ -35,7 +35,10 @@ from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
 if TYPE_CHECKING:
     from mypy_boto3_scheduler.type_defs import RetryPolicyTypeDef, TargetTypeDef
 
-RETRY_POLICY: RetryPolicyTypeDef = {"MaximumRetryAttempts": 10, "MaximumEventAgeInSeconds": 86_400}
+RETRY_POLICY: RetryPolicyTypeDef = {
+    "MaximumRetryAttempts": C.SCHEDULE_RETRY_ATTEMPTS,
+    "MaximumEventAgeInSeconds": C.SCHEDULE_MAX_EVENT_AGE_S,
+}
 
 
 def at_expression(due: datetime) -> str:

@@ -125,8 +125,9 @@ class SuppressionRow(_Base):
 
 
 class TimerRow(_Base):
-    """The wake-up index: the timers due in one minute bucket. One schedule per bucket
-    wakes the check function, which fans the bucket's timers out to their users."""
+    """The wake-up index: the timers due in one minute bucket. The wake-up sweep (one
+    recurring schedule, D49) invokes the check function every minute, which fans that
+    minute's bucket out to its users."""
 
     class Meta:
         table_name = C.local_table_name(C.TIMERS)

@@ -1,6 +1,7 @@
-"""Where a trigger timer wakes up: the minute bucket of the wake-up index (one schedule
-per minute with deadlines). Pure, shared by the live scheduler adapter and the backtest,
-so that both wake a timer at the same minute."""
+"""Where a trigger timer wakes up: the minute bucket of the wake-up index, which the
+wake-up sweep reads at that minute (D49). Pure, shared by the live scheduler adapter,
+the check function, local mode and the backtest, so that all wake a timer at the same
+minute."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ from nudge import constants as C
 
 BUCKET_FORMAT = "%Y-%m-%dT%H:%M"  # a bucket's name: its minute in UTC
 BUCKET_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"  # what BUCKET_FORMAT writes
+# how Scheduler writes its scheduled-time context attribute (e.g. 2026-12-02T05:21:00Z)
+SCHEDULED_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def bucket_at(t: datetime) -> str:
+    """The bucket the sweep of `t`'s minute reads: that minute in UTC, whatever its
+    second (Scheduler's cron runs at second 0; a late or retried run names the same)."""
+    return t.astimezone(UTC).strftime(BUCKET_FORMAT)
 
 
 def bucket_of(due: datetime, now: datetime) -> datetime:

@@ -657,14 +657,20 @@ def provision(
     scheduler.create_schedule(
         Name=C.WAKE_UP_SWEEP_SCHEDULE,
         GroupName=C.SCHEDULE_GROUP,
+        Description=C.WAKE_UP_SWEEP_DESCRIPTION,
         ScheduleExpression=C.WAKE_UP_SWEEP_EXPRESSION,
         ScheduleExpressionTimezone="UTC",
         FlexibleTimeWindow={"Mode": "OFF"},
+        State="ENABLED",
         Target={
             "Arn": res.check_function_arn,
             "RoleArn": res.scheduler_role_arn,
             "Input": C.WAKE_UP_SWEEP_INPUT,
             "DeadLetterConfig": {"Arn": res.scheduler_dlq_arn},
+            "RetryPolicy": {
+                "MaximumRetryAttempts": C.SCHEDULE_RETRY_ATTEMPTS,
+                "MaximumEventAgeInSeconds": C.SCHEDULE_MAX_EVENT_AGE_S,
+            },
         },
     )
     # The train function's recurring schedule, in a group of its own as on AWS: local mode

@@ -17,9 +17,9 @@ check function 43,200 times.
 
 The recurring schedules (`rate(N unit)`, the train function's group) fire too, and are
 kept: occurrences are counted from the time local mode started. Consecutive occurrences
-with no one-time schedule due between them run once, at the last of them: a train run
-reads current state, so the earlier runs would leave nothing the last one does not
-redo (a clock moved 30 days on runs training once, not 720 times)."""
+with no one-time schedule or sweep minute due between them run once, at the last of
+them: a train run reads current state, so the earlier runs would leave nothing the last
+one does not redo (a clock moved 30 days on runs training once, not 720 times)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ import boto3
 
 from nudge import constants as C
 from nudge.adapters.scheduler import parse_at
-from nudge.domain.wakeups import BUCKET_FORMAT
+from nudge.domain.wakeups import BUCKET_FORMAT, SCHEDULED_TIME_FORMAT
 from nudge.local.emulation import REGION
 
 if TYPE_CHECKING:
@@ -145,7 +145,8 @@ def _minute(t: datetime) -> datetime:
 
 class WakeUpSweep:
     """The wake-up sweep's minutes in local mode: the last one swept (local mode's start
-    at first), and the next one whose bucket holds timers."""
+    at first; then the last fired, or the last the clock passed with nothing found), and
+    the next one whose bucket holds timers."""
 
     def __init__(self, endpoint_url: str | None, timers_table: str, *, started: datetime) -> None:
         self.scheduler = boto3.client("scheduler", endpoint_url=endpoint_url, region_name=REGION)
@@ -165,20 +166,26 @@ class WakeUpSweep:
 
     def next_due(self, limit: datetime) -> datetime | None:
         """The first minute after the last swept, up to `limit`, whose bucket holds
-        timers; the empty minutes before it (all of them up to `limit` when there is
-        none) count as swept."""
+        timers. It only reads: the empty minutes stay unswept until the clock has passed
+        them (passed), so a timer filed meanwhile in one of them (by events that arrive
+        while the clock moves) is still found."""
         first, last = self.swept + timedelta(minutes=1), _minute(limit)
         if first > last:
             return None
         if last - first <= timedelta(minutes=PEEK_MINUTES):
-            found = next((m for m in _minutes(first, last) if self._holds(m)), None)
-        else:
-            found = self._first_after(first, last)
-        self.swept = (found - timedelta(minutes=1)) if found is not None else last
-        return found
+            return next((m for m in _minutes(first, last) if self._holds(m)), None)
+        return self._first_after(first, last)
 
     def fired(self, minute: datetime) -> None:
-        self.swept = minute
+        """The sweep of `minute` ran: the minutes up to it are done."""
+        self.swept = max(self.swept, minute)
+
+    def passed(self, now: datetime) -> None:
+        """The clock is at `now` with the queues settled and nothing left to sweep up to
+        it: the minutes before it are done (a timer filed from now on is filed after
+        them). A sweep disabled meanwhile does not catch them up once enabled again, as
+        Scheduler does not run the occurrences of a disabled schedule."""
+        self.swept = max(self.swept, _minute(now))
 
     def _holds(self, minute: datetime) -> bool:
         answer = self.dynamodb.query(
@@ -221,7 +228,8 @@ def _minutes(first: datetime, last: datetime) -> Iterator[datetime]:
 def sweep_input(schedule: GetScheduleOutputTypeDef, minute: datetime) -> Any:
     """The sweep's Input as Scheduler hands it to the target: the scheduled time filled in."""
     text = schedule["Target"].get("Input") or "{}"
-    return json.loads(text.replace(C.SCHEDULED_TIME_ATTRIBUTE, f"{minute:%Y-%m-%dT%H:%M:%SZ}"))
+    filled = minute.astimezone(UTC).strftime(SCHEDULED_TIME_FORMAT)
+    return json.loads(text.replace(C.SCHEDULED_TIME_ATTRIBUTE, filled))
 
 
 def _next_sweep(local: LocalMode, limit: datetime) -> datetime | None:
@@ -232,14 +240,17 @@ def _next_sweep(local: LocalMode, limit: datetime) -> datetime | None:
 
 
 def _fire_sweep(local: LocalMode, minute: datetime) -> None:
+    """The sweep of `minute`, as Scheduler runs it: the clock at that minute, the check
+    function invoked with the Input filled in (retried, then dead-lettered with it)."""
     sweep = local.wake_up_sweep()
     schedule = sweep.schedule()
     assert schedule is not None, "_next_sweep found it"
     if minute > local.clock.now():
         local.clock.set(minute)
     fn = local.functions[C.FN_CHECK]
+    payload = sweep_input(schedule, minute)
     _run_target(
-        local, C.WAKE_UP_SWEEP_SCHEDULE, schedule, lambda: fn.invoke(sweep_input(schedule, minute))
+        local, C.WAKE_UP_SWEEP_SCHEDULE, schedule, lambda: fn.invoke(payload), payload=payload
     )
     sweep.fired(minute)
     local.settle()
@@ -308,10 +319,16 @@ def _to_target(local: LocalMode, name: str, schedule: GetScheduleOutputTypeDef) 
 
 
 def _run_target(
-    local: LocalMode, name: str, schedule: GetScheduleOutputTypeDef, call: Callable[[], object]
+    local: LocalMode,
+    name: str,
+    schedule: GetScheduleOutputTypeDef,
+    call: Callable[[], object],
+    *,
+    payload: Any = None,
 ) -> None:
     """Delivers the schedule to its target as Scheduler would: a failure is retried
-    LOCAL_RETRIES times, then the payload goes to the scheduler dead-letter queue."""
+    LOCAL_RETRIES times, then the payload goes to the scheduler dead-letter queue
+    (`payload`: the Input as handed over, context attributes filled in; None: as stored)."""
     for attempt in range(LOCAL_RETRIES + 1):
         try:
             call()
@@ -319,7 +336,7 @@ def _run_target(
         except Exception as err:
             log.exception("schedule %s: target failed (attempt %d)", name, attempt + 1)
             if attempt == LOCAL_RETRIES:
-                _dead_letter(local, schedule, repr(err))
+                _dead_letter(local, schedule, repr(err), payload)
 
 
 def _send_to_queue(local: LocalMode, target: TargetOutputTypeDef, schedule_name: str) -> None:
@@ -340,11 +357,14 @@ def _send_to_queue(local: LocalMode, target: TargetOutputTypeDef, schedule_name:
     sqs.send_message(**params)
 
 
-def _dead_letter(local: LocalMode, schedule: GetScheduleOutputTypeDef, reason: str) -> None:
+def _dead_letter(
+    local: LocalMode, schedule: GetScheduleOutputTypeDef, reason: str, payload: Any = None
+) -> None:
     assert local.resources is not None, "local mode is started"
     sqs = boto3.client("sqs", endpoint_url=local.resources.endpoint_url, region_name=REGION)
+    body = json.dumps(payload) if payload is not None else schedule["Target"].get("Input")
     sqs.send_message(
         QueueUrl=local.resources.queues["nudge-scheduler-dlq"],
-        MessageBody=schedule["Target"].get("Input") or "{}",
+        MessageBody=body or "{}",
         MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
     )

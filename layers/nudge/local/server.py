@@ -323,6 +323,10 @@ class LocalMode:
             # time ran on while the schedules fired: never step back over it
             self.clock.set(max(target, self.clock.now()))
             self.settle()
+            # what events sent while the clock moved filed behind it, then the minutes
+            # passed are swept
+            fired += self.fire_due(target)
+            self.wake_up_sweep().passed(self.clock.now())
             return {"now": iso(self.clock.now()), "fired": fired}
 
     def fire_due(self, target: datetime) -> int:

@@ -5,7 +5,7 @@ clock, in-memory stores and an in-memory scheduler. Nothing is sent.
 (dedup, identity merges, the fold, the trigger engine, one commit per user) with an
 in-memory profile store; timers go into wake-up buckets exactly as the live wake-up
 index files them (`bucket_of`: the deadline rounded up to the minute, never a bucket
-about to fire), and each bucket fires at its minute, its timers re-checked through
+about to be swept), and each bucket is swept at its minute, its timers re-checked through
 `process_users` as the check and process functions do. `backtest` replays events in
 the order they were received (the archive's `received_at`; a file's events at their own
 timestamps) and reports per trigger who would have fired, when, how often, and how
@@ -116,12 +116,8 @@ class Simulation:
         self._now: datetime | None = None
         self.fires: list[FireRecord] = []
         self.arms = 0  # timers filed in the wake-up index
-        self.schedules = 0  # bucket schedules created (the live Scheduler calls)
+        self.wake_up_minutes = 0  # buckets filed: the minutes whose sweep has timers (D49)
         self.events = 0
-
-    @property
-    def scheduler_calls(self) -> int:
-        return self.schedules
 
     def profile(self, user_id: str) -> Profile:
         p = self.profiles.get(user_id)
@@ -130,8 +126,8 @@ class Simulation:
         return p
 
     def deliver(self, events: Iterable[Event], now: datetime) -> list[FireRecord]:
-        """The process function: buckets due by `now` fire first (as local mode's clock
-        fires the schedules due up to the time it moves to before the events sent then),
+        """The process function: buckets due by `now` are swept first (as local mode's
+        clock sweeps the minutes up to the time it moves to before the events sent then),
         then the events are processed as one batch (each user's folded together)."""
         self.advance(now)
         by_user: dict[str, list[Event]] = defaultdict(list)
@@ -148,7 +144,7 @@ class Simulation:
             if at > until or (at == until and not inclusive):
                 break
             heapq.heappop(self._queue)
-            timers = self._buckets.pop(at, {})  # the schedule is deleted once it fired
+            timers = self._buckets.pop(at, {})  # swept once, at its minute
             by_user: dict[str, list[TimerDue]] = defaultdict(list)
             for ref, timer in sorted(timers.items(), key=lambda kv: str(kv[0])):
                 user_id = ref[0]
@@ -183,7 +179,7 @@ class Simulation:
             if bucket not in self._buckets:
                 self._buckets[bucket] = {}
                 heapq.heappush(self._queue, bucket)
-                self.schedules += 1
+                self.wake_up_minutes += 1
             ref = (user_id, timer.trigger_id, timer.key)
             self._buckets[bucket][ref] = timer
             self.timers[ref] = timer
@@ -260,7 +256,7 @@ class BacktestReport:
     end: datetime | None
     triggers: list[TriggerReport]
     fires: list[FireRecord]
-    scheduler_calls: int = 0
+    wake_up_minutes: int = 0  # minutes whose wake-up sweep had timers to check
 
     def trigger(self, trigger_id: str) -> TriggerReport:
         for t in self.triggers:
@@ -274,7 +270,7 @@ class BacktestReport:
             "users": self.users,
             "start": iso(self.start),
             "end": iso(self.end),
-            "scheduler_calls": self.scheduler_calls,
+            "wake_up_minutes": self.wake_up_minutes,
             "triggers": [t.to_dict() for t in self.triggers],
         }
         if with_fires:
@@ -470,7 +466,7 @@ def backtest(
         fatigue=fatigue,
         timezones=timezones,
     )
-    rep.scheduler_calls = sim.scheduler_calls
+    rep.wake_up_minutes = sim.wake_up_minutes
     for t in rep.triggers:
         t.episodes = sum(
             int((p.triggers.get(t.trigger_id) or {}).get("fired", 0))

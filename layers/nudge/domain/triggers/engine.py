@@ -36,8 +36,8 @@ waits LATE_FLUSH_MS for an `identify` (`_recheck_waiting`).
 
 Timers are armed lazily: a user needs one armed timer, at or before the earliest of its
 deadlines. A timer is never moved later; when it fires, every deadline due by then is
-settled and a timer armed for the next. So most events cost no scheduler call, and a
-duplicate, late or stale timer cannot fire an episode twice.
+settled and a timer armed for the next. So most events file no timer, and a duplicate,
+late or stale timer cannot fire an episode twice.
 """
 
 from __future__ import annotations
