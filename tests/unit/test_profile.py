@@ -780,6 +780,21 @@ def test_fold_is_independent_of_order_duplication_and_batching(
     assert comparable(one_by_one) == comparable(reference)
 
 
+def test_two_adds_at_the_same_ms_in_two_profiles_are_two_adds_after_the_merge() -> None:
+    """Found by the property below under `make fuzz`: the merge kept one of two adds of
+    the same product at the same millisecond (two events, one in each profile), where
+    folding both histories keeps both."""
+    adds = [_from_spec(i, ("Product Added", 0, "p0", 1, "plan", "x", None, 1.5)) for i in range(2)]
+    user, other = Profile("u1"), Profile("u1")
+    user.apply([adds[1]])
+    other.apply([adds[0]])
+
+    user.absorb(other)
+
+    assert user.cart["p0"]["qty"] == 2 == folded(*adds).cart["p0"]["qty"]
+    assert comparable(user) == comparable(folded(*adds))
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event_specs, min_size=1, max_size=30), st.data())
 def test_absorbing_a_profile_equals_folding_both_histories(

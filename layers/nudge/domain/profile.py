@@ -824,8 +824,10 @@ class Profile:
         self.cart_cleared_at = max(self.cart_cleared_at, other.cart_cleared_at)
         for pid, entry in other.cart.items():
             mine = self.cart.setdefault(pid, {"add": 0, "rm": 0, "qty": 0})
-            adds = _cart_adds(mine)
-            adds += [a for a in _cart_adds(entry) if a[0] not in {t for t, _ in adds}]
+            # every add of both: an event is folded into one profile only (the other's
+            # events are its own), so two adds at the same ms are two adds, as the fold
+            # of both histories counts them
+            adds = _cart_adds(mine) + _cart_adds(entry)
             self._describe_cart_item(mine, _cart_attrs(entry), entry.get("add", 0))
             _note_times(mine, "as", "add", _times(entry, "as", "add"))
             _note_times(mine, "rs", "rm", _times(entry, "rs", "rm"), after=int(mine["add"]))
