@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import boto3
 
 from nudge import constants as C
+from nudge.adapters.scheduler import RETRY_POLICY
 from nudge.adapters.tables import table_specs
 
 if TYPE_CHECKING:
@@ -667,10 +668,7 @@ def provision(
             "RoleArn": res.scheduler_role_arn,
             "Input": C.WAKE_UP_SWEEP_INPUT,
             "DeadLetterConfig": {"Arn": res.scheduler_dlq_arn},
-            "RetryPolicy": {
-                "MaximumRetryAttempts": C.SCHEDULE_RETRY_ATTEMPTS,
-                "MaximumEventAgeInSeconds": C.SCHEDULE_MAX_EVENT_AGE_S,
-            },
+            "RetryPolicy": RETRY_POLICY,
         },
     )
     # The train function's recurring schedule, in a group of its own as on AWS: local mode

@@ -232,19 +232,23 @@ def sweep_input(schedule: GetScheduleOutputTypeDef, minute: datetime) -> Any:
     return json.loads(text.replace(C.SCHEDULED_TIME_ATTRIBUTE, filled))
 
 
-def _next_sweep(local: LocalMode, limit: datetime) -> datetime | None:
-    """The wake-up sweep's next minute with timers up to `limit` (None: none, or the
-    sweep schedule is gone or disabled)."""
+def _next_sweep(
+    local: LocalMode, limit: datetime
+) -> tuple[datetime, GetScheduleOutputTypeDef] | None:
+    """The wake-up sweep's next minute with timers up to `limit`, with the sweep's
+    definition (None: no such minute, or the sweep is gone or disabled)."""
     sweep = local.wake_up_sweep()
-    return sweep.next_due(limit) if sweep.schedule() is not None else None
+    schedule = sweep.schedule()
+    if schedule is None:
+        return None
+    minute = sweep.next_due(limit)
+    return (minute, schedule) if minute is not None else None
 
 
-def _fire_sweep(local: LocalMode, minute: datetime) -> None:
+def _fire_sweep(local: LocalMode, minute: datetime, schedule: GetScheduleOutputTypeDef) -> None:
     """The sweep of `minute`, as Scheduler runs it: the clock at that minute, the check
     function invoked with the Input filled in (retried, then dead-lettered with it)."""
     sweep = local.wake_up_sweep()
-    schedule = sweep.schedule()
-    assert schedule is not None, "_next_sweep found it"
     if minute > local.clock.now():
         local.clock.set(minute)
     fn = local.functions[C.FN_CHECK]
@@ -285,12 +289,12 @@ def fire_due(local: LocalMode, target: datetime) -> int:
     while True:
         due = [d for d in reader.due_list() if d[0] <= target]
         limit = min(target, due[0][0]) if due else target
-        minute = _next_sweep(local, limit)
-        if _fire_recurring(local, minute or limit):
+        sweep = _next_sweep(local, limit)
+        if _fire_recurring(local, sweep[0] if sweep else limit):
             fired += 1
             continue
-        if minute is not None:
-            _fire_sweep(local, minute)
+        if sweep is not None:
+            _fire_sweep(local, *sweep)
             fired += 1
             continue
         if not due:
