@@ -210,7 +210,7 @@ def _moves_the_clock(req: dict[str, Any], client: Client) -> bool:
             return False
         now = client.local.clock.now()
         return clock_target(body, now) > now
-    except (LocalError, ValueError, TypeError, OverflowError):
+    except (LocalError, ValueError, TypeError, OverflowError, RecursionError):
         return False
 
 

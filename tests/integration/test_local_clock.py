@@ -79,3 +79,12 @@ def test_a_clock_body_that_is_not_text_is_a_400_not_a_500(raw: bytes, error: str
     status, _, data = local.dispatch("POST", "/_local/clock", "", {}, raw, "127.0.0.1")
 
     assert (status, json.loads(data)["error"]) == (400, error)
+
+
+@pytest.mark.parametrize("path", ["/_local/clock", "/_local/settle"])
+def test_a_body_nested_too_deeply_is_a_400_not_a_500(path: str) -> None:
+    # found by make fuzz: json.loads raises RecursionError, not ValueError, on it
+    status, answer = _post(path, "[" * 100_000)
+
+    assert (status, answer["error"]) == (400, "invalid_json")
+    assert "nested too deeply" in answer["message"]

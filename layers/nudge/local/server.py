@@ -183,6 +183,17 @@ def _too_late(now: datetime) -> str:
     )
 
 
+def _json_body(body: bytes) -> Any:
+    """A local route's JSON body (empty: {}); not JSON, not text (UnicodeDecodeError) or
+    nested too deeply for json (RecursionError) is a 400."""
+    try:
+        return json.loads(body or b"{}")
+    except ValueError:
+        raise LocalError(E.InvalidJsonError, "body must be JSON") from None
+    except RecursionError:
+        raise LocalError(E.InvalidJsonError, "body must be JSON: nested too deeply") from None
+
+
 class LocalMode:
     def __init__(self, config: LocalConfig) -> None:
         self.config = config
@@ -483,8 +494,9 @@ class LocalMode:
             if path == "/_local/aws" and method == "GET":
                 return ok(self.aws_info())
             if path == "/_local/settle" and method == "POST":
+                payload = _json_body(body)
                 try:
-                    timeout = float((json.loads(body or b"{}") or {}).get("timeout_seconds", 120))
+                    timeout = float((payload or {}).get("timeout_seconds", 120))
                 except (ValueError, TypeError, AttributeError):
                     raise LocalError(
                         E.BadRequestError, "timeout_seconds must be a number"
@@ -496,10 +508,7 @@ class LocalMode:
                 self.settle(timeout)
                 return ok({"settled": True})
             if path == "/_local/clock" and method == "POST":
-                try:
-                    payload = json.loads(body or b"{}")
-                except ValueError:  # not JSON, or not text at all (UnicodeDecodeError)
-                    raise LocalError(E.InvalidJsonError, "body must be JSON") from None
+                payload = _json_body(body)
                 if not isinstance(payload, dict):
                     raise LocalError(E.BadRequestError, "body must be a JSON object")
                 return ok(self.move_clock(payload))
