@@ -26,7 +26,7 @@ from typing import Any
 from nudge.adapters.queues import message_group_id
 from nudge.domain import users
 from nudge.domain.archive import ARCHIVE_COLUMNS, EVENTS_VIEW_SQL
-from nudge.domain.clock import SettableClock, to_ms
+from nudge.domain.clock import Clock, SettableClock, to_ms
 from nudge.domain.dead_letters import DeadLetter
 from nudge.domain.delivery import (
     DeliveryEntry,
@@ -54,7 +54,7 @@ from nudge.domain.profile import Profile
 from nudge.domain.query import QueryResult, parse_json_value
 from nudge.domain.templates import Rendered, TemplateRenderError
 from nudge.domain.triggers.contract import Timer, action_id
-from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
+from nudge.domain.wakeups import BUCKET_FORMAT, Filing, file_timers
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, noon UTC: outside quiet hours
 
@@ -386,18 +386,34 @@ class MemoryActionQueue:
 
 class MemoryWakeUps:
     """The wake-up index (WakeUpIndex and DueTimers ports): each timer filed in its
-    minute bucket (nudge.domain.wakeups.bucket_of, as the scheduler adapter does), one
-    per (user, trigger, key) and bucket; `due` reads a bucket back for the check
-    function."""
+    minute bucket by nudge.domain.wakeups.file_timers, as the scheduler adapter does, one
+    per (user, trigger, key) and bucket; `due` reads a bucket back for the check function.
+    `clock`: read when a write returns (late timers are filed again); `during_write` runs
+    inside each write, as a slow batch or a racing sweep would."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, clock: Clock | None = None, during_write: Callable[[], None] | None = None
+    ) -> None:
         self.buckets: dict[str, dict[tuple[str, str, str | None], TimerItem]] = {}
+        self.clock = clock
+        self.during_write = during_write
+        self.writes = 0
 
-    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> None:
-        for user_id, t in timers:
-            bucket = bucket_of(t.due, now).strftime(BUCKET_FORMAT)
+    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> int:
+        pending = list(timers)
+        return len(file_timers(pending, now=now, write=self._write, clock=self.clock)) - len(
+            pending
+        )
+
+    def _write(self, filings: Sequence[Filing]) -> None:
+        self.writes += 1
+        if self.during_write is not None:
+            self.during_write()
+        for user_id, t, bucket in filings:
             item = TimerItem(trigger_id=t.trigger_id, key=t.key, due=to_ms(t.due))
-            self.buckets.setdefault(bucket, {})[(user_id, t.trigger_id, t.key)] = item
+            self.buckets.setdefault(bucket.strftime(BUCKET_FORMAT), {})[
+                (user_id, t.trigger_id, t.key)
+            ] = item
 
     def due(self, bucket: str) -> list[tuple[str, TimerItem]]:
         return [(user, item) for (user, _, _), item in self.buckets.get(bucket, {}).items()]

@@ -69,7 +69,7 @@ class Deps:
             dead_letters=SqsDeadLetters(s.events_dlq_url),
             engine=Engine(load_triggers(s.triggers_path)),
             actions=SqsActionQueue(s.actions_queue_url),
-            wakeups=WakeUps(table=s.timers_table),
+            wakeups=WakeUps(table=s.timers_table, clock=c),
             archive=FirehoseArchive(s.archive_stream),
             clock=c,
             dead_letter_log=DynamoDeadLetterLog(table=s.timers_table),
@@ -142,6 +142,12 @@ def handler(
     metrics.add_metric("TimersChecked", MetricUnit.Count, sum(len(v) for v in timers.values()))
     metrics.add_metric("TriggersFired", MetricUnit.Count, effects.sent_actions)
     metrics.add_metric("TimersArmed", MetricUnit.Count, effects.armed)
+    if effects.refiled:  # the batch took longer than the lead: see file_timers
+        metrics.add_metric("TimersRefiled", MetricUnit.Count, effects.refiled)
+        logger.warning(
+            "timers filed too late for their bucket's sweep were filed again",
+            extra={"refiled": effects.refiled},
+        )
     count_by(TRIGGER_FIRED, (DIM_TRIGGER,), {(t,): n for t, n in effects.fired.items()})
     watch.record(failures)  # what went, or goes on its last attempt, to the DLQ
     return {"batchItemFailures": failures}

@@ -57,3 +57,34 @@ def test_the_sweep_schedule_s_input_sweeps_its_minute(aws: Resources, clock: Any
     assert out == {"bucket": bucket.strftime(BUCKET_FORMAT), "timers": 1}
     [message] = queue_messages(aws, C.EVENTS_QUEUE)
     assert message["Attributes"]["MessageGroupId"] == "u1"
+
+
+def test_a_timer_written_too_late_for_its_sweep_wakes_in_the_next_bucket(
+    aws: Resources, clock: Any
+) -> None:
+    """The index write returned 75 s after the batch read its clock: the sweep of the
+    timer's bucket may have run before it landed, so the timer is filed again."""
+    due = NOW + timedelta(seconds=30)
+    first = bucket_of(due, NOW).strftime(BUCKET_FORMAT)
+    clock.set(NOW + timedelta(seconds=75))  # what the process function's clock reads after
+
+    refiled = WakeUps(clock=clock).arm_many([("u1", Timer("t1", None, due))], now=NOW)
+
+    later = bucket_of(due, clock.now()).strftime(BUCKET_FORMAT)
+    assert refiled == 1 and later > first
+    assert Fn(C.FN_CHECK)({"bucket": later}) == {"bucket": later, "timers": 1}
+    [message] = queue_messages(aws, C.EVENTS_QUEUE)
+    assert [t.trigger_id for t in parse_message(message["Body"]).timers] == ["t1"]
+
+
+def test_the_process_function_checks_its_index_writes_against_its_clock(
+    aws: Resources, clock: Any
+) -> None:
+    from functions.process import handler as process
+
+    process.deps.cache_clear()
+    try:
+        wakeups = process.deps().wakeups
+        assert isinstance(wakeups, WakeUps) and wakeups._clock is process.deps().clock
+    finally:
+        process.deps.cache_clear()

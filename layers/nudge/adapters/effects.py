@@ -20,6 +20,7 @@ class TriggerEffects:
         self.now = now
         self.sent_actions = 0
         self.armed = 0
+        self.refiled = 0  # timers filed again: their first write was too late for its sweep
         self.fired: Counter[str] = Counter()  # actions sent, by trigger id
 
     def apply(self, user_id: str, decisions: Decisions) -> None:
@@ -36,5 +37,5 @@ class TriggerEffects:
         # a timer no longer needed is not deleted: it is re-checked and changes nothing
         timers = [(u, t) for u, d in items for t in d.arm]
         if timers:
-            self.wakeups.arm_many(timers, now=self.now)
+            self.refiled += self.wakeups.arm_many(timers, now=self.now)
             self.armed += len(timers)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -27,10 +27,10 @@ from botocore.exceptions import ClientError
 from nudge import constants as C
 from nudge.adapters.aws import client
 from nudge.adapters.tables import TimerRow, bind_table
-from nudge.domain.clock import from_ms, to_ms
+from nudge.domain.clock import Clock, from_ms, to_ms
 from nudge.domain.messages import TimerItem
 from nudge.domain.triggers.contract import Timer
-from nudge.domain.wakeups import BUCKET_FORMAT, bucket_of
+from nudge.domain.wakeups import BUCKET_FORMAT, Filing, bucket_of, file_timers
 
 if TYPE_CHECKING:
     from mypy_boto3_scheduler.type_defs import RetryPolicyTypeDef, TargetTypeDef
@@ -119,35 +119,43 @@ class WakeUps:
     """Arms the engine's timers in the wake-up index. Disarming is free: a stale timer is
     re-checked against the user's state when it comes due and changes nothing."""
 
-    def __init__(self, *, table: str | None = None) -> None:
-        """`table`: the timers table of the function's settings (None: the environment's)."""
+    def __init__(self, *, table: str | None = None, clock: Clock | None = None) -> None:
+        """`table`: the timers table of the function's settings (None: the environment's);
+        `clock`: read when a write returns, to file again the timers it filed too late
+        for their bucket's sweep (nudge.domain.wakeups.file_timers; the process function
+        passes its clock; None: not checked, for callers whose `now` is no clock's)."""
         bind_table(C.TIMERS, table)
+        self._clock = clock
 
     def arm(self, user_id: str, timers: Iterable[Timer], *, now: datetime) -> None:
         self.arm_many([(user_id, t) for t in timers], now=now)
 
-    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> None:
+    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> int:
         """Files (user, timer) pairs of any users: BatchWriteItem in chunks of 25. No
-        schedule to make: the sweep reads every minute's bucket."""
-        rows = []
-        for user_id, timer in timers:
-            bucket = bucket_of(timer.due, now)
-            rows.append(
-                TimerRow(
-                    bucket.strftime(BUCKET_FORMAT),
-                    ref_of(user_id, timer.trigger_id, timer.key),
-                    user_id=user_id,
-                    trigger_id=timer.trigger_id,
-                    key=timer.key,
-                    due=to_ms(timer.due),
-                    expires_at=bucket + timedelta(days=C.WAKE_UP_INDEX_TTL_DAYS),
-                )
-            )
-        if not rows:
+        schedule to make: the sweep reads every minute's bucket. Returns how many were
+        filed again, their first write having returned too late for their bucket."""
+        pending = list(timers)
+        return len(file_timers(pending, now=now, write=self._write, clock=self._clock)) - len(
+            pending
+        )
+
+    @staticmethod
+    def _write(filings: Sequence[Filing]) -> None:
+        if not filings:
             return
         with TimerRow.batch_write() as batch:
-            for row in rows:
-                batch.save(row)
+            for user_id, timer, bucket in filings:
+                batch.save(
+                    TimerRow(
+                        bucket.strftime(BUCKET_FORMAT),
+                        ref_of(user_id, timer.trigger_id, timer.key),
+                        user_id=user_id,
+                        trigger_id=timer.trigger_id,
+                        key=timer.key,
+                        due=to_ms(timer.due),
+                        expires_at=bucket + timedelta(days=C.WAKE_UP_INDEX_TTL_DAYS),
+                    )
+                )
 
     def disarm(self, user_id: str, timers: Iterable[tuple[str, str | None, int]]) -> int:
         """Deletes a user's wake-up index entries (erase): for each (trigger, key, due ms),

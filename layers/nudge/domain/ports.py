@@ -42,9 +42,10 @@ class DueTimers(Protocol):
 class WakeUpIndex(Protocol):
     """The wake-up index as the process function files the engine's timers in it."""
 
-    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> None:
-        """Files (user, timer) pairs in their minute buckets and makes sure each bucket
-        wakes the check function."""
+    def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> int:
+        """Files (user, timer) pairs in their minute buckets (nudge.domain.wakeups
+        .file_timers); returns how many it filed again because their first write came
+        too late for their bucket's sweep."""
 
 
 class ActionQueue(Protocol):

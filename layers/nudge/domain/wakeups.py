@@ -5,9 +5,27 @@ minute."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from nudge import constants as C
+from nudge.domain.errors import DependencyUnavailableError
+
+if TYPE_CHECKING:
+    from nudge.domain.clock import Clock
+    from nudge.domain.triggers.contract import Timer
+
+# (user, timer, the bucket it is filed in)
+Filing = tuple[str, "Timer", datetime]
+# writes of one set of timers, the first and the late ones filed again; past them the
+# index is too slow to file anything in time and the batch fails, to be retried
+FILE_ATTEMPTS = 3
+
+
+class WakeUpIndexTooSlowError(DependencyUnavailableError):
+    """Every write of the wake-up index returned too late for the bucket it filed in."""
+
 
 BUCKET_FORMAT = "%Y-%m-%dT%H:%M"  # a bucket's name: its minute in UTC
 BUCKET_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"  # what BUCKET_FORMAT writes
@@ -31,3 +49,41 @@ def bucket_of(due: datetime, now: datetime) -> datetime:
     while bucket <= floor:
         bucket += timedelta(minutes=1)
     return bucket
+
+
+def file_timers(
+    timers: Iterable[tuple[str, Timer]],
+    *,
+    now: datetime,
+    write: Callable[[Sequence[Filing]], None],
+    clock: Clock | None,
+) -> list[Filing]:
+    """Files (user, timer) pairs through `write` in the buckets `bucket_of` gives at `now`
+    (the clock the batch read as it started), and returns every filing written. `clock`
+    is read again once the write has returned: a timer whose bucket stopped taking timers
+    by then (the batch took longer than the lead between reading the clock and writing,
+    so that bucket's sweep may have read it already and the timer would never wake) is
+    filed again in the bucket of that time, until none is late. Filed twice, a timer is
+    re-checked twice, and the second check changes nothing. Still late after
+    FILE_ATTEMPTS writes, it raises WakeUpIndexTooSlowError: the process function applies
+    effects before it writes profiles, so the batch fails whole and its retry files the
+    timers again. Without a clock nothing is checked (a caller whose `now` is not a
+    clock's)."""
+    pending = list(timers)
+    filed: list[Filing] = []
+    for _ in range(FILE_ATTEMPTS):
+        if not pending:
+            return filed
+        batch = [(user, t, bucket_of(t.due, now)) for user, t in pending]
+        write(batch)
+        filed.extend(batch)
+        if clock is None:
+            return filed
+        now = max(now, clock.now())
+        pending = [(user, t) for user, t, bucket in batch if bucket_of(t.due, now) != bucket]
+    if pending:
+        raise WakeUpIndexTooSlowError(
+            f"{len(pending)} timers were written too late for their bucket's sweep "
+            f"{FILE_ATTEMPTS} times"
+        )
+    return filed
