@@ -85,7 +85,6 @@ class Api(Construct):
                 **state.environment_for(
                     C.PROFILES, C.KEYS, C.DELIVERIES, C.INBOX, C.TIMERS, C.SUPPRESSIONS, C.DEDUP
                 ),
-                C.ENV_SCHEDULE_GROUP: C.SCHEDULE_GROUP,
                 # GET /v1/reports/dead-letters: the queues' sizes (entries: timers table)
                 C.ENV_EVENTS_DLQ_URL: events_dlq.queue_url,
                 C.ENV_ACTIONS_DLQ_URL: delivery.actions_dlq.queue_url,

@@ -93,7 +93,6 @@ class ProcessSettings(_Base):
 class ApiSettings(_Base):
     profiles_table: str = Field(alias=C.ENV_PROFILES_TABLE)
     keys_table: str = Field(alias=C.ENV_KEYS_TABLE)
-    schedule_group: str = Field(alias=C.ENV_SCHEDULE_GROUP)
     deliveries_table: str = Field(alias=C.ENV_DELIVERIES_TABLE)
     inbox_table: str = Field(alias=C.ENV_INBOX_TABLE)
     unsubscribe_secret_arn: str = Field(alias=C.ENV_UNSUBSCRIBE_SECRET_ARN)

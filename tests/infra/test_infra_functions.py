@@ -62,7 +62,6 @@ EXPECTED_ENV = {
         C.ENV_KEYS_TABLE,
         C.ENV_DELIVERIES_TABLE,
         C.ENV_INBOX_TABLE,
-        C.ENV_SCHEDULE_GROUP,
         C.ENV_UNSUBSCRIBE_SECRET_ARN,
         C.ENV_OPENAPI_PATH,  # GET /openapi.json serves the file shipped in the core layer
         C.ENV_APNS_APPLICATION_ARN,
