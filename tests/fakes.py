@@ -400,10 +400,7 @@ class MemoryWakeUps:
         self.writes = 0
 
     def arm_many(self, timers: Iterable[tuple[str, Timer]], *, now: datetime) -> int:
-        pending = list(timers)
-        return len(file_timers(pending, now=now, write=self._write, clock=self.clock)) - len(
-            pending
-        )
+        return file_timers(timers, now=now, write=self._write, clock=self.clock)
 
     def _write(self, filings: Sequence[Filing]) -> None:
         self.writes += 1

@@ -134,10 +134,7 @@ class WakeUps:
         """Files (user, timer) pairs of any users: BatchWriteItem in chunks of 25. No
         schedule to make: the sweep reads every minute's bucket. Returns how many were
         filed again, their first write having returned too late for their bucket."""
-        pending = list(timers)
-        return len(file_timers(pending, now=now, write=self._write, clock=self._clock)) - len(
-            pending
-        )
+        return file_timers(timers, now=now, write=self._write, clock=self._clock)
 
     @staticmethod
     def _write(filings: Sequence[Filing]) -> None:

@@ -16,6 +16,12 @@ if TYPE_CHECKING:
     from nudge.domain.clock import Clock
     from nudge.domain.triggers.contract import Timer
 
+
+BUCKET_FORMAT = "%Y-%m-%dT%H:%M"  # a bucket's name: its minute in UTC
+BUCKET_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"  # what BUCKET_FORMAT writes
+# how Scheduler writes its scheduled-time context attribute (e.g. 2026-12-02T05:21:00Z)
+SCHEDULED_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
 # (user, timer, the bucket it is filed in)
 Filing = tuple[str, "Timer", datetime]
 # writes of one set of timers, the first and the late ones filed again; past them the
@@ -25,12 +31,6 @@ FILE_ATTEMPTS = 3
 
 class WakeUpIndexTooSlowError(DependencyUnavailableError):
     """Every write of the wake-up index returned too late for the bucket it filed in."""
-
-
-BUCKET_FORMAT = "%Y-%m-%dT%H:%M"  # a bucket's name: its minute in UTC
-BUCKET_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$"  # what BUCKET_FORMAT writes
-# how Scheduler writes its scheduled-time context attribute (e.g. 2026-12-02T05:21:00Z)
-SCHEDULED_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
 def bucket_at(t: datetime) -> str:
@@ -57,9 +57,9 @@ def file_timers(
     now: datetime,
     write: Callable[[Sequence[Filing]], None],
     clock: Clock | None,
-) -> list[Filing]:
+) -> int:
     """Files (user, timer) pairs through `write` in the buckets `bucket_of` gives at `now`
-    (the clock the batch read as it started), and returns every filing written. `clock`
+    (the clock the batch read as it started), and returns how many it filed again. `clock`
     is read again once the write has returned: a timer whose bucket stopped taking timers
     by then (the batch took longer than the lead between reading the clock and writing,
     so that bucket's sweep may have read it already and the timer would never wake) is
@@ -70,15 +70,15 @@ def file_timers(
     timers again. Without a clock nothing is checked (a caller whose `now` is not a
     clock's)."""
     pending = list(timers)
-    filed: list[Filing] = []
+    first, written = len(pending), 0
     for _ in range(FILE_ATTEMPTS):
         if not pending:
-            return filed
+            return written - first
         batch = [(user, t, bucket_of(t.due, now)) for user, t in pending]
         write(batch)
-        filed.extend(batch)
+        written += len(batch)
         if clock is None:
-            return filed
+            return written - first
         now = max(now, clock.now())
         pending = [(user, t) for user, t, bucket in batch if bucket_of(t.due, now) != bucket]
     if pending:
@@ -86,4 +86,4 @@ def file_timers(
             f"{len(pending)} timers were written too late for their bucket's sweep "
             f"{FILE_ATTEMPTS} times"
         )
-    return filed
+    return written - first
