@@ -64,6 +64,25 @@ def test_overlong_user_id_is_rejected() -> None:
         norm(track(userId="x" * 257))
 
 
+@pytest.mark.parametrize(
+    ("raw", "kind", "field"),
+    [
+        ({"userId": False, "event": "Signed Up"}, "track", "userId"),
+        ({"userId": True, "event": "Signed Up"}, "track", "userId"),
+        ({"anonymousId": False, "traits": {"plan": "pro"}}, "identify", "anonymousId"),
+        ({"userId": "u1", "previousId": True}, "alias", "previousId"),
+        ({"userId": "u1", "groupId": False}, "group", "groupId"),
+    ],
+)
+def test_a_boolean_id_is_rejected_not_read_as_the_user_0_or_1(
+    raw: dict[str, Any], kind: str, field: str
+) -> None:
+    # schemathesis sent {"anonymousId": false} to /v1/identify: it was folded into the
+    # profile "0", as every other client sending false would have been
+    with pytest.raises(ValueError, match=f"{field}.*not true or false"):
+        norm(raw, kind=kind)
+
+
 # ---- types ------------------------------------------------------------------------------
 
 

@@ -113,6 +113,15 @@ class SegmentCall(BaseModel):
     previousId: str | int | None = Field(None, description="alias: the id merged into userId")
     groupId: str | int | None = Field(None, description="group: required")
 
+    @field_validator("userId", "anonymousId", "previousId", "groupId", mode="before")
+    @classmethod
+    def _no_boolean_id(cls, value: Any) -> Any:
+        # pydantic reads true/false as the integers 1/0: every client that sent a boolean
+        # would become the user "1" or "0", one profile for all of them
+        if isinstance(value, bool):
+            raise ValueError("an id is a string or an integer, not true or false")
+        return value
+
     @field_validator("userId", "anonymousId", "previousId", "groupId", mode="after")
     @classmethod
     def _id_to_str(cls, value: str | int | None) -> str | None:
