@@ -31,3 +31,15 @@ def test_no_documented_path_is_missing_in_local_mode(client: Client) -> None:
             r = requests.request(method.upper(), f"{client.url}{concrete}", timeout=10)
             missing = r.status_code == 404 and r.json()["message"].startswith(ROUTE_NOT_FOUND)
             assert not missing, f"{method.upper()} {path}: {r.text}"
+
+
+@pytest.mark.parametrize("method", ["TRACE", "CONNECT", "PROPFIND", "PATCH"])
+def test_a_method_no_route_takes_is_a_json_404_as_api_gateway_answers_it(
+    client: Client, method: str
+) -> None:
+    # schemathesis found TRACE answered by http.server itself: a 501 HTML page
+    for path in ("/v1/track", "/v1/keys", "/health"):
+        r = requests.request(method, f"{client.url}{path}", timeout=10)
+        assert r.status_code == 404, f"{method} {path}: {r.status_code} {r.text[:200]}"
+        assert r.headers["Content-Type"].startswith("application/json")
+        assert r.json()["message"] == f"{ROUTE_NOT_FOUND} {method} {path}"
