@@ -29,6 +29,8 @@ from nudge.domain.assignments import AnonymousAssignments
 from nudge.domain.clock import Clock
 from nudge.domain.cohorts import (
     GROUPINGS,
+    MAX_NAME_CHARS,
+    MAX_STEPS,
     PERIODS,
     CohortQuery,
     FunnelQuery,
@@ -69,6 +71,7 @@ from nudge.domain.recommend import ItemModel, recommender
 from nudge.domain.segments_report import SEGMENTS_ARTIFACT, TRAIN_RUN_ARTIFACT, segments_report
 from nudge.domain.tracking import MAX_REPORT_DAYS, tracking_report
 from nudge.domain.trigger_report import DEFAULT_DAYS, MAX_DAYS, triggers_report
+from nudge.domain.triggers.durations import MAX_SECONDS
 from nudge.domain.triggers.loader import TriggerSet
 from nudge.domain.unsubscribe import confirmation_page, unsubscribed_page, verify_token
 from nudge.http import (
@@ -759,6 +762,18 @@ def _archive(d: Deps) -> QueryEngine:
     return d.query
 
 
+# An event name as the reports read one: not blank once trimmed, at most MAX_NAME_CHARS
+# characters then, no NUL; a funnel's steps are such names without commas, 2 to MAX_STEPS.
+def _name(excluded: str = "") -> str:
+    body, edge = rf"[^\u0000{excluded}]", rf"[^\s\u0000{excluded}]"
+    return rf"\s*{edge}(?:{body}{{0,{MAX_NAME_CHARS - 2}}}{edge})?\s*"
+
+
+EVENT_NAME_PATTERN = f"^{_name()}$"
+STEPS_PATTERN = f"^{_name(',')}(?:,{_name(',')}){{1,{MAX_STEPS - 1}}}$"
+DURATION_PATTERN = doc.duration_pattern(MAX_SECONDS)  # longer than 0s, at most 366d
+
+
 def _param(name: str, description: str, **schema: Any) -> dict[str, Any]:
     return {
         "name": name,
@@ -793,7 +808,11 @@ REPORT_ERRORS = {
                 enum=list(PERIODS),
                 default="week",
             ),
-            _param("event", "count retention with this event only (default: any activity)"),
+            _param(
+                "event",
+                "count retention with this event only (default: any activity)",
+                pattern=EVENT_NAME_PATTERN,
+            ),
         ],
         description="A user's cohort is the period of their first event (event time, "
         "`/v1/import` history included; nudge's own sending events excluded); `retention[k]` "
@@ -818,10 +837,19 @@ def get_cohorts() -> Any:
         auth=doc.ADMIN_KEY,
         query=[
             {
-                **_param("steps", "2 to 10 event names, comma-separated (repeats allowed)"),
+                **_param(
+                    "steps",
+                    f"2 to {MAX_STEPS} event names, comma-separated (repeats allowed)",
+                    pattern=STEPS_PATTERN,
+                ),
                 "required": True,
             },
-            _param("within", "each step within this long of the first: 30m, 48h, 7d", default="7d"),
+            _param(
+                "within",
+                "each step within this long of the first: 30m, 48h, 7d (at most 366d)",
+                default="7d",
+                pattern=DURATION_PATTERN,
+            ),
             _param(
                 "by",
                 "also split by the profile's segment or the experiment variant",
@@ -831,6 +859,7 @@ def get_cohorts() -> Any:
                 "experiment",
                 "with by=variant: the experiment (needed when the archive "
                 "holds exposures of several)",
+                pattern=EVENT_NAME_PATTERN,
             ),
         ],
         description="From each occurrence of the first step the earliest next steps are "
@@ -996,7 +1025,7 @@ UNSUBSCRIBE_TOKEN = {
     "in": "query",
     "required": True,
     "description": "the signed token of the email's unsubscribe link (per user and channel)",
-    "schema": {"type": "string"},
+    "schema": {"type": "string", "minLength": 1},
 }
 UNSUBSCRIBE_ERRORS = {400: "Missing token", 403: "A forged token"}
 app.get(

@@ -21,8 +21,16 @@ from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json
 
 from nudge.constants import DEFAULT_RATE_LIMIT_PER_SECOND, MAX_BATCH_BYTES, MAX_EVENT_BYTES
 from nudge.domain.channels import Channel, OptOutChannel
-from nudge.domain.events import EVENT_TYPES, Rejection, SegmentCall
+from nudge.domain.events import (
+    EVENT_TYPES,
+    MAX_EVENT_NAME_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_INTEGER,
+    Rejection,
+    SegmentCall,
+)
 from nudge.domain.ingest import endpoint_kind
+from nudge.domain.triggers.durations import UNITS
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -605,13 +613,69 @@ class _NoFieldTitles(GenerateJsonSchema):
         return False
 
 
+def up_to(n: int) -> str:
+    """A regular expression (a group) matching the whole numbers 1 to `n` written without
+    leading zeros: for a parameter whose bound the document states exactly (366d)."""
+    digits = str(n)
+    width = len(digits)
+    parts = [f"[1-9][0-9]{{0,{width - 2}}}"] if width > 1 else []
+    for i, ch in enumerate(digits):
+        low, d, rest = (1 if i == 0 else 0), int(ch), width - i - 1
+        if d > low:
+            span = str(low) if d - 1 == low else f"[{low}-{d - 1}]"
+            parts.append(digits[:i] + span + (f"[0-9]{{{rest}}}" if rest else ""))
+    parts.append(digits)
+    return "(?:" + "|".join(parts) + ")"
+
+
+def duration_pattern(max_seconds: int) -> str:
+    """A duration as trigger definitions and reports read one (`30s`, `15m`, `48h`, `7d`:
+    nudge.domain.triggers.durations), longer than 0s and at most `max_seconds`."""
+    whole = "|".join(f"{up_to(max_seconds // size)}\\s*{u}" for u, size in UNITS.items())
+    return f"^\\s*0*(?:{whole})\\s*$"
+
+
 def ref(name: str) -> dict[str, str]:
     return {"$ref": REF.format(model=name)}
 
 
+# What "required" means at ingest: there, not null and not blank (ids are trimmed, and a
+# blank one counts as absent; an event name too), within the length ingest allows. The
+# byte limits of an id and of an event are not written here: ingest says which was passed;
+# nor is the 64-bit bound of the integers inside properties, traits and context.
+_ID: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"\S", "maxLength": MAX_ID_LENGTH},
+        {"type": "integer", "minimum": -MAX_INTEGER, "maximum": MAX_INTEGER},
+    ]
+}
+_EVENT_NAME: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"\S",
+    "maxLength": MAX_EVENT_NAME_LENGTH,
+}
+_NEEDS: dict[str, list[str]] = {
+    "track": ["event"],
+    "alias": ["userId", "previousId"],
+    "group": ["groupId"],
+}
+_IDENTIFIED = [
+    {"required": ["userId"], "properties": {"userId": _ID}},
+    {"required": ["anonymousId"], "properties": {"anonymousId": _ID}},
+]
+
+
+def _needs(kind: str) -> dict[str, Any]:
+    """What a call of this kind must hold besides a userId or an anonymousId."""
+    names = _NEEDS.get(kind, [])
+    return {
+        "required": names,
+        "properties": {n: _EVENT_NAME if n == "event" else _ID for n in names},
+    }
+
+
 def _call_schema(kind: str) -> dict[str, Any]:
     """The body of `/v1/<kind>`: a SegmentCall with what that kind requires."""
-    required = {"track": ["event"], "alias": ["userId", "previousId"], "group": ["groupId"]}
     schema: dict[str, Any] = {
         "title": f"{kind.capitalize()}Call",
         "allOf": [ref("SegmentCall")],
@@ -620,11 +684,36 @@ def _call_schema(kind: str) -> dict[str, Any]:
             "writeKey": {"type": "string", "description": "instead of HTTP Basic auth"},
         },
     }
-    if kind in required:
-        schema["required"] = required[kind]
+    if kind in _NEEDS:
+        needs = _needs(kind)
+        schema["required"] = needs["required"]
+        schema["properties"].update(needs["properties"])
     if kind != "alias":
-        schema["anyOf"] = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
+        schema["anyOf"] = _IDENTIFIED
     return schema
+
+
+def _batch_item() -> dict[str, Any]:
+    """An item of `/v1/batch`: its `type` says what else it needs (JSON Schema's if/then,
+    which OpenAPI 3.1 takes as it is). An item that fails is reported in `details`; the
+    others are taken (`200`)."""
+    rules = [
+        {"if": {"properties": {"type": {"const": kind}}}, "then": _needs(kind)}
+        for kind in EVENT_TYPES
+        if kind in _NEEDS
+    ]
+    rules.append(
+        {
+            "if": {"properties": {"type": {"not": {"const": "alias"}}}},
+            "then": {"anyOf": _IDENTIFIED},
+        }
+    )
+    return {
+        "title": "BatchItem",
+        "allOf": [ref("SegmentCall"), *rules],
+        "properties": {"type": {"enum": list(EVENT_TYPES)}},
+        "required": ["type"],
+    }
 
 
 def schemas() -> dict[str, Any]:
@@ -635,13 +724,7 @@ def schemas() -> dict[str, Any]:
     out: dict[str, Any] = dict(sorted(top.get("$defs", {}).items()))
     for kind in EVENT_TYPES:
         out[f"{kind.capitalize()}Call"] = _call_schema(kind)
-    out["BatchItem"] = {
-        "title": "BatchItem",
-        "allOf": [ref("SegmentCall")],
-        "properties": {"type": {"enum": list(EVENT_TYPES)}},
-        "required": ["type"],
-        "anyOf": [{"required": ["userId"]}, {"required": ["anonymousId"]}],
-    }
+    out["BatchItem"] = _batch_item()
     out["BatchRequest"] = {
         "title": "BatchRequest",
         "type": "object",

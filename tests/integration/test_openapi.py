@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from nudge import constants as C
 from nudge.cli_openapi import REGENERATE, generated
 from nudge.local.emulation import Resources
@@ -246,3 +248,135 @@ def test_read_and_manage_answers_conform_to_the_document(
     assert bodies[("GET /v1/users/{userId}/messages", 200)]["messages"]
     assert bodies[("GET /v1/users/{userId}/deliveries", 200)]["deliveries"]
     assert bodies[("GET /v1/users/{userId}/export", 200)]["events"]
+
+
+# ---- what a client generated from the document sends is what the handlers take --------
+# (schemathesis against local mode: bodies with "userId": null, blank or boolean ids passed
+# the document's `required` and were refused, a boolean id was even taken as "0")
+def _body_schema(kind: str) -> dict[str, Any]:
+    return {
+        "$ref": f"#/components/schemas/{kind.capitalize()}Call",
+        "components": DOC["components"],
+    }
+
+
+def _fits(schema: dict[str, Any], body: Any) -> bool:
+    return OAS31Validator(schema).is_valid(body)
+
+
+def _taken(kind: str | None, body: dict[str, Any]) -> bool:
+    from datetime import UTC, datetime
+
+    from nudge.domain.events import normalize_event
+
+    try:
+        normalize_event(body, kind=kind, received_at=datetime(2026, 3, 2, tzinfo=UTC))
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("kind", "body"),
+    [
+        ("track", {"userId": "u1", "event": "Signed Up"}),
+        ("track", {"anonymousId": 7, "event": "Signed Up"}),
+        ("track", {"userId": None, "anonymousId": None, "event": "Signed Up"}),
+        ("track", {"userId": "   ", "event": "Signed Up"}),
+        ("track", {"userId": False, "event": "Signed Up"}),
+        ("track", {"userId": "u1", "event": "  "}),
+        ("track", {"userId": "u1", "event": None}),
+        ("track", {"userId": "u1", "event": "x" * 201}),
+        ("track", {"userId": "x" * 257, "event": "Signed Up"}),
+        ("track", {"userId": 2**63 - 1, "event": "Signed Up"}),
+        ("track", {"userId": 2**63, "event": "Signed Up"}),
+        ("identify", {"anonymousId": False, "traits": {"plan": "pro"}}),
+        ("identify", {"userId": "u1", "traits": {"plan": "pro"}}),
+        ("page", {"userId": None, "anonymousId": "a1"}),
+        ("alias", {"userId": "u1", "previousId": "a1"}),
+        ("alias", {"userId": "u1", "previousId": None}),
+        ("alias", {"userId": "u1", "previousId": " "}),
+        ("alias", {"anonymousId": "a1", "previousId": "a0"}),
+        ("group", {"userId": "u1", "groupId": "g1"}),
+        ("group", {"userId": "u1", "groupId": None}),
+        ("group", {"userId": "u1", "groupId": True}),
+    ],
+)
+def test_a_call_fits_its_documented_body_exactly_when_ingest_takes_it(
+    kind: str, body: dict[str, Any]
+) -> None:
+    assert _fits(_body_schema(kind), body) == _taken(kind, body), (kind, body)
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"type": "track", "userId": "u1", "event": "A"},
+        {"type": "track", "userId": "u1", "event": ""},
+        {"type": "track", "userId": None, "event": "A"},
+        {"type": "alias", "userId": "u1", "previousId": "a1"},
+        {"type": "alias", "userId": "u1"},
+        {"type": "group", "anonymousId": "a1", "groupId": "g"},
+        {"type": "group", "anonymousId": "a1"},
+        {"type": "identify", "anonymousId": True},
+        {"type": "screen", "anonymousId": "a1"},
+        {"userId": "u1", "event": "A"},
+    ],
+)
+def test_a_batch_item_fits_the_document_exactly_when_ingest_takes_it(item: dict[str, Any]) -> None:
+    schema = {"$ref": "#/components/schemas/BatchItem", "components": DOC["components"]}
+    assert _fits(schema, item) == _taken(None, item), item
+
+
+def _query_schema(route: str, name: str) -> dict[str, Any]:
+    params = operations()[route]["parameters"]
+    return next(p["schema"] for p in params if p["name"] == name)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_report_parameters_that_fit_the_document_are_taken(data: st.DataObject) -> None:
+    from nudge.domain.cohorts import CohortQuery, FunnelQuery
+
+    def drawn(route: str, name: str) -> str:
+        pattern = _query_schema(route, name)["pattern"]
+        return data.draw(st.from_regex(pattern, fullmatch=True), label=name)
+
+    CohortQuery.from_params({"event": drawn("GET /v1/reports/cohorts", "event")})
+    route = "GET /v1/reports/funnel"
+    FunnelQuery.from_params(
+        {
+            "steps": drawn(route, "steps"),
+            "within": drawn(route, "within"),
+            "by": "variant",
+            "experiment": drawn(route, "experiment"),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("steps", ""),
+        ("steps", "A"),
+        ("steps", "A,"),
+        ("steps", "A, ,B"),
+        ("steps", ",".join("A" * 11)),
+        ("steps", "A," + "x" * 257),
+        ("within", "0s"),
+        ("within", "15"),
+        ("within", "m"),
+        ("experiment", " "),
+    ],
+)
+def test_funnel_parameters_it_refuses_do_not_fit_the_document(name: str, value: str) -> None:
+    import re
+
+    from nudge.domain.cohorts import FunnelQuery
+    from nudge.domain.errors import ValidationFailedError
+
+    pattern = _query_schema("GET /v1/reports/funnel", name)["pattern"]
+    assert re.fullmatch(pattern, value) is None
+    params = {"steps": "A,B", "by": "variant", name: value}
+    with pytest.raises(ValidationFailedError):
+        FunnelQuery.from_params(params)
