@@ -762,15 +762,8 @@ def _archive(d: Deps) -> QueryEngine:
     return d.query
 
 
-# An event name as the reports read one: not blank once trimmed, at most MAX_NAME_CHARS
-# characters then, no NUL; a funnel's steps are such names without commas, 2 to MAX_STEPS.
-def _name(excluded: str = "") -> str:
-    body, edge = rf"[^\u0000{excluded}]", rf"[^\s\u0000{excluded}]"
-    return rf"\s*{edge}(?:{body}{{0,{MAX_NAME_CHARS - 2}}}{edge})?\s*"
-
-
-EVENT_NAME_PATTERN = f"^{_name()}$"
-STEPS_PATTERN = f"^{_name(',')}(?:,{_name(',')}){{1,{MAX_STEPS - 1}}}$"
+EVENT_NAME_PATTERN = doc.name_pattern(MAX_NAME_CHARS)
+STEPS_PATTERN = doc.list_pattern(MAX_NAME_CHARS, 2, MAX_STEPS)
 DURATION_PATTERN = doc.duration_pattern(MAX_SECONDS)  # longer than 0s, at most 366d
 
 

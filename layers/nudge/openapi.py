@@ -613,6 +613,24 @@ class _NoFieldTitles(GenerateJsonSchema):
         return False
 
 
+def _name(max_chars: int, excluded: str) -> str:
+    body, edge = rf"[^\u0000{excluded}]", rf"[^\s\u0000{excluded}]"
+    return rf"\s*{edge}(?:{body}{{0,{max_chars - 2}}}{edge})?\s*"
+
+
+def name_pattern(max_chars: int) -> str:
+    """A name as the reports read one (an event, an experiment): not blank once trimmed,
+    at most `max_chars` characters then, no NUL (nudge.domain.cohorts)."""
+    return f"^{_name(max_chars, '')}$"
+
+
+def list_pattern(max_chars: int, least: int, most: int) -> str:
+    """`least` to `most` such names, comma-separated, none holding a comma (a funnel's
+    steps)."""
+    one = _name(max_chars, ",")
+    return f"^{one}(?:,{one}){{{least - 1},{most - 1}}}$"
+
+
 def up_to(n: int) -> str:
     """A regular expression (a group) matching the whole numbers 1 to `n` written without
     leading zeros: for a parameter whose bound the document states exactly (366d)."""
