@@ -7,6 +7,8 @@ from __future__ import annotations
 import copy
 import gzip
 import json
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -16,6 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nudge import constants as C
 from nudge.cli_openapi import REGENERATE, generated
+from nudge.domain.cohorts import CohortQuery, FunnelQuery
+from nudge.domain.errors import ValidationFailedError
+from nudge.domain.events import normalize_event
 from nudge.local.emulation import Resources
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
@@ -265,10 +270,6 @@ def _fits(schema: dict[str, Any], body: Any) -> bool:
 
 
 def _taken(kind: str | None, body: dict[str, Any]) -> bool:
-    from datetime import UTC, datetime
-
-    from nudge.domain.events import normalize_event
-
     try:
         normalize_event(body, kind=kind, received_at=datetime(2026, 3, 2, tzinfo=UTC))
     except ValueError:
@@ -336,8 +337,6 @@ def _query_schema(route: str, name: str) -> dict[str, Any]:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_report_parameters_that_fit_the_document_are_taken(data: st.DataObject) -> None:
-    from nudge.domain.cohorts import CohortQuery, FunnelQuery
-
     def drawn(route: str, name: str) -> str:
         pattern = _query_schema(route, name)["pattern"]
         return data.draw(st.from_regex(pattern, fullmatch=True), label=name)
@@ -370,11 +369,6 @@ def test_report_parameters_that_fit_the_document_are_taken(data: st.DataObject) 
     ],
 )
 def test_funnel_parameters_it_refuses_do_not_fit_the_document(name: str, value: str) -> None:
-    import re
-
-    from nudge.domain.cohorts import FunnelQuery
-    from nudge.domain.errors import ValidationFailedError
-
     pattern = _query_schema("GET /v1/reports/funnel", name)["pattern"]
     assert re.fullmatch(pattern, value) is None
     params = {"steps": "A,B", "by": "variant", name: value}

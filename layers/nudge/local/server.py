@@ -608,12 +608,10 @@ def _make_handler(local: LocalMode) -> type[BaseHTTPRequestHandler]:
             if self.command != "HEAD":
                 self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _handle
-
         def __getattr__(self, name: str) -> Any:
-            # any other method (TRACE, CONNECT, a made-up one) goes the same way, as API
-            # Gateway routes it: no route matches, a JSON 404. http.server's own answer
-            # would be a 501 HTML page that AWS never gives.
+            # http.server calls do_<METHOD>: every method (GET ... TRACE, CONNECT, a made-up
+            # one) goes to the functions, which answer as API Gateway routes: a method no
+            # route takes is a JSON 404, never http.server's own 501 HTML page
             if name.startswith("do_"):
                 return self._handle
             raise AttributeError(name)
